@@ -1,0 +1,156 @@
+using System.Text.Json;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Audit;
+
+public sealed record AuditEventResponse(
+    long Id, DateTimeOffset OccurredAt, string ActorKind, string? ActorId, string Action, string? Subject, string? Recipient,
+    string Outcome, JsonElement? Details, string PreviousHash, string Hash);
+
+
+public static class AuditEndpoints
+{
+    private const string Collection = "audit-events";
+
+    public static RouteGroupBuilder MapAuditEndpoints(this RouteGroupBuilder api)
+    {
+        var audit = api.MapGroup("/audit").RequireAuthorization(ApiScopes.AuditRead).WithTags("Auditor");
+        audit.MapGet("/events", GetEvents).WithName("GetAuditEvents")
+            .WithSummary("Audit events, oldest first, filtered by time range, actor, action, subject pseudonym or recipient.");
+        audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
+            .WithSummary("The same events as NDJSON, streamed.").Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson");
+        audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
+            .WithSummary("Verifies the hash chain and the signed checkpoints; names the first altered, removed or inserted row.");
+        return api;
+    }
+
+    private static async Task<Results<Ok<Page<AuditEventResponse>>, ProblemHttpResult>> GetEvents(
+        [AsParameters] AuditFilter filter, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, AuditTrail trail)
+    {
+        if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } badPage)
+        {
+            return badPage;
+        }
+
+        if (filter.Validate() is { } badFilter)
+        {
+            return badFilter;
+        }
+
+        var rows = await filter.Apply(db.Set<AuditEvent>().AsNoTracking())
+            .Where(e => e.Sequence > after)
+            .OrderBy(e => e.Sequence)
+            .Take(take + 1)
+            .ToListAsync(context.RequestAborted);
+        var hasMore = rows.Count > take;
+        var items = rows.Take(take).Select(ToResponse).ToList();
+
+        await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditQueried, filter), context.RequestAborted);
+        return TypedResults.Ok(new Page<AuditEventResponse>(items, hasMore ? cursors.Encode(Collection, items[^1].Id) : null));
+    }
+
+    private static async Task<IResult> ExportEvents(
+        [AsParameters] AuditFilter filter, HttpContext context, GatewayDbContext db, AuditTrail trail, IOptions<JsonOptions> json)
+    {
+        if (filter.Validate() is { } badFilter)
+        {
+            return badFilter;
+        }
+
+        await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditExported, filter), context.RequestAborted);
+        var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
+        return TypedResults.Stream(async body =>
+        {
+            var written = 0;
+            await foreach (var row in query.AsAsyncEnumerable().WithCancellation(context.RequestAborted))
+            {
+                await JsonSerializer.SerializeAsync(body, ToResponse(row), json.Value.SerializerOptions, context.RequestAborted);
+                body.WriteByte((byte)'\n');
+                // Flush early and then in chunks: the client sees the first events while the rest are still being read.
+                if (++written % 500 == 1)
+                {
+                    await body.FlushAsync(context.RequestAborted);
+                }
+            }
+        }, "application/x-ndjson");
+    }
+
+    private static async Task<Ok<AuditVerification>> Verify(HttpContext context, AuditVerifier verifier, AuditTrail trail)
+    {
+        var verdict = await verifier.VerifyAsync(context.RequestAborted);
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        await trail.AppendAsync(
+            new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
+                Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence }),
+            context.RequestAborted);
+        return TypedResults.Ok(verdict);
+    }
+
+    private static AuditEntry QueryRecord(HttpContext context, AuditTrail trail, string action, AuditFilter filter)
+    {
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Details: filter.Describe());
+    }
+
+    private static AuditEventResponse ToResponse(AuditEvent e) => new(
+        e.Sequence, e.OccurredAt, e.ActorKind, e.ActorId, e.Action, e.Subject, e.Recipient, e.Outcome,
+        e.Details is null ? null : JsonDocument.Parse(e.Details).RootElement.Clone(),
+        Convert.ToHexStringLower(e.PreviousHash), Convert.ToHexStringLower(e.Hash));
+}
+
+public sealed record AuditFilter(
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "from")] DateTimeOffset? From,
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "to")] DateTimeOffset? To,
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "actor")] string? Actor,
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "action")] string? Action,
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "subject")] string? Subject,
+    [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "recipient")] string? Recipient)
+{
+    public ProblemHttpResult? Validate()
+    {
+        if (Action is not null && !AuditActions.All.Contains(Action))
+        {
+            return Problems.Validation($"Unknown action '{Truncate(Action)}'.", new Dictionary<string, string[]> { ["action"] = [.. AuditActions.All.Order(StringComparer.Ordinal)] });
+        }
+
+        if (From is not null && To is not null && From > To)
+        {
+            return Problems.Validation("from must not be after to.");
+        }
+
+        foreach (var (name, value) in new[] { ("actor", Actor), ("subject", Subject), ("recipient", Recipient) })
+        {
+            if (value is { Length: > 100 })
+            {
+                return Problems.Validation($"{name} is longer than 100 characters.");
+            }
+        }
+
+        return null;
+    }
+
+    public IQueryable<AuditEvent> Apply(IQueryable<AuditEvent> query)
+    {
+        // Npgsql writes timestamptz parameters in UTC only.
+        if (From is { } from) { from = from.ToUniversalTime(); query = query.Where(e => e.OccurredAt >= from); }
+        if (To is { } to) { to = to.ToUniversalTime(); query = query.Where(e => e.OccurredAt < to); }
+        if (Actor is not null) query = query.Where(e => e.ActorId == Actor);
+        if (Action is not null) query = query.Where(e => e.Action == Action);
+        if (Subject is not null) query = query.Where(e => e.Subject == Subject);
+        if (Recipient is not null) query = query.Where(e => e.Recipient == Recipient);
+        return query;
+    }
+
+    public Dictionary<string, object?> Describe() => new()
+    {
+        ["from"] = From, ["to"] = To, ["actor"] = Actor, ["action"] = Action, ["subject"] = Subject, ["recipient"] = Recipient,
+    };
+
+    private static string Truncate(string value) => value.Length > 64 ? value[..64] : value;
+}

@@ -1,0 +1,34 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace ExchangeGateway.Audit;
+
+public sealed class AuditOptions : IValidatableObject
+{
+    public const string Section = "Audit";
+
+    /// <summary>Base64 key (at least 32 bytes) for the HMAC that turns seeker ids into the pseudonyms the log shows.</summary>
+    [Required]
+    public string PseudonymKey { get; set; } = "";
+
+    [Range(typeof(TimeSpan), "00:01:00", "7.00:00:00")]
+    public TimeSpan CheckpointEvery { get; set; } = TimeSpan.FromHours(1);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        byte[]? key = null;
+        try
+        {
+            key = Convert.FromBase64String(PseudonymKey);
+        }
+        catch (FormatException)
+        {
+        }
+
+        if (key is null || key.Length < 32)
+        {
+            yield return new ValidationResult("Audit:PseudonymKey must be base64 for at least 32 random bytes.", [nameof(PseudonymKey)]);
+        }
+    }
+
+    public byte[] PseudonymKeyBytes => Convert.FromBase64String(PseudonymKey);
+}

@@ -1,0 +1,61 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace ExchangeGateway.Auth;
+
+public sealed class AuthOptions : IValidatableObject
+{
+    public const string Section = "Auth";
+
+    /// <summary>The issuer URI, also the base of the discovery document (e.g. https://gateway.example/).</summary>
+    [Required]
+    public Uri? Issuer { get; set; }
+
+    [Range(typeof(TimeSpan), "00:01:00", "01:00:00")]
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromMinutes(10);
+
+    [Range(typeof(TimeSpan), "00:05:00", "90.00:00:00")]
+    public TimeSpan RefreshTokenLifetime { get; set; } = TimeSpan.FromDays(14);
+
+    /// <summary>Plain HTTP is for development and tests only; OpenIddict refuses it otherwise.</summary>
+    public bool AllowInsecureHttp { get; set; }
+
+    /// <summary>PEM file with the RSA private key that signs access and identity tokens; when empty the key is kept in PostgreSQL.</summary>
+    public string? RsaSigningKeyFile { get; set; }
+
+    /// <summary>PEM file with the P-256 private key that signs security event tokens; when empty the key is kept in PostgreSQL.</summary>
+    public string? EcdsaSigningKeyFile { get; set; }
+
+    /// <summary>Base64 AES-256 key that encrypts authorization codes and refresh tokens; when empty it is kept in PostgreSQL.</summary>
+    public string? EncryptionKey { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Issuer is { IsAbsoluteUri: false })
+        {
+            yield return new ValidationResult("Auth:Issuer must be an absolute URI.", [nameof(Issuer)]);
+        }
+        else if (Issuer is not null && Issuer.Scheme != Uri.UriSchemeHttps && !AllowInsecureHttp)
+        {
+            yield return new ValidationResult("Auth:Issuer must use https unless Auth:AllowInsecureHttp is true (development only).", [nameof(Issuer)]);
+        }
+
+        if (!string.IsNullOrEmpty(EncryptionKey) && !IsAes256Key(EncryptionKey))
+        {
+            yield return new ValidationResult("Auth:EncryptionKey must be base64 for exactly 32 bytes.", [nameof(EncryptionKey)]);
+        }
+
+        foreach (var (file, name) in new[] { (RsaSigningKeyFile, nameof(RsaSigningKeyFile)), (EcdsaSigningKeyFile, nameof(EcdsaSigningKeyFile)) })
+        {
+            if (!string.IsNullOrEmpty(file) && !File.Exists(file))
+            {
+                yield return new ValidationResult($"Auth:{name} names a file that does not exist.", [name]);
+            }
+        }
+    }
+
+    private static bool IsAes256Key(string value)
+    {
+        Span<byte> buffer = stackalloc byte[64];
+        return Convert.TryFromBase64String(value, buffer, out var written) && written == 32;
+    }
+}

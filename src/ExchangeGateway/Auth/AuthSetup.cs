@@ -1,0 +1,138 @@
+using ExchangeGateway.Data;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace ExchangeGateway.Auth;
+
+public static class AuthSetup
+{
+    /// <summary>Policy names equal scope names, so route groups read <c>RequireAuthorization(ApiScopes.CvRead)</c>.</summary>
+    public static IServiceCollection AddGatewayAuth(this IServiceCollection services, IHostEnvironment environment)
+    {
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<SigningKeyRing>();
+
+        services.AddIdentity<GatewayUser, IdentityRole>(options =>
+            {
+                options.User.RequireUniqueEmail = true;
+                options.Password.RequiredLength = 12;
+                options.Lockout.MaxFailedAccessAttempts = 5;
+                options.ClaimsIdentity.UserIdClaimType = Claims.Subject;
+                options.ClaimsIdentity.UserNameClaimType = Claims.Name;
+                options.ClaimsIdentity.RoleClaimType = Claims.Role;
+            })
+            .AddEntityFrameworkStores<GatewayDbContext>()
+            .AddDefaultTokenProviders();
+
+        services.ConfigureApplicationCookie(options =>
+        {
+            options.LoginPath = "/Account/Login";
+            options.LogoutPath = "/Account/Logout";
+            options.AccessDeniedPath = "/Account/Login";
+            options.Cookie.Name = "eg.session";
+            options.Cookie.HttpOnly = true;
+            options.Cookie.SameSite = SameSiteMode.Lax;
+            options.Cookie.SecurePolicy = environment.IsDevelopment() || environment.IsEnvironment("Testing")
+                ? CookieSecurePolicy.SameAsRequest
+                : CookieSecurePolicy.Always;
+            // An API caller without a bearer token must get 401, not a redirect to an HTML page.
+            options.Events.OnRedirectToLogin = context => RedirectUnlessApi(context, StatusCodes.Status401Unauthorized);
+            options.Events.OnRedirectToAccessDenied = context => RedirectUnlessApi(context, StatusCodes.Status403Forbidden);
+        });
+
+        services.AddOpenIddict()
+            .AddCore(options => options.UseEntityFrameworkCore().UseDbContext<GatewayDbContext>())
+            .AddServer(options =>
+            {
+                options.SetAuthorizationEndpointUris("connect/authorize")
+                    .SetTokenEndpointUris("connect/token")
+                    .SetRevocationEndpointUris("connect/revoke")
+                    .SetIntrospectionEndpointUris("connect/introspect")
+                    .SetUserInfoEndpointUris("connect/userinfo")
+                    .SetEndSessionEndpointUris("connect/endsession")
+                    .SetJsonWebKeySetEndpointUris(".well-known/jwks");
+
+                options.AllowClientCredentialsFlow()
+                    .AllowAuthorizationCodeFlow()
+                    .AllowRefreshTokenFlow()
+                    .RequireProofKeyForCodeExchange();
+
+                options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, .. ApiScopes.Api]);
+
+                // JwtBearer on the API reads plain signed JWTs; encrypted access tokens would be opaque to it.
+                options.DisableAccessTokenEncryption();
+
+                var aspNetCore = options.UseAspNetCore()
+                    .EnableAuthorizationEndpointPassthrough()
+                    .EnableTokenEndpointPassthrough()
+                    .EnableUserInfoEndpointPassthrough()
+                    .EnableEndSessionEndpointPassthrough()
+                    .EnableStatusCodePagesIntegration();
+                if (environment.IsDevelopment() || environment.IsEnvironment("Testing"))
+                {
+                    aspNetCore.DisableTransportSecurityRequirement();
+                }
+            });
+
+        // Lifetimes, issuer and keys depend on validated options and on the database, so they are applied lazily.
+        services.AddOptions<OpenIddictServerOptions>()
+            .Configure<IOptions<AuthOptions>, SigningKeyRing>((server, auth, ring) =>
+            {
+                server.Issuer = auth.Value.Issuer;
+                server.AccessTokenLifetime = auth.Value.AccessTokenLifetime;
+                server.RefreshTokenLifetime = auth.Value.RefreshTokenLifetime;
+                server.SigningCredentials.Insert(0, ring.TokenCredentials);
+                server.SigningCredentials.Add(ring.EventCredentials);
+                server.EncryptionCredentials.Insert(0, ring.ServerEncryptionCredentials);
+                // PKCE with S256 only: "plain" offers no protection against an intercepted code.
+                server.CodeChallengeMethods.Clear();
+                server.CodeChallengeMethods.Add(CodeChallengeMethods.Sha256);
+            });
+
+        services.AddAuthentication()
+            .AddJwtBearer(options =>
+            {
+                options.MapInboundClaims = false;
+                options.TokenValidationParameters.NameClaimType = Claims.Subject;
+                options.TokenValidationParameters.RoleClaimType = Claims.Role;
+            });
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<IOptions<AuthOptions>, SigningKeyRing>((jwt, auth, ring) =>
+            {
+                var parameters = jwt.TokenValidationParameters;
+                parameters.ValidIssuer = auth.Value.Issuer!.AbsoluteUri;
+                parameters.ValidAudience = ApiScopes.Audience;
+                parameters.ValidTypes = [JsonWebTokenTypes.AccessToken];
+                parameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
+                parameters.ClockSkew = TimeSpan.FromSeconds(30);
+            });
+
+        var authorization = services.AddAuthorizationBuilder();
+        foreach (var scope in ApiScopes.Api)
+        {
+            authorization.AddPolicy(scope, policy => policy
+                .AddAuthenticationSchemes(JwtBearerDefaults.AuthenticationScheme)
+                .RequireAuthenticatedUser()
+                .RequireAssertion(context => ApiScopes.Has(context.User, scope)));
+        }
+
+        return services;
+    }
+
+    private static Task RedirectUnlessApi(Microsoft.AspNetCore.Authentication.RedirectContext<Microsoft.AspNetCore.Authentication.Cookies.CookieAuthenticationOptions> context, int status)
+    {
+        if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase)
+            || context.Request.Path.StartsWithSegments("/hangfire", StringComparison.OrdinalIgnoreCase) && status == StatusCodes.Status403Forbidden)
+        {
+            context.Response.StatusCode = status;
+            return Task.CompletedTask;
+        }
+
+        context.Response.Redirect(context.RedirectUri);
+        return Task.CompletedTask;
+    }
+}

@@ -1,0 +1,55 @@
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace ExchangeGateway.Auth;
+
+/// <summary>Registrations every deployment needs: the roles and the Swagger UI's public client.</summary>
+public static class ClientRegistrations
+{
+    public const string SwaggerClientId = "swagger-ui";
+
+    public static async Task EnsureAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var roles = services.GetRequiredService<RoleManager<IdentityRole>>();
+        foreach (var role in Roles.All)
+        {
+            if (!await roles.RoleExistsAsync(role))
+            {
+                await roles.CreateAsync(new IdentityRole(role));
+            }
+        }
+
+        var issuer = services.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        var descriptor = new OpenIddictApplicationDescriptor
+        {
+            ClientId = SwaggerClientId,
+            ClientType = ClientTypes.Public,
+            DisplayName = "Swagger UI",
+            ConsentType = ConsentTypes.Implicit,
+            RedirectUris = { new Uri(issuer, "swagger/oauth2-redirect.html") },
+            Requirements = { Requirements.Features.ProofKeyForCodeExchange },
+        };
+        descriptor.Permissions.UnionWith(
+        [
+            Permissions.Endpoints.Authorization, Permissions.Endpoints.Token, Permissions.Endpoints.EndSession,
+            Permissions.Endpoints.Revocation, Permissions.GrantTypes.AuthorizationCode, Permissions.GrantTypes.RefreshToken,
+            Permissions.ResponseTypes.Code, Permissions.Scopes.Email, Permissions.Scopes.Profile,
+            Permissions.Prefixes.Scope + Scopes.OfflineAccess,
+            .. ApiScopes.Api.Select(scope => Permissions.Prefixes.Scope + scope),
+        ]);
+
+        // The redirect URI follows the configured issuer, so an existing registration is brought up to date.
+        var existing = await applications.FindByClientIdAsync(SwaggerClientId, cancellationToken);
+        if (existing is null)
+        {
+            await applications.CreateAsync(descriptor, cancellationToken);
+        }
+        else
+        {
+            await applications.UpdateAsync(existing, descriptor, cancellationToken);
+        }
+    }
+}

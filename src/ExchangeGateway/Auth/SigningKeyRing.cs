@@ -1,0 +1,163 @@
+using System.Security.Cryptography;
+using ExchangeGateway.Data;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Auth;
+
+/// <summary>A private signing key kept in PostgreSQL, wrapped by Data Protection, so every node and every restart signs alike.</summary>
+public sealed class SigningKey
+{
+    public Guid Id { get; init; }
+    public required string Algorithm { get; init; }
+    public required string KeyId { get; init; }
+    public required string ProtectedPrivateKey { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+public sealed class SigningKeyConfiguration : IEntityTypeConfiguration<SigningKey>
+{
+    public void Configure(EntityTypeBuilder<SigningKey> builder)
+    {
+        builder.ToTable("signing_keys");
+        builder.HasIndex(k => k.Algorithm).IsUnique();
+        builder.Property(k => k.Algorithm).HasMaxLength(16);
+        builder.Property(k => k.KeyId).HasMaxLength(64);
+    }
+}
+
+/// <summary>
+/// The gateway's signing keys: RS256 for access and identity tokens (what every OAuth client expects), ES256 for
+/// security event tokens (an order of magnitude cheaper to sign, which matters at millions of events a day).
+/// Keys come from PEM files when configured (production), otherwise they are created once and stored in PostgreSQL.
+/// </summary>
+public sealed class SigningKeyRing(
+    IServiceScopeFactory scopeFactory,
+    IDataProtectionProvider dataProtection,
+    IOptions<AuthOptions> options,
+    TimeProvider time) : IDisposable
+{
+    private const string Rs256 = SecurityAlgorithms.RsaSha256;
+    private const string Es256 = SecurityAlgorithms.EcdsaSha256;
+    private const string A256Kw = SecurityAlgorithms.Aes256KW;
+
+    private readonly IDataProtector _protector = dataProtection.CreateProtector("ExchangeGateway.SigningKeys.v1");
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Loaded? _loaded;
+
+    public void Dispose() => _gate.Dispose();
+
+    public SigningCredentials TokenCredentials => Keys.Token;
+    public SigningCredentials EventCredentials => Keys.Event;
+
+    /// <summary>Encrypts what only the server reads back: authorization codes and refresh tokens.</summary>
+    public EncryptingCredentials ServerEncryptionCredentials => Keys.Encryption;
+
+    /// <summary>Public halves, for validating our own tokens without a metadata round trip.</summary>
+    public IReadOnlyList<SecurityKey> ValidationKeys => Keys.Validation;
+
+    private Loaded Keys => _loaded ?? LoadAsync(CancellationToken.None).GetAwaiter().GetResult();
+
+    public async Task<Loaded> LoadAsync(CancellationToken cancellationToken)
+    {
+        if (_loaded is not null)
+        {
+            return _loaded;
+        }
+
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (_loaded is not null)
+            {
+                return _loaded;
+            }
+
+            var rsa = options.Value.RsaSigningKeyFile is { Length: > 0 } rsaFile
+                ? ImportRsa(await File.ReadAllTextAsync(rsaFile, cancellationToken))
+                : ImportRsa(await GetOrCreateStoredAsync(Rs256, CreateRsaPem, cancellationToken));
+            var ecdsa = options.Value.EcdsaSigningKeyFile is { Length: > 0 } ecFile
+                ? ImportEcdsa(await File.ReadAllTextAsync(ecFile, cancellationToken))
+                : ImportEcdsa(await GetOrCreateStoredAsync(Es256, CreateEcdsaPem, cancellationToken));
+
+            var encryption = new SymmetricSecurityKey(Convert.FromBase64String(options.Value.EncryptionKey is { Length: > 0 } configured
+                ? configured
+                : await GetOrCreateStoredAsync(A256Kw, CreateSymmetricKey, cancellationToken)));
+
+            _loaded = new Loaded(
+                new SigningCredentials(rsa, Rs256),
+                new SigningCredentials(ecdsa, Es256),
+                new EncryptingCredentials(encryption, A256Kw, SecurityAlgorithms.Aes256CbcHmacSha512),
+                [rsa, ecdsa]);
+            return _loaded;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task<string> GetOrCreateStoredAsync(string algorithm, Func<(string Pem, string KeyId)> create, CancellationToken cancellationToken)
+    {
+        await using var scope = scopeFactory.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+
+        var stored = await db.SigningKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Algorithm == algorithm, cancellationToken);
+        if (stored is null)
+        {
+            var (pem, keyId) = create();
+            // Two nodes may start together: the unique index lets exactly one key win, and both then read it.
+            await db.Database.ExecuteSqlAsync(
+                $"""
+                INSERT INTO signing_keys (id, algorithm, key_id, protected_private_key, created_at)
+                VALUES ({Guid.CreateVersion7()}, {algorithm}, {keyId}, {_protector.Protect(pem)}, {time.GetUtcNow()})
+                ON CONFLICT (algorithm) DO NOTHING
+                """,
+                cancellationToken);
+            stored = await db.SigningKeys.AsNoTracking().SingleAsync(k => k.Algorithm == algorithm, cancellationToken);
+        }
+
+        return _protector.Unprotect(stored.ProtectedPrivateKey);
+    }
+
+    private static (string Pem, string KeyId) CreateRsaPem()
+    {
+        using var rsa = RSA.Create(2048);
+        return (rsa.ExportPkcs8PrivateKeyPem(), KeyIdOf(rsa.ExportSubjectPublicKeyInfo()));
+    }
+
+    private static (string Pem, string KeyId) CreateEcdsaPem()
+    {
+        using var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return (ecdsa.ExportPkcs8PrivateKeyPem(), KeyIdOf(ecdsa.ExportSubjectPublicKeyInfo()));
+    }
+
+    private static (string Key, string KeyId) CreateSymmetricKey()
+    {
+        var key = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        return (Convert.ToBase64String(key), Base64UrlEncoder.Encode(SHA256.HashData(key)[..8]));
+    }
+
+    private static RsaSecurityKey ImportRsa(string pem)
+    {
+        var rsa = RSA.Create();
+        rsa.ImportFromPem(pem);
+        return new RsaSecurityKey(rsa) { KeyId = KeyIdOf(rsa.ExportSubjectPublicKeyInfo()) };
+    }
+
+    private static ECDsaSecurityKey ImportEcdsa(string pem)
+    {
+        var ecdsa = ECDsa.Create();
+        ecdsa.ImportFromPem(pem);
+        return new ECDsaSecurityKey(ecdsa) { KeyId = KeyIdOf(ecdsa.ExportSubjectPublicKeyInfo()) };
+    }
+
+    /// <summary>A stable key id: the first 16 bytes of the SHA-256 of the public key, base64url.</summary>
+    private static string KeyIdOf(byte[] subjectPublicKeyInfo) =>
+        Base64UrlEncoder.Encode(SHA256.HashData(subjectPublicKeyInfo)[..16]);
+
+    public sealed record Loaded(SigningCredentials Token, SigningCredentials Event, EncryptingCredentials Encryption, IReadOnlyList<SecurityKey> Validation);
+}

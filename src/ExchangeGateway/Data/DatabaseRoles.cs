@@ -1,0 +1,48 @@
+namespace ExchangeGateway.Data;
+
+/// <summary>
+/// SQL that migrations run to protect the audit log. Kept here, not inline in a generated migration, so later
+/// migrations that add tables can grant and revoke the same way.
+/// </summary>
+public static class DatabaseRoles
+{
+    /// <summary>The role the running gateway should log in as (through a login role that is a member of it).</summary>
+    public const string AppRole = "exchange_gateway_app";
+
+    public const string CreateAppRole = $"""
+        DO $$
+        BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{AppRole}') THEN
+                CREATE ROLE {AppRole} NOLOGIN;
+            END IF;
+        EXCEPTION WHEN duplicate_object THEN NULL; -- another database of this cluster created it at the same moment
+        END
+        $$;
+        """;
+
+    /// <summary>The application role may read and write the gateway's tables, but only append to the audit log.</summary>
+    public const string GrantAppRole = $"""
+        GRANT USAGE ON SCHEMA public TO {AppRole};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {AppRole};
+        GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {AppRole};
+        REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM {AppRole}, PUBLIC;
+        """;
+
+    /// <summary>Even the owner cannot rewrite history through ordinary statements: a trigger refuses it.</summary>
+    public const string AppendOnlyAudit = """
+        CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the audit log is append-only: % on % is refused', TG_OP, TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+        END
+        $$;
+        CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+            FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+        CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+        CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+            FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+        CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+        """;
+}

@@ -1,0 +1,50 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace ExchangeGateway.Data;
+
+public static class GatewayDatabase
+{
+    public const string ConnectionStringName = "Gateway";
+    public const string OwnerConnectionStringName = "GatewayOwner";
+
+    public static IServiceCollection AddGatewayDatabase(this IServiceCollection services, IConfiguration configuration)
+    {
+        var connectionString = configuration.GetConnectionString(ConnectionStringName);
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new InvalidOperationException(
+                $"ConnectionStrings:{ConnectionStringName} is not set (environment variable ConnectionStrings__{ConnectionStringName}).");
+        }
+
+        services.AddDbContext<GatewayDbContext>(options => options
+            .UseNpgsql(connectionString)
+            .UseSnakeCaseNamingConvention()
+            .UseOpenIddict());
+        return services;
+    }
+
+    /// <summary>
+    /// Applies pending migrations (EF Core serialises concurrent migrators with a lock). When ConnectionStrings:GatewayOwner
+    /// is set, migrations run as that owner role, so the gateway itself can log in as a role that may only append to the
+    /// audit log.
+    /// </summary>
+    public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        var configuration = services.GetRequiredService<IConfiguration>();
+        var owner = configuration.GetConnectionString(OwnerConnectionStringName);
+        await using var scope = services.CreateAsyncScope();
+        if (string.IsNullOrWhiteSpace(owner))
+        {
+            await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Database.MigrateAsync(cancellationToken);
+            return;
+        }
+
+        var options = new DbContextOptionsBuilder<GatewayDbContext>()
+            .UseNpgsql(owner)
+            .UseSnakeCaseNamingConvention()
+            .UseOpenIddict()
+            .Options;
+        await using var db = new GatewayDbContext(options);
+        await db.Database.MigrateAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,92 @@
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Recipients;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>
+/// Fixed demo accounts and clients (documented in the README) so anyone can try the gateway. Refused in Production.
+/// </summary>
+public static class DemoData
+{
+    public const string Password = "ChangeMe-Demo-1!";
+
+    public static readonly (string Email, string Role)[] People =
+    [
+        ("seeker@example.org", Roles.Seeker),
+        ("seeker2@example.org", Roles.Seeker),
+        ("operator@example.org", Roles.Operator),
+        ("auditor@example.org", Roles.Auditor),
+    ];
+
+    public static readonly (string ClientId, string Secret, string DisplayName, string LegalName)[] Sites =
+    [
+        ("demo-jobsite", "demo-jobsite-secret", "Démo Emploi", "Démo Emploi SAS"),
+        ("other-jobsite", "other-jobsite-secret", "Autre Site", "Autre Site SARL"),
+    ];
+
+    public const string AuditorClientId = "demo-auditor";
+    public const string AuditorClientSecret = "demo-auditor-secret";
+
+    public static async Task SeedAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        var time = services.GetRequiredService<TimeProvider>();
+        foreach (var (email, role) in People)
+        {
+            if (await users.FindByEmailAsync(email) is not null)
+            {
+                continue;
+            }
+
+            var user = new GatewayUser { UserName = email, Email = email, EmailConfirmed = true, CreatedAt = time.GetUtcNow() };
+            var created = await users.CreateAsync(user, Password);
+            if (!created.Succeeded)
+            {
+                throw new InvalidOperationException("Demo account could not be created: " + string.Join("; ", created.Errors.Select(e => e.Code)));
+            }
+
+            await users.AddToRoleAsync(user, role);
+        }
+
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        var db = services.GetRequiredService<GatewayDbContext>();
+        foreach (var (clientId, secret, displayName, legalName) in Sites)
+        {
+            if (await applications.FindByClientIdAsync(clientId, cancellationToken) is null)
+            {
+                await applications.CreateAsync(RecipientClients.Describe(clientId, displayName, secret, keys: null), cancellationToken);
+            }
+
+            if (!await db.Recipients.AnyAsync(r => r.ClientId == clientId, cancellationToken))
+            {
+                var site = new Uri($"https://{clientId}.example/");
+                db.Recipients.Add(Recipient.Register(
+                    clientId, displayName, legalName, site, new Uri(site, "privacy"), $"dpo@{clientId}.example",
+                    DeliveryMode.Poll, pushEndpoint: null, ClientAuthentication.ClientSecretBasic, time.GetUtcNow()));
+                await db.SaveChangesAsync(cancellationToken);
+            }
+        }
+
+        if (await applications.FindByClientIdAsync(AuditorClientId, cancellationToken) is null)
+        {
+            var auditor = new OpenIddictApplicationDescriptor
+            {
+                ClientId = AuditorClientId,
+                ClientSecret = AuditorClientSecret,
+                ClientType = ClientTypes.Confidential,
+                DisplayName = "Demo auditor client",
+            };
+            auditor.Permissions.UnionWith(
+            [
+                Permissions.Endpoints.Token, Permissions.Endpoints.Introspection, Permissions.Endpoints.Revocation,
+                Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.AuditRead,
+            ]);
+            await applications.CreateAsync(auditor, cancellationToken);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.DataProtection;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>The shape of every collection: items and an opaque cursor to the next page (null on the last page).</summary>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+
+/// <summary>
+/// Opaque, tamper-proof keyset cursors: the position is authenticated and encrypted by Data Protection under a purpose
+/// per collection, so a cursor can be neither forged nor replayed against another collection.
+/// </summary>
+public sealed class Cursors(IDataProtectionProvider dataProtection)
+{
+    public const int DefaultLimit = 100;
+    public const int MaxLimit = 500;
+
+    public string Encode<T>(string collection, T position) =>
+        dataProtection.CreateProtector("cursor", collection).Protect(JsonSerializer.Serialize(position));
+
+    public bool TryDecode<T>(string collection, string? cursor, out T? position)
+    {
+        position = default;
+        if (string.IsNullOrEmpty(cursor))
+        {
+            return true;
+        }
+
+        if (cursor.Length > 2048)
+        {
+            return false;
+        }
+
+        try
+        {
+            position = JsonSerializer.Deserialize<T>(dataProtection.CreateProtector("cursor", collection).Unprotect(cursor));
+            return position is not null;
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or JsonException or FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Validates limit and cursor together; returns a problem result to send back, or null when both are fine.</summary>
+    public Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? Read<T>(string collection, string? cursor, int? limit, out T? position, out int take)
+    {
+        take = limit ?? DefaultLimit;
+        if (take is < 1 or > MaxLimit)
+        {
+            position = default;
+            return Problems.Validation($"limit must be between 1 and {MaxLimit}.", new Dictionary<string, string[]> { ["limit"] = [$"Must be between 1 and {MaxLimit}."] });
+        }
+
+        if (!TryDecode(collection, cursor, out position))
+        {
+            return Problems.Validation("The cursor is not valid for this collection.", new Dictionary<string, string[]> { ["cursor"] = ["Not a cursor issued for this collection."] });
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,31 @@
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+
+namespace ExchangeGateway.Hosting;
+
+public static class Startup
+{
+    /// <summary>Schema, keys and registrations, before the first request: a node that cannot do these must not serve.</summary>
+    public static async Task PrepareAsync(this WebApplication app, CancellationToken cancellationToken = default)
+    {
+        if (app.Configuration.GetValue("Database:MigrateOnStart", true))
+        {
+            await GatewayDatabase.MigrateAsync(app.Services, cancellationToken);
+        }
+
+        await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
+
+        await using var scope = app.Services.CreateAsyncScope();
+        await ClientRegistrations.EnsureAsync(scope.ServiceProvider, cancellationToken);
+
+        if (app.Configuration.GetValue("DemoData:Enabled", false))
+        {
+            if (app.Environment.IsProduction())
+            {
+                throw new InvalidOperationException("DemoData:Enabled must not be set in Production: the demo accounts have published passwords.");
+            }
+
+            await DemoData.SeedAsync(scope.ServiceProvider, cancellationToken);
+        }
+    }
+}

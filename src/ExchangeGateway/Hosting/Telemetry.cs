@@ -1,0 +1,50 @@
+using System.Diagnostics.Metrics;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>The gateway's own metrics; exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.</summary>
+public sealed class GatewayMetrics
+{
+    public const string MeterName = "ExchangeGateway";
+
+    public GatewayMetrics(IMeterFactory meters)
+    {
+        var meter = meters.Create(MeterName);
+        CvsDisclosed = meter.CreateCounter<long>("exchange_gateway.cvs.disclosed", description: "CV documents sent to recipients");
+        EventsDelivered = meter.CreateCounter<long>("exchange_gateway.events.delivered", description: "Security event tokens delivered");
+        EventDeliveryFailures = meter.CreateCounter<long>("exchange_gateway.events.delivery_failures", description: "Failed delivery attempts");
+        ObligationsOverdue = meter.CreateCounter<long>("exchange_gateway.erasures.overdue", description: "Erasure obligations escalated as overdue");
+    }
+
+    public Counter<long> CvsDisclosed { get; }
+    public Counter<long> EventsDelivered { get; }
+    public Counter<long> EventDeliveryFailures { get; }
+    public Counter<long> ObligationsOverdue { get; }
+}
+
+public static class Telemetry
+{
+    public static WebApplicationBuilder AddGatewayTelemetry(this WebApplicationBuilder builder)
+    {
+        if (!builder.Environment.IsDevelopment())
+        {
+            builder.Logging.AddJsonConsole(options => options.IncludeScopes = true);
+        }
+
+        builder.Services.AddSingleton<GatewayMetrics>();
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("exchange-gateway"))
+            .WithMetrics(metrics => metrics
+                .AddAspNetCoreInstrumentation()
+                .AddMeter(GatewayMetrics.MeterName, "Npgsql"));
+        if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            otel.UseOtlpExporter();
+        }
+
+        return builder;
+    }
+}

@@ -1,0 +1,56 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Exchange;
+using ExchangeGateway.Hosting;
+using ExchangeGateway.Recipients;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.Options;
+
+var builder = WebApplication.CreateBuilder(args);
+
+builder.AddGatewayTelemetry();
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    kestrel.AddServerHeader = false;
+    kestrel.Limits.MaxRequestBodySize = 1024 * 1024;
+});
+
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddGatewayDatabase(builder.Configuration);
+builder.Services.AddDataProtection().SetApplicationName("ExchangeGateway").PersistKeysToDbContext<GatewayDbContext>();
+builder.Services.AddGatewayAuth(builder.Environment);
+builder.Services.AddOptions<AuditOptions>().BindConfiguration(AuditOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton(sp => new Pseudonyms(sp.GetRequiredService<IOptions<AuditOptions>>()));
+builder.Services.AddScoped<AuditTrail>();
+builder.Services.AddScoped<AuditVerifier>();
+builder.Services.AddScoped<AuditCheckpoints>();
+builder.Services.AddSingleton<Cursors>();
+builder.Services.AddGatewayProblems();
+builder.Services.AddGatewayOpenApi();
+builder.Services.AddGatewayHealth(builder.Configuration);
+builder.Services.AddRazorPages();
+
+var app = builder.Build();
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseStaticFiles();
+app.UseRouting();
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseAntiforgery();
+
+app.UseGatewayOpenApi();
+app.MapGatewayHealth();
+app.MapAuthorizationEndpoints();
+app.MapRazorPages();
+
+var api = app.MapGroup("/api/v1");
+api.MapAccountEndpoints();
+api.MapSharedCvEndpoints();
+api.MapAuditEndpoints();
+api.MapAdminRecipientEndpoints();
+
+await app.PrepareAsync();
+await app.RunAsync();

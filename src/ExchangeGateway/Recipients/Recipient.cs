@@ -1,0 +1,128 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace ExchangeGateway.Recipients;
+
+public enum DeliveryMode { Push, Poll }
+
+public enum ClientAuthentication { ClientSecretBasic, PrivateKeyJwt }
+
+public enum RecipientStatus { Active, Suspended }
+
+/// <summary>
+/// A named third-party job site. Its OAuth client (same client id) lives in OpenIddict's store; this row holds what the
+/// gateway and the seekers need to know about the site, and whether it may receive anything at all.
+/// </summary>
+public sealed class Recipient
+{
+    private Recipient() { }
+
+    public Guid Id { get; private set; }
+    public string ClientId { get; private set; } = "";
+    public string DisplayName { get; private set; } = "";
+    public string LegalName { get; private set; } = "";
+    public Uri Website { get; private set; } = null!;
+    public Uri PrivacyPolicyUrl { get; private set; } = null!;
+    public string ContactEmail { get; private set; } = "";
+    public DeliveryMode DeliveryMode { get; private set; }
+    public Uri? PushEndpoint { get; private set; }
+    public ClientAuthentication ClientAuthentication { get; private set; }
+    public RecipientStatus Status { get; private set; }
+    public string? StatusReason { get; private set; }
+    public DateTimeOffset CreatedAt { get; private set; }
+    public DateTimeOffset UpdatedAt { get; private set; }
+
+    public bool IsActive => Status == RecipientStatus.Active;
+
+    public static Recipient Register(
+        string clientId, string displayName, string legalName, Uri website, Uri privacyPolicyUrl, string contactEmail,
+        DeliveryMode deliveryMode, Uri? pushEndpoint, ClientAuthentication clientAuthentication, DateTimeOffset at)
+    {
+        if (deliveryMode == DeliveryMode.Push && pushEndpoint is null)
+        {
+            throw new ArgumentException("A push recipient needs a push endpoint.", nameof(pushEndpoint));
+        }
+
+        return new Recipient
+        {
+            Id = Guid.CreateVersion7(at),
+            ClientId = clientId,
+            DisplayName = displayName,
+            LegalName = legalName,
+            Website = website,
+            PrivacyPolicyUrl = privacyPolicyUrl,
+            ContactEmail = contactEmail,
+            DeliveryMode = deliveryMode,
+            PushEndpoint = deliveryMode == DeliveryMode.Push ? pushEndpoint : null,
+            ClientAuthentication = clientAuthentication,
+            Status = RecipientStatus.Active,
+            CreatedAt = at,
+            UpdatedAt = at,
+        };
+    }
+
+    public void Edit(
+        string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail,
+        DeliveryMode? deliveryMode, Uri? pushEndpoint, DateTimeOffset at)
+    {
+        var mode = deliveryMode ?? DeliveryMode;
+        var endpoint = pushEndpoint ?? PushEndpoint;
+        if (mode == DeliveryMode.Push && endpoint is null)
+        {
+            throw new ArgumentException("A push recipient needs a push endpoint.", nameof(pushEndpoint));
+        }
+
+        DisplayName = displayName ?? DisplayName;
+        LegalName = legalName ?? LegalName;
+        Website = website ?? Website;
+        PrivacyPolicyUrl = privacyPolicyUrl ?? PrivacyPolicyUrl;
+        ContactEmail = contactEmail ?? ContactEmail;
+        DeliveryMode = mode;
+        PushEndpoint = mode == DeliveryMode.Push ? endpoint : null;
+        UpdatedAt = at;
+    }
+
+    /// <summary>Returns false when already suspended, so the caller records (and propagates) only real changes.</summary>
+    public bool Suspend(string reason, DateTimeOffset at)
+    {
+        if (Status == RecipientStatus.Suspended)
+        {
+            return false;
+        }
+
+        Status = RecipientStatus.Suspended;
+        StatusReason = reason;
+        UpdatedAt = at;
+        return true;
+    }
+
+    public bool Reinstate(string reason, DateTimeOffset at)
+    {
+        if (Status == RecipientStatus.Active)
+        {
+            return false;
+        }
+
+        Status = RecipientStatus.Active;
+        StatusReason = reason;
+        UpdatedAt = at;
+        return true;
+    }
+}
+
+public sealed class RecipientConfiguration : IEntityTypeConfiguration<Recipient>
+{
+    public void Configure(EntityTypeBuilder<Recipient> builder)
+    {
+        builder.ToTable("recipients");
+        builder.HasIndex(r => r.ClientId).IsUnique();
+        builder.Property(r => r.ClientId).HasMaxLength(100);
+        builder.Property(r => r.DisplayName).HasMaxLength(200);
+        builder.Property(r => r.LegalName).HasMaxLength(200);
+        builder.Property(r => r.ContactEmail).HasMaxLength(254);
+        builder.Property(r => r.StatusReason).HasMaxLength(500);
+        builder.Property(r => r.DeliveryMode).HasConversion<string>().HasMaxLength(16);
+        builder.Property(r => r.ClientAuthentication).HasConversion<string>().HasMaxLength(32);
+        builder.Property(r => r.Status).HasConversion<string>().HasMaxLength(16);
+    }
+}
