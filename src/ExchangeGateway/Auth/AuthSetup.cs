@@ -70,8 +70,7 @@ public static class AuthSetup
                     .EnableAuthorizationEndpointPassthrough()
                     .EnableTokenEndpointPassthrough()
                     .EnableUserInfoEndpointPassthrough()
-                    .EnableEndSessionEndpointPassthrough()
-                    .EnableStatusCodePagesIntegration();
+                    .EnableEndSessionEndpointPassthrough();
                 if (environment.IsDevelopment() || environment.IsEnvironment("Testing"))
                 {
                     aspNetCore.DisableTransportSecurityRequirement();
@@ -80,8 +79,10 @@ public static class AuthSetup
 
         // Lifetimes, issuer and keys depend on validated options and on the database, so they are applied lazily.
         services.AddOptions<OpenIddictServerOptions>()
-            .Configure<IOptions<AuthOptions>, SigningKeyRing>((server, auth, ring) =>
+            .Configure<IOptions<AuthOptions>, SigningKeyRing, TimeProvider>((server, auth, ring, time) =>
             {
+                // One clock for the whole gateway, so that tests can move it (FakeTimeProvider) and tokens follow.
+                server.TimeProvider = time;
                 server.Issuer = auth.Value.Issuer;
                 server.AccessTokenLifetime = auth.Value.AccessTokenLifetime;
                 server.RefreshTokenLifetime = auth.Value.RefreshTokenLifetime;
@@ -93,6 +94,9 @@ public static class AuthSetup
                 server.CodeChallengeMethods.Add(CodeChallengeMethods.Sha256);
             });
 
+        services.AddOptions<OpenIddict.Core.OpenIddictCoreOptions>()
+            .Configure<TimeProvider>((core, time) => core.TimeProvider = time);
+
         services.AddAuthentication()
             .AddJwtBearer(options =>
             {
@@ -101,9 +105,16 @@ public static class AuthSetup
                 options.TokenValidationParameters.RoleClaimType = Claims.Role;
             });
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
-            .Configure<IOptions<AuthOptions>, SigningKeyRing>((jwt, auth, ring) =>
+            .Configure<IOptions<AuthOptions>, SigningKeyRing, TimeProvider>((jwt, auth, ring, time) =>
             {
                 var parameters = jwt.TokenValidationParameters;
+                // Lifetimes are judged by the gateway's clock (see OpenIddict above), not by DateTime.UtcNow.
+                parameters.LifetimeValidator = (notBefore, expires, _, validation) =>
+                {
+                    var now = time.GetUtcNow().UtcDateTime;
+                    return (notBefore is null || notBefore.Value <= now + validation.ClockSkew)
+                        && expires is not null && expires.Value > now - validation.ClockSkew;
+                };
                 parameters.ValidIssuer = auth.Value.Issuer!.AbsoluteUri;
                 parameters.ValidAudience = ApiScopes.Audience;
                 parameters.ValidTypes = [JsonWebTokenTypes.AccessToken];

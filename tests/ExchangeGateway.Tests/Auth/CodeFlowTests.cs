@@ -1,0 +1,135 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.Json;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Tests.Auth;
+
+[Collection(GatewayCollection.Name)]
+public sealed class CodeFlowTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task ASeekerSignsInWithCodeAndPkceThenCallsTheApiThenRefreshes()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        Assert.NotNull(seeker.Tokens.RefreshToken);
+        Assert.NotNull(seeker.Tokens.IdToken);
+
+        using (var client = fixture.Client().WithToken(seeker.Tokens.AccessToken))
+        {
+            var me = await (await client.GetAsync("/api/v1/me")).ReadJsonAsync();
+            Assert.Equal(seeker.Id, me.GetProperty("id").GetString());
+            Assert.Equal(seeker.Email, me.GetProperty("email").GetString());
+        }
+
+        var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);
+        Assert.NotEqual(seeker.Tokens.AccessToken, refreshed.AccessToken);
+        using (var client = fixture.Client().WithToken(refreshed.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/me")).StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task AccessTokensCarryNoEmailAddress()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var payload = Base64UrlEncoder.Decode(seeker.Tokens.AccessToken.Split('.')[1]);
+        Assert.DoesNotContain(seeker.Email, payload, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task APersonGetsOnlyTheApiScopesTheirRolePermits()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var tokens = await fixture.Actors.SignInWithCodeFlowAsync(seeker.Email, seeker.Password, "openid cv:manage audit:read recipients:admin");
+        var scope = JsonDocument.Parse(Base64UrlEncoder.Decode(tokens.AccessToken.Split('.')[1])).RootElement.GetProperty("scope").GetString()!;
+        Assert.Contains("cv:manage", scope.Split(' '));
+        Assert.DoesNotContain("audit:read", scope.Split(' '));
+        Assert.DoesNotContain("recipients:admin", scope.Split(' '));
+
+        using var client = fixture.Client().WithToken(tokens.AccessToken);
+        await (await client.GetAsync("/api/v1/audit/events")).AssertProblemAsync(HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
+    public async Task PkcePlainIsRefused()
+    {
+        using var client = fixture.Client();
+        var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var redirect = new Uri(fixture.Factory.Issuer, Actors.SwaggerRedirect).AbsoluteUri;
+        using var response = await client.GetAsync(
+            $"/connect/authorize?client_id={ClientRegistrations.SwaggerClientId}&response_type=code&scope=cv%3Amanage" +
+            $"&redirect_uri={Uri.EscapeDataString(redirect)}&code_challenge={verifier}&code_challenge_method=plain&state=x");
+
+        // Refused before any sign-in page: either an error page or an error redirect, never the login form.
+        var location = response.Headers.Location?.ToString() ?? "";
+        Assert.DoesNotContain("/Account/Login", location, StringComparison.Ordinal);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(location.Contains("error=", StringComparison.Ordinal) || body.Contains("invalid_request", StringComparison.Ordinal),
+            $"plain PKCE was not refused: {(int)response.StatusCode} {location} {body}");
+    }
+
+    [Fact]
+    public async Task ACodeRequestWithoutPkceIsRefused()
+    {
+        using var client = fixture.Client();
+        var redirect = new Uri(fixture.Factory.Issuer, Actors.SwaggerRedirect).AbsoluteUri;
+        using var response = await client.GetAsync(
+            $"/connect/authorize?client_id={ClientRegistrations.SwaggerClientId}&response_type=code&scope=cv%3Amanage&redirect_uri={Uri.EscapeDataString(redirect)}&state=x");
+        var location = response.Headers.Location?.ToString() ?? "";
+        Assert.DoesNotContain("/Account/Login", location, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AWrongPasswordShowsTheFormAgainWithoutSayingWhetherTheAccountExists()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var cookies = new CookieContainer();
+        using var browser = fixture.Factory.CreateHttpClient(cookies);
+        var page = await browser.GetStringAsync("/Account/Login");
+        var token = System.Text.RegularExpressions.Regex.Match(page, "name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"").Groups[1].Value;
+
+        async Task<string> Attempt(string email) => await (await browser.PostAsync("/Account/Login", new FormUrlEncodedContent(
+            new Dictionary<string, string> { ["Email"] = email, ["Password"] = "wrong-password-123", ["__RequestVerificationToken"] = WebUtility.HtmlDecode(token) })))
+            .Content.ReadAsStringAsync();
+
+        var known = await Attempt(seeker.Email);
+        var unknown = await Attempt("nobody-" + Guid.NewGuid() + "@example.test");
+        Assert.Contains("role=\"alert\"", known, StringComparison.Ordinal);
+        Assert.Equal(ErrorLine(known), ErrorLine(unknown));
+
+        static string ErrorLine(string html) => System.Text.RegularExpressions.Regex.Match(html, "role=\"alert\">([^<]*)<").Groups[1].Value;
+    }
+
+    [Fact]
+    public async Task UserInfoAnswersForTheSignedInPerson()
+    {
+        var seeker = await fixture.Actors.NewPersonAsync(Roles.Seeker, scope: "openid email offline_access");
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var info = await (await client.GetAsync("/connect/userinfo")).ReadJsonAsync();
+        Assert.Equal(seeker.Id, info.GetProperty("sub").GetString());
+        Assert.Equal(seeker.Email, info.GetProperty("email").GetString());
+    }
+
+    [Fact]
+    public async Task ARevokedRefreshTokenCannotBeUsed()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client();
+        using var revoked = await client.PostAsync("/connect/revoke", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["token"] = seeker.Tokens.RefreshToken!, ["token_type_hint"] = "refresh_token", ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
+        Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+
+        using var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = seeker.Tokens.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
+        Assert.Equal("invalid_grant", (await refresh.ReadJsonAsync()).GetProperty("error").GetString());
+    }
+}

@@ -1,0 +1,33 @@
+using System.Net;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Auth;
+
+[Collection(GatewayCollection.Name)]
+public sealed class SigningKeyPersistenceTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task AnotherNodeOrARestartedOneAcceptsTokensIssuedBefore()
+    {
+        var token = await fixture.Actors.DemoSiteTokenAsync();
+
+        // A second host on the same database and issuer: what a restart, or a second node behind a balancer, looks like.
+        await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer);
+        using var client = node.CreateHttpClient().WithToken(token);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/shared-cvs")).StatusCode);
+
+        using var first = fixture.Client();
+        var jwks1 = await (await first.GetAsync("/.well-known/jwks")).Content.ReadAsStringAsync();
+        using var second = node.CreateHttpClient();
+        var jwks2 = await (await second.GetAsync("/.well-known/jwks")).Content.ReadAsStringAsync();
+        Assert.Equal(jwks1, jwks2);
+    }
+
+    [Fact]
+    public async Task PrivateKeysAreNotStoredInTheClear()
+    {
+        var stored = await fixture.Database.ScalarAsync<string>("SELECT string_agg(protected_private_key, '') FROM signing_keys");
+        Assert.DoesNotContain("PRIVATE KEY", stored, StringComparison.Ordinal);
+        Assert.Equal(3L, await fixture.Database.ScalarAsync<long>("SELECT count(*) FROM signing_keys"));
+    }
+}

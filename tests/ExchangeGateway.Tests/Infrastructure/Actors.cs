@@ -1,0 +1,190 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Auth;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Tests.Infrastructure;
+
+public sealed record TokenSet(string AccessToken, string? RefreshToken, string? IdToken);
+
+/// <summary>A person with an account, signed in through the real authorization code + PKCE flow.</summary>
+public sealed record Person(string Id, string Email, string Password, TokenSet Tokens);
+
+/// <summary>Gets real tokens from the real token endpoint, the way each kind of caller would.</summary>
+public sealed partial class Actors(GatewayFactory factory)
+{
+    public const string DemoPassword = "ChangeMe-Demo-1!";
+    public const string SwaggerRedirect = "swagger/oauth2-redirect.html";
+
+    public async Task<HttpResponseMessage> RequestClientTokenAsync(string clientId, string secret, string scope)
+    {
+        using var client = factory.CreateHttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = scope }),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue(
+            "Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{Uri.EscapeDataString(clientId)}:{Uri.EscapeDataString(secret)}")));
+        return await client.SendAsync(request);
+    }
+
+    public async Task<string> ClientTokenAsync(string clientId, string secret, string scope)
+    {
+        using var response = await RequestClientTokenAsync(clientId, secret, scope);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"token request for {clientId} failed: {body}");
+        return JsonDocument.Parse(body).RootElement.GetProperty("access_token").GetString()!;
+    }
+
+    public Task<string> DemoSiteTokenAsync() => ClientTokenAsync("demo-jobsite", "demo-jobsite-secret", ApiScopes.CvRead);
+    public Task<string> OtherSiteTokenAsync() => ClientTokenAsync("other-jobsite", "other-jobsite-secret", ApiScopes.CvRead);
+    public Task<string> AuditorClientTokenAsync() => ClientTokenAsync("demo-auditor", "demo-auditor-secret", ApiScopes.AuditRead);
+
+    /// <summary>A new account with the given role, signed in with code + PKCE for the scope that role may have.</summary>
+    public async Task<Person> NewPersonAsync(string role, string? email = null, string scope = "openid offline_access")
+    {
+        email ??= $"{role}-{Guid.NewGuid():N}@example.test";
+        var password = "Test-Password-" + Guid.NewGuid().ToString("N")[..8] + "!";
+        string id;
+        await using (var scopeProvider = factory.Services.CreateAsyncScope())
+        {
+            var users = scopeProvider.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+            var user = new GatewayUser { UserName = email, Email = email, EmailConfirmed = true };
+            var created = await users.CreateAsync(user, password);
+            Assert.True(created.Succeeded, string.Join(";", created.Errors.Select(e => e.Description)));
+            await users.AddToRoleAsync(user, role);
+            id = user.Id;
+        }
+
+        var apiScope = role switch { Roles.Seeker => ApiScopes.CvManage, Roles.Auditor => ApiScopes.AuditRead, _ => ApiScopes.RecipientsAdmin };
+        var tokens = await SignInWithCodeFlowAsync(email, password, $"{scope} {apiScope}");
+        return new Person(id, email, password, tokens);
+    }
+
+    public Task<Person> NewSeekerAsync(string? email = null) => NewPersonAsync(Roles.Seeker, email);
+    public Task<Person> NewOperatorAsync() => NewPersonAsync(Roles.Operator);
+    public Task<Person> NewAuditorAsync() => NewPersonAsync(Roles.Auditor);
+
+    /// <summary>The browser's part of the flow, over HTTP with cookies: authorize, sign-in form, back to authorize, code.</summary>
+    public async Task<TokenSet> SignInWithCodeFlowAsync(string email, string password, string scope)
+    {
+        var cookies = new CookieContainer();
+        using var browser = factory.CreateHttpClient(cookies);
+        var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var challenge = Base64UrlEncoder.Encode(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(verifier)));
+        var redirectUri = new Uri(factory.Issuer, SwaggerRedirect).AbsoluteUri;
+        var authorize = "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
+        {
+            ["client_id"] = ClientRegistrations.SwaggerClientId,
+            ["response_type"] = "code",
+            ["redirect_uri"] = redirectUri,
+            ["scope"] = scope,
+            ["state"] = "s-" + Guid.NewGuid().ToString("N"),
+            ["code_challenge"] = challenge,
+            ["code_challenge_method"] = "S256",
+        }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
+
+        using var toLogin = await browser.GetAsync(authorize);
+        Assert.Equal(HttpStatusCode.Redirect, toLogin.StatusCode);
+        var loginUrl = toLogin.Headers.Location!;
+        Assert.StartsWith("/Account/Login", loginUrl.IsAbsoluteUri ? loginUrl.PathAndQuery : loginUrl.OriginalString, StringComparison.Ordinal);
+
+        var location = await SubmitLoginAsync(browser, loginUrl, email, password);
+        using var toClient = await browser.GetAsync(location);
+        Assert.Equal(HttpStatusCode.Redirect, toClient.StatusCode);
+        var callback = toClient.Headers.Location!;
+        Assert.StartsWith(redirectUri, callback.AbsoluteUri, StringComparison.Ordinal);
+        var code = System.Web.HttpUtility.ParseQueryString(callback.Query)["code"];
+        Assert.False(string.IsNullOrEmpty(code), $"no code in {callback}");
+
+        using var tokenResponse = await browser.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "authorization_code",
+            ["code"] = code!,
+            ["redirect_uri"] = redirectUri,
+            ["client_id"] = ClientRegistrations.SwaggerClientId,
+            ["code_verifier"] = verifier,
+        }));
+        return await ReadTokensAsync(tokenResponse);
+    }
+
+    public async Task<TokenSet> RefreshAsync(string refreshToken)
+    {
+        using var client = factory.CreateHttpClient();
+        using var response = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token",
+            ["refresh_token"] = refreshToken,
+            ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
+        return await ReadTokensAsync(response);
+    }
+
+    /// <summary>Fills in and posts the sign-in form (with its antiforgery token); returns where the page redirects.</summary>
+    public static async Task<Uri> SubmitLoginAsync(HttpClient browser, Uri loginUrl, string email, string password)
+    {
+        var page = await browser.GetStringAsync(loginUrl);
+        var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(antiforgery), "the sign-in form has no antiforgery token");
+        var returnUrl = System.Web.HttpUtility.ParseQueryString(loginUrl.IsAbsoluteUri ? loginUrl.Query : loginUrl.OriginalString[loginUrl.OriginalString.IndexOf('?', StringComparison.Ordinal)..])["ReturnUrl"] ?? "/";
+        using var posted = await browser.PostAsync(loginUrl, new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["Email"] = email,
+            ["Password"] = password,
+            ["ReturnUrl"] = returnUrl,
+            ["__RequestVerificationToken"] = System.Net.WebUtility.HtmlDecode(antiforgery),
+        }));
+        Assert.True(posted.StatusCode == HttpStatusCode.Redirect, $"sign-in did not redirect: {(int)posted.StatusCode}");
+        return posted.Headers.Location!;
+    }
+
+    private static async Task<TokenSet> ReadTokensAsync(HttpResponseMessage response)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"token endpoint refused: {body}");
+        var json = JsonDocument.Parse(body).RootElement;
+        return new TokenSet(
+            json.GetProperty("access_token").GetString()!,
+            json.TryGetProperty("refresh_token", out var refresh) ? refresh.GetString() : null,
+            json.TryGetProperty("id_token", out var id) ? id.GetString() : null);
+    }
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryField();
+}
+
+public static class HttpClientExtensions
+{
+    public static HttpClient WithToken(this HttpClient client, string token)
+    {
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return client;
+    }
+
+    public static async Task<JsonElement> ReadJsonAsync(this HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    /// <summary>Asserts the status and that the body is RFC 9457 problem details; returns the problem.</summary>
+    public static async Task<JsonElement> AssertProblemAsync(this HttpResponseMessage response, HttpStatusCode status)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(status == response.StatusCode, $"expected {(int)status}, got {(int)response.StatusCode}: {text}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(text).RootElement;
+        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()));
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+        return problem;
+    }
+
+    public static Task<HttpResponseMessage> PostJsonAsync<T>(this HttpClient client, string url, T body) => client.PostAsJsonAsync(url, body);
+}

@@ -1,0 +1,71 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ExchangeGateway.Tests.Infrastructure;
+
+/// <summary>
+/// The real gateway on Kestrel (a real loopback port, real HTTP), against a real PostgreSQL database, with one
+/// injectable clock. Several factories may share a database to play several nodes of one deployment.
+/// </summary>
+public sealed class GatewayFactory : WebApplicationFactory<Program>
+{
+    public const string PseudonymKey = "dGVzdC1vbmx5LXBzZXVkb255bS1rZXktMDAwMDAwMDAwMDAwMDA=";
+
+    private readonly string _appConnectionString;
+    private readonly string _ownerConnectionString;
+    private readonly Dictionary<string, string?> _settings;
+
+    public GatewayFactory(TestDatabase database, FakeTimeProvider time, Uri? issuer = null, string? appConnectionString = null, IDictionary<string, string?>? settings = null)
+    {
+        Time = time;
+        Port = FreePort();
+        BaseAddress = new Uri($"http://127.0.0.1:{Port}/");
+        Issuer = issuer ?? BaseAddress;
+        _appConnectionString = appConnectionString ?? database.AppConnectionString;
+        _ownerConnectionString = database.OwnerConnectionString;
+        _settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>());
+        UseKestrel(Port);
+    }
+
+    public FakeTimeProvider Time { get; }
+    public int Port { get; }
+    public Uri BaseAddress { get; }
+    public Uri Issuer { get; }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Testing");
+        builder.UseSetting("ConnectionStrings:Gateway", _appConnectionString);
+        builder.UseSetting("ConnectionStrings:GatewayOwner", _ownerConnectionString);
+        builder.UseSetting("Auth:Issuer", Issuer.AbsoluteUri);
+        builder.UseSetting("Auth:AllowInsecureHttp", "true");
+        builder.UseSetting("Audit:PseudonymKey", PseudonymKey);
+        builder.UseSetting("DemoData:Enabled", "true");
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
+
+        builder.ConfigureTestServices(services => services.AddSingleton<TimeProvider>(Time));
+    }
+
+    /// <summary>A client for the real Kestrel listener, without automatic redirects so tests see every hop.</summary>
+    public HttpClient CreateHttpClient(CookieContainer? cookies = null)
+    {
+        StartServer();
+        var handler = new HttpClientHandler { AllowAutoRedirect = false, UseCookies = cookies is not null, CookieContainer = cookies ?? new CookieContainer() };
+        return new HttpClient(handler) { BaseAddress = BaseAddress };
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
