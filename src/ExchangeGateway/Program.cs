@@ -7,7 +7,8 @@ using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var builder = WebApplication.CreateBuilder(args);
+var command = AuditCommands.IsCommand(args) ? args : null;
+var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
 builder.WebHost.ConfigureKestrel(kestrel =>
@@ -26,12 +27,19 @@ builder.Services.AddScoped<AuditTrail>();
 builder.Services.AddScoped<AuditVerifier>();
 builder.Services.AddScoped<AuditCheckpoints>();
 builder.Services.AddSingleton<Cursors>();
+builder.Services.AddOptions<RecipientOptions>().BindConfiguration(RecipientOptions.Section).ValidateOnStart();
+builder.Services.AddSingleton<PushEndpointPolicy>();
 builder.Services.AddGatewayProblems();
 builder.Services.AddGatewayOpenApi();
 builder.Services.AddGatewayHealth(builder.Configuration);
 builder.Services.AddRazorPages();
 
 var app = builder.Build();
+
+if (command is not null)
+{
+    return await AuditCommands.RunAsync(app.Services, command);
+}
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
@@ -51,6 +59,8 @@ api.MapAccountEndpoints();
 api.MapSharedCvEndpoints();
 api.MapAuditEndpoints();
 api.MapAdminRecipientEndpoints();
+api.MapRecipientDirectoryEndpoints();
 
 await app.PrepareAsync();
 await app.RunAsync();
+return 0;

@@ -1,8 +1,15 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 
 namespace ExchangeGateway.Recipients;
 
@@ -16,7 +23,35 @@ public sealed record RecipientResponse(
         r.PushEndpoint, r.ClientAuthentication, r.Status, r.StatusReason, r.CreatedAt, r.UpdatedAt);
 }
 
-public static class AdminRecipientEndpoints
+/// <summary>The site's registration. <c>jwks</c> (a JSON Web Key Set of public keys) is required for private_key_jwt.</summary>
+public sealed record RegisterRecipientRequest(
+    string DisplayName,
+    string LegalName,
+    Uri Website,
+    Uri PrivacyPolicyUrl,
+    string ContactEmail,
+    DeliveryMode DeliveryMode,
+    Uri? PushEndpoint = null,
+    ClientAuthentication ClientAuthentication = ClientAuthentication.ClientSecretBasic,
+    JsonElement? Jwks = null,
+    string? ClientId = null);
+
+/// <summary>The client secret appears here once; the gateway keeps only its hash.</summary>
+public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, string? ClientSecret, RecipientResponse Recipient);
+
+/// <summary>Fields left out (or null) keep their value.</summary>
+public sealed record UpdateRecipientRequest(
+    string? DisplayName = null, string? LegalName = null, Uri? Website = null, Uri? PrivacyPolicyUrl = null,
+    string? ContactEmail = null, DeliveryMode? DeliveryMode = null, Uri? PushEndpoint = null);
+
+public sealed record StatusChangeRequest(string Reason);
+
+/// <summary>How long the old secret keeps working (0 by default: it stops at once), at most 30 days.</summary>
+public sealed record RotateSecretRequest(int GracePeriodSeconds = 0);
+
+public sealed record RotatedSecretResponse(Guid Id, string ClientId, string ClientSecret, DateTimeOffset? PreviousSecretValidUntil);
+
+public static partial class AdminRecipientEndpoints
 {
     private const string Collection = "admin-recipients";
 
@@ -24,6 +59,12 @@ public static class AdminRecipientEndpoints
     {
         var admin = api.MapGroup("/admin/recipients").RequireAuthorization(ApiScopes.RecipientsAdmin).WithTags("Operator");
         admin.MapGet("/", List).WithName("ListRecipients").WithSummary("Registered recipient sites, in registration order.");
+        admin.MapPost("/", Register).WithName("RegisterRecipient").WithSummary("Registers a site and its OAuth client; returns the client secret once.");
+        admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
+        admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");
+        admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: no new token, live tokens refused at once.");
+        admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient").WithSummary("Lifts a suspension.");
+        admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).");
         return api;
     }
 
@@ -44,4 +85,252 @@ public static class AdminRecipientEndpoints
         var items = rows.Take(take).Select(RecipientResponse.From).ToList();
         return TypedResults.Ok(new Page<RecipientResponse>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
     }
+
+    private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Get(Guid id, GatewayDbContext db, CancellationToken cancellationToken)
+    {
+        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        return recipient is null ? Problems.NotFound("No recipient with this id.") : TypedResults.Ok(RecipientResponse.From(recipient));
+    }
+
+    private static async Task<Results<Created<RegisteredRecipientResponse>, ProblemHttpResult>> Register(
+        RegisterRecipientRequest request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
+        PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time)
+    {
+        var cancellationToken = context.RequestAborted;
+        var errors = new RequestErrors();
+        ValidateDescription(errors, request.DisplayName, request.LegalName, request.Website, request.PrivacyPolicyUrl, request.ContactEmail, options.Value);
+        await ValidateDeliveryAsync(errors, request.DeliveryMode, request.PushEndpoint, endpoints, cancellationToken);
+
+        var clientId = request.ClientId ?? "site-" + Guid.NewGuid().ToString("N")[..16];
+        if (!ClientIdPattern().IsMatch(clientId))
+        {
+            errors.Add("clientId", "3 to 64 characters: lower-case letters, digits and hyphens, starting with a letter or digit.");
+        }
+
+        JsonWebKeySet? keys = null;
+        if (request.ClientAuthentication == ClientAuthentication.PrivateKeyJwt)
+        {
+            keys = ReadPublicKeys(errors, request.Jwks);
+        }
+        else if (request.Jwks is not null)
+        {
+            errors.Add("jwks", "Only for clientAuthentication private_key_jwt.");
+        }
+
+        if (errors.Any)
+        {
+            return errors.ToProblem();
+        }
+
+        if (await applications.FindByClientIdAsync(clientId, cancellationToken) is not null)
+        {
+            return TypedResults.Problem($"The client id '{clientId}' is taken.", statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+        }
+
+        var secret = request.ClientAuthentication == ClientAuthentication.ClientSecretBasic ? RecipientClients.NewSecret() : null;
+        var recipient = Recipient.Register(
+            clientId, request.DisplayName.Trim(), request.LegalName.Trim(), request.Website, request.PrivacyPolicyUrl, request.ContactEmail,
+            request.DeliveryMode, request.PushEndpoint, request.ClientAuthentication, time.GetUtcNow());
+
+        // OpenIddict's store uses this same DbContext, so the client, the registry row and the audit event commit together.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await applications.CreateAsync(RecipientClients.Describe(clientId, recipient.DisplayName, secret, keys), cancellationToken);
+        db.Recipients.Add(recipient);
+        await db.SaveChangesAsync(cancellationToken);
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientRegistered, recipient), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+
+        return TypedResults.Created($"/api/v1/admin/recipients/{recipient.Id}",
+            new RegisteredRecipientResponse(recipient.Id, clientId, secret, RecipientResponse.From(recipient)));
+    }
+
+    private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Update(
+        Guid id, UpdateRecipientRequest request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
+        PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time)
+    {
+        var cancellationToken = context.RequestAborted;
+        var recipient = await db.Recipients.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
+        }
+
+        var errors = new RequestErrors();
+        ValidateDescription(errors, request.DisplayName ?? recipient.DisplayName, request.LegalName ?? recipient.LegalName,
+            request.Website ?? recipient.Website, request.PrivacyPolicyUrl ?? recipient.PrivacyPolicyUrl,
+            request.ContactEmail ?? recipient.ContactEmail, options.Value);
+        var mode = request.DeliveryMode ?? recipient.DeliveryMode;
+        await ValidateDeliveryAsync(errors, mode, mode == DeliveryMode.Push ? request.PushEndpoint ?? recipient.PushEndpoint : request.PushEndpoint, endpoints, cancellationToken);
+        if (errors.Any)
+        {
+            return errors.ToProblem();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
+            request.ContactEmail, request.DeliveryMode, request.PushEndpoint, time.GetUtcNow());
+        if (request.DisplayName is not null && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
+        {
+            var descriptor = new OpenIddictApplicationDescriptor();
+            await applications.PopulateAsync(descriptor, application, cancellationToken);
+            descriptor.DisplayName = recipient.DisplayName;
+            await applications.UpdateAsync(application, descriptor, cancellationToken);
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(RecipientResponse.From(recipient));
+    }
+
+    private static Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Suspend(
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, TimeProvider time) =>
+        ChangeStatus(id, request, context, db, audit, AuditActions.RecipientSuspended, (r, reason, at) => r.Suspend(reason, at), time);
+
+    private static Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Reinstate(
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, TimeProvider time) =>
+        ChangeStatus(id, request, context, db, audit, AuditActions.RecipientReinstated, (r, reason, at) => r.Reinstate(reason, at), time);
+
+    private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> ChangeStatus(
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, string action,
+        Func<Recipient, string, DateTimeOffset, bool> change, TimeProvider time)
+    {
+        var cancellationToken = context.RequestAborted;
+        var errors = new RequestErrors();
+        errors.Text("reason", request.Reason, 500);
+        if (errors.Any)
+        {
+            return errors.ToProblem();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Row lock: a suspension racing a reinstatement must not interleave with the consequences either one writes.
+        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
+        }
+
+        if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
+            await audit.AppendAsync(OperatorEntry(context, audit, action, recipient, request.Reason.Trim()), cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(RecipientResponse.From(recipient));
+    }
+
+    private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
+        Guid id, RotateSecretRequest? request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
+        AuditTrail audit, TimeProvider time)
+    {
+        var cancellationToken = context.RequestAborted;
+        var grace = TimeSpan.FromSeconds(request?.GracePeriodSeconds ?? 0);
+        if (grace < TimeSpan.Zero || grace > TimeSpan.FromDays(30))
+        {
+            return Problems.Validation("gracePeriodSeconds must be between 0 and 2592000 (30 days).",
+                new Dictionary<string, string[]> { ["gracePeriodSeconds"] = ["Between 0 and 2592000."] });
+        }
+
+        var recipient = await db.Recipients.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
+        }
+
+        if (recipient.ClientAuthentication != ClientAuthentication.ClientSecretBasic)
+        {
+            return TypedResults.Problem("This recipient authenticates with private_key_jwt: it has no secret to rotate.",
+                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+        }
+
+        var application = (OpenIddictEntityFrameworkCoreApplication?)await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
+            ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
+        var secret = RecipientClients.NewSecret();
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        recipient.SecretRotated(application.ClientSecret, grace, time.GetUtcNow());
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, application, cancellationToken);
+        descriptor.ClientSecret = secret;
+        await applications.UpdateAsync(application, descriptor, cancellationToken);
+        await db.SaveChangesAsync(cancellationToken);
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
+    }
+
+    private static void ValidateDescription(
+        RequestErrors errors, string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail, RecipientOptions options)
+    {
+        errors.Text("displayName", displayName, 200);
+        errors.Text("legalName", legalName, 200);
+        errors.WebUrl("website", website, options.RequireHttps);
+        errors.WebUrl("privacyPolicyUrl", privacyPolicyUrl, options.RequireHttps);
+        errors.Email("contactEmail", contactEmail);
+    }
+
+    private static async Task ValidateDeliveryAsync(
+        RequestErrors errors, DeliveryMode mode, Uri? pushEndpoint, PushEndpointPolicy endpoints, CancellationToken cancellationToken)
+    {
+        if (mode == DeliveryMode.Poll)
+        {
+            if (pushEndpoint is not null)
+            {
+                errors.Add("pushEndpoint", "Only for deliveryMode push.");
+            }
+
+            return;
+        }
+
+        if (pushEndpoint is null)
+        {
+            errors.Add("pushEndpoint", "Required for deliveryMode push.");
+        }
+        else if (await endpoints.CheckAsync(pushEndpoint, cancellationToken) is { } fault)
+        {
+            errors.Add("pushEndpoint", $"The endpoint {fault}.");
+        }
+    }
+
+    private static JsonWebKeySet? ReadPublicKeys(RequestErrors errors, JsonElement? jwks)
+    {
+        if (jwks is not { ValueKind: JsonValueKind.Object } json)
+        {
+            errors.Add("jwks", "Required for private_key_jwt: a JSON Web Key Set with the site's public keys.");
+            return null;
+        }
+
+        try
+        {
+            var set = new JsonWebKeySet(json.GetRawText());
+            if (set.Keys.Count is 0 or > 10)
+            {
+                errors.Add("jwks", "Must hold between 1 and 10 keys.");
+            }
+            else if (set.Keys.Any(k => k.D is not null || k.K is not null || (k.Kty != "RSA" && k.Kty != "EC")))
+            {
+                errors.Add("jwks", "Only public RSA or EC keys: never send a private or symmetric key.");
+            }
+
+            return set;
+        }
+        catch (ArgumentException)
+        {
+            errors.Add("jwks", "Not a JSON Web Key Set.");
+            return null;
+        }
+    }
+
+    private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
+    {
+        var actor = AuditActor.From(context.User, audit.Pseudonyms);
+        return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Recipient: recipient.ClientId,
+            Details: reason is null ? null : new Dictionary<string, object?> { ["reason"] = reason });
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]
+    private static partial Regex ClientIdPattern();
 }

@@ -5,7 +5,11 @@ namespace ExchangeGateway.Recipients;
 
 public enum DeliveryMode { Push, Poll }
 
-public enum ClientAuthentication { ClientSecretBasic, PrivateKeyJwt }
+public enum ClientAuthentication
+{
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("client_secret_basic")] ClientSecretBasic,
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("private_key_jwt")] PrivateKeyJwt,
+}
 
 public enum RecipientStatus { Active, Suspended }
 
@@ -31,6 +35,10 @@ public sealed class Recipient
     public string? StatusReason { get; private set; }
     public DateTimeOffset CreatedAt { get; private set; }
     public DateTimeOffset UpdatedAt { get; private set; }
+
+    /// <summary>The replaced secret's hash, still accepted until <see cref="PreviousSecretValidUntil"/> (rotation grace).</summary>
+    public string? PreviousSecretHash { get; private set; }
+    public DateTimeOffset? PreviousSecretValidUntil { get; private set; }
 
     public bool IsActive => Status == RecipientStatus.Active;
 
@@ -59,6 +67,19 @@ public sealed class Recipient
             CreatedAt = at,
             UpdatedAt = at,
         };
+    }
+
+    /// <summary>Keeps the old secret's hash for a grace period, or forgets it at once when there is none.</summary>
+    public void SecretRotated(string? previousHash, TimeSpan grace, DateTimeOffset at)
+    {
+        if (ClientAuthentication != ClientAuthentication.ClientSecretBasic)
+        {
+            throw new InvalidOperationException("Only a secret-authenticated recipient has a secret to rotate.");
+        }
+
+        PreviousSecretHash = grace > TimeSpan.Zero ? previousHash : null;
+        PreviousSecretValidUntil = grace > TimeSpan.Zero ? at + grace : null;
+        UpdatedAt = at;
     }
 
     public void Edit(
@@ -121,6 +142,7 @@ public sealed class RecipientConfiguration : IEntityTypeConfiguration<Recipient>
         builder.Property(r => r.LegalName).HasMaxLength(200);
         builder.Property(r => r.ContactEmail).HasMaxLength(254);
         builder.Property(r => r.StatusReason).HasMaxLength(500);
+        builder.Property(r => r.PreviousSecretHash).HasMaxLength(500);
         builder.Property(r => r.DeliveryMode).HasConversion<string>().HasMaxLength(16);
         builder.Property(r => r.ClientAuthentication).HasConversion<string>().HasMaxLength(32);
         builder.Property(r => r.Status).HasConversion<string>().HasMaxLength(16);

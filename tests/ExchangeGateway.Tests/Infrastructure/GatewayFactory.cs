@@ -46,6 +46,8 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("Auth:AllowInsecureHttp", "true");
         builder.UseSetting("Audit:PseudonymKey", PseudonymKey);
         builder.UseSetting("DemoData:Enabled", "true");
+        builder.UseSetting("Recipients:RequireHttps", "false");
+        builder.UseSetting("Recipients:AllowedPrivateNetworks:0", "127.0.0.0/8");
         foreach (var (key, value) in _settings)
         {
             builder.UseSetting(key, value);

@@ -292,6 +292,15 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnType("character varying(200)")
                         .HasColumnName("legal_name");
 
+                    b.Property<string>("PreviousSecretHash")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("previous_secret_hash");
+
+                    b.Property<DateTimeOffset?>("PreviousSecretValidUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("previous_secret_valid_until");
+
                     b.Property<string>("PrivacyPolicyUrl")
                         .IsRequired()
                         .HasColumnType("text")

@@ -1,0 +1,35 @@
+using System.Text.Json;
+using ExchangeGateway.Auth;
+
+namespace ExchangeGateway.Audit;
+
+/// <summary>
+/// `dotnet run --project src/ExchangeGateway -- audit verify|checkpoint`: the same verification the API offers, for an
+/// auditor with database access and no token (exit code 0 when the chain holds, 2 when it does not).
+/// </summary>
+public static class AuditCommands
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static bool IsCommand(string[] args) => args is ["audit", ..];
+
+    public static async Task<int> RunAsync(IServiceProvider services, string[] args)
+    {
+        await services.GetRequiredService<SigningKeyRing>().LoadAsync(CancellationToken.None);
+        await using var scope = services.CreateAsyncScope();
+        switch (args)
+        {
+            case ["audit", "verify"]:
+                var verdict = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(CancellationToken.None);
+                Console.WriteLine(JsonSerializer.Serialize(verdict, Json));
+                return verdict.Ok ? 0 : 2;
+            case ["audit", "checkpoint"]:
+                var checkpoint = await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None);
+                Console.WriteLine(checkpoint is null ? "nothing new to checkpoint" : $"checkpoint at sequence {checkpoint.Sequence}");
+                return 0;
+            default:
+                await Console.Error.WriteLineAsync("usage: audit verify | audit checkpoint");
+                return 64;
+        }
+    }
+}

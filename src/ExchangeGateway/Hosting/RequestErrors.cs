@@ -1,0 +1,83 @@
+using System.Net.Mail;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>Collects field errors of one request, so the client learns every fault at once in one 400 problem.</summary>
+public sealed class RequestErrors
+{
+    private readonly Dictionary<string, List<string>> _errors = new(StringComparer.Ordinal);
+
+    public bool Any => _errors.Count > 0;
+
+    public void Add(string field, string message)
+    {
+        if (!_errors.TryGetValue(field, out var list))
+        {
+            _errors[field] = list = [];
+        }
+
+        list.Add(message);
+    }
+
+    public void Text(string field, string? value, int maxLength, bool required = true)
+    {
+        if (value is null || string.IsNullOrWhiteSpace(value))
+        {
+            if (required || value is not null)
+            {
+                Add(field, "Required.");
+            }
+
+            return;
+        }
+
+        if (value.Length > maxLength)
+        {
+            Add(field, $"At most {maxLength} characters.");
+        }
+
+        if (value.Any(char.IsControl))
+        {
+            Add(field, "Must not contain control characters.");
+        }
+    }
+
+    public void WebUrl(string field, Uri? value, bool requireHttps, bool required = true)
+    {
+        if (value is null)
+        {
+            if (required)
+            {
+                Add(field, "Required.");
+            }
+
+            return;
+        }
+
+        if (!value.IsAbsoluteUri || (value.Scheme != Uri.UriSchemeHttps && value.Scheme != Uri.UriSchemeHttp))
+        {
+            Add(field, "Must be an absolute http(s) URL.");
+        }
+        else if (requireHttps && value.Scheme != Uri.UriSchemeHttps)
+        {
+            Add(field, "Must use https.");
+        }
+        else if (value.OriginalString.Length > 2000)
+        {
+            Add(field, "At most 2000 characters.");
+        }
+    }
+
+    public void Email(string field, string? value)
+    {
+        Text(field, value, 254);
+        if (!string.IsNullOrWhiteSpace(value) && (!MailAddress.TryCreate(value, out var address) || address.Address != value))
+        {
+            Add(field, "Must be an e-mail address.");
+        }
+    }
+
+    public ProblemHttpResult ToProblem(string detail = "Some fields are invalid.") =>
+        Problems.Validation(detail, _errors.ToDictionary(e => e.Key, e => e.Value.ToArray(), StringComparer.Ordinal));
+}

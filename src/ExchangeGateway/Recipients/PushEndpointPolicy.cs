@@ -1,0 +1,83 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Recipients;
+
+public sealed class RecipientOptions
+{
+    public const string Section = "Recipients";
+
+    /// <summary>Push endpoints must use https (true by default; development and tests may allow http).</summary>
+    public bool RequireHttps { get; set; } = true;
+
+    /// <summary>
+    /// CIDR ranges that push endpoints may resolve to although they are private, loopback or link-local
+    /// (e.g. "127.0.0.0/8" for the demo and tests). Empty in production: the gateway must not be a pivot into its own network.
+    /// </summary>
+    public List<string> AllowedPrivateNetworks { get; set; } = [];
+}
+
+/// <summary>
+/// Guards against server-side request forgery: an endpoint is accepted only if every address its host resolves to is
+/// public, or inside a configured allow-list. Checked at registration and again before every delivery, since DNS can change.
+/// </summary>
+public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
+{
+    public async Task<string?> CheckAsync(Uri endpoint, CancellationToken cancellationToken)
+    {
+        if (!endpoint.IsAbsoluteUri || (endpoint.Scheme != Uri.UriSchemeHttps && endpoint.Scheme != Uri.UriSchemeHttp))
+        {
+            return "must be an absolute http(s) URL";
+        }
+
+        if (endpoint.Scheme != Uri.UriSchemeHttps && options.Value.RequireHttps)
+        {
+            return "must use https";
+        }
+
+        if (!string.IsNullOrEmpty(endpoint.UserInfo) || !string.IsNullOrEmpty(endpoint.Fragment))
+        {
+            return "must not carry credentials or a fragment";
+        }
+
+        IPAddress[] addresses;
+        try
+        {
+            addresses = IPAddress.TryParse(endpoint.IdnHost, out var literal)
+                ? [literal]
+                : await Dns.GetHostAddressesAsync(endpoint.IdnHost, cancellationToken);
+        }
+        catch (SocketException)
+        {
+            return "has a host name that does not resolve";
+        }
+
+        if (addresses.Length == 0)
+        {
+            return "has a host name that does not resolve";
+        }
+
+        var allowed = options.Value.AllowedPrivateNetworks.Select(IPNetwork.Parse).ToList();
+        foreach (var address in addresses)
+        {
+            var normalized = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+            if (IsRestricted(normalized) && !allowed.Any(network => network.Contains(normalized)))
+            {
+                return "resolves to a private, loopback or link-local address";
+            }
+        }
+
+        return null;
+    }
+
+    private static readonly IPNetwork[] Restricted =
+    [
+        IPNetwork.Parse("0.0.0.0/8"), IPNetwork.Parse("10.0.0.0/8"), IPNetwork.Parse("100.64.0.0/10"), IPNetwork.Parse("127.0.0.0/8"),
+        IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("172.16.0.0/12"), IPNetwork.Parse("192.0.0.0/24"), IPNetwork.Parse("192.168.0.0/16"),
+        IPNetwork.Parse("198.18.0.0/15"), IPNetwork.Parse("224.0.0.0/4"), IPNetwork.Parse("240.0.0.0/4"),
+        IPNetwork.Parse("::/128"), IPNetwork.Parse("::1/128"), IPNetwork.Parse("fc00::/7"), IPNetwork.Parse("fe80::/10"), IPNetwork.Parse("ff00::/8"),
+    ];
+
+    private static bool IsRestricted(IPAddress address) => Restricted.Any(network => network.Contains(address));
+}
