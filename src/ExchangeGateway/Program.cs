@@ -4,6 +4,10 @@ using ExchangeGateway.Data;
 using ExchangeGateway.Exchange;
 using ExchangeGateway.Hosting;
 using ExchangeGateway.Recipients;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Cvs;
+using ExchangeGateway.Events;
+using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
@@ -27,6 +31,31 @@ builder.Services.AddScoped<AuditTrail>();
 builder.Services.AddScoped<AuditVerifier>();
 builder.Services.AddScoped<AuditCheckpoints>();
 builder.Services.AddSingleton<Cursors>();
+builder.Services.AddOptions<FreshnessOptions>().BindConfiguration(FreshnessOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<ConsentOptions>().BindConfiguration(ConsentOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<ErasureOptions>().BindConfiguration(ErasureOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddOptions<NotifierOptions>().BindConfiguration(NotifierOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton<ResumeDocument>();
+builder.Services.AddSingleton<CvSealer>();
+builder.Services.AddSingleton<EventTokens>();
+builder.Services.AddScoped<CvWriter>();
+builder.Services.AddScoped<ConsentDesk>();
+builder.Services.AddScoped<SeekerErasure>();
+builder.Services.AddScoped<SharedCvFeed>();
+builder.Services.AddSingleton<INotifier>(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "smtp"
+    ? ActivatorUtilities.CreateInstance<SmtpNotifier>(sp)
+    : ActivatorUtilities.CreateInstance<PickupFolderNotifier>(sp));
+builder.Services.AddGatewayJobs(builder.Configuration);
+builder.Services.AddHttpClient(EventDispatchJob.HttpClientName)
+    .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
+    {
+        // Redirects could lead a delivery into the internal network; the socket-level check vets every connection.
+        AllowAutoRedirect = false,
+        ConnectCallback = sp.GetRequiredService<PushEndpointPolicy>().ConnectAsync,
+        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        UseCookies = false,
+    });
 builder.Services.AddOptions<RecipientOptions>().BindConfiguration(RecipientOptions.Section).ValidateOnStart();
 builder.Services.AddSingleton<PushEndpointPolicy>();
 builder.Services.AddGatewayProblems();
@@ -60,7 +89,14 @@ api.MapSharedCvEndpoints();
 api.MapAuditEndpoints();
 api.MapAdminRecipientEndpoints();
 api.MapRecipientDirectoryEndpoints();
+api.MapCvEndpoints();
+api.MapConsentEndpoints();
+api.MapMyDataEndpoints();
+api.MapEventEndpoints();
+api.MapErasureAuditEndpoints();
+app.MapGatewayDashboard();
 
 await app.PrepareAsync();
+Jobs.RegisterRecurringJobs(app.Services.GetRequiredService<IRecurringJobManager>(), app.Configuration);
 await app.RunAsync();
 return 0;

@@ -49,7 +49,7 @@ public sealed record AuditActor(string Kind, string? Id)
 /// </summary>
 public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeProvider time)
 {
-    private const long ChainLock = 0x4547_4155_4449_54; // "EGAUDIT"
+    private const long ChainLock = Locks.Chain;
 
     public Pseudonyms Pseudonyms => pseudonyms;
 

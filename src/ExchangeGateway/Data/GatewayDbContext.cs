@@ -22,6 +22,7 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     {
         base.OnModelCreating(builder);
         builder.UseOpenIddict();
+        builder.HasSequence<long>("feed_positions");
         builder.ApplyConfigurationsFromAssembly(typeof(GatewayDbContext).Assembly);
     }
 }

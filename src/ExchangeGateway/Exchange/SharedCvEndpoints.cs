@@ -5,24 +5,36 @@ using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace ExchangeGateway.Exchange;
 
-public sealed record SharedCvItem(string Id);
-
 public static class SharedCvEndpoints
 {
     public static RouteGroupBuilder MapSharedCvEndpoints(this RouteGroupBuilder api)
     {
         var group = api.MapGroup("/shared-cvs").RequireAuthorization(ApiScopes.CvRead).AddEndpointFilter<RecipientGate>().WithTags("Recipient");
-        group.MapGet("/", GetFeed).WithName("GetSharedCvs").WithSummary("The change feed of CVs shared with the calling site.");
+        group.MapGet("/", GetFeed).WithName("GetSharedCvs")
+            .WithSummary("The change feed of CVs shared with the calling site: available CVs with their document, and withdrawals.");
+        group.MapGet("/{id}", GetOne).WithName("GetSharedCv")
+            .WithSummary("One CV shared with the calling site, by the site's own id for it; 404 whenever it is not available.");
         return api;
     }
 
-    private static Results<Ok<Page<SharedCvItem>>, ProblemHttpResult> GetFeed(string? cursor, int? limit, Cursors cursors)
+    private static async Task<Results<Ok<SharedCvPage>, ProblemHttpResult>> GetFeed(
+        string? cursor, int? limit, HttpContext context, Cursors cursors, SharedCvFeed feed)
     {
-        if (cursors.Read<long>("shared-cvs", cursor, limit, out _, out _) is ProblemHttpResult problem)
+        var recipient = context.Recipient();
+        // The collection name includes the site, so a cursor is worthless to any other site.
+        var collection = "shared-cvs:" + recipient.Id;
+        if (cursors.Read<long>(collection, cursor, limit, out var after, out var take) is { } problem)
         {
             return problem;
         }
 
-        return TypedResults.Ok(new Page<SharedCvItem>([], null));
+        var page = await feed.ReadPageAsync(recipient, after, take, position => cursors.Encode(collection, position), context.RequestAborted);
+        return TypedResults.Ok(page);
+    }
+
+    private static async Task<Results<Ok<SharedCvItem>, ProblemHttpResult>> GetOne(string id, HttpContext context, SharedCvFeed feed)
+    {
+        var item = await feed.ReadOneAsync(context.Recipient(), id, context.RequestAborted);
+        return item is null ? Problems.NotFound("No CV with this id is shared with you.") : TypedResults.Ok(item);
     }
 }

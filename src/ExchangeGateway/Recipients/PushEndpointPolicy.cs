@@ -18,6 +18,8 @@ public sealed class RecipientOptions
     public List<string> AllowedPrivateNetworks { get; set; } = [];
 }
 
+public sealed class PushEndpointRefusedException(string message) : Exception(message);
+
 /// <summary>
 /// Guards against server-side request forgery: an endpoint is accepted only if every address its host resolves to is
 /// public, or inside a configured allow-list. Checked at registration and again before every delivery, since DNS can change.
@@ -58,17 +60,40 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
             return "has a host name that does not resolve";
         }
 
-        var allowed = options.Value.AllowedPrivateNetworks.Select(IPNetwork.Parse).ToList();
-        foreach (var address in addresses)
+        return addresses.All(IsAllowed) ? null : "resolves to a private, loopback or link-local address";
+    }
+
+    public bool IsAllowed(IPAddress address)
+    {
+        var normalized = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        return !IsRestricted(normalized) || options.Value.AllowedPrivateNetworks.Any(network => IPNetwork.Parse(network).Contains(normalized));
+    }
+
+    /// <summary>
+    /// The socket-level check for outbound deliveries: the address actually connected to is the one checked, so a DNS
+    /// answer that changes between the check and the connection (rebinding) cannot reach an internal host.
+    /// </summary>
+    public async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var host = context.DnsEndPoint.Host;
+        var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
+        var allowed = addresses.Where(IsAllowed).ToList();
+        if (allowed.Count == 0 || allowed.Count != addresses.Length)
         {
-            var normalized = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-            if (IsRestricted(normalized) && !allowed.Any(network => network.Contains(normalized)))
-            {
-                return "resolves to a private, loopback or link-local address";
-            }
+            throw new PushEndpointRefusedException($"refused: {host} resolves to a private, loopback or link-local address");
         }
 
-        return null;
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(allowed.ToArray(), context.DnsEndPoint.Port, cancellationToken);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
     }
 
     private static readonly IPNetwork[] Restricted =

@@ -33,6 +33,9 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     }
 
     public FakeTimeProvider Time { get; }
+
+    /// <summary>Where this host's notifier drops its e-mails (.eml files).</summary>
+    public string MailDirectory { get; } = Path.Combine(Path.GetTempPath(), "eg-test-mail-" + Guid.NewGuid().ToString("N")[..8]);
     public int Port { get; }
     public Uri BaseAddress { get; }
     public Uri Issuer { get; }
@@ -47,6 +50,9 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("Audit:PseudonymKey", PseudonymKey);
         builder.UseSetting("DemoData:Enabled", "true");
         builder.UseSetting("Recipients:RequireHttps", "false");
+        // Jobs are called directly by the tests (deterministic); a test that wants the Hangfire server turns it on.
+        builder.UseSetting("Jobs:RunServer", "false");
+        builder.UseSetting("Notifier:PickupDirectory", MailDirectory);
         builder.UseSetting("Recipients:AllowedPrivateNetworks:0", "127.0.0.0/8");
         foreach (var (key, value) in _settings)
         {

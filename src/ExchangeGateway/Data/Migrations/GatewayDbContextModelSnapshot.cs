@@ -22,6 +22,8 @@ namespace ExchangeGateway.Data.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.HasSequence("feed_positions");
+
             modelBuilder.Entity("ExchangeGateway.Audit.AuditCheckpoint", b =>
                 {
                     b.Property<long>("Sequence")
@@ -243,6 +245,392 @@ namespace ExchangeGateway.Data.Migrations
                         .HasDatabaseName("ix_signing_keys_algorithm");
 
                     b.ToTable("signing_keys", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Consents.Consent", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("CollectionMethod")
+                        .IsRequired()
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasColumnName("collection_method");
+
+                    b.Property<string>("EndCause")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("end_cause");
+
+                    b.Property<DateTimeOffset?>("EndedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("ended_at");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<bool>("ExpiryReminderSent")
+                        .HasColumnType("boolean")
+                        .HasColumnName("expiry_reminder_sent");
+
+                    b.Property<long>("FeedPosition")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("feed_position")
+                        .HasDefaultValueSql("nextval('feed_positions')");
+
+                    b.Property<DateTimeOffset>("GrantedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("granted_at");
+
+                    b.Property<string>("PairwiseId")
+                        .IsRequired()
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("pairwise_id");
+
+                    b.Property<Guid>("RecipientId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.Property<string>("SeekerId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("seeker_id");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("state");
+
+                    b.HasKey("Id")
+                        .HasName("pk_consents");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_consents_expires_at")
+                        .HasFilter("state = 'Active'");
+
+                    b.HasIndex("PairwiseId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_consents_pairwise_id");
+
+                    b.HasIndex("RecipientId", "FeedPosition")
+                        .HasDatabaseName("ix_consents_recipient_id_feed_position");
+
+                    b.HasIndex("SeekerId", "RecipientId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_consents_seeker_id_recipient_id")
+                        .HasFilter("state = 'Active'");
+
+                    b.HasIndex("SeekerId", "RecipientId", "GrantedAt")
+                        .HasDatabaseName("ix_consents_seeker_id_recipient_id_granted_at");
+
+                    b.ToTable("consents", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Consents.ConsentEvent", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<string>("CollectionMethod")
+                        .IsRequired()
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasColumnName("collection_method");
+
+                    b.Property<Guid>("ConsentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("consent_id");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("PolicyUrl")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("policy_url");
+
+                    b.Property<Guid>("RecipientId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.Property<string>("RecipientName")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("recipient_name");
+
+                    b.Property<string>("SeekerId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("seeker_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_consent_events");
+
+                    b.HasIndex("ConsentId")
+                        .HasDatabaseName("ix_consent_events_consent_id");
+
+                    b.HasIndex("SeekerId", "RecipientId", "At")
+                        .HasDatabaseName("ix_consent_events_seeker_id_recipient_id_at");
+
+                    b.ToTable("consent_events", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Cvs.Cv", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<byte[]>("ContentHash")
+                        .HasColumnType("bytea")
+                        .HasColumnName("content_hash");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("ErasedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("erased_at");
+
+                    b.Property<TimeSpan?>("LastReminderLead")
+                        .HasColumnType("interval")
+                        .HasColumnName("last_reminder_lead");
+
+                    b.Property<DateTimeOffset>("RefreshedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("refreshed_at");
+
+                    b.Property<byte[]>("Sealed")
+                        .HasColumnType("bytea")
+                        .HasColumnName("sealed");
+
+                    b.Property<string>("SeekerId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("seeker_id");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("state");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<int>("Version")
+                        .IsConcurrencyToken()
+                        .HasColumnType("integer")
+                        .HasColumnName("version");
+
+                    b.HasKey("Id")
+                        .HasName("pk_cvs");
+
+                    b.HasIndex("RefreshedAt")
+                        .HasDatabaseName("ix_cvs_refreshed_at");
+
+                    b.HasIndex("SeekerId")
+                        .IsUnique()
+                        .HasDatabaseName("ix_cvs_seeker_id");
+
+                    b.ToTable("cvs", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Cvs.SeekerKey", b =>
+                {
+                    b.Property<string>("SeekerId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("seeker_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<byte[]>("WrappedKey")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("wrapped_key");
+
+                    b.HasKey("SeekerId")
+                        .HasName("pk_seeker_keys");
+
+                    b.ToTable("seeker_keys", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Events.ErasureObligation", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempts");
+
+                    b.Property<string>("Cause")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("cause");
+
+                    b.Property<DateTimeOffset>("ConfirmBefore")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("confirm_before");
+
+                    b.Property<DateTimeOffset?>("ConfirmedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("confirmed_at");
+
+                    b.Property<Guid>("ConsentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("consent_id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("DeliveredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<Guid>("Jti")
+                        .HasColumnType("uuid")
+                        .HasColumnName("jti");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("last_error");
+
+                    b.Property<DateTimeOffset>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<bool>("Overdue")
+                        .HasColumnType("boolean")
+                        .HasColumnName("overdue");
+
+                    b.Property<DateTimeOffset?>("OverdueAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("overdue_at");
+
+                    b.Property<string>("PairwiseId")
+                        .IsRequired()
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("pairwise_id");
+
+                    b.Property<Guid>("RecipientId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("status");
+
+                    b.HasKey("Id")
+                        .HasName("pk_erasure_obligations");
+
+                    b.HasIndex("ConfirmBefore")
+                        .HasDatabaseName("ix_erasure_obligations_confirm_before")
+                        .HasFilter("status <> 'Confirmed' AND NOT overdue");
+
+                    b.HasIndex("ConsentId")
+                        .HasDatabaseName("ix_erasure_obligations_consent_id");
+
+                    b.HasIndex("Jti")
+                        .IsUnique()
+                        .HasDatabaseName("ix_erasure_obligations_jti");
+
+                    b.HasIndex("NextAttemptAt")
+                        .HasDatabaseName("ix_erasure_obligations_next_attempt_at")
+                        .HasFilter("status = 'Pending'");
+
+                    b.HasIndex("RecipientId", "Status")
+                        .HasDatabaseName("ix_erasure_obligations_recipient_id_status");
+
+                    b.ToTable("erasure_obligations", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Exchange.Disclosure", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+
+                    b.Property<Guid>("ConsentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("consent_id");
+
+                    b.Property<byte[]>("ContentHash")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("content_hash");
+
+                    b.Property<int>("CvVersion")
+                        .HasColumnType("integer")
+                        .HasColumnName("cv_version");
+
+                    b.Property<DateTimeOffset>("DisclosedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("disclosed_at");
+
+                    b.Property<Guid>("RecipientId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.Property<string>("SeekerId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("seeker_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_disclosures");
+
+                    b.HasIndex("ConsentId", "CvVersion")
+                        .HasDatabaseName("ix_disclosures_consent_id_cv_version");
+
+                    b.HasIndex("SeekerId", "Id")
+                        .HasDatabaseName("ix_disclosures_seeker_id_id");
+
+                    b.ToTable("disclosures", (string)null);
                 });
 
             modelBuilder.Entity("ExchangeGateway.Recipients.Recipient", b =>
@@ -790,6 +1178,53 @@ namespace ExchangeGateway.Data.Migrations
                         .HasDatabaseName("ix_open_iddict_tokens_application_id_status_subject_type");
 
                     b.ToTable("OpenIddictTokens", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Consents.Consent", b =>
+                {
+                    b.HasOne("ExchangeGateway.Recipients.Recipient", null)
+                        .WithMany()
+                        .HasForeignKey("RecipientId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_consents_recipients_recipient_id");
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Consents.ConsentEvent", b =>
+                {
+                    b.HasOne("ExchangeGateway.Consents.Consent", null)
+                        .WithMany()
+                        .HasForeignKey("ConsentId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_consent_events_consents_consent_id");
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Events.ErasureObligation", b =>
+                {
+                    b.HasOne("ExchangeGateway.Consents.Consent", null)
+                        .WithMany()
+                        .HasForeignKey("ConsentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_erasure_obligations_consents_consent_id");
+
+                    b.HasOne("ExchangeGateway.Recipients.Recipient", null)
+                        .WithMany()
+                        .HasForeignKey("RecipientId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_erasure_obligations_recipients_recipient_id");
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Exchange.Disclosure", b =>
+                {
+                    b.HasOne("ExchangeGateway.Consents.Consent", null)
+                        .WithMany()
+                        .HasForeignKey("ConsentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_disclosures_consents_consent_id");
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.Identity.IdentityRoleClaim<string>", b =>

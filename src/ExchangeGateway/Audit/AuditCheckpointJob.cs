@@ -1,0 +1,7 @@
+namespace ExchangeGateway.Audit;
+
+/// <summary>Recurring: seals the chain head with a signed checkpoint.</summary>
+public sealed class AuditCheckpointJob(AuditCheckpoints checkpoints)
+{
+    public async Task RunAsync(CancellationToken cancellationToken) => await checkpoints.CreateAsync(cancellationToken);
+}

@@ -1,0 +1,14 @@
+using OpenIddict.Abstractions;
+
+namespace ExchangeGateway.Auth;
+
+/// <summary>Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables.</summary>
+public sealed class TokenPruningJob(IOpenIddictTokenManager tokens, IOpenIddictAuthorizationManager authorizations, TimeProvider time)
+{
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var threshold = time.GetUtcNow() - TimeSpan.FromDays(14);
+        await tokens.PruneAsync(threshold, cancellationToken);
+        await authorizations.PruneAsync(threshold, cancellationToken);
+    }
+}

@@ -1,0 +1,184 @@
+using System.ComponentModel.DataAnnotations;
+using System.Security.Cryptography;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Consents;
+
+public enum ConsentState { Active, Revoked, Expired, Ended }
+
+public enum CollectionMethod { Web, Api, Oauth }
+
+public sealed class ConsentOptions
+{
+    public const string Section = "Consent";
+
+    /// <summary>A consent lapses this long after it was given (the seeker is reminded before).</summary>
+    [Range(typeof(TimeSpan), "1.00:00:00", "3650.00:00:00")]
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromDays(365);
+
+    [Range(typeof(TimeSpan), "1.00:00:00", "365.00:00:00")]
+    public TimeSpan RemindBefore { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>The data controller named on every receipt.</summary>
+    [Required]
+    public string ControllerName { get; set; } = "Service public de l'emploi";
+
+    [Required]
+    public string ControllerContact { get; set; } = "dpo@employment-service.example";
+
+    [Required]
+    public Uri ControllerUrl { get; set; } = new("https://employment-service.example/privacy");
+
+    [Required]
+    public string Jurisdiction { get; set; } = "EU";
+}
+
+/// <summary>
+/// One consent episode of one seeker towards one recipient. Once it has ended, in whatever way, it can never be active
+/// again: a new tick is a new episode with a new pairwise id, so the site cannot link the two.
+/// </summary>
+public sealed class Consent
+{
+    private Consent() { }
+
+    public Guid Id { get; private set; }
+    public string? SeekerId { get; private set; }
+    public Guid RecipientId { get; private set; }
+    /// <summary>The only id the recipient ever sees for this CV (promise 6).</summary>
+    public string PairwiseId { get; private set; } = "";
+    public ConsentState State { get; private set; }
+    public CollectionMethod CollectionMethod { get; private set; }
+    public DateTimeOffset GrantedAt { get; private set; }
+    public DateTimeOffset ExpiresAt { get; private set; }
+    public DateTimeOffset? EndedAt { get; private set; }
+    /// <summary>Position in the recipient's change feed; bumped under the chain lock whenever what the site may hold changes.</summary>
+    public long FeedPosition { get; private set; }
+    public bool ExpiryReminderSent { get; private set; }
+    /// <summary>Why the episode ended, in the words of the events sent to recipients (consent-revoked, ...).</summary>
+    public string? EndCause { get; private set; }
+
+    public bool IsActive => State == ConsentState.Active;
+
+    public static Consent Grant(string seekerId, Guid recipientId, CollectionMethod method, DateTimeOffset at, TimeSpan maxAge) => new()
+    {
+        Id = Guid.CreateVersion7(at),
+        SeekerId = seekerId,
+        RecipientId = recipientId,
+        PairwiseId = "cv_" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16)),
+        State = ConsentState.Active,
+        CollectionMethod = method,
+        GrantedAt = at,
+        ExpiresAt = at + maxAge,
+    };
+
+    public void Revoke(DateTimeOffset at) => End(ConsentState.Revoked, ErasureCauses.ConsentRevoked, at);
+
+    public void Expire(DateTimeOffset at)
+    {
+        if (at < ExpiresAt)
+        {
+            throw new InvalidOperationException("A consent expires only once its time is up.");
+        }
+
+        End(ConsentState.Expired, ErasureCauses.ConsentExpired, at);
+    }
+
+    /// <summary>Ended by the gateway: the seeker was erased or the recipient suspended.</summary>
+    public void EndBySystem(string cause, DateTimeOffset at) => End(ConsentState.Ended, cause, at);
+
+    /// <summary>After erasure the episode keeps only what chasing the recipient's copy needs.</summary>
+    public void ForgetSeeker() => SeekerId = null;
+
+    public void ExpiryReminded() => ExpiryReminderSent = true;
+
+    private void End(ConsentState state, string cause, DateTimeOffset at)
+    {
+        if (State != ConsentState.Active)
+        {
+            throw new InvalidOperationException($"A {State} consent cannot become {state}: give a new consent instead.");
+        }
+
+        State = state;
+        EndCause = cause;
+        EndedAt = at;
+    }
+}
+
+public sealed class ConsentConfiguration : IEntityTypeConfiguration<Consent>
+{
+    public void Configure(EntityTypeBuilder<Consent> builder)
+    {
+        builder.ToTable("consents");
+        builder.Property(c => c.SeekerId).HasMaxLength(64);
+        builder.Property(c => c.PairwiseId).HasMaxLength(40);
+        builder.Property(c => c.State).HasConversion<string>().HasMaxLength(16);
+        builder.Property(c => c.CollectionMethod).HasConversion<string>().HasMaxLength(8);
+        builder.Property(c => c.EndCause).HasMaxLength(32);
+        builder.Property(c => c.FeedPosition).HasDefaultValueSql("nextval('feed_positions')");
+        builder.HasIndex(c => c.PairwiseId).IsUnique();
+        // At most one active episode per seeker and site: the database, not only the code, says so.
+        builder.HasIndex(c => new { c.SeekerId, c.RecipientId }).IsUnique().HasFilter("state = 'Active'");
+        builder.HasIndex(c => new { c.SeekerId, c.RecipientId, c.GrantedAt });
+        builder.HasIndex(c => new { c.RecipientId, c.FeedPosition });
+        builder.HasIndex(c => c.ExpiresAt).HasFilter("state = 'Active'");
+        builder.HasOne<Recipients.Recipient>().WithMany().HasForeignKey(c => c.RecipientId).OnDelete(DeleteBehavior.Restrict);
+    }
+}
+
+/// <summary>Why a recipient must delete its copy (the cause carried by erasure events).</summary>
+public static class ErasureCauses
+{
+    public const string ConsentRevoked = "consent-revoked";
+    public const string ConsentExpired = "consent-expired";
+    public const string CvOffline = "cv-offline";
+    public const string SubjectErased = "subject-erased";
+    public const string RecipientSuspended = "recipient-suspended";
+}
+
+public enum ConsentEventKind { Granted, Revoked, Expired, Ended }
+
+/// <summary>An append-only fact about a consent; its id is the receipt id the seeker keeps.</summary>
+public sealed class ConsentEvent
+{
+    public Guid Id { get; init; }
+    public Guid ConsentId { get; init; }
+    public string? SeekerId { get; set; }
+    public Guid RecipientId { get; init; }
+    public ConsentEventKind Kind { get; init; }
+    public DateTimeOffset At { get; init; }
+    public CollectionMethod CollectionMethod { get; init; }
+    /// <summary>The recipient's name and policy as they were when the seeker decided.</summary>
+    public required string RecipientName { get; init; }
+    public required string PolicyUrl { get; init; }
+
+    public static ConsentEvent For(Consent consent, ConsentEventKind kind, Recipients.Recipient recipient, CollectionMethod method, DateTimeOffset at) => new()
+    {
+        Id = Guid.CreateVersion7(at),
+        ConsentId = consent.Id,
+        SeekerId = consent.SeekerId,
+        RecipientId = consent.RecipientId,
+        Kind = kind,
+        At = at,
+        CollectionMethod = method,
+        RecipientName = recipient.DisplayName,
+        PolicyUrl = recipient.PrivacyPolicyUrl.AbsoluteUri,
+    };
+}
+
+public sealed class ConsentEventConfiguration : IEntityTypeConfiguration<ConsentEvent>
+{
+    public void Configure(EntityTypeBuilder<ConsentEvent> builder)
+    {
+        builder.ToTable("consent_events");
+        builder.Property(e => e.SeekerId).HasMaxLength(64);
+        builder.Property(e => e.Kind).HasConversion<string>().HasMaxLength(16);
+        builder.Property(e => e.CollectionMethod).HasConversion<string>().HasMaxLength(8);
+        builder.Property(e => e.RecipientName).HasMaxLength(200);
+        builder.Property(e => e.PolicyUrl).HasMaxLength(2000);
+        builder.HasIndex(e => new { e.SeekerId, e.RecipientId, e.At });
+        builder.HasIndex(e => e.ConsentId);
+        builder.HasOne<Consent>().WithMany().HasForeignKey(e => e.ConsentId).OnDelete(DeleteBehavior.Cascade);
+    }
+}

@@ -1,0 +1,82 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using ExchangeGateway.Recipients;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Consents;
+
+public enum ConsentChange { Granted, AlreadyActive, Revoked, NothingToRevoke, UnknownRecipient }
+
+public sealed record ConsentDecision(ConsentChange Change, Consent? Consent, ConsentEvent? Receipt, Recipient? Recipient);
+
+/// <summary>
+/// Ticking and unticking, the same for the API, the web pages and the site-started OAuth flow: one seeker lock, the
+/// aggregate's rules, a receipt, the feed moved, obligations for copies, and the audit record, all in one transaction.
+/// </summary>
+public sealed class ConsentDesk(
+    GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
+    IOptions<ConsentOptions> consentOptions, IOptions<ErasureOptions> erasure)
+{
+    public async Task<ConsentDecision> TickAsync(string seekerId, Guid recipientId, CollectionMethod method, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == recipientId && r.Status == RecipientStatus.Active, cancellationToken);
+        if (recipient is null)
+        {
+            return new ConsentDecision(ConsentChange.UnknownRecipient, null, null, null);
+        }
+
+        var active = await db.Set<Consent>().SingleOrDefaultAsync(
+            c => c.SeekerId == seekerId && c.RecipientId == recipientId && c.State == ConsentState.Active, cancellationToken);
+        if (active is not null)
+        {
+            var receipt = await db.Set<ConsentEvent>().AsNoTracking()
+                .Where(e => e.ConsentId == active.Id && e.Kind == ConsentEventKind.Granted).SingleAsync(cancellationToken);
+            return new ConsentDecision(ConsentChange.AlreadyActive, active, receipt, recipient);
+        }
+
+        var consent = Consent.Grant(seekerId, recipientId, method, now, consentOptions.Value.MaxAge);
+        var granted = ConsentEvent.For(consent, ConsentEventKind.Granted, recipient, method, now);
+        db.AddRange(consent, granted);
+        await db.SaveChangesAsync(cancellationToken);
+        await FeedPositions.BumpAsync(db, [consent.Id], cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentGranted, recipient, granted), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return new ConsentDecision(ConsentChange.Granted, consent, granted, recipient);
+    }
+
+    public async Task<ConsentDecision> UntickAsync(string seekerId, Guid recipientId, CollectionMethod method, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var active = await db.Set<Consent>().SingleOrDefaultAsync(
+            c => c.SeekerId == seekerId && c.RecipientId == recipientId && c.State == ConsentState.Active, cancellationToken);
+        if (active is null)
+        {
+            var known = await db.Recipients.AnyAsync(r => r.Id == recipientId, cancellationToken);
+            return new ConsentDecision(known ? ConsentChange.NothingToRevoke : ConsentChange.UnknownRecipient, null, null, null);
+        }
+
+        var recipient = await db.Recipients.AsNoTracking().SingleAsync(r => r.Id == recipientId, cancellationToken);
+        active.Revoke(now);
+        var revoked = ConsentEvent.For(active, ConsentEventKind.Revoked, recipient, method, now);
+        db.Add(revoked);
+        await db.SaveChangesAsync(cancellationToken);
+        await FeedPositions.BumpAsync(db, [active.Id], cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentRevoked, now, erasure.Value.ConfirmWithin, cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentRevoked, recipient, revoked), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        dispatch.After(obligations);
+        return new ConsentDecision(ConsentChange.Revoked, active, revoked, recipient);
+    }
+
+    private AuditEntry Entry(string seekerId, string action, Recipient recipient, ConsentEvent receipt) =>
+        new(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), action, Outcomes.Success, SeekerId: seekerId, Recipient: recipient.ClientId,
+            Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["method"] = receipt.CollectionMethod.ToString().ToLowerInvariant() });
+}

@@ -1,0 +1,67 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Consents;
+
+/// <summary>
+/// Ends consents past <c>Consent:MaxAge</c> as Expired, through the aggregate (so the same rule applies as everywhere),
+/// in batches claimed with SKIP LOCKED; each batch writes receipts, feed moves, obligations and audit in one transaction.
+/// </summary>
+public sealed class ConsentExpiryJob(
+    GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure)
+{
+    public const int BatchSize = 1000;
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        var total = 0;
+        int expired;
+        do
+        {
+            expired = await ExpireBatchAsync(cancellationToken);
+            total += expired;
+            db.ChangeTracker.Clear();
+        }
+        while (expired == BatchSize && !cancellationToken.IsCancellationRequested);
+
+        return total;
+    }
+
+    private async Task<int> ExpireBatchAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var due = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE state = 'Active' AND expires_at <= {now} ORDER BY expires_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
+            .ToListAsync(cancellationToken);
+        if (due.Count == 0)
+        {
+            return 0;
+        }
+
+        var recipients = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+        var entries = new List<AuditEntry>(due.Count);
+        foreach (var consent in due)
+        {
+            consent.Expire(now);
+            var recipient = recipients[consent.RecipientId];
+            var receipt = ConsentEvent.For(consent, ConsentEventKind.Expired, recipient, consent.CollectionMethod, now);
+            db.Add(receipt);
+            entries.Add(new AuditEntry(ActorKinds.System, "consent-expiry", AuditActions.ConsentExpired, Outcomes.Success,
+                SeekerId: consent.SeekerId, Recipient: recipient.ClientId, Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id }));
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        var ids = due.Select(c => c.Id).ToList();
+        await FeedPositions.BumpAsync(db, ids, cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
+        await audit.AppendAsync(entries, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        dispatch.After(obligations);
+        return due.Count;
+    }
+}

@@ -1,0 +1,59 @@
+using ExchangeGateway.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace ExchangeGateway.Consents;
+
+public sealed record ReceiptController(string Name, string Contact, Uri Url);
+
+public sealed record ReceiptRecipient(Guid Id, string Name, Uri? Website);
+
+/// <summary>
+/// A consent receipt with the fields of Kantara Consent Receipt 1.1 / ISO/IEC TS 27560: who controls the data, who
+/// receives it, for what purpose, which data, how the consent was collected, under which policy, and how it ends.
+/// </summary>
+public sealed record ConsentReceipt(
+    Guid Id,
+    Guid ReceiptId,
+    string Version,
+    string Event,
+    DateTimeOffset Timestamp,
+    string Jurisdiction,
+    ReceiptController Controller,
+    ReceiptRecipient Recipient,
+    string Purpose,
+    IReadOnlyList<string> DataCategories,
+    string CollectionMethod,
+    string PolicyUrl,
+    string Termination,
+    Guid ConsentId,
+    DateTimeOffset? ExpiresAt)
+{
+    public static async Task<ConsentReceipt?> FindAsync(GatewayDbContext db, string seekerId, Guid receiptId, ConsentOptions options, CancellationToken cancellationToken)
+    {
+        var found = await (
+            from e in db.Set<ConsentEvent>().AsNoTracking()
+            join c in db.Set<Consent>().AsNoTracking() on e.ConsentId equals c.Id
+            join r in db.Recipients.AsNoTracking() on e.RecipientId equals r.Id
+            where e.Id == receiptId && e.SeekerId == seekerId
+            select new { Event = e, Consent = c, Recipient = r }).SingleOrDefaultAsync(cancellationToken);
+        if (found is null)
+        {
+            return null;
+        }
+
+        var fact = found.Event;
+        return new ConsentReceipt(
+            fact.Id, fact.Id, "KI-CR-v1.1.0", fact.Kind.ToString().ToLowerInvariant(), fact.At, options.Jurisdiction,
+            new ReceiptController(options.ControllerName, options.ControllerContact, options.ControllerUrl),
+            new ReceiptRecipient(found.Recipient.Id, fact.RecipientName, found.Recipient.Website),
+            "recruitment",
+            ["cv"],
+            fact.CollectionMethod.ToString().ToLowerInvariant(),
+            fact.PolicyUrl,
+            "Untick the site (or DELETE /api/v1/me/consents/{recipientId}) at any time; the consent also lapses on " +
+                found.Consent.ExpiresAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) +
+                ". The site is then told to delete its copy.",
+            fact.ConsentId,
+            found.Consent.ExpiresAt);
+    }
+}

@@ -1,0 +1,122 @@
+using System.Security.Cryptography;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Cvs;
+
+public enum CvWriteOutcome { Created, Replaced, Refreshed, Erased, NotFound, PreconditionFailed }
+
+public sealed record CvWriteResult(CvWriteOutcome Outcome, Cv? Cv);
+
+/// <summary>
+/// Every change to a seeker's CV, with its consequences in the same transaction: the sites' feeds move, sites holding a
+/// copy are told (update or erasure), and the audit log records it. Used by the API and the web pages alike.
+/// </summary>
+public sealed class CvWriter(
+    GatewayDbContext db, CvSealer sealer, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
+    IOptions<ErasureOptions> erasure)
+{
+    /// <summary>Creates or replaces the CV. <paramref name="expectedVersion"/> comes from If-Match (null: no precondition).</summary>
+    public async Task<CvWriteResult> SaveAsync(string seekerId, byte[] document, int? expectedVersion, bool ifMatchAny, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        if ((expectedVersion is not null || ifMatchAny) && (cv is null || (expectedVersion is { } expected && expected != cv.Version)))
+        {
+            return new CvWriteResult(CvWriteOutcome.PreconditionFailed, cv);
+        }
+
+        var key = await sealer.GetOrCreateKeyAsync(db, seekerId, now, cancellationToken);
+        var hash = SHA256.HashData(document);
+        var created = cv is null;
+        if (cv is null)
+        {
+            cv = Cv.Publish(seekerId, Guid.CreateVersion7(now), CvSealer.Seal(key, seekerId, 1, document), hash, now);
+            db.Add(cv);
+        }
+        else
+        {
+            cv.Replace(CvSealer.Seal(key, seekerId, cv.NextVersion, document), hash, now);
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
+        var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvPublished, new() { ["version"] = cv.Version }), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        dispatch.After(notices);
+        return new CvWriteResult(created ? CvWriteOutcome.Created : CvWriteOutcome.Replaced, cv);
+    }
+
+    /// <summary>"Still looking": the same document published for another full period.</summary>
+    public async Task<CvWriteResult> RefreshAsync(string seekerId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        if (cv is null || cv.State == CvState.Erased)
+        {
+            return new CvWriteResult(CvWriteOutcome.NotFound, cv);
+        }
+
+        cv.Refresh(now);
+        await db.SaveChangesAsync(cancellationToken);
+        // Back online: the sites' feeds show it again (a harmless move when it never left).
+        await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, new() { ["version"] = cv.Version }), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return new CvWriteResult(CvWriteOutcome.Refreshed, cv);
+    }
+
+    /// <summary>Content and key gone (crypto-shredding), every site holding a copy told to delete it.</summary>
+    public async Task<CvWriteResult> EraseAsync(string seekerId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        if (cv is null || cv.State == CvState.Erased)
+        {
+            return new CvWriteResult(CvWriteOutcome.NotFound, cv);
+        }
+
+        cv.Erase(now);
+        await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
+        await db.SaveChangesAsync(cancellationToken);
+        var active = await db.Set<Consent>().Where(c => c.SeekerId == seekerId && c.State == ConsentState.Active).Select(c => c.Id).ToListAsync(cancellationToken);
+        await FeedPositions.BumpAsync(db, active, cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, active, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations }), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        dispatch.After(obligations);
+        return new CvWriteResult(CvWriteOutcome.Erased, cv);
+    }
+
+    public async Task<(Cv Cv, byte[]? Document)?> ReadAsync(string seekerId, CancellationToken cancellationToken)
+    {
+        var cv = await db.Set<Cv>().AsNoTracking().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        if (cv is null)
+        {
+            return null;
+        }
+
+        if (cv.Sealed is null)
+        {
+            return (cv, null);
+        }
+
+        var wrapped = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleAsync(cancellationToken);
+        return (cv, CvSealer.Open(sealer.Unwrap(wrapped), seekerId, cv.Version, cv.Sealed));
+    }
+
+    private AuditEntry Entry(string seekerId, string action, Dictionary<string, object?> details) =>
+        new(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), action, Outcomes.Success, SeekerId: seekerId, Details: details);
+}

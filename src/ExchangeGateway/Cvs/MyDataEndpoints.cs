@@ -1,0 +1,110 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using ExchangeGateway.Hosting;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Cvs;
+
+public sealed record DisclosureItem(long Id, Guid RecipientId, string RecipientName, int Version, DateTimeOffset DisclosedAt);
+
+/// <summary>Per site, every obligation about me: sent (pending), delivered, confirmed, and whether it is overdue.</summary>
+public sealed record ErasureStatusItem(
+    long Id, Guid RecipientId, string RecipientName, string Kind, string Cause, ObligationStatus Status, bool Overdue,
+    DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore);
+
+public sealed record MyDataExport(
+    MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentHistoryItem> ConsentEvents,
+    IReadOnlyList<DisclosureItem> Disclosures, IReadOnlyList<ErasureStatusItem> Erasures);
+
+public static class MyDataEndpoints
+{
+    private const string DisclosuresCollection = "my-disclosures";
+
+    public static RouteGroupBuilder MapMyDataEndpoints(this RouteGroupBuilder api)
+    {
+        var me = api.MapGroup("/me").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
+        me.MapGet("/disclosures", Disclosures).WithName("ListMyDisclosures").WithSummary("Which site received which version of my CV, and when; newest first.");
+        me.MapGet("/erasures", Erasures).WithName("ListMyErasures").WithSummary("The live status, per site, of every erasure obligation about me.");
+        me.MapGet("/export", Export).WithName("ExportMyData").WithSummary("Everything the gateway holds about me, as JSON (data portability).");
+        me.MapDelete("/", Forget).WithName("ForgetMe").WithSummary("Erases my account and everything about me; every site that received my CV is told to delete it.");
+        return api;
+    }
+
+    private static async Task<Results<Ok<Page<DisclosureItem>>, ProblemHttpResult>> Disclosures(
+        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
+    {
+        if (cursors.Read<long>(DisclosuresCollection, cursor, limit, out var before, out var take) is { } problem)
+        {
+            return problem;
+        }
+
+        var rows = await DisclosuresOf(db, context.User.Subject())
+            .Where(d => before == 0 || d.Id < before)
+            .OrderByDescending(d => d.Id)
+            .Take(take + 1)
+            .ToListAsync(context.RequestAborted);
+        var items = rows.Take(take).ToList();
+        return TypedResults.Ok(new Page<DisclosureItem>(items, rows.Count > take ? cursors.Encode(DisclosuresCollection, items[^1].Id) : null));
+    }
+
+    private static async Task<Ok<Page<ErasureStatusItem>>> Erasures(HttpContext context, GatewayDbContext db)
+    {
+        var items = await ErasuresOf(db, context.User.Subject()).ToListAsync(context.RequestAborted);
+        return TypedResults.Ok(new Page<ErasureStatusItem>(items, null));
+    }
+
+    private static async Task<Results<Ok<MyDataExport>, ProblemHttpResult>> Export(
+        HttpContext context, GatewayDbContext db, UserManager<GatewayUser> users, CvWriter cvs, AuditTrail audit,
+        IOptions<FreshnessOptions> freshness, TimeProvider time)
+    {
+        var seekerId = context.User.Subject();
+        var user = await users.FindByIdAsync(seekerId);
+        if (user is null)
+        {
+            return Problems.NotFound("The account no longer exists.");
+        }
+
+        var now = time.GetUtcNow();
+        var cv = await cvs.ReadAsync(seekerId, context.RequestAborted);
+        var events = await db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId).OrderBy(e => e.At)
+            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl))
+            .ToListAsync(context.RequestAborted);
+        var disclosures = await DisclosuresOf(db, seekerId).OrderBy(d => d.Id).ToListAsync(context.RequestAborted);
+        var erasures = await ErasuresOf(db, seekerId).ToListAsync(context.RequestAborted);
+        await audit.AppendAsync(
+            new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
+            context.RequestAborted);
+        return TypedResults.Ok(new MyDataExport(
+            new MeResponse(user.Id, user.Email!), now,
+            cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
+            events, disclosures, erasures));
+    }
+
+    private static async Task<Results<NoContent, ProblemHttpResult>> Forget(HttpContext context, SeekerErasure erasure)
+    {
+        return await erasure.EraseAsync(context.User.Subject(), context.RequestAborted)
+            ? TypedResults.NoContent()
+            : Problems.NotFound("The account no longer exists.");
+    }
+
+    private static IQueryable<DisclosureItem> DisclosuresOf(GatewayDbContext db, string seekerId) =>
+        from d in db.Set<Disclosure>().AsNoTracking()
+        join r in db.Recipients.AsNoTracking() on d.RecipientId equals r.Id
+        where d.SeekerId == seekerId
+        select new DisclosureItem(d.Id, d.RecipientId, r.DisplayName, d.CvVersion, d.DisclosedAt);
+
+    private static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId) =>
+        from o in db.Set<ErasureObligation>().AsNoTracking()
+        join c in db.Set<Consent>().AsNoTracking() on o.ConsentId equals c.Id
+        join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
+        where c.SeekerId == seekerId
+        orderby o.Id descending
+        select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
+}

@@ -1,0 +1,100 @@
+using System.Globalization;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Cvs;
+
+/// <summary>
+/// Tells seekers before something ends without them: their CV going offline (at each configured lead time, once) and a
+/// consent lapsing. Rows are claimed with SKIP LOCKED so several nodes never remind twice; each batch is one job.
+/// </summary>
+public sealed class ReminderJob(
+    GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
+    ILogger<ReminderJob> logger)
+{
+    public const int BatchSize = 500;
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        var sent = 0;
+        foreach (var lead in freshness.Value.RemindBefore.OrderByDescending(l => l))
+        {
+            sent += await RemindFreshnessAsync(lead, cancellationToken);
+        }
+
+        sent += await RemindConsentExpiryAsync(cancellationToken);
+        return sent;
+    }
+
+    private async Task<int> RemindFreshnessAsync(TimeSpan lead, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var maxAge = freshness.Value.MaxAge;
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var due = await db.Set<Cv>().FromSql($"""
+            SELECT * FROM cvs
+            WHERE state = 'Published' AND refreshed_at + {maxAge} - {lead} <= {now} AND refreshed_at + {maxAge} > {now}
+              AND (last_reminder_lead IS NULL OR last_reminder_lead > {lead})
+            ORDER BY refreshed_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
+            """).ToListAsync(cancellationToken);
+        var emails = await EmailsOfAsync(due.Select(c => c.SeekerId).ToList(), cancellationToken);
+        foreach (var cv in due)
+        {
+            if (emails.TryGetValue(cv.SeekerId, out var email))
+            {
+                var days = Math.Max(1, (int)Math.Ceiling((cv.OfflineAt(maxAge) - now).TotalDays));
+                await notifier.SendAsync(new Notice(email, "Votre CV sera bientôt hors ligne / Your CV goes offline soon",
+                    string.Create(CultureInfo.InvariantCulture,
+                        $"Votre CV ne sera plus partagé dans {days} jour(s). Connectez-vous et cliquez sur « Je suis toujours en recherche ».\n\n" +
+                        $"Your CV stops being shared in {days} day(s). Sign in and click \"I am still looking\".")), cancellationToken);
+            }
+
+            cv.Reminded(lead);
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        if (due.Count > 0)
+        {
+            logger.LogInformation("Sent {Count} freshness reminders ({LeadDays} days ahead)", due.Count, lead.TotalDays);
+        }
+
+        return due.Count;
+    }
+
+    private async Task<int> RemindConsentExpiryAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var before = consents.Value.RemindBefore;
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var due = await db.Set<Consent>().FromSql($"""
+            SELECT * FROM consents
+            WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now}
+            ORDER BY expires_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
+            """).ToListAsync(cancellationToken);
+        var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);
+        var names = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, r => r.DisplayName, cancellationToken);
+        foreach (var consent in due)
+        {
+            if (consent.SeekerId is not null && emails.TryGetValue(consent.SeekerId, out var email))
+            {
+                var date = consent.ExpiresAt.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+                await notifier.SendAsync(new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
+                    $"Le partage de votre CV avec {names[consent.RecipientId]} prend fin le {date}. Ensuite, cochez de nouveau la case pour continuer à partager.\n\n" +
+                    $"Sharing your CV with {names[consent.RecipientId]} ends on {date}. After that, tick the box again to go on sharing."), cancellationToken);
+            }
+
+            consent.ExpiryReminded();
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return due.Count;
+    }
+
+    private Task<Dictionary<string, string>> EmailsOfAsync(List<string> seekerIds, CancellationToken cancellationToken) =>
+        db.Users.AsNoTracking().Where(u => seekerIds.Contains(u.Id) && u.Email != null).ToDictionaryAsync(u => u.Id, u => u.Email!, cancellationToken);
+}

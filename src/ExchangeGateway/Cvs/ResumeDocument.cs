@@ -1,0 +1,64 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+
+namespace ExchangeGateway.Cvs;
+
+/// <summary>
+/// The JSON Resume schema (jsonresume.org, MIT licence, shipped in this folder) and the rules the gateway adds:
+/// an object at the top, bounded depth, and <c>meta.lastModified</c> owned by the server.
+/// </summary>
+public sealed class ResumeDocument
+{
+    public const int MaxDepth = 32;
+    private readonly JsonSchema _schema;
+
+    public ResumeDocument()
+    {
+        using var stream = typeof(ResumeDocument).Assembly.GetManifestResourceStream("ExchangeGateway.Cvs.resume.schema.json")
+            ?? throw new InvalidOperationException("The JSON Resume schema is not embedded.");
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        _schema = JsonSchema.FromText(reader.ReadToEnd());
+    }
+
+    /// <summary>Parses and validates; returns the normalised document bytes or the problems found, by JSON pointer.</summary>
+    public (byte[]? Document, Dictionary<string, string[]>? Errors) Validate(ReadOnlySpan<byte> utf8, DateTimeOffset now)
+    {
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(utf8, documentOptions: new JsonDocumentOptions { MaxDepth = MaxDepth });
+        }
+        catch (JsonException e)
+        {
+            return (null, new Dictionary<string, string[]> { ["$"] = [$"Not valid JSON: {e.Message}"] });
+        }
+
+        if (node is not JsonObject document)
+        {
+            return (null, new Dictionary<string, string[]> { ["$"] = ["A JSON Resume document is a JSON object."] });
+        }
+
+        using (var parsed = JsonDocument.Parse(document.ToJsonString()))
+        {
+            var results = _schema.Evaluate(parsed.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List, RequireFormatValidation = true });
+            if (!results.IsValid)
+            {
+                var errors = (results.Details ?? [])
+                    .Where(d => d.Errors is { Count: > 0 })
+                    .GroupBy(d => d.InstanceLocation.ToString() is { Length: > 0 } pointer ? pointer : "/")
+                    .ToDictionary(g => g.Key, g => g.SelectMany(d => d.Errors!.Values).Distinct().Take(5).ToArray());
+                return (null, errors.Count > 0 ? errors : new Dictionary<string, string[]> { ["/"] = ["The document does not follow the JSON Resume schema."] });
+            }
+        }
+
+        if (document["meta"] is not JsonObject meta)
+        {
+            document["meta"] = meta = [];
+        }
+
+        meta["lastModified"] = now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        return (Encoding.UTF8.GetBytes(document.ToJsonString()), null);
+    }
+}

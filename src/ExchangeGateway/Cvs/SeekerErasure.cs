@@ -1,0 +1,71 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Cvs;
+
+/// <summary>
+/// The right to be forgotten. In one transaction: the CV and its key, the account (Identity and OpenIddict rows), the
+/// receipts and every link from the ledger and the consents to the person go; what remains (pairwise ids, hashes,
+/// pseudonymous audit rows) is what chasing every copy and proving the past need, and names no one. Every site that
+/// received the CV gets an erasure obligation.
+/// </summary>
+public sealed class SeekerErasure(
+    GatewayDbContext db, UserManager<GatewayUser> users, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
+    IOptions<ErasureOptions> erasure)
+{
+    public async Task<bool> EraseAsync(string seekerId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        var user = await db.Users.SingleOrDefaultAsync(u => u.Id == seekerId, cancellationToken);
+        if (user is null)
+        {
+            return false;
+        }
+
+        var consents = await db.Set<Consent>().Where(c => c.SeekerId == seekerId).ToListAsync(cancellationToken);
+        var ended = new List<Guid>();
+        foreach (var consent in consents)
+        {
+            if (consent.IsActive)
+            {
+                consent.EndBySystem(ErasureCauses.SubjectErased, now);
+                ended.Add(consent.Id);
+            }
+
+            consent.ForgetSeeker();
+        }
+
+        await db.Set<Cv>().Where(c => c.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<ConsentEvent>().Where(e => e.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId).ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null), cancellationToken);
+        await db.Database.ExecuteSqlAsync($"DELETE FROM open_iddict_tokens WHERE subject = {seekerId}", cancellationToken);
+        await db.Database.ExecuteSqlAsync($"DELETE FROM open_iddict_authorizations WHERE subject = {seekerId}", cancellationToken);
+        await db.SaveChangesAsync(cancellationToken);
+
+        var deleted = await users.DeleteAsync(user);
+        if (!deleted.Succeeded)
+        {
+            throw new InvalidOperationException("The account could not be deleted: " + string.Join(", ", deleted.Errors.Select(e => e.Code)));
+        }
+
+        await FeedPositions.BumpAsync(db, ended, cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
+        await audit.AppendAsync(
+            new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
+                Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),
+            cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        dispatch.After(obligations);
+        return true;
+    }
+}

@@ -1,0 +1,24 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace ExchangeGateway.Data;
+
+/// <summary>
+/// The two transaction-scoped advisory locks that keep the gateway consistent without serialising it.
+/// Order is always seeker lock first, chain lock last: the chain lock is taken just before commit.
+/// </summary>
+public static class Locks
+{
+    /// <summary>
+    /// The chain lock: held from the moment a transaction assigns audit sequence numbers or feed positions until it commits,
+    /// so both are committed in the order they were handed out (no reader can see N+1 before N), and so that anything
+    /// decided from the disclosure ledger (erasure obligations) sees every disclosure committed before it.
+    /// </summary>
+    public const long Chain = 0x4547_4155_4449_54; // "EGAUDIT"
+
+    /// <summary>Serialises one seeker's own changes (CV, consents, erasure); other seekers proceed in parallel.</summary>
+    public static Task SeekerAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(7, hashtext({seekerId}))", cancellationToken);
+
+    public static Task ChainAsync(GatewayDbContext db, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock({Chain})", cancellationToken);
+}

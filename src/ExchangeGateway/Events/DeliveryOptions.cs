@@ -1,0 +1,52 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace ExchangeGateway.Events;
+
+public sealed class DeliveryOptions : IValidatableObject
+{
+    public const string Section = "Delivery";
+
+    /// <summary>Waits between push attempts; the last one repeats. Jitter of ±20% spreads retries out.</summary>
+    public List<TimeSpan> RetrySchedule { get; set; } =
+    [
+        TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(15), TimeSpan.FromHours(1),
+        TimeSpan.FromHours(3), TimeSpan.FromHours(6), TimeSpan.FromHours(12), TimeSpan.FromHours(24),
+    ];
+
+    [Range(typeof(TimeSpan), "00:00:01", "00:02:00")]
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A claimed batch is invisible to other dispatchers this long; a crashed node's batch is retried after it.</summary>
+    [Range(typeof(TimeSpan), "00:00:10", "01:00:00")]
+    public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(2);
+
+    [Range(1, 5000)]
+    public int BatchSize { get; set; } = 500;
+
+    [Range(1, 256)]
+    public int MaxConcurrentDeliveries { get; set; } = 64;
+
+    [Range(1, 64)]
+    public int MaxConcurrentPerRecipient { get; set; } = 8;
+
+    /// <summary>How long one dispatch job keeps claiming batches before it leaves the rest to the next run.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan MaxRunTime { get; set; } = TimeSpan.FromSeconds(50);
+
+    [Range(1, 1000)]
+    public int MaxEventsPerPoll { get; set; } = 100;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (RetrySchedule.Count == 0 || RetrySchedule.Any(t => t <= TimeSpan.Zero))
+        {
+            yield return new ValidationResult("Delivery:RetrySchedule needs at least one positive wait.", [nameof(RetrySchedule)]);
+        }
+    }
+
+    public TimeSpan Backoff(int attempts, Random random)
+    {
+        var wait = RetrySchedule[Math.Clamp(attempts - 1, 0, RetrySchedule.Count - 1)];
+        return wait * (0.8 + (random.NextDouble() * 0.4));
+    }
+}

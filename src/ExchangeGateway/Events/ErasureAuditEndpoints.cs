@@ -1,0 +1,99 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace ExchangeGateway.Events;
+
+public sealed record ObligationItem(
+    long Id, Guid Jti, Guid RecipientId, string ClientId, string Kind, string Cause, ObligationStatus Status, bool Overdue,
+    DateTimeOffset CreatedAt, DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt,
+    DateTimeOffset? OverdueAt, int Attempts, string? LastError);
+
+/// <summary>How well a site keeps its erasure promises. <c>medianTimeToConfirmSeconds</c> is null until it confirmed one.</summary>
+public sealed record RecipientCompliance(
+    Guid Id, string ClientId, long Obligations, long Pending, long Delivered, long Confirmed, long Overdue, double? MedianTimeToConfirmSeconds);
+
+public static class ErasureAuditEndpoints
+{
+    private const string Collection = "audit-erasures";
+    private static readonly string[] Statuses = ["pending", "delivered", "confirmed", "overdue"];
+
+    public static RouteGroupBuilder MapErasureAuditEndpoints(this RouteGroupBuilder api)
+    {
+        var audit = api.MapGroup("/audit").RequireAuthorization(ApiScopes.AuditRead).WithTags("Auditor");
+        audit.MapGet("/erasures", List).WithName("ListErasureObligations")
+            .WithSummary("Erasure obligations, oldest first; status pending, delivered, confirmed or overdue (open past its deadline).");
+        audit.MapGet("/recipients/{id:guid}/compliance", Compliance).WithName("GetRecipientCompliance")
+            .WithSummary("A site's record: obligations delivered, confirmed, overdue, and the median time to confirm.");
+        return api;
+    }
+
+    private static async Task<Results<Ok<Page<ObligationItem>>, ProblemHttpResult>> List(
+        string? status, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, AuditTrail trail)
+    {
+        if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } problem)
+        {
+            return problem;
+        }
+
+        if (status is not null && !Statuses.Contains(status))
+        {
+            return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });
+        }
+
+        var query = db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Id > after);
+        query = status switch
+        {
+            "pending" => query.Where(o => o.Status == ObligationStatus.Pending),
+            "delivered" => query.Where(o => o.Status == ObligationStatus.Delivered),
+            "confirmed" => query.Where(o => o.Status == ObligationStatus.Confirmed),
+            "overdue" => query.Where(o => o.Overdue && o.Status != ObligationStatus.Confirmed),
+            _ => query,
+        };
+        var rows = await (
+            from o in query
+            join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
+            orderby o.Id
+            select new ObligationItem(o.Id, o.Jti, o.RecipientId, r.ClientId, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt,
+                o.ConfirmBefore, o.DeliveredAt, o.ConfirmedAt, o.OverdueAt, o.Attempts, o.LastError))
+            .Take(take + 1).ToListAsync(context.RequestAborted);
+        var items = rows.Take(take).ToList();
+
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success,
+            Details: new Dictionary<string, object?> { ["erasures"] = status ?? "all" }), context.RequestAborted);
+        return TypedResults.Ok(new Page<ObligationItem>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
+    }
+
+    private static async Task<Results<Ok<RecipientCompliance>, ProblemHttpResult>> Compliance(
+        Guid id, HttpContext context, GatewayDbContext db, AuditTrail trail)
+    {
+        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
+        }
+
+        var figures = await db.Database.SqlQuery<ComplianceFigures>($"""
+            SELECT count(*) AS obligations,
+                   count(*) FILTER (WHERE status = 'Pending') AS pending,
+                   count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
+                   count(*) FILTER (WHERE status = 'Confirmed') AS confirmed,
+                   count(*) FILTER (WHERE overdue) AS overdue,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM confirmed_at - created_at))
+                       FILTER (WHERE confirmed_at IS NOT NULL) AS median_seconds
+            FROM erasure_obligations WHERE recipient_id = {id} AND kind = {EventKinds.ErasureRequired}
+            """).SingleAsync(context.RequestAborted);
+
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success, Recipient: recipient.ClientId,
+            Details: new Dictionary<string, object?> { ["compliance"] = true }), context.RequestAborted);
+        return TypedResults.Ok(new RecipientCompliance(recipient.Id, recipient.ClientId, figures.Obligations, figures.Pending, figures.Delivered,
+            figures.Confirmed, figures.Overdue, figures.MedianSeconds));
+    }
+
+    private sealed record ComplianceFigures(long Obligations, long Pending, long Delivered, long Confirmed, long Overdue, double? MedianSeconds);
+}

@@ -1,0 +1,130 @@
+using System.ComponentModel.DataAnnotations;
+using ExchangeGateway.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace ExchangeGateway.Events;
+
+public enum ObligationStatus { Pending, Delivered, Confirmed }
+
+public static class EventKinds
+{
+    public const string ErasureRequired = "erasure-required";
+    public const string CvUpdated = "cv-updated";
+    public const string UriPrefix = "https://exchange-gateway.example/events/";
+}
+
+public sealed class ErasureOptions
+{
+    public const string Section = "Erasure";
+
+    /// <summary>How long a recipient has to confirm deletion before the obligation is flagged overdue.</summary>
+    [Range(typeof(TimeSpan), "00:01:00", "90.00:00:00")]
+    public TimeSpan ConfirmWithin { get; set; } = TimeSpan.FromHours(72);
+}
+
+/// <summary>
+/// The outbox row and the obligation in one: "this site must delete (or update) its copy of this CV". Written in the
+/// transaction of the change that caused it, delivered as a signed event, and tracked until the site confirms.
+/// </summary>
+public sealed class ErasureObligation
+{
+    public long Id { get; init; }
+    /// <summary>The event's jti: stable across retries, so redelivery is idempotent for the site.</summary>
+    public Guid Jti { get; init; }
+    public Guid RecipientId { get; init; }
+    public Guid ConsentId { get; init; }
+    public required string PairwiseId { get; init; }
+    public required string Kind { get; init; }
+    public required string Cause { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset ConfirmBefore { get; init; }
+    public ObligationStatus Status { get; private set; }
+    public DateTimeOffset? DeliveredAt { get; private set; }
+    public DateTimeOffset? ConfirmedAt { get; private set; }
+    public bool Overdue { get; private set; }
+    public DateTimeOffset? OverdueAt { get; private set; }
+    public int Attempts { get; private set; }
+    public DateTimeOffset NextAttemptAt { get; private set; }
+    public string? LastError { get; private set; }
+
+    /// <summary>The site says it deleted (or updated) its copy. Confirming twice changes nothing; a confirmation implies delivery.</summary>
+    public bool Confirm(DateTimeOffset at)
+    {
+        if (Status == ObligationStatus.Confirmed)
+        {
+            return false;
+        }
+
+        DeliveredAt ??= at;
+        ConfirmedAt = at;
+        Status = ObligationStatus.Confirmed;
+        return true;
+    }
+}
+
+public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<ErasureObligation>
+{
+    public void Configure(EntityTypeBuilder<ErasureObligation> builder)
+    {
+        builder.ToTable("erasure_obligations");
+        builder.Property(o => o.Id).UseIdentityAlwaysColumn();
+        builder.HasIndex(o => o.Jti).IsUnique();
+        builder.Property(o => o.PairwiseId).HasMaxLength(40);
+        builder.Property(o => o.Kind).HasMaxLength(32);
+        builder.Property(o => o.Cause).HasMaxLength(32);
+        builder.Property(o => o.Status).HasConversion<string>().HasMaxLength(16);
+        builder.Property(o => o.LastError).HasMaxLength(500);
+        // The dispatcher's queue: pending work by due time.
+        builder.HasIndex(o => o.NextAttemptAt).HasFilter("status = 'Pending'");
+        builder.HasIndex(o => new { o.RecipientId, o.Status });
+        builder.HasIndex(o => o.ConsentId);
+        builder.HasIndex(o => o.ConfirmBefore).HasFilter("status <> 'Confirmed' AND NOT overdue");
+        builder.HasOne<Consents.Consent>().WithMany().HasForeignKey(o => o.ConsentId).OnDelete(DeleteBehavior.Restrict);
+        builder.HasOne<Recipients.Recipient>().WithMany().HasForeignKey(o => o.RecipientId).OnDelete(DeleteBehavior.Restrict);
+    }
+}
+
+/// <summary>
+/// Writes obligations set-based from the disclosure ledger: only sites that actually received something are chased.
+/// Must run under the chain lock (after <see cref="Locks.ChainAsync"/>), so no disclosure can commit unseen in between.
+/// </summary>
+public static class Obligations
+{
+    /// <summary>Erasure obligations for the given episodes that disclosed anything; returns how many were written.</summary>
+    public static Task<int> RequireErasureAsync(
+        GatewayDbContext db, IReadOnlyCollection<Guid> consentIds, string cause, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
+    {
+        if (consentIds.Count == 0)
+        {
+            return Task.FromResult(0);
+        }
+
+        var ids = consentIds.ToArray();
+        var confirmBefore = now + confirmWithin;
+        return db.Database.ExecuteSqlAsync(
+            $"""
+            INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+            SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.ErasureRequired}, {cause}, {now}, {confirmBefore}, 'Pending', false, 0, {now}
+            FROM consents c
+            WHERE c.id = ANY({ids}) AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id)
+            """,
+            cancellationToken);
+    }
+
+    /// <summary>Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed.</summary>
+    public static Task<int> NotifyUpdateAsync(
+        GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
+    {
+        var confirmBefore = now + confirmWithin;
+        return db.Database.ExecuteSqlAsync(
+            $"""
+            INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+            SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.CvUpdated}, 'cv-updated', {now}, {confirmBefore}, 'Pending', false, 0, {now}
+            FROM consents c
+            WHERE c.seeker_id = {seekerId} AND c.state = 'Active'
+              AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.cv_version < {newVersion})
+            """,
+            cancellationToken);
+    }
+}

@@ -1,0 +1,172 @@
+using System.Text.Json.Serialization;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
+using ExchangeGateway.Recipients;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Events;
+
+public sealed record SetError(string Err, string? Description = null);
+
+/// <summary>RFC 8936 poll request: acknowledge what was processed, report what failed, ask for more.</summary>
+public sealed record PollRequest(
+    IReadOnlyList<string>? Ack = null,
+    [property: JsonPropertyName("setErrs")] IReadOnlyDictionary<string, SetError>? SetErrs = null,
+    int? MaxEvents = null,
+    bool ReturnImmediately = true);
+
+/// <summary>RFC 8936 poll response: SETs keyed by jti; unacknowledged ones are offered again on the next poll.</summary>
+public sealed record PollResponse(IReadOnlyDictionary<string, string> Sets, bool MoreAvailable);
+
+public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, ObligationStatus Status, DateTimeOffset? ConfirmedAt);
+
+public static class EventEndpoints
+{
+    private static readonly TimeSpan LongPoll = TimeSpan.FromSeconds(10);
+
+    public static RouteGroupBuilder MapEventEndpoints(this RouteGroupBuilder api)
+    {
+        var site = api.MapGroup("/").RequireAuthorization(ApiScopes.CvRead).AddEndpointFilter<RecipientGateAllowingSuspended>().WithTags("Recipient");
+        site.MapPost("/events/poll", Poll).WithName("PollEvents")
+            .WithSummary("RFC 8936 poll delivery of the calling site's security event tokens (ack, setErrs, maxEvents, returnImmediately).");
+        site.MapPost("/erasures/{jti:guid}/confirmation", Confirm).WithName("ConfirmErasure")
+            .WithSummary("The site confirms it deleted (or updated) its copy: closes the obligation.");
+        return api;
+    }
+
+    private static async Task<Results<Ok<PollResponse>, ProblemHttpResult>> Poll(
+        PollRequest request, HttpContext context, GatewayDbContext db, EventTokens tokens, AuditTrail audit, TimeProvider time,
+        IOptions<DeliveryOptions> options)
+    {
+        var recipient = context.Recipient();
+        var cancellationToken = context.RequestAborted;
+        var errors = new RequestErrors();
+        var acks = ParseJtis(request.Ack, "ack", errors);
+        var failed = ParseJtis(request.SetErrs?.Keys.ToList(), "setErrs", errors);
+        var max = request.MaxEvents ?? options.Value.MaxEventsPerPoll;
+        if (max < 0 || max > options.Value.MaxEventsPerPoll)
+        {
+            errors.Add("maxEvents", $"Between 0 and {options.Value.MaxEventsPerPoll}.");
+        }
+
+        foreach (var error in request.SetErrs?.Values ?? [])
+        {
+            errors.Text("setErrs.err", error.Err, 64);
+            errors.Text("setErrs.description", error.Description, 500, required: false);
+        }
+
+        if (errors.Any)
+        {
+            return errors.ToProblem();
+        }
+
+        var now = time.GetUtcNow();
+        if (acks.Count > 0 || failed.Count > 0)
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            var acked = await db.Set<ErasureObligation>()
+                .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
+                .Select(o => new { o.Jti, o.Kind, o.Cause }).ToListAsync(cancellationToken);
+            await db.Set<ErasureObligation>()
+                .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
+                .ExecuteUpdateAsync(o => o.SetProperty(x => x.Status, ObligationStatus.Delivered).SetProperty(x => x.DeliveredAt, now), cancellationToken);
+            foreach (var (jti, error) in request.SetErrs ?? new Dictionary<string, SetError>())
+            {
+                // The site could not process it: keep its reason and offer it again after a back-off.
+                var id = Guid.Parse(jti);
+                var retryAt = now + options.Value.RetrySchedule[0];
+                await db.Set<ErasureObligation>()
+                    .Where(o => o.RecipientId == recipient.Id && o.Jti == id && o.Status == ObligationStatus.Pending)
+                    .ExecuteUpdateAsync(o => o.SetProperty(x => x.LastError, "set-error: " + error.Err).SetProperty(x => x.NextAttemptAt, retryAt), cancellationToken);
+            }
+
+            await audit.AppendAsync(acked.Select(o => new AuditEntry(ActorKinds.Recipient, recipient.ClientId, AuditActions.ErasureDelivered,
+                Outcomes.Success, Recipient: recipient.ClientId,
+                Details: new Dictionary<string, object?> { ["jti"] = o.Jti, ["kind"] = o.Kind, ["cause"] = o.Cause, ["via"] = "poll" })).ToList(), cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+        }
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var pending = await db.Set<ErasureObligation>().AsNoTracking()
+                .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending && o.NextAttemptAt <= now)
+                .OrderBy(o => o.Id)
+                .Take(max + 1)
+                .ToListAsync(cancellationToken);
+            if (pending.Count > 0 || max == 0 || request.ReturnImmediately || waited.Elapsed >= LongPoll)
+            {
+                var sets = pending.Take(max).ToDictionary(
+                    o => o.Jti.ToString(),
+                    o => tokens.Create(new ObligationToSend(o.Id, o.Jti, o.RecipientId, recipient.ClientId, o.ConsentId, o.PairwiseId, o.Kind, o.Cause, o.ConfirmBefore, o.Attempts, null), now));
+                return TypedResults.Ok(new PollResponse(sets, pending.Count > max));
+            }
+
+            // Long poll (returnImmediately false): wait for events on the wall clock, not the domain clock.
+            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken);
+            now = time.GetUtcNow();
+        }
+    }
+
+    private static async Task<Results<Ok<ConfirmationResponse>, ProblemHttpResult>> Confirm(
+        Guid jti, HttpContext context, GatewayDbContext db, AuditTrail audit, TimeProvider time)
+    {
+        var recipient = context.Recipient();
+        var cancellationToken = context.RequestAborted;
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var obligation = await db.Set<ErasureObligation>()
+            .FromSql($"SELECT * FROM erasure_obligations WHERE jti = {jti} AND recipient_id = {recipient.Id} FOR UPDATE")
+            .SingleOrDefaultAsync(cancellationToken);
+        if (obligation is null)
+        {
+            // Another site's jti is as unknown as one that never existed.
+            return Problems.NotFound("No event with this jti was sent to you.");
+        }
+
+        if (obligation.Confirm(time.GetUtcNow()))
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            await audit.AppendAsync(new AuditEntry(ActorKinds.Recipient, recipient.ClientId, AuditActions.ErasureConfirmed, Outcomes.Success,
+                Recipient: recipient.ClientId,
+                Details: new Dictionary<string, object?> { ["jti"] = obligation.Jti, ["kind"] = obligation.Kind, ["cause"] = obligation.Cause, ["overdue"] = obligation.Overdue }),
+                cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        return TypedResults.Ok(new ConfirmationResponse(obligation.Jti, obligation.Kind, obligation.Cause, obligation.Status, obligation.ConfirmedAt));
+    }
+
+    private static List<Guid> ParseJtis(IReadOnlyList<string>? values, string field, RequestErrors errors)
+    {
+        var parsed = new List<Guid>();
+        if (values is null)
+        {
+            return parsed;
+        }
+
+        if (values.Count > 1000)
+        {
+            errors.Add(field, "At most 1000 entries.");
+            return parsed;
+        }
+
+        foreach (var value in values)
+        {
+            if (Guid.TryParse(value, out var jti))
+            {
+                parsed.Add(jti);
+            }
+            else
+            {
+                errors.Add(field, "Every entry is a jti received from this gateway.");
+                break;
+            }
+        }
+
+        return parsed;
+    }
+}

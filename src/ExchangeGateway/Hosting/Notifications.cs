@@ -1,0 +1,81 @@
+using System.ComponentModel.DataAnnotations;
+using MailKit.Net.Smtp;
+using MailKit.Security;
+using Microsoft.Extensions.Options;
+using MimeKit;
+
+namespace ExchangeGateway.Hosting;
+
+public sealed record Notice(string To, string Subject, string Body);
+
+/// <summary>Messages to seekers (reminders, password resets). Implementations never log addresses, names or bodies.</summary>
+public interface INotifier
+{
+    Task SendAsync(Notice notice, CancellationToken cancellationToken);
+}
+
+public sealed class NotifierOptions
+{
+    public const string Section = "Notifier";
+
+    /// <summary>"pickup" writes .eml files to <see cref="PickupDirectory"/> (development); "smtp" sends through <see cref="SmtpHost"/>.</summary>
+    [RegularExpression("^(pickup|smtp)$")]
+    public string Mode { get; set; } = "pickup";
+
+    public string PickupDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "exchange-gateway-mail");
+
+    public string? SmtpHost { get; set; }
+
+    [Range(1, 65535)]
+    public int SmtpPort { get; set; } = 587;
+
+    public string? SmtpUser { get; set; }
+    public string? SmtpPassword { get; set; }
+
+    [Required, EmailAddress]
+    public string From { get; set; } = "no-reply@employment-service.example";
+}
+
+/// <summary>Builds the MIME message both notifiers send.</summary>
+public abstract class MailNotifier(IOptions<NotifierOptions> options) : INotifier
+{
+    protected NotifierOptions Options => options.Value;
+
+    public async Task SendAsync(Notice notice, CancellationToken cancellationToken)
+    {
+        using var message = new MimeMessage();
+        message.From.Add(MailboxAddress.Parse(options.Value.From));
+        message.To.Add(MailboxAddress.Parse(notice.To));
+        message.Subject = notice.Subject;
+        message.Body = new TextPart("plain") { Text = notice.Body };
+        await DeliverAsync(message, cancellationToken);
+    }
+
+    protected abstract Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken);
+}
+
+public sealed class PickupFolderNotifier(IOptions<NotifierOptions> options) : MailNotifier(options)
+{
+    protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(Options.PickupDirectory);
+        var path = Path.Combine(Options.PickupDirectory, $"{Guid.CreateVersion7():N}.eml");
+        await message.WriteToAsync(path, cancellationToken);
+    }
+}
+
+public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifier(options)
+{
+    protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
+    {
+        using var smtp = new SmtpClient { Timeout = 15_000 };
+        await smtp.ConnectAsync(Options.SmtpHost ?? throw new InvalidOperationException("Notifier:SmtpHost is not set."), Options.SmtpPort, SecureSocketOptions.StartTlsWhenAvailable, cancellationToken);
+        if (!string.IsNullOrEmpty(Options.SmtpUser))
+        {
+            await smtp.AuthenticateAsync(Options.SmtpUser, Options.SmtpPassword ?? "", cancellationToken);
+        }
+
+        await smtp.SendAsync(message, cancellationToken);
+        await smtp.DisconnectAsync(quit: true, cancellationToken);
+    }
+}
