@@ -12,7 +12,15 @@ using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Cvs;
 
-public sealed record DisclosureItem(long Id, Guid RecipientId, string RecipientName, int Version, DateTimeOffset DisclosedAt);
+/// <summary>One document that reached a site (init properties, so queries can still sort and page on them).</summary>
+public sealed record DisclosureItem
+{
+    public long Id { get; init; }
+    public Guid RecipientId { get; init; }
+    public required string RecipientName { get; init; }
+    public int Version { get; init; }
+    public DateTimeOffset DisclosedAt { get; init; }
+}
 
 /// <summary>Per site, every obligation about me: sent (pending), delivered, confirmed, and whether it is overdue.</summary>
 public sealed record ErasureStatusItem(
@@ -98,7 +106,7 @@ public static class MyDataEndpoints
         from d in db.Set<Disclosure>().AsNoTracking()
         join r in db.Recipients.AsNoTracking() on d.RecipientId equals r.Id
         where d.SeekerId == seekerId
-        select new DisclosureItem(d.Id, d.RecipientId, r.DisplayName, d.CvVersion, d.DisclosedAt);
+        select new DisclosureItem { Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, Version = d.CvVersion, DisclosedAt = d.DisclosedAt };
 
     private static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId) =>
         from o in db.Set<ErasureObligation>().AsNoTracking()

@@ -114,6 +114,10 @@ public sealed partial class Actors(GatewayFactory factory)
         return await ReadTokensAsync(tokenResponse);
     }
 
+    /// <summary>A fresh access token for a person (after the clock moved past the old one's lifetime).</summary>
+    public async Task<string> FreshTokenAsync(Person person) =>
+        (await SignInWithCodeFlowAsync(person.Email, person.Password, "openid " + ApiScopes.CvManage)).AccessToken;
+
     public async Task<TokenSet> RefreshAsync(string refreshToken)
     {
         using var client = factory.CreateHttpClient();

@@ -1,0 +1,127 @@
+using System.Net;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Consents;
+
+[Collection(GatewayCollection.Name)]
+public sealed class ConsentApiTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task TickingTwiceKeepsOneActiveConsentAndOneReceipt()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var first = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var second = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        Assert.Equal(first.GetProperty("id").GetGuid(), second.GetProperty("id").GetGuid());
+        Assert.Equal(first.GetProperty("receiptId").GetGuid(), second.GetProperty("receiptId").GetGuid());
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var history = await (await client.GetAsync($"/api/v1/me/consents/{site.Id}/history")).ReadJsonAsync();
+        Assert.Single(history.GetProperty("items").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task UntickingIsIdempotentAndEachChangeHasAReceipt()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        using (var revoked = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+            var body = await revoked.ReadJsonAsync();
+            Assert.Equal("revoked", body.GetProperty("state").GetString());
+            using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var receipt = await (await client.GetAsync($"/api/v1/me/receipts/{body.GetProperty("receiptId").GetGuid()}")).ReadJsonAsync();
+            Assert.Equal("revoked", receipt.GetProperty("event").GetString());
+            Assert.Equal("recruitment", receipt.GetProperty("purpose").GetString());
+            Assert.Equal("api", receipt.GetProperty("collectionMethod").GetString());
+            Assert.Equal("https://site.example/privacy", receipt.GetProperty("policyUrl").GetString());
+            Assert.Equal(site.DisplayName, receipt.GetProperty("recipient").GetProperty("name").GetString());
+            Assert.False(string.IsNullOrEmpty(receipt.GetProperty("controller").GetProperty("name").GetString()));
+            Assert.Contains("cv", receipt.GetProperty("dataCategories").EnumerateArray().Select(c => c.GetString()));
+            Assert.False(string.IsNullOrEmpty(receipt.GetProperty("termination").GetString()));
+        }
+
+        using (var again = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, again.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task UnknownRecipientsAre404AndCreateNothing()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var before = await fixture.Database.ScalarAsync<long>("SELECT count(*) FROM consents");
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        await (await client.PutAsync($"/api/v1/me/consents/{Guid.NewGuid()}", null)).AssertProblemAsync(HttpStatusCode.NotFound);
+        await (await client.PutAsync("/api/v1/me/consents/not-a-guid", null)).AssertProblemAsync(HttpStatusCode.NotFound);
+        await (await client.DeleteAsync($"/api/v1/me/consents/{Guid.NewGuid()}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        Assert.Equal(before, await fixture.Database.ScalarAsync<long>("SELECT count(*) FROM consents"));
+    }
+
+    [Fact]
+    public async Task RacingTicksAndUnticksLeaveOneConsistentState()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => i % 2 == 0
+            ? ClientPut()
+            : Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id)));
+        Assert.All(responses, r => Assert.True(r.IsSuccessStatusCode, $"{(int)r.StatusCode}"));
+
+        var active = await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seeker.Id}' AND state = 'Active'");
+        Assert.InRange(active, 0, 1);
+        // Every episode but the last one ended, and each has exactly the receipts its life produced.
+        var episodes = await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seeker.Id}'");
+        var grants = await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE seeker_id = '{seeker.Id}' AND kind = 'Granted'");
+        var revokes = await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE seeker_id = '{seeker.Id}' AND kind = 'Revoked'");
+        Assert.Equal(episodes, grants);
+        Assert.Equal(episodes - active, revokes);
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+
+        async Task<HttpResponseMessage> ClientPut()
+        {
+            using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            return await client.PutAsync($"/api/v1/me/consents/{site.Id}", null);
+        }
+    }
+
+    [Fact]
+    public async Task TheConsentListShowsEveryActiveSiteWithMyState()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var list = await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
+        var entries = list.GetProperty("items").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("recipientName").GetString() == "Démo Emploi");
+        var mine = entries.Single(e => e.GetProperty("recipientId").GetGuid() == site.Id);
+        Assert.Equal("active", mine.GetProperty("state").GetString());
+        Assert.NotEqual(System.Text.Json.JsonValueKind.Null, mine.GetProperty("receiptId").ValueKind);
+    }
+
+    [Fact]
+    public async Task ExportHoldsEverythingAboutMe()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "export-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var export = await (await client.GetAsync("/api/v1/me/export")).ReadJsonAsync();
+        Assert.Equal(seeker.Email, export.GetProperty("account").GetProperty("email").GetString());
+        Assert.Contains(marker, export.GetProperty("cv").GetProperty("document").GetRawText(), StringComparison.Ordinal);
+        Assert.Single(export.GetProperty("consentEvents").EnumerateArray());
+        Assert.Single(export.GetProperty("disclosures").EnumerateArray());
+    }
+}

@@ -1,0 +1,195 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Cvs;
+
+[Collection(GatewayCollection.Name)]
+public sealed class CvApiTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task PutThenGetReturnsTheDocumentWithServerSetLastModifiedAndAnETag()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var document = Sharing.Resume("get-" + Guid.NewGuid());
+        document["meta"] = new JsonObject { ["lastModified"] = "1999-01-01T00:00:00Z" };
+        using var put = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        Assert.Equal("\"v1\"", put.Headers.ETag?.ToString());
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var get = await client.GetAsync("/api/v1/me/cv");
+        var cv = await get.ReadJsonAsync();
+        Assert.Equal("\"v1\"", get.Headers.ETag?.ToString());
+        Assert.Equal("published", cv.GetProperty("state").GetString());
+        Assert.Equal(1, cv.GetProperty("version").GetInt32());
+        var lastModified = cv.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString();
+        Assert.NotEqual("1999-01-01T00:00:00Z", lastModified);
+        var offlineAt = cv.GetProperty("offlineAt").GetDateTimeOffset();
+        var refreshedAt = cv.GetProperty("refreshedAt").GetDateTimeOffset();
+        Assert.Equal(TimeSpan.FromDays(90), offlineAt - refreshedAt);
+    }
+
+    [Fact]
+    public async Task AStaleIfMatchGets412AndChangesNothing()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("v1"));
+        using (var second = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("v2"), "\"v1\""))
+        {
+            Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        }
+
+        using var stale = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("v3"), "\"v1\"");
+        await stale.AssertProblemAsync(HttpStatusCode.PreconditionFailed);
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var cv = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Equal(2, cv.GetProperty("version").GetInt32());
+        Assert.Contains("v2", cv.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TwoPutsWithTheSameIfMatchRaceAndExactlyOneWins()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("base"));
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
+            Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("race-" + i), "\"v1\"")));
+        Assert.Equal(1, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(5, responses.Count(r => r.StatusCode == HttpStatusCode.PreconditionFailed));
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task ADocumentBreakingTheSchemaGets422NamingTheField()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var document = Sharing.Resume("bad");
+        document["basics"]!["email"] = "not-an-email";
+        document["work"] = "should be an array";
+        using var response = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
+        var problem = await response.AssertProblemAsync(HttpStatusCode.UnprocessableEntity);
+        var fields = problem.GetProperty("errors").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Contains("/basics/email", fields);
+        Assert.Contains("/work", fields);
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        await (await client.GetAsync("/api/v1/me/cv")).AssertProblemAsync(HttpStatusCode.NotFound);
+    }
+
+    [Theory]
+    [InlineData("[1,2,3]")]
+    [InlineData("\"just a string\"")]
+    [InlineData("{\"basics\": ")]
+    [InlineData("{\"basics\": {\"name\": \"\u0000\"}")]
+    public async Task MalformedOrNonObjectJsonGets4xxProblem(string body)
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var response = await client.PutAsync("/api/v1/me/cv", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.InRange((int)response.StatusCode, 400, 499);
+        await response.AssertProblemAsync(response.StatusCode);
+    }
+
+    [Fact]
+    public async Task DeeplyNestedJsonIsRefused()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var body = "{\"basics\":{\"x\":" + new string('[', 5000) + new string(']', 5000) + "}}";
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var response = await client.PutAsync("/api/v1/me/cv", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.InRange((int)response.StatusCode, 400, 499);
+        await response.AssertProblemAsync(response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A300KiBCvGets413()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var document = Sharing.Resume("big");
+        document["basics"]!["summary"] = new string('x', 300 * 1024);
+        using var response = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
+        await response.AssertProblemAsync(HttpStatusCode.RequestEntityTooLarge);
+    }
+
+    [Fact]
+    public async Task ATenMegabyteBodyGets413ProblemNotACrash()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var request = new HttpRequestMessage(HttpMethod.Put, "/api/v1/me/cv")
+        {
+            Content = new StringContent("{\"a\":\"" + new string('x', 10 * 1024 * 1024) + "\"}", Encoding.UTF8, "application/json"),
+        };
+        // As a well-behaved client would: the gateway refuses by the announced length before any of the body is sent.
+        request.Headers.ExpectContinue = true;
+        using var response = await client.SendAsync(request);
+        await response.AssertProblemAsync(HttpStatusCode.RequestEntityTooLarge);
+    }
+
+    [Fact]
+    public async Task TheWrongContentTypeGets415()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var response = await client.PutAsync("/api/v1/me/cv", new StringContent(Sharing.Resume("x").ToJsonString(), Encoding.UTF8, "text/plain"));
+        await response.AssertProblemAsync(HttpStatusCode.UnsupportedMediaType);
+    }
+
+    [Fact]
+    public async Task TheCvIsEncryptedAtRest()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "plaintext-marker-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var hits = await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM cvs WHERE position(convert_to('{marker}', 'UTF8') in sealed) > 0");
+        Assert.Equal(0, hits);
+        var stored = await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM cvs WHERE seeker_id = '{seeker.Id}' AND sealed IS NOT NULL");
+        Assert.Equal(1, stored);
+    }
+
+    [Fact]
+    public async Task ErasingTheCvShredsItsKeyAndNoSiteCanReadIt()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "erase-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var demo = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
+        var site = await fixture.Actors.DemoSiteTokenAsync();
+        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker);
+        Assert.NotNull(id);
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/api/v1/me/cv")).StatusCode);
+        var cv = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Equal("erased", cv.GetProperty("state").GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, cv.GetProperty("document").ValueKind);
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM seeker_keys WHERE seeker_id = '{seeker.Id}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM cvs WHERE seeker_id = '{seeker.Id}' AND sealed IS NOT NULL"));
+
+        using var siteClient = fixture.Client().WithToken(site);
+        await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task RefreshKeepsTheVersionAndMovesTheOfflineDate()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("refresh"));
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var before = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        fixture.Time.Advance(TimeSpan.FromDays(1));
+        using var later = fixture.Client().WithToken(await fixture.Actors.FreshTokenAsync(seeker));
+        var refreshed = await (await later.PostAsync("/api/v1/me/cv/refresh", null)).ReadJsonAsync();
+        Assert.Equal(before.GetProperty("version").GetInt32(), refreshed.GetProperty("version").GetInt32());
+        var moved = refreshed.GetProperty("offlineAt").GetDateTimeOffset() - before.GetProperty("offlineAt").GetDateTimeOffset();
+        Assert.InRange(moved, TimeSpan.FromDays(1) - TimeSpan.FromMilliseconds(1), TimeSpan.FromDays(1) + TimeSpan.FromMilliseconds(1));
+    }
+}

@@ -1,0 +1,219 @@
+using System.Net;
+using System.Text.Json;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Exchange;
+
+/// <summary>Promise 1 (only consented, fresh CVs leave), 2 (no read without a record) and 6 (no linking), from outside.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class AccessRulesTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task ASiteNeverReadsACvSharedOnlyWithAnotherSite()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "only-y-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, y.Id);
+
+        var yToken = await fixture.Actors.TokenAsync(y);
+        var xToken = await fixture.Actors.TokenAsync(x);
+        var yId = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, yToken)).Items, marker);
+        Assert.NotNull(yId);
+        Assert.Empty((await Sharing.ReadFeedAsync(fixture.Factory, xToken)).Items);
+
+        using var asX = fixture.Client().WithToken(xToken);
+        var problem = await (await asX.GetAsync($"/api/v1/shared-cvs/{yId}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        using var asXNonexistent = await asX.GetAsync("/api/v1/shared-cvs/cv_doesnotexist");
+        var other = await asXNonexistent.AssertProblemAsync(HttpStatusCode.NotFound);
+        // The same answer whether the id is another site's or never existed.
+        Assert.Equal(problem.GetProperty("detail").GetString(), other.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task PairwiseIdsDifferBetweenSitesAndBetweenEpisodes()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "pairwise-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, x.Id);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, y.Id);
+        var xToken = await fixture.Actors.TokenAsync(x);
+        var (xItems, xResume) = await Sharing.ReadFeedAsync(fixture.Factory, xToken);
+        var first = Sharing.PairwiseIdOf(xItems, marker);
+        var atY = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(y))).Items, marker);
+        Assert.NotNull(first);
+        Assert.NotNull(atY);
+        Assert.NotEqual(first, atY);
+
+        (await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, x.Id)).Dispose();
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, x.Id);
+        var (again, _) = await Sharing.ReadFeedAsync(fixture.Factory, xToken, xResume);
+        var second = Sharing.PairwiseIdOf(again, marker);
+        Assert.NotNull(second);
+        Assert.NotEqual(first, second);
+        // The old episode shows up as a withdrawal, with its cause and no content.
+        var withdrawal = again.Single(i => i.GetProperty("id").GetString() == first);
+        Assert.Equal("withdrawal", withdrawal.GetProperty("kind").GetString());
+        Assert.Equal("consent-revoked", withdrawal.GetProperty("cause").GetString());
+        Assert.Equal(JsonValueKind.Null, withdrawal.GetProperty("document").ValueKind);
+    }
+
+    [Fact]
+    public async Task AStaleCvIs404UntilTheSeekerRefreshesIt()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "stale-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site))).Items, marker);
+
+        fixture.Time.Advance(TimeSpan.FromDays(90) + TimeSpan.FromMinutes(1));
+        using (var asSite = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            await (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        }
+
+        using (var asSeeker = fixture.Client().WithToken(await fixture.Actors.FreshTokenAsync(seeker)))
+        {
+            var cv = await (await asSeeker.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+            Assert.Equal("offline", cv.GetProperty("state").GetString());
+            Assert.Equal(HttpStatusCode.OK, (await asSeeker.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);
+        }
+
+        using (var asSite = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task SeekersSeeOnlyTheirOwnCvConsentsReceiptsAndDisclosures()
+    {
+        var a = await fixture.Actors.NewSeekerAsync();
+        var b = await fixture.Actors.NewSeekerAsync();
+        var markerB = "b-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, b.Tokens.AccessToken, Sharing.Resume(markerB));
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var tickB = await Sharing.TickAsync(fixture.Factory, b.Tokens.AccessToken, site.Id);
+        await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
+
+        using var asA = fixture.Client().WithToken(a.Tokens.AccessToken);
+        await (await asA.GetAsync("/api/v1/me/cv")).AssertProblemAsync(HttpStatusCode.NotFound);
+        await (await asA.GetAsync($"/api/v1/me/receipts/{tickB.GetProperty("receiptId").GetGuid()}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        var consents = await (await asA.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
+        Assert.Equal("none", consents.GetProperty("items").EnumerateArray().Single(c => c.GetProperty("recipientId").GetGuid() == site.Id).GetProperty("state").GetString());
+        Assert.Empty((await (await asA.GetAsync("/api/v1/me/disclosures")).ReadJsonAsync()).GetProperty("items").EnumerateArray());
+        Assert.Empty((await (await asA.GetAsync($"/api/v1/me/consents/{site.Id}/history")).ReadJsonAsync()).GetProperty("items").EnumerateArray());
+
+        using var asB = fixture.Client().WithToken(b.Tokens.AccessToken);
+        var disclosures = (await (await asB.GetAsync("/api/v1/me/disclosures")).ReadJsonAsync()).GetProperty("items").EnumerateArray().ToList();
+        Assert.Single(disclosures);
+        Assert.Equal(site.DisplayName, disclosures[0].GetProperty("recipientName").GetString());
+    }
+
+    [Fact]
+    public async Task EveryDocumentServedHasOneLedgerRowAndOneAuditEvent()
+    {
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        const int seekers = 5;
+        for (var i = 0; i < seekers; i++)
+        {
+            var seeker = await fixture.Actors.NewSeekerAsync();
+            await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("ledger-" + i));
+            await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        }
+
+        var token = await fixture.Actors.TokenAsync(site);
+        var (items, _) = await Sharing.ReadFeedAsync(fixture.Factory, token, limit: 2);
+        using var client = fixture.Client().WithToken(token);
+        foreach (var item in items.Take(2))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/shared-cvs/{item.GetProperty("id").GetString()}")).StatusCode);
+        }
+
+        var served = items.Count(i => i.GetProperty("kind").GetString() == "cv") + 2;
+        Assert.Equal(seekers + 2, served);
+        Assert.Equal((long)served, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures WHERE recipient_id = '{site.Id}'"));
+        Assert.Equal((long)served, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'cv.disclosed' AND recipient = '{site.ClientId}'"));
+        // Each audit event names its ledger row, and each ledger row is named once.
+        Assert.Equal((long)served, await fixture.Database.ScalarAsync<long>($"""
+            SELECT count(DISTINCT d.id) FROM disclosures d
+            JOIN audit_events a ON a.action = 'cv.disclosed' AND (a.details::jsonb ->> 'ledger')::bigint = d.id
+            WHERE d.recipient_id = '{site.Id}'
+            """));
+    }
+
+    [Fact]
+    public async Task PagingTheFeedWhileSeekersChangeTheirCvsNeitherSkipsNorRepeats()
+    {
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var people = new List<(Person Seeker, string Marker)>();
+        for (var i = 0; i < 12; i++)
+        {
+            var seeker = await fixture.Actors.NewSeekerAsync();
+            var marker = $"page-{i}-" + Guid.NewGuid().ToString("N");
+            await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+            await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+            people.Add((seeker, marker));
+        }
+
+        var token = await fixture.Actors.TokenAsync(site);
+        using var client = fixture.Client().WithToken(token);
+        var seen = new List<JsonElement>();
+        string? cursor = null;
+        var page = 0;
+        while (true)
+        {
+            var url = "/api/v1/shared-cvs?limit=3" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor));
+            var body = await (await client.GetAsync(url)).ReadJsonAsync();
+            seen.AddRange(body.GetProperty("items").EnumerateArray().Select(i => i.Clone()));
+            if (page++ == 1)
+            {
+                // Mid-way: one seeker already seen and one not yet seen publish new versions.
+                await Sharing.PutCvAsync(fixture.Factory, people[0].Seeker.Tokens.AccessToken, Sharing.Resume(people[0].Marker + "-v2"));
+                await Sharing.PutCvAsync(fixture.Factory, people[11].Seeker.Tokens.AccessToken, Sharing.Resume(people[11].Marker + "-v2"));
+            }
+
+            if (body.GetProperty("nextCursor").ValueKind == JsonValueKind.Null)
+            {
+                break;
+            }
+
+            cursor = body.GetProperty("nextCursor").GetString();
+        }
+
+        foreach (var (_, marker) in people)
+        {
+            var versions = seen.Where(i => i.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString()!.Contains(marker, StringComparison.Ordinal))
+                .Select(i => i.GetProperty("version").GetInt32()).ToList();
+            Assert.NotEmpty(versions);
+            // Each version of each CV arrives exactly once; the last one seen is the newest.
+            Assert.Equal(versions.Count, versions.Distinct().Count());
+            Assert.Equal(versions.Max(), versions[^1]);
+        }
+
+        var updated = seen.Where(i => i.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString()!.Contains(people[0].Marker, StringComparison.Ordinal)).ToList();
+        Assert.Equal([1, 2], updated.Select(i => i.GetProperty("version").GetInt32()));
+        var notYetSeen = seen.Where(i => i.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString()!.Contains(people[11].Marker, StringComparison.Ordinal)).ToList();
+        Assert.Equal([2], notYetSeen.Select(i => i.GetProperty("version").GetInt32()));
+    }
+
+    [Fact]
+    public async Task ACursorFromAnotherSiteOrForgedIsRefused()
+    {
+        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var (_, xResume) = await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(x));
+        using var asY = fixture.Client().WithToken(await fixture.Actors.TokenAsync(y));
+        await (await asY.GetAsync("/api/v1/shared-cvs?cursor=" + Uri.EscapeDataString(xResume))).AssertProblemAsync(HttpStatusCode.BadRequest);
+        await (await asY.GetAsync("/api/v1/shared-cvs?cursor=" + Uri.EscapeDataString(xResume[..^4]))).AssertProblemAsync(HttpStatusCode.BadRequest);
+        await (await asY.GetAsync("/api/v1/shared-cvs?cursor=%27%20OR%201%3D1--")).AssertProblemAsync(HttpStatusCode.BadRequest);
+    }
+}
