@@ -7,6 +7,7 @@ using ExchangeGateway.Events;
 using Hangfire;
 using Hangfire.Dashboard;
 using Hangfire.PostgreSql;
+using Hangfire.PostgreSql.Factories;
 
 namespace ExchangeGateway.Hosting;
 
@@ -22,17 +23,22 @@ public static class Jobs
         var connectionString = configuration.GetConnectionString("Hangfire")
             ?? configuration.GetConnectionString(GatewayDatabase.OwnerConnectionStringName)
             ?? configuration.GetConnectionString(GatewayDatabase.ConnectionStringName)!;
-        services.AddHangfire(hangfire => hangfire
+        var storageOptions = new PostgreSqlStorageOptions
+        {
+            SchemaName = "hangfire",
+            PrepareSchemaIfNecessary = true,
+            QueuePollInterval = TimeSpan.FromSeconds(1),
+            InvisibilityTimeout = TimeSpan.FromMinutes(10),
+        };
+        // Each host gets its own storage instance from DI: Hangfire's JobStorage.Current is process-wide, and several
+        // hosts in one process (tests, or a worker and a web host) must not end up writing into each other's storage.
+        services.AddSingleton<JobStorage>(_ => new PostgreSqlStorage(new NpgsqlConnectionFactory(connectionString, storageOptions), storageOptions));
+        services.AddHangfire((provider, hangfire) => hangfire
             .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
             .UseSimpleAssemblyNameTypeSerializer()
             .UseRecommendedSerializerSettings()
-            .UsePostgreSqlStorage(storage => storage.UseNpgsqlConnection(connectionString), new PostgreSqlStorageOptions
-            {
-                SchemaName = "hangfire",
-                PrepareSchemaIfNecessary = true,
-                QueuePollInterval = TimeSpan.FromSeconds(1),
-                InvisibilityTimeout = TimeSpan.FromMinutes(10),
-            }));
+            .UseLogProvider(new HostLogProvider(provider.GetRequiredService<ILoggerFactory>()))
+            .UseStorage(provider.GetRequiredService<JobStorage>()));
 
         // Tests (and nodes meant only to serve requests) run without a server and call the jobs directly.
         if (configuration.GetValue("Jobs:RunServer", true))
@@ -77,6 +83,42 @@ public static class Jobs
             DisplayStorageConnectionString = false,
         });
         return app;
+    }
+
+    /// <summary>
+    /// Hangfire's log provider is process-wide and outlives a host: once that host's logger factory is disposed (a host
+    /// stopped while another runs on), Hangfire logs nowhere instead of failing the enqueue that wanted to log.
+    /// </summary>
+    private sealed class HostLogProvider(ILoggerFactory loggers) : Hangfire.Logging.ILogProvider
+    {
+        private readonly Hangfire.AspNetCore.AspNetCoreLogProvider _inner = new(loggers);
+
+        public Hangfire.Logging.ILog GetLogger(string name)
+        {
+            try
+            {
+                return new SafeLog(_inner.GetLogger(name));
+            }
+            catch (ObjectDisposedException)
+            {
+                return new SafeLog(null);
+            }
+        }
+
+        private sealed class SafeLog(Hangfire.Logging.ILog? inner) : Hangfire.Logging.ILog
+        {
+            public bool Log(Hangfire.Logging.LogLevel logLevel, Func<string>? messageFunc, Exception? exception = null)
+            {
+                try
+                {
+                    return inner?.Log(logLevel, messageFunc!, exception) ?? false;
+                }
+                catch (ObjectDisposedException)
+                {
+                    return false;
+                }
+            }
+        }
     }
 
     /// <summary>The dashboard can trigger and delete jobs: operators only, signed in on the gateway's pages.</summary>
