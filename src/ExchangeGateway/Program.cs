@@ -62,6 +62,14 @@ builder.Services.AddGatewayProblems();
 builder.Services.AddGatewayOpenApi();
 builder.Services.AddGatewayHealth(builder.Configuration);
 builder.Services.AddRazorPages();
+builder.Services.AddGatewayRateLimits(builder.Configuration);
+// CORS stays closed unless origins are configured: browsers elsewhere cannot call the API with a user's token.
+var corsOrigins = builder.Configuration.GetSection("Cors:AllowedOrigins").Get<string[]>() ?? [];
+if (corsOrigins.Length > 0)
+{
+    builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
+        .WithOrigins(corsOrigins).WithMethods("GET", "PUT", "POST", "DELETE", "PATCH").WithHeaders("Authorization", "Content-Type", "If-Match")));
+}
 
 var app = builder.Build();
 
@@ -72,8 +80,15 @@ if (command is not null)
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseSecurityHeaders();
 app.UseStaticFiles();
 app.UseRouting();
+if (corsOrigins.Length > 0)
+{
+    app.UseCors();
+}
+
+app.UseRateLimiter();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseAntiforgery();
@@ -83,7 +98,7 @@ app.MapGatewayHealth();
 app.MapAuthorizationEndpoints();
 app.MapRazorPages();
 
-var api = app.MapGroup("/api/v1");
+var api = app.MapGroup("/api/v1").RequireRateLimiting(RateLimits.ApiPolicy);
 api.MapAccountEndpoints();
 api.MapSharedCvEndpoints();
 api.MapAuditEndpoints();

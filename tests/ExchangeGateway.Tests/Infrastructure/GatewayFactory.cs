@@ -52,6 +52,10 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("Recipients:RequireHttps", "false");
         // Jobs are called directly by the tests (deterministic); a test that wants the Hangfire server turns it on.
         builder.UseSetting("Jobs:RunServer", "false");
+        // Every test comes from 127.0.0.1 and mints many tokens; the limits themselves are tested on a host of their own.
+        builder.UseSetting("RateLimits:PerAddressPerMinute", "0");
+        builder.UseSetting("RateLimits:TokenRequestsPerMinute", "100000");
+        builder.UseSetting("RateLimits:ApiRequestsPerMinute", "1000000");
         builder.UseSetting("Notifier:PickupDirectory", MailDirectory);
         builder.UseSetting("Recipients:AllowedPrivateNetworks:0", "127.0.0.0/8");
         foreach (var (key, value) in _settings)

@@ -1,0 +1,138 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.RateLimiting;
+
+namespace ExchangeGateway.Hosting;
+
+public sealed class RateLimitOptions
+{
+    public const string Section = "RateLimits";
+
+    /// <summary>Requests per minute from one address, whatever they are (0 turns this limit off).</summary>
+    [Range(0, 1_000_000)]
+    public int PerAddressPerMinute { get; set; } = 6000;
+
+    /// <summary>Token requests per minute per client id (or per address when none is named): brute force stays slow.</summary>
+    [Range(1, 100_000)]
+    public int TokenRequestsPerMinute { get; set; } = 60;
+
+    /// <summary>API requests per minute per authenticated caller (the token's subject).</summary>
+    [Range(1, 1_000_000)]
+    public int ApiRequestsPerMinute { get; set; } = 1200;
+}
+
+/// <summary>
+/// Per-client limits: one before authentication (per address, and per claimed client on the token endpoint, where
+/// secrets are checked), one after it on the API (per token subject). Refusals are 429 problems with Retry-After.
+/// </summary>
+public static class RateLimits
+{
+    public const string ApiPolicy = "per-caller";
+
+    public static IServiceCollection AddGatewayRateLimits(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var limits = configuration.GetSection(RateLimitOptions.Section).Get<RateLimitOptions>() ?? new RateLimitOptions();
+        services.AddRateLimiter(options =>
+        {
+            options.GlobalLimiter = PartitionedRateLimiter.CreateChained(
+                PartitionedRateLimiter.Create<HttpContext, string>(context => limits.PerAddressPerMinute == 0
+                    ? RateLimitPartition.GetNoLimiter("")
+                    : RateLimitPartition.GetFixedWindowLimiter(context.Connection.RemoteIpAddress?.ToString() ?? "", _ => Window(limits.PerAddressPerMinute))),
+                PartitionedRateLimiter.Create<HttpContext, string>(context => context.Request.Path.StartsWithSegments("/connect/token")
+                    ? RateLimitPartition.GetFixedWindowLimiter("token:" + ClaimedClient(context), _ => Window(limits.TokenRequestsPerMinute))
+                    : RateLimitPartition.GetNoLimiter("")));
+            options.AddPolicy(ApiPolicy, context => RateLimitPartition.GetTokenBucketLimiter(
+                BearerSubject(context) ?? "addr:" + context.Connection.RemoteIpAddress,
+                _ => new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = Math.Max(10, limits.ApiRequestsPerMinute / 6),
+                    TokensPerPeriod = Math.Max(1, limits.ApiRequestsPerMinute / 60),
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                }));
+            options.OnRejected = async (context, cancellationToken) =>
+            {
+                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
+                var response = context.HttpContext.Response;
+                response.StatusCode = StatusCodes.Status429TooManyRequests;
+                response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                await context.HttpContext.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+                {
+                    HttpContext = context.HttpContext,
+                    ProblemDetails = new ProblemDetails
+                    {
+                        Status = StatusCodes.Status429TooManyRequests,
+                        Title = "Too many requests",
+                        Detail = "Slow down: retry after the number of seconds in Retry-After.",
+                    },
+                });
+            };
+        });
+        return services;
+    }
+
+    private static FixedWindowRateLimiterOptions Window(int permits) => new()
+    {
+        PermitLimit = permits,
+        Window = TimeSpan.FromMinutes(1),
+        QueueLimit = 0,
+    };
+
+    /// <summary>
+    /// The limiter runs before authentication (so that the token endpoint's secret checks are limited too), hence the
+    /// subject is read from the bearer token unverified. A forged subject only picks another bucket: the per-address
+    /// limit still applies, and authentication refuses the request right after.
+    /// </summary>
+    private static string? BearerSubject(HttpContext context)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.Length > 8192)
+        {
+            return null;
+        }
+
+        var parts = header[7..].Split('.');
+        if (parts.Length != 3)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var payload = System.Text.Json.JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.DecodeBytes(parts[1]));
+            return payload.RootElement.TryGetProperty("sub", out var sub) && sub.ValueKind == System.Text.Json.JsonValueKind.String ? "sub:" + sub.GetString() : null;
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or ArgumentException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The client a token request claims to be (unverified: it only picks the bucket), or the caller's address.</summary>
+    private static string ClaimedClient(HttpContext context)
+    {
+        if (AuthenticationHeaderValue.TryParse(context.Request.Headers.Authorization, out var header)
+            && header.Scheme.Equals("Basic", StringComparison.OrdinalIgnoreCase) && header.Parameter is { Length: < 1024 } encoded)
+        {
+            try
+            {
+                var decoded = Encoding.UTF8.GetString(Convert.FromBase64String(encoded));
+                var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+                if (colon > 0)
+                {
+                    return Uri.UnescapeDataString(decoded[..colon]);
+                }
+            }
+            catch (FormatException)
+            {
+            }
+        }
+
+        return "addr:" + context.Connection.RemoteIpAddress;
+    }
+}
