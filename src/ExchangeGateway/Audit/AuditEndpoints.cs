@@ -17,6 +17,7 @@ public sealed record AuditEventResponse(
 public static class AuditEndpoints
 {
     private const string Collection = "audit-events";
+    private static readonly ReadOnlyMemory<byte> NewLine = "\n"u8.ToArray();
 
     public static RouteGroupBuilder MapAuditEndpoints(this RouteGroupBuilder api)
     {
@@ -71,7 +72,8 @@ public static class AuditEndpoints
             await foreach (var row in query.AsAsyncEnumerable().WithCancellation(context.RequestAborted))
             {
                 await JsonSerializer.SerializeAsync(body, ToResponse(row), json.Value.SerializerOptions, context.RequestAborted);
-                body.WriteByte((byte)'\n');
+                // Asynchronously: Kestrel refuses synchronous writes to the response body.
+                await body.WriteAsync(NewLine, context.RequestAborted);
                 // Flush early and then in chunks: the client sees the first events while the rest are still being read.
                 if (++written % 500 == 1)
                 {
