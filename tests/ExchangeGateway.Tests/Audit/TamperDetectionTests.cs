@@ -9,9 +9,9 @@ namespace ExchangeGateway.Tests.Audit;
 /// <summary>
 /// Someone with full database access edits the log behind the gateway's back; verification must name the first bad row.
 /// Each test damages a chain of its own (<see cref="IsolatedGateway"/>), never the shared fixture's, so the class is not in
-/// the gateway collection and runs beside it.
+/// the gateway collection and runs beside it. Each database is a copy of one seeded template, which keeps the starts cheap.
 /// </summary>
-public sealed class TamperDetectionTests
+public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixture<SeededTemplate>
 {
     /// <summary>The row every test damages: one of the refused token requests written first, with rows after it.</summary>
     private const long Target = 3;
@@ -19,7 +19,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task AnIntactChainVerifiesThroughTheApiAndTheCli()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(5);
 
         var verdict = await gateway.VerifyAsync();
@@ -37,7 +37,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ARowWhoseContentWasChangedIsReportedAsAltered()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(6);
         Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
 
@@ -53,7 +53,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ARowRewrittenWithARecomputedHashIsCaughtByTheNextLink()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(6);
 
         // The forger knows the hashing scheme (it is public) and re-hashes the row so that it is self-consistent.
@@ -76,7 +76,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ARowDeletedFromTheMiddleIsReportedAsRemoved()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(6);
         Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
 
@@ -92,7 +92,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ARowAppendedOutsideTheGatewayIsReportedAsInserted()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(4);
         Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
         var intruder = await gateway.HeadAsync() + 1;
@@ -114,7 +114,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ASignedCheckpointExposesTheRemovalOfTheLastRow()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(5);
         var head = await gateway.HeadAsync();
 
@@ -145,7 +145,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task ACheckpointWithAForgedSignatureIsReported()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(3);
         var head = await gateway.HeadAsync();
         var row = await ReadRowAsync(gateway, head);
@@ -163,7 +163,7 @@ public sealed class TamperDetectionTests
     [Fact]
     public async Task TheCliCommandCreatesACheckpointAndRefusesUnknownCommands()
     {
-        await using var gateway = await IsolatedGateway.StartAsync();
+        await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(2);
 
         Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "checkpoint"]));
