@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Tests.Infrastructure;
 using ExchangeGateway.Tests.Recipients;
@@ -10,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace ExchangeGateway.Tests.Audit;
 
 [Collection(GatewayCollection.Name)]
-public sealed partial class AuditQueryTests(GatewayFixture fixture)
+public sealed class AuditQueryTests(GatewayFixture fixture)
 {
     [Fact]
     public async Task EveryOperatorActionOnASiteIsRecordedWithTheOperatorAndTheSite()
@@ -225,22 +224,9 @@ public sealed partial class AuditQueryTests(GatewayFixture fixture)
     /// <summary>Posts the sign-in form with a wrong password, the way a browser would; the page answers 200 with an error.</summary>
     private async Task FailSignInAsync(string email)
     {
-        var cookies = new CookieContainer();
-        using var browser = fixture.Factory.CreateHttpClient(cookies);
-        var page = await browser.GetStringAsync("/Account/Login");
-        var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
-        Assert.False(string.IsNullOrEmpty(antiforgery), "the sign-in form has no antiforgery token");
-        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["Email"] = email,
-            ["Password"] = "Not-The-Password-1!",
-            ["__RequestVerificationToken"] = WebUtility.HtmlDecode(antiforgery),
-        });
-        using var posted = await browser.PostAsync("/Account/Login", form);
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        using var posted = await Actors.PostLoginFormAsync(browser, new Uri("/Account/Login", UriKind.Relative), email, "Not-The-Password-1!");
         Assert.Equal(HttpStatusCode.OK, posted.StatusCode);
         Assert.Null(posted.Headers.Location);
     }
-
-    [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
-    private static partial Regex AntiforgeryField();
 }
