@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
+using Npgsql;
 using OpenIddict.Abstractions;
 using OpenIddict.EntityFrameworkCore.Models;
 
@@ -124,7 +125,7 @@ public static partial class AdminRecipientEndpoints
 
         if (await applications.FindByClientIdAsync(clientId, cancellationToken) is not null)
         {
-            return TypedResults.Problem($"The client id '{clientId}' is taken.", statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+            return ClientIdTaken(clientId);
         }
 
         var secret = request.ClientAuthentication == ClientAuthentication.ClientSecretBasic ? RecipientClients.NewSecret() : null;
@@ -134,9 +135,29 @@ public static partial class AdminRecipientEndpoints
 
         // OpenIddict's store uses this same DbContext, so the client, the registry row and the audit event commit together.
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        await applications.CreateAsync(RecipientClients.Describe(clientId, recipient.DisplayName, secret, keys), cancellationToken);
-        db.Recipients.Add(recipient);
-        await db.SaveChangesAsync(cancellationToken);
+        try
+        {
+            await applications.CreateAsync(RecipientClients.Describe(clientId, recipient.DisplayName, secret, keys), cancellationToken);
+            db.Recipients.Add(recipient);
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        // A concurrent registration took the same client id after the check above: OpenIddict's own validation sees it
+        // once the other one has committed, the unique index while it has not. The table is asked directly, since
+        // OpenIddict's entity cache may still remember the id as free.
+        catch (OpenIddictExceptions.ValidationException)
+        {
+            if (!await db.Set<OpenIddictEntityFrameworkCoreApplication>().AsNoTracking().AnyAsync(a => a.ClientId == clientId, cancellationToken))
+            {
+                throw;
+            }
+
+            return ClientIdTaken(clientId);
+        }
+        catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+        {
+            return ClientIdTaken(clientId);
+        }
+
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientRegistered, recipient), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
 
@@ -261,6 +282,9 @@ public static partial class AdminRecipientEndpoints
         await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
     }
+
+    private static ProblemHttpResult ClientIdTaken(string clientId) =>
+        TypedResults.Problem($"The client id '{clientId}' is taken.", statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 
     private static void ValidateDescription(
         RequestErrors errors, string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail, RecipientOptions options)

@@ -27,7 +27,10 @@ public sealed class HealthTests(GatewayFixture fixture)
             Port = proxy.Port, Pooling = false, Timeout = 2,
         }.ConnectionString;
 
-        await using var node = new GatewayFactory(fixture.Database, new FakeTimeProvider(DateTimeOffset.UtcNow), appConnectionString: throughProxy);
+        // Same issuer as the shared node: on start a node re-registers the Swagger UI client's redirect URI for its issuer,
+        // and a different one would break the code flow of every later test on the shared database.
+        await using var node = new GatewayFactory(
+            fixture.Database, new FakeTimeProvider(DateTimeOffset.UtcNow), issuer: fixture.Factory.Issuer, appConnectionString: throughProxy);
         using var client = node.CreateHttpClient();
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
 

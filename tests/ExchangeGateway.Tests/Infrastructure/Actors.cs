@@ -133,19 +133,29 @@ public sealed partial class Actors(GatewayFactory factory)
     /// <summary>Fills in and posts the sign-in form (with its antiforgery token); returns where the page redirects.</summary>
     public static async Task<Uri> SubmitLoginAsync(HttpClient browser, Uri loginUrl, string email, string password)
     {
+        using var posted = await PostLoginFormAsync(browser, loginUrl, email, password);
+        Assert.True(posted.StatusCode == HttpStatusCode.Redirect, $"sign-in did not redirect: {(int)posted.StatusCode}");
+        return posted.Headers.Location!;
+    }
+
+    /// <summary>Gets the sign-in page and posts its form, keeping the page's ReturnUrl; the caller judges the answer.</summary>
+    public static async Task<HttpResponseMessage> PostLoginFormAsync(HttpClient browser, Uri loginUrl, string email, string password)
+    {
         var page = await browser.GetStringAsync(loginUrl);
         var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
         Assert.False(string.IsNullOrEmpty(antiforgery), "the sign-in form has no antiforgery token");
-        var returnUrl = System.Web.HttpUtility.ParseQueryString(loginUrl.IsAbsoluteUri ? loginUrl.Query : loginUrl.OriginalString[loginUrl.OriginalString.IndexOf('?', StringComparison.Ordinal)..])["ReturnUrl"] ?? "/";
-        using var posted = await browser.PostAsync(loginUrl, new FormUrlEncodedContent(new Dictionary<string, string>
+        var query = loginUrl.IsAbsoluteUri ? loginUrl.Query : loginUrl.OriginalString.Contains('?', StringComparison.Ordinal)
+            ? loginUrl.OriginalString[loginUrl.OriginalString.IndexOf('?', StringComparison.Ordinal)..]
+            : "";
+        var returnUrl = System.Web.HttpUtility.ParseQueryString(query)["ReturnUrl"] ?? "/";
+        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
         {
             ["Email"] = email,
             ["Password"] = password,
             ["ReturnUrl"] = returnUrl,
             ["__RequestVerificationToken"] = System.Net.WebUtility.HtmlDecode(antiforgery),
-        }));
-        Assert.True(posted.StatusCode == HttpStatusCode.Redirect, $"sign-in did not redirect: {(int)posted.StatusCode}");
-        return posted.Headers.Location!;
+        });
+        return await browser.PostAsync(loginUrl, form);
     }
 
     private static async Task<TokenSet> ReadTokensAsync(HttpResponseMessage response)

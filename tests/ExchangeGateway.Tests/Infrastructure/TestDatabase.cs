@@ -23,12 +23,13 @@ public sealed class TestDatabase : IAsyncDisposable
         Environment.GetEnvironmentVariable("EXCHANGEGATEWAY_TEST_PG")
         ?? throw new InvalidOperationException("EXCHANGEGATEWAY_TEST_PG is not set: run the tests with scripts/test, which starts PostgreSQL.");
 
-    public static async Task<TestDatabase> CreateAsync()
+    /// <summary>A new empty database, or a copy of <paramref name="template"/> (which must have no open sessions).</summary>
+    public static async Task<TestDatabase> CreateAsync(TestDatabase? template = null)
     {
         var database = new TestDatabase("eg_test_" + Guid.NewGuid().ToString("N")[..12]);
         await using var connection = new NpgsqlConnection(ServerConnectionString);
         await connection.OpenAsync();
-        await Execute(connection, $"CREATE DATABASE {database.Name}");
+        await Execute(connection, template is null ? $"CREATE DATABASE {database.Name}" : $"CREATE DATABASE {database.Name} TEMPLATE {template.Name}");
         // Roles are shared by every database of the cluster; several fixtures may race to create them.
         await Execute(connection, $"""
             DO $$ BEGIN

@@ -1,0 +1,232 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Recipients;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Audit;
+
+[Collection(GatewayCollection.Name)]
+public sealed class AuditQueryTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task EveryOperatorActionOnASiteIsRecordedWithTheOperatorAndTheSite()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var one = $"{Sites.AdminPath}/{site.Id}";
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync(one, new JsonObject { ["legalName"] = "Renamed SAS" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PostAsync($"{one}/rotate-secret", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PostAsJsonAsync($"{one}/suspend", new JsonObject { ["reason"] = "Unanswered erasure requests" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PostAsJsonAsync($"{one}/reinstate", new JsonObject { ["reason"] = "Backlog cleared" })).StatusCode);
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+
+        var registered = Assert.Single(await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}&action=recipient.registered"));
+        Assert.Equal("operator", registered.GetProperty("actorKind").GetString());
+        Assert.Equal(@operator.Id, registered.GetProperty("actorId").GetString());
+        Assert.Equal(site.ClientId, registered.GetProperty("recipient").GetString());
+        Assert.Equal("success", registered.GetProperty("outcome").GetString());
+
+        var suspended = Assert.Single(await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}&action=recipient.suspended"));
+        Assert.Equal(@operator.Id, suspended.GetProperty("actorId").GetString());
+        Assert.Equal("Unanswered erasure requests", suspended.GetProperty("details").GetProperty("reason").GetString());
+
+        var all = await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}");
+        Assert.Equal(
+            ["recipient.registered", "recipient.updated", "recipient.secret-rotated", "recipient.suspended", "recipient.reinstated"],
+            AuditLog.Actions(all));
+        // Secrets never reach the log, in clear or hashed.
+        Assert.All(all, e => Assert.DoesNotContain(site.ClientSecret!, e.GetRawText(), StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AnAuditorsQueriesExportsAndVerificationsAreThemselvesRecorded()
+    {
+        var person = await fixture.Actors.NewAuditorAsync();
+        using var auditor = fixture.Client().WithToken(person.Tokens.AccessToken);
+        var lookedFor = AuditLog.NewGhostClientId();
+
+        Assert.Empty(await AuditLog.EventsAsync(auditor, $"recipient={lookedFor}"));
+        using (var export = await auditor.GetAsync($"{AuditLog.ExportPath}?recipient={lookedFor}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+        }
+
+        await AuditLog.VerifyAsync(auditor);
+
+        // The auditor's sign-in (code flow) comes first, then what they did.
+        var own = await AuditLog.EventsAsync(auditor, $"actor={person.Id}");
+        Assert.Equal(["auth.sign-in", "audit.queried", "audit.exported", "audit.verified"], AuditLog.Actions(own));
+        Assert.All(own, e => Assert.Equal("auditor", e.GetProperty("actorKind").GetString()));
+        Assert.Equal(lookedFor, own[1].GetProperty("details").GetProperty("recipient").GetString());
+        Assert.Equal(lookedFor, own[2].GetProperty("details").GetProperty("recipient").GetString());
+        Assert.Equal("success", own[3].GetProperty("outcome").GetString());
+
+        // The query that read these rows was recorded too, after it read them.
+        Assert.Equal(["auth.sign-in", "audit.queried", "audit.exported", "audit.verified", "audit.queried"],
+            AuditLog.Actions(await AuditLog.EventsAsync(auditor, $"actor={person.Id}")));
+    }
+
+    [Fact]
+    public async Task ARefusedTokenRequestIsRecordedWithTheClaimedClientIdAndNoSecret()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var wrong = "wrong-" + Guid.NewGuid().ToString("N");
+
+        await AuditLog.RefuseTokenAsync(fixture.Actors, site.ClientId, wrong);
+
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var refused = Assert.Single(await AuditLog.EventsAsync(auditor, $"actor={site.ClientId}&action=auth.token-refused"));
+        Assert.Equal("recipient", refused.GetProperty("actorKind").GetString());
+        Assert.Equal("denied", refused.GetProperty("outcome").GetString());
+        Assert.Equal("invalid_client", refused.GetProperty("details").GetProperty("error").GetString());
+        Assert.Equal("client_credentials", refused.GetProperty("details").GetProperty("grantType").GetString());
+        Assert.DoesNotContain(wrong, refused.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AFailedSignInOnTheLoginPageIsRecordedAsDenied()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+
+        await FailSignInAsync(@operator.Email);
+
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var signIns = await AuditLog.EventsAsync(auditor, $"actor={@operator.Id}&action=auth.sign-in");
+        Assert.Equal(["success", "denied"], signIns.Select(e => e.GetProperty("outcome").GetString()));
+        Assert.All(signIns, e => Assert.Equal("operator", e.GetProperty("actorKind").GetString()));
+    }
+
+    [Fact]
+    public async Task ASeekersFailedSignInIsRecordedUnderAPseudonymOnly()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var pseudonym = fixture.Factory.Services.GetRequiredService<Pseudonyms>().Of(seeker.Id);
+
+        await FailSignInAsync(seeker.Email);
+
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var signIns = await AuditLog.EventsAsync(auditor, $"subject={pseudonym}&action=auth.sign-in");
+        Assert.Equal(["success", "denied"], signIns.Select(e => e.GetProperty("outcome").GetString()));
+        Assert.All(signIns, e =>
+        {
+            Assert.Equal("seeker", e.GetProperty("actorKind").GetString());
+            Assert.Equal(pseudonym, e.GetProperty("actorId").GetString());
+            Assert.DoesNotContain(seeker.Id, e.GetRawText(), StringComparison.Ordinal);
+            Assert.DoesNotContain(seeker.Email, e.GetRawText(), StringComparison.OrdinalIgnoreCase);
+        });
+    }
+
+    [Fact]
+    public async Task FromAndToSelectATimeWindowWithToExclusive()
+    {
+        var ghost = AuditLog.NewGhostClientId();
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        for (var i = 0; i < 2; i++)
+        {
+            await AuditLog.RefuseTokenAsync(fixture.Actors, ghost);
+        }
+
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        var middle = fixture.Time.GetUtcNow();
+        for (var i = 0; i < 3; i++)
+        {
+            await AuditLog.RefuseTokenAsync(fixture.Actors, ghost);
+        }
+
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        await AuditLog.RefuseTokenAsync(fixture.Actors, ghost);
+
+        var from = middle.AddSeconds(-30);
+        var to = middle.AddSeconds(30);
+        var window = await AuditLog.EventsAsync(auditor, $"actor={ghost}&from={AuditLog.Q(from)}&to={AuditLog.Q(to)}");
+        Assert.Equal(3, window.Count);
+        Assert.All(window, e => Assert.InRange(e.GetProperty("occurredAt").GetDateTimeOffset(), from, to));
+        Assert.Equal(4, (await AuditLog.EventsAsync(auditor, $"actor={ghost}&from={AuditLog.Q(from)}")).Count);
+        Assert.Equal(2, (await AuditLog.EventsAsync(auditor, $"actor={ghost}&to={AuditLog.Q(from)}")).Count);
+        // An offset other than UTC names the same instant.
+        Assert.Equal(3, (await AuditLog.EventsAsync(auditor, $"actor={ghost}&from={AuditLog.Q(from.ToOffset(TimeSpan.FromHours(2)))}&to={AuditLog.Q(to.ToOffset(TimeSpan.FromHours(-5)))}")).Count);
+
+        await (await auditor.GetAsync($"{AuditLog.EventsPath}?from={AuditLog.Q(to)}&to={AuditLog.Q(from)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task TheCursorPagesThroughTheLogWithoutSkipsOrRepeats()
+    {
+        var ghost = AuditLog.NewGhostClientId();
+        for (var i = 0; i < 7; i++)
+        {
+            await AuditLog.RefuseTokenAsync(fixture.Actors, ghost);
+        }
+
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var all = (await AuditLog.EventsAsync(auditor, $"actor={ghost}")).Select(e => e.GetProperty("id").GetInt64()).ToList();
+        Assert.Equal(7, all.Count);
+
+        var paged = new List<long>();
+        var pageSizes = new List<int>();
+        string? cursor = null;
+        do
+        {
+            var url = $"{AuditLog.EventsPath}?actor={ghost}&limit=3" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}");
+            var page = await (await auditor.GetAsync(url)).ReadJsonAsync();
+            var ids = page.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("id").GetInt64()).ToList();
+            pageSizes.Add(ids.Count);
+            paged.AddRange(ids);
+            cursor = page.TryGetProperty("nextCursor", out var next) ? next.GetString() : null;
+            // Other rows land in the log between pages (each page read is itself recorded): the keyset is not disturbed.
+            await AuditLog.RefuseTokenAsync(fixture.Actors, AuditLog.NewGhostClientId());
+        }
+        while (cursor is not null);
+
+        Assert.Equal([3, 3, 1], pageSizes);
+        Assert.Equal(all, paged);
+        Assert.Equal(paged.Order().ToList(), paged);
+    }
+
+    [Fact]
+    public async Task ACursorFromAnotherCollectionIsRefused()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var recipients = await (await admin.GetAsync($"{Sites.AdminPath}?limit=1")).ReadJsonAsync();
+        var cursor = recipients.GetProperty("nextCursor").GetString()!;
+
+        using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var problem = await (await auditor.GetAsync($"{AuditLog.EventsPath}?cursor={Uri.EscapeDataString(cursor)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+        Assert.True(problem.GetProperty("errors").TryGetProperty("cursor", out _));
+    }
+
+    [Fact]
+    public async Task OnlyAuditReadTokensReachTheAuditLog()
+    {
+        using (var anonymous = fixture.Client())
+        {
+            await (await anonymous.GetAsync(AuditLog.EventsPath)).AssertProblemAsync(HttpStatusCode.Unauthorized);
+            await (await anonymous.GetAsync(AuditLog.VerifyPath)).AssertProblemAsync(HttpStatusCode.Unauthorized);
+        }
+
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        foreach (var token in new[] { @operator.Tokens.AccessToken, await fixture.Actors.DemoSiteTokenAsync() })
+        {
+            using var client = fixture.Client().WithToken(token);
+            await (await client.GetAsync(AuditLog.EventsPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
+            await (await client.GetAsync(AuditLog.ExportPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
+            await (await client.GetAsync(AuditLog.VerifyPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
+        }
+    }
+
+    /// <summary>Posts the sign-in form with a wrong password, the way a browser would; the page answers 200 with an error.</summary>
+    private async Task FailSignInAsync(string email)
+    {
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        using var posted = await Actors.PostLoginFormAsync(browser, new Uri("/Account/Login", UriKind.Relative), email, "Not-The-Password-1!");
+        Assert.Equal(HttpStatusCode.OK, posted.StatusCode);
+        Assert.Null(posted.Headers.Location);
+    }
+}

@@ -1,0 +1,197 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using ExchangeGateway.Audit;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace ExchangeGateway.Tests.Audit;
+
+/// <summary>
+/// Someone with full database access edits the log behind the gateway's back; verification must name the first bad row.
+/// Each test damages a chain of its own (<see cref="IsolatedGateway"/>), never the shared fixture's, so the class is not in
+/// the gateway collection and runs beside it. Each database is a copy of one seeded template, which keeps the starts cheap.
+/// </summary>
+public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixture<SeededTemplate>
+{
+    /// <summary>The row every test damages: one of the refused token requests written first, with rows after it.</summary>
+    private const long Target = 3;
+
+    [Fact]
+    public async Task AnIntactChainVerifiesThroughTheApiAndTheCli()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(5);
+
+        var verdict = await gateway.VerifyAsync();
+
+        Assert.True(verdict.GetProperty("ok").GetBoolean(), verdict.ToString());
+        Assert.Equal(5, verdict.GetProperty("headSequence").GetInt64());
+        Assert.Equal(5, verdict.GetProperty("rowsChecked").GetInt64());
+        Assert.Equal(JsonValueKind.Null, verdict.GetProperty("firstBadSequence").ValueKind);
+        Assert.Equal(JsonValueKind.Null, verdict.GetProperty("problem").ValueKind);
+        // The verification was recorded as the sixth row, and the chain still holds with it.
+        Assert.Equal(6, await gateway.HeadAsync());
+        Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    [Fact]
+    public async Task ARowWhoseContentWasChangedIsReportedAsAltered()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
+
+        await gateway.TamperAsync($"UPDATE audit_events SET action = 'auth.sign-in', outcome = 'success' WHERE sequence = {Target}");
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("altered", verdict.GetProperty("problem").GetString());
+        Assert.Equal(Target, verdict.GetProperty("firstBadSequence").GetInt64());
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    [Fact]
+    public async Task ARowRewrittenWithARecomputedHashIsCaughtByTheNextLink()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+
+        // The forger knows the hashing scheme (it is public) and re-hashes the row so that it is self-consistent.
+        var row = await ReadRowAsync(gateway, Target);
+        var forged = new AuditEvent
+        {
+            Sequence = row.Sequence, OccurredAt = row.OccurredAt, ActorKind = row.ActorKind, ActorId = "someone-else", Action = row.Action,
+            Subject = row.Subject, Recipient = row.Recipient, Outcome = row.Outcome, Details = row.Details, PreviousHash = row.PreviousHash, Hash = [],
+        };
+        await gateway.TamperAsync(
+            $"UPDATE audit_events SET actor_id = 'someone-else', hash = $1 WHERE sequence = {Target}",
+            new NpgsqlParameter { Value = AuditChain.HashOf(forged) });
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("altered", verdict.GetProperty("problem").GetString());
+        Assert.Equal(Target, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
+    [Fact]
+    public async Task ARowDeletedFromTheMiddleIsReportedAsRemoved()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
+
+        await gateway.TamperAsync($"DELETE FROM audit_events WHERE sequence = {Target}");
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("removed", verdict.GetProperty("problem").GetString());
+        Assert.Equal(Target, verdict.GetProperty("firstBadSequence").GetInt64());
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    [Fact]
+    public async Task ARowAppendedOutsideTheGatewayIsReportedAsInserted()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(4);
+        Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
+        var intruder = await gateway.HeadAsync() + 1;
+
+        await gateway.TamperAsync(
+            $"""
+            INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
+            VALUES ({intruder}, now(), 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+            """,
+            new NpgsqlParameter { Value = RandomNumberGenerator.GetBytes(32) },
+            new NpgsqlParameter { Value = RandomNumberGenerator.GetBytes(32) });
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("inserted", verdict.GetProperty("problem").GetString());
+        Assert.Equal(intruder, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
+    [Fact]
+    public async Task ASignedCheckpointExposesTheRemovalOfTheLastRow()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(5);
+        var head = await gateway.HeadAsync();
+
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            var checkpoint = await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None);
+            Assert.NotNull(checkpoint);
+            Assert.Equal(head, checkpoint.Sequence);
+            // Nothing new since: no second checkpoint for the same head.
+            Assert.Null(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
+
+            // Verified without the API, which would append a row after the checkpointed one.
+            var intact = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(CancellationToken.None);
+            Assert.True(intact.Ok, intact.Detail);
+            Assert.Equal(head, intact.LastCheckpoint);
+        }
+
+        // Without the checkpoint, dropping the newest row would leave a shorter chain that is perfectly consistent.
+        await gateway.TamperAsync($"DELETE FROM audit_events WHERE sequence = {head}");
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("removed", verdict.GetProperty("problem").GetString());
+        Assert.Equal(head, verdict.GetProperty("firstBadSequence").GetInt64());
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    [Fact]
+    public async Task ACheckpointWithAForgedSignatureIsReported()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        var head = await gateway.HeadAsync();
+        var row = await ReadRowAsync(gateway, head);
+
+        await gateway.TamperAsync(
+            $"INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) VALUES ({head}, $1, now(), 'eyJhbGciOiJub25lIn0.eyJzZXEiOjN9.')",
+            new NpgsqlParameter { Value = row.Hash });
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("checkpoint", verdict.GetProperty("problem").GetString());
+        Assert.Equal(head, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
+    [Fact]
+    public async Task TheCliCommandCreatesACheckpointAndRefusesUnknownCommands()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(2);
+
+        Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "checkpoint"]));
+        Assert.Equal(2, await gateway.Database.ScalarAsync<long>("SELECT max(sequence) FROM audit_checkpoints"));
+        Assert.Equal(64, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "erase-everything"]));
+    }
+
+    private static async Task<AuditEvent> ReadRowAsync(IsolatedGateway gateway, long sequence)
+    {
+        await using var connection = await gateway.Database.OpenOwnerConnectionAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash FROM audit_events WHERE sequence = $1",
+            connection) { Parameters = { new() { Value = sequence } } };
+        await using var reader = await command.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync(), $"no audit row {sequence}");
+        return new AuditEvent
+        {
+            Sequence = reader.GetInt64(0),
+            OccurredAt = reader.GetFieldValue<DateTimeOffset>(1),
+            ActorKind = reader.GetString(2),
+            ActorId = reader.IsDBNull(3) ? null : reader.GetString(3),
+            Action = reader.GetString(4),
+            Subject = reader.IsDBNull(5) ? null : reader.GetString(5),
+            Recipient = reader.IsDBNull(6) ? null : reader.GetString(6),
+            Outcome = reader.GetString(7),
+            Details = reader.IsDBNull(8) ? null : reader.GetString(8),
+            PreviousHash = reader.GetFieldValue<byte[]>(9),
+            Hash = reader.GetFieldValue<byte[]>(10),
+        };
+    }
+}

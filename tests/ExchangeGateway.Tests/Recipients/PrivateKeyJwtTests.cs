@@ -1,0 +1,144 @@
+using System.Net;
+using System.Text.Json;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Recipients;
+
+/// <summary>
+/// Sites that authenticate with a signed JWT (private_key_jwt) instead of a shared secret. OpenIddict 7 follows RFC 10070,
+/// the update of RFC 7523 that closes the audience-confusion hole: the assertion's "aud" must be the gateway's issuer
+/// (not the token endpoint URL) and its "typ" must be "client-authentication+jwt".
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
+{
+    private const string AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+    private Uri Issuer => fixture.Factory.Issuer;
+    private Uri TokenEndpoint => new(fixture.Factory.Issuer, "connect/token");
+
+    [Fact]
+    public async Task ASiteRegisteredWithItsPublicKeyGetsATokenWithASignedAssertion()
+    {
+        using var key = new SiteKey();
+        var (site, _) = await RegisterWithKeyAsync(key);
+        Assert.Null(site.ClientSecret);
+        Assert.Equal("private_key_jwt", site.Recipient.GetProperty("clientAuthentication").GetString());
+
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+        var body = await response.ReadJsonAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"token request refused: {body}");
+        var token = body.GetProperty("access_token").GetString()!;
+        var payload = JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(token.Split('.')[1])).RootElement;
+        Assert.Equal(site.ClientId, payload.GetProperty("sub").GetString());
+        Assert.Equal(ApiScopes.CvRead, payload.GetProperty("scope").GetString());
+
+        using var client = fixture.Client().WithToken(token);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(Sites.FeedPath)).StatusCode);
+    }
+
+    [Fact]
+    public async Task AnAssertionSignedByAnotherKeyIsInvalidClient()
+    {
+        using var key = new SiteKey();
+        using var impostor = new SiteKey();
+        var (site, _) = await RegisterWithKeyAsync(key);
+
+        using var response = await RequestTokenAsync(impostor.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("invalid_client", await Sites.TokenErrorAsync(response));
+    }
+
+    /// <summary>Assertions in the pre-RFC 10070 shape (untyped, or addressed to the token endpoint) are refused.</summary>
+    [Theory]
+    [InlineData("JWT", "issuer")]
+    [InlineData(null, "issuer")]
+    [InlineData(SiteKey.ClientAuthenticationType, "token endpoint")]
+    [InlineData(SiteKey.ClientAuthenticationType, "another server")]
+    public async Task AnAssertionOfTheWrongTypeOrForAnotherAudienceIsRefused(string? tokenType, string audience)
+    {
+        using var key = new SiteKey();
+        var (site, _) = await RegisterWithKeyAsync(key);
+        var aud = audience switch
+        {
+            "issuer" => Issuer,
+            "token endpoint" => TokenEndpoint,
+            _ => new Uri("https://elsewhere.example/"),
+        };
+
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, aud, fixture.Time.GetUtcNow(), tokenType));
+
+        Assert.False(response.IsSuccessStatusCode, $"an assertion typed {tokenType ?? "(none)"} for the {audience} was accepted");
+        Assert.Contains(await Sites.TokenErrorAsync(response), new[] { "invalid_client", "invalid_token" });
+    }
+
+    [Fact]
+    public async Task AnExpiredAssertionIsRefused()
+    {
+        using var key = new SiteKey();
+        var (site, _) = await RegisterWithKeyAsync(key);
+
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow().AddMinutes(-10)));
+
+        Assert.False(response.IsSuccessStatusCode, "an expired assertion was accepted");
+        Assert.Contains(await Sites.TokenErrorAsync(response), new[] { "invalid_client", "invalid_token" });
+    }
+
+    [Fact]
+    public async Task ASiteWithAKeyHasNoSecretToRotate()
+    {
+        using var key = new SiteKey();
+        var (site, operatorToken) = await RegisterWithKeyAsync(key);
+        using (var admin = fixture.Client().WithToken(operatorToken))
+        {
+            await (await admin.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null)).AssertProblemAsync(HttpStatusCode.Conflict);
+        }
+
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task ASuspendedKeySiteGetsNoToken()
+    {
+        using var key = new SiteKey();
+        var (site, operatorToken) = await RegisterWithKeyAsync(key);
+        using (var admin = fixture.Client().WithToken(operatorToken))
+        {
+            using var suspended = await admin.PostAsync($"{Sites.AdminPath}/{site.Id}/suspend",
+                new StringContent("{\"reason\":\"key compromised\"}", System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+        }
+
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+        Assert.False(response.IsSuccessStatusCode, "a suspended site was issued a token");
+        Assert.Equal("unauthorized_client", await Sites.TokenErrorAsync(response));
+    }
+
+    /// <summary>Returns the operator's token too, for the tests that go on administering the site.</summary>
+    private async Task<(RegisteredSite Site, string OperatorToken)> RegisterWithKeyAsync(SiteKey key)
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var body = Sites.PollSite();
+        body["clientAuthentication"] = "private_key_jwt";
+        body["jwks"] = key.PublicJwks();
+        return (await Sites.RegisterAsync(admin, body), @operator.Tokens.AccessToken);
+    }
+
+    /// <summary>No client_id parameter: the assertion's sub names the client.</summary>
+    private async Task<HttpResponseMessage> RequestTokenAsync(string assertion)
+    {
+        using var client = fixture.Client();
+        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "client_credentials",
+            ["scope"] = ApiScopes.CvRead,
+            ["client_assertion_type"] = AssertionType,
+            ["client_assertion"] = assertion,
+        });
+        return await client.PostAsync("/connect/token", form);
+    }
+}

@@ -1,0 +1,160 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Recipients;
+
+[Collection(GatewayCollection.Name)]
+public sealed class RegistrationValidationTests(GatewayFixture fixture)
+{
+    /// <summary>Each case breaks one thing in an otherwise valid registration and names the field the problem must point at.</summary>
+    [Theory]
+    [InlineData("missing displayName", "displayName")]
+    [InlineData("blank displayName", "displayName")]
+    [InlineData("website not a url", "website")]
+    [InlineData("website not http", "website")]
+    [InlineData("bad contactEmail", "contactEmail")]
+    [InlineData("unknown field", "favouriteColour")]
+    [InlineData("unknown deliveryMode", "deliveryMode")]
+    [InlineData("push without pushEndpoint", "pushEndpoint")]
+    [InlineData("poll with pushEndpoint", "pushEndpoint")]
+    [InlineData("push to private 10.0.0.1", "pushEndpoint")]
+    [InlineData("push to private 192.168.1.1", "pushEndpoint")]
+    [InlineData("push to cloud metadata 169.254.169.254", "pushEndpoint")]
+    [InlineData("push to IPv6 loopback", "pushEndpoint")]
+    [InlineData("push to IPv4-mapped private address", "pushEndpoint")]
+    [InlineData("push endpoint with credentials", "pushEndpoint")]
+    [InlineData("push endpoint not http", "pushEndpoint")]
+    [InlineData("malformed clientId", "clientId")]
+    [InlineData("private_key_jwt without jwks", "jwks")]
+    [InlineData("jwks holding a private key", "jwks")]
+    [InlineData("jwks holding a symmetric key", "jwks")]
+    [InlineData("jwks with client_secret_basic", "jwks")]
+    public async Task AnInvalidRegistrationIs400ProblemAndCreatesNothing(string fault, string field)
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var key = new SiteKey();
+        var body = Sites.PollSite();
+        switch (fault)
+        {
+            case "missing displayName": body.Remove("displayName"); break;
+            case "blank displayName": body["displayName"] = "   "; break;
+            case "website not a url": body["website"] = "not a url"; break;
+            case "website not http": body["website"] = "ftp://files.example/"; break;
+            case "bad contactEmail": body["contactEmail"] = "dpo at example"; break;
+            case "unknown field": body["favouriteColour"] = "blue"; break;
+            case "unknown deliveryMode": body["deliveryMode"] = "carrier-pigeon"; break;
+            case "push without pushEndpoint": body["deliveryMode"] = "push"; break;
+            case "poll with pushEndpoint": body["pushEndpoint"] = "https://events.example/set"; break;
+            case "push to private 10.0.0.1": Push(body, "https://10.0.0.1/x"); break;
+            case "push to private 192.168.1.1": Push(body, "https://192.168.1.1/events"); break;
+            case "push to cloud metadata 169.254.169.254": Push(body, "http://169.254.169.254/latest/meta-data/"); break;
+            // The test gateway allows 127.0.0.0/8 only: IPv6 loopback stays refused.
+            case "push to IPv6 loopback": Push(body, "http://[::1]/"); break;
+            case "push to IPv4-mapped private address": Push(body, "https://[::ffff:10.0.0.1]/events"); break;
+            case "push endpoint with credentials": Push(body, "https://user:pass@events.example/set"); break;
+            case "push endpoint not http": Push(body, "ftp://events.example/set"); break;
+            case "malformed clientId": body["clientId"] = "Not A Client Id!"; break;
+            case "private_key_jwt without jwks": body["clientAuthentication"] = "private_key_jwt"; break;
+            case "jwks holding a private key":
+                body["clientAuthentication"] = "private_key_jwt";
+                body["jwks"] = key.PrivateJwks();
+                break;
+            case "jwks holding a symmetric key":
+                body["clientAuthentication"] = "private_key_jwt";
+                body["jwks"] = new JsonObject { ["keys"] = new JsonArray(new JsonObject { ["kty"] = "oct", ["k"] = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0" }) };
+                break;
+            case "jwks with client_secret_basic": body["jwks"] = key.PublicJwks(); break;
+            default: throw new ArgumentOutOfRangeException(nameof(fault), fault, "no such case");
+        }
+
+        var before = await Sites.CountRowsAsync(fixture);
+        using var response = await admin.PostAsJsonAsync(Sites.AdminPath, body);
+        var problem = await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+
+        // Field checks name the field in "errors"; JSON binding faults name it in "detail".
+        var named = (problem.TryGetProperty("errors", out var errors) && errors.TryGetProperty(field, out _))
+            || (problem.TryGetProperty("detail", out var detail) && detail.GetString()!.Contains(field, StringComparison.OrdinalIgnoreCase));
+        Assert.True(named, $"the problem does not name {field}: {problem}");
+        Assert.Equal(before, await Sites.CountRowsAsync(fixture));
+    }
+
+    [Fact]
+    public async Task EveryFaultOfARegistrationIsReportedAtOnce()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var body = Sites.PollSite();
+        body["displayName"] = "";
+        body["contactEmail"] = "nobody";
+        Push(body, "https://10.0.0.1/x");
+
+        var problem = await (await admin.PostAsJsonAsync(Sites.AdminPath, body)).AssertProblemAsync(HttpStatusCode.BadRequest);
+        var errors = problem.GetProperty("errors");
+        Assert.True(errors.TryGetProperty("displayName", out _));
+        Assert.True(errors.TryGetProperty("contactEmail", out _));
+        Assert.True(errors.TryGetProperty("pushEndpoint", out _));
+    }
+
+    [Fact]
+    public async Task APushSiteOnALoopbackAddressInTheTestAllowListIsAccepted()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var body = Sites.PollSite();
+        Push(body, "http://127.0.0.1:9/events");
+
+        var site = await Sites.RegisterAsync(admin, body);
+
+        Assert.Equal("push", site.Recipient.GetProperty("deliveryMode").GetString());
+        Assert.Equal("http://127.0.0.1:9/events", site.Recipient.GetProperty("pushEndpoint").GetString());
+    }
+
+    [Fact]
+    public async Task ABodyOverOneMebibyteIs413ProblemAndCreatesNothing()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var body = Sites.PollSite();
+        body["legalName"] = new string('x', 1024 * 1024 + 1);
+
+        var before = await Sites.CountRowsAsync(fixture);
+        using var response = await admin.PostAsJsonAsync(Sites.AdminPath, body);
+        await response.AssertProblemAsync(HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal(before, await Sites.CountRowsAsync(fixture));
+    }
+
+    [Fact]
+    public async Task ABodyThatIsNotJsonIs415ProblemAndCreatesNothing()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+
+        var before = await Sites.CountRowsAsync(fixture);
+        using var content = new StringContent(Sites.PollSite().ToJsonString(), Encoding.UTF8, "text/plain");
+        using var response = await admin.PostAsync(Sites.AdminPath, content);
+        await response.AssertProblemAsync(HttpStatusCode.UnsupportedMediaType);
+        Assert.Equal(before, await Sites.CountRowsAsync(fixture));
+    }
+
+    [Fact]
+    public async Task MalformedJsonIs400ProblemAndCreatesNothing()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+
+        var before = await Sites.CountRowsAsync(fixture);
+        using var content = new StringContent("{\"displayName\": \"Unclosed", Encoding.UTF8, "application/json");
+        await (await admin.PostAsync(Sites.AdminPath, content)).AssertProblemAsync(HttpStatusCode.BadRequest);
+        Assert.Equal(before, await Sites.CountRowsAsync(fixture));
+    }
+
+    private static void Push(JsonObject body, string endpoint)
+    {
+        body["deliveryMode"] = "push";
+        body["pushEndpoint"] = endpoint;
+    }
+}
