@@ -59,7 +59,7 @@ public static partial class AdminRecipientEndpoints
     public static RouteGroupBuilder MapAdminRecipientEndpoints(this RouteGroupBuilder api)
     {
         var admin = api.MapGroup("/admin/recipients").RequireAuthorization(ApiScopes.RecipientsAdmin).WithTags("Operator");
-        admin.MapGet("/", List).WithName("ListRecipients").WithSummary("Registered recipient sites, in registration order.");
+        admin.MapGet("/", List).WithName("ListRecipients").WithSummary("Registered recipient sites, oldest first (registered in the same millisecond: in id order).");
         admin.MapPost("/", Register).WithName("RegisterRecipient").WithSummary("Registers a site and its OAuth client; returns the client secret once.");
         admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
         admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");

@@ -1,0 +1,74 @@
+using System.Net;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ExchangeGateway.Tests.Security;
+
+[Collection(GatewayCollection.Name)]
+public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task ApiResponsesCarryTheSecurityHeaders()
+    {
+        using var client = fixture.Client().WithToken(await fixture.Actors.DemoSiteTokenAsync());
+        using var response = await client.GetAsync("/api/v1/shared-cvs?limit=1");
+        Assert.Equal("nosniff", response.Headers.GetValues("X-Content-Type-Options").Single());
+        Assert.Equal("DENY", response.Headers.GetValues("X-Frame-Options").Single());
+        var csp = response.Headers.GetValues("Content-Security-Policy").Single();
+        Assert.Contains("frame-ancestors 'none'", csp, StringComparison.Ordinal);
+        Assert.DoesNotContain("unsafe-inline", csp, StringComparison.Ordinal);
+        Assert.False(response.Headers.Contains("Server"));
+        // Development and tests run on http: HSTS is for Production only.
+        Assert.False(response.Headers.Contains("Strict-Transport-Security"));
+    }
+
+    [Fact]
+    public async Task CorsIsClosedUnlessConfigured()
+    {
+        using var client = fixture.Client();
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "/api/v1/shared-cvs");
+        preflight.Headers.Add("Origin", "https://evil.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "GET");
+        using var response = await client.SendAsync(preflight);
+        Assert.False(response.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    [Fact]
+    public async Task TheTokenEndpointAndTheApiAnswer429WithRetryAfterPastTheirLimits()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:TokenRequestsPerMinute"] = "5",
+            ["RateLimits:ApiRequestsPerMinute"] = "60",
+        });
+        var actors = new Actors(node);
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 8; i++)
+        {
+            using var response = await actors.RequestClientTokenAsync("demo-jobsite", i % 2 == 0 ? "wrong-secret" : "demo-jobsite-secret", "cv:read");
+            statuses.Add(response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                Assert.True(response.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+                await response.AssertProblemAsync(HttpStatusCode.TooManyRequests);
+            }
+        }
+
+        Assert.Equal(5, statuses.Count(s => s != HttpStatusCode.TooManyRequests));
+        // Another client's bucket is untouched.
+        var auditor = await actors.AuditorClientTokenAsync();
+
+        using var client = node.CreateHttpClient().WithToken(auditor);
+        var api = new List<HttpStatusCode>();
+        for (var i = 0; i < 30; i++)
+        {
+            using var response = await client.GetAsync("/api/v1/audit/events?limit=1");
+            api.Add(response.StatusCode);
+        }
+
+        Assert.Contains(HttpStatusCode.TooManyRequests, api);
+        Assert.Contains(HttpStatusCode.OK, api);
+    }
+}
