@@ -22,9 +22,29 @@ public sealed class ResumeDocument
         _schema = JsonSchema.FromText(reader.ReadToEnd());
     }
 
+    private static string? FirstControlCharacter(JsonNode? node) => node switch
+    {
+        JsonObject o => o.Select(p => p.Key.Any(IsForbidden) ? ToPointer(o.GetPath()) : FirstControlCharacter(p.Value)).FirstOrDefault(p => p is not null),
+        JsonArray a => a.Select(FirstControlCharacter).FirstOrDefault(p => p is not null),
+        JsonValue v when v.TryGetValue<string>(out var text) && text.Any(IsForbidden) => ToPointer(v.GetPath()),
+        _ => null,
+    };
+
+    private static bool IsForbidden(char c) => char.IsControl(c) && c is not ('\t' or '\n' or '\r');
+
+    /// <summary>"$.basics.name" → "/basics/name", the form the schema errors use.</summary>
+    private static string ToPointer(string path) =>
+        path == "$" ? "/" : path.TrimStart('$').Replace("['", "/", StringComparison.Ordinal).Replace("']", "", StringComparison.Ordinal)
+            .Replace('.', '/').Replace("[", "/", StringComparison.Ordinal).Replace("]", "", StringComparison.Ordinal);
+
     /// <summary>Parses and validates; returns the normalised document bytes or the problems found, by JSON pointer.</summary>
     public (byte[]? Document, Dictionary<string, string[]>? Errors) Validate(ReadOnlySpan<byte> utf8, DateTimeOffset now)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(utf8))
+        {
+            return (null, new Dictionary<string, string[]> { ["$"] = ["The body is not valid UTF-8."] });
+        }
+
         JsonNode? node;
         try
         {
@@ -51,6 +71,11 @@ public sealed class ResumeDocument
                     .ToDictionary(g => g.Key, g => g.SelectMany(d => d.Errors!.Values).Distinct().Take(5).ToArray());
                 return (null, errors.Count > 0 ? errors : new Dictionary<string, string[]> { ["/"] = ["The document does not follow the JSON Resume schema."] });
             }
+        }
+
+        if (FirstControlCharacter(document) is { } where)
+        {
+            return (null, new Dictionary<string, string[]> { [where] = ["Control characters (other than tab and line breaks) are not allowed."] });
         }
 
         if (document["meta"] is not JsonObject meta)
