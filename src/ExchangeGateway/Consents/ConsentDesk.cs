@@ -33,20 +33,39 @@ public sealed class ConsentDesk(
 
         var active = await db.Set<Consent>().SingleOrDefaultAsync(
             c => c.SeekerId == seekerId && c.RecipientId == recipientId && c.State == ConsentState.Active, cancellationToken);
-        if (active is not null)
+        if (active is not null && active.ExpiresAt > now)
         {
             var receipt = await db.Set<ConsentEvent>().AsNoTracking()
                 .Where(e => e.ConsentId == active.Id && e.Kind == ConsentEventKind.Granted).SingleAsync(cancellationToken);
             return new ConsentDecision(ConsentChange.AlreadyActive, active, receipt, recipient);
         }
 
+        var entries = new List<AuditEntry>();
+        var obligations = 0;
+        if (active is not null)
+        {
+            // Lapsed but not yet swept: it ends as expired here, so the new tick opens a new episode as it should.
+            active.Expire(now);
+            var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, now);
+            db.Add(expired);
+            await db.SaveChangesAsync(cancellationToken);
+            entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired));
+        }
+
         var consent = Consent.Grant(seekerId, recipientId, method, now, consentOptions.Value.MaxAge);
         var granted = ConsentEvent.For(consent, ConsentEventKind.Granted, recipient, method, now);
         db.AddRange(consent, granted);
         await db.SaveChangesAsync(cancellationToken);
-        await FeedPositions.BumpAsync(db, [consent.Id], cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentGranted, recipient, granted), cancellationToken);
+        await FeedPositions.BumpAsync(db, active is null ? [consent.Id] : [active.Id, consent.Id], cancellationToken);
+        if (active is not null)
+        {
+            obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
+        }
+
+        entries.Add(Entry(seekerId, AuditActions.ConsentGranted, recipient, granted));
+        await audit.AppendAsync(entries, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        dispatch.After(obligations);
         return new ConsentDecision(ConsentChange.Granted, consent, granted, recipient);
     }
 

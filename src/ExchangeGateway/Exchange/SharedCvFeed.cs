@@ -33,7 +33,7 @@ public sealed class SharedCvFeed(
     private const string Columns = """
         c.id, c.pairwise_id, c.state, c.end_cause, c.feed_position, c.seeker_id,
         v.version, v.refreshed_at, v.state, v.sealed, k.wrapped_key,
-        EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id) AS disclosed
+        EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id) AS disclosed, c.expires_at
         FROM consents c
         LEFT JOIN cvs v ON v.seeker_id = c.seeker_id
         LEFT JOIN seeker_keys k ON k.seeker_id = c.seeker_id
@@ -82,7 +82,7 @@ public sealed class SharedCvFeed(
                 reader.IsDBNull(6) ? null : reader.GetInt32(6), reader.IsDBNull(7) ? null : reader.GetFieldValue<DateTimeOffset>(7),
                 reader.IsDBNull(8) ? null : Enum.Parse<CvState>(reader.GetString(8)),
                 reader.IsDBNull(9) ? null : reader.GetFieldValue<byte[]>(9), reader.IsDBNull(10) ? null : reader.GetFieldValue<byte[]>(10),
-                reader.GetBoolean(11)));
+                reader.GetBoolean(11), reader.GetFieldValue<DateTimeOffset>(12)));
         }
 
         return rows;
@@ -96,14 +96,14 @@ public sealed class SharedCvFeed(
         var withdrawals = new Dictionary<Guid, SharedCvItem>();
         foreach (var row in rows)
         {
-            if (IsAvailable(row, freshSince))
+            if (IsAvailable(row, now, freshSince))
             {
                 var document = CvSealer.Open(sealer.Unwrap(row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
                 candidates.Add((row, document, SHA256.HashData(document)));
             }
             else if (row.Disclosed)
             {
-                withdrawals[row.ConsentId] = new SharedCvItem(row.PairwiseId, "withdrawal", null, null, null, CauseOf(row, freshSince));
+                withdrawals[row.ConsentId] = new SharedCvItem(row.PairwiseId, "withdrawal", null, null, null, CauseOf(row, now, freshSince));
             }
         }
 
@@ -148,7 +148,7 @@ public sealed class SharedCvFeed(
             INSERT INTO disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at)
             SELECT u.consent_id, c.recipient_id, c.seeker_id, u.version, u.hash, $4
             FROM unnest($1::uuid[], $2::int[], $3::bytea[]) AS u(consent_id, version, hash)
-            JOIN consents c ON c.id = u.consent_id AND c.state = 'Active'
+            JOIN consents c ON c.id = u.consent_id AND c.state = 'Active' AND c.expires_at > $4
             JOIN recipients r ON r.id = c.recipient_id AND r.status = 'Active'
             JOIN cvs v ON v.seeker_id = c.seeker_id AND v.version = u.version AND v.state <> 'Erased' AND v.refreshed_at > $5
             RETURNING id, consent_id, seeker_id, cv_version
@@ -186,17 +186,19 @@ public sealed class SharedCvFeed(
         return recorded;
     }
 
-    private static bool IsAvailable(FeedRow row, DateTimeOffset freshSince) =>
-        row.State == ConsentState.Active && row.CvState is not null and not CvState.Erased && row.Sealed is not null
+    /// <summary>Promise 1, decided from live data: a lapsed consent or a stale CV is refused before any job has noticed.</summary>
+    private static bool IsAvailable(FeedRow row, DateTimeOffset now, DateTimeOffset freshSince) =>
+        row.State == ConsentState.Active && row.ExpiresAt > now && row.CvState is not null and not CvState.Erased && row.Sealed is not null
         && row.WrappedKey is not null && row.RefreshedAt > freshSince;
 
-    private static string CauseOf(FeedRow row, DateTimeOffset freshSince) =>
+    private static string CauseOf(FeedRow row, DateTimeOffset now, DateTimeOffset freshSince) =>
         row.State != ConsentState.Active ? row.EndCause ?? ErasureCauses.ConsentRevoked
+        : row.ExpiresAt <= now ? ErasureCauses.ConsentExpired
         : row.CvState is null or CvState.Erased || row.Sealed is null ? ErasureCauses.SubjectErased
         : row.RefreshedAt <= freshSince ? ErasureCauses.CvOffline
         : ErasureCauses.RecipientSuspended;
 
     private sealed record FeedRow(
         Guid ConsentId, string PairwiseId, ConsentState State, string? EndCause, long Position, string? SeekerId, int? Version,
-        DateTimeOffset? RefreshedAt, CvState? CvState, byte[]? Sealed, byte[]? WrappedKey, bool Disclosed);
+        DateTimeOffset? RefreshedAt, CvState? CvState, byte[]? Sealed, byte[]? WrappedKey, bool Disclosed, DateTimeOffset ExpiresAt);
 }
