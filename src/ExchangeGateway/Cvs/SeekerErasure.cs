@@ -7,6 +7,7 @@ using ExchangeGateway.Exchange;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using OpenIddict.EntityFrameworkCore.Models;
 
 namespace ExchangeGateway.Cvs;
 
@@ -48,8 +49,9 @@ public sealed class SeekerErasure(
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<ConsentEvent>().Where(e => e.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId).ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null), cancellationToken);
-        await db.Database.ExecuteSqlAsync($"DELETE FROM open_iddict_tokens WHERE subject = {seekerId}", cancellationToken);
-        await db.Database.ExecuteSqlAsync($"DELETE FROM open_iddict_authorizations WHERE subject = {seekerId}", cancellationToken);
+        // Through the model, not hand-written table names: OpenIddict's tables keep their own names ("OpenIddictTokens").
+        await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().Where(a => a.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
 
         var deleted = await users.DeleteAsync(user);
