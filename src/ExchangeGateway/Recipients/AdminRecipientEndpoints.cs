@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
+using ExchangeGateway.Events;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -211,14 +212,16 @@ public static partial class AdminRecipientEndpoints
             return Problems.NotFound("No recipient with this id.");
         }
 
+        var obligations = 0;
         if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
         {
             await db.SaveChangesAsync(cancellationToken);
-            await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
+            obligations = await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
             await audit.AppendAsync(OperatorEntry(context, audit, action, recipient, request.Reason.Trim()), cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<DispatchSignal>().After(obligations);
         return TypedResults.Ok(RecipientResponse.From(recipient));
     }
 
