@@ -27,7 +27,9 @@ public sealed class HealthTests(GatewayFixture fixture)
             Port = proxy.Port, Pooling = false, Timeout = 2,
         }.ConnectionString;
 
-        await using var node = new GatewayFactory(fixture.Database, new FakeTimeProvider(DateTimeOffset.UtcNow), appConnectionString: throughProxy);
+        // The fixture's issuer: a node with another one would re-register the Swagger client's redirect URI to itself,
+        // and every later code-flow sign-in on the fixture would be refused (ID2043).
+        await using var node = new GatewayFactory(fixture.Database, new FakeTimeProvider(DateTimeOffset.UtcNow), issuer: fixture.Factory.Issuer, appConnectionString: throughProxy);
         using var client = node.CreateHttpClient();
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
 
