@@ -206,7 +206,9 @@ public static partial class AdminRecipientEndpoints
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         // Row lock: a suspension racing a reinstatement must not interleave with the consequences either one writes.
-        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
+        // NO KEY UPDATE, not UPDATE: a transaction holding the chain lock may be writing an obligation for this site,
+        // and its foreign-key check needs KEY SHARE on this row while we wait for the chain lock (deadlock).
+        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
