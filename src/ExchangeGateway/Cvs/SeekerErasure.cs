@@ -32,7 +32,8 @@ public sealed class SeekerErasure(
             return false;
         }
 
-        var consents = await db.Set<Consent>().Where(c => c.SeekerId == seekerId).ToListAsync(cancellationToken);
+        // Locked, as in an untick: an episode the gateway is ending right now keeps the state and cause it committed.
+        var consents = await db.Set<Consent>().FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} FOR NO KEY UPDATE").ToListAsync(cancellationToken);
         var ended = new List<Guid>();
         foreach (var consent in consents)
         {
