@@ -1,9 +1,7 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using ExchangeGateway.Data;
 using ExchangeGateway.Tests.Infrastructure;
-using Npgsql;
 
 namespace ExchangeGateway.Tests.Events;
 
@@ -75,41 +73,13 @@ public sealed class LockOrderTests(GatewayFixture fixture)
         return (site, consent, operatorToken);
     }
 
-    private async Task<ChainHolder> ChainHolderAsync()
+    private async Task<HeldTransaction> ChainHolderAsync()
     {
-        var connection = await fixture.Database.OpenOwnerConnectionAsync();
-        var transaction = await connection.BeginTransactionAsync();
-        var holder = new ChainHolder(connection, transaction);
+        var holder = await HeldTransaction.BeginAsync(fixture.Database);
         await holder.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
         return holder;
     }
 
-    /// <summary>Until a session of this database waits for an advisory lock (the chain lock is the only one held here).</summary>
-    private async Task WaitForChainWaiterAsync()
-    {
-        var clock = Stopwatch.StartNew();
-        while (await fixture.Database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted") == 0)
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "nothing ever waited for the chain lock");
-            await Task.Delay(20);
-        }
-    }
-
-    private sealed class ChainHolder(NpgsqlConnection connection, NpgsqlTransaction transaction) : IAsyncDisposable
-    {
-        public async Task ExecuteAsync(string sql)
-        {
-            await using var command = new NpgsqlCommand(sql, connection, transaction);
-            await command.ExecuteNonQueryAsync();
-        }
-
-        public Task CommitAsync() => transaction.CommitAsync();
-
-        public async ValueTask DisposeAsync()
-        {
-            await transaction.DisposeAsync();
-            await connection.DisposeAsync();
-        }
-    }
+    /// <summary>Until a session waits for an advisory lock (the chain lock is the only one held here).</summary>
+    private Task WaitForChainWaiterAsync() => HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
 }
