@@ -22,7 +22,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         var failedAt = Gateway.Time.GetUtcNow();
 
         await Gateway.RunDispatchAsync();
-        var jti = Jti(Assert.Single(receiver.Received));
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
         Assert.Equal(("Pending", 1, "HTTP 500"), await StateAsync(fixture.Database, jti));
         // First wait of the schedule: one minute, ±20% jitter.
         var next = await NextAttemptAsync(fixture.Database, jti);
@@ -34,16 +34,15 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Gateway.Time.Advance(next - Gateway.Time.GetUtcNow() + TimeSpan.FromMilliseconds(1));
         await Gateway.RunDispatchAsync();
         Assert.Equal(2, receiver.Received.Count);
-        Assert.Equal(jti, Jti(receiver.Received[1]));
+        Assert.Equal(jti, await JtiAsync(Gateway, site, receiver.Received[1]));
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
-        Assert.Equal(site.ClientId, (await SecurityEventTokens.VerifyAsync(Gateway, receiver.Received[1].Body, site.ClientId)).Audience);
     }
 
     [Fact]
     public async Task AReceiverThatIsDownIsRetriedOnceItIsBack()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
         var jti = await PendingJtiAsync(receiver);
         await receiver.StopAsync();
 
@@ -55,7 +54,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await receiver.RestartAsync();
         Gateway.Time.Advance(TimeSpan.FromMinutes(2));
         await Gateway.RunDispatchAsync();
-        Assert.Equal(jti, Jti(Assert.Single(receiver.Received)));
+        Assert.Equal(jti, await JtiAsync(Gateway, site, Assert.Single(receiver.Received)));
         Assert.Equal(("Delivered", 2, (string?)null), await StateAsync(fixture.Database, jti));
     }
 
@@ -64,11 +63,11 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     {
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(429, RetryAfter: TimeSpan.FromSeconds(120)));
-        await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
         var refusedAt = Gateway.Time.GetUtcNow();
 
         await Gateway.RunDispatchAsync();
-        var jti = Jti(Assert.Single(receiver.Received));
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
         Assert.Equal(("Pending", 1, "HTTP 429, retry after 120s"), await StateAsync(fixture.Database, jti));
         // (PostgreSQL keeps microseconds, the clock has ticks.)
         var next = await NextAttemptAsync(fixture.Database, jti);
@@ -82,7 +81,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Gateway.Time.Advance(TimeSpan.FromSeconds(1.5));
         await Gateway.RunDispatchAsync();
         Assert.Equal(2, receiver.Received.Count);
-        Assert.Equal(jti, Jti(receiver.Received[1]));
+        Assert.Equal(jti, await JtiAsync(Gateway, site, receiver.Received[1]));
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
     }
 
@@ -91,10 +90,10 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     {
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(400, Body: """{"err":"invalid_key","description":"The SET was signed with a key we do not know."}"""));
-        await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
 
         await Gateway.RunDispatchAsync();
-        var jti = Jti(Assert.Single(receiver.Received));
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
         Assert.Equal(("Pending", 1, "rejected: invalid_key"), await StateAsync(fixture.Database, jti));
     }
 
@@ -106,18 +105,18 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
             settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = "00:00:01" });
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(202, Delay: TimeSpan.FromSeconds(30)));
-        await ObligationForNewSiteAsync(gateway, new Actors(gateway), receiver);
+        var site = await ObligationForNewSiteAsync(gateway, new Actors(gateway), receiver);
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await gateway.RunDispatchAsync();
         Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(20));
-        var jti = Jti(Assert.Single(receiver.Received));
+        var jti = await JtiAsync(gateway, site, Assert.Single(receiver.Received));
         Assert.Equal(("Pending", 1, "timed out"), await StateAsync(database, jti));
 
         gateway.Time.Advance(TimeSpan.FromMinutes(2));
         await gateway.RunDispatchAsync();
         Assert.Equal(2, receiver.Received.Count);
-        Assert.Equal(jti, Jti(receiver.Received[1]));
+        Assert.Equal(jti, await JtiAsync(gateway, site, receiver.Received[1]));
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(database, jti, "status"));
     }
 
@@ -140,7 +139,9 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
             $"SELECT o.jti FROM erasure_obligations o JOIN recipients r ON r.id = o.recipient_id WHERE r.push_endpoint = '{receiver.Endpoint.AbsoluteUri}'"))
         .ToString();
 
-    private static string Jti(ReceivedPush push) => SecurityEventTokens.JtiOf(push.Body);
+    /// <summary>The jti of a push, once the request and its SET have passed verification.</summary>
+    private static async Task<string> JtiAsync(GatewayFactory gateway, TestSite site, ReceivedPush push) =>
+        SecurityEventTokens.VerifyPush(push, await SecurityEventTokens.FetchKeysAsync(gateway), gateway.Issuer, site.ClientId).Jti;
 
     private static async Task<(string Status, int Attempts, string? LastError)> StateAsync(TestDatabase database, string jti) =>
         (await Propagation.ObligationAsync<string>(database, jti, "status"),

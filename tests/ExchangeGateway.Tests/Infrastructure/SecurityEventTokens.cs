@@ -1,4 +1,5 @@
 using System.IdentityModel.Tokens.Jwt;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.IdentityModel.Tokens;
 
@@ -16,6 +17,9 @@ public static class SecurityEventTokens
 {
     public const string EventPrefix = "https://exchange-gateway.example/events/";
 
+    // Converting a JWKS into keys builds new RSA/ECDsa objects (and signature providers) each time: once per set fetched.
+    private static readonly ConditionalWeakTable<JsonWebKeySet, IList<SecurityKey>> SigningKeys = new();
+
     public static async Task<JsonWebKeySet> FetchKeysAsync(GatewayFactory factory)
     {
         using var client = factory.CreateHttpClient();
@@ -32,7 +36,7 @@ public static class SecurityEventTokens
         {
             ValidIssuer = issuer.AbsoluteUri,
             ValidAudience = audience,
-            IssuerSigningKeys = keys.GetSigningKeys(),
+            IssuerSigningKeys = SigningKeys.GetValue(keys, set => set.GetSigningKeys()),
             ValidAlgorithms = [SecurityAlgorithms.EcdsaSha256],
             ValidTypes = ["secevent+jwt"],
             RequireSignedTokens = true,
