@@ -20,7 +20,9 @@ public sealed class ReminderJob(
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var sent = 0;
-        foreach (var lead in freshness.Value.RemindBefore.OrderByDescending(l => l))
+        // Shortest lead first: a CV already inside it (the job was paused while it crossed the longer ones) gets that one
+        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead.
+        foreach (var lead in freshness.Value.RemindBefore.Order())
         {
             sent += await RemindFreshnessAsync(lead, cancellationToken);
         }
