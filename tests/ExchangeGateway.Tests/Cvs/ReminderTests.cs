@@ -35,6 +35,22 @@ public sealed class ReminderTests(GatewayFixture fixture)
         Assert.Equal(2, MailTo(seeker.Email).Count);
     }
 
+    [Fact]
+    public async Task ACvFirstSeenInsideTheLastLeadTimeGetsOneReminderNotOnePerLeadTime()
+    {
+        var marker = "late-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+
+        // The job did not run while the CV crossed the 14-day mark (a pause, a deployment): it finds it at 88 days.
+        fixture.Time.Advance(TimeSpan.FromDays(88));
+        await fixture.Factory.RunRemindersAsync();
+        var mail = Assert.Single(MailTo(seeker.Email));
+        Assert.Contains("Your CV stops being shared in 2 day(s)", mail.Text, StringComparison.Ordinal);
+
+        await fixture.Factory.RunRemindersAsync();
+        Assert.Single(MailTo(seeker.Email));
+    }
+
     /// <summary>The .eml files the pickup notifier wrote to this address (other seekers get reminders in the same folder).</summary>
     private List<(string Path, string Text, string Raw)> MailTo(string address)
     {
