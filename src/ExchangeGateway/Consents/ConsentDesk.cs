@@ -74,8 +74,11 @@ public sealed class ConsentDesk(
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
-        var active = await db.Set<Consent>().SingleOrDefaultAsync(
-            c => c.SeekerId == seekerId && c.RecipientId == recipientId && c.State == ConsentState.Active, cancellationToken);
+        // Locked: the gateway may be ending this episode right now (expiry, suspension) without the seeker lock. Whoever
+        // commits first wins; the row lock makes us see that instead of overwriting its state with ours.
+        var active = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND recipient_id = {recipientId} AND state = 'Active' FOR NO KEY UPDATE")
+            .SingleOrDefaultAsync(cancellationToken);
         if (active is null)
         {
             var known = await db.Recipients.AnyAsync(r => r.Id == recipientId, cancellationToken);

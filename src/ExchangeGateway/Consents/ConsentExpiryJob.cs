@@ -35,8 +35,10 @@ public sealed class ConsentExpiryJob(
     {
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // NO KEY UPDATE: a disclosure being recorded under the chain lock needs KEY SHARE on its consent, and this batch
+        // waits for the chain lock next; FOR UPDATE would deadlock with it.
         var due = await db.Set<Consent>()
-            .FromSql($"SELECT * FROM consents WHERE state = 'Active' AND expires_at <= {now} ORDER BY expires_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED")
+            .FromSql($"SELECT * FROM consents WHERE state = 'Active' AND expires_at <= {now} ORDER BY expires_at LIMIT {BatchSize} FOR NO KEY UPDATE SKIP LOCKED")
             .ToListAsync(cancellationToken);
         if (due.Count == 0)
         {

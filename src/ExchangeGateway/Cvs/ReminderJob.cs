@@ -20,7 +20,9 @@ public sealed class ReminderJob(
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var sent = 0;
-        foreach (var lead in freshness.Value.RemindBefore.OrderByDescending(l => l))
+        // Shortest lead first: a CV already inside it (the job was paused while it crossed the longer ones) gets that one
+        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead.
+        foreach (var lead in freshness.Value.RemindBefore.Order())
         {
             sent += await RemindFreshnessAsync(lead, cancellationToken);
         }
@@ -70,10 +72,12 @@ public sealed class ReminderJob(
         var now = time.GetUtcNow();
         var before = consents.Value.RemindBefore;
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // NO KEY UPDATE: the rows stay locked while the mails go out, and a disclosure recorded meanwhile (under the
+        // chain lock, which every writer needs) must not queue behind the mail server for its KEY SHARE.
         var due = await db.Set<Consent>().FromSql($"""
             SELECT * FROM consents
             WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now}
-            ORDER BY expires_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
+            ORDER BY expires_at LIMIT {BatchSize} FOR NO KEY UPDATE SKIP LOCKED
             """).ToListAsync(cancellationToken);
         var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);
         var names = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, r => r.DisplayName, cancellationToken);

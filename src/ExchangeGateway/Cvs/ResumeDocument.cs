@@ -19,7 +19,9 @@ public sealed class ResumeDocument
         using var stream = typeof(ResumeDocument).Assembly.GetManifestResourceStream("ExchangeGateway.Cvs.resume.schema.json")
             ?? throw new InvalidOperationException("The JSON Resume schema is not embedded.");
         using var reader = new StreamReader(stream, Encoding.UTF8);
-        _schema = JsonSchema.FromText(reader.ReadToEnd());
+        // A registry of its own: the global one refuses a second schema with the same $id, so a second instance in the
+        // process (another host, as in tests) would otherwise fail to build it.
+        _schema = JsonSchema.FromText(reader.ReadToEnd(), new BuildOptions { SchemaRegistry = new SchemaRegistry() });
     }
 
     private static string? FirstControlCharacter(JsonNode? node) => node switch

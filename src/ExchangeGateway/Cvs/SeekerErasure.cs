@@ -32,7 +32,8 @@ public sealed class SeekerErasure(
             return false;
         }
 
-        var consents = await db.Set<Consent>().Where(c => c.SeekerId == seekerId).ToListAsync(cancellationToken);
+        // Locked, as in an untick: an episode the gateway is ending right now keeps the state and cause it committed.
+        var consents = await db.Set<Consent>().FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} FOR NO KEY UPDATE").ToListAsync(cancellationToken);
         var ended = new List<Guid>();
         foreach (var consent in consents)
         {
@@ -49,6 +50,7 @@ public sealed class SeekerErasure(
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<ConsentEvent>().Where(e => e.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId).ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null), cancellationToken);
+        // Through the model, not hand-written table names: OpenIddict's tables keep their own names ("OpenIddictTokens").
         await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Authorization != null && t.Authorization.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().Where(a => a.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);

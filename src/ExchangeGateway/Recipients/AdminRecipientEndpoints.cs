@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
+using ExchangeGateway.Events;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -226,20 +227,24 @@ public static partial class AdminRecipientEndpoints
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         // Row lock: a suspension racing a reinstatement must not interleave with the consequences either one writes.
-        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
+        // NO KEY UPDATE, not UPDATE: a transaction holding the chain lock may be writing an obligation for this site,
+        // and its foreign-key check needs KEY SHARE on this row while we wait for the chain lock (deadlock).
+        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
         }
 
+        var obligations = 0;
         if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
         {
             await db.SaveChangesAsync(cancellationToken);
-            await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
+            obligations = await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
             await audit.AppendAsync(OperatorEntry(context, audit, action, recipient, request.Reason.Trim()), cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<DispatchSignal>().After(obligations);
         return TypedResults.Ok(RecipientResponse.From(recipient));
     }
 

@@ -1,10 +1,60 @@
+using ExchangeGateway.Audit;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
 namespace ExchangeGateway.Recipients;
 
 /// <summary>
-/// What a change of a recipient's status sets in motion inside the same transaction. For now the live gate is the whole
-/// effect (a suspended site reads nothing); ending consents and chasing copies joins it with the propagation work.
+/// What a change of a recipient's status sets in motion inside the caller's transaction. A suspension ends every active
+/// consent to the site (state Ended, cause recipient-suspended) with a receipt each, moves the site's feed, and writes an
+/// erasure obligation for every episode that disclosed something: the site may read nothing more, and must delete what
+/// it holds. A reinstatement restores nothing: seekers tick again if they wish.
 /// </summary>
 public static class SuspensionConsequences
 {
-    public static Task ApplyAsync(IServiceProvider services, Recipient recipient, CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>Returns how many obligations were written; the caller signals the dispatcher once it has committed.</summary>
+    public static async Task<int> ApplyAsync(IServiceProvider services, Recipient recipient, CancellationToken cancellationToken)
+    {
+        if (recipient.IsActive)
+        {
+            return 0;
+        }
+
+        var db = services.GetRequiredService<GatewayDbContext>();
+        var audit = services.GetRequiredService<AuditTrail>();
+        var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
+        var confirmWithin = services.GetRequiredService<IOptions<ErasureOptions>>().Value.ConfirmWithin;
+
+        // Locked, so a seeker unticking at this moment either commits first (and is no longer active here) or waits.
+        // NO KEY UPDATE: a disclosure being recorded under the chain lock only needs KEY SHARE on its consent.
+        var active = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE recipient_id = {recipient.Id} AND state = 'Active' FOR NO KEY UPDATE")
+            .ToListAsync(cancellationToken);
+        if (active.Count == 0)
+        {
+            return 0;
+        }
+
+        var entries = new List<AuditEntry>(active.Count);
+        foreach (var consent in active)
+        {
+            consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
+            var receipt = ConsentEvent.For(consent, ConsentEventKind.Ended, recipient, consent.CollectionMethod, now);
+            db.Add(receipt);
+            entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", AuditActions.ConsentEnded, Outcomes.Success,
+                SeekerId: consent.SeekerId, Recipient: recipient.ClientId,
+                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = ErasureCauses.RecipientSuspended }));
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        var ids = active.Select(c => c.Id).ToList();
+        await FeedPositions.BumpAsync(db, ids, cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken);
+        await audit.AppendAsync(entries, cancellationToken);
+        return obligations;
+    }
 }

@@ -1,9 +1,12 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ExchangeGateway.Tests.Infrastructure;
@@ -20,8 +23,11 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     private readonly string _ownerConnectionString;
     private readonly Dictionary<string, string?> _settings;
 
-    public GatewayFactory(TestDatabase database, FakeTimeProvider time, Uri? issuer = null, string? appConnectionString = null, IDictionary<string, string?>? settings = null)
+    public GatewayFactory(
+        TestDatabase database, FakeTimeProvider time, Uri? issuer = null, string? appConnectionString = null, IDictionary<string, string?>? settings = null,
+        bool captureLogs = false)
     {
+        Logs = captureLogs ? new ConcurrentQueue<string>() : null;
         Time = time;
         Port = FreePort();
         BaseAddress = new Uri($"http://127.0.0.1:{Port}/");
@@ -39,6 +45,9 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     public int Port { get; }
     public Uri BaseAddress { get; }
     public Uri Issuer { get; }
+
+    /// <summary>Every log line the host wrote, when it was created with <c>captureLogs</c>.</summary>
+    public ConcurrentQueue<string>? Logs { get; }
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -63,7 +72,14 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
             builder.UseSetting(key, value);
         }
 
-        builder.ConfigureTestServices(services => services.AddSingleton<TimeProvider>(Time));
+        builder.ConfigureTestServices(services =>
+        {
+            services.AddSingleton<TimeProvider>(Time);
+            if (Logs is not null)
+            {
+                services.AddSingleton<ILoggerProvider>(new LogCapture(Logs));
+            }
+        });
     }
 
     /// <summary>A client for the real Kestrel listener, without automatic redirects so tests see every hop.</summary>

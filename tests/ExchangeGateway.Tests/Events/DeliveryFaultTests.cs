@@ -1,0 +1,153 @@
+using System.Net;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ExchangeGateway.Tests.Events;
+
+/// <summary>
+/// Push delivery against a receiver that misbehaves: every failure keeps the obligation pending with its reason, the
+/// next attempt is scheduled by the back-off (or by Retry-After), and the retry carries the same jti.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class DeliveryFaultTests(GatewayFixture fixture)
+{
+    private GatewayFactory Gateway => fixture.Factory;
+
+    [Fact]
+    public async Task A500IsRetriedAfterTheBackOffWithTheSameJti()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(500));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var failedAt = Gateway.Time.GetUtcNow();
+
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal(("Pending", 1, "HTTP 500"), await StateAsync(fixture.Database, jti));
+        // First wait of the schedule: one minute, ±20% jitter.
+        var next = await NextAttemptAsync(fixture.Database, jti);
+        Assert.InRange(next, failedAt + TimeSpan.FromSeconds(48), failedAt + TimeSpan.FromSeconds(72));
+
+        await Gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+
+        Gateway.Time.Advance(next - Gateway.Time.GetUtcNow() + TimeSpan.FromMilliseconds(1));
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(2, receiver.Received.Count);
+        Assert.Equal(jti, await JtiAsync(Gateway, site, receiver.Received[1]));
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+    }
+
+    [Fact]
+    public async Task AReceiverThatIsDownIsRetriedOnceItIsBack()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var jti = await PendingJtiAsync(receiver);
+        await receiver.StopAsync();
+
+        await Gateway.RunDispatchAsync();
+        var (status, attempts, error) = await StateAsync(fixture.Database, jti);
+        Assert.Equal(("Pending", 1), (status, attempts));
+        Assert.StartsWith("connection failed", error, StringComparison.Ordinal);
+
+        await receiver.RestartAsync();
+        Gateway.Time.Advance(TimeSpan.FromMinutes(2));
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(jti, await JtiAsync(Gateway, site, Assert.Single(receiver.Received)));
+        Assert.Equal(("Delivered", 2, (string?)null), await StateAsync(fixture.Database, jti));
+    }
+
+    [Fact]
+    public async Task A429WithRetryAfterIsNotRetriedBeforeTheTimeTheSiteAskedFor()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(429, RetryAfter: TimeSpan.FromSeconds(120)));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var refusedAt = Gateway.Time.GetUtcNow();
+
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal(("Pending", 1, "HTTP 429, retry after 120s"), await StateAsync(fixture.Database, jti));
+        // (PostgreSQL keeps microseconds, the clock has ticks.)
+        var next = await NextAttemptAsync(fixture.Database, jti);
+        Assert.InRange(next, refusedAt + TimeSpan.FromSeconds(120) - TimeSpan.FromMilliseconds(1), refusedAt + TimeSpan.FromSeconds(120));
+
+        // Past the back-off's one minute, but not yet the two the site asked for.
+        Gateway.Time.Advance(TimeSpan.FromSeconds(119));
+        await Gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+
+        Gateway.Time.Advance(TimeSpan.FromSeconds(1.5));
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(2, receiver.Received.Count);
+        Assert.Equal(jti, await JtiAsync(Gateway, site, receiver.Received[1]));
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+    }
+
+    [Fact]
+    public async Task A400KeepsTheErrorCodeTheReceiverGaveInItsRfc8935Body()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(400, Body: """{"err":"invalid_key","description":"The SET was signed with a key we do not know."}"""));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal(("Pending", 1, "rejected: invalid_key"), await StateAsync(fixture.Database, jti));
+    }
+
+    [Fact]
+    public async Task AReceiverSlowerThanTheAttemptTimeoutIsRetriedLater()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = "00:00:01" });
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(202, Delay: TimeSpan.FromSeconds(30)));
+        var site = await ObligationForNewSiteAsync(gateway, new Actors(gateway), receiver);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await gateway.RunDispatchAsync();
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(20));
+        var jti = await JtiAsync(gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal(("Pending", 1, "timed out"), await StateAsync(database, jti));
+
+        gateway.Time.Advance(TimeSpan.FromMinutes(2));
+        await gateway.RunDispatchAsync();
+        Assert.Equal(2, receiver.Received.Count);
+        Assert.Equal(jti, await JtiAsync(gateway, site, receiver.Received[1]));
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(database, jti, "status"));
+    }
+
+    /// <summary>A new push site holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet sent.</summary>
+    private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver)
+    {
+        var site = await Propagation.RegisterSiteAsync(gateway, (await actors.NewOperatorAsync()).Tokens.AccessToken, receiver.Endpoint);
+        var marker = "fault-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
+        await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(gateway, await actors.TokenAsync(site), marker);
+        using var untick = await Sharing.UntickAsync(gateway, seeker.Tokens.AccessToken, site.Id);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        return site;
+    }
+
+    /// <summary>The jti of the one obligation waiting for the receiver's site, read from the table before any attempt.</summary>
+    private async Task<string> PendingJtiAsync(PushReceiver receiver) =>
+        (await fixture.Database.ScalarAsync<Guid>(
+            $"SELECT o.jti FROM erasure_obligations o JOIN recipients r ON r.id = o.recipient_id WHERE r.push_endpoint = '{receiver.Endpoint.AbsoluteUri}'"))
+        .ToString();
+
+    /// <summary>The jti of a push, once the request and its SET have passed verification.</summary>
+    private static async Task<string> JtiAsync(GatewayFactory gateway, TestSite site, ReceivedPush push) =>
+        SecurityEventTokens.VerifyPush(push, await SecurityEventTokens.FetchKeysAsync(gateway), gateway.Issuer, site.ClientId).Jti;
+
+    private static async Task<(string Status, int Attempts, string? LastError)> StateAsync(TestDatabase database, string jti) =>
+        (await Propagation.ObligationAsync<string>(database, jti, "status"),
+         await Propagation.ObligationAsync<int>(database, jti, "attempts"),
+         await Propagation.ObligationAsync<object>(database, jti, "last_error") as string);
+
+    private static async Task<DateTimeOffset> NextAttemptAsync(TestDatabase database, string jti) =>
+        new(await Propagation.ObligationAsync<DateTime>(database, jti, "next_attempt_at"), TimeSpan.Zero);
+}

@@ -1,0 +1,97 @@
+using System.Net;
+using System.Text.Json;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Events;
+
+/// <summary>An erasure not confirmed within Erasure:ConfirmWithin (72 h) is escalated, shown to auditors and counted against the site.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class OverdueEscalationTests(GatewayFixture fixture)
+{
+    private GatewayFactory Gateway => fixture.Factory;
+
+    [Fact]
+    public async Task AnUnconfirmedErasureIsOverdueAfter72HoursUntilTheSiteConfirms()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Propagation.RegisterSiteAsync(Gateway, (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken, receiver.Endpoint);
+        var marker = "overdue-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        await Gateway.RunDispatchAsync();
+        var jti = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, site.ClientId).Jti;
+
+        // Just inside the deadline nothing is escalated; past it, once.
+        fixture.Time.Advance(TimeSpan.FromHours(71));
+        await Gateway.RunOverdueEscalationAsync();
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        Assert.DoesNotContain(await ListAsync(auditor, "overdue"), o => o.GetProperty("jti").GetString() == jti);
+
+        fixture.Time.Advance(TimeSpan.FromHours(2));
+        Assert.True(await Gateway.RunOverdueEscalationAsync() >= 1);
+        await Gateway.RunOverdueEscalationAsync();
+        using var auditorNow = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var overdue = Assert.Single(await ListAsync(auditorNow, "overdue"), o => o.GetProperty("jti").GetString() == jti);
+        Assert.Equal((site.ClientId, "delivered", true, "consent-revoked"),
+            (overdue.GetProperty("clientId").GetString(), overdue.GetProperty("status").GetString(), overdue.GetProperty("overdue").GetBoolean(), overdue.GetProperty("cause").GetString()));
+
+        var compliance = await ComplianceAsync(auditorNow, site.Id);
+        Assert.Equal((1L, 0L, 1L, 0L, 1L), (compliance.GetProperty("obligations").GetInt64(), compliance.GetProperty("pending").GetInt64(),
+            compliance.GetProperty("delivered").GetInt64(), compliance.GetProperty("confirmed").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
+        Assert.Equal(JsonValueKind.Null, compliance.GetProperty("medianTimeToConfirmSeconds").ValueKind);
+
+        // One audit event, however often the job runs.
+        using (var events = await auditorNow.GetAsync($"/api/v1/audit/events?action=erasure.overdue&recipient={site.ClientId}"))
+        {
+            var escalation = Assert.Single((await events.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+            Assert.Equal(jti, escalation.GetProperty("details").GetProperty("jti").GetString());
+            Assert.Equal("failure", escalation.GetProperty("outcome").GetString());
+        }
+
+        Assert.True((await Propagation.MyErasuresAsync(Gateway, await fixture.Actors.SignInAgainAsync(seeker))).Single().GetProperty("overdue").GetBoolean());
+
+        // Late is better than never: the confirmation closes it, and it stays on the site's record as having been overdue.
+        using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
+        }
+
+        Assert.DoesNotContain(await ListAsync(auditorNow, "overdue"), o => o.GetProperty("jti").GetString() == jti);
+        var closed = Assert.Single(await ListAsync(auditorNow, "confirmed"), o => o.GetProperty("jti").GetString() == jti);
+        Assert.True(closed.GetProperty("overdue").GetBoolean());
+        var after = await ComplianceAsync(auditorNow, site.Id);
+        Assert.Equal((1L, 1L), (after.GetProperty("confirmed").GetInt64(), after.GetProperty("overdue").GetInt64()));
+        Assert.InRange(after.GetProperty("medianTimeToConfirmSeconds").GetDouble(), TimeSpan.FromHours(73).TotalSeconds - 1, TimeSpan.FromHours(73).TotalSeconds + 1);
+    }
+
+    /// <summary>Every page of the auditors' obligation list with this status (other tests add to it too).</summary>
+    private static async Task<List<JsonElement>> ListAsync(HttpClient auditor, string status)
+    {
+        var items = new List<JsonElement>();
+        string? cursor = null;
+        do
+        {
+            using var response = await auditor.GetAsync($"/api/v1/audit/erasures?status={status}&limit=500" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}"));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var page = await response.ReadJsonAsync();
+            items.AddRange(page.GetProperty("items").EnumerateArray().Select(i => i.Clone()));
+            cursor = page.GetProperty("nextCursor").ValueKind == JsonValueKind.String ? page.GetProperty("nextCursor").GetString() : null;
+        }
+        while (cursor is not null);
+
+        return items;
+    }
+
+    private static async Task<JsonElement> ComplianceAsync(HttpClient auditor, Guid recipientId)
+    {
+        using var response = await auditor.GetAsync($"/api/v1/audit/recipients/{recipientId}/compliance");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.ReadJsonAsync();
+    }
+}

@@ -1,0 +1,140 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Events;
+
+/// <summary>RFC 8936 poll delivery with the demo poll site, and the confirmation that closes an obligation.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class PollDeliveryTests(GatewayFixture fixture)
+{
+    private const string Poll = "/api/v1/events/poll";
+
+    private GatewayFactory Gateway => fixture.Factory;
+
+    [Fact]
+    public async Task AnUnackedSetIsOfferedAgainAnAckedOneIsDeliveredAndConfirmingClosesIt()
+    {
+        var marker = "poll-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        var demo = await Sharing.RecipientIdAsync(Gateway, seeker.Tokens.AccessToken, "Démo Emploi");
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, demo);
+        var siteToken = await fixture.Actors.DemoSiteTokenAsync();
+        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, demo))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        using var site = Gateway.CreateHttpClient().WithToken(siteToken);
+        // Other tests leave events for the demo site too: ours is the one about our CV.
+        var first = await FindAsync(site, id);
+        Assert.Equal(("erasure-required", "consent-revoked"), (first.Kind, first.Cause));
+        Assert.Equal(first.Jti, (await FindAsync(site, id)).Jti);
+
+        var acked = await PollAsync(site, new { ack = new[] { first.Jti }, returnImmediately = true, maxEvents = 100 });
+        Assert.False(acked.GetProperty("sets").TryGetProperty(first.Jti, out _));
+        Assert.Equal("delivered", (await ErasureAsync(seeker, first.Jti)).GetProperty("status").GetString());
+
+        using var confirm = await site.PostAsync($"/api/v1/erasures/{first.Jti}/confirmation", null);
+        Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);
+        var confirmation = await confirm.ReadJsonAsync();
+        Assert.Equal(("confirmed", first.Jti), (confirmation.GetProperty("status").GetString(), confirmation.GetProperty("id").GetString()));
+        var confirmedAt = confirmation.GetProperty("confirmedAt").GetDateTimeOffset();
+
+        // Confirming twice is harmless and changes nothing.
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        using (var again = await site.PostAsync($"/api/v1/erasures/{first.Jti}/confirmation", null))
+        {
+            Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+            AssertSameInstant(confirmedAt, (await again.ReadJsonAsync()).GetProperty("confirmedAt").GetDateTimeOffset());
+        }
+
+        // Another site cannot even learn that the jti exists.
+        using (var other = Gateway.CreateHttpClient().WithToken(await fixture.Actors.OtherSiteTokenAsync()))
+        {
+            await (await other.PostAsync($"/api/v1/erasures/{first.Jti}/confirmation", null)).AssertProblemAsync(HttpStatusCode.NotFound);
+        }
+
+        var status = await ErasureAsync(seeker, first.Jti);
+        Assert.Equal("confirmed", status.GetProperty("status").GetString());
+        AssertSameInstant(confirmedAt, status.GetProperty("confirmedAt").GetDateTimeOffset());
+    }
+
+    [Fact]
+    public async Task ASetReportedInSetErrsStaysPendingAndIsOfferedAgainAfterTheBackOff()
+    {
+        var marker = "seterr-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        var demo = await Sharing.RecipientIdAsync(Gateway, seeker.Tokens.AccessToken, "Démo Emploi");
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, demo);
+        var siteToken = await fixture.Actors.DemoSiteTokenAsync();
+        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, demo);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+
+        using var site = Gateway.CreateHttpClient().WithToken(siteToken);
+        var set = await FindAsync(site, id);
+        var reported = await PollAsync(site, new
+        {
+            setErrs = new Dictionary<string, object> { [set.Jti] = new { err = "invalid_key", description = "unknown signing key" } },
+            returnImmediately = true,
+            maxEvents = 100,
+        });
+        Assert.False(reported.GetProperty("sets").TryGetProperty(set.Jti, out _));
+        Assert.Equal("set-error: invalid_key", await Propagation.ObligationAsync<string>(fixture.Database, set.Jti, "last_error"));
+        Assert.Equal("pending", (await ErasureAsync(seeker, set.Jti)).GetProperty("status").GetString());
+
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(set.Jti, (await FindAsync(site, id)).Jti);
+    }
+
+    [Theory]
+    [InlineData("""{"ack": ["not-a-jti"], "returnImmediately": true}""")]
+    [InlineData("""{"setErrs": {"not-a-jti": {"err": "invalid_key"}}, "returnImmediately": true}""")]
+    [InlineData("""{"maxEvents": 100000, "returnImmediately": true}""")]
+    [InlineData("""{"maxEvents": -1, "returnImmediately": true}""")]
+    [InlineData("""{"returnImmediately": true, "surprise": 1}""")]
+    [InlineData("""{"ack": "00000000-0000-0000-0000-000000000000"}""")]
+    [InlineData("""not json""")]
+    public async Task ABadPollBodyIs400ProblemDetails(string body)
+    {
+        using var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.DemoSiteTokenAsync());
+        using var response = await site.PostAsync(Poll, new StringContent(body, Encoding.UTF8, "application/json"));
+        await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+    }
+
+    /// <summary>The first answer carries the clock's ticks, later ones what PostgreSQL kept (microseconds).</summary>
+    private static void AssertSameInstant(DateTimeOffset expected, DateTimeOffset actual) =>
+        Assert.True((expected - actual).Duration() < TimeSpan.FromMicroseconds(1), $"{expected:O} <> {actual:O}");
+
+    private static async Task<JsonElement> PollAsync(HttpClient site, object body)
+    {
+        using var response = await site.PostAsJsonAsync(Poll, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"poll: {(int)response.StatusCode} {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    /// <summary>Polls without acknowledging and returns the verified SET about the CV the site knows as <paramref name="pairwiseId"/>.</summary>
+    private async Task<VerifiedSet> FindAsync(HttpClient site, string pairwiseId)
+    {
+        var response = await PollAsync(site, new { returnImmediately = true, maxEvents = 100 });
+        var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
+        var sets = response.GetProperty("sets").EnumerateObject()
+            .Select(p => (Key: p.Name, Set: SecurityEventTokens.Verify(p.Value.GetString()!, keys, Gateway.Issuer, "demo-jobsite")))
+            .ToList();
+        Assert.All(sets, s => Assert.Equal(s.Key, s.Set.Jti));
+        var mine = sets.Where(s => s.Set.SubjectId == pairwiseId).ToList();
+        Assert.True(mine.Count == 1, $"{mine.Count} SETs about {pairwiseId} among {sets.Count}");
+        return mine[0].Set;
+    }
+
+    private async Task<JsonElement> ErasureAsync(Person seeker, string jti)
+    {
+        var obligationId = await Propagation.ObligationAsync<long>(fixture.Database, jti, "id");
+        return Assert.Single(await Propagation.MyErasuresAsync(Gateway, seeker.Tokens.AccessToken), e => e.GetProperty("id").GetInt64() == obligationId);
+    }
+}

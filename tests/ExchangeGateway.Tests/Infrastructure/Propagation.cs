@@ -1,0 +1,95 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Cvs;
+using ExchangeGateway.Events;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Infrastructure;
+
+/// <summary>A site registered through the operator API by the test itself (the secret is only known here).</summary>
+public sealed record TestSite(Guid Id, string ClientId, string Secret, string DisplayName);
+
+/// <summary>
+/// Steps the propagation tests share: registering sites, a seeker sharing with them and the sites reading, signing in
+/// again after the clock moved (tokens follow the fake clock too), and running the background jobs directly.
+/// </summary>
+public static class Propagation
+{
+    public const string SeekerScope = "openid offline_access " + ApiScopes.CvManage;
+
+    /// <summary>Registers a site: push to <paramref name="pushEndpoint"/>, or poll when it is null.</summary>
+    public static async Task<TestSite> RegisterSiteAsync(GatewayFactory factory, string operatorToken, Uri? pushEndpoint)
+    {
+        var tag = Guid.NewGuid().ToString("N")[..10];
+        var name = $"Site {tag}";
+        using var client = factory.CreateHttpClient().WithToken(operatorToken);
+        using var response = await client.PostAsJsonAsync("/api/v1/admin/recipients", new Dictionary<string, object?>
+        {
+            ["displayName"] = name,
+            ["legalName"] = $"{name} SAS",
+            ["website"] = $"https://site-{tag}.example/",
+            ["privacyPolicyUrl"] = $"https://site-{tag}.example/privacy",
+            ["contactEmail"] = $"dpo@site-{tag}.example",
+            ["deliveryMode"] = pushEndpoint is null ? "poll" : "push",
+            ["pushEndpoint"] = pushEndpoint?.AbsoluteUri,
+        });
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Created, $"registration: {(int)response.StatusCode} {text}");
+        var json = JsonDocument.Parse(text).RootElement;
+        return new TestSite(json.GetProperty("id").GetGuid(), json.GetProperty("clientId").GetString()!, json.GetProperty("clientSecret").GetString()!, name);
+    }
+
+    public static Task<string> TokenAsync(this Actors actors, TestSite site) => actors.ClientTokenAsync(site.ClientId, site.Secret, ApiScopes.CvRead);
+
+    /// <summary>A fresh access token for someone who signed in earlier (after the clock moved past their tokens).</summary>
+    public static async Task<string> SignInAgainAsync(this Actors actors, Person person, string scope = SeekerScope) =>
+        (await actors.SignInWithCodeFlowAsync(person.Email, person.Password, scope)).AccessToken;
+
+    /// <summary>A seeker with a CV carrying <paramref name="marker"/>; returns the seeker.</summary>
+    public static async Task<Person> SeekerWithCvAsync(GatewayFactory factory, Actors actors, string marker)
+    {
+        var seeker = await actors.NewSeekerAsync();
+        using var put = await Sharing.PutCvAsync(factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        return seeker;
+    }
+
+    /// <summary>The site reads its feed (which records the disclosure) and returns its id for the CV with the marker.</summary>
+    public static async Task<string> ReadAsync(GatewayFactory factory, string siteToken, string marker)
+    {
+        var (items, _) = await Sharing.ReadFeedAsync(factory, siteToken);
+        var id = Sharing.PairwiseIdOf(items, marker);
+        Assert.True(id is not null, $"the site's feed has no CV with {marker}");
+        return id!;
+    }
+
+    /// <summary>GET /api/v1/me/erasures: every obligation about the seeker.</summary>
+    public static async Task<List<JsonElement>> MyErasuresAsync(GatewayFactory factory, string seekerToken)
+    {
+        using var client = factory.CreateHttpClient().WithToken(seekerToken);
+        using var response = await client.GetAsync("/api/v1/me/erasures");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return [.. (await response.ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(i => i.Clone())];
+    }
+
+    /// <summary>A column of the obligation with this jti, read straight from the table.</summary>
+    public static Task<T> ObligationAsync<T>(TestDatabase database, string jti, string column) =>
+        database.ScalarAsync<T>($"SELECT {column} FROM erasure_obligations WHERE jti = '{Guid.Parse(jti)}'");
+
+    public static Task<int> RunDispatchAsync(this GatewayFactory factory) => RunAsync<EventDispatchJob>(factory, (job, ct) => job.RunAsync(ct));
+    public static Task<int> RunFreshnessSweepAsync(this GatewayFactory factory) => RunAsync<FreshnessSweepJob>(factory, (job, ct) => job.RunAsync(ct));
+    public static Task<int> RunConsentExpiryAsync(this GatewayFactory factory) => RunAsync<ConsentExpiryJob>(factory, (job, ct) => job.RunAsync(ct));
+    public static Task<int> RunOverdueEscalationAsync(this GatewayFactory factory) => RunAsync<OverdueEscalationJob>(factory, (job, ct) => job.RunAsync(ct));
+    public static Task<int> RunRemindersAsync(this GatewayFactory factory) => RunAsync<ReminderJob>(factory, (job, ct) => job.RunAsync(ct));
+
+    /// <summary>Runs a job the way Hangfire would: resolved in its own scope.</summary>
+    private static async Task<int> RunAsync<TJob>(GatewayFactory factory, Func<TJob, CancellationToken, Task<int>> run)
+        where TJob : notnull
+    {
+        await using var scope = factory.Services.CreateAsyncScope();
+        return await run(scope.ServiceProvider.GetRequiredService<TJob>(), CancellationToken.None);
+    }
+}
