@@ -25,7 +25,10 @@ public sealed class ConsentDesk(
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
-        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == recipientId && r.Status == RecipientStatus.Active, cancellationToken);
+        // FOR SHARE: a suspension of this site (which ends its consents) either commits first, and the tick is refused,
+        // or waits until the new consent is committed, and ends it too. Never an active consent to a suspended site.
+        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {recipientId} AND status = 'Active' FOR SHARE")
+            .AsNoTracking().SingleOrDefaultAsync(cancellationToken);
         if (recipient is null)
         {
             return new ConsentDecision(ConsentChange.UnknownRecipient, null, null, null);

@@ -91,7 +91,10 @@ public sealed class CvWriter(
         cv.Erase(now);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
-        var active = await db.Set<Consent>().Where(c => c.SeekerId == seekerId && c.State == ConsentState.Active).Select(c => c.Id).ToListAsync(cancellationToken);
+        // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
+        var active = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' FOR NO KEY UPDATE")
+            .Select(c => c.Id).ToListAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, active, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, active, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
         await audit.AppendAsync(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations }), cancellationToken);

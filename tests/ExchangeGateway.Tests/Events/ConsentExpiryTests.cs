@@ -20,7 +20,7 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         var oldId = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
 
         fixture.Time.Advance(TimeSpan.FromDays(366));
-        var seekerToken = await fixture.Actors.SignInAgainAsync(seeker);
+        var seekerToken = await fixture.Actors.FreshTokenAsync(seeker);
         using var me = Gateway.CreateHttpClient().WithToken(seekerToken);
         // Still looking: the CV itself stays online, only the consent lapses.
         Assert.Equal(HttpStatusCode.OK, (await me.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);

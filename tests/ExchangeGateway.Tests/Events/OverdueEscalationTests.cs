@@ -54,7 +54,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
             Assert.Equal("failure", escalation.GetProperty("outcome").GetString());
         }
 
-        Assert.True((await Propagation.MyErasuresAsync(Gateway, await fixture.Actors.SignInAgainAsync(seeker))).Single().GetProperty("overdue").GetBoolean());
+        Assert.True((await Propagation.MyErasuresAsync(Gateway, await fixture.Actors.FreshTokenAsync(seeker))).Single().GetProperty("overdue").GetBoolean());
 
         // Late is better than never: the confirmation closes it, and it stays on the site's record as having been overdue.
         using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))

@@ -71,7 +71,7 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         Assert.Single(receiverA.Received);
 
         // "Still looking": back online for B, under the same id.
-        seekerToken = await fixture.Actors.SignInAgainAsync(seeker);
+        seekerToken = await fixture.Actors.FreshTokenAsync(seeker);
         using (var me = Gateway.CreateHttpClient().WithToken(seekerToken))
         {
             Assert.Equal(HttpStatusCode.OK, (await me.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);

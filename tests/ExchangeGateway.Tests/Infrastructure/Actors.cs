@@ -115,8 +115,8 @@ public sealed partial class Actors(GatewayFactory factory)
     }
 
     /// <summary>A fresh access token for a person (after the clock moved past the old one's lifetime).</summary>
-    public async Task<string> FreshTokenAsync(Person person) =>
-        (await SignInWithCodeFlowAsync(person.Email, person.Password, "openid " + ApiScopes.CvManage)).AccessToken;
+    public async Task<string> FreshTokenAsync(Person person, string scope = "openid offline_access " + ApiScopes.CvManage) =>
+        (await SignInWithCodeFlowAsync(person.Email, person.Password, scope)).AccessToken;
 
     public async Task<TokenSet> RefreshAsync(string refreshToken)
     {

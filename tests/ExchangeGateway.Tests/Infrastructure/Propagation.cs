@@ -44,10 +44,6 @@ public static class Propagation
 
     public static Task<string> TokenAsync(this Actors actors, TestSite site) => actors.ClientTokenAsync(site.ClientId, site.Secret, ApiScopes.CvRead);
 
-    /// <summary>A fresh access token for someone who signed in earlier (after the clock moved past their tokens).</summary>
-    public static async Task<string> SignInAgainAsync(this Actors actors, Person person, string scope = SeekerScope) =>
-        (await actors.SignInWithCodeFlowAsync(person.Email, person.Password, scope)).AccessToken;
-
     /// <summary>A seeker with a CV carrying <paramref name="marker"/>; returns the seeker.</summary>
     public static async Task<Person> SeekerWithCvAsync(GatewayFactory factory, Actors actors, string marker)
     {

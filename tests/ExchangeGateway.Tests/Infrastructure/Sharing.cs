@@ -93,35 +93,9 @@ public static class Sharing
             && i.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString()!.Contains(marker, StringComparison.Ordinal))
             is { ValueKind: JsonValueKind.Object } item ? item.GetProperty("id").GetString() : null;
 
-    public sealed record Site(Guid Id, string ClientId, string Secret, string DisplayName);
-
-    /// <summary>A site of the test's own (poll delivery unless a push endpoint is given), registered by an operator.</summary>
-    public static async Task<Site> RegisterSiteAsync(GatewayFactory factory, Actors actors, string? pushEndpoint = null)
-    {
-        var op = await actors.NewOperatorAsync();
-        var name = "Site " + Guid.NewGuid().ToString("N")[..8];
-        using var client = factory.CreateHttpClient().WithToken(op.Tokens.AccessToken);
-        var body = new JsonObject
-        {
-            ["displayName"] = name,
-            ["legalName"] = name + " SAS",
-            ["website"] = "https://site.example/",
-            ["privacyPolicyUrl"] = "https://site.example/privacy",
-            ["contactEmail"] = "dpo@site.example",
-            ["deliveryMode"] = pushEndpoint is null ? "poll" : "push",
-        };
-        if (pushEndpoint is not null)
-        {
-            body["pushEndpoint"] = pushEndpoint;
-        }
-
-        using var response = await client.PostAsync("/api/v1/admin/recipients", Json(body));
-        var created = await response.ReadJsonAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Created, created.ToString());
-        return new Site(created.GetProperty("id").GetGuid(), created.GetProperty("clientId").GetString()!, created.GetProperty("clientSecret").GetString()!, name);
-    }
-
-    public static Task<string> TokenAsync(this Actors actors, Site site) => actors.ClientTokenAsync(site.ClientId, site.Secret, "cv:read");
+    /// <summary>A site of the test's own (poll delivery unless a push endpoint is given), registered by a new operator.</summary>
+    public static async Task<TestSite> RegisterSiteAsync(GatewayFactory factory, Actors actors, Uri? pushEndpoint = null) =>
+        await Propagation.RegisterSiteAsync(factory, (await actors.NewOperatorAsync()).Tokens.AccessToken, pushEndpoint);
 
     public static MediaTypeHeaderValue JsonMedia => new("application/json");
 }

@@ -68,7 +68,7 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
     private static string Normalize(string pattern) => pattern.TrimEnd('/');
 
     private sealed record World(
-        Dictionary<Caller, string> Tokens, Sharing.Site X, Sharing.Site Y, Sharing.Site W, string PairwiseX, Guid ReceiptA, Guid JtiX);
+        Dictionary<Caller, string> Tokens, TestSite X, TestSite Y, TestSite W, string PairwiseX, Guid ReceiptA, Guid JtiX);
 
     private async Task<World> SetUpAsync()
     {

@@ -75,7 +75,7 @@ public sealed class HostileInputTests(GatewayFixture fixture)
 
     private static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
 
-    private static IEnumerable<Case> Cases(Sharing.Site site)
+    private static IEnumerable<Case> Cases(TestSite site)
     {
         var invalidUtf8 = new byte[] { (byte)'{', (byte)'"', (byte)'a', (byte)'"', (byte)':', (byte)'"', 0xC3, 0x28, 0xFF, (byte)'"', (byte)'}' };
         var nested = Utf8(new string('[', 10_000) + new string(']', 10_000));
