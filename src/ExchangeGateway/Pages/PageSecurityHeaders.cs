@@ -29,6 +29,8 @@ public sealed class PageSecurityHeaders : IAsyncPageFilter
         headers.XFrameOptions = "DENY";
         headers.XContentTypeOptions = "nosniff";
         headers["Referrer-Policy"] = "same-origin";
-        headers.CacheControl = "no-store";
+        // The values antiforgery also sets on pages with a form, so that it has nothing to override.
+        headers.CacheControl = "no-cache, no-store";
+        headers.Pragma = "no-cache";
     }
 }
