@@ -4,7 +4,8 @@ namespace ExchangeGateway.Pages;
 
 /// <summary>
 /// The security headers of the seeker's pages: no script but our own files (there are none today, and no inline script
-/// ever), styles from our own files, forms that post only to the gateway, no framing, nothing cached.
+/// ever), styles from our own files, forms that post only to the gateway, no framing, nothing cached. Set before the
+/// page runs, so the gateway-wide defaults (Hosting/SecurityHeaders.cs, the API's stricter policy) leave them alone.
 /// </summary>
 public sealed class PageSecurityHeaders : IAsyncPageFilter
 {
@@ -28,7 +29,6 @@ public sealed class PageSecurityHeaders : IAsyncPageFilter
             $"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {formAction}; frame-ancestors 'none'; base-uri 'none'";
         headers.XFrameOptions = "DENY";
         headers.XContentTypeOptions = "nosniff";
-        headers["Referrer-Policy"] = "same-origin";
         // The values antiforgery also sets on pages with a form, so that it has nothing to override.
         headers.CacheControl = "no-cache, no-store";
         headers.Pragma = "no-cache";

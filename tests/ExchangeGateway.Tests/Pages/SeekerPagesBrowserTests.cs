@@ -1,7 +1,10 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
@@ -105,7 +108,11 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await page.GetByLabel("J’ai compris").CheckAsync();
             await page.GetByRole(AriaRole.Button, new() { Name = "Supprimer mes données" }).ClickAsync();
             await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Votre compte et vos données ont été supprimés");
-            Assert.Equal(0L, await gateway.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUsers\" WHERE \"Email\" = '{email}'"));
+            await using (var scope = Factory.Services.CreateAsyncScope())
+            {
+                Assert.Null(await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email));
+            }
+
 
             await page.GotoAsync("/Account/Login");
             await page.GetByLabel("Adresse e-mail").FillAsync(email);
@@ -153,7 +160,7 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             const string callback = "http://127.0.0.1:5081/callback";
             var seeker = await gateway.Actors.NewSeekerAsync();
             // Nothing listens on the demo site's address: the browser's arrival there is the authorization response.
-            await page.RouteAsync(callback + "**", route => route.FulfillAsync(new() { Status = 200, ContentType = "text/plain", Body = "Démo Emploi" }));
+            await page.RouteAsync(new Regex("^http://127\\.0\\.0\\.1:5081/"), route => route.FulfillAsync(new() { Status = 200, ContentType = "text/plain", Body = "callback reached" }));
             var (verifier, challenge) = PageSession.Pkce();
 
             await page.GotoAsync(SiteStartedConsentTests.AuthorizeUrl("demo-jobsite", challenge, "browser-state", redirectUri: callback));
@@ -168,6 +175,7 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             var arrival = page.WaitForRequestAsync(r => r.Url.StartsWith(callback, StringComparison.Ordinal));
             await page.GetByRole(AriaRole.Button, new() { Name = "Valider" }).ClickAsync();
             var response = new Uri((await arrival).Url);
+            await Expect(page.GetByText("callback reached")).ToBeVisibleAsync();
             var query = System.Web.HttpUtility.ParseQueryString(response.Query);
             Assert.Equal("browser-state", query["state"]);
 

@@ -26,6 +26,6 @@ public sealed class DeleteModel(SeekerErasure erasure, SignInManager<GatewayUser
 
         await erasure.EraseAsync(User.Subject(), HttpContext.RequestAborted);
         await signIn.SignOutAsync();
-        return RedirectToPage("/Index", new { erased = 1 });
+        return RedirectToPage("/Index", new { erased = true });
     }
 }
