@@ -179,18 +179,7 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             var query = System.Web.HttpUtility.ParseQueryString(response.Query);
             Assert.Equal("browser-state", query["state"]);
 
-            using var client = gateway.Client();
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
-            {
-                Content = new FormUrlEncodedContent(new Dictionary<string, string>
-                {
-                    ["grant_type"] = "authorization_code", ["code"] = query["code"]!, ["redirect_uri"] = callback, ["code_verifier"] = verifier,
-                }),
-            };
-            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String("demo-jobsite:demo-jobsite-secret"u8.ToArray()));
-            using var tokenResponse = await client.SendAsync(request);
-            var tokens = await tokenResponse.ReadJsonAsync();
-            Assert.True(tokenResponse.StatusCode == HttpStatusCode.OK, tokens.ToString());
+            var tokens = await SiteStartedConsentTests.RedeemCodeAsync(Factory, "demo-jobsite", "demo-jobsite-secret", query["code"]!, verifier, callback);
             var subject = JsonDocument.Parse(Base64UrlEncoder.Decode(tokens.GetProperty("access_token").GetString()!.Split('.')[1])).RootElement.GetProperty("sub").GetString();
             Assert.Equal(seeker.Id, await gateway.Database.ScalarAsync<string>($"SELECT seeker_id FROM consents WHERE pairwise_id = '{subject}'"));
 

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Recipients;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
@@ -161,7 +162,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
     {
         var op = await fixture.Actors.NewOperatorAsync();
         using var client = fixture.Client().WithToken(op.Tokens.AccessToken);
-        using var response = await client.PostAsync("/api/v1/admin/recipients", Sharing.Json(SiteBody("Bad " + Guid.NewGuid().ToString("N")[..6],
+        using var response = await client.PostAsync(Sites.AdminPath, Sharing.Json(WithRedirectUris(Sites.PollSite(),
             "http://jobs.example/callback", "https://jobs.example/callback#x", "ftp://jobs.example/")));
         var problem = await response.AssertProblemAsync(HttpStatusCode.BadRequest);
         var errors = problem.GetProperty("errors");
@@ -191,24 +192,17 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
     private async Task<Sharing.Site> RegisterSiteAsync()
     {
         var op = await fixture.Actors.NewOperatorAsync();
-        var name = "Site " + Guid.NewGuid().ToString("N")[..8];
-        using var client = fixture.Client().WithToken(op.Tokens.AccessToken);
-        using var response = await client.PostAsync("/api/v1/admin/recipients", Sharing.Json(SiteBody(name, Callback, "http://127.0.0.1:5099/callback")));
-        var created = await response.ReadJsonAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Created, created.ToString());
-        return new Sharing.Site(created.GetProperty("id").GetGuid(), created.GetProperty("clientId").GetString()!, created.GetProperty("clientSecret").GetString()!, name);
+        using var admin = fixture.Client().WithToken(op.Tokens.AccessToken);
+        var body = WithRedirectUris(Sites.PollSite(), Callback, "http://127.0.0.1:5099/callback");
+        var site = await Sites.RegisterAsync(admin, body);
+        return new Sharing.Site(site.Id, site.ClientId, site.ClientSecret!, body["displayName"]!.GetValue<string>());
     }
 
-    private static JsonObject SiteBody(string name, params string[] redirectUris) => new()
+    private static JsonObject WithRedirectUris(JsonObject site, params string[] redirectUris)
     {
-        ["displayName"] = name,
-        ["legalName"] = name + " SAS",
-        ["website"] = "https://jobs.example/",
-        ["privacyPolicyUrl"] = "https://jobs.example/privacy",
-        ["contactEmail"] = "dpo@jobs.example",
-        ["deliveryMode"] = "poll",
-        ["redirectUris"] = new JsonArray([.. redirectUris.Select(u => (JsonNode)JsonValue.Create(u))]),
-    };
+        site["redirectUris"] = new JsonArray([.. redirectUris.Select(u => (JsonNode)JsonValue.Create(u))]);
+        return site;
+    }
 
     public static string AuthorizeUrl(string clientId, string challenge, string state, string scope = "cv:share", string redirectUri = Callback) =>
         "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
@@ -258,21 +252,25 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         return response;
     }
 
-    private async Task<JsonElement> RedeemAsync(Sharing.Site site, string code, string verifier)
+    private Task<JsonElement> RedeemAsync(Sharing.Site site, string code, string verifier) =>
+        RedeemCodeAsync(fixture.Factory, site.ClientId, site.Secret, code, verifier, Callback);
+
+    /// <summary>What the site's back end does with the code: redeems it with its secret and the PKCE verifier.</summary>
+    public static async Task<JsonElement> RedeemCodeAsync(GatewayFactory factory, string clientId, string secret, string code, string verifier, string redirectUri)
     {
-        using var client = fixture.Client();
+        using var client = factory.CreateHttpClient();
         using var request = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
         {
             Content = new FormUrlEncodedContent(new Dictionary<string, string>
             {
                 ["grant_type"] = "authorization_code",
                 ["code"] = code,
-                ["redirect_uri"] = Callback,
+                ["redirect_uri"] = redirectUri,
                 ["code_verifier"] = verifier,
             }),
         };
         request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
-            "Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{site.ClientId}:{site.Secret}")));
+            "Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{clientId}:{secret}")));
         using var response = await client.SendAsync(request);
         var body = await response.ReadJsonAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
