@@ -3,6 +3,7 @@ using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using ExchangeGateway.Exchange;
 using ExchangeGateway.Hosting;
+using ExchangeGateway.Pages;
 using ExchangeGateway.Recipients;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Cvs;
@@ -61,7 +62,7 @@ builder.Services.AddSingleton<PushEndpointPolicy>();
 builder.Services.AddGatewayProblems();
 builder.Services.AddGatewayOpenApi();
 builder.Services.AddGatewayHealth(builder.Configuration);
-builder.Services.AddRazorPages();
+builder.Services.AddGatewayPages(builder.Environment);
 builder.Services.AddGatewayRateLimits(builder.Configuration);
 // CORS stays closed unless origins are configured: browsers elsewhere cannot call the API with a user's token.
 var corsOrigins = builder.Configuration.GetSection("Cors:AllowedOrigins").Get<string[]>() ?? [];
@@ -82,6 +83,7 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSecurityHeaders();
 app.UseStaticFiles();
+app.UseGatewayPages();
 app.UseRouting();
 if (corsOrigins.Length > 0)
 {

@@ -8,6 +8,12 @@ public static class ApiScopes
     public const string AuditRead = "audit:read";
     public const string RecipientsAdmin = "recipients:admin";
 
+    /// <summary>
+    /// Asked by a job site that sends a seeker to /connect/authorize: "may I receive this person's CV?". It is a consent
+    /// prompt, not an API permission, so it is deliberately not in <see cref="Api"/> and no API policy accepts it.
+    /// </summary>
+    public const string CvShare = "cv:share";
+
     public const string Audience = "exchange-gateway";
 
     public static readonly IReadOnlyList<string> Api = [CvManage, CvRead, AuditRead, RecipientsAdmin];

@@ -32,13 +32,11 @@ public static class AuthSetup
         {
             options.LoginPath = "/Account/Login";
             options.LogoutPath = "/Account/Logout";
-            options.AccessDeniedPath = "/Account/Login";
+            options.AccessDeniedPath = "/Account/AccessDenied";
             options.Cookie.Name = "eg.session";
             options.Cookie.HttpOnly = true;
             options.Cookie.SameSite = SameSiteMode.Lax;
-            options.Cookie.SecurePolicy = environment.IsDevelopment() || environment.IsEnvironment("Testing")
-                ? CookieSecurePolicy.SameAsRequest
-                : CookieSecurePolicy.Always;
+            options.Cookie.SecurePolicy = Pages.PagesSetup.SecurePolicy(environment);
             // An API caller without a bearer token must get 401, not a redirect to an HTML page.
             options.Events.OnRedirectToLogin = context => RedirectUnlessApi(context, StatusCodes.Status401Unauthorized);
             options.Events.OnRedirectToAccessDenied = context => RedirectUnlessApi(context, StatusCodes.Status403Forbidden);
@@ -67,7 +65,7 @@ public static class AuthSetup
 
                 options.AddEventHandler(TokenRefusalAudit.Descriptor);
 
-                options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, .. ApiScopes.Api]);
+                options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, ApiScopes.CvShare, .. ApiScopes.Api]);
 
                 // JwtBearer on the API reads plain signed JWTs; encrypted access tokens would be opaque to it.
                 options.DisableAccessTokenEncryption();

@@ -1,6 +1,8 @@
 using System.Security.Claims;
+using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
@@ -27,10 +29,26 @@ public static class AuthorizationEndpoints
         return app;
     }
 
-    private static async Task<IResult> Authorize(HttpContext context, UserManager<GatewayUser> users)
+    private static async Task<IResult> Authorize(
+        HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
+
+        // A job site asks for one thing only: the seeker's consent to receive the CV. Anything else is refused before sign-in.
+        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.ClientId == request.ClientId, context.RequestAborted);
+        if (recipient is not null)
+        {
+            if (!request.HasScope(ApiScopes.CvShare) || request.GetScopes().Any(s => s is not ApiScopes.CvShare and not Scopes.OpenId))
+            {
+                return Forbid(Errors.InvalidScope, "A job site may only ask for scope cv:share.");
+            }
+
+            if (!recipient.IsActive)
+            {
+                return Forbid(Errors.UnauthorizedClient, "This client is suspended.");
+            }
+        }
 
         var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var mustSignIn = !session.Succeeded
@@ -45,9 +63,7 @@ public static class AuthorizationEndpoints
             }
 
             // Drop prompt=login from the return address so that signing in does not loop.
-            var parameters = context.Request.HasFormContentType ? context.Request.Form.ToList() : context.Request.Query.ToList();
-            parameters.RemoveAll(p => p.Key == Parameters.Prompt);
-            var returnUrl = context.Request.PathBase + context.Request.Path + QueryString.Create(parameters);
+            var returnUrl = context.Request.PathBase + context.Request.Path + QueryString.Create(RequestParameters(context).Where(p => p.Key != Parameters.Prompt));
             return Results.Challenge(new AuthenticationProperties { RedirectUri = returnUrl }, [IdentityConstants.ApplicationScheme]);
         }
 
@@ -57,8 +73,93 @@ public static class AuthorizationEndpoints
             return Forbid(Errors.LoginRequired, "The account no longer exists.");
         }
 
+        if (recipient is not null)
+        {
+            return await ShareAsync(context, request, user, recipient, users, antiforgery, desk);
+        }
+
         var identity = await CreateIdentityAsync(users, user, request.GetScopes());
         return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    }
+
+    /// <summary>
+    /// The site-started consent (the explicit-consent pattern of the OpenIddict samples): the signed-in seeker is shown the
+    /// site's name and one tick; the page posts the decision back here. Accepting is exactly a tick on the Partage page
+    /// (ConsentDesk, with collection method oauth); refusing creates nothing and the site gets access_denied.
+    /// </summary>
+    private static async Task<IResult> ShareAsync(
+        HttpContext context, OpenIddictRequest request, GatewayUser user, Recipients.Recipient recipient,
+        UserManager<GatewayUser> users, IAntiforgery antiforgery, ConsentDesk desk)
+    {
+        if (!await users.IsInRoleAsync(user, Roles.Seeker))
+        {
+            return Forbid(Errors.AccessDenied, "Only a job seeker can share a CV.");
+        }
+
+        var decision = context.Request.HasFormContentType ? context.Request.Form[ConsentForm.Decision].ToString() : "";
+        if (decision.Length == 0)
+        {
+            if (request.HasPromptValue(PromptValues.None))
+            {
+                return Forbid(Errors.ConsentRequired, "The job seeker must be asked.");
+            }
+
+            return Results.Redirect("/Consent/Share" + QueryString.Create(RequestParameters(context)));
+        }
+
+        // The decision arrives as a form post from our own page: without a valid antiforgery token it is nobody's decision.
+        try
+        {
+            await antiforgery.ValidateRequestAsync(context);
+        }
+        catch (AntiforgeryValidationException)
+        {
+            return Results.BadRequest();
+        }
+
+        if (decision != ConsentForm.Accept)
+        {
+            return Forbid(Errors.AccessDenied, "The job seeker did not share the CV.");
+        }
+
+        if (context.Request.Form[ConsentForm.Share] != ConsentForm.ShareValue)
+        {
+            // "Share" without the tick: ask again rather than guess.
+            return Results.Redirect("/Consent/Share" + QueryString.Create(RequestParameters(context).Append(new(ConsentForm.Missing, "1"))));
+        }
+
+        var ticked = await desk.TickAsync(user.Id, recipient.Id, CollectionMethod.Oauth, context.RequestAborted);
+        if (ticked.Consent is null)
+        {
+            return Forbid(Errors.AccessDenied, "This site can no longer receive CVs.");
+        }
+
+        return Results.SignIn(new ClaimsPrincipal(ShareIdentity(ticked.Consent.PairwiseId)), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+    }
+
+    /// <summary>
+    /// What a site learns from the flow: that a consent stands, under the site's own pairwise id for the CV (the id its feed
+    /// shows). No gateway account id, no identity token, no audience: the token opens nothing in the API.
+    /// </summary>
+    private static ClaimsIdentity ShareIdentity(string pairwiseId)
+    {
+        var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        identity.SetClaim(Claims.Subject, pairwiseId);
+        identity.SetScopes(ApiScopes.CvShare);
+        identity.SetDestinations(_ => [Destinations.AccessToken]);
+        return identity;
+    }
+
+    /// <summary>The OAuth parameters of the request, without the consent form's own fields.</summary>
+    private static List<KeyValuePair<string, string?>> RequestParameters(HttpContext context)
+    {
+        var source = context.Request.HasFormContentType
+            ? context.Request.Form.Select(p => new KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>(p.Key, p.Value))
+            : context.Request.Query;
+        return source
+            .Where(p => !ConsentForm.IsOwnField(p.Key))
+            .SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v)))
+            .ToList();
     }
 
     private static async Task<IResult> Exchange(
@@ -93,6 +194,18 @@ public static class AuthorizationEndpoints
         {
             var result = await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
             var subject = result.Principal?.GetClaim(Claims.Subject);
+            if (result.Principal?.HasScope(ApiScopes.CvShare) == true)
+            {
+                // A site-started consent: worth a token only while that consent still stands and the site may still receive.
+                var standing = await db.Set<Consent>().AnyAsync(
+                    c => c.PairwiseId == subject && c.State == ConsentState.Active
+                        && db.Recipients.Any(r => r.Id == c.RecipientId && r.ClientId == request.ClientId && r.Status == Recipients.RecipientStatus.Active),
+                    context.RequestAborted);
+                return standing
+                    ? Results.SignIn(new ClaimsPrincipal(ShareIdentity(subject!)), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)
+                    : Forbid(Errors.InvalidGrant, "The consent no longer stands.");
+            }
+
             var user = subject is null ? null : await users.FindByIdAsync(subject);
             if (user is null || await users.IsLockedOutAsync(user))
             {
@@ -179,4 +292,18 @@ public static class AuthorizationEndpoints
                 [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
             }),
             [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+}
+
+/// <summary>The fields the consent page posts back to /connect/authorize besides the OAuth parameters.</summary>
+public static class ConsentForm
+{
+    public const string Decision = "eg_decision";
+    public const string Accept = "accept";
+    public const string Refuse = "refuse";
+    public const string Share = "eg_share";
+    public const string ShareValue = "yes";
+    public const string Missing = "eg_missing";
+
+    public static bool IsOwnField(string name) =>
+        name.StartsWith("eg_", StringComparison.Ordinal) || name == "__RequestVerificationToken";
 }

@@ -11,7 +11,13 @@ namespace ExchangeGateway.Consents;
 /// <summary>One named site and where my consent to it stands (<c>state</c> "none" when I never ticked it).</summary>
 public sealed record ConsentStatus(
     Guid Id, Guid RecipientId, string RecipientName, Uri Website, Uri PrivacyPolicyUrl, string State,
-    DateTimeOffset? Since, DateTimeOffset? ExpiresAt, Guid? ReceiptId);
+    DateTimeOffset? Since, DateTimeOffset? ExpiresAt, Guid? ReceiptId)
+{
+    public const string None = "none";
+
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool IsActive => State == "active";
+}
 
 public sealed record ConsentResponse(Guid Id, Guid RecipientId, ConsentState State, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, DateTimeOffset? EndedAt, Guid ReceiptId);
 
@@ -32,28 +38,8 @@ public static class ConsentEndpoints
         return api;
     }
 
-    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db)
-    {
-        var seekerId = context.User.Subject();
-        var sites = await db.Recipients.AsNoTracking().Where(r => r.Status == RecipientStatus.Active).OrderBy(r => r.Id).ToListAsync(context.RequestAborted);
-        var latest = await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
-            .GroupBy(c => c.RecipientId)
-            .Select(g => g.OrderByDescending(c => c.GrantedAt).First())
-            .ToListAsync(context.RequestAborted);
-        var receipts = await ReceiptsOfAsync(db, latest.Select(c => c.Id).ToList(), context.RequestAborted);
-        var byRecipient = latest.ToDictionary(c => c.RecipientId);
-        var items = sites.Select(site =>
-        {
-            byRecipient.TryGetValue(site.Id, out var consent);
-            return new ConsentStatus(
-                consent?.Id ?? site.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl,
-                consent is null ? "none" : consent.State.ToString().ToLowerInvariant(),
-                consent is null ? null : consent.EndedAt ?? consent.GrantedAt,
-                consent?.IsActive == true ? consent.ExpiresAt : null,
-                consent is null ? null : receipts.GetValueOrDefault(consent.Id));
-        }).ToList();
-        return TypedResults.Ok(new Page<ConsentStatus>(items, null));
-    }
+    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db) =>
+        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.StatusesAsync(db, context.User.Subject(), context.RequestAborted), null));
 
     private static async Task<Results<Ok<ConsentResponse>, Created<ConsentResponse>, ProblemHttpResult>> Tick(Guid recipientId, HttpContext context, ConsentDesk desk)
     {
@@ -101,12 +87,6 @@ public static class ConsentEndpoints
         // Another seeker's receipt is as absent as one that never existed.
         return receipt is null ? Problems.NotFound("No such receipt.") : TypedResults.Ok(receipt);
     }
-
-    private static async Task<Dictionary<Guid, Guid>> ReceiptsOfAsync(GatewayDbContext db, List<Guid> consentIds, CancellationToken cancellationToken) =>
-        (await db.Set<ConsentEvent>().AsNoTracking().Where(e => consentIds.Contains(e.ConsentId))
-            .Select(e => new { e.ConsentId, e.Id, e.At }).ToListAsync(cancellationToken))
-        .GroupBy(e => e.ConsentId)
-        .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.At).First().Id);
 
     private static ConsentResponse ToResponse(ConsentDecision decision) => new(
         decision.Consent!.Id, decision.Consent.RecipientId, decision.Consent.State, decision.Consent.GrantedAt,

@@ -3,7 +3,6 @@ using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using ExchangeGateway.Events;
-using ExchangeGateway.Exchange;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
@@ -33,8 +32,6 @@ public sealed record MyDataExport(
 
 public static class MyDataEndpoints
 {
-    private const string DisclosuresCollection = "my-disclosures";
-
     public static RouteGroupBuilder MapMyDataEndpoints(this RouteGroupBuilder api)
     {
         var me = api.MapGroup("/me").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
@@ -48,23 +45,18 @@ public static class MyDataEndpoints
     private static async Task<Results<Ok<Page<DisclosureItem>>, ProblemHttpResult>> Disclosures(
         string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
-        if (cursors.Read<long>(DisclosuresCollection, cursor, limit, out var before, out var take) is { } problem)
+        if (cursors.Read<long>(MyDataQueries.DisclosuresCollection, cursor, limit, out var before, out var take) is { } problem)
         {
             return problem;
         }
 
-        var rows = await DisclosuresOf(db, context.User.Subject())
-            .Where(d => before == 0 || d.Id < before)
-            .OrderByDescending(d => d.Id)
-            .Take(take + 1)
-            .ToListAsync(context.RequestAborted);
-        var items = rows.Take(take).ToList();
-        return TypedResults.Ok(new Page<DisclosureItem>(items, rows.Count > take ? cursors.Encode(DisclosuresCollection, items[^1].Id) : null));
+        var (items, next) = await MyDataQueries.DisclosurePageAsync(db, context.User.Subject(), before, take, context.RequestAborted);
+        return TypedResults.Ok(new Page<DisclosureItem>(items, next is { } position ? cursors.Encode(MyDataQueries.DisclosuresCollection, position) : null));
     }
 
     private static async Task<Ok<Page<ErasureStatusItem>>> Erasures(HttpContext context, GatewayDbContext db)
     {
-        var items = await ErasuresOf(db, context.User.Subject()).ToListAsync(context.RequestAborted);
+        var items = await MyDataQueries.ErasuresOf(db, context.User.Subject()).ToListAsync(context.RequestAborted);
         return TypedResults.Ok(new Page<ErasureStatusItem>(items, null));
     }
 
@@ -84,8 +76,8 @@ public static class MyDataEndpoints
         var events = await db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId).OrderBy(e => e.At)
             .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl))
             .ToListAsync(context.RequestAborted);
-        var disclosures = await DisclosuresOf(db, seekerId).OrderBy(d => d.Id).ToListAsync(context.RequestAborted);
-        var erasures = await ErasuresOf(db, seekerId).ToListAsync(context.RequestAborted);
+        var disclosures = await MyDataQueries.DisclosuresOf(db, seekerId).OrderBy(d => d.Id).ToListAsync(context.RequestAborted);
+        var erasures = await MyDataQueries.ErasuresOf(db, seekerId).ToListAsync(context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
@@ -101,18 +93,4 @@ public static class MyDataEndpoints
             ? TypedResults.NoContent()
             : Problems.NotFound("The account no longer exists.");
     }
-
-    private static IQueryable<DisclosureItem> DisclosuresOf(GatewayDbContext db, string seekerId) =>
-        from d in db.Set<Disclosure>().AsNoTracking()
-        join r in db.Recipients.AsNoTracking() on d.RecipientId equals r.Id
-        where d.SeekerId == seekerId
-        select new DisclosureItem { Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, Version = d.CvVersion, DisclosedAt = d.DisclosedAt };
-
-    private static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId) =>
-        from o in db.Set<ErasureObligation>().AsNoTracking()
-        join c in db.Set<Consent>().AsNoTracking() on o.ConsentId equals c.Id
-        join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
-        where c.SeekerId == seekerId
-        orderby o.Id descending
-        select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
 }

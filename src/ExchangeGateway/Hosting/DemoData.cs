@@ -23,10 +23,14 @@ public static class DemoData
         ("auditor@example.org", Roles.Auditor),
     ];
 
-    public static readonly (string ClientId, string Secret, string DisplayName, string LegalName)[] Sites =
+    /// <summary>
+    /// The demo sites, each with a loopback redirect URI for the site-started consent flow (/connect/authorize with scope
+    /// cv:share); nothing listens there, a developer trying the flow runs whatever they like on that port.
+    /// </summary>
+    public static readonly (string ClientId, string Secret, string DisplayName, string LegalName, Uri RedirectUri)[] Sites =
     [
-        ("demo-jobsite", "demo-jobsite-secret", "Démo Emploi", "Démo Emploi SAS"),
-        ("other-jobsite", "other-jobsite-secret", "Autre Site", "Autre Site SARL"),
+        ("demo-jobsite", "demo-jobsite-secret", "Démo Emploi", "Démo Emploi SAS", new Uri("http://127.0.0.1:5081/callback")),
+        ("other-jobsite", "other-jobsite-secret", "Autre Site", "Autre Site SARL", new Uri("http://127.0.0.1:5082/callback")),
     ];
 
     public const string AuditorClientId = "demo-auditor";
@@ -55,11 +59,23 @@ public static class DemoData
 
         var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
         var db = services.GetRequiredService<GatewayDbContext>();
-        foreach (var (clientId, secret, displayName, legalName) in Sites)
+        foreach (var (clientId, secret, displayName, legalName, redirectUri) in Sites)
         {
-            if (await applications.FindByClientIdAsync(clientId, cancellationToken) is null)
+            var descriptor = RecipientClients.Describe(clientId, displayName, secret, keys: null, [redirectUri]);
+            var existing = await applications.FindByClientIdAsync(clientId, cancellationToken);
+            if (existing is null)
             {
-                await applications.CreateAsync(RecipientClients.Describe(clientId, displayName, secret, keys: null), cancellationToken);
+                await applications.CreateAsync(descriptor, cancellationToken);
+            }
+            else if ((await applications.GetRedirectUrisAsync(existing, cancellationToken)).IsEmpty)
+            {
+                // A demo database from before the site-started flow gains its redirect URI and permissions; its secret stays.
+                var current = new OpenIddictApplicationDescriptor();
+                await applications.PopulateAsync(current, existing, cancellationToken);
+                current.RedirectUris.UnionWith(descriptor.RedirectUris);
+                current.Permissions.UnionWith(descriptor.Permissions);
+                current.Requirements.UnionWith(descriptor.Requirements);
+                await applications.UpdateAsync(existing, current, cancellationToken);
             }
 
             if (!await db.Recipients.AnyAsync(r => r.ClientId == clientId, cancellationToken))

@@ -25,7 +25,10 @@ public sealed record RecipientResponse(
         r.PushEndpoint, r.ClientAuthentication, r.Status, r.StatusReason, r.CreatedAt, r.UpdatedAt);
 }
 
-/// <summary>The site's registration. <c>jwks</c> (a JSON Web Key Set of public keys) is required for private_key_jwt.</summary>
+/// <summary>
+/// The site's registration. <c>jwks</c> (a JSON Web Key Set of public keys) is required for private_key_jwt.
+/// <c>redirectUris</c> (optional) lets the site send seekers to /connect/authorize with scope cv:share (code + PKCE).
+/// </summary>
 public sealed record RegisterRecipientRequest(
     string DisplayName,
     string LegalName,
@@ -36,7 +39,8 @@ public sealed record RegisterRecipientRequest(
     Uri? PushEndpoint = null,
     ClientAuthentication ClientAuthentication = ClientAuthentication.ClientSecretBasic,
     JsonElement? Jwks = null,
-    string? ClientId = null);
+    string? ClientId = null,
+    IReadOnlyList<Uri>? RedirectUris = null);
 
 /// <summary>The client secret appears here once; the gateway keeps only its hash.</summary>
 public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, string? ClientSecret, RecipientResponse Recipient);
@@ -102,6 +106,7 @@ public static partial class AdminRecipientEndpoints
         var errors = new RequestErrors();
         ValidateDescription(errors, request.DisplayName, request.LegalName, request.Website, request.PrivacyPolicyUrl, request.ContactEmail, options.Value);
         await ValidateDeliveryAsync(errors, request.DeliveryMode, request.PushEndpoint, endpoints, cancellationToken);
+        ValidateRedirectUris(errors, request.RedirectUris, options.Value);
 
         var clientId = request.ClientId ?? "site-" + Guid.NewGuid().ToString("N")[..16];
         if (!ClientIdPattern().IsMatch(clientId))
@@ -138,7 +143,7 @@ public static partial class AdminRecipientEndpoints
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         try
         {
-            await applications.CreateAsync(RecipientClients.Describe(clientId, recipient.DisplayName, secret, keys), cancellationToken);
+            await applications.CreateAsync(RecipientClients.Describe(clientId, recipient.DisplayName, secret, keys, request.RedirectUris), cancellationToken);
             db.Recipients.Add(recipient);
             await db.SaveChangesAsync(cancellationToken);
         }
@@ -299,6 +304,33 @@ public static partial class AdminRecipientEndpoints
         errors.WebUrl("website", website, options.RequireHttps);
         errors.WebUrl("privacyPolicyUrl", privacyPolicyUrl, options.RequireHttps);
         errors.Email("contactEmail", contactEmail);
+    }
+
+    private static void ValidateRedirectUris(RequestErrors errors, IReadOnlyList<Uri>? redirectUris, RecipientOptions options)
+    {
+        if (redirectUris is null)
+        {
+            return;
+        }
+
+        if (redirectUris.Count > 10)
+        {
+            errors.Add("redirectUris", "At most 10.");
+        }
+
+        for (var i = 0; i < redirectUris.Count; i++)
+        {
+            var fault = redirectUris[i] is null ? "Required." : RecipientClients.CheckRedirectUri(redirectUris[i], options.RequireHttps);
+            if (fault is null && redirectUris[i].OriginalString.Length > 2000)
+            {
+                fault = "At most 2000 characters.";
+            }
+
+            if (fault is not null)
+            {
+                errors.Add($"redirectUris[{i}]", fault);
+            }
+        }
     }
 
     private static async Task ValidateDeliveryAsync(

@@ -5,10 +5,15 @@ using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace ExchangeGateway.Recipients;
 
-/// <summary>The OAuth side of a recipient: a confidential client allowed client_credentials and scope cv:read, nothing else.</summary>
+/// <summary>
+/// The OAuth side of a recipient: a confidential client allowed client_credentials and scope cv:read. A site that
+/// registered redirect URIs may also send a seeker to /connect/authorize (code + PKCE) with scope cv:share, and only
+/// that scope: the answer is a consent, never access to the seeker's account.
+/// </summary>
 public static class RecipientClients
 {
-    public static OpenIddictApplicationDescriptor Describe(string clientId, string displayName, string? secret, Microsoft.IdentityModel.Tokens.JsonWebKeySet? keys)
+    public static OpenIddictApplicationDescriptor Describe(
+        string clientId, string displayName, string? secret, Microsoft.IdentityModel.Tokens.JsonWebKeySet? keys, IEnumerable<Uri>? redirectUris = null)
     {
         var descriptor = new OpenIddictApplicationDescriptor
         {
@@ -25,7 +30,46 @@ public static class RecipientClients
             Permissions.Endpoints.Token, Permissions.Endpoints.Revocation, Permissions.Endpoints.Introspection,
             Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.CvRead,
         ]);
+
+        var redirects = redirectUris?.ToList() ?? [];
+        if (redirects.Count > 0)
+        {
+            descriptor.RedirectUris.UnionWith(redirects);
+            descriptor.Permissions.UnionWith(
+            [
+                Permissions.Endpoints.Authorization, Permissions.GrantTypes.AuthorizationCode, Permissions.ResponseTypes.Code,
+                Permissions.Prefixes.Scope + ApiScopes.CvShare,
+            ]);
+            descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);
+        }
+
         return descriptor;
+    }
+
+    /// <summary>Absolute https, or http on a loopback address where plain http is allowed (development); no fragment (RFC 6749 §3.1.2).</summary>
+    public static string? CheckRedirectUri(Uri uri, bool requireHttps)
+    {
+        if (!uri.IsAbsoluteUri)
+        {
+            return "Must be an absolute URL.";
+        }
+
+        if (!string.IsNullOrEmpty(uri.Fragment))
+        {
+            return "Must not have a fragment.";
+        }
+
+        if (uri.Scheme == Uri.UriSchemeHttps)
+        {
+            return null;
+        }
+
+        if (uri.Scheme == Uri.UriSchemeHttp && !requireHttps && uri.IsLoopback)
+        {
+            return null;
+        }
+
+        return requireHttps ? "Must use https." : "Must use https, or http on a loopback address.";
     }
 
     /// <summary>A 256-bit random secret, shown once; OpenIddict stores only its hash.</summary>

@@ -1,19 +1,20 @@
+using System.ComponentModel.DataAnnotations;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
-public sealed class LoginModel(SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, AuditTrail audit) : PageModel
+public sealed class LoginModel(
+    SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
 {
-    [BindProperty] public string Email { get; set; } = "";
-    [BindProperty] public string Password { get; set; } = "";
+    [BindProperty, Required(ErrorMessage = "Error.Required")] public string Email { get; set; } = "";
+    [BindProperty, Required(ErrorMessage = "Error.Required")] public string Password { get; set; } = "";
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
-
-    public string? Error { get; private set; }
 
     public void OnGet()
     {
@@ -21,7 +22,12 @@ public sealed class LoginModel(SignInManager<GatewayUser> signIn, UserManager<Ga
 
     public async Task<IActionResult> OnPostAsync()
     {
-        var user = string.IsNullOrWhiteSpace(Email) ? null : await users.FindByEmailAsync(Email);
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var user = await users.FindByEmailAsync(Email);
         var result = user is null
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
             : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: true);
@@ -30,7 +36,7 @@ public sealed class LoginModel(SignInManager<GatewayUser> signIn, UserManager<Ga
         if (!result.Succeeded)
         {
             // One message for unknown account, wrong password and lockout: the page must not reveal who has an account.
-            Error = "Adresse e-mail ou mot de passe incorrect.";
+            ModelState.AddModelError(nameof(Email), text["Login.Failed"]);
             return Page();
         }
 

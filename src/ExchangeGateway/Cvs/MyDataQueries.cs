@@ -1,0 +1,41 @@
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using ExchangeGateway.Events;
+using ExchangeGateway.Exchange;
+using Microsoft.EntityFrameworkCore;
+
+namespace ExchangeGateway.Cvs;
+
+/// <summary>What a seeker may see about their own data; the API and the web pages read it through these same queries.</summary>
+public static class MyDataQueries
+{
+    /// <summary>The collection name of disclosure cursors, so a cursor from the API also works on the page and back.</summary>
+    public const string DisclosuresCollection = "my-disclosures";
+
+    public static IQueryable<DisclosureItem> DisclosuresOf(GatewayDbContext db, string seekerId) =>
+        from d in db.Set<Disclosure>().AsNoTracking()
+        join r in db.Recipients.AsNoTracking() on d.RecipientId equals r.Id
+        where d.SeekerId == seekerId
+        select new DisclosureItem { Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, Version = d.CvVersion, DisclosedAt = d.DisclosedAt };
+
+    /// <summary>One page of disclosures, newest first, strictly older than <paramref name="before"/> (0: from the newest).</summary>
+    public static async Task<(List<DisclosureItem> Items, long? Next)> DisclosurePageAsync(
+        GatewayDbContext db, string seekerId, long before, int take, CancellationToken cancellationToken)
+    {
+        var rows = await DisclosuresOf(db, seekerId)
+            .Where(d => before == 0 || d.Id < before)
+            .OrderByDescending(d => d.Id)
+            .Take(take + 1)
+            .ToListAsync(cancellationToken);
+        var items = rows.Take(take).ToList();
+        return (items, rows.Count > take ? items[^1].Id : null);
+    }
+
+    public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId) =>
+        from o in db.Set<ErasureObligation>().AsNoTracking()
+        join c in db.Set<Consent>().AsNoTracking() on o.ConsentId equals c.Id
+        join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
+        where c.SeekerId == seekerId
+        orderby o.Id descending
+        select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
+}

@@ -1,0 +1,48 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Hosting;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Localization;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Pages.Account;
+
+/// <summary>
+/// Sends a reset link through the notifier. The answer is the same whether or not the address has an account, and the
+/// link is built on the configured issuer, never on the request's Host header (which a caller controls).
+/// </summary>
+public sealed class ForgotPasswordModel(
+    UserManager<GatewayUser> users, INotifier notifier, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
+{
+    [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email")]
+    public string Email { get; set; } = "";
+
+    public bool Sent { get; private set; }
+
+    public void OnGet()
+    {
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var user = await users.FindByEmailAsync(Email.Trim());
+        if (user?.Email is { } address)
+        {
+            var token = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GeneratePasswordResetTokenAsync(user)));
+            var link = new Uri(auth.Value.Issuer!, $"Account/ResetPassword?user={Uri.EscapeDataString(user.Id)}&code={token}");
+            await notifier.SendAsync(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]), HttpContext.RequestAborted);
+        }
+
+        Sent = true;
+        return Page();
+    }
+}

@@ -1,0 +1,75 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text;
+using ExchangeGateway.Auth;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Localization;
+
+namespace ExchangeGateway.Pages.Account;
+
+/// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
+public sealed class ResetPasswordModel(UserManager<GatewayUser> users, IStringLocalizer<PageText> text) : PageModel
+{
+    [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
+    [BindProperty(SupportsGet = true)] public string? Code { get; set; }
+
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")]
+    public string Password { get; set; } = "";
+
+    [BindProperty, Required(ErrorMessage = "Error.Required"), Compare(nameof(Password), ErrorMessage = "Error.PasswordsDiffer")]
+    public string ConfirmPassword { get; set; } = "";
+
+    public bool Done { get; private set; }
+
+    public void OnGet()
+    {
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (!ModelState.IsValid)
+        {
+            return Page();
+        }
+
+        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
+        var token = Decode(Code);
+        if (user is null || token is null)
+        {
+            ModelState.AddModelError("", text["Reset.InvalidLink"]);
+            return Page();
+        }
+
+        var reset = await users.ResetPasswordAsync(user, token, Password);
+        if (!reset.Succeeded)
+        {
+            foreach (var error in reset.Errors)
+            {
+                ModelState.AddModelError(error.Code == nameof(IdentityErrorDescriber.InvalidToken) ? "" : nameof(Password),
+                    error.Code == nameof(IdentityErrorDescriber.InvalidToken) ? text["Reset.InvalidLink"] : error.Description);
+            }
+
+            return Page();
+        }
+
+        // A reset also ends a lockout that the forgotten password may have caused.
+        await users.SetLockoutEndDateAsync(user, null);
+        await users.ResetAccessFailedCountAsync(user);
+        Done = true;
+        return Page();
+    }
+
+    private static string? Decode(string? code)
+    {
+        try
+        {
+            return string.IsNullOrEmpty(code) ? null : Encoding.UTF8.GetString(WebEncoders.Base64UrlDecode(code));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using ExchangeGateway.Recipients;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+
+namespace ExchangeGateway.Pages.Consent;
+
+/// <summary>
+/// The question a job site asks through /connect/authorize: "share my CV with this site?". The page only asks; the answer
+/// is posted back to /connect/authorize with the request's own parameters, where OpenIddict checks the request again and
+/// the decision is carried out.
+/// </summary>
+public sealed class ShareModel(
+    GatewayDbContext db, IOpenIddictApplicationManager applications, IOptions<Consents.ConsentOptions> options, TimeProvider time) : PageModel
+{
+    public Recipient? Site { get; private set; }
+
+    public IReadOnlyList<KeyValuePair<string, string>> Parameters { get; private set; } = [];
+
+    public bool Missing { get; private set; }
+
+    public DateTimeOffset ConsentEnds { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync()
+    {
+        var clientId = Request.Query[OpenIddictConstants.Parameters.ClientId].ToString();
+        var redirectUri = Request.Query[OpenIddictConstants.Parameters.RedirectUri].ToString();
+        var application = string.IsNullOrEmpty(clientId) ? null : await applications.FindByClientIdAsync(clientId, HttpContext.RequestAborted);
+        Site = application is null ? null
+            : await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.ClientId == clientId && r.Status == RecipientStatus.Active, HttpContext.RequestAborted);
+        if (Site is null || !Uri.TryCreate(redirectUri, UriKind.Absolute, out var target)
+            || !await applications.ValidateRedirectUriAsync(application!, redirectUri, HttpContext.RequestAborted))
+        {
+            // Not a request this gateway would honour: nothing to ask, and no redirect to an address it does not know.
+            Site = null;
+            Response.StatusCode = StatusCodes.Status400BadRequest;
+            return Page();
+        }
+
+        // Whatever the seeker answers, /connect/authorize then sends the browser on to the site's registered address.
+        PageSecurityHeaders.Apply(HttpContext, target);
+        Missing = Request.Query[ConsentForm.Missing] == "1";
+        ConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
+        Parameters = Request.Query
+            .Where(p => !ConsentForm.IsOwnField(p.Key))
+            .SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string>(p.Key, v ?? "")))
+            .ToList();
+        return Page();
+    }
+}

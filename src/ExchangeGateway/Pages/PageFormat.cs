@@ -1,0 +1,43 @@
+using System.Globalization;
+using Microsoft.Extensions.Localization;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Pages;
+
+public sealed class PagesOptions
+{
+    public const string Section = "Pages";
+
+    /// <summary>The time zone dates are shown in (an IANA id); the gateway stores UTC.</summary>
+    public string TimeZone { get; set; } = "Europe/Paris";
+}
+
+/// <summary>Dates, numbers and plurals in the request's culture (set by the language switch).</summary>
+public sealed class PageFormat(IStringLocalizer<PageText> text, IOptions<PagesOptions> options)
+{
+    private readonly TimeZoneInfo _zone = FindZone(options.Value.TimeZone);
+
+    private static CultureInfo Culture => CultureInfo.CurrentCulture;
+
+    public string Date(DateTimeOffset at) => Local(at).ToString("D", Culture);
+
+    public string DateTime(DateTimeOffset at) => Local(at).ToString("f", Culture);
+
+    public string Number(long value) => value.ToString("N0", Culture);
+
+    /// <summary>"{key}.One" or "{key}.Other", by the culture's plural rule, with the number formatted in that culture.</summary>
+    public string Plural(string key, long count) =>
+        text[IsOne(Culture, count) ? key + ".One" : key + ".Other", Number(count)];
+
+    /// <summary>
+    /// CLDR cardinal rules for the two languages served: French puts 0 and 1 in "one" ("0 jour", "1 jour"),
+    /// English only 1 ("0 days", "1 day").
+    /// </summary>
+    public static bool IsOne(CultureInfo culture, long count) =>
+        culture.TwoLetterISOLanguageName == "fr" ? count is 0 or 1 : count == 1;
+
+    private DateTimeOffset Local(DateTimeOffset at) => TimeZoneInfo.ConvertTime(at, _zone);
+
+    private static TimeZoneInfo FindZone(string id) =>
+        TimeZoneInfo.TryFindSystemTimeZoneById(id, out var zone) ? zone : TimeZoneInfo.Utc;
+}

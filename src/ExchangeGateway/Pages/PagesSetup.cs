@@ -1,0 +1,78 @@
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Unicode;
+using ExchangeGateway.Auth;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Localization;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.WebEncoders;
+
+namespace ExchangeGateway.Pages;
+
+/// <summary>The seeker's web pages: Razor Pages on the Identity cookie, in French (default) and English.</summary>
+public static class PagesSetup
+{
+    public const string SeekerPolicy = "seeker-pages";
+
+    public static readonly CultureInfo[] Cultures = [new("fr"), new("en")];
+
+    public static IServiceCollection AddGatewayPages(this IServiceCollection services, IHostEnvironment environment)
+    {
+        services.AddOptions<PagesOptions>().BindConfiguration(PagesOptions.Section);
+        services.AddSingleton<PageFormat>();
+        services.AddLocalization(options => options.ResourcesPath = "Resources");
+        // Accented letters as themselves in the HTML (Razor would write "&#xE9;" for "é"); markup is still encoded.
+        services.Configure<WebEncoderOptions>(options => options.TextEncoderSettings = new TextEncoderSettings(UnicodeRanges.All));
+        services.Configure<RequestLocalizationOptions>(options =>
+        {
+            options.DefaultRequestCulture = new RequestCulture(Cultures[0]);
+            options.SupportedCultures = Cultures;
+            options.SupportedUICultures = Cultures;
+            // French unless the seeker chose otherwise with the language switch (which sets this cookie).
+            options.RequestCultureProviders = [new CookieRequestCultureProvider()];
+        });
+        services.Replace(ServiceDescriptor.Scoped<IdentityErrorDescriber, LocalizedIdentityErrors>());
+
+        services.AddAuthorizationBuilder().AddPolicy(SeekerPolicy, policy => policy
+            .AddAuthenticationSchemes(IdentityConstants.ApplicationScheme)
+            .RequireRole(Roles.Seeker));
+
+        services.AddAntiforgery(options =>
+        {
+            options.Cookie.Name = "eg.antiforgery";
+            options.Cookie.SecurePolicy = SecurePolicy(environment);
+            options.FormFieldName = "__RequestVerificationToken";
+        });
+
+        services.AddRazorPages(options =>
+            {
+                foreach (var folder in (string[])["/Cv", "/Sharing", "/Disclosures", "/Erasures"])
+                {
+                    options.Conventions.AuthorizeFolder(folder, SeekerPolicy);
+                }
+
+                options.Conventions.AuthorizePage("/Account/Delete", SeekerPolicy);
+                options.Conventions.AuthorizePage("/Consent/Share", SeekerPolicy);
+                options.Conventions.ConfigureFilter(new PageSecurityHeaders());
+            })
+            .AddViewLocalization()
+            .AddDataAnnotationsLocalization(options =>
+                options.DataAnnotationLocalizerProvider = (_, factory) => factory.Create(typeof(PageText)));
+        return services;
+    }
+
+    /// <summary>Culture for the pages only: the API, the OAuth endpoints and the jobs keep the invariant culture.</summary>
+    public static WebApplication UseGatewayPages(this WebApplication app)
+    {
+        app.UseWhen(context => IsPage(context.Request.Path), branch => branch.UseRequestLocalization());
+        return app;
+    }
+
+    /// <summary>The same rule as the session cookie's: Secure always, except over plain http in development and tests.</summary>
+    public static CookieSecurePolicy SecurePolicy(IHostEnvironment environment) =>
+        environment.IsDevelopment() || environment.IsEnvironment("Testing") ? CookieSecurePolicy.SameAsRequest : CookieSecurePolicy.Always;
+
+    private static bool IsPage(PathString path) =>
+        !(path.StartsWithSegments("/api") || path.StartsWithSegments("/connect") || path.StartsWithSegments("/.well-known")
+            || path.StartsWithSegments("/health") || path.StartsWithSegments("/hangfire") || path.StartsWithSegments("/swagger"));
+}

@@ -1,0 +1,85 @@
+using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Data;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Pages.Sharing;
+
+/// <summary>
+/// "Partage": one checkbox per named site. Saving ticks and unticks through <see cref="ConsentDesk"/> (collection method
+/// web), exactly as the API does, and shows the receipt of each change.
+/// </summary>
+public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<ConsentOptions> options, TimeProvider time) : PageModel
+{
+    // One receipt per site changed at once; the bound keeps the work a crafted query string can ask for small.
+    private const int MaxReceiptsShown = 50;
+
+    /// <summary>The sites the form showed: a site not shown (registered meanwhile) is left as it is.</summary>
+    [BindProperty] public List<Guid> Shown { get; set; } = [];
+
+    /// <summary>The ticked ones.</summary>
+    [BindProperty] public List<Guid> Shared { get; set; } = [];
+
+    [BindProperty(SupportsGet = true, Name = "receipt")] public List<Guid> ReceiptIds { get; set; } = [];
+
+    [BindProperty(SupportsGet = true, Name = "unchanged")] public bool Unchanged { get; set; }
+
+    public IReadOnlyList<ConsentStatus> Sites { get; private set; } = [];
+
+    public IReadOnlyList<ConsentReceipt> Receipts { get; private set; } = [];
+
+    /// <summary>When a consent given today would lapse, for the "what you agree to" text.</summary>
+    public DateTimeOffset NewConsentEnds { get; private set; }
+
+    public async Task OnGetAsync()
+    {
+        var seekerId = User.Subject();
+        Sites = await ConsentQueries.StatusesAsync(db, seekerId, HttpContext.RequestAborted);
+        NewConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
+        var receipts = new List<ConsentReceipt>();
+        foreach (var id in ReceiptIds.Distinct().Take(MaxReceiptsShown))
+        {
+            if (await ConsentReceipt.FindAsync(db, seekerId, id, options.Value, HttpContext.RequestAborted) is { } receipt)
+            {
+                receipts.Add(receipt);
+            }
+        }
+
+        Receipts = receipts;
+    }
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        var seekerId = User.Subject();
+        var cancellationToken = HttpContext.RequestAborted;
+        var current = (await ConsentQueries.StatusesAsync(db, seekerId, cancellationToken)).ToDictionary(s => s.RecipientId);
+        var changed = new List<Guid>();
+        foreach (var siteId in Shown.Distinct())
+        {
+            if (!current.TryGetValue(siteId, out var site))
+            {
+                continue;
+            }
+
+            var wanted = Shared.Contains(siteId);
+            if (wanted == site.IsActive)
+            {
+                continue;
+            }
+
+            var decision = wanted
+                ? await desk.TickAsync(seekerId, siteId, CollectionMethod.Web, cancellationToken)
+                : await desk.UntickAsync(seekerId, siteId, CollectionMethod.Web, cancellationToken);
+            if (decision.Change is ConsentChange.Granted or ConsentChange.Revoked)
+            {
+                changed.Add(decision.Receipt!.Id);
+            }
+        }
+
+        return changed.Count == 0
+            ? RedirectToPage(new { unchanged = true })
+            : RedirectToPage(new { receipt = changed });
+    }
+}

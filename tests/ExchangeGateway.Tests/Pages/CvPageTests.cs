@@ -1,0 +1,144 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Pages;
+
+[Collection(GatewayCollection.Name)]
+public sealed partial class CvPageTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task AnImportedJsonResumeKeepsWhatTheFormDoesNotShowWhenTheFormIsSaved()
+    {
+        var (seeker, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            var marker = "import-" + Guid.NewGuid().ToString("N");
+            using (var imported = await ImportAsync(session, Encoding.UTF8.GetBytes(Sharing.Resume(marker).ToJsonString())))
+            {
+                Assert.Equal("/Cv?done=imported", imported.Headers.Location!.OriginalString);
+            }
+
+            // The form as the browser sends it, with one change: the name.
+            var page = await session.GetPageAsync("/Cv");
+            var fields = FormFields(page, "Save");
+            Assert.Contains(fields, f => f.Key == "Form.Work[0].Position" && f.Value == "CEO/President");
+            fields.RemoveAll(f => f.Key == "Form.Name");
+            fields.Add(new("Form.Name", "Renamed Seeker"));
+            using (var saved = await session.Http.PostAsync("/Cv?handler=Save", new FormUrlEncodedContent(fields)))
+            {
+                Assert.Equal("/Cv?done=saved", saved.Headers.Location!.OriginalString);
+            }
+
+            using var api = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var cv = JsonNode.Parse(await api.GetStringAsync("/api/v1/me/cv"))!;
+            Assert.Equal(2, cv["version"]!.GetValue<int>());
+            var document = cv["document"]!;
+            Assert.Equal("Renamed Seeker", document["basics"]!["name"]!.GetValue<string>());
+            Assert.Equal("Summary " + marker, document["basics"]!["summary"]!.GetValue<string>());
+            Assert.Equal(3, document["work"]![0]!["highlights"]!.AsArray().Count);
+            Assert.Equal("Miss Direction", document["projects"]![0]!["name"]!.GetValue<string>());
+            Assert.Equal(2, document["basics"]!["profiles"]!.AsArray().Count);
+            Assert.Equal(["HTML", "CSS", "Javascript"], document["skills"]![0]!["keywords"]!.AsArray().Select(k => k!.GetValue<string>()));
+        }
+    }
+
+    [Fact]
+    public async Task AFileThatIsNotAJsonResumeIsExplainedNextToTheFileField()
+    {
+        var (_, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            using var response = await ImportAsync(session, "{\"basics\":{\"email\":\"not an address\"}}"u8.ToArray());
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.Matches("id=\"Upload-error\"[^>]*>[^<]*/basics/email", html);
+            Assert.Matches("<input[^>]*type=\"file\"[^>]*aria-invalid=\"true\"", html);
+            Assert.Contains("<title>Erreur : Mon CV", html, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task SavingOverAChangeMadeElsewhereShowsTheLatestVersionInsteadOfOverwritingIt()
+    {
+        var (seeker, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            using (await ImportAsync(session, Encoding.UTF8.GetBytes(Sharing.Resume("first").ToJsonString())))
+            {
+            }
+
+            var fields = FormFields(await session.GetPageAsync("/Cv"), "Save");
+            using (var elsewhere = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("from-the-api")))
+            {
+                Assert.Equal(HttpStatusCode.OK, elsewhere.StatusCode);
+            }
+
+            using var response = await session.Http.PostAsync("/Cv?handler=Save", new FormUrlEncodedContent(fields));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.Contains("role=\"alert\"", html, StringComparison.Ordinal);
+            Assert.Contains("Summary from-the-api", html, StringComparison.Ordinal);
+        }
+    }
+
+    private async Task<(Person Seeker, PageSession Session)> SignedInSeekerAsync()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var session = new PageSession(fixture.Factory);
+        await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login?ReturnUrl=%2FCv", UriKind.Relative), seeker.Email, seeker.Password);
+        return (seeker, session);
+    }
+
+    private static async Task<HttpResponseMessage> ImportAsync(PageSession session, byte[] file)
+    {
+        var page = await session.GetPageAsync("/Cv");
+        var form = new MultipartFormDataContent();
+        var content = new ByteArrayContent(file);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        form.Add(content, "Upload", "resume.json");
+        form.Add(new StringContent(PageSession.AntiforgeryToken(page)), "__RequestVerificationToken");
+        return await session.Http.PostAsync("/Cv?handler=Import", form);
+    }
+
+    /// <summary>The fields a browser would submit from the form whose handler is given: inputs, textareas, ticked boxes only.</summary>
+    private static List<KeyValuePair<string, string>> FormFields(string html, string handler)
+    {
+        var form = FormElement().Matches(html).Select(m => m.Value).Single(f => f.Contains($"handler={handler}\"", StringComparison.Ordinal));
+        var fields = new List<KeyValuePair<string, string>>();
+        foreach (Match input in InputElement().Matches(form))
+        {
+            var tag = input.Value;
+            var name = Attribute(tag, "name");
+            var type = Attribute(tag, "type") ?? "text";
+            if (name is null || type is "submit" or "file" || (type == "checkbox" && !tag.Contains("checked", StringComparison.Ordinal)))
+            {
+                continue;
+            }
+
+            fields.Add(new(WebUtility.HtmlDecode(name), WebUtility.HtmlDecode(Attribute(tag, "value") ?? "")));
+        }
+
+        foreach (Match area in TextareaElement().Matches(form))
+        {
+            fields.Add(new(WebUtility.HtmlDecode(area.Groups[1].Value), WebUtility.HtmlDecode(area.Groups[2].Value.TrimStart('\r', '\n'))));
+        }
+
+        return fields;
+
+        static string? Attribute(string tag, string name) =>
+            Regex.Match(tag, $"\\s{name}=\"([^\"]*)\"") is { Success: true } m ? m.Groups[1].Value : null;
+    }
+
+    [GeneratedRegex("<form[^>]*>.*?</form>", RegexOptions.Singleline)]
+    private static partial Regex FormElement();
+
+    [GeneratedRegex("<input[^>]*>")]
+    private static partial Regex InputElement();
+
+    [GeneratedRegex("<textarea[^>]*\\sname=\"([^\"]+)\"[^>]*>(.*?)</textarea>", RegexOptions.Singleline)]
+    private static partial Regex TextareaElement();
+}

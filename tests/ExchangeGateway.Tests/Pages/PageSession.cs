@@ -1,0 +1,62 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Tests.Pages;
+
+/// <summary>A browser without a browser: cookies, the pages' forms with their antiforgery token, no automatic redirects.</summary>
+public sealed partial class PageSession(GatewayFactory factory) : IDisposable
+{
+    public CookieContainer Cookies { get; } = new();
+
+    public HttpClient Http => _http ??= factory.CreateHttpClient(Cookies);
+
+    private HttpClient? _http;
+
+    /// <summary>A new seeker account made through the sign-up page, signed in.</summary>
+    public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(GatewayFactory factory)
+    {
+        var session = new PageSession(factory);
+        var email = $"page-{Guid.NewGuid():N}@example.test";
+        var password = "Page-Password-" + Guid.NewGuid().ToString("N")[..6] + "!";
+        using var response = await session.SubmitAsync("/Account/Register", new() { ["Email"] = email, ["Password"] = password, ["ConfirmPassword"] = password });
+        Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"sign-up did not redirect: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return (session, email, password);
+    }
+
+    public async Task<string> GetPageAsync(string url)
+    {
+        using var response = await Http.GetAsync(url);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"GET {url}: {(int)response.StatusCode} {response.Headers.Location}");
+        return body;
+    }
+
+    /// <summary>GETs the page, then posts the given fields with the page's antiforgery token to <paramref name="action"/> (default: the page).</summary>
+    public async Task<HttpResponseMessage> SubmitAsync(string page, Dictionary<string, string> fields, string? action = null)
+    {
+        var html = await GetPageAsync(page);
+        var form = new List<KeyValuePair<string, string>>(fields) { new("__RequestVerificationToken", AntiforgeryToken(html)) };
+        return await Http.PostAsync(action ?? page, new FormUrlEncodedContent(form));
+    }
+
+    public static string AntiforgeryToken(string html)
+    {
+        var token = AntiforgeryField().Match(html).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(token), "the page has no antiforgery token");
+        return WebUtility.HtmlDecode(token);
+    }
+
+    public static (string Verifier, string Challenge) Pkce()
+    {
+        var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        return (verifier, Base64UrlEncoder.Encode(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(verifier))));
+    }
+
+    public void Dispose() => _http?.Dispose();
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
+    private static partial Regex AntiforgeryField();
+}

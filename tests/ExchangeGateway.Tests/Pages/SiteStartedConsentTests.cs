@@ -1,0 +1,282 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Recipients;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.Tokens;
+
+namespace ExchangeGateway.Tests.Pages;
+
+/// <summary>A registered job site sends the seeker to /connect/authorize with scope cv:share (code + PKCE).</summary>
+[Collection(GatewayCollection.Name)]
+public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
+{
+    private const string Callback = "https://jobs.example/callback";
+
+    [Fact]
+    public async Task AcceptingCreatesTheSameConsentAsThePartagePageWithMethodOauthAndAnsweredWithACode()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (verifier, challenge) = PageSession.Pkce();
+            var (page, fields) = await OpenConsentPageAsync(session, site, challenge, "state-1");
+            Assert.Contains($"Partager mon CV avec {site.DisplayName}", page, StringComparison.Ordinal);
+
+            using var answer = await PostDecisionAsync(session, page, fields, "accept", tick: true);
+            var callback = answer.Headers.Location!;
+            Assert.StartsWith(Callback, callback.AbsoluteUri, StringComparison.Ordinal);
+            var query = System.Web.HttpUtility.ParseQueryString(callback.Query);
+            Assert.Equal("state-1", query["state"]);
+
+            var tokens = await RedeemAsync(site, query["code"]!, verifier);
+            Assert.False(tokens.TryGetProperty("id_token", out _), "the site got an identity token");
+            Assert.False(tokens.TryGetProperty("refresh_token", out _), "the site got a refresh token");
+            Assert.Equal("cv:share", tokens.GetProperty("scope").GetString());
+
+            var accessToken = tokens.GetProperty("access_token").GetString()!;
+            var claims = JsonDocument.Parse(Base64UrlEncoder.Decode(accessToken.Split('.')[1])).RootElement;
+            var subject = claims.GetProperty("sub").GetString()!;
+            Assert.StartsWith("cv_", subject, StringComparison.Ordinal);
+            Assert.False(claims.TryGetProperty("aud", out _), "a cv:share token must name no API audience");
+
+            // Exactly the Partage page's consent: one active episode, a granted receipt, the consent.granted audit event.
+            var seekerId = await fixture.Database.ScalarAsync<string>($"SELECT seeker_id FROM consents WHERE pairwise_id = '{subject}'");
+            Assert.Equal("Active", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE pairwise_id = '{subject}'"));
+            Assert.Equal("Oauth", await fixture.Database.ScalarAsync<string>(
+                $"SELECT e.collection_method FROM consent_events e JOIN consents c ON c.id = e.consent_id WHERE c.pairwise_id = '{subject}' AND e.kind = 'Granted'"));
+            Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+                $"SELECT count(*) FROM audit_events WHERE action = 'consent.granted' AND recipient = '{site.ClientId}' AND details::jsonb ->> 'method' = 'oauth'"));
+            Assert.False(string.IsNullOrEmpty(seekerId));
+
+            var sharing = await session.GetPageAsync("/Sharing");
+            Assert.Matches($"value=\"{site.Id}\" checked=\"checked\"", sharing);
+        }
+    }
+
+    [Fact]
+    public async Task TheSitesTokenOpensNothingInTheApi()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (verifier, challenge) = PageSession.Pkce();
+            var (page, fields) = await OpenConsentPageAsync(session, site, challenge, "s");
+            using var answer = await PostDecisionAsync(session, page, fields, "accept", tick: true);
+            var code = System.Web.HttpUtility.ParseQueryString(answer.Headers.Location!.Query)["code"]!;
+            var token = (await RedeemAsync(site, code, verifier)).GetProperty("access_token").GetString()!;
+
+            using var api = fixture.Client().WithToken(token);
+            foreach (var path in (string[])["/api/v1/shared-cvs", "/api/v1/me", "/api/v1/me/cv", "/api/v1/recipients", "/api/v1/events/poll"])
+            {
+                using var response = path.EndsWith("poll", StringComparison.Ordinal) ? await api.PostAsync(path, Sharing.Json(new JsonObject())) : await api.GetAsync(path);
+                Assert.True(response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden, $"{path}: {(int)response.StatusCode}");
+            }
+
+            using var userinfo = await api.GetAsync("/connect/userinfo");
+            Assert.NotEqual(HttpStatusCode.OK, userinfo.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task RefusingCreatesNothingAndTheSiteGetsAccessDenied()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (_, challenge) = PageSession.Pkce();
+            var (page, fields) = await OpenConsentPageAsync(session, site, challenge, "state-2");
+            using var answer = await PostDecisionAsync(session, page, fields, "refuse", tick: true);
+            var query = System.Web.HttpUtility.ParseQueryString(answer.Headers.Location!.Query);
+            Assert.StartsWith(Callback, answer.Headers.Location!.AbsoluteUri, StringComparison.Ordinal);
+            Assert.Equal("access_denied", query["error"]);
+            Assert.Equal("state-2", query["state"]);
+            Assert.Null(query["code"]);
+
+            Assert.Equal(0L, await ConsentCountAsync(email));
+        }
+    }
+
+    [Fact]
+    public async Task ShareWithoutTheTickAsksAgainAndCreatesNothing()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (_, challenge) = PageSession.Pkce();
+            var (page, fields) = await OpenConsentPageAsync(session, site, challenge, "s");
+            using var answer = await PostDecisionAsync(session, page, fields, "accept", tick: false);
+            Assert.StartsWith("/Consent/Share?", answer.Headers.Location!.OriginalString, StringComparison.Ordinal);
+            var again = await session.GetPageAsync(answer.Headers.Location!.OriginalString);
+            Assert.Contains("role=\"alert\"", again, StringComparison.Ordinal);
+            Assert.Equal(0L, await ConsentCountAsync(email));
+        }
+    }
+
+    [Fact]
+    public async Task ADecisionWithoutTheAntiforgeryTokenIsRefused()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (_, challenge) = PageSession.Pkce();
+            var (_, fields) = await OpenConsentPageAsync(session, site, challenge, "s");
+            fields.RemoveAll(f => f.Key == "__RequestVerificationToken");
+            fields.Add(new("eg_decision", "accept"));
+            fields.Add(new("eg_share", "yes"));
+            using var answer = await session.Http.PostAsync("/connect/authorize", new FormUrlEncodedContent(fields));
+            Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
+            Assert.Equal(0L, await ConsentCountAsync(email));
+        }
+    }
+
+    [Fact]
+    public async Task ASiteAskingForAnythingButCvShareIsRefusedBeforeSignIn()
+    {
+        var site = await RegisterSiteAsync();
+        using var client = fixture.Client();
+        var (_, challenge) = PageSession.Pkce();
+        foreach (var scope in (string[])["cv:read", "cv:share cv:manage", "openid profile"])
+        {
+            using var response = await client.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s", scope));
+            // Refused by our handler (an error sent back to the site) or by OpenIddict's scope permissions (an error page).
+            var location = response.Headers.Location?.ToString() ?? "";
+            Assert.DoesNotContain("/Account/Login", location, StringComparison.Ordinal);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest
+                || (location.StartsWith(Callback, StringComparison.Ordinal) && location.Contains("error=invalid_scope", StringComparison.Ordinal)),
+                $"{scope}: {(int)response.StatusCode} {location}");
+        }
+    }
+
+    [Fact]
+    public async Task RedirectUrisMustBeHttpsOrLoopbackAndWithoutFragment()
+    {
+        var op = await fixture.Actors.NewOperatorAsync();
+        using var client = fixture.Client().WithToken(op.Tokens.AccessToken);
+        using var response = await client.PostAsync(Sites.AdminPath, Sharing.Json(WithRedirectUris(Sites.PollSite(),
+            "http://jobs.example/callback", "https://jobs.example/callback#x", "ftp://jobs.example/")));
+        var problem = await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+        var errors = problem.GetProperty("errors");
+        Assert.True(errors.TryGetProperty("redirectUris[0]", out _));
+        Assert.True(errors.TryGetProperty("redirectUris[1]", out _));
+        Assert.True(errors.TryGetProperty("redirectUris[2]", out _));
+    }
+
+    [Fact]
+    public async Task ASiteWithoutRedirectUrisCannotStartTheFlow()
+    {
+        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        using var client = fixture.Client();
+        var (_, challenge) = PageSession.Pkce();
+        using var response = await client.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s"));
+        Assert.DoesNotContain("/Account/Login", response.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+    }
+
+    private async Task<long> ConsentCountAsync(string email)
+    {
+        await using var scope = fixture.Factory.Services.CreateAsyncScope();
+        var user = await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email);
+        return await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{user!.Id}'");
+    }
+
+    private async Task<Sharing.Site> RegisterSiteAsync()
+    {
+        var op = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(op.Tokens.AccessToken);
+        var body = WithRedirectUris(Sites.PollSite(), Callback, "http://127.0.0.1:5099/callback");
+        var site = await Sites.RegisterAsync(admin, body);
+        return new Sharing.Site(site.Id, site.ClientId, site.ClientSecret!, body["displayName"]!.GetValue<string>());
+    }
+
+    private static JsonObject WithRedirectUris(JsonObject site, params string[] redirectUris)
+    {
+        site["redirectUris"] = new JsonArray([.. redirectUris.Select(u => (JsonNode)JsonValue.Create(u))]);
+        return site;
+    }
+
+    public static string AuthorizeUrl(string clientId, string challenge, string state, string scope = "cv:share", string redirectUri = Callback) =>
+        "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
+        {
+            ["client_id"] = clientId,
+            ["response_type"] = "code",
+            ["redirect_uri"] = redirectUri,
+            ["scope"] = scope,
+            ["state"] = state,
+            ["code_challenge"] = challenge,
+            ["code_challenge_method"] = "S256",
+        }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
+
+    /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
+    private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, Sharing.Site site, string challenge, string state)
+    {
+        using var authorize = await session.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, state));
+        Assert.Equal(HttpStatusCode.Redirect, authorize.StatusCode);
+        var consent = authorize.Headers.Location!.OriginalString;
+        Assert.StartsWith("/Consent/Share?", consent, StringComparison.Ordinal);
+
+        using var response = await session.Http.GetAsync(consent);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("form-action 'self' https://jobs.example", response.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
+        var page = await response.Content.ReadAsStringAsync();
+        var fields = HiddenField().Matches(page)
+            .Select(m => new KeyValuePair<string, string>(WebUtility.HtmlDecode(m.Groups[1].Value), WebUtility.HtmlDecode(m.Groups[2].Value)))
+            .ToList();
+        Assert.Contains(fields, f => f.Key == "client_id" && f.Value == site.ClientId);
+        fields.Add(new("__RequestVerificationToken", PageSession.AntiforgeryToken(page)));
+        return (page, fields);
+    }
+
+    private static async Task<HttpResponseMessage> PostDecisionAsync(
+        PageSession session, string page, List<KeyValuePair<string, string>> fields, string decision, bool tick)
+    {
+        var form = new List<KeyValuePair<string, string>>(fields) { new("eg_decision", decision) };
+        if (tick)
+        {
+            form.Add(new("eg_share", "yes"));
+        }
+
+        Assert.Contains(form, f => f.Key == "__RequestVerificationToken");
+        Assert.Contains("action=\"/connect/authorize\"", page, StringComparison.Ordinal);
+        var response = await session.Http.PostAsync("/connect/authorize", new FormUrlEncodedContent(form));
+        Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"decision: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return response;
+    }
+
+    private Task<JsonElement> RedeemAsync(Sharing.Site site, string code, string verifier) =>
+        RedeemCodeAsync(fixture.Factory, site.ClientId, site.Secret, code, verifier, Callback);
+
+    /// <summary>What the site's back end does with the code: redeems it with its secret and the PKCE verifier.</summary>
+    public static async Task<JsonElement> RedeemCodeAsync(GatewayFactory factory, string clientId, string secret, string code, string verifier, string redirectUri)
+    {
+        using var client = factory.CreateHttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["grant_type"] = "authorization_code",
+                ["code"] = code,
+                ["redirect_uri"] = redirectUri,
+                ["code_verifier"] = verifier,
+            }),
+        };
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
+            "Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{clientId}:{secret}")));
+        using var response = await client.SendAsync(request);
+        var body = await response.ReadJsonAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
+        return body.Clone();
+    }
+
+    [GeneratedRegex("<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")]
+    private static partial Regex HiddenField();
+}
