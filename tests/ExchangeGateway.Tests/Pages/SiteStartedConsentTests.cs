@@ -189,13 +189,13 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         return await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{user!.Id}'");
     }
 
-    private async Task<Sharing.Site> RegisterSiteAsync()
+    private async Task<TestSite> RegisterSiteAsync()
     {
         var op = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(op.Tokens.AccessToken);
         var body = WithRedirectUris(Sites.PollSite(), Callback, "http://127.0.0.1:5099/callback");
         var site = await Sites.RegisterAsync(admin, body);
-        return new Sharing.Site(site.Id, site.ClientId, site.ClientSecret!, body["displayName"]!.GetValue<string>());
+        return new TestSite(site.Id, site.ClientId, site.ClientSecret!, body["displayName"]!.GetValue<string>());
     }
 
     private static JsonObject WithRedirectUris(JsonObject site, params string[] redirectUris)
@@ -217,7 +217,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
 
     /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
-    private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, Sharing.Site site, string challenge, string state)
+    private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, TestSite site, string challenge, string state)
     {
         using var authorize = await session.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, state));
         Assert.Equal(HttpStatusCode.Redirect, authorize.StatusCode);
@@ -252,7 +252,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         return response;
     }
 
-    private Task<JsonElement> RedeemAsync(Sharing.Site site, string code, string verifier) =>
+    private Task<JsonElement> RedeemAsync(TestSite site, string code, string verifier) =>
         RedeemCodeAsync(fixture.Factory, site.ClientId, site.Secret, code, verifier, Callback);
 
     /// <summary>What the site's back end does with the code: redeems it with its secret and the PKCE verifier.</summary>
