@@ -11,7 +11,7 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) ? args : null;
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -75,7 +75,9 @@ var app = builder.Build();
 
 if (command is not null)
 {
-    return await AuditCommands.RunAsync(app.Services, command);
+    return JobCommands.IsCommand(command)
+        ? await JobCommands.RunAsync(app.Services, command)
+        : await AuditCommands.RunAsync(app.Services, command);
 }
 
 app.UseExceptionHandler();
@@ -109,6 +111,7 @@ api.MapConsentEndpoints();
 api.MapMyDataEndpoints();
 api.MapEventEndpoints();
 api.MapErasureAuditEndpoints();
+api.MapBenchmarkEndpoints(app.Configuration);
 app.MapGatewayDashboard();
 
 await app.PrepareAsync();
