@@ -43,6 +43,7 @@ builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
 builder.Services.AddScoped<SeekerErasure>();
 builder.Services.AddScoped<SharedCvFeed>();
+builder.Services.AddSingleton<DisclosureRecorder>();
 builder.Services.AddSingleton<INotifier>(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "smtp"
     ? ActivatorUtilities.CreateInstance<SmtpNotifier>(sp)
     : ActivatorUtilities.CreateInstance<PickupFolderNotifier>(sp));
