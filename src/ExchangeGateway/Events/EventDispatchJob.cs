@@ -25,24 +25,38 @@ public sealed class EventDispatchJob(
 {
     public const string HttpClientName = "push-delivery";
 
-    /// <summary>Runs rounds until nothing is due or the run time is spent; returns how many events were delivered.</summary>
+    /// <summary>
+    /// Runs rounds until nothing is due or the run time is spent; returns how many events were delivered. Rounds overlap:
+    /// while one batch is on the wire, the next is claimed and the previous one's outcomes are written, so the database
+    /// round trips (claim, record, commit) are hidden behind the deliveries instead of stalling them.
+    /// </summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested)
+        var batch = await ClaimAsync(cancellationToken);
+        if (batch.Count == 0)
         {
-            var batch = await ClaimAsync(cancellationToken);
-            if (batch.Count == 0)
-            {
-                break;
-            }
-
-            var outcomes = await DeliverAsync(batch, cancellationToken);
-            delivered += await RecordAsync(batch, outcomes, cancellationToken);
+            return 0;
         }
 
-        return delivered;
+        var delivering = DeliverAsync(batch, cancellationToken);
+        while (true)
+        {
+            var outcomes = await delivering;
+            var next = clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested
+                ? await ClaimAsync(cancellationToken)
+                : [];
+            // The next batch goes out while this one's outcomes are recorded (on this job's connection, one thing at a time).
+            delivering = next.Count > 0 ? DeliverAsync(next, cancellationToken) : Task.FromResult(Array.Empty<Outcome>());
+            delivered += await RecordAsync(batch, outcomes, cancellationToken);
+            if (next.Count == 0)
+            {
+                return delivered;
+            }
+
+            batch = next;
+        }
     }
 
     private async Task<List<ObligationToSend>> ClaimAsync(CancellationToken cancellationToken)
