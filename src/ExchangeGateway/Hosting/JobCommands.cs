@@ -3,6 +3,7 @@ using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Events;
+using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Hosting;
 
@@ -20,6 +21,15 @@ public static class JobCommands
     {
         await services.GetRequiredService<SigningKeyRing>().LoadAsync(CancellationToken.None);
         await using var scope = services.CreateAsyncScope();
+        // What a running node has ready before any job runs: the EF model, a pooled connection, Hangfire's storage (which
+        // checks its schema on first use). Primed here so the printed time is the job's own.
+        var db = scope.ServiceProvider.GetRequiredService<Data.GatewayDbContext>();
+        _ = db.Model;
+        await db.Database.ExecuteSqlRawAsync("SELECT 1");
+        using (services.GetRequiredService<Hangfire.JobStorage>().GetConnection())
+        {
+        }
+
         var clock = Stopwatch.StartNew();
         int result;
         switch (args)
