@@ -27,8 +27,10 @@ public sealed class EventDispatchJob(
 
     /// <summary>
     /// Runs rounds until nothing is due or the run time is spent; returns how many events were delivered. Rounds overlap:
-    /// while one batch is on the wire, the next is claimed and the previous one's outcomes are written, so the database
-    /// round trips (claim, record, commit) are hidden behind the deliveries instead of stalling them.
+    /// while one batch is on the wire, the previous batch's outcomes are recorded and the next batch is claimed, so the
+    /// database round trips (claim, record, commit) hide behind the deliveries instead of stalling them. The job's one
+    /// connection still does one thing at a time; a batch claimed ahead waits at most one batch's delivery time, well
+    /// within its lease.
     /// </summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -41,23 +43,24 @@ public sealed class EventDispatchJob(
         }
 
         var delivering = DeliverAsync(batch, cancellationToken);
+        var next = await ClaimIfTimeLeftAsync(clock, cancellationToken);
         while (true)
         {
             var outcomes = await delivering;
-            var next = clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested
-                ? await ClaimAsync(cancellationToken)
-                : [];
-            // The next batch goes out while this one's outcomes are recorded (on this job's connection, one thing at a time).
-            delivering = next.Count > 0 ? DeliverAsync(next, cancellationToken) : Task.FromResult(Array.Empty<Outcome>());
+            var nextDelivering = next.Count > 0 ? DeliverAsync(next, cancellationToken) : null;
             delivered += await RecordAsync(batch, outcomes, cancellationToken);
-            if (next.Count == 0)
+            if (nextDelivering is null)
             {
                 return delivered;
             }
 
-            batch = next;
+            var after = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+            (batch, delivering, next) = (next, nextDelivering, after);
         }
     }
+
+    private async Task<List<ObligationToSend>> ClaimIfTimeLeftAsync(Stopwatch clock, CancellationToken cancellationToken) =>
+        clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested ? await ClaimAsync(cancellationToken) : [];
 
     private async Task<List<ObligationToSend>> ClaimAsync(CancellationToken cancellationToken)
     {
