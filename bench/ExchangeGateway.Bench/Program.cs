@@ -7,6 +7,7 @@ return args switch
     ["receiver", .. var rest] => await Receiver.RunAsync(Options.Parse(rest)),
     ["post", .. var rest] => await Poster.RunAsync(Options.Parse(rest)),
     ["raw-sweep", .. var rest] => await RawSweep.RunAsync(Options.Parse(rest)),
+    ["trigger", .. var rest] => await Trigger.RunAsync(Options.Parse(rest)),
     ["report", .. var rest] => Report.Run(Options.Parse(rest)),
     _ => Usage(),
 };
@@ -19,6 +20,7 @@ static int Usage()
           receiver   --port P --sample FILE --max-seconds S      minimal push receiver answering 202
           post       --url U --body FILE --concurrency C --seconds S   plain HttpClient baseline
           raw-sweep  --conn C --max-age-days D                   one UPDATE ... RETURNING, rolled back
+          trigger    --conn C --job NAME                         run a recurring job in the running gateway, print its duration
           report     --measurements FILE --out-dir DIR --title T
         """);
     return 64;
