@@ -12,7 +12,7 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) ? args : null;
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -44,6 +44,7 @@ builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
 builder.Services.AddScoped<SeekerErasure>();
 builder.Services.AddScoped<SharedCvFeed>();
+builder.Services.AddSingleton<DisclosureRecorder>();
 builder.Services.AddSingleton<INotifier>(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "smtp"
     ? ActivatorUtilities.CreateInstance<SmtpNotifier>(sp)
     : ActivatorUtilities.CreateInstance<PickupFolderNotifier>(sp));
@@ -56,7 +57,10 @@ builder.Services.AddHttpClient(EventDispatchJob.HttpClientName)
         ConnectCallback = sp.GetRequiredService<PushEndpointPolicy>().ConnectAsync,
         PooledConnectionLifetime = TimeSpan.FromMinutes(5),
         UseCookies = false,
-    });
+    })
+    // IHttpClientFactory logs two Information lines per request; at thousands of events a second that is most of the
+    // dispatcher's work. Each round's outcome is logged by the job itself.
+    .RemoveAllLoggers();
 builder.Services.AddOptions<RecipientOptions>().BindConfiguration(RecipientOptions.Section).ValidateOnStart();
 builder.Services.AddSingleton<PushEndpointPolicy>();
 builder.Services.AddGatewayProblems();
@@ -76,7 +80,9 @@ var app = builder.Build();
 
 if (command is not null)
 {
-    return await AuditCommands.RunAsync(app.Services, command);
+    return JobCommands.IsCommand(command)
+        ? await JobCommands.RunAsync(app.Services, command)
+        : await AuditCommands.RunAsync(app.Services, command);
 }
 
 app.UseExceptionHandler();
@@ -111,6 +117,7 @@ api.MapConsentEndpoints();
 api.MapMyDataEndpoints();
 api.MapEventEndpoints();
 api.MapErasureAuditEndpoints();
+api.MapBenchmarkEndpoints(app.Configuration);
 app.MapGatewayDashboard();
 
 await app.PrepareAsync();

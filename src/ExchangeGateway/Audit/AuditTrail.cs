@@ -55,7 +55,22 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
 
     public Task AppendAsync(AuditEntry entry, CancellationToken cancellationToken) => AppendAsync([entry], cancellationToken);
 
-    public async Task AppendAsync(IReadOnlyCollection<AuditEntry> entries, CancellationToken cancellationToken)
+    /// <summary>The chain's head, read under the chain lock (see <see cref="HeadQuery"/>), so a caller can read it in its own round trip.</summary>
+    public readonly record struct Head(long Sequence, byte[] Hash);
+
+    /// <summary>Reads the head; only meaningful after the chain lock was taken in the same transaction.</summary>
+    public const string HeadQuery = "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1";
+
+    public static async Task<Head> ReadHeadResultAsync(NpgsqlDataReader reader, CancellationToken cancellationToken) =>
+        await reader.ReadAsync(cancellationToken) ? new Head(reader.GetInt64(0), (byte[])reader[1]) : new Head(0, AuditChain.Genesis);
+
+    public Task AppendAsync(IReadOnlyCollection<AuditEntry> entries, CancellationToken cancellationToken) => AppendAsync(entries, null, cancellationToken);
+
+    /// <summary>
+    /// Appends in the current transaction (or its own). <paramref name="head"/> is the head the caller already read after
+    /// taking the chain lock in this transaction (saving a round trip while the lock is held); null reads it here.
+    /// </summary>
+    public async Task AppendAsync(IReadOnlyCollection<AuditEntry> entries, Head? head, CancellationToken cancellationToken)
     {
         if (entries.Count == 0)
         {
@@ -73,7 +88,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             var transaction = (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction();
 
-            var (lastSequence, lastHash) = await ReadHeadAsync(connection, transaction, cancellationToken);
+            var (lastSequence, lastHash) = head is { } known ? (known.Sequence, known.Hash) : await ReadHeadAsync(connection, transaction, cancellationToken);
             var at = AuditChain.Truncate(time.GetUtcNow());
             var count = entries.Count;
             var sequences = new long[count];
@@ -129,6 +144,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
                     new() { Value = hashes },
                 },
             };
+            await insert.PrepareAsync(cancellationToken);
             await insert.ExecuteNonQueryAsync(cancellationToken);
 
             if (own is not null)
@@ -153,7 +169,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
             BatchCommands =
             {
                 new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({ChainLock})"),
-                new NpgsqlBatchCommand("SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"),
+                new NpgsqlBatchCommand(HeadQuery),
             },
         };
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);

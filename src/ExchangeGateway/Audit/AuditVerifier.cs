@@ -3,6 +3,7 @@ using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using System.Threading.Channels;
 using Npgsql;
 
 namespace ExchangeGateway.Audit;
@@ -35,81 +36,138 @@ public sealed class AuditVerifier(GatewayDbContext db, SigningKeyRing keys)
         await db.Database.OpenConnectionAsync(cancellationToken);
         try
         {
-            await using var command = new NpgsqlCommand(
-                "SELECT sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash FROM audit_events ORDER BY sequence",
-                connection);
-            await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
-
-            long expected = 1, rows = 0;
-            long? lastCheckpoint = null;
-            var previousHash = AuditChain.Genesis;
-            while (await reader.ReadAsync(cancellationToken))
+            // Two stages on two cores: this task reads rows in batches, another hashes each batch (the costly part) and then
+            // judges its rows in sequence order. Same verdicts as a row-by-row walk; memory stays bounded at any size.
+            var batches = Channel.CreateBounded<Row[]>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var judge = Task.Run(() => JudgeAsync(batches.Reader, signed, stop), CancellationToken.None);
+            try
             {
-                var sequence = reader.GetInt64(0);
-                var occurredAt = reader.GetFieldValue<DateTimeOffset>(1);
-                var actorKind = reader.GetString(2);
-                var actorId = reader.IsDBNull(3) ? null : reader.GetString(3);
-                var action = reader.GetString(4);
-                var subject = reader.IsDBNull(5) ? null : reader.GetString(5);
-                var recipient = reader.IsDBNull(6) ? null : reader.GetString(6);
-                var outcome = reader.GetString(7);
-                var details = reader.IsDBNull(8) ? null : reader.GetString(8);
-                var storedPrevious = reader.GetFieldValue<byte[]>(9);
-                var storedHash = reader.GetFieldValue<byte[]>(10);
-                rows++;
-
-                if (sequence > expected)
-                {
-                    return Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain.");
-                }
-
-                var recomputed = AuditChain.HashOf(sequence, occurredAt, actorKind, actorId, action, subject, recipient, outcome, details, storedPrevious);
-                var selfConsistent = recomputed.AsSpan().SequenceEqual(storedHash);
-                var linked = storedPrevious.AsSpan().SequenceEqual(previousHash);
-                if (!selfConsistent && linked)
-                {
-                    return Fail(rows, sequence, lastCheckpoint, sequence, "altered", $"Row {sequence} does not match its hash: its content was changed.");
-                }
-
-                if (!linked && selfConsistent && sequence > 1)
-                {
-                    // This row is intact but its predecessor's hash changed: the predecessor was rewritten and re-hashed.
-                    return Fail(rows, sequence, lastCheckpoint, sequence - 1, "altered", $"Row {sequence - 1} was rewritten: row {sequence} no longer links to it.");
-                }
-
-                if (!linked)
-                {
-                    // Neither linked nor self-consistent: the gateway never wrote this row here.
-                    return Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted.");
-                }
-
-                if (signed.TryGetValue(sequence, out var checkpoint))
-                {
-                    if (!checkpoint.Hash.AsSpan().SequenceEqual(storedHash))
-                    {
-                        return Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint", $"Row {sequence} differs from the signed checkpoint.");
-                    }
-
-                    lastCheckpoint = sequence;
-                }
-
-                previousHash = storedHash;
-                expected = sequence + 1;
+                await ReadAsync(connection, batches.Writer, stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // The judge found a problem and stopped reading.
+            }
+            finally
+            {
+                batches.Writer.TryComplete();
             }
 
-            var head = expected - 1;
-            var beyond = signed.Keys.Where(s => s > head).ToList();
-            if (beyond.Count > 0)
-            {
-                return Fail(rows, head, lastCheckpoint, head + 1, "removed", $"A signed checkpoint vouches for row {beyond.Max()}, but the chain ends at row {head}.");
-            }
-
-            return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null);
+            return await judge;
         }
         finally
         {
             await db.Database.CloseConnectionAsync();
         }
+    }
+
+    private const int BatchSize = 4096;
+
+    private sealed record Row(
+        long Sequence, DateTimeOffset OccurredAt, string ActorKind, string? ActorId, string Action, string? Subject, string? Recipient,
+        string Outcome, string? Details, byte[] PreviousHash, byte[] Hash);
+
+    private static async Task ReadAsync(NpgsqlConnection connection, ChannelWriter<Row[]> batches, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            "SELECT sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash FROM audit_events ORDER BY sequence",
+            connection);
+        await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
+        var batch = new List<Row>(BatchSize);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            batch.Add(new Row(
+                reader.GetInt64(0), reader.GetFieldValue<DateTimeOffset>(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3),
+                reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6),
+                reader.GetString(7), reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetFieldValue<byte[]>(9), reader.GetFieldValue<byte[]>(10)));
+            if (batch.Count == BatchSize)
+            {
+                await batches.WriteAsync([.. batch], cancellationToken);
+                batch.Clear();
+            }
+        }
+
+        if (batch.Count > 0)
+        {
+            await batches.WriteAsync([.. batch], cancellationToken);
+        }
+    }
+
+    private static async Task<AuditVerification> JudgeAsync(ChannelReader<Row[]> batches, Dictionary<long, AuditCheckpoint> signed, CancellationTokenSource stop)
+    {
+        long expected = 1, rows = 0;
+        long? lastCheckpoint = null;
+        var previousHash = AuditChain.Genesis;
+        var recomputed = new byte[AuditChain.HashSize];
+        var selfConsistent = new bool[BatchSize];
+        await foreach (var batch in batches.ReadAllAsync(CancellationToken.None))
+        {
+            for (var i = 0; i < batch.Length; i++)
+            {
+                var row = batch[i];
+                AuditChain.HashOf(row.Sequence, row.OccurredAt, row.ActorKind, row.ActorId, row.Action, row.Subject, row.Recipient, row.Outcome,
+                    row.Details, row.PreviousHash, recomputed);
+                selfConsistent[i] = recomputed.AsSpan().SequenceEqual(row.Hash);
+            }
+
+            for (var i = 0; i < batch.Length; i++)
+            {
+                var row = batch[i];
+                var sequence = row.Sequence;
+                rows++;
+                if (sequence > expected)
+                {
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain."));
+                }
+
+                var linked = row.PreviousHash.AsSpan().SequenceEqual(previousHash);
+                if (!selfConsistent[i] && linked)
+                {
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "altered", $"Row {sequence} does not match its hash: its content was changed."));
+                }
+
+                if (!linked && selfConsistent[i] && sequence > 1)
+                {
+                    // This row is intact but its predecessor's hash changed: the predecessor was rewritten and re-hashed.
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence - 1, "altered", $"Row {sequence - 1} was rewritten: row {sequence} no longer links to it."));
+                }
+
+                if (!linked)
+                {
+                    // Neither linked nor self-consistent: the gateway never wrote this row here.
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted."));
+                }
+
+                if (signed.TryGetValue(sequence, out var checkpoint))
+                {
+                    if (!checkpoint.Hash.AsSpan().SequenceEqual(row.Hash))
+                    {
+                        return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint", $"Row {sequence} differs from the signed checkpoint."));
+                    }
+
+                    lastCheckpoint = sequence;
+                }
+
+                previousHash = row.Hash;
+                expected = sequence + 1;
+            }
+        }
+
+        var head = expected - 1;
+        var beyond = signed.Keys.Where(s => s > head).ToList();
+        if (beyond.Count > 0)
+        {
+            return Fail(rows, head, lastCheckpoint, head + 1, "removed", $"A signed checkpoint vouches for row {beyond.Max()}, but the chain ends at row {head}.");
+        }
+
+        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null);
+    }
+
+    private static AuditVerification Stop(CancellationTokenSource stop, AuditVerification verdict)
+    {
+        stop.Cancel();
+        return verdict;
     }
 
     private static AuditVerification Fail(long rows, long head, long? lastCheckpoint, long bad, string problem, string detail) =>

@@ -108,6 +108,7 @@ public static class AuthSetup
                 options.TokenValidationParameters.NameClaimType = Claims.Subject;
                 options.TokenValidationParameters.RoleClaimType = Claims.Role;
             });
+        services.AddSingleton<ValidatedTokens>();
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<AuthOptions>, SigningKeyRing, TimeProvider>((jwt, auth, ring, time) =>
             {
@@ -124,6 +125,15 @@ public static class AuthSetup
                 parameters.ValidTypes = [JsonWebTokenTypes.AccessToken];
                 parameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
                 parameters.ClockSkew = TimeSpan.FromSeconds(30);
+            })
+            .Configure<IOptions<AuthOptions>, ValidatedTokens>((jwt, auth, validated) =>
+            {
+                if (auth.Value.CacheValidatedTokens)
+                {
+                    jwt.Events ??= new JwtBearerEvents();
+                    jwt.Events.OnMessageReceived = validated.TryRecallAsync;
+                    jwt.Events.OnTokenValidated = validated.RememberAsync;
+                }
             });
 
         var authorization = services.AddAuthorizationBuilder();

@@ -44,9 +44,12 @@ public sealed class CvSealer(IDataProtectionProvider dataProtection)
         }
 
         var key = RandomNumberGenerator.GetBytes(32);
-        db.Add(new SeekerKey { SeekerId = seekerId, WrappedKey = _wrapper.Protect(key), CreatedAt = at });
+        db.Add(new SeekerKey { SeekerId = seekerId, WrappedKey = Wrap(key), CreatedAt = at });
         return key;
     }
+
+    /// <summary>The data key as stored: protected by the Data Protection key ring shared by every node.</summary>
+    public byte[] Wrap(byte[] key) => _wrapper.Protect(key);
 
     public byte[] Unwrap(byte[] wrappedKey) => _wrapper.Unprotect(wrappedKey);
 

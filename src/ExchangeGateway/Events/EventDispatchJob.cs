@@ -25,25 +25,42 @@ public sealed class EventDispatchJob(
 {
     public const string HttpClientName = "push-delivery";
 
-    /// <summary>Runs rounds until nothing is due or the run time is spent; returns how many events were delivered.</summary>
+    /// <summary>
+    /// Runs rounds until nothing is due or the run time is spent; returns how many events were delivered. Rounds overlap:
+    /// while one batch is on the wire, the previous batch's outcomes are recorded and the next batch is claimed, so the
+    /// database round trips (claim, record, commit) hide behind the deliveries instead of stalling them. The job's one
+    /// connection still does one thing at a time; a batch claimed ahead waits at most one batch's delivery time, well
+    /// within its lease.
+    /// </summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested)
+        var batch = await ClaimAsync(cancellationToken);
+        if (batch.Count == 0)
         {
-            var batch = await ClaimAsync(cancellationToken);
-            if (batch.Count == 0)
-            {
-                break;
-            }
-
-            var outcomes = await DeliverAsync(batch, cancellationToken);
-            delivered += await RecordAsync(batch, outcomes, cancellationToken);
+            return 0;
         }
 
-        return delivered;
+        var delivering = DeliverAsync(batch, cancellationToken);
+        var next = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+        while (true)
+        {
+            var outcomes = await delivering;
+            var nextDelivering = next.Count > 0 ? DeliverAsync(next, cancellationToken) : null;
+            delivered += await RecordAsync(batch, outcomes, cancellationToken);
+            if (nextDelivering is null)
+            {
+                return delivered;
+            }
+
+            var after = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+            (batch, delivering, next) = (next, nextDelivering, after);
+        }
     }
+
+    private async Task<List<ObligationToSend>> ClaimIfTimeLeftAsync(Stopwatch clock, CancellationToken cancellationToken) =>
+        clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested ? await ClaimAsync(cancellationToken) : [];
 
     private async Task<List<ObligationToSend>> ClaimAsync(CancellationToken cancellationToken)
     {

@@ -21,6 +21,8 @@ public static class OpenApi
                 Description = "Consent and exchange gateway for job seekers' CVs. Errors are RFC 9457 problem details.",
                 License = new OpenApiLicense { Name = "Apache-2.0", Url = new Uri("https://www.apache.org/licenses/LICENSE-2.0") },
             });
+            // A CV document is any JSON Resume object, written through as it was stored: the same open schema as a JsonElement.
+            options.MapType<Exchange.CvDocument>(() => new OpenApiSchema());
             var scopes = new Dictionary<string, string>
             {
                 [ApiScopes.CvManage] = "Job seeker: manage my CV and my consents",
