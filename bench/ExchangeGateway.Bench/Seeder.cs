@@ -27,7 +27,7 @@ internal static class Seeder
 {
     public const string SiteZero = "demo-jobsite";
     private const int Chunk = 1000;
-    private static readonly string[] Tables = ["cvs", "seeker_keys", "consents", "disclosures", "audit_events"];
+    private static readonly string[] Tables = ["cvs", "seeker_keys", "consents", "feed_entries", "disclosures", "audit_events"];
 
     public static string SeekerId(long index) => $"00000000-0000-4000-8000-{index:D12}";
 
@@ -50,7 +50,7 @@ internal static class Seeder
         // Recipients: site 0 is the demo site (it has an OAuth client with a known secret), the others are plain rows.
         var now = DateTimeOffset.UtcNow;
         var sites = await EnsureSitesAsync(dataSource, recipients, now);
-        var basePosition = await ScalarAsync<long>(dataSource, "SELECT COALESCE(max(feed_position), 0) FROM consents");
+        var basePosition = await ScalarAsync<long>(dataSource, "SELECT COALESCE(max(position), 0) FROM feed_entries");
         var (headSequence, headHash) = await AuditHeadAsync(dataSource);
 
         var indexes = await DropSecondaryIndexesAsync(dataSource);
@@ -180,12 +180,15 @@ internal static class Seeder
         await using var keyConnection = await OpenBulkAsync(dataSource);
         await using var consentConnection = await OpenBulkAsync(dataSource);
         await using var ledgerConnection = await OpenBulkAsync(dataSource);
+        await using var feedConnection = await OpenBulkAsync(dataSource);
         await using var cvCopy = await cvConnection.BeginBinaryImportAsync(
             "COPY cvs (id, seeker_id, version, state, created_at, updated_at, refreshed_at, sealed, content_hash) FROM STDIN (FORMAT BINARY)");
         await using var keyCopy = await keyConnection.BeginBinaryImportAsync(
             "COPY seeker_keys (seeker_id, wrapped_key, created_at) FROM STDIN (FORMAT BINARY)");
         await using var consentCopy = await consentConnection.BeginBinaryImportAsync(
-            "COPY consents (id, seeker_id, recipient_id, pairwise_id, state, collection_method, granted_at, expires_at, feed_position, expiry_reminder_sent) FROM STDIN (FORMAT BINARY)");
+            "COPY consents (id, seeker_id, recipient_id, pairwise_id, state, collection_method, granted_at, expires_at, expiry_reminder_sent) FROM STDIN (FORMAT BINARY)");
+        await using var feedCopy = await feedConnection.BeginBinaryImportAsync(
+            "COPY feed_entries (consent_id, recipient_id, position) FROM STDIN (FORMAT BINARY)");
         await using var ledgerCopy = await ledgerConnection.BeginBinaryImportAsync(
             "COPY disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at) FROM STDIN (FORMAT BINARY)");
 
@@ -225,8 +228,12 @@ internal static class Seeder
                     await consentCopy.WriteAsync("Web", NpgsqlDbType.Varchar);
                     await consentCopy.WriteAsync(granted, NpgsqlDbType.TimestampTz);
                     await consentCopy.WriteAsync(granted.AddDays(365), NpgsqlDbType.TimestampTz);
-                    await consentCopy.WriteAsync(position, NpgsqlDbType.Bigint);
                     await consentCopy.WriteAsync(false, NpgsqlDbType.Boolean);
+
+                    await feedCopy.StartRowAsync();
+                    await feedCopy.WriteAsync(id, NpgsqlDbType.Uuid);
+                    await feedCopy.WriteAsync(sites[site], NpgsqlDbType.Uuid);
+                    await feedCopy.WriteAsync(position, NpgsqlDbType.Bigint);
 
                     await ledgerCopy.StartRowAsync();
                     await ledgerCopy.WriteAsync(id, NpgsqlDbType.Uuid);
@@ -255,6 +262,7 @@ internal static class Seeder
         await cvCopy.CompleteAsync();
         await keyCopy.CompleteAsync();
         await consentCopy.CompleteAsync();
+        await feedCopy.CompleteAsync();
         await ledgerCopy.CompleteAsync();
         return new LoadResult(consents, documentBytes, sample);
     }

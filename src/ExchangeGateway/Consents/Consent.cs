@@ -53,8 +53,6 @@ public sealed class Consent
     public DateTimeOffset GrantedAt { get; private set; }
     public DateTimeOffset ExpiresAt { get; private set; }
     public DateTimeOffset? EndedAt { get; private set; }
-    /// <summary>Position in the recipient's change feed; bumped under the chain lock whenever what the site may hold changes.</summary>
-    public long FeedPosition { get; private set; }
     public bool ExpiryReminderSent { get; private set; }
     /// <summary>Why the episode ended, in the words of the events sent to recipients (consent-revoked, ...).</summary>
     public string? EndCause { get; private set; }
@@ -116,12 +114,10 @@ public sealed class ConsentConfiguration : IEntityTypeConfiguration<Consent>
         builder.Property(c => c.State).HasConversion<string>().HasMaxLength(16);
         builder.Property(c => c.CollectionMethod).HasConversion<string>().HasMaxLength(8);
         builder.Property(c => c.EndCause).HasMaxLength(32);
-        builder.Property(c => c.FeedPosition).HasDefaultValueSql("nextval('feed_positions')");
         builder.HasIndex(c => c.PairwiseId).IsUnique();
         // At most one active episode per seeker and site: the database, not only the code, says so.
         builder.HasIndex(c => new { c.SeekerId, c.RecipientId }).IsUnique().HasFilter("state = 'Active'");
         builder.HasIndex(c => new { c.SeekerId, c.RecipientId, c.GrantedAt });
-        builder.HasIndex(c => new { c.RecipientId, c.FeedPosition });
         builder.HasIndex(c => c.ExpiresAt).HasFilter("state = 'Active'");
         builder.HasOne<Recipients.Recipient>().WithMany().HasForeignKey(c => c.RecipientId).OnDelete(DeleteBehavior.Restrict);
     }

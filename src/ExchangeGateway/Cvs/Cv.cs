@@ -96,7 +96,9 @@ public sealed class CvConfiguration : IEntityTypeConfiguration<Cv>
     {
         builder.ToTable("cvs");
         builder.HasIndex(c => c.SeekerId).IsUnique();
-        builder.HasIndex(c => c.RefreshedAt);
+        // Only published CVs can go stale or need a reminder; without the filter the sweep would walk past every CV it has
+        // already taken offline (they keep their old refresh date) on each batch.
+        builder.HasIndex(c => c.RefreshedAt).HasFilter("state = 'Published'");
         builder.Property(c => c.SeekerId).HasMaxLength(64);
         builder.Property(c => c.State).HasConversion<string>().HasMaxLength(16);
         builder.Property(c => c.Version).IsConcurrencyToken();

@@ -11,33 +11,93 @@ namespace ExchangeGateway.Cvs;
 
 /// <summary>
 /// Takes stale CVs offline, set-based: each batch claims up to <see cref="BatchSize"/> stale rows with
-/// FOR UPDATE SKIP LOCKED (a seeker refreshing right now keeps their CV; another node's batch is skipped), marks them
-/// offline, moves the sites' feeds and writes an obligation for every site holding a copy, all in one transaction.
+/// FOR UPDATE SKIP LOCKED (a seeker refreshing right now keeps their CV; another worker's or node's batch is skipped),
+/// marks them offline, writes an obligation for every site holding a copy, moves the sites' feeds and records one audit
+/// event per CV, all in one transaction. <see cref="Workers"/> batches run side by side: most of a batch's work needs no
+/// lock, so one batch claims and writes while another holds the chain lock to commit.
 /// The read path never relied on this job: a stale CV is refused from the moment it is stale.
 /// </summary>
 public sealed class FreshnessSweepJob(
-    GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
-    IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
+    IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
 {
     public const int BatchSize = 5000;
+    public const int Workers = 2;
+
+    private const string ObligationColumns =
+        "jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at";
+
+    // The holders of the swept CVs: every active episode of their seekers.
+    private const string Held = """
+        held AS (
+            SELECT c.id, c.recipient_id, c.pairwise_id
+            FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active')
+        """;
+
+    // Outside the chain lock: an obligation for each episode that received the CV, as far as this statement's snapshot
+    // shows, and the newest ledger row in that snapshot. Ledger ids are handed out and committed under the chain lock, so
+    // every disclosure this statement could not see has a greater id.
+    private static readonly string ObligationsSql = $"""
+        WITH {Held},
+        written AS (
+            INSERT INTO erasure_obligations ({ObligationColumns})
+            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
+                   $2, $3, 'Pending', false, 0, $2
+            FROM held WHERE EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)
+            RETURNING 1)
+        SELECT (SELECT count(*)::int FROM written), (SELECT coalesce(max(id), 0) FROM disclosures)
+        """;
+
+    // Under the chain lock nothing more can be disclosed until commit: the feeds move in commit order, and a disclosure
+    // that committed after the statement above (only possible from a node whose clock still saw the CV fresh) gets its
+    // obligation too, unless the episode already had one.
+    private static readonly string ConsequencesSql = $"""
+        WITH {Held},
+        moved AS (
+            UPDATE feed_entries f SET position = nextval('feed_positions') FROM held WHERE f.consent_id = held.id),
+        late AS (
+            INSERT INTO erasure_obligations ({ObligationColumns})
+            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
+                   $2, $3, 'Pending', false, 0, $2
+            FROM held
+            WHERE held.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $4)
+              AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id AND d.id <= $4)
+            RETURNING 1)
+        SELECT count(*)::int FROM late
+        """;
 
     /// <summary>Returns how many CVs went offline.</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        var total = 0;
-        int swept;
-        do
+        int total = 0, obligations = 0;
+        try
         {
-            swept = await SweepBatchAsync(cancellationToken);
-            total += swept;
+            await Parallel.ForAsync(0, Workers, cancellationToken, async (_, ct) =>
+            {
+                int swept;
+                do
+                {
+                    (swept, var written) = await SweepBatchAsync(ct);
+                    Interlocked.Add(ref total, swept);
+                    Interlocked.Add(ref obligations, written);
+                }
+                while (swept == BatchSize && !ct.IsCancellationRequested);
+            });
         }
-        while (swept == BatchSize && !cancellationToken.IsCancellationRequested);
+        finally
+        {
+            // One dispatch for the whole sweep, not one per batch; the recurring dispatch would find them anyway.
+            dispatch.After(obligations);
+        }
 
         return total;
     }
 
-    private async Task<int> SweepBatchAsync(CancellationToken cancellationToken)
+    /// <summary>How many CVs went offline and how many obligations were written, committed.</summary>
+    private async Task<(int Swept, int Obligations)> SweepBatchAsync(CancellationToken cancellationToken)
     {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        var audit = scope.ServiceProvider.GetRequiredService<AuditTrail>();
         var now = time.GetUtcNow();
         var cutoff = now - freshness.Value.MaxAge;
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
@@ -66,29 +126,49 @@ public sealed class FreshnessSweepJob(
 
         if (seekers.Count == 0)
         {
-            return 0;
+            return (0, 0);
         }
 
-        // Under the chain lock: feed positions in commit order, and every disclosure already committed is seen.
-        await Locks.ChainAsync(db, cancellationToken);
-        var consents = new List<Guid>();
-        await using (var bump = new NpgsqlCommand(
-            "UPDATE consents SET feed_position = nextval('feed_positions') WHERE seeker_id = ANY($1) AND state = 'Active' RETURNING id",
-            connection, npgsqlTransaction) { Parameters = { new() { Value = seekers.ToArray() } } })
-        await using (var reader = await bump.ExecuteReaderAsync(cancellationToken))
+        var confirmBefore = now + erasure.Value.ConfirmWithin;
+        NpgsqlParameter[] Parameters() => [new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore }];
+        int obligations;
+        long ledgerSeen;
+        await using (var write = new NpgsqlCommand(ObligationsSql, connection, npgsqlTransaction))
         {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                consents.Add(reader.GetGuid(0));
-            }
+            write.Parameters.AddRange(Parameters());
+            await using var reader = await write.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            obligations = reader.GetInt32(0);
+            ledgerSeen = reader.GetInt64(1);
         }
 
-        var obligations = await Obligations.RequireErasureAsync(db, consents, ErasureCauses.CvOffline, now, erasure.Value.ConfirmWithin, cancellationToken);
+        // One round trip under the lock: the lock, the feeds and late obligations, the audit head.
+        await using var consequences = new NpgsqlBatch(connection, npgsqlTransaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({Locks.Chain})"),
+                new NpgsqlBatchCommand(ConsequencesSql),
+                new NpgsqlBatchCommand(AuditTrail.HeadQuery),
+            },
+        };
+        consequences.BatchCommands[1].Parameters.AddRange(Parameters());
+        consequences.BatchCommands[1].Parameters.Add(new() { Value = ledgerSeen });
+        AuditTrail.Head head;
+        await using (var reader = await consequences.ExecuteReaderAsync(cancellationToken))
+        {
+            await reader.NextResultAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            obligations += reader.GetInt32(0);
+            await reader.NextResultAsync(cancellationToken);
+            head = await AuditTrail.ReadHeadResultAsync(reader, cancellationToken);
+        }
+
+        // One event per CV, not one per batch: a seeker's (pseudonymous) trail shows when their CV went offline.
         await audit.AppendAsync(
             seekers.Select(seeker => new AuditEntry(ActorKinds.System, "freshness-sweep", AuditActions.CvWentOffline, Outcomes.Success, SeekerId: seeker)).ToList(),
-            cancellationToken);
+            head, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
-        return seekers.Count;
+        return (seekers.Count, obligations);
     }
 }

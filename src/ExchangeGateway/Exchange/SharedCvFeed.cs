@@ -56,15 +56,16 @@ public sealed class SharedCvFeed(
 {
     // Keep in step with scripts/bench, whose pgbench baseline runs this same SQL.
     private const string Columns = """
-        c.id, c.pairwise_id, c.state, c.end_cause, c.feed_position, c.seeker_id,
+        c.id, c.pairwise_id, c.state, c.end_cause, f.position, c.seeker_id,
         v.version, v.refreshed_at, v.state, v.sealed, v.content_hash, k.wrapped_key,
         EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id) AS disclosed, c.expires_at
-        FROM consents c
+        FROM feed_entries f
+        JOIN consents c ON c.id = f.consent_id
         LEFT JOIN cvs v ON v.seeker_id = c.seeker_id
         LEFT JOIN seeker_keys k ON k.seeker_id = c.seeker_id
         """;
 
-    private const string PageSql = $"SELECT {Columns} WHERE c.recipient_id = $1 AND c.feed_position > $2 ORDER BY c.feed_position LIMIT $3";
+    private const string PageSql = $"SELECT {Columns} WHERE f.recipient_id = $1 AND f.position > $2 ORDER BY f.position LIMIT $3";
     private const string OneSql = $"SELECT {Columns} WHERE c.recipient_id = $1 AND c.pairwise_id = $2";
 
     public async Task<SharedCvPage> ReadPageAsync(Recipient recipient, long after, int limit, Func<long, string> cursorOf, CancellationToken cancellationToken)

@@ -277,12 +277,6 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnType("boolean")
                         .HasColumnName("expiry_reminder_sent");
 
-                    b.Property<long>("FeedPosition")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("bigint")
-                        .HasColumnName("feed_position")
-                        .HasDefaultValueSql("nextval('feed_positions')");
-
                     b.Property<DateTimeOffset>("GrantedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("granted_at");
@@ -319,8 +313,8 @@ namespace ExchangeGateway.Data.Migrations
                         .IsUnique()
                         .HasDatabaseName("ix_consents_pairwise_id");
 
-                    b.HasIndex("RecipientId", "FeedPosition")
-                        .HasDatabaseName("ix_consents_recipient_id_feed_position");
+                    b.HasIndex("RecipientId")
+                        .HasDatabaseName("ix_consents_recipient_id");
 
                     b.HasIndex("SeekerId", "RecipientId")
                         .IsUnique()
@@ -449,7 +443,8 @@ namespace ExchangeGateway.Data.Migrations
                         .HasName("pk_cvs");
 
                     b.HasIndex("RefreshedAt")
-                        .HasDatabaseName("ix_cvs_refreshed_at");
+                        .HasDatabaseName("ix_cvs_refreshed_at")
+                        .HasFilter("state = 'Published'");
 
                     b.HasIndex("SeekerId")
                         .IsUnique()
@@ -631,6 +626,29 @@ namespace ExchangeGateway.Data.Migrations
                         .HasDatabaseName("ix_disclosures_seeker_id_id");
 
                     b.ToTable("disclosures", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Exchange.FeedEntry", b =>
+                {
+                    b.Property<Guid>("ConsentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("consent_id");
+
+                    b.Property<long>("Position")
+                        .HasColumnType("bigint")
+                        .HasColumnName("position");
+
+                    b.Property<Guid>("RecipientId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.HasKey("ConsentId")
+                        .HasName("pk_feed_entries");
+
+                    b.HasIndex("RecipientId", "Position")
+                        .HasDatabaseName("ix_feed_entries_recipient_id_position");
+
+                    b.ToTable("feed_entries", (string)null);
                 });
 
             modelBuilder.Entity("ExchangeGateway.Recipients.Recipient", b =>
@@ -1200,23 +1218,6 @@ namespace ExchangeGateway.Data.Migrations
                         .HasConstraintName("fk_consent_events_consents_consent_id");
                 });
 
-            modelBuilder.Entity("ExchangeGateway.Events.ErasureObligation", b =>
-                {
-                    b.HasOne("ExchangeGateway.Consents.Consent", null)
-                        .WithMany()
-                        .HasForeignKey("ConsentId")
-                        .OnDelete(DeleteBehavior.Restrict)
-                        .IsRequired()
-                        .HasConstraintName("fk_erasure_obligations_consents_consent_id");
-
-                    b.HasOne("ExchangeGateway.Recipients.Recipient", null)
-                        .WithMany()
-                        .HasForeignKey("RecipientId")
-                        .OnDelete(DeleteBehavior.Restrict)
-                        .IsRequired()
-                        .HasConstraintName("fk_erasure_obligations_recipients_recipient_id");
-                });
-
             modelBuilder.Entity("ExchangeGateway.Exchange.Disclosure", b =>
                 {
                     b.HasOne("ExchangeGateway.Consents.Consent", null)
@@ -1225,6 +1226,16 @@ namespace ExchangeGateway.Data.Migrations
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_disclosures_consents_consent_id");
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Exchange.FeedEntry", b =>
+                {
+                    b.HasOne("ExchangeGateway.Consents.Consent", null)
+                        .WithOne()
+                        .HasForeignKey("ExchangeGateway.Exchange.FeedEntry", "ConsentId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_feed_entries_consents_consent_id");
                 });
 
             modelBuilder.Entity("Microsoft.AspNetCore.Identity.IdentityRoleClaim<string>", b =>
