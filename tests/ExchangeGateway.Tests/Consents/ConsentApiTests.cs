@@ -10,7 +10,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task TickingTwiceKeepsOneActiveConsentAndOneReceipt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var first = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         var second = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         Assert.Equal(first.GetProperty("id").GetGuid(), second.GetProperty("id").GetGuid());
@@ -25,7 +25,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task UntickingIsIdempotentAndEachChangeHasAReceipt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using (var revoked = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
         {
@@ -66,7 +66,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task RacingTicksAndUnticksLeaveOneConsistentState()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => i % 2 == 0
             ? ClientPut()
             : Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id)));
@@ -96,7 +96,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task TheConsentListShowsEveryActiveSiteWithMyState()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         var list = await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
@@ -113,7 +113,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "export-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
 
