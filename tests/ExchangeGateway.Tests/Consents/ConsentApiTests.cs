@@ -50,6 +50,38 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a tick or an untick answers must be what a later read returns.</summary>
+    [Fact]
+    public async Task TheTimesATickOrAnUntickAnswersAreTheTimesALaterGetReturns()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        var granted = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var grantedAt = granted.GetProperty("grantedAt").GetDateTimeOffset();
+        var active = await MyConsentAsync();
+        Assert.Equal(grantedAt, active.GetProperty("since").GetDateTimeOffset());
+        Assert.Equal(granted.GetProperty("expiresAt").GetDateTimeOffset(), active.GetProperty("expiresAt").GetDateTimeOffset());
+        var receipt = await (await client.GetAsync($"/api/v1/me/receipts/{granted.GetProperty("receiptId").GetGuid()}")).ReadJsonAsync();
+        Assert.Equal(grantedAt, receipt.GetProperty("timestamp").GetDateTimeOffset());
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        using var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        var endedAt = (await untick.ReadJsonAsync()).GetProperty("endedAt").GetDateTimeOffset();
+        Assert.Equal(endedAt, (await MyConsentAsync()).GetProperty("since").GetDateTimeOffset());
+        var history = await (await client.GetAsync($"/api/v1/me/consents/{site.Id}/history")).ReadJsonAsync();
+        Assert.Equal([grantedAt, endedAt], history.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("at").GetDateTimeOffset()));
+
+        async Task<System.Text.Json.JsonElement> MyConsentAsync()
+        {
+            var list = await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
+            return list.GetProperty("items").EnumerateArray().Single(e => e.GetProperty("recipientId").GetGuid() == site.Id);
+        }
+    }
+
     [Fact]
     public async Task UnknownRecipientsAre404AndCreateNothing()
     {
