@@ -42,6 +42,7 @@ builder.Services.AddSingleton<CvSealer>();
 builder.Services.AddSingleton<EventTokens>();
 builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
+builder.Services.AddScoped<SuspensionConsequences>();
 builder.Services.AddScoped<SeekerErasure>();
 builder.Services.AddScoped<SharedCvFeed>();
 builder.Services.AddSingleton<DisclosureRecorder>();

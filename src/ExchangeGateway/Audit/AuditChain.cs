@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using ExchangeGateway.Data;
 
 namespace ExchangeGateway.Audit;
 
@@ -11,8 +12,7 @@ public static class AuditChain
     public static readonly byte[] Genesis = new byte[32];
 
     /// <summary>PostgreSQL keeps microseconds; hashing anything finer would break verification after a round trip.</summary>
-    public static DateTimeOffset Truncate(DateTimeOffset at) =>
-        new(at.UtcTicks - at.UtcTicks % 10, TimeSpan.Zero);
+    public static DateTimeOffset Truncate(DateTimeOffset at) => at.TruncateToMicroseconds();
 
     public static byte[] HashOf(
         long sequence, DateTimeOffset occurredAt, string actorKind, string? actorId, string action, string? subject,

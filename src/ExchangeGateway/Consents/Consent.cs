@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Cryptography;
+using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using Microsoft.IdentityModel.Tokens;
@@ -37,7 +38,8 @@ public sealed class ConsentOptions
 
 /// <summary>
 /// One consent episode of one seeker towards one recipient. Once it has ended, in whatever way, it can never be active
-/// again: a new tick is a new episode with a new pairwise id, so the site cannot link the two.
+/// again: a new tick is a new episode with a new pairwise id, so the site cannot link the two. Its times are cut to whole
+/// microseconds, as PostgreSQL stores them.
 /// </summary>
 public sealed class Consent
 {
@@ -59,17 +61,21 @@ public sealed class Consent
 
     public bool IsActive => State == ConsentState.Active;
 
-    public static Consent Grant(string seekerId, Guid recipientId, CollectionMethod method, DateTimeOffset at, TimeSpan maxAge) => new()
+    public static Consent Grant(string seekerId, Guid recipientId, CollectionMethod method, DateTimeOffset at, TimeSpan maxAge)
     {
-        Id = Guid.CreateVersion7(at),
-        SeekerId = seekerId,
-        RecipientId = recipientId,
-        PairwiseId = "cv_" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16)),
-        State = ConsentState.Active,
-        CollectionMethod = method,
-        GrantedAt = at,
-        ExpiresAt = at + maxAge,
-    };
+        at = at.TruncateToMicroseconds();
+        return new Consent
+        {
+            Id = Guid.CreateVersion7(at),
+            SeekerId = seekerId,
+            RecipientId = recipientId,
+            PairwiseId = "cv_" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(16)),
+            State = ConsentState.Active,
+            CollectionMethod = method,
+            GrantedAt = at,
+            ExpiresAt = (at + maxAge).TruncateToMicroseconds(),
+        };
+    }
 
     public void Revoke(DateTimeOffset at) => End(ConsentState.Revoked, ErasureCauses.ConsentRevoked, at);
 
@@ -100,7 +106,7 @@ public sealed class Consent
 
         State = state;
         EndCause = cause;
-        EndedAt = at;
+        EndedAt = at.TruncateToMicroseconds();
     }
 }
 
@@ -149,18 +155,22 @@ public sealed class ConsentEvent
     public required string RecipientName { get; init; }
     public required string PolicyUrl { get; init; }
 
-    public static ConsentEvent For(Consent consent, ConsentEventKind kind, Recipients.Recipient recipient, CollectionMethod method, DateTimeOffset at) => new()
+    public static ConsentEvent For(Consent consent, ConsentEventKind kind, Recipients.Recipient recipient, CollectionMethod method, DateTimeOffset at)
     {
-        Id = Guid.CreateVersion7(at),
-        ConsentId = consent.Id,
-        SeekerId = consent.SeekerId,
-        RecipientId = consent.RecipientId,
-        Kind = kind,
-        At = at,
-        CollectionMethod = method,
-        RecipientName = recipient.DisplayName,
-        PolicyUrl = recipient.PrivacyPolicyUrl.AbsoluteUri,
-    };
+        at = at.TruncateToMicroseconds();
+        return new ConsentEvent
+        {
+            Id = Guid.CreateVersion7(at),
+            ConsentId = consent.Id,
+            SeekerId = consent.SeekerId,
+            RecipientId = consent.RecipientId,
+            Kind = kind,
+            At = at,
+            CollectionMethod = method,
+            RecipientName = recipient.DisplayName,
+            PolicyUrl = recipient.PrivacyPolicyUrl.AbsoluteUri,
+        };
+    }
 }
 
 public sealed class ConsentEventConfiguration : IEntityTypeConfiguration<ConsentEvent>

@@ -1,3 +1,4 @@
+using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -7,7 +8,8 @@ public enum CvState { Published, Offline, Erased }
 
 /// <summary>
 /// A seeker's CV: a JSON Resume document, sealed with the seeker's own data key. Freshness is a rule of the aggregate:
-/// whatever the stored state says, a CV whose last refresh is older than the maximum age is offline.
+/// whatever the stored state says, a CV whose last refresh is older than the maximum age is offline. The times it records
+/// are cut to whole microseconds, as PostgreSQL stores them, so that what a write answers is what a later read returns.
 /// </summary>
 public sealed class Cv
 {
@@ -29,18 +31,22 @@ public sealed class Cv
     /// <summary>Largest reminder lead time already sent for the current refresh (so each is sent once).</summary>
     public TimeSpan? LastReminderLead { get; private set; }
 
-    public static Cv Publish(string seekerId, Guid id, byte[] sealedDocument, byte[] contentHash, DateTimeOffset at) => new()
+    public static Cv Publish(string seekerId, Guid id, byte[] sealedDocument, byte[] contentHash, DateTimeOffset at)
     {
-        Id = id,
-        SeekerId = seekerId,
-        Version = 1,
-        State = CvState.Published,
-        CreatedAt = at,
-        UpdatedAt = at,
-        RefreshedAt = at,
-        Sealed = sealedDocument,
-        ContentHash = contentHash,
-    };
+        at = at.TruncateToMicroseconds();
+        return new Cv
+        {
+            Id = id,
+            SeekerId = seekerId,
+            Version = 1,
+            State = CvState.Published,
+            CreatedAt = at,
+            UpdatedAt = at,
+            RefreshedAt = at,
+            Sealed = sealedDocument,
+            ContentHash = contentHash,
+        };
+    }
 
     /// <summary>The version the next replacement will carry (the ciphertext is bound to it).</summary>
     public int NextVersion => Version + 1;
@@ -48,6 +54,7 @@ public sealed class Cv
     /// <summary>A new version is also a refresh. Replacing an erased CV starts it again.</summary>
     public void Replace(byte[] sealedDocument, byte[] contentHash, DateTimeOffset at)
     {
+        at = at.TruncateToMicroseconds();
         Version = NextVersion;
         Sealed = sealedDocument;
         ContentHash = contentHash;
@@ -67,12 +74,13 @@ public sealed class Cv
         }
 
         State = CvState.Published;
-        RefreshedAt = at;
+        RefreshedAt = at.TruncateToMicroseconds();
         LastReminderLead = null;
     }
 
     public void Erase(DateTimeOffset at)
     {
+        at = at.TruncateToMicroseconds();
         Sealed = null;
         ContentHash = null;
         State = CvState.Erased;

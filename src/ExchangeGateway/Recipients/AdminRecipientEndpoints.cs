@@ -211,16 +211,18 @@ public static partial class AdminRecipientEndpoints
     }
 
     private static Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Suspend(
-        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, TimeProvider time) =>
-        ChangeStatus(id, request, context, db, audit, AuditActions.RecipientSuspended, (r, reason, at) => r.Suspend(reason, at), time);
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit,
+        SuspensionConsequences consequences, TimeProvider time) =>
+        ChangeStatus(id, request, context, db, audit, consequences, AuditActions.RecipientSuspended, (r, reason, at) => r.Suspend(reason, at), time);
 
     private static Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Reinstate(
-        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, TimeProvider time) =>
-        ChangeStatus(id, request, context, db, audit, AuditActions.RecipientReinstated, (r, reason, at) => r.Reinstate(reason, at), time);
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit,
+        SuspensionConsequences consequences, TimeProvider time) =>
+        ChangeStatus(id, request, context, db, audit, consequences, AuditActions.RecipientReinstated, (r, reason, at) => r.Reinstate(reason, at), time);
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> ChangeStatus(
-        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit, string action,
-        Func<Recipient, string, DateTimeOffset, bool> change, TimeProvider time)
+        Guid id, StatusChangeRequest request, HttpContext context, GatewayDbContext db, AuditTrail audit,
+        SuspensionConsequences consequences, string action, Func<Recipient, string, DateTimeOffset, bool> change, TimeProvider time)
     {
         var cancellationToken = context.RequestAborted;
         var errors = new RequestErrors();
@@ -244,7 +246,7 @@ public static partial class AdminRecipientEndpoints
         if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
         {
             await db.SaveChangesAsync(cancellationToken);
-            obligations = await SuspensionConsequences.ApplyAsync(context.RequestServices, recipient, cancellationToken);
+            obligations = await consequences.ApplyAsync(recipient, cancellationToken);
             await audit.AppendAsync(OperatorEntry(context, audit, action, recipient, request.Reason.Trim()), cancellationToken);
         }
 

@@ -1,3 +1,4 @@
+using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -15,7 +16,8 @@ public enum RecipientStatus { Active, Suspended }
 
 /// <summary>
 /// A named third-party job site. Its OAuth client (same client id) lives in OpenIddict's store; this row holds what the
-/// gateway and the seekers need to know about the site, and whether it may receive anything at all.
+/// gateway and the seekers need to know about the site, and whether it may receive anything at all. Its times are cut to
+/// whole microseconds, as PostgreSQL stores them.
 /// </summary>
 public sealed class Recipient
 {
@@ -51,6 +53,7 @@ public sealed class Recipient
             throw new ArgumentException("A push recipient needs a push endpoint.", nameof(pushEndpoint));
         }
 
+        at = at.TruncateToMicroseconds();
         return new Recipient
         {
             Id = Guid.CreateVersion7(at),
@@ -77,8 +80,9 @@ public sealed class Recipient
             throw new InvalidOperationException("Only a secret-authenticated recipient has a secret to rotate.");
         }
 
+        at = at.TruncateToMicroseconds();
         PreviousSecretHash = grace > TimeSpan.Zero ? previousHash : null;
-        PreviousSecretValidUntil = grace > TimeSpan.Zero ? at + grace : null;
+        PreviousSecretValidUntil = grace > TimeSpan.Zero ? (at + grace).TruncateToMicroseconds() : null;
         UpdatedAt = at;
     }
 
@@ -100,7 +104,7 @@ public sealed class Recipient
         ContactEmail = contactEmail ?? ContactEmail;
         DeliveryMode = mode;
         PushEndpoint = mode == DeliveryMode.Push ? endpoint : null;
-        UpdatedAt = at;
+        UpdatedAt = at.TruncateToMicroseconds();
     }
 
     /// <summary>Returns false when already suspended, so the caller records (and propagates) only real changes.</summary>
@@ -113,7 +117,7 @@ public sealed class Recipient
 
         Status = RecipientStatus.Suspended;
         StatusReason = reason;
-        UpdatedAt = at;
+        UpdatedAt = at.TruncateToMicroseconds();
         return true;
     }
 
@@ -126,7 +130,7 @@ public sealed class Recipient
 
         Status = RecipientStatus.Active;
         StatusReason = reason;
-        UpdatedAt = at;
+        UpdatedAt = at.TruncateToMicroseconds();
         return true;
     }
 }

@@ -14,20 +14,21 @@ namespace ExchangeGateway.Recipients;
 /// erasure obligation for every episode that disclosed something: the site may read nothing more, and must delete what
 /// it holds. A reinstatement restores nothing: seekers tick again if they wish.
 /// </summary>
-public static class SuspensionConsequences
+public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit, TimeProvider time, IOptions<ErasureOptions> erasure)
 {
-    /// <summary>Returns how many obligations were written; the caller signals the dispatcher once it has committed.</summary>
-    public static async Task<int> ApplyAsync(IServiceProvider services, Recipient recipient, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs in the caller's transaction and does not commit. Returns how many obligations were written; the caller
+    /// signals the dispatcher once it has committed.
+    /// </summary>
+    public async Task<int> ApplyAsync(Recipient recipient, CancellationToken cancellationToken)
     {
         if (recipient.IsActive)
         {
             return 0;
         }
 
-        var db = services.GetRequiredService<GatewayDbContext>();
-        var audit = services.GetRequiredService<AuditTrail>();
-        var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
-        var confirmWithin = services.GetRequiredService<IOptions<ErasureOptions>>().Value.ConfirmWithin;
+        var now = time.GetUtcNow();
+        var confirmWithin = erasure.Value.ConfirmWithin;
 
         // Locked, so a seeker unticking at this moment either commits first (and is no longer active here) or waits.
         // NO KEY UPDATE: a disclosure being recorded under the chain lock only needs KEY SHARE on its consent.

@@ -2,7 +2,6 @@ using System.Net;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
-using ExchangeGateway.Tests.Recipients;
 
 namespace ExchangeGateway.Tests.Audit;
 

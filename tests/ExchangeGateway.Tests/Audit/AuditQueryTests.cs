@@ -3,7 +3,6 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Tests.Infrastructure;
-using ExchangeGateway.Tests.Recipients;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Audit;

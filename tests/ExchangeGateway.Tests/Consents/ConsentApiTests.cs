@@ -10,7 +10,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task TickingTwiceKeepsOneActiveConsentAndOneReceipt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var first = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         var second = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         Assert.Equal(first.GetProperty("id").GetGuid(), second.GetProperty("id").GetGuid());
@@ -25,7 +25,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task UntickingIsIdempotentAndEachChangeHasAReceipt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using (var revoked = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
         {
@@ -50,6 +50,38 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a tick or an untick answers must be what a later read returns.</summary>
+    [Fact]
+    public async Task TheTimesATickOrAnUntickAnswersAreTheTimesALaterGetReturns()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        var granted = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var grantedAt = granted.GetProperty("grantedAt").GetDateTimeOffset();
+        var active = await MyConsentAsync();
+        Assert.Equal(grantedAt, active.GetProperty("since").GetDateTimeOffset());
+        Assert.Equal(granted.GetProperty("expiresAt").GetDateTimeOffset(), active.GetProperty("expiresAt").GetDateTimeOffset());
+        var receipt = await (await client.GetAsync($"/api/v1/me/receipts/{granted.GetProperty("receiptId").GetGuid()}")).ReadJsonAsync();
+        Assert.Equal(grantedAt, receipt.GetProperty("timestamp").GetDateTimeOffset());
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        using var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        var endedAt = (await untick.ReadJsonAsync()).GetProperty("endedAt").GetDateTimeOffset();
+        Assert.Equal(endedAt, (await MyConsentAsync()).GetProperty("since").GetDateTimeOffset());
+        var history = await (await client.GetAsync($"/api/v1/me/consents/{site.Id}/history")).ReadJsonAsync();
+        Assert.Equal([grantedAt, endedAt], history.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("at").GetDateTimeOffset()));
+
+        async Task<System.Text.Json.JsonElement> MyConsentAsync()
+        {
+            var list = await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
+            return list.GetProperty("items").EnumerateArray().Single(e => e.GetProperty("recipientId").GetGuid() == site.Id);
+        }
+    }
+
     [Fact]
     public async Task UnknownRecipientsAre404AndCreateNothing()
     {
@@ -66,7 +98,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task RacingTicksAndUnticksLeaveOneConsistentState()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => i % 2 == 0
             ? ClientPut()
             : Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id)));
@@ -96,7 +128,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     public async Task TheConsentListShowsEveryActiveSiteWithMyState()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         var list = await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync();
@@ -113,7 +145,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "export-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
 

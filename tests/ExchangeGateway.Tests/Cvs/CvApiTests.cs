@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExchangeGateway.Tests.Infrastructure;
 
@@ -29,6 +30,44 @@ public sealed class CvApiTests(GatewayFixture fixture)
         var offlineAt = cv.GetProperty("offlineAt").GetDateTimeOffset();
         var refreshedAt = cv.GetProperty("refreshedAt").GetDateTimeOffset();
         Assert.Equal(TimeSpan.FromDays(90), offlineAt - refreshedAt);
+    }
+
+    /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a write answers must be what a later read returns.</summary>
+    [Fact]
+    public async Task TheTimesAPutOrARefreshAnswersAreTheTimesALaterGetReturns()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        using (var created = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("created")))
+        {
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            await AssertSameTimesAsync(await created.ReadJsonAsync());
+        }
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        using (var replaced = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("replaced")))
+        {
+            Assert.Equal(HttpStatusCode.OK, replaced.StatusCode);
+            await AssertSameTimesAsync(await replaced.ReadJsonAsync());
+        }
+
+        fixture.Time.AdvanceToSubMicrosecondTick();
+        using (var refreshed = await client.PostAsync("/api/v1/me/cv/refresh", null))
+        {
+            Assert.Equal(HttpStatusCode.OK, refreshed.StatusCode);
+            await AssertSameTimesAsync(await refreshed.ReadJsonAsync());
+        }
+
+        async Task AssertSameTimesAsync(JsonElement written)
+        {
+            var read = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+            foreach (var field in (string[])["refreshedAt", "offlineAt", "updatedAt"])
+            {
+                Assert.Equal(written.GetProperty(field).GetDateTimeOffset(), read.GetProperty(field).GetDateTimeOffset());
+            }
+        }
     }
 
     [Fact]

@@ -22,8 +22,8 @@ public sealed class ErasureIsRealTests
         await using var receiverA = await PushReceiver.StartAsync();
         await using var receiverB = await PushReceiver.StartAsync();
         var operatorToken = (await actors.NewOperatorAsync()).Tokens.AccessToken;
-        var siteA = await Propagation.RegisterSiteAsync(gateway, operatorToken, receiverA.Endpoint);
-        var siteB = await Propagation.RegisterSiteAsync(gateway, operatorToken, receiverB.Endpoint);
+        var siteA = await Sites.RegisterAsync(gateway, operatorToken, SiteOptions.Push(receiverA.Endpoint));
+        var siteB = await Sites.RegisterAsync(gateway, operatorToken, SiteOptions.Push(receiverB.Endpoint));
 
         var tag = Guid.NewGuid().ToString("N")[..16];
         var name = $"Forgotten Person {tag}n";

@@ -56,7 +56,7 @@ public sealed class ConcurrentEndTests(GatewayFixture fixture)
 
     private async Task<(Person Seeker, TestSite Site, Guid Consent)> SharedAndReadAsync()
     {
-        var site = await Propagation.RegisterSiteAsync(Gateway, (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken, pushEndpoint: null);
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
         var marker = "race-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var consent = (await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetGuid();

@@ -13,7 +13,7 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
     public async Task AfterAYearTheConsentExpiresTheSiteIsToldAndTickingAgainGivesANewPairwiseId()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var site = await Propagation.RegisterSiteAsync(Gateway, (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken, receiver.Endpoint);
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
         var marker = "expiry-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var first = await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);

@@ -123,7 +123,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     /// <summary>A new push site holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet sent.</summary>
     private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver)
     {
-        var site = await Propagation.RegisterSiteAsync(gateway, (await actors.NewOperatorAsync()).Tokens.AccessToken, receiver.Endpoint);
+        var site = await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(receiver.Endpoint));
         var marker = "fault-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
         await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id);

@@ -43,7 +43,7 @@ public sealed class TwoNodes : IAsyncLifetime
         var registered = new List<TestSite>();
         for (var i = 0; i < sites; i++)
         {
-            registered.Add(await Propagation.RegisterSiteAsync(First, operatorToken, Receiver.Endpoint));
+            registered.Add(await Sites.RegisterAsync(First, operatorToken, SiteOptions.Push(Receiver.Endpoint)));
         }
 
         var markers = new List<string>();

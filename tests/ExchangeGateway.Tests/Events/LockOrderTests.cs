@@ -65,7 +65,7 @@ public sealed class LockOrderTests(GatewayFixture fixture)
     private async Task<(TestSite Site, Guid Consent, string OperatorToken)> DisclosedConsentAsync()
     {
         var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
-        var site = await Propagation.RegisterSiteAsync(Gateway, operatorToken, pushEndpoint: null);
+        var site = await Sites.RegisterAsync(Gateway, operatorToken);
         var marker = "locks-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var consent = (await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetGuid();

@@ -14,7 +14,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task AnUnconfirmedErasureIsOverdueAfter72HoursUntilTheSiteConfirms()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var site = await Propagation.RegisterSiteAsync(Gateway, (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken, receiver.Endpoint);
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
         var marker = "overdue-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);

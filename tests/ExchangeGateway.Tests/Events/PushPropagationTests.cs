@@ -19,8 +19,8 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         await using var receiverA = await PushReceiver.StartAsync();
         await using var receiverB = await PushReceiver.StartAsync();
         var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
-        var siteA = await Propagation.RegisterSiteAsync(Gateway, operatorToken, receiverA.Endpoint);
-        var siteB = await Propagation.RegisterSiteAsync(Gateway, operatorToken, receiverB.Endpoint);
+        var siteA = await Sites.RegisterAsync(Gateway, operatorToken, SiteOptions.Push(receiverA.Endpoint));
+        var siteB = await Sites.RegisterAsync(Gateway, operatorToken, SiteOptions.Push(receiverB.Endpoint));
         var marker = "e2e-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var seekerToken = seeker.Tokens.AccessToken;
@@ -109,8 +109,8 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         await using var reader = await PushReceiver.StartAsync();
         await using var bystander = await PushReceiver.StartAsync();
         var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
-        var readerSite = await Propagation.RegisterSiteAsync(Gateway, operatorToken, reader.Endpoint);
-        var bystanderSite = await Propagation.RegisterSiteAsync(Gateway, operatorToken, bystander.Endpoint);
+        var readerSite = await Sites.RegisterAsync(Gateway, operatorToken, SiteOptions.Push(reader.Endpoint));
+        var bystanderSite = await Sites.RegisterAsync(Gateway, operatorToken, SiteOptions.Push(bystander.Endpoint));
         var marker = "update-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, readerSite.Id);
@@ -140,7 +140,7 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
     {
         await using var receiver = await PushReceiver.StartAsync();
         var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
-        var site = await Propagation.RegisterSiteAsync(Gateway, operatorToken, receiver.Endpoint);
+        var site = await Sites.RegisterAsync(Gateway, operatorToken, SiteOptions.Push(receiver.Endpoint));
         var marker = "suspend-" + Guid.NewGuid().ToString("N");
         var reader = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var unread = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, "unread-" + Guid.NewGuid().ToString("N"));

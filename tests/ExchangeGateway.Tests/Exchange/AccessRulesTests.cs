@@ -14,8 +14,8 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "only-y-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var x = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var y = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, y.Id);
 
         var yToken = await fixture.Actors.TokenAsync(y);
@@ -38,8 +38,8 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "pairwise-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var x = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var y = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, x.Id);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, y.Id);
         var xToken = await fixture.Actors.TokenAsync(x);
@@ -69,7 +69,7 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "stale-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site))).Items, marker);
 
@@ -99,7 +99,7 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         var b = await fixture.Actors.NewSeekerAsync();
         var markerB = "b-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, b.Tokens.AccessToken, Sharing.Resume(markerB));
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var tickB = await Sharing.TickAsync(fixture.Factory, b.Tokens.AccessToken, site.Id);
         await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
 
@@ -120,7 +120,7 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
     [Fact]
     public async Task EveryDocumentServedHasOneLedgerRowAndOneAuditEvent()
     {
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         const int seekers = 5;
         for (var i = 0; i < seekers; i++)
         {
@@ -153,7 +153,7 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
     [Fact]
     public async Task PagingTheFeedWhileSeekersChangeTheirCvsNeitherSkipsNorRepeats()
     {
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var people = new List<(Person Seeker, string Marker)>();
         for (var i = 0; i < 12; i++)
         {
@@ -208,8 +208,8 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
     [Fact]
     public async Task ACursorFromAnotherSiteOrForgedIsRefused()
     {
-        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var x = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var y = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var (_, xResume) = await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(x));
         using var asY = fixture.Client().WithToken(await fixture.Actors.TokenAsync(y));
         await (await asY.GetAsync("/api/v1/shared-cvs?cursor=" + Uri.EscapeDataString(xResume))).AssertProblemAsync(HttpStatusCode.BadRequest);

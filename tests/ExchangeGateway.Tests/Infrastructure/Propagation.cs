@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
@@ -9,38 +8,13 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Infrastructure;
 
-/// <summary>A site registered through the operator API by the test itself (the secret is only known here).</summary>
-public sealed record TestSite(Guid Id, string ClientId, string Secret, string DisplayName);
-
 /// <summary>
-/// Steps the propagation tests share: registering sites, a seeker sharing with them and the sites reading, signing in
-/// again after the clock moved (tokens follow the fake clock too), and running the background jobs directly.
+/// Steps the propagation tests share: a seeker with a CV, the sites reading it, their erasures, signing in again after the
+/// clock moved (tokens follow the fake clock too), and running the background jobs directly.
 /// </summary>
 public static class Propagation
 {
     public const string SeekerScope = "openid offline_access " + ApiScopes.CvManage;
-
-    /// <summary>Registers a site: push to <paramref name="pushEndpoint"/>, or poll when it is null.</summary>
-    public static async Task<TestSite> RegisterSiteAsync(GatewayFactory factory, string operatorToken, Uri? pushEndpoint)
-    {
-        var tag = Guid.NewGuid().ToString("N")[..10];
-        var name = $"Site {tag}";
-        using var client = factory.CreateHttpClient().WithToken(operatorToken);
-        using var response = await client.PostAsJsonAsync("/api/v1/admin/recipients", new Dictionary<string, object?>
-        {
-            ["displayName"] = name,
-            ["legalName"] = $"{name} SAS",
-            ["website"] = $"https://site-{tag}.example/",
-            ["privacyPolicyUrl"] = $"https://site-{tag}.example/privacy",
-            ["contactEmail"] = $"dpo@site-{tag}.example",
-            ["deliveryMode"] = pushEndpoint is null ? "poll" : "push",
-            ["pushEndpoint"] = pushEndpoint?.AbsoluteUri,
-        });
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Created, $"registration: {(int)response.StatusCode} {text}");
-        var json = JsonDocument.Parse(text).RootElement;
-        return new TestSite(json.GetProperty("id").GetGuid(), json.GetProperty("clientId").GetString()!, json.GetProperty("clientSecret").GetString()!, name);
-    }
 
     public static Task<string> TokenAsync(this Actors actors, TestSite site) => actors.ClientTokenAsync(site.ClientId, site.Secret, ApiScopes.CvRead);
 

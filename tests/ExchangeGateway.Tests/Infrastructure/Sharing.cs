@@ -93,9 +93,5 @@ public static class Sharing
             && i.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString()!.Contains(marker, StringComparison.Ordinal))
             is { ValueKind: JsonValueKind.Object } item ? item.GetProperty("id").GetString() : null;
 
-    /// <summary>A site of the test's own (poll delivery unless a push endpoint is given), registered by a new operator.</summary>
-    public static async Task<TestSite> RegisterSiteAsync(GatewayFactory factory, Actors actors, Uri? pushEndpoint = null) =>
-        await Propagation.RegisterSiteAsync(factory, (await actors.NewOperatorAsync()).Tokens.AccessToken, pushEndpoint);
-
     public static MediaTypeHeaderValue JsonMedia => new("application/json");
 }

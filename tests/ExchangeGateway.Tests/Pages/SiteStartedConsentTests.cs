@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
-using ExchangeGateway.Tests.Recipients;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
@@ -162,8 +161,10 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
     {
         var op = await fixture.Actors.NewOperatorAsync();
         using var client = fixture.Client().WithToken(op.Tokens.AccessToken);
-        using var response = await client.PostAsync(Sites.AdminPath, Sharing.Json(WithRedirectUris(Sites.PollSite(),
-            "http://jobs.example/callback", "https://jobs.example/callback#x", "ftp://jobs.example/")));
+        using var response = await client.PostAsync(Sites.AdminPath, Sharing.Json(Sites.RegistrationBody(new SiteOptions
+        {
+            RedirectUris = ["http://jobs.example/callback", "https://jobs.example/callback#x", "ftp://jobs.example/"],
+        })));
         var problem = await response.AssertProblemAsync(HttpStatusCode.BadRequest);
         var errors = problem.GetProperty("errors");
         Assert.True(errors.TryGetProperty("redirectUris[0]", out _));
@@ -174,7 +175,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
     [Fact]
     public async Task ASiteWithoutRedirectUrisCannotStartTheFlow()
     {
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         using var client = fixture.Client();
         var (_, challenge) = PageSession.Pkce();
         using var response = await client.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s"));
@@ -189,20 +190,8 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         return await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{user!.Id}'");
     }
 
-    private async Task<TestSite> RegisterSiteAsync()
-    {
-        var op = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(op.Tokens.AccessToken);
-        var body = WithRedirectUris(Sites.PollSite(), Callback, "http://127.0.0.1:5099/callback");
-        var site = await Sites.RegisterAsync(admin, body);
-        return new TestSite(site.Id, site.ClientId, site.ClientSecret!, body["displayName"]!.GetValue<string>());
-    }
-
-    private static JsonObject WithRedirectUris(JsonObject site, params string[] redirectUris)
-    {
-        site["redirectUris"] = new JsonArray([.. redirectUris.Select(u => (JsonNode)JsonValue.Create(u))]);
-        return site;
-    }
+    private Task<TestSite> RegisterSiteAsync() =>
+        Sites.RegisterAsync(fixture.Factory, fixture.Actors, new SiteOptions { RedirectUris = [Callback, "http://127.0.0.1:5099/callback"] });
 
     public static string AuthorizeUrl(string clientId, string challenge, string state, string scope = "cv:share", string redirectUri = Callback) =>
         "/connect/authorize?" + string.Join("&", new Dictionary<string, string>

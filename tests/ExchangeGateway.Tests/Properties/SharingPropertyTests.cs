@@ -20,7 +20,7 @@ public sealed class SharingPropertyTests(GatewayFixture fixture)
         await Check.SampleAsync(steps, async sequence =>
         {
             var seeker = await fixture.Actors.NewSeekerAsync();
-            var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+            var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
             var token = seeker.Tokens.AccessToken;
             string? siteToken = null;
             var (hasCv, erased, consent, refreshedAt, consentUntil) = (false, false, false, DateTimeOffset.MinValue, DateTimeOffset.MinValue);

@@ -31,7 +31,7 @@ public sealed class AdminAuthorizationTests(GatewayFixture fixture)
         var one = $"{Sites.AdminPath}/{target.Id}";
         var reason = new JsonObject { ["reason"] = "not allowed" };
 
-        await (await client.PostAsJsonAsync(Sites.AdminPath, Sites.PollSite())).AssertProblemAsync(HttpStatusCode.Forbidden);
+        await (await client.PostAsJsonAsync(Sites.AdminPath, Sites.RegistrationBody())).AssertProblemAsync(HttpStatusCode.Forbidden);
         await (await client.GetAsync(Sites.AdminPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
         await (await client.GetAsync(one)).AssertProblemAsync(HttpStatusCode.Forbidden);
         await (await client.PatchAsJsonAsync(one, new JsonObject { ["displayName"] = "Hijacked" })).AssertProblemAsync(HttpStatusCode.Forbidden);
@@ -55,7 +55,7 @@ public sealed class AdminAuthorizationTests(GatewayFixture fixture)
         var before = await Sites.CountRowsAsync(fixture);
 
         await (await client.GetAsync(Sites.AdminPath)).AssertProblemAsync(HttpStatusCode.Unauthorized);
-        await (await client.PostAsJsonAsync(Sites.AdminPath, Sites.PollSite())).AssertProblemAsync(HttpStatusCode.Unauthorized);
+        await (await client.PostAsJsonAsync(Sites.AdminPath, Sites.RegistrationBody())).AssertProblemAsync(HttpStatusCode.Unauthorized);
 
         Assert.Equal(before, await Sites.CountRowsAsync(fixture));
     }

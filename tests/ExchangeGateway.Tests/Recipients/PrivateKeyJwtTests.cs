@@ -118,14 +118,11 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
     }
 
     /// <summary>Returns the operator's token too, for the tests that go on administering the site.</summary>
-    private async Task<(RegisteredSite Site, string OperatorToken)> RegisterWithKeyAsync(SiteKey key)
+    private async Task<(TestSite Site, string OperatorToken)> RegisterWithKeyAsync(SiteKey key)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
-        body["clientAuthentication"] = "private_key_jwt";
-        body["jwks"] = key.PublicJwks();
-        return (await Sites.RegisterAsync(admin, body), @operator.Tokens.AccessToken);
+        return (await Sites.RegisterAsync(admin, new SiteOptions { Jwks = key.PublicJwks() }), @operator.Tokens.AccessToken);
     }
 
     /// <summary>No client_id parameter: the assertion's sub names the client.</summary>

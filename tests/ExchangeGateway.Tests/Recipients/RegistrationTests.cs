@@ -15,7 +15,7 @@ public sealed class RegistrationTests(GatewayFixture fixture)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
 
         using var response = await admin.PostAsJsonAsync(Sites.AdminPath, body);
         var created = await response.ReadJsonAsync();
@@ -46,7 +46,7 @@ public sealed class RegistrationTests(GatewayFixture fixture)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
         var site = await Sites.RegisterAsync(admin, body);
 
         using var response = await admin.GetAsync($"{Sites.AdminPath}/{site.Id}");
@@ -160,12 +160,10 @@ public sealed class RegistrationTests(GatewayFixture fixture)
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         var clientId = "chosen-" + Guid.NewGuid().ToString("N")[..12];
-        var first = Sites.PollSite();
-        first["clientId"] = clientId;
-        Assert.Equal(clientId, (await Sites.RegisterAsync(admin, first)).ClientId);
+        Assert.Equal(clientId, (await Sites.RegisterAsync(admin, new SiteOptions { ClientId = clientId })).ClientId);
 
         var before = await Sites.CountRowsAsync(fixture);
-        var second = Sites.PollSite();
+        var second = Sites.RegistrationBody();
         second["clientId"] = clientId;
         await (await admin.PostAsJsonAsync(Sites.AdminPath, second)).AssertProblemAsync(HttpStatusCode.Conflict);
         Assert.Equal(before, await Sites.CountRowsAsync(fixture));
@@ -182,7 +180,7 @@ public sealed class RegistrationTests(GatewayFixture fixture)
 
         var attempts = Enumerable.Range(0, 8).Select(async _ =>
         {
-            var body = Sites.PollSite();
+            var body = Sites.RegistrationBody();
             body["clientId"] = clientId;
             using var response = await admin.PostAsJsonAsync(Sites.AdminPath, body);
             var text = await response.Content.ReadAsStringAsync();

@@ -37,7 +37,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         using var key = new SiteKey();
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
         switch (fault)
         {
             case "missing displayName": body.Remove("displayName"); break;
@@ -87,7 +87,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
         body["displayName"] = "";
         body["contactEmail"] = "nobody";
         Push(body, "https://10.0.0.1/x");
@@ -104,7 +104,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
         Push(body, "http://127.0.0.1:9/events");
 
         var site = await Sites.RegisterAsync(admin, body);
@@ -118,7 +118,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
-        var body = Sites.PollSite();
+        var body = Sites.RegistrationBody();
         body["legalName"] = new string('x', 1024 * 1024 + 1);
 
         var before = await Sites.CountRowsAsync(fixture);
@@ -134,7 +134,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
 
         var before = await Sites.CountRowsAsync(fixture);
-        using var content = new StringContent(Sites.PollSite().ToJsonString(), Encoding.UTF8, "text/plain");
+        using var content = new StringContent(Sites.RegistrationBody().ToJsonString(), Encoding.UTF8, "text/plain");
         using var response = await admin.PostAsync(Sites.AdminPath, content);
         await response.AssertProblemAsync(HttpStatusCode.UnsupportedMediaType);
         Assert.Equal(before, await Sites.CountRowsAsync(fixture));

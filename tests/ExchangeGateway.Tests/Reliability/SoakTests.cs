@@ -29,9 +29,9 @@ public sealed class SoakTests
         var @operator = (await actors.NewOperatorAsync()).Tokens.AccessToken;
         var sites = new[]
         {
-            await Propagation.RegisterSiteAsync(node, @operator, receiver.Endpoint),
-            await Propagation.RegisterSiteAsync(node, @operator, receiver.Endpoint),
-            await Propagation.RegisterSiteAsync(node, @operator, null),
+            await Sites.RegisterAsync(node, @operator, SiteOptions.Push(receiver.Endpoint)),
+            await Sites.RegisterAsync(node, @operator, SiteOptions.Push(receiver.Endpoint)),
+            await Sites.RegisterAsync(node, @operator),
         };
 
         var statuses = new ConcurrentBag<(string What, HttpStatusCode Status)>();

@@ -75,10 +75,10 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
         var a = await fixture.Actors.NewSeekerAsync();
         var b = await fixture.Actors.NewSeekerAsync();
         var c = await fixture.Actors.NewSeekerAsync();
-        var x = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var y = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var s = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
-        var w = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var x = await Infrastructure.Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var y = await Infrastructure.Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var s = await Infrastructure.Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var w = await Infrastructure.Sites.RegisterAsync(fixture.Factory, fixture.Actors);
 
         var marker = "matrix-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, a.Tokens.AccessToken, Sharing.Resume(marker));

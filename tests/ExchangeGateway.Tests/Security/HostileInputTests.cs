@@ -26,7 +26,7 @@ public sealed class HostileInputTests(GatewayFixture fixture)
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("hostile"));
-        var site = await Sharing.RegisterSiteAsync(fixture.Factory, fixture.Actors);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         var tokens = new Dictionary<string, string>
         {
             ["seeker"] = seeker.Tokens.AccessToken,

@@ -52,7 +52,7 @@ public sealed class SecretsInLogsTests
 
         var @operator = await actors.SignInWithCodeFlowAsync("operator@example.org", "ChangeMe-Demo-1!", "openid recipients:admin");
         using var admin = node.CreateHttpClient().WithToken(@operator.AccessToken);
-        var site = await Propagation.RegisterSiteAsync(node, @operator.AccessToken, null);
+        var site = await Sites.RegisterAsync(node, @operator.AccessToken);
         secrets.Add(site.Secret);
         var rotated = await (await admin.PostAsync($"/api/v1/admin/recipients/{site.Id}/rotate-secret", Sharing.Json(new JsonObject { ["gracePeriodSeconds"] = 60 }))).ReadJsonAsync();
         secrets.Add(rotated.GetProperty("clientSecret").GetString()!);
