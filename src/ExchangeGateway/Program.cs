@@ -39,6 +39,7 @@ builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions
 builder.Services.AddOptions<NotifierOptions>().BindConfiguration(NotifierOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton<ResumeDocument>();
 builder.Services.AddSingleton<CvSealer>();
+builder.Services.AddSingleton<RecipientLookup>();
 builder.Services.AddSingleton<EventTokens>();
 builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();

@@ -90,6 +90,7 @@ public sealed class CvWriter(
 
         cv.Erase(now);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
+        sealer.Forget(seekerId);
         await db.SaveChangesAsync(cancellationToken);
         // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
         var active = await db.Set<Consent>()
@@ -117,7 +118,7 @@ public sealed class CvWriter(
         }
 
         var wrapped = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleAsync(cancellationToken);
-        return (cv, CvSealer.Open(sealer.Unwrap(wrapped), seekerId, cv.Version, cv.Sealed));
+        return (cv, CvSealer.Open(sealer.Unwrap(seekerId, wrapped), seekerId, cv.Version, cv.Sealed));
     }
 
     private AuditEntry Entry(string seekerId, string action, Dictionary<string, object?> details) =>

@@ -3,6 +3,7 @@ using System.Text;
 using ExchangeGateway.Data;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace ExchangeGateway.Cvs;
@@ -29,18 +30,25 @@ public sealed class SeekerKeyConfiguration : IEntityTypeConfiguration<SeekerKey>
 /// Envelope encryption of CVs: AES-256-GCM under a per-seeker key, the ciphertext bound (as associated data) to the
 /// seeker and version it belongs to, so a ciphertext copied onto another row does not decrypt.
 /// </summary>
-public sealed class CvSealer(IDataProtectionProvider dataProtection)
+public sealed class CvSealer(IDataProtectionProvider dataProtection) : IDisposable
 {
     private const int NonceSize = 12;
     private const int TagSize = 16;
+    private static readonly TimeSpan KeyLifetime = TimeSpan.FromMinutes(5);
     private readonly IDataProtector _wrapper = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
+
+    // Unwrapping through Data Protection costs more than decrypting a whole 8 KB CV, and recipients read the same CVs
+    // again and again. An entry is used only when the wrapped key the caller just read from the database is the one it
+    // was made from: once the key row is gone (erasure), no cached key can open anything. Entries are short-lived and
+    // bounded, and dropped at once on this node when the seeker's key is deleted.
+    private readonly MemoryCache _unwrapped = new(new MemoryCacheOptions { SizeLimit = 50_000 });
 
     public async Task<byte[]> GetOrCreateKeyAsync(GatewayDbContext db, string seekerId, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var stored = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleOrDefaultAsync(cancellationToken);
         if (stored is not null)
         {
-            return Unwrap(stored);
+            return Unwrap(seekerId, stored);
         }
 
         var key = RandomNumberGenerator.GetBytes(32);
@@ -51,7 +59,23 @@ public sealed class CvSealer(IDataProtectionProvider dataProtection)
     /// <summary>The data key as stored: protected by the Data Protection key ring shared by every node.</summary>
     public byte[] Wrap(byte[] key) => _wrapper.Protect(key);
 
-    public byte[] Unwrap(byte[] wrappedKey) => _wrapper.Unprotect(wrappedKey);
+    /// <summary>The seeker's data key from its stored (wrapped) form, as just read from the database.</summary>
+    public byte[] Unwrap(string seekerId, byte[] wrappedKey)
+    {
+        if (_unwrapped.TryGetValue(seekerId, out CachedKey? cached) && cached!.Wrapped.AsSpan().SequenceEqual(wrappedKey))
+        {
+            return cached.Key;
+        }
+
+        var key = _wrapper.Unprotect(wrappedKey);
+        _unwrapped.Set(seekerId, new CachedKey(wrappedKey, key), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = KeyLifetime });
+        return key;
+    }
+
+    /// <summary>The seeker's key was deleted: forget it here too.</summary>
+    public void Forget(string seekerId) => _unwrapped.Remove(seekerId);
+
+    public void Dispose() => _unwrapped.Dispose();
 
     public static byte[] Seal(byte[] key, string seekerId, int version, ReadOnlySpan<byte> plaintext)
     {
@@ -72,6 +96,8 @@ public sealed class CvSealer(IDataProtectionProvider dataProtection)
             plaintext, AssociatedData(seekerId, version));
         return plaintext;
     }
+
+    private sealed record CachedKey(byte[] Wrapped, byte[] Key);
 
     private static byte[] AssociatedData(string seekerId, int version) => Encoding.UTF8.GetBytes($"cv:{seekerId}:{version}");
 }

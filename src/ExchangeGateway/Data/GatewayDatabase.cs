@@ -16,7 +16,7 @@ public static class GatewayDatabase
                 $"ConnectionStrings:{ConnectionStringName} is not set (environment variable ConnectionStrings__{ConnectionStringName}).");
         }
 
-        services.AddDbContext<GatewayDbContext>(options => options
+        services.AddDbContextPool<GatewayDbContext>(options => options
             .UseNpgsql(connectionString)
             .UseSnakeCaseNamingConvention()
             .UseOpenIddict());

@@ -133,7 +133,7 @@ public sealed class SharedCvFeed(
         {
             if (IsAvailable(row, now, freshSince))
             {
-                var document = CvSealer.Open(sealer.Unwrap(row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
+                var document = CvSealer.Open(sealer.Unwrap(row.SeekerId!, row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
                 // The hash stored with the ciphertext is the plaintext's (AES-GCM vouches that this is that plaintext).
                 candidates.Add(new DisclosureCandidate(row.ConsentId, row.Version.Value, row.ContentHash ?? SHA256.HashData(document)));
                 documents[row.ConsentId] = document;

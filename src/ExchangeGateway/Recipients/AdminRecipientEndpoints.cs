@@ -207,6 +207,7 @@ public static partial class AdminRecipientEndpoints
         await db.SaveChangesAsync(cancellationToken);
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         return TypedResults.Ok(RecipientResponse.From(recipient));
     }
 
@@ -251,6 +252,7 @@ public static partial class AdminRecipientEndpoints
         }
 
         await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         context.RequestServices.GetRequiredService<DispatchSignal>().After(obligations);
         return TypedResults.Ok(RecipientResponse.From(recipient));
     }

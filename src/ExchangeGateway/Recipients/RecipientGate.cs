@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
@@ -6,7 +8,7 @@ namespace ExchangeGateway.Recipients;
 
 /// <summary>
 /// The live check behind every recipient call: a token says who the site is, the database says whether it may still act.
-/// Suspension therefore takes effect on the very next request, however long the token has to run.
+/// Suspension therefore takes effect on the next request, however long the token has to run (see <see cref="RecipientLookup"/>).
 /// </summary>
 public class RecipientGate : IEndpointFilter
 {
@@ -18,9 +20,7 @@ public class RecipientGate : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var db = http.RequestServices.GetRequiredService<GatewayDbContext>();
-        var clientId = http.User.Subject();
-        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.ClientId == clientId, http.RequestAborted);
+        var recipient = await http.RequestServices.GetRequiredService<RecipientLookup>().FindAsync(http.RequestServices, http.User.Subject(), http.RequestAborted);
         if (recipient is null)
         {
             return TypedResults.Problem("This client is not a registered recipient.", statusCode: StatusCodes.Status403Forbidden, title: "Forbidden");
@@ -49,4 +49,54 @@ public static class RecipientContext
 {
     public static Recipient Recipient(this HttpContext context) =>
         context.Items[RecipientGate.ItemKey] as Recipient ?? throw new InvalidOperationException("RecipientGate did not run.");
+}
+
+/// <summary>
+/// Recipients by client id, each kept for one second. Every recipient request needs the site's row, and reading it was a
+/// round trip per request. What a stale entry can do is bounded: the node that suspends or edits a site forgets it at
+/// once, another node answers from its copy for at most a second, and even then no CV leaves, because the ledger insert
+/// that must precede every disclosure checks the site's status again in the database, under the chain lock.
+/// </summary>
+public sealed class RecipientLookup
+{
+    private const int MaxEntries = 10_000;
+    private static readonly long Lifetime = Stopwatch.Frequency;
+
+    // Compiled once: translating this query on every request cost more than running it.
+    private static readonly Func<GatewayDbContext, string, CancellationToken, Task<Recipient?>> ByClientId =
+        EF.CompileAsyncQuery((GatewayDbContext db, string clientId, CancellationToken _) =>
+            db.Recipients.AsNoTracking().SingleOrDefault(r => r.ClientId == clientId));
+
+    private readonly ConcurrentDictionary<string, (Recipient Recipient, long Until)> _entries = new(StringComparer.Ordinal);
+
+    /// <summary>The site behind a client id, or null when the client is not a registered recipient.</summary>
+    public async Task<Recipient?> FindAsync(IServiceProvider services, string? clientId, CancellationToken cancellationToken)
+    {
+        if (clientId is null)
+        {
+            return null;
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        if (_entries.TryGetValue(clientId, out var entry) && entry.Until > now)
+        {
+            return entry.Recipient;
+        }
+
+        var recipient = await ByClientId(services.GetRequiredService<GatewayDbContext>(), clientId, cancellationToken);
+        if (recipient is not null)
+        {
+            if (_entries.Count >= MaxEntries)
+            {
+                _entries.Clear();
+            }
+
+            _entries[clientId] = (recipient, now + Lifetime);
+        }
+
+        return recipient;
+    }
+
+    /// <summary>The site changed on this node: the next request reads it again.</summary>
+    public void Forget(string clientId) => _entries.TryRemove(clientId, out _);
 }
