@@ -75,8 +75,10 @@ public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<Er
         builder.Property(o => o.Cause).HasMaxLength(32);
         builder.Property(o => o.Status).HasConversion<string>().HasMaxLength(16);
         builder.Property(o => o.LastError).HasMaxLength(500);
-        // The dispatcher's queue: pending work by due time.
-        builder.HasIndex(o => o.NextAttemptAt).HasFilter("status = 'Pending'");
+        // The dispatcher's queue: each site's pending work by due time. Per site, so that the pending events of sites
+        // that poll (which the dispatcher never sends) are not scanned on every claim, and one site's backlog cannot
+        // starve the others.
+        builder.HasIndex(o => new { o.RecipientId, o.NextAttemptAt }).HasFilter("status = 'Pending'");
         builder.HasIndex(o => new { o.RecipientId, o.Status });
         builder.HasIndex(o => o.ConsentId);
         builder.HasIndex(o => o.ConfirmBefore).HasFilter("status <> 'Confirmed' AND NOT overdue");

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -14,8 +15,8 @@ using Npgsql;
 namespace ExchangeGateway.Events;
 
 /// <summary>
-/// Push delivery (RFC 8935). The table is the queue: each round claims a batch of due obligations with
-/// FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease) in one short transaction, so any number
+/// Push delivery (RFC 8935). The table is the queue: each round claims a batch of due obligations, round robin across
+/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease) in one short transaction, so any number
 /// of nodes share the work without sending twice, and a node that dies mid-batch only delays its batch by the lease.
 /// Deliveries run concurrently, capped overall and per site; outcomes are written back in one statement per batch.
 /// </summary>
@@ -27,10 +28,11 @@ public sealed class EventDispatchJob(
 
     /// <summary>
     /// Runs rounds until nothing is due or the run time is spent; returns how many events were delivered. Rounds overlap:
-    /// while one batch is on the wire, the previous batch's outcomes are recorded and the next batch is claimed, so the
-    /// database round trips (claim, record, commit) hide behind the deliveries instead of stalling them. The job's one
-    /// connection still does one thing at a time; a batch claimed ahead waits at most one batch's delivery time, well
-    /// within its lease.
+    /// the next batch is claimed and starts going out while the current one is still on the wire, sharing one cap on
+    /// concurrent deliveries (overall and per site), so the slowest deliveries of a batch do not leave the others idle,
+    /// and the database round trips (claim, record, commit) hide behind deliveries. The job's one connection does one
+    /// thing at a time; at most two batches are out at once, and a claimed batch waits at most one batch's delivery time
+    /// for its turn, well within its lease.
     /// </summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -42,12 +44,13 @@ public sealed class EventDispatchJob(
             return 0;
         }
 
-        var delivering = DeliverAsync(batch, cancellationToken);
+        using var gates = new DeliveryGates(options.Value);
+        var delivering = DeliverAsync(batch, gates, cancellationToken);
         var next = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+        var nextDelivering = next.Count > 0 ? DeliverAsync(next, gates, cancellationToken) : null;
         while (true)
         {
             var outcomes = await delivering;
-            var nextDelivering = next.Count > 0 ? DeliverAsync(next, cancellationToken) : null;
             delivered += await RecordAsync(batch, outcomes, cancellationToken);
             if (nextDelivering is null)
             {
@@ -55,7 +58,8 @@ public sealed class EventDispatchJob(
             }
 
             var after = await ClaimIfTimeLeftAsync(clock, cancellationToken);
-            (batch, delivering, next) = (next, nextDelivering, after);
+            var afterDelivering = after.Count > 0 ? DeliverAsync(after, gates, cancellationToken) : null;
+            (batch, delivering, next, nextDelivering) = (next, nextDelivering, after, afterDelivering);
         }
     }
 
@@ -69,13 +73,18 @@ public sealed class EventDispatchJob(
         await db.Database.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand(
             """
-            WITH due AS (
-                SELECT o.id FROM erasure_obligations o
-                JOIN recipients r ON r.id = o.recipient_id
-                WHERE o.status = 'Pending' AND o.next_attempt_at <= $1 AND r.delivery_mode = 'Push'
-                ORDER BY o.next_attempt_at
-                LIMIT $2
-                FOR UPDATE OF o SKIP LOCKED)
+            WITH candidates AS (
+                SELECT o.id, o.next_attempt_at, row_number() OVER (PARTITION BY r.id ORDER BY o.next_attempt_at) AS turn
+                FROM recipients r
+                CROSS JOIN LATERAL (
+                    SELECT o.id, o.next_attempt_at FROM erasure_obligations o
+                    WHERE o.recipient_id = r.id AND o.status = 'Pending' AND o.next_attempt_at <= $1
+                    ORDER BY o.next_attempt_at
+                    LIMIT $4
+                    FOR UPDATE SKIP LOCKED) o
+                WHERE r.delivery_mode = 'Push'),
+            -- Round robin across sites, oldest first within each: every site's deliveries start in every batch.
+            due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
             UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
             FROM due, recipients r
             WHERE o.id = due.id AND r.id = o.recipient_id
@@ -83,7 +92,12 @@ public sealed class EventDispatchJob(
             """,
             connection)
         {
-            Parameters = { new() { Value = now }, new() { Value = options.Value.BatchSize }, new() { Value = now + options.Value.Lease } },
+            Parameters =
+            {
+                new() { Value = now }, new() { Value = options.Value.BatchSize }, new() { Value = now + options.Value.Lease },
+                // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
+                new() { Value = Math.Min(options.Value.BatchSize, options.Value.MaxConcurrentPerRecipient * 8) },
+            },
         };
         var batch = new List<ObligationToSend>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -98,32 +112,40 @@ public sealed class EventDispatchJob(
         return batch;
     }
 
-    private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, CancellationToken cancellationToken)
+    private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)
     {
         var client = httpClients.CreateClient(HttpClientName);
-        using var overall = new SemaphoreSlim(options.Value.MaxConcurrentDeliveries);
-        var perRecipient = batch.Select(o => o.RecipientId).Distinct()
-            .ToDictionary(id => id, _ => new SemaphoreSlim(options.Value.MaxConcurrentPerRecipient));
-        try
+        return await Task.WhenAll(batch.Select(async obligation =>
         {
-            return await Task.WhenAll(batch.Select(async obligation =>
+            // The site's slot first: a delivery queued behind a busy site must not sit on one of the overall slots.
+            var site = gates.For(obligation.RecipientId);
+            await site.WaitAsync(cancellationToken);
+            await gates.Overall.WaitAsync(cancellationToken);
+            try
             {
-                await overall.WaitAsync(cancellationToken);
-                await perRecipient[obligation.RecipientId].WaitAsync(cancellationToken);
-                try
-                {
-                    return await DeliverOneAsync(client, obligation, cancellationToken);
-                }
-                finally
-                {
-                    perRecipient[obligation.RecipientId].Release();
-                    overall.Release();
-                }
-            }));
-        }
-        finally
+                return await DeliverOneAsync(client, obligation, cancellationToken);
+            }
+            finally
+            {
+                gates.Overall.Release();
+                site.Release();
+            }
+        }));
+    }
+
+    /// <summary>The caps on concurrent deliveries for one run: overall, and per site so one slow site cannot hold them all.</summary>
+    private sealed class DeliveryGates(DeliveryOptions options) : IDisposable
+    {
+        private readonly ConcurrentDictionary<Guid, SemaphoreSlim> _sites = new();
+
+        public SemaphoreSlim Overall { get; } = new(options.MaxConcurrentDeliveries);
+
+        public SemaphoreSlim For(Guid recipientId) => _sites.GetOrAdd(recipientId, _ => new SemaphoreSlim(options.MaxConcurrentPerRecipient));
+
+        public void Dispose()
         {
-            foreach (var gate in perRecipient.Values)
+            Overall.Dispose();
+            foreach (var gate in _sites.Values)
             {
                 gate.Dispose();
             }

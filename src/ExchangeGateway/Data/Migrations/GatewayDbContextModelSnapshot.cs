@@ -571,8 +571,8 @@ namespace ExchangeGateway.Data.Migrations
                         .IsUnique()
                         .HasDatabaseName("ix_erasure_obligations_jti");
 
-                    b.HasIndex("NextAttemptAt")
-                        .HasDatabaseName("ix_erasure_obligations_next_attempt_at")
+                    b.HasIndex("RecipientId", "NextAttemptAt")
+                        .HasDatabaseName("ix_erasure_obligations_recipient_id_next_attempt_at")
                         .HasFilter("status = 'Pending'");
 
                     b.HasIndex("RecipientId", "Status")
