@@ -44,7 +44,7 @@ internal static class Seeder
 
         await using var services = DataProtectionServices(conn);
         var dataProtection = services.GetRequiredService<IDataProtectionProvider>();
-        using var sealer = new CvSealer(dataProtection);
+        var sealer = new CvSealer(dataProtection);
         await using var dataSource = NpgsqlDataSource.Create(conn);
 
         // Recipients: site 0 is the demo site (it has an OAuth client with a known secret), the others are plain rows.

@@ -16,4 +16,8 @@ public sealed class FreshnessOptions
     /// <summary>Largest accepted CV document.</summary>
     [Range(1024, 4 * 1024 * 1024)]
     public int MaxDocumentBytes { get; set; } = 256 * 1024;
+
+    /// <summary>CVs the freshness sweep takes offline per transaction (each batch also writes their obligations and audit events).</summary>
+    [Range(1, 50_000)]
+    public int SweepBatchSize { get; set; } = 5000;
 }

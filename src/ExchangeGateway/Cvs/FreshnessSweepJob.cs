@@ -10,7 +10,7 @@ using Npgsql;
 namespace ExchangeGateway.Cvs;
 
 /// <summary>
-/// Takes stale CVs offline, set-based: each batch claims up to <see cref="BatchSize"/> stale rows with
+/// Takes stale CVs offline, set-based: each batch claims up to <see cref="FreshnessOptions.SweepBatchSize"/> stale rows with
 /// FOR UPDATE SKIP LOCKED (a seeker refreshing right now keeps their CV; another worker's or node's batch is skipped),
 /// marks them offline, writes an obligation for every site holding a copy, moves the sites' feeds and records one audit
 /// event per CV, all in one transaction. <see cref="Workers"/> batches run side by side: most of a batch's work needs no
@@ -20,7 +20,6 @@ namespace ExchangeGateway.Cvs;
 public sealed class FreshnessSweepJob(
     IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
 {
-    public const int BatchSize = 5000;
     public const int Workers = 2;
 
     private const string ObligationColumns =
@@ -80,7 +79,7 @@ public sealed class FreshnessSweepJob(
                     Interlocked.Add(ref total, swept);
                     Interlocked.Add(ref obligations, written);
                 }
-                while (swept == BatchSize && !ct.IsCancellationRequested);
+                while (swept == freshness.Value.SweepBatchSize && !ct.IsCancellationRequested);
             });
         }
         finally
@@ -114,7 +113,7 @@ public sealed class FreshnessSweepJob(
             RETURNING cvs.seeker_id
             """, connection, npgsqlTransaction)
         {
-            Parameters = { new() { Value = cutoff }, new() { Value = BatchSize } },
+            Parameters = { new() { Value = cutoff }, new() { Value = freshness.Value.SweepBatchSize } },
         })
         await using (var reader = await stale.ExecuteReaderAsync(cancellationToken))
         {

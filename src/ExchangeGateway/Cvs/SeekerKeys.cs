@@ -1,9 +1,10 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using ExchangeGateway.Data;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Caching.Memory;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace ExchangeGateway.Cvs;
@@ -30,18 +31,21 @@ public sealed class SeekerKeyConfiguration : IEntityTypeConfiguration<SeekerKey>
 /// Envelope encryption of CVs: AES-256-GCM under a per-seeker key, the ciphertext bound (as associated data) to the
 /// seeker and version it belongs to, so a ciphertext copied onto another row does not decrypt.
 /// </summary>
-public sealed class CvSealer(IDataProtectionProvider dataProtection) : IDisposable
+public sealed class CvSealer(IDataProtectionProvider dataProtection)
 {
     private const int NonceSize = 12;
     private const int TagSize = 16;
+    private const int MaxCachedKeys = 50_000;
     private static readonly TimeSpan KeyLifetime = TimeSpan.FromMinutes(5);
     private readonly IDataProtector _wrapper = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
 
     // Unwrapping through Data Protection costs more than decrypting a whole 8 KB CV, and recipients read the same CVs
     // again and again. An entry is used only when the wrapped key the caller just read from the database is the one it
-    // was made from: once the key row is gone (erasure), no cached key can open anything. Entries are short-lived and
-    // bounded, and dropped at once on this node when the seeker's key is deleted.
-    private readonly MemoryCache _unwrapped = new(new MemoryCacheOptions { SizeLimit = 50_000 });
+    // was made from: once the key row is gone (erasure), no cached key can open anything. The whole cache is dropped
+    // when it is full or older than KeyLifetime (cheaper than evicting one by one while a feed streams past it), and a
+    // seeker's entry is dropped at once on this node when their key is deleted.
+    private readonly ConcurrentDictionary<string, CachedKey> _unwrapped = new(StringComparer.Ordinal);
+    private long _generationStarted = Stopwatch.GetTimestamp();
 
     public async Task<byte[]> GetOrCreateKeyAsync(GatewayDbContext db, string seekerId, DateTimeOffset at, CancellationToken cancellationToken)
     {
@@ -62,20 +66,25 @@ public sealed class CvSealer(IDataProtectionProvider dataProtection) : IDisposab
     /// <summary>The seeker's data key from its stored (wrapped) form, as just read from the database.</summary>
     public byte[] Unwrap(string seekerId, byte[] wrappedKey)
     {
-        if (_unwrapped.TryGetValue(seekerId, out CachedKey? cached) && cached!.Wrapped.AsSpan().SequenceEqual(wrappedKey))
+        var now = Stopwatch.GetTimestamp();
+        if (Stopwatch.GetElapsedTime(Interlocked.Read(ref _generationStarted), now) > KeyLifetime || _unwrapped.Count >= MaxCachedKeys)
+        {
+            _unwrapped.Clear();
+            Interlocked.Exchange(ref _generationStarted, now);
+        }
+
+        if (_unwrapped.TryGetValue(seekerId, out var cached) && cached.Wrapped.AsSpan().SequenceEqual(wrappedKey))
         {
             return cached.Key;
         }
 
         var key = _wrapper.Unprotect(wrappedKey);
-        _unwrapped.Set(seekerId, new CachedKey(wrappedKey, key), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = KeyLifetime });
+        _unwrapped[seekerId] = new CachedKey(wrappedKey, key);
         return key;
     }
 
     /// <summary>The seeker's key was deleted: forget it here too.</summary>
-    public void Forget(string seekerId) => _unwrapped.Remove(seekerId);
-
-    public void Dispose() => _unwrapped.Dispose();
+    public void Forget(string seekerId) => _unwrapped.TryRemove(seekerId, out _);
 
     public static byte[] Seal(byte[] key, string seekerId, int version, ReadOnlySpan<byte> plaintext)
     {
