@@ -84,6 +84,9 @@ public static class Outcomes
 public static class AuditActions
 {
     public const string SignIn = "auth.sign-in";
+    public const string AccountCreated = "account.created";
+    public const string PasswordResetRequested = "account.password-reset-requested";
+    public const string PasswordReset = "account.password-reset";
     public const string TokenRefused = "auth.token-refused";
     public const string RecipientRegistered = "recipient.registered";
     public const string RecipientUpdated = "recipient.updated";

@@ -180,7 +180,14 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
     }
 
     /// <summary>Sign-in attempts by people; a failed attempt on an unknown account names no one.</summary>
-    public Task RecordSignInAsync(GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken)
+    public Task RecordSignInAsync(GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken) =>
+        RecordAccountAsync(AuditActions.SignIn, user, roles, succeeded, cancellationToken);
+
+    /// <summary>
+    /// Something done to an account by its holder or by someone claiming to be (sign-in, creation, password reset): a
+    /// seeker appears only as a pseudonym, an unknown account as an anonymous actor, never by e-mail address.
+    /// </summary>
+    public Task RecordAccountAsync(string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken)
     {
         var isSeeker = user is not null && roles.Contains(Roles.Seeker);
         var kind = user is null ? ActorKinds.Anonymous
@@ -191,7 +198,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
             new AuditEntry(
                 kind,
                 user is null ? null : isSeeker ? pseudonyms.Of(user.Id) : user.Id,
-                AuditActions.SignIn,
+                action,
                 succeeded ? Outcomes.Success : Outcomes.Denied,
                 SeekerId: isSeeker ? user!.Id : null),
             cancellationToken);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.AspNetCore.Identity;
@@ -23,6 +24,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
         var user = await users.FindByEmailAsync(email);
         Assert.True(await users.IsInRoleAsync(user!, Roles.Seeker));
+        Assert.Equal(1L, await AuditCountAsync(AuditActions.AccountCreated, "success", user!.Id));
     }
 
     [Fact]
@@ -72,6 +74,13 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         using var signIn = new PageSession(fixture.Factory);
         var location = await Actors.SubmitLoginAsync(signIn.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email, newPassword);
         Assert.Equal("/", location.OriginalString);
+
+        // The request and the reset are in the audit log, under the account's pseudonym only.
+        var userId = System.Web.HttpUtility.ParseQueryString(link.Query)["user"]!;
+        Assert.Equal(1L, await AuditCountAsync(AuditActions.PasswordResetRequested, "success", userId));
+        Assert.Equal(1L, await AuditCountAsync(AuditActions.PasswordReset, "success", userId));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE concat_ws(' ', actor_id, subject, details) LIKE '%{email}%'"));
     }
 
     [Fact]
@@ -79,9 +88,19 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     {
         using var visitor = new PageSession(fixture.Factory);
         var before = MailFiles().ToHashSet();
+        const string Anonymous = $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.PasswordResetRequested}' AND outcome = 'denied' AND actor_kind = 'anonymous' AND subject IS NULL";
+        var anonymousBefore = await fixture.Database.ScalarAsync<long>(Anonymous);
         using var asked = await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = $"nobody-{Guid.NewGuid():N}@example.test" });
         Assert.Contains("Si un compte existe avec cette adresse", await asked.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Empty(MailFiles().Except(before));
+        Assert.Equal(anonymousBefore + 1, await fixture.Database.ScalarAsync<long>(Anonymous));
+    }
+
+    private async Task<long> AuditCountAsync(string action, string outcome, string userId)
+    {
+        var subject = fixture.Factory.Services.GetRequiredService<Pseudonyms>().Of(userId);
+        return await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{action}' AND outcome = '{outcome}' AND subject = '{subject}'");
     }
 
     private IEnumerable<string> MailFiles() =>

@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Identity;
@@ -16,7 +17,7 @@ namespace ExchangeGateway.Pages.Account;
 /// link is built on the configured issuer, never on the request's Host header (which a caller controls).
 /// </summary>
 public sealed class ForgotPasswordModel(
-    UserManager<GatewayUser> users, INotifier notifier, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
+    UserManager<GatewayUser> users, INotifier notifier, AuditTrail audit, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email")]
     public string Email { get; set; } = "";
@@ -41,6 +42,11 @@ public sealed class ForgotPasswordModel(
             var link = new Uri(auth.Value.Issuer!, $"Account/ResetPassword?user={Uri.EscapeDataString(user.Id)}&code={token}");
             await notifier.SendAsync(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]), HttpContext.RequestAborted);
         }
+
+        // Recorded either way (an unknown address as an anonymous request, without the address), so that a run of
+        // requests against many addresses shows in the log.
+        await audit.RecordAccountAsync(
+            AuditActions.PasswordResetRequested, user, user is null ? [] : await users.GetRolesAsync(user), user?.Email is not null, HttpContext.RequestAborted);
 
         Sent = true;
         return Page();

@@ -1,5 +1,7 @@
 using System.ComponentModel.DataAnnotations;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -7,7 +9,8 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>A job seeker's account: e-mail and password, role seeker, signed in at once.</summary>
-public sealed class RegisterModel(UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, TimeProvider time) : PageModel
+public sealed class RegisterModel(
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, AuditTrail audit, TimeProvider time) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
     public string Email { get; set; } = "";
@@ -31,6 +34,8 @@ public sealed class RegisterModel(UserManager<GatewayUser> users, SignInManager<
             return Page();
         }
 
+        // The account, its role and its audit event together, or none of them.
+        await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
         var user = new GatewayUser { UserName = Email.Trim(), Email = Email.Trim(), CreatedAt = time.GetUtcNow() };
         var created = await users.CreateAsync(user, Password);
         if (created.Succeeded)
@@ -38,8 +43,14 @@ public sealed class RegisterModel(UserManager<GatewayUser> users, SignInManager<
             created = await users.AddToRoleAsync(user, Roles.Seeker);
         }
 
-        if (!created.Succeeded)
+        if (created.Succeeded)
         {
+            await audit.RecordAccountAsync(AuditActions.AccountCreated, user, [Roles.Seeker], succeeded: true, HttpContext.RequestAborted);
+            await transaction.CommitAsync(HttpContext.RequestAborted);
+        }
+        else
+        {
+            await transaction.RollbackAsync(HttpContext.RequestAborted);
             foreach (var error in created.Errors.DistinctBy(e => e.Description))
             {
                 ModelState.AddModelError(error.Code.StartsWith("Password", StringComparison.Ordinal) ? nameof(Password) : nameof(Email), error.Description);

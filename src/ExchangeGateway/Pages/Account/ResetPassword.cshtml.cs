@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
@@ -10,7 +11,7 @@ using Microsoft.Extensions.Localization;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
-public sealed class ResetPasswordModel(UserManager<GatewayUser> users, IStringLocalizer<PageText> text) : PageModel
+public sealed class ResetPasswordModel(UserManager<GatewayUser> users, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
     [BindProperty(SupportsGet = true)] public string? Code { get; set; }
@@ -43,6 +44,13 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, IStringLo
         }
 
         var reset = await users.ResetPasswordAsync(user, token, Password);
+        var invalidLink = reset.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.InvalidToken));
+        if (reset.Succeeded || invalidLink)
+        {
+            // A password too weak is the holder's typing, not an event; a reset done or a link refused is.
+            await audit.RecordAccountAsync(AuditActions.PasswordReset, user, await users.GetRolesAsync(user), reset.Succeeded, HttpContext.RequestAborted);
+        }
+
         if (!reset.Succeeded)
         {
             foreach (var error in reset.Errors)
