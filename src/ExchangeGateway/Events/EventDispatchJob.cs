@@ -16,8 +16,9 @@ namespace ExchangeGateway.Events;
 
 /// <summary>
 /// Push delivery (RFC 8935). The table is the queue: each round claims a batch of due obligations, round robin across
-/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease) in one short transaction, so any number
-/// of nodes share the work without sending twice, and a node that dies mid-batch only delays its batch by the lease.
+/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease) in one
+/// short transaction, so any number of nodes share the work without sending twice, and a node that dies mid-batch only
+/// delays its batch by the lease.
 /// Deliveries run concurrently, capped overall and per site; outcomes are written back in one statement per batch.
 /// </summary>
 public sealed class EventDispatchJob(
@@ -120,14 +121,20 @@ public sealed class EventDispatchJob(
             // The site's slot first: a delivery queued behind a busy site must not sit on one of the overall slots.
             var site = gates.For(obligation.RecipientId);
             await site.WaitAsync(cancellationToken);
-            await gates.Overall.WaitAsync(cancellationToken);
             try
             {
-                return await DeliverOneAsync(client, obligation, cancellationToken);
+                await gates.Overall.WaitAsync(cancellationToken);
+                try
+                {
+                    return await DeliverOneAsync(client, obligation, cancellationToken);
+                }
+                finally
+                {
+                    gates.Overall.Release();
+                }
             }
             finally
             {
-                gates.Overall.Release();
                 site.Release();
             }
         }));
