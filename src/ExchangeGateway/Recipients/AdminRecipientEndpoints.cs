@@ -46,9 +46,10 @@ public sealed record RegisterRecipientRequest(
 public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, string? ClientSecret, RecipientResponse Recipient);
 
 /// <summary>Fields left out (or null) keep their value.</summary>
+/// <summary>Fields left out stay as they are. <c>redirectUris</c> replaces the whole list; an empty list removes them all.</summary>
 public sealed record UpdateRecipientRequest(
     string? DisplayName = null, string? LegalName = null, Uri? Website = null, Uri? PrivacyPolicyUrl = null,
-    string? ContactEmail = null, DeliveryMode? DeliveryMode = null, Uri? PushEndpoint = null);
+    string? ContactEmail = null, DeliveryMode? DeliveryMode = null, Uri? PushEndpoint = null, IReadOnlyList<Uri>? RedirectUris = null);
 
 public sealed record StatusChangeRequest(string Reason);
 
@@ -188,6 +189,7 @@ public static partial class AdminRecipientEndpoints
             request.ContactEmail ?? recipient.ContactEmail, options.Value);
         var mode = request.DeliveryMode ?? recipient.DeliveryMode;
         await ValidateDeliveryAsync(errors, mode, mode == DeliveryMode.Push ? request.PushEndpoint ?? recipient.PushEndpoint : request.PushEndpoint, endpoints, cancellationToken);
+        ValidateRedirectUris(errors, request.RedirectUris, options.Value);
         if (errors.Any)
         {
             return errors.ToProblem();
@@ -196,11 +198,17 @@ public static partial class AdminRecipientEndpoints
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
             request.ContactEmail, request.DeliveryMode, request.PushEndpoint, time.GetUtcNow());
-        if (request.DisplayName is not null && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
+        if ((request.DisplayName is not null || request.RedirectUris is not null)
+            && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
         {
             var descriptor = new OpenIddictApplicationDescriptor();
             await applications.PopulateAsync(descriptor, application, cancellationToken);
             descriptor.DisplayName = recipient.DisplayName;
+            if (request.RedirectUris is not null)
+            {
+                RecipientClients.SetRedirectUris(descriptor, request.RedirectUris);
+            }
+
             await applications.UpdateAsync(application, descriptor, cancellationToken);
         }
 

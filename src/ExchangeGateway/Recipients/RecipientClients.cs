@@ -31,19 +31,33 @@ public static class RecipientClients
             Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.CvRead,
         ]);
 
-        var redirects = redirectUris?.ToList() ?? [];
-        if (redirects.Count > 0)
+        SetRedirectUris(descriptor, redirectUris?.ToList() ?? []);
+        return descriptor;
+    }
+
+    /// <summary>
+    /// The site's redirect URIs, and with them the right to send seekers to /connect/authorize for cv:share (code + PKCE):
+    /// a site with none cannot start a consent at all.
+    /// </summary>
+    public static void SetRedirectUris(OpenIddictApplicationDescriptor descriptor, IReadOnlyCollection<Uri> redirectUris)
+    {
+        string[] sharing =
+        [
+            Permissions.Endpoints.Authorization, Permissions.GrantTypes.AuthorizationCode, Permissions.ResponseTypes.Code,
+            Permissions.Prefixes.Scope + ApiScopes.CvShare,
+        ];
+        descriptor.RedirectUris.Clear();
+        descriptor.RedirectUris.UnionWith(redirectUris);
+        if (redirectUris.Count > 0)
         {
-            descriptor.RedirectUris.UnionWith(redirects);
-            descriptor.Permissions.UnionWith(
-            [
-                Permissions.Endpoints.Authorization, Permissions.GrantTypes.AuthorizationCode, Permissions.ResponseTypes.Code,
-                Permissions.Prefixes.Scope + ApiScopes.CvShare,
-            ]);
+            descriptor.Permissions.UnionWith(sharing);
             descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);
         }
-
-        return descriptor;
+        else
+        {
+            descriptor.Permissions.ExceptWith(sharing);
+            descriptor.Requirements.Remove(Requirements.Features.ProofKeyForCodeExchange);
+        }
     }
 
     /// <summary>Absolute https, or http on a loopback address where plain http is allowed (development); no fragment (RFC 6749 §3.1.2).</summary>

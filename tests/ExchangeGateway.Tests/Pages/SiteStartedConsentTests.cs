@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -181,6 +182,47 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         using var response = await client.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s"));
         Assert.DoesNotContain("/Account/Login", response.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task OperatorsGiveAndTakeBackRedirectUrisByPatch()
+    {
+        var op = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(op.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var path = $"{Sites.AdminPath}/{site.Id}";
+        var (_, challenge) = PageSession.Pkce();
+        using var client = fixture.Client();
+
+        async Task<HttpResponseMessage> AuthorizeAsync() => await client.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s"));
+
+        using (var patched = await admin.PatchAsJsonAsync(path, new JsonObject { ["redirectUris"] = new JsonArray(Callback) }))
+        {
+            Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        }
+
+        using (var started = await AuthorizeAsync())
+        {
+            Assert.Contains("/Account/Login", started.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
+        }
+
+        // A bad list is refused whole and changes nothing.
+        await (await admin.PatchAsJsonAsync(path, new JsonObject { ["redirectUris"] = new JsonArray("https://jobs.example/cb#frag") }))
+            .AssertProblemAsync(HttpStatusCode.BadRequest);
+        using (var still = await AuthorizeAsync())
+        {
+            Assert.Contains("/Account/Login", still.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
+        }
+
+        // An empty list takes the site's right to start a consent away.
+        using (var cleared = await admin.PatchAsJsonAsync(path, new JsonObject { ["redirectUris"] = new JsonArray() }))
+        {
+            Assert.Equal(HttpStatusCode.OK, cleared.StatusCode);
+        }
+
+        using var refused = await AuthorizeAsync();
+        Assert.DoesNotContain("/Account/Login", refused.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
     }
 
     private async Task<long> ConsentCountAsync(string email)
