@@ -22,9 +22,6 @@ public sealed class FreshnessSweepJob(
 {
     public const int Workers = 2;
 
-    private const string ObligationColumns =
-        "jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at";
-
     // The holders of the swept CVs: every active episode of their seekers.
     private const string Held = """
         held AS (
@@ -32,17 +29,21 @@ public sealed class FreshnessSweepJob(
             FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active')
         """;
 
+    // A cv-offline obligation ($2 now, $3 deadline) for each held episode matching the condition.
+    private static string ObligationsFor(string condition) => $"""
+        INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+        SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
+               $2, $3, 'Pending', false, 0, $2
+        FROM held WHERE {condition}
+        RETURNING 1
+        """;
+
     // Outside the chain lock: an obligation for each episode that received the CV, as far as this statement's snapshot
     // shows, and the newest ledger row in that snapshot. Ledger ids are handed out and committed under the chain lock, so
     // every disclosure this statement could not see has a greater id.
     private static readonly string ObligationsSql = $"""
         WITH {Held},
-        written AS (
-            INSERT INTO erasure_obligations ({ObligationColumns})
-            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
-                   $2, $3, 'Pending', false, 0, $2
-            FROM held WHERE EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)
-            RETURNING 1)
+        written AS ({ObligationsFor("EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)")})
         SELECT (SELECT count(*)::int FROM written), (SELECT coalesce(max(id), 0) FROM disclosures)
         """;
 
@@ -53,14 +54,10 @@ public sealed class FreshnessSweepJob(
         WITH {Held},
         moved AS (
             UPDATE feed_entries f SET position = nextval('feed_positions') FROM held WHERE f.consent_id = held.id),
-        late AS (
-            INSERT INTO erasure_obligations ({ObligationColumns})
-            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
-                   $2, $3, 'Pending', false, 0, $2
-            FROM held
-            WHERE held.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $4)
-              AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id AND d.id <= $4)
-            RETURNING 1)
+        late AS ({ObligationsFor("""
+            held.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $4)
+            AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id AND d.id <= $4)
+            """)})
         SELECT count(*)::int FROM late
         """;
 

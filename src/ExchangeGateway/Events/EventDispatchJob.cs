@@ -64,6 +64,29 @@ public sealed class EventDispatchJob(
         }
     }
 
+    /// <summary>
+    /// Claims and leases a batch: $1 now, $2 batch size, $3 lease end, $4 a site's share of the batch. Returns id, jti,
+    /// recipient id, client id, consent id, pairwise id, kind, cause, confirm-before, attempts, push endpoint.
+    /// </summary>
+    internal const string ClaimSql = """
+        WITH candidates AS (
+            SELECT o.id, o.next_attempt_at, row_number() OVER (PARTITION BY r.id ORDER BY o.next_attempt_at) AS turn
+            FROM recipients r
+            CROSS JOIN LATERAL (
+                SELECT o.id, o.next_attempt_at FROM erasure_obligations o
+                WHERE o.recipient_id = r.id AND o.status = 'Pending' AND o.next_attempt_at <= $1
+                ORDER BY o.next_attempt_at
+                LIMIT $4
+                FOR UPDATE SKIP LOCKED) o
+            WHERE r.delivery_mode = 'Push'),
+        -- Round robin across sites, oldest first within each: every site's deliveries start in every batch.
+        due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
+        UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
+        FROM due, recipients r
+        WHERE o.id = due.id AND r.id = o.recipient_id
+        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
+        """;
+
     private async Task<List<ObligationToSend>> ClaimIfTimeLeftAsync(Stopwatch clock, CancellationToken cancellationToken) =>
         clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested ? await ClaimAsync(cancellationToken) : [];
 
@@ -72,26 +95,7 @@ public sealed class EventDispatchJob(
         var now = time.GetUtcNow();
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         await db.Database.OpenConnectionAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(
-            """
-            WITH candidates AS (
-                SELECT o.id, o.next_attempt_at, row_number() OVER (PARTITION BY r.id ORDER BY o.next_attempt_at) AS turn
-                FROM recipients r
-                CROSS JOIN LATERAL (
-                    SELECT o.id, o.next_attempt_at FROM erasure_obligations o
-                    WHERE o.recipient_id = r.id AND o.status = 'Pending' AND o.next_attempt_at <= $1
-                    ORDER BY o.next_attempt_at
-                    LIMIT $4
-                    FOR UPDATE SKIP LOCKED) o
-                WHERE r.delivery_mode = 'Push'),
-            -- Round robin across sites, oldest first within each: every site's deliveries start in every batch.
-            due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
-            UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
-            FROM due, recipients r
-            WHERE o.id = due.id AND r.id = o.recipient_id
-            RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
-            """,
-            connection)
+        await using var command = new NpgsqlCommand(ClaimSql, connection)
         {
             Parameters =
             {

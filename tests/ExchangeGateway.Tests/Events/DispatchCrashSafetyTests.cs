@@ -1,3 +1,4 @@
+using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
 using Microsoft.IdentityModel.Tokens;
@@ -222,33 +223,15 @@ public sealed class DispatchCrashSafetyTests(TwoNodes nodes) : IClassFixture<Two
     {
         var now = nodes.Time.GetUtcNow();
         await using var connection = await nodes.Database.OpenOwnerConnectionAsync();
-        await using var claim = new NpgsqlCommand(
-            """
-            WITH candidates AS (
-                SELECT o.id, o.next_attempt_at, row_number() OVER (PARTITION BY r.id ORDER BY o.next_attempt_at) AS turn
-                FROM recipients r
-                CROSS JOIN LATERAL (
-                    SELECT o.id, o.next_attempt_at FROM erasure_obligations o
-                    WHERE o.recipient_id = r.id AND o.status = 'Pending' AND o.next_attempt_at <= $1
-                    ORDER BY o.next_attempt_at
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED) o
-                WHERE r.delivery_mode = 'Push'),
-            due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
-            UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
-            FROM due, recipients r
-            WHERE o.id = due.id AND r.id = o.recipient_id
-            RETURNING o.jti
-            """,
-            connection)
+        await using var claim = new NpgsqlCommand(EventDispatchJob.ClaimSql, connection)
         {
-            Parameters = { new() { Value = now }, new() { Value = 500 }, new() { Value = now + lease } },
+            Parameters = { new() { Value = now }, new() { Value = 500 }, new() { Value = now + lease }, new() { Value = 500 } },
         };
         var claimed = new HashSet<Guid>();
         await using var reader = await claim.ExecuteReaderAsync();
         while (await reader.ReadAsync())
         {
-            claimed.Add(reader.GetGuid(0));
+            claimed.Add(reader.GetGuid(1));
         }
 
         return claimed;

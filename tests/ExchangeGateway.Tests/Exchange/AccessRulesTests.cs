@@ -9,6 +9,41 @@ namespace ExchangeGateway.Tests.Exchange;
 public sealed class AccessRulesTests(GatewayFixture fixture)
 {
     [Fact]
+    public async Task ASuspensionCommittedByAnotherNodeStopsTheNextReadHereToo()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var marker = "elsewhere-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        var id = await Propagation.ReadAsync(fixture.Factory, siteToken, marker);
+        var ledger = $"SELECT count(*) FROM disclosures WHERE recipient_id = '{site.Id}'";
+        using var client = fixture.Client().WithToken(siteToken);
+        using (var warm = await client.GetAsync($"/api/v1/shared-cvs/{id}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+        }
+
+        // Another node suspends the site: this node's copy of the site's row (kept for a second) still says active, so
+        // what stops the CV is the status check in the ledger insert that every disclosure needs.
+        var recorded = await fixture.Database.ScalarAsync<long>(ledger);
+        await fixture.Database.ExecuteAsync($"UPDATE recipients SET status = 'Suspended' WHERE id = '{site.Id}'");
+
+        using (var one = await client.GetAsync($"/api/v1/shared-cvs/{id}"))
+        {
+            Assert.NotEqual(HttpStatusCode.OK, one.StatusCode);
+            Assert.DoesNotContain(marker, await one.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using (var feed = await client.GetAsync("/api/v1/shared-cvs"))
+        {
+            Assert.DoesNotContain(marker, await feed.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(recorded, await fixture.Database.ScalarAsync<long>(ledger));
+    }
+
+    [Fact]
     public async Task ASiteNeverReadsACvSharedOnlyWithAnotherSite()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
