@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Threading.Channels;
 using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
@@ -44,7 +45,8 @@ internal static class Seeder
 
         await using var services = DataProtectionServices(conn);
         var dataProtection = services.GetRequiredService<IDataProtectionProvider>();
-        var sealer = new CvSealer(dataProtection);
+        var sealer = services.GetRequiredService<CvSealer>();
+        await services.GetRequiredService<SigningKeyRing>().LoadAsync(CancellationToken.None);
         await using var dataSource = NpgsqlDataSource.Create(conn);
 
         // Recipients: site 0 is the demo site (it has an OAuth client with a known secret), the others are plain rows.
@@ -99,13 +101,17 @@ internal static class Seeder
         return 0;
     }
 
-    /// <summary>Data Protection exactly as the gateway configures it: same application name, keys in the same table.</summary>
+    /// <summary>Data Protection and the key ring exactly as the gateway configures them: same application name, keys in the same tables.</summary>
     public static ServiceProvider DataProtectionServices(string conn)
     {
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddDbContext<GatewayDbContext>(o => o.UseNpgsql(conn).UseSnakeCaseNamingConvention().UseOpenIddict());
         services.AddDataProtection().SetApplicationName("ExchangeGateway").PersistKeysToDbContext<GatewayDbContext>();
+        services.AddSingleton(TimeProvider.System);
+        services.AddOptions<AuthOptions>();
+        services.AddSingleton<SigningKeyRing>();
+        services.AddSingleton<CvSealer>();
         return services.BuildServiceProvider();
     }
 
@@ -296,7 +302,7 @@ internal static class Seeder
 
         return new SeekerRows(
             seekerId, Guid.CreateVersion7(refreshed), refreshed.UtcDateTime, CvSealer.Seal(key, seekerId, 1, document),
-            SHA256.HashData(document), sealer.Wrap(key), consents);
+            SHA256.HashData(document), sealer.Wrap(seekerId, key), consents);
     }
 
     private static async Task<long> LoadAuditAsync(

@@ -90,7 +90,6 @@ public sealed class CvWriter(
 
         cv.Erase(now);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        sealer.Forget(seekerId);
         await db.SaveChangesAsync(cancellationToken);
         // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
         var active = await db.Set<Consent>()

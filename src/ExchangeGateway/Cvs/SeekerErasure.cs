@@ -19,7 +19,7 @@ namespace ExchangeGateway.Cvs;
 /// </summary>
 public sealed class SeekerErasure(
     GatewayDbContext db, UserManager<GatewayUser> users, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
-    IOptions<ErasureOptions> erasure, CvSealer sealer)
+    IOptions<ErasureOptions> erasure)
 {
     public async Task<bool> EraseAsync(string seekerId, CancellationToken cancellationToken)
     {
@@ -48,7 +48,6 @@ public sealed class SeekerErasure(
 
         await db.Set<Cv>().Where(c => c.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        sealer.Forget(seekerId);
         await db.Set<ConsentEvent>().Where(e => e.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId).ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null), cancellationToken);
         // Through the model, not hand-written table names: OpenIddict's tables keep their own names ("OpenIddictTokens").

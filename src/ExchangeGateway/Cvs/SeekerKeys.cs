@@ -1,7 +1,6 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
@@ -9,7 +8,7 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
 namespace ExchangeGateway.Cvs;
 
-/// <summary>A seeker's data key, wrapped by the Data Protection key ring (kept in another table). Deleting it shreds every copy of the CV.</summary>
+/// <summary>A seeker's data key, wrapped by the gateway's data-key wrapping key (kept in another table). Deleting it shreds every copy of the CV.</summary>
 public sealed class SeekerKey
 {
     public required string SeekerId { get; init; }
@@ -29,62 +28,87 @@ public sealed class SeekerKeyConfiguration : IEntityTypeConfiguration<SeekerKey>
 
 /// <summary>
 /// Envelope encryption of CVs: AES-256-GCM under a per-seeker key, the ciphertext bound (as associated data) to the
-/// seeker and version it belongs to, so a ciphertext copied onto another row does not decrypt.
+/// seeker and version it belongs to, so a ciphertext copied onto another row does not decrypt. The seeker's key is
+/// stored wrapped (AES-256-GCM again, bound to the seeker) by the gateway's data-key wrapping key, itself kept wrapped
+/// by the Data Protection key ring: reading a document costs two AES-GCM operations and no key is cached anywhere, so
+/// deleting the key row is the whole of crypto-shredding.
 /// </summary>
-public sealed class CvSealer(IDataProtectionProvider dataProtection)
+public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataProtection)
 {
     private const int NonceSize = 12;
     private const int TagSize = 16;
-    private const int MaxCachedKeys = 50_000;
-    private static readonly TimeSpan KeyLifetime = TimeSpan.FromMinutes(5);
-    private readonly IDataProtector _wrapper = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
+    private const int KeySize = 32;
+    private const int KeyIdSize = 8;
 
-    // Unwrapping through Data Protection costs more than decrypting a whole 8 KB CV, and recipients read the same CVs
-    // again and again. An entry is used only when the wrapped key the caller just read from the database is the one it
-    // was made from: once the key row is gone (erasure), no cached key can open anything. The whole cache is dropped
-    // when it is full or older than KeyLifetime (cheaper than evicting one by one while a feed streams past it), and a
-    // seeker's entry is dropped at once on this node when their key is deleted.
-    private readonly ConcurrentDictionary<string, CachedKey> _unwrapped = new(StringComparer.Ordinal);
-    private long _generationStarted = Stopwatch.GetTimestamp();
+    // Wrapped key: format byte, wrapping key id, nonce, tag, ciphertext. Data Protection payloads (keys written before
+    // this format) start with its magic header 0x09F0C9F0, so the first byte tells the two apart.
+    private const byte WrapFormat = 0x01;
+    private const int WrappedSize = 1 + KeyIdSize + NonceSize + TagSize + KeySize;
+
+    private readonly IDataProtector _legacy = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
 
     public async Task<byte[]> GetOrCreateKeyAsync(GatewayDbContext db, string seekerId, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var stored = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleOrDefaultAsync(cancellationToken);
         if (stored is not null)
         {
-            return Unwrap(seekerId, stored);
+            var existing = Unwrap(seekerId, stored);
+            if (IsLegacy(stored))
+            {
+                // Re-wrapped in the writer's transaction, so the key row never holds a form the CV cannot be read with.
+                var rewrapped = Wrap(seekerId, existing);
+                await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId)
+                    .ExecuteUpdateAsync(k => k.SetProperty(x => x.WrappedKey, rewrapped), cancellationToken);
+            }
+
+            return existing;
         }
 
-        var key = RandomNumberGenerator.GetBytes(32);
-        db.Add(new SeekerKey { SeekerId = seekerId, WrappedKey = Wrap(key), CreatedAt = at });
+        var key = RandomNumberGenerator.GetBytes(KeySize);
+        db.Add(new SeekerKey { SeekerId = seekerId, WrappedKey = Wrap(seekerId, key), CreatedAt = at });
         return key;
     }
 
-    /// <summary>The data key as stored: protected by the Data Protection key ring shared by every node.</summary>
-    public byte[] Wrap(byte[] key) => _wrapper.Protect(key);
+    /// <summary>The data key as stored: only this seeker's row opens it, and only with the gateway's wrapping key.</summary>
+    public byte[] Wrap(string seekerId, byte[] key)
+    {
+        var wrapping = keys.DataKeyWrappingKey;
+        var output = new byte[WrappedSize];
+        output[0] = WrapFormat;
+        KeyIdOf(wrapping, output.AsSpan(1, KeyIdSize));
+        var nonce = output.AsSpan(1 + KeyIdSize, NonceSize);
+        RandomNumberGenerator.Fill(nonce);
+        using var aes = new AesGcm(wrapping, TagSize);
+        aes.Encrypt(nonce, key, output.AsSpan(1 + KeyIdSize + NonceSize + TagSize), output.AsSpan(1 + KeyIdSize + NonceSize, TagSize), KeyAssociatedData(seekerId));
+        return output;
+    }
 
     /// <summary>The seeker's data key from its stored (wrapped) form, as just read from the database.</summary>
     public byte[] Unwrap(string seekerId, byte[] wrappedKey)
     {
-        var now = Stopwatch.GetTimestamp();
-        if (Stopwatch.GetElapsedTime(Interlocked.Read(ref _generationStarted), now) > KeyLifetime || _unwrapped.Count >= MaxCachedKeys)
+        if (IsLegacy(wrappedKey))
         {
-            _unwrapped.Clear();
-            Interlocked.Exchange(ref _generationStarted, now);
+            // Written by an earlier version of the gateway; opened the old way until the seeker's key is written again.
+            return _legacy.Unprotect(wrappedKey);
         }
 
-        if (_unwrapped.TryGetValue(seekerId, out var cached) && cached.Wrapped.AsSpan().SequenceEqual(wrappedKey))
+        var wrapping = keys.DataKeyWrappingKey;
+        Span<byte> keyId = stackalloc byte[KeyIdSize];
+        KeyIdOf(wrapping, keyId);
+        if (!keyId.SequenceEqual(wrappedKey.AsSpan(1, KeyIdSize)))
         {
-            return cached.Key;
+            throw new CryptographicException("The seeker's key was wrapped by a wrapping key this gateway does not hold.");
         }
 
-        var key = _wrapper.Unprotect(wrappedKey);
-        _unwrapped[seekerId] = new CachedKey(wrappedKey, key);
+        var key = new byte[KeySize];
+        using var aes = new AesGcm(wrapping, TagSize);
+        aes.Decrypt(
+            wrappedKey.AsSpan(1 + KeyIdSize, NonceSize), wrappedKey.AsSpan(1 + KeyIdSize + NonceSize + TagSize),
+            wrappedKey.AsSpan(1 + KeyIdSize + NonceSize, TagSize), key, KeyAssociatedData(seekerId));
         return key;
     }
 
-    /// <summary>The seeker's key was deleted: forget it here too.</summary>
-    public void Forget(string seekerId) => _unwrapped.TryRemove(seekerId, out _);
+    private static bool IsLegacy(byte[] wrappedKey) => wrappedKey.Length != WrappedSize || wrappedKey[0] != WrapFormat;
 
     public static byte[] Seal(byte[] key, string seekerId, int version, ReadOnlySpan<byte> plaintext)
     {
@@ -106,7 +130,15 @@ public sealed class CvSealer(IDataProtectionProvider dataProtection)
         return plaintext;
     }
 
-    private sealed record CachedKey(byte[] Wrapped, byte[] Key);
+    // Names the wrapping key without revealing it, so a key wrapped under another one fails with a clear message.
+    private static void KeyIdOf(ReadOnlySpan<byte> wrapping, Span<byte> destination)
+    {
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(wrapping, hash);
+        hash[..KeyIdSize].CopyTo(destination);
+    }
+
+    private static byte[] KeyAssociatedData(string seekerId) => Encoding.UTF8.GetBytes($"seeker-key:{seekerId}");
 
     private static byte[] AssociatedData(string seekerId, int version) => Encoding.UTF8.GetBytes($"cv:{seekerId}:{version}");
 }

@@ -28,6 +28,9 @@ public sealed class SigningKeyPersistenceTests(GatewayFixture fixture)
     {
         var stored = await fixture.Database.ScalarAsync<string>("SELECT string_agg(protected_private_key, '') FROM signing_keys");
         Assert.DoesNotContain("PRIVATE KEY", stored, StringComparison.Ordinal);
-        Assert.Equal(3L, await fixture.Database.ScalarAsync<long>("SELECT count(*) FROM signing_keys"));
+        // RS256 (tokens), ES256 (events), A256KW (codes, refresh tokens), the seekers' data-key wrapping key.
+        Assert.Equal(
+            "A256GCM-DEK,A256KW,ES256,RS256",
+            await fixture.Database.ScalarAsync<string>("SELECT string_agg(algorithm, ',' ORDER BY algorithm) FROM signing_keys"));
     }
 }

@@ -1,8 +1,12 @@
 using System.Net;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Cvs;
 
@@ -215,6 +219,42 @@ public sealed class CvApiTests(GatewayFixture fixture)
 
         using var siteClient = fixture.Client().WithToken(site);
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task SeekerKeysAreBoundToTheirSeekerAndKeysWrappedTheOldWayStillOpenUntilRewrapped()
+    {
+        var owner = await fixture.Actors.NewSeekerAsync();
+        var other = await fixture.Actors.NewSeekerAsync();
+        var marker = "wrap-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, owner.Tokens.AccessToken, Sharing.Resume(marker));
+        await Sharing.PutCvAsync(fixture.Factory, other.Tokens.AccessToken, Sharing.Resume("other"));
+        var stored = await fixture.Database.ScalarAsync<byte[]>($"SELECT wrapped_key FROM seeker_keys WHERE seeker_id = '{owner.Id}'");
+        Assert.Equal(0x01, stored[0]);
+
+        // A wrapped key copied onto another seeker's row opens nothing there: it is bound to the seeker it was made for.
+        var sealer = fixture.Factory.Services.GetRequiredService<CvSealer>();
+        var otherStored = await fixture.Database.ScalarAsync<byte[]>($"SELECT wrapped_key FROM seeker_keys WHERE seeker_id = '{other.Id}'");
+        Assert.ThrowsAny<CryptographicException>(() => sealer.Unwrap(other.Id, stored));
+        Assert.Equal(32, sealer.Unwrap(other.Id, otherStored).Length);
+
+        // Keys written by earlier versions were wrapped by Data Protection: the CV still opens, and the seeker's next write
+        // re-wraps the key in the current form (the key itself, and so every stored version, stays the same).
+        var key = sealer.Unwrap(owner.Id, stored);
+        var legacy = fixture.Factory.Services.GetRequiredService<IDataProtectionProvider>()
+            .CreateProtector("ExchangeGateway.SeekerDataKeys.v1").Protect(key);
+        await fixture.Database.ExecuteAsync(
+            $"UPDATE seeker_keys SET wrapped_key = '\\x{Convert.ToHexString(legacy)}' WHERE seeker_id = '{owner.Id}'");
+        using var client = fixture.Client().WithToken(owner.Tokens.AccessToken);
+        var read = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Contains(marker, read.GetProperty("document").GetRawText(), StringComparison.Ordinal);
+
+        await Sharing.PutCvAsync(fixture.Factory, owner.Tokens.AccessToken, Sharing.Resume(marker + "-v2"));
+        var rewrapped = await fixture.Database.ScalarAsync<byte[]>($"SELECT wrapped_key FROM seeker_keys WHERE seeker_id = '{owner.Id}'");
+        Assert.Equal(0x01, rewrapped[0]);
+        Assert.Equal(key, sealer.Unwrap(owner.Id, rewrapped));
+        var again = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Contains(marker + "-v2", again.GetProperty("document").GetRawText(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -50,7 +50,7 @@ public sealed partial class Actors(GatewayFactory factory)
     public async Task<Person> NewPersonAsync(string role, string? email = null, string scope = "openid offline_access")
     {
         email ??= $"{role}-{Guid.NewGuid():N}@example.test";
-        var password = "Test-Password-" + Guid.NewGuid().ToString("N")[..8] + "!";
+        var password = "Test-Password-7" + Guid.NewGuid().ToString("N")[..8] + "!";
         string id;
         await using (var scopeProvider = factory.Services.CreateAsyncScope())
         {

@@ -59,7 +59,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         var link = new Uri(ResetLink().Match(message.TextBody ?? "").Value);
         Assert.Equal(fixture.Factory.Issuer.Authority, link.Authority);
 
-        var newPassword = "Reset-Password-" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var newPassword = "Reset-Password-5" + Guid.NewGuid().ToString("N")[..6] + "!";
         using (var reset = await visitor.SubmitAsync(link.PathAndQuery, new()
         {
             ["user"] = System.Web.HttpUtility.ParseQueryString(link.Query)["user"]!,

@@ -20,7 +20,7 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
     {
         var session = new PageSession(factory);
         var email = $"page-{Guid.NewGuid():N}@example.test";
-        var password = "Page-Password-" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var password = "Page-Password-3" + Guid.NewGuid().ToString("N")[..6] + "!";
         using var response = await session.SubmitAsync("/Account/Register", new() { ["Email"] = email, ["Password"] = password, ["ConfirmPassword"] = password });
         Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"sign-up did not redirect: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         return (session, email, password);
