@@ -22,46 +22,153 @@ namespace ExchangeGateway.Events;
 /// Deliveries run concurrently, capped overall and per site; outcomes are written back in one statement per batch.
 /// </summary>
 public sealed class EventDispatchJob(
-    GatewayDbContext db, IHttpClientFactory httpClients, EventTokens tokens, AuditTrail audit, TimeProvider time,
+    IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, TimeProvider time,
     IOptions<DeliveryOptions> options, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)
 {
     public const string HttpClientName = "push-delivery";
 
     /// <summary>
-    /// Runs rounds until nothing is due or the run time is spent; returns how many events were delivered. Rounds overlap:
-    /// the next batch is claimed and starts going out while the current one is still on the wire, sharing one cap on
-    /// concurrent deliveries (overall and per site), so the slowest deliveries of a batch do not leave the others idle,
-    /// and the database round trips (claim, record, commit) hide behind deliveries. The job's one connection does one
-    /// thing at a time; at most two batches are out at once, and a claimed batch waits at most one batch's delivery time
-    /// for its turn, well within its lease.
+    /// Lanes side by side, each with its own connection. A batch's database work (claim, record, audit, commit) takes
+    /// about as long as its deliveries; with one connection the deliveries waited for it, with two one lane's claim or
+    /// record runs while the other's batches are on the wire.
     /// </summary>
+    public const int Lanes = 2;
+
+    /// <summary>Runs rounds until nothing is due or the run time is spent; returns how many events were delivered.</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
-        var batch = await ClaimAsync(cancellationToken);
+        using var gates = new DeliveryGates(options.Value);
+        await Parallel.ForAsync(0, Lanes, cancellationToken, async (_, ct) =>
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var lane = new Lane(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), scope.ServiceProvider.GetRequiredService<AuditTrail>());
+            Interlocked.Add(ref delivered, await RunLaneAsync(lane, clock, gates, ct));
+        });
+        return delivered;
+    }
+
+    /// <summary>A lane's own connection (through its context) and audit writer.</summary>
+    private sealed record Lane(GatewayDbContext Db, AuditTrail Audit);
+
+    /// <summary>
+    /// One lane's rounds. Rounds overlap: the next batch is claimed and starts going out while the current one is still on
+    /// the wire, sharing the run's caps on concurrent deliveries (overall and per site), so the slowest deliveries of a
+    /// batch do not leave the others idle. The lane's connection does one thing at a time; at most two of its batches are
+    /// out at once, and a claimed batch waits at most a few batches' delivery time for its turn, well within its lease.
+    /// </summary>
+    private async Task<int> RunLaneAsync(Lane lane, Stopwatch clock, DeliveryGates gates, CancellationToken cancellationToken)
+    {
+        var delivered = 0;
+        var batch = await ClaimAsync(lane, cancellationToken);
         if (batch.Count == 0)
         {
             return 0;
         }
 
-        using var gates = new DeliveryGates(options.Value);
         var delivering = DeliverAsync(batch, gates, cancellationToken);
-        var next = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+        var next = await ClaimIfTimeLeftAsync(lane, clock, cancellationToken);
         var nextDelivering = next.Count > 0 ? DeliverAsync(next, gates, cancellationToken) : null;
         while (true)
         {
             var outcomes = await delivering;
-            delivered += await RecordAsync(batch, outcomes, cancellationToken);
+            delivered += await RecordAsync(lane, batch, outcomes, cancellationToken);
             if (nextDelivering is null)
             {
                 return delivered;
             }
 
-            var after = await ClaimIfTimeLeftAsync(clock, cancellationToken);
+            var after = await ClaimIfTimeLeftAsync(lane, clock, cancellationToken);
             var afterDelivering = after.Count > 0 ? DeliverAsync(after, gates, cancellationToken) : null;
             (batch, delivering, next, nextDelivering) = (next, nextDelivering, after, afterDelivering);
         }
+    }
+
+    private async Task<List<ObligationToSend>> ClaimIfTimeLeftAsync(Lane lane, Stopwatch clock, CancellationToken cancellationToken) =>
+        clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested ? await ClaimAsync(lane, cancellationToken) : [];
+
+    private async Task<List<ObligationToSend>> ClaimAsync(Lane lane, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        var now = time.GetUtcNow();
+        var connection = (NpgsqlConnection)lane.Db.Database.GetDbConnection();
+        await lane.Db.Database.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(ClaimSql, connection)
+        {
+            Parameters =
+            {
+                new() { Value = now }, new() { Value = settings.BatchSize }, new() { Value = now + settings.Lease },
+                // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
+                new() { Value = Math.Min(settings.BatchSize, settings.MaxConcurrentPerRecipient * 8) },
+            },
+        };
+        var batch = new List<ObligationToSend>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            batch.Add(new ObligationToSend(
+                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
+                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
+                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10))));
+        }
+
+        return batch;
+    }
+
+    private async Task<int> RecordAsync(Lane lane, List<ObligationToSend> batch, Outcome[] outcomes, CancellationToken cancellationToken)
+    {
+        await using var transaction = await lane.Db.Database.BeginTransactionAsync(cancellationToken);
+        var connection = (NpgsqlConnection)lane.Db.Database.GetDbConnection();
+        await using var update = new NpgsqlCommand(
+            """
+            UPDATE erasure_obligations o SET
+                status = CASE WHEN u.delivered THEN 'Delivered' ELSE o.status END,
+                delivered_at = CASE WHEN u.delivered THEN u.at ELSE o.delivered_at END,
+                next_attempt_at = CASE WHEN u.delivered THEN o.next_attempt_at ELSE u.at END,
+                last_error = u.error
+            FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[]) AS u(id, delivered, at, error)
+            WHERE o.id = u.id AND o.status = 'Pending'
+            RETURNING o.id, u.delivered
+            """,
+            connection,
+            (NpgsqlTransaction)transaction.GetDbTransaction())
+        {
+            Parameters =
+            {
+                new() { Value = batch.Select(o => o.Id).ToArray() },
+                new() { Value = outcomes.Select(o => o.Delivered).ToArray() },
+                new() { Value = outcomes.Select(o => o.At).ToArray() },
+                new() { Value = outcomes.Select(o => o.Error).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text },
+            },
+        };
+        var delivered = new HashSet<long>();
+        await using (var reader = await update.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                if (reader.GetBoolean(1))
+                {
+                    delivered.Add(reader.GetInt64(0));
+                }
+            }
+        }
+
+        await lane.Audit.AppendAsync(
+            batch.Where(o => delivered.Contains(o.Id)).Select(o => new AuditEntry(
+                ActorKinds.System, "dispatcher", AuditActions.ErasureDelivered, Outcomes.Success, Recipient: o.ClientId,
+                Details: new Dictionary<string, object?> { ["jti"] = o.Jti, ["kind"] = o.Kind, ["cause"] = o.Cause, ["via"] = "push" })).ToList(),
+            cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+
+        metrics.EventsDelivered.Add(delivered.Count);
+        var failed = batch.Count - delivered.Count;
+        if (failed > 0)
+        {
+            logger.LogInformation("Dispatch round: {Delivered} delivered, {Failed} to retry", delivered.Count, failed);
+        }
+
+        return delivered.Count;
     }
 
     /// <summary>
@@ -86,36 +193,6 @@ public sealed class EventDispatchJob(
         WHERE o.id = due.id AND r.id = o.recipient_id
         RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
         """;
-
-    private async Task<List<ObligationToSend>> ClaimIfTimeLeftAsync(Stopwatch clock, CancellationToken cancellationToken) =>
-        clock.Elapsed < options.Value.MaxRunTime && !cancellationToken.IsCancellationRequested ? await ClaimAsync(cancellationToken) : [];
-
-    private async Task<List<ObligationToSend>> ClaimAsync(CancellationToken cancellationToken)
-    {
-        var now = time.GetUtcNow();
-        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-        await db.Database.OpenConnectionAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(ClaimSql, connection)
-        {
-            Parameters =
-            {
-                new() { Value = now }, new() { Value = options.Value.BatchSize }, new() { Value = now + options.Value.Lease },
-                // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
-                new() { Value = Math.Min(options.Value.BatchSize, options.Value.MaxConcurrentPerRecipient * 8) },
-            },
-        };
-        var batch = new List<ObligationToSend>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            batch.Add(new ObligationToSend(
-                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
-                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
-                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10))));
-        }
-
-        return batch;
-    }
 
     private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)
     {
@@ -231,61 +308,6 @@ public sealed class EventDispatchJob(
         {
             return "unreadable error body";
         }
-    }
-
-    private async Task<int> RecordAsync(List<ObligationToSend> batch, Outcome[] outcomes, CancellationToken cancellationToken)
-    {
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-        await using var update = new NpgsqlCommand(
-            """
-            UPDATE erasure_obligations o SET
-                status = CASE WHEN u.delivered THEN 'Delivered' ELSE o.status END,
-                delivered_at = CASE WHEN u.delivered THEN u.at ELSE o.delivered_at END,
-                next_attempt_at = CASE WHEN u.delivered THEN o.next_attempt_at ELSE u.at END,
-                last_error = u.error
-            FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[]) AS u(id, delivered, at, error)
-            WHERE o.id = u.id AND o.status = 'Pending'
-            RETURNING o.id, u.delivered
-            """,
-            connection,
-            (NpgsqlTransaction)transaction.GetDbTransaction())
-        {
-            Parameters =
-            {
-                new() { Value = batch.Select(o => o.Id).ToArray() },
-                new() { Value = outcomes.Select(o => o.Delivered).ToArray() },
-                new() { Value = outcomes.Select(o => o.At).ToArray() },
-                new() { Value = outcomes.Select(o => o.Error).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text },
-            },
-        };
-        var delivered = new HashSet<long>();
-        await using (var reader = await update.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                if (reader.GetBoolean(1))
-                {
-                    delivered.Add(reader.GetInt64(0));
-                }
-            }
-        }
-
-        await audit.AppendAsync(
-            batch.Where(o => delivered.Contains(o.Id)).Select(o => new AuditEntry(
-                ActorKinds.System, "dispatcher", AuditActions.ErasureDelivered, Outcomes.Success, Recipient: o.ClientId,
-                Details: new Dictionary<string, object?> { ["jti"] = o.Jti, ["kind"] = o.Kind, ["cause"] = o.Cause, ["via"] = "push" })).ToList(),
-            cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-
-        metrics.EventsDelivered.Add(delivered.Count);
-        var failed = batch.Count - delivered.Count;
-        if (failed > 0)
-        {
-            logger.LogInformation("Dispatch round: {Delivered} delivered, {Failed} to retry", delivered.Count, failed);
-        }
-
-        return delivered.Count;
     }
 
     private static string Truncate(string value, int length) => value.Length <= length ? value : value[..length];
