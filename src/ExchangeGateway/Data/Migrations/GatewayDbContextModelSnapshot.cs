@@ -1218,16 +1218,6 @@ namespace ExchangeGateway.Data.Migrations
                         .HasConstraintName("fk_consent_events_consents_consent_id");
                 });
 
-            modelBuilder.Entity("ExchangeGateway.Exchange.Disclosure", b =>
-                {
-                    b.HasOne("ExchangeGateway.Consents.Consent", null)
-                        .WithMany()
-                        .HasForeignKey("ConsentId")
-                        .OnDelete(DeleteBehavior.Restrict)
-                        .IsRequired()
-                        .HasConstraintName("fk_disclosures_consents_consent_id");
-                });
-
             modelBuilder.Entity("ExchangeGateway.Exchange.FeedEntry", b =>
                 {
                     b.HasOne("ExchangeGateway.Consents.Consent", null)
