@@ -116,6 +116,10 @@ public sealed class EventDispatchJob(
         return batch;
     }
 
+    // Only events not delivered meanwhile (a confirmation implies delivery, so delivered_at is null exactly while the
+    // status is Pending). Said without the status on purpose: "status = 'Pending'" is the push queue index's predicate,
+    // and right after a burst of new obligations (a sweep), before autovacuum has analysed them, the planner took that
+    // index to hash-join every pending row: 480 ms per batch instead of 140, until the statistics caught up.
     private async Task<int> RecordAsync(Lane lane, List<ObligationToSend> batch, Outcome[] outcomes, CancellationToken cancellationToken)
     {
         await using var transaction = await lane.Db.Database.BeginTransactionAsync(cancellationToken);
@@ -128,7 +132,7 @@ public sealed class EventDispatchJob(
                 next_attempt_at = CASE WHEN u.delivered THEN o.next_attempt_at ELSE u.at END,
                 last_error = u.error
             FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[]) AS u(id, delivered, at, error)
-            WHERE o.id = u.id AND o.status = 'Pending'
+            WHERE o.id = u.id AND o.delivered_at IS NULL
             RETURNING o.id, u.delivered
             """,
             connection,
