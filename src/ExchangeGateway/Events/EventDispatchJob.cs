@@ -93,27 +93,35 @@ public sealed class EventDispatchJob(
         var settings = options.Value;
         var now = time.GetUtcNow();
         var connection = (NpgsqlConnection)lane.Db.Database.GetDbConnection();
+        // Open for the claim only: between statements the lane's batches are on the wire, and the connection serves requests.
         await lane.Db.Database.OpenConnectionAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(ClaimSql, connection)
+        try
         {
-            Parameters =
+            await using var command = new NpgsqlCommand(ClaimSql, connection)
             {
-                new() { Value = now }, new() { Value = settings.BatchSize }, new() { Value = now + settings.Lease },
-                // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
-                new() { Value = Math.Min(settings.BatchSize, settings.MaxConcurrentPerRecipient * 8) },
-            },
-        };
-        var batch = new List<ObligationToSend>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            batch.Add(new ObligationToSend(
-                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
-                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
-                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10))));
-        }
+                Parameters =
+                {
+                    new() { Value = now }, new() { Value = settings.BatchSize }, new() { Value = now + settings.Lease },
+                    // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
+                    new() { Value = Math.Min(settings.BatchSize, settings.MaxConcurrentPerRecipient * 8) },
+                },
+            };
+            var batch = new List<ObligationToSend>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                batch.Add(new ObligationToSend(
+                    reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
+                    reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
+                    reader.IsDBNull(10) ? null : new Uri(reader.GetString(10))));
+            }
 
-        return batch;
+            return batch;
+        }
+        finally
+        {
+            await lane.Db.Database.CloseConnectionAsync();
+        }
     }
 
     // Only events not delivered meanwhile (a confirmation implies delivery, so delivered_at is null exactly while the
