@@ -18,11 +18,27 @@ namespace ExchangeGateway.Recipients;
 public sealed record RecipientResponse(
     Guid Id, string ClientId, string DisplayName, string LegalName, Uri Website, Uri PrivacyPolicyUrl, string ContactEmail,
     DeliveryMode DeliveryMode, Uri? PushEndpoint, ClientAuthentication ClientAuthentication, RecipientStatus Status,
-    string? StatusReason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
+    string? StatusReason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, IReadOnlyList<Uri> RedirectUris)
 {
-    public static RecipientResponse From(Recipient r) => new(
+    public static RecipientResponse From(Recipient r, IReadOnlyList<Uri> redirectUris) => new(
         r.Id, r.ClientId, r.DisplayName, r.LegalName, r.Website, r.PrivacyPolicyUrl, r.ContactEmail, r.DeliveryMode,
-        r.PushEndpoint, r.ClientAuthentication, r.Status, r.StatusReason, r.CreatedAt, r.UpdatedAt);
+        r.PushEndpoint, r.ClientAuthentication, r.Status, r.StatusReason, r.CreatedAt, r.UpdatedAt, redirectUris);
+
+    /// <summary>The sites as operators see them, with the redirect URIs their OAuth clients hold (one query for all).</summary>
+    public static async Task<List<RecipientResponse>> ForAsync(GatewayDbContext db, IReadOnlyCollection<Recipient> recipients, CancellationToken cancellationToken)
+    {
+        var clientIds = recipients.Select(r => r.ClientId).ToList();
+        var stored = await db.Set<OpenIddictEntityFrameworkCoreApplication>().AsNoTracking()
+            .Where(a => a.ClientId != null && clientIds.Contains(a.ClientId))
+            .Select(a => new { a.ClientId, a.RedirectUris })
+            .ToDictionaryAsync(a => a.ClientId!, a => a.RedirectUris, cancellationToken);
+        return recipients.Select(r => From(r, stored.TryGetValue(r.ClientId, out var uris) && !string.IsNullOrEmpty(uris)
+            ? JsonSerializer.Deserialize<string[]>(uris)!.Select(u => new Uri(u)).ToList()
+            : [])).ToList();
+    }
+
+    public static async Task<RecipientResponse> ForAsync(GatewayDbContext db, Recipient recipient, CancellationToken cancellationToken) =>
+        (await ForAsync(db, [recipient], cancellationToken))[0];
 }
 
 /// <summary>
@@ -89,14 +105,14 @@ public static partial class AdminRecipientEndpoints
             .OrderBy(r => r.Id)
             .Take(take + 1)
             .ToListAsync(cancellationToken);
-        var items = rows.Take(take).Select(RecipientResponse.From).ToList();
+        var items = await RecipientResponse.ForAsync(db, rows.Take(take).ToList(), cancellationToken);
         return TypedResults.Ok(new Page<RecipientResponse>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
     }
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Get(Guid id, GatewayDbContext db, CancellationToken cancellationToken)
     {
         var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
-        return recipient is null ? Problems.NotFound("No recipient with this id.") : TypedResults.Ok(RecipientResponse.From(recipient));
+        return recipient is null ? Problems.NotFound("No recipient with this id.") : TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 
     private static async Task<Results<Created<RegisteredRecipientResponse>, ProblemHttpResult>> Register(
@@ -169,7 +185,7 @@ public static partial class AdminRecipientEndpoints
         await transaction.CommitAsync(cancellationToken);
 
         return TypedResults.Created($"/api/v1/admin/recipients/{recipient.Id}",
-            new RegisteredRecipientResponse(recipient.Id, clientId, secret, RecipientResponse.From(recipient)));
+            new RegisteredRecipientResponse(recipient.Id, clientId, secret, await RecipientResponse.ForAsync(db, recipient, cancellationToken)));
     }
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Update(
@@ -216,7 +232,7 @@ public static partial class AdminRecipientEndpoints
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
-        return TypedResults.Ok(RecipientResponse.From(recipient));
+        return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 
     private static Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Suspend(
@@ -262,7 +278,7 @@ public static partial class AdminRecipientEndpoints
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         context.RequestServices.GetRequiredService<DispatchSignal>().After(obligations);
-        return TypedResults.Ok(RecipientResponse.From(recipient));
+        return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, context.RequestAborted));
     }
 
     private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(

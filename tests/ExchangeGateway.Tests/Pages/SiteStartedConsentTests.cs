@@ -199,7 +199,11 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         using (var patched = await admin.PatchAsJsonAsync(path, new JsonObject { ["redirectUris"] = new JsonArray(Callback) }))
         {
             Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+            Assert.Equal([Callback], RedirectUrisOf(await patched.ReadJsonAsync()));
         }
+
+        // Operators read them back.
+        Assert.Equal([Callback], RedirectUrisOf(await (await admin.GetAsync(path)).ReadJsonAsync()));
 
         using (var started = await AuthorizeAsync())
         {
@@ -218,12 +222,16 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         using (var cleared = await admin.PatchAsJsonAsync(path, new JsonObject { ["redirectUris"] = new JsonArray() }))
         {
             Assert.Equal(HttpStatusCode.OK, cleared.StatusCode);
+            Assert.Empty(RedirectUrisOf(await cleared.ReadJsonAsync()));
         }
 
         using var refused = await AuthorizeAsync();
         Assert.DoesNotContain("/Account/Login", refused.Headers.Location?.ToString() ?? "", StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
     }
+
+    private static string[] RedirectUrisOf(JsonElement recipient) =>
+        recipient.GetProperty("redirectUris").EnumerateArray().Select(u => u.GetString()!).ToArray();
 
     private async Task<long> ConsentCountAsync(string email)
     {
