@@ -47,6 +47,10 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
 
     private readonly IDataProtector _legacy = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
 
+    // Names the wrapping key without revealing it (the first bytes of its SHA-256), so a key wrapped under another one
+    // fails with a clear message. Computed once: the key ring does not change while the node runs.
+    private readonly Lazy<byte[]> _keyId = new(() => SHA256.HashData(keys.DataKeyWrappingKey)[..KeyIdSize]);
+
     public async Task<byte[]> GetOrCreateKeyAsync(GatewayDbContext db, string seekerId, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var stored = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleOrDefaultAsync(cancellationToken);
@@ -75,7 +79,7 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
         var wrapping = keys.DataKeyWrappingKey;
         var output = new byte[WrappedSize];
         output[0] = WrapFormat;
-        KeyIdOf(wrapping, output.AsSpan(1, KeyIdSize));
+        _keyId.Value.CopyTo(output.AsSpan(1, KeyIdSize));
         var nonce = output.AsSpan(1 + KeyIdSize, NonceSize);
         RandomNumberGenerator.Fill(nonce);
         using var aes = new AesGcm(wrapping, TagSize);
@@ -93,9 +97,7 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
         }
 
         var wrapping = keys.DataKeyWrappingKey;
-        Span<byte> keyId = stackalloc byte[KeyIdSize];
-        KeyIdOf(wrapping, keyId);
-        if (!keyId.SequenceEqual(wrappedKey.AsSpan(1, KeyIdSize)))
+        if (!_keyId.Value.AsSpan().SequenceEqual(wrappedKey.AsSpan(1, KeyIdSize)))
         {
             throw new CryptographicException("The seeker's key was wrapped by a wrapping key this gateway does not hold.");
         }
@@ -128,14 +130,6 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
             sealedDocument.AsSpan(0, NonceSize), sealedDocument.AsSpan(NonceSize + TagSize), sealedDocument.AsSpan(NonceSize, TagSize),
             plaintext, AssociatedData(seekerId, version));
         return plaintext;
-    }
-
-    // Names the wrapping key without revealing it, so a key wrapped under another one fails with a clear message.
-    private static void KeyIdOf(ReadOnlySpan<byte> wrapping, Span<byte> destination)
-    {
-        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(wrapping, hash);
-        hash[..KeyIdSize].CopyTo(destination);
     }
 
     private static byte[] KeyAssociatedData(string seekerId) => Encoding.UTF8.GetBytes($"seeker-key:{seekerId}");

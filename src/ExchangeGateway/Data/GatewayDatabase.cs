@@ -1,4 +1,6 @@
 using Microsoft.EntityFrameworkCore;
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace ExchangeGateway.Data;
@@ -7,9 +9,6 @@ public static class GatewayDatabase
 {
     public const string ConnectionStringName = "Gateway";
     public const string OwnerConnectionStringName = "GatewayOwner";
-
-    /// <summary>Connections per node when neither the connection string nor Database:MaxPoolSize says otherwise.</summary>
-    public const int DefaultMaxPoolSize = 16;
 
     public static IServiceCollection AddGatewayDatabase(this IServiceCollection services, IConfiguration configuration)
     {
@@ -20,36 +19,26 @@ public static class GatewayDatabase
                 $"ConnectionStrings:{ConnectionStringName} is not set (environment variable ConnectionStrings__{ConnectionStringName}).");
         }
 
+        services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         // The gateway leaves no session state on its connections (advisory locks are transaction-scoped; no SET, LISTEN or
         // temporary tables), so the reset Npgsql sends when a pooled connection is taken again would be one more statement
         // per request, a tenth of PostgreSQL's time on the single-CV path. Hangfire and the health check keep their own pools.
-        var builder = new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true };
-        if (!HasPoolSize(connectionString))
+        var poolGiven = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
+            .Any(k => PoolSizeKeywords.Contains(k.Replace(" ", "", StringComparison.Ordinal)));
+        services.AddDbContextPool<GatewayDbContext>((sp, options) =>
         {
-            // Npgsql's default of 100 lets a burst open that many backends, which the pool then takes in turn: on a 2-core
-            // database the single-CV read served 800 requests/s through 100 connections and 1 100 through 8, the feed
-            // fell to a third as each backend first touched the shared buffers. See Database:MaxPoolSize in the README.
-            builder.MaxPoolSize = configuration.GetValue("Database:MaxPoolSize", DefaultMaxPoolSize);
-            if (builder.MaxPoolSize is < 4 or > 500)
+            var pooled = new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true };
+            if (!poolGiven)
             {
-                throw new InvalidOperationException("Database:MaxPoolSize must be between 4 and 500.");
+                pooled.MaxPoolSize = sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.MaxPoolSize;
             }
-        }
 
-        var pooled = builder.ConnectionString;
-        services.AddDbContextPool<GatewayDbContext>(options => options
-            .UseNpgsql(pooled)
-            .UseSnakeCaseNamingConvention()
-            .UseOpenIddict());
+            options.UseNpgsql(pooled.ConnectionString).UseSnakeCaseNamingConvention().UseOpenIddict();
+        });
         return services;
     }
 
-    private static bool HasPoolSize(string connectionString)
-    {
-        var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString };
-        return given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("MaximumPoolSize", StringComparison.OrdinalIgnoreCase)
-            || k.Replace(" ", "", StringComparison.Ordinal).Equals("MaxPoolSize", StringComparison.OrdinalIgnoreCase));
-    }
+    private static readonly HashSet<string> PoolSizeKeywords = new(["MaximumPoolSize", "MaxPoolSize"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// Applies pending migrations (EF Core serialises concurrent migrators with a lock). When ConnectionStrings:GatewayOwner
@@ -75,4 +64,24 @@ public static class GatewayDatabase
         await using var db = new GatewayDbContext(options);
         await db.Database.MigrateAsync(cancellationToken);
     }
+}
+
+/// <summary>How this node uses PostgreSQL (section <c>Database</c>).</summary>
+public sealed class DatabaseOptions
+{
+    public const string Section = "Database";
+
+    /// <summary>Connections per node when neither the connection string nor Database:MaxPoolSize says otherwise.</summary>
+    public const int DefaultMaxPoolSize = 16;
+
+    /// <summary>
+    /// Connections this node keeps, unless the connection string sets Maximum Pool Size. Npgsql's default of 100 lets a
+    /// burst open that many backends, which the pool then takes in turn: on a 2-core database the single-CV read served
+    /// 800 requests/s through 100 connections and 1 100 through 8, and the feed fell to a third as each backend first
+    /// touched the shared buffers. About twice the database's cores, divided among the nodes.
+    /// </summary>
+    [Range(4, 500, ErrorMessage = "Database:MaxPoolSize must be between 4 and 500.")]
+    public int MaxPoolSize { get; set; } = DefaultMaxPoolSize;
+
+    public bool MigrateOnStart { get; set; } = true;
 }

@@ -8,7 +8,7 @@ public static class Startup
     /// <summary>Schema, keys and registrations, before the first request: a node that cannot do these must not serve.</summary>
     public static async Task PrepareAsync(this WebApplication app, CancellationToken cancellationToken = default)
     {
-        if (app.Configuration.GetValue("Database:MigrateOnStart", true))
+        if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value.MigrateOnStart)
         {
             await GatewayDatabase.MigrateAsync(app.Services, cancellationToken);
         }

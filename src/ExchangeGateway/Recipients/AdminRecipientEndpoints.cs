@@ -61,8 +61,7 @@ public sealed record RegisterRecipientRequest(
 /// <summary>The client secret appears here once; the gateway keeps only its hash.</summary>
 public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, string? ClientSecret, RecipientResponse Recipient);
 
-/// <summary>Fields left out (or null) keep their value.</summary>
-/// <summary>Fields left out stay as they are. <c>redirectUris</c> replaces the whole list; an empty list removes them all.</summary>
+/// <summary>Fields left out (or null) keep their value. <c>redirectUris</c> replaces the whole list; an empty list removes them all.</summary>
 public sealed record UpdateRecipientRequest(
     string? DisplayName = null, string? LegalName = null, Uri? Website = null, Uri? PrivacyPolicyUrl = null,
     string? ContactEmail = null, DeliveryMode? DeliveryMode = null, Uri? PushEndpoint = null, IReadOnlyList<Uri>? RedirectUris = null);

@@ -13,7 +13,7 @@ public sealed class DatabasePoolTests(GatewayFixture fixture)
     public void TheNodesPoolIsSmallByDefaultAndSkipsTheConnectionReset()
     {
         var pooled = PooledConnectionString(fixture.Factory);
-        Assert.Equal(GatewayDatabase.DefaultMaxPoolSize, pooled.MaxPoolSize);
+        Assert.Equal(DatabaseOptions.DefaultMaxPoolSize, pooled.MaxPoolSize);
         Assert.True(pooled.NoResetOnClose);
     }
 
