@@ -120,6 +120,27 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(database, jti, "status"));
     }
 
+    [Fact]
+    public async Task AConfirmationThatArrivesWhileThePushIsOnTheWireIsNotOverwrittenByTheDeliveryRecord()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(202, Delay: TimeSpan.FromSeconds(2)));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var jti = await PendingJtiAsync(receiver);
+
+        // The site has the event in hand (and deletes its copy) before its answer to the push gets back to the gateway.
+        var dispatch = Gateway.RunDispatchAsync();
+        await receiver.WaitForAsync(1);
+        using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
+        }
+
+        await dispatch;
+        Assert.Equal("Confirmed", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+        Assert.NotNull(await Propagation.ObligationAsync<object>(fixture.Database, jti, "confirmed_at") as DateTime?);
+    }
+
     /// <summary>A new push site holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet sent.</summary>
     private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver)
     {
