@@ -51,7 +51,7 @@ builder.Services.AddSingleton<INotifier>(sp => sp.GetRequiredService<Microsoft.E
     ? ActivatorUtilities.CreateInstance<SmtpNotifier>(sp)
     : ActivatorUtilities.CreateInstance<PickupFolderNotifier>(sp));
 builder.Services.AddGatewayJobs(builder.Configuration);
-builder.Services.AddHttpClient(EventDispatchJob.HttpClientName)
+builder.Services.AddHttpClient(EventDispatchJob.HttpClientName, client => client.DefaultRequestHeaders.Accept.ParseAdd("application/json"))
     .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
     {
         // Redirects could lead a delivery into the internal network; the socket-level check vets every connection.

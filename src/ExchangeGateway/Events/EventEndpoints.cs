@@ -70,7 +70,7 @@ public static class EventEndpoints
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             var acked = await db.Set<ErasureObligation>()
                 .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
-                .Select(o => new { o.Jti, o.Kind, o.Cause }).ToListAsync(cancellationToken);
+                .OrderBy(o => o.Id).Select(o => o.Jti).ToListAsync(cancellationToken);
             await db.Set<ErasureObligation>()
                 .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
                 .ExecuteUpdateAsync(o => o.SetProperty(x => x.Status, ObligationStatus.Delivered).SetProperty(x => x.DeliveredAt, now), cancellationToken);
@@ -84,9 +84,10 @@ public static class EventEndpoints
                     .ExecuteUpdateAsync(o => o.SetProperty(x => x.LastError, "set-error: " + error.Err).SetProperty(x => x.NextAttemptAt, retryAt), cancellationToken);
             }
 
-            await audit.AppendAsync(acked.Select(o => new AuditEntry(ActorKinds.Recipient, recipient.ClientId, AuditActions.ErasureDelivered,
-                Outcomes.Success, Recipient: recipient.ClientId,
-                Details: new Dictionary<string, object?> { ["jti"] = o.Jti, ["kind"] = o.Kind, ["cause"] = o.Cause, ["via"] = "poll" })).ToList(), cancellationToken);
+            if (acked.Count > 0)
+            {
+                await audit.AppendAsync(ErasureDeliveries.AuditEntry(ActorKinds.Recipient, recipient.ClientId, recipient.ClientId, "poll", acked), cancellationToken);
+            }
             await transaction.CommitAsync(cancellationToken);
         }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -21,46 +22,83 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
 {
     public const string TokenType = "secevent+jwt";
 
-    public string Create(ObligationToSend obligation, DateTimeOffset issuedAt)
+    // The protected header only changes with the key: encoded once per key, not once per event.
+    private EncodedHeader? _header;
+
+    private sealed record EncodedHeader(string KeyId, byte[] Encoded);
+
+    /// <summary>The compact SET as a string (the poll answer embeds it in JSON).</summary>
+    public string Create(ObligationToSend obligation, DateTimeOffset issuedAt) => Encoding.ASCII.GetString(CreateAscii(obligation, issuedAt));
+
+    /// <summary>The compact SET as the ASCII bytes a push sends.</summary>
+    public byte[] CreateAscii(ObligationToSend obligation, DateTimeOffset issuedAt)
     {
         var key = (ECDsaSecurityKey)keys.EventCredentials.Key;
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var header = new Utf8JsonWriter(buffer))
+        var header = HeaderFor(key.KeyId);
+        var claims = new ArrayBufferWriter<byte>(384);
+        using (var writer = new Utf8JsonWriter(claims))
         {
-            header.WriteStartObject();
-            header.WriteString("alg", SecurityAlgorithms.EcdsaSha256);
-            header.WriteString("kid", key.KeyId);
-            header.WriteString("typ", TokenType);
-            header.WriteEndObject();
+            writer.WriteStartObject();
+            writer.WriteString("iss", auth.Value.Issuer!.AbsoluteUri);
+            writer.WriteString("aud", obligation.ClientId);
+            writer.WriteString("jti", obligation.Jti);
+            writer.WriteNumber("iat", issuedAt.ToUnixTimeSeconds());
+            writer.WriteString("txn", obligation.ConsentId);
+            writer.WriteStartObject("events");
+            writer.WriteStartObject(EventKinds.UriPrefix + obligation.Kind);
+            writer.WriteStartObject("subject");
+            writer.WriteString("format", "opaque");
+            writer.WriteString("id", obligation.PairwiseId);
+            writer.WriteEndObject();
+            writer.WriteString("cause", obligation.Cause);
+            writer.WriteNumber("confirm_before", obligation.ConfirmBefore.ToUnixTimeSeconds());
+            writer.WriteEndObject();
+            writer.WriteEndObject();
+            writer.WriteEndObject();
         }
 
-        var headerLength = buffer.WrittenCount;
-        using (var claims = new Utf8JsonWriter(buffer))
+        // header "." claims "." signature, base64url throughout; an ES256 signature (r || s) is 64 bytes.
+        var payloadLength = Base64Url.GetEncodedLength(claims.WrittenCount);
+        var signingLength = header.Length + 1 + payloadLength;
+        var token = new byte[signingLength + 1 + Base64Url.GetEncodedLength(SignatureSize)];
+        header.CopyTo(token, 0);
+        token[header.Length] = (byte)'.';
+        Base64Url.EncodeToUtf8(claims.WrittenSpan, token.AsSpan(header.Length + 1, payloadLength));
+        token[signingLength] = (byte)'.';
+
+        // ES256 (RFC 7518 §3.4): the signature is r || s, the IEEE P1363 form that TrySignData writes by default.
+        Span<byte> signature = stackalloc byte[SignatureSize];
+        if (!key.ECDsa.TrySignData(token.AsSpan(0, signingLength), signature, HashAlgorithmName.SHA256, out var written) || written != SignatureSize)
         {
-            claims.WriteStartObject();
-            claims.WriteString("iss", auth.Value.Issuer!.AbsoluteUri);
-            claims.WriteString("aud", obligation.ClientId);
-            claims.WriteString("jti", obligation.Jti);
-            claims.WriteNumber("iat", issuedAt.ToUnixTimeSeconds());
-            claims.WriteString("txn", obligation.ConsentId);
-            claims.WriteStartObject("events");
-            claims.WriteStartObject(EventKinds.UriPrefix + obligation.Kind);
-            claims.WriteStartObject("subject");
-            claims.WriteString("format", "opaque");
-            claims.WriteString("id", obligation.PairwiseId);
-            claims.WriteEndObject();
-            claims.WriteString("cause", obligation.Cause);
-            claims.WriteNumber("confirm_before", obligation.ConfirmBefore.ToUnixTimeSeconds());
-            claims.WriteEndObject();
-            claims.WriteEndObject();
-            claims.WriteEndObject();
+            throw new CryptographicException("The event key did not produce an ES256 signature.");
         }
 
-        var json = buffer.WrittenSpan;
-        var signingInput = Base64UrlEncoder.Encode(json[..headerLength].ToArray()) + "." + Base64UrlEncoder.Encode(json[headerLength..].ToArray());
-        // ES256 (RFC 7518 §3.4): the signature is r || s, which is what ECDsa.SignData returns by default.
-        var signature = key.ECDsa.SignData(Encoding.ASCII.GetBytes(signingInput), HashAlgorithmName.SHA256);
-        return signingInput + "." + Base64UrlEncoder.Encode(signature);
+        Base64Url.EncodeToUtf8(signature, token.AsSpan(signingLength + 1));
+        return token;
+    }
+
+    private const int SignatureSize = 64;
+
+    private byte[] HeaderFor(string keyId)
+    {
+        if (_header is { } cached && cached.KeyId == keyId)
+        {
+            return cached.Encoded;
+        }
+
+        var json = new ArrayBufferWriter<byte>(128);
+        using (var writer = new Utf8JsonWriter(json))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("alg", SecurityAlgorithms.EcdsaSha256);
+            writer.WriteString("kid", keyId);
+            writer.WriteString("typ", TokenType);
+            writer.WriteEndObject();
+        }
+
+        var encoded = Encoding.ASCII.GetBytes(Base64Url.EncodeToString(json.WrittenSpan));
+        _header = new EncodedHeader(keyId, encoded);
+        return encoded;
     }
 }
 

@@ -37,6 +37,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         var acked = await PollAsync(site, new { ack = new[] { first.Jti }, returnImmediately = true, maxEvents = 100 });
         Assert.False(acked.GetProperty("sets").TryGetProperty(first.Jti, out _));
         Assert.Equal("delivered", (await ErasureAsync(seeker, first.Jti)).GetProperty("status").GetString());
+        Assert.Equal(["recipient|demo-jobsite|demo-jobsite|poll|1"], await Propagation.DeliveryAuditAsync(fixture.Database, first.Jti));
 
         using var confirm = await site.PostAsync($"/api/v1/erasures/{first.Jti}/confirmation", null);
         Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);

@@ -44,6 +44,7 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         var revoked = SecurityEventTokens.VerifyPush(Assert.Single(receiverA.Received), keys, Gateway.Issuer, siteA.ClientId);
         Assert.Equal(("erasure-required", "consent-revoked", idA), (revoked.Kind, revoked.Cause, revoked.SubjectId));
         Assert.Equal(revokedAt.AddHours(72).ToUnixTimeSeconds(), revoked.ConfirmBefore.ToUnixTimeSeconds());
+        Assert.Equal([$"system|dispatcher|{siteA.ClientId}|push|1"], await Propagation.DeliveryAuditAsync(fixture.Database, revoked.Jti));
         Assert.Empty(receiverB.Received);
         var afterUntick = await Propagation.MyErasuresAsync(Gateway, seekerToken);
         var mine = Assert.Single(afterUntick);

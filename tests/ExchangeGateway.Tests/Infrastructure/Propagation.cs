@@ -49,6 +49,19 @@ public static class Propagation
     public static Task<T> ObligationAsync<T>(TestDatabase database, string jti, string column) =>
         database.ScalarAsync<T>($"SELECT {column} FROM erasure_obligations WHERE jti = '{Guid.Parse(jti)}'");
 
+    /// <summary>
+    /// The audit events that record the delivery of the event <paramref name="jti"/> (one per site and round, naming its
+    /// jtis), as "actor kind|actor id|recipient|via|count".
+    /// </summary>
+    public static async Task<string[]> DeliveryAuditAsync(TestDatabase database, string jti)
+    {
+        var found = await database.ScalarAsync<string[]>($"""
+            SELECT coalesce(array_agg(actor_kind || '|' || actor_id || '|' || recipient || '|' || (details::jsonb ->> 'via') || '|' || (details::jsonb ->> 'count')), ARRAY[]::text[])
+            FROM audit_events WHERE action = 'erasure.delivered' AND details::jsonb -> 'jtis' ? '{Guid.Parse(jti)}'
+            """);
+        return found;
+    }
+
     public static Task<int> RunDispatchAsync(this GatewayFactory factory) => RunAsync<EventDispatchJob>(factory, (job, ct) => job.RunAsync(ct));
     public static Task<int> RunFreshnessSweepAsync(this GatewayFactory factory) => RunAsync<FreshnessSweepJob>(factory, (job, ct) => job.RunAsync(ct));
     public static Task<int> RunConsentExpiryAsync(this GatewayFactory factory) => RunAsync<ConsentExpiryJob>(factory, (job, ct) => job.RunAsync(ct));

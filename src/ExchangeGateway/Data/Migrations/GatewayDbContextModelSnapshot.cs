@@ -567,16 +567,13 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasIndex("ConsentId")
                         .HasDatabaseName("ix_erasure_obligations_consent_id");
 
-                    b.HasIndex("Jti")
+                    b.HasIndex("RecipientId", "Jti")
                         .IsUnique()
-                        .HasDatabaseName("ix_erasure_obligations_jti");
+                        .HasDatabaseName("ix_erasure_obligations_recipient_id_jti");
 
                     b.HasIndex("RecipientId", "NextAttemptAt")
                         .HasDatabaseName("ix_erasure_obligations_recipient_id_next_attempt_at")
                         .HasFilter("status = 'Pending'");
-
-                    b.HasIndex("RecipientId", "Status")
-                        .HasDatabaseName("ix_erasure_obligations_recipient_id_status");
 
                     b.ToTable("erasure_obligations", (string)null);
                 });
