@@ -22,42 +22,43 @@ public sealed class FreshnessSweepJob(
 {
     public const int Workers = 2;
 
-    // The holders of the swept CVs: every active episode of their seekers.
-    private const string Held = """
-        held AS (
-            SELECT c.id, c.recipient_id, c.pairwise_id
-            FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active')
-        """;
+    private static readonly string ObligationColumns =
+        "INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)";
 
-    // A cv-offline obligation ($2 now, $3 deadline) for each held episode matching the condition.
-    private static string ObligationsFor(string condition) => $"""
-        INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
-        SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
-               $2, $3, 'Pending', false, 0, $2
-        FROM held WHERE {condition}
-        RETURNING 1
-        """;
-
-    // Outside the chain lock: an obligation for each episode that received the CV, as far as this statement's snapshot
-    // shows, and the newest ledger row in that snapshot. Ledger ids are handed out and committed under the chain lock, so
-    // every disclosure this statement could not see has a greater id.
+    // Outside the chain lock: the holders of the swept CVs (every active episode of their seekers), a cv-offline obligation
+    // ($2 now, $3 deadline) for each that received the CV as far as this statement's snapshot shows, the newest ledger row
+    // in that snapshot, and the holders, whose feeds the statement under the lock moves. Ledger ids are handed out and
+    // committed under the chain lock, so every disclosure this statement could not see has a greater id.
     private static readonly string ObligationsSql = $"""
-        WITH {Held},
-        written AS ({ObligationsFor("EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)")})
-        SELECT (SELECT count(*)::int FROM written), (SELECT coalesce(max(id), 0) FROM disclosures)
+        WITH held AS MATERIALIZED (
+            SELECT c.id, c.recipient_id, c.pairwise_id
+            FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active'),
+        written AS (
+            {ObligationColumns}
+            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
+                   $2, $3, 'Pending', false, 0, $2
+            FROM held WHERE EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)
+            RETURNING 1)
+        SELECT (SELECT count(*)::int FROM written), (SELECT coalesce(max(id), 0) FROM disclosures), (SELECT coalesce(array_agg(id), ARRAY[]::uuid[]) FROM held)
         """;
 
-    // Under the chain lock nothing more can be disclosed until commit: the feeds move in commit order, and a disclosure
-    // that committed after the statement above (only possible from a node whose clock still saw the CV fresh) gets its
-    // obligation too, unless the episode already had one.
+    // Under the chain lock nothing more can be disclosed until commit: the holders' feeds ($1) move in commit order, and an
+    // active episode of a swept seeker ($2) first disclosed after the statement above (ledger id above $5; only possible
+    // from a node whose clock still saw the CV fresh) gets its obligation and its feed move too. Both come from the
+    // statement above and the ledger's tail, not from looking the holders up again: that kept the lock twice as long.
     private static readonly string ConsequencesSql = $"""
-        WITH {Held},
+        WITH late AS (
+            {ObligationColumns}
+            SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
+                   $3, $4, 'Pending', false, 0, $3
+            FROM consents c
+            WHERE c.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $5)
+              AND c.seeker_id = ANY($2::text[]) AND c.state = 'Active'
+              AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.id <= $5)
+            RETURNING consent_id),
         moved AS (
-            UPDATE feed_entries f SET position = nextval('feed_positions') FROM held WHERE f.consent_id = held.id),
-        late AS ({ObligationsFor("""
-            held.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $4)
-            AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id AND d.id <= $4)
-            """)})
+            UPDATE feed_entries f SET position = nextval('feed_positions')
+            WHERE f.consent_id = ANY($1::uuid[]) OR f.consent_id IN (SELECT consent_id FROM late))
         SELECT count(*)::int FROM late
         """;
 
@@ -126,16 +127,19 @@ public sealed class FreshnessSweepJob(
         }
 
         var confirmBefore = now + erasure.Value.ConfirmWithin;
-        NpgsqlParameter[] Parameters() => [new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore }];
         int obligations;
         long ledgerSeen;
-        await using (var write = new NpgsqlCommand(ObligationsSql, connection, npgsqlTransaction))
+        Guid[] holders;
+        await using (var write = new NpgsqlCommand(ObligationsSql, connection, npgsqlTransaction)
         {
-            write.Parameters.AddRange(Parameters());
+            Parameters = { new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore } },
+        })
+        {
             await using var reader = await write.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
             obligations = reader.GetInt32(0);
             ledgerSeen = reader.GetInt64(1);
+            holders = reader.GetFieldValue<Guid[]>(2);
         }
 
         // One round trip under the lock: the lock, the feeds and late obligations, the audit head.
@@ -144,12 +148,17 @@ public sealed class FreshnessSweepJob(
             BatchCommands =
             {
                 new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({Locks.Chain})"),
-                new NpgsqlBatchCommand(ConsequencesSql),
+                new NpgsqlBatchCommand(ConsequencesSql)
+                {
+                    Parameters =
+                    {
+                        new() { Value = holders }, new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore },
+                        new() { Value = ledgerSeen },
+                    },
+                },
                 new NpgsqlBatchCommand(AuditTrail.HeadQuery),
             },
         };
-        consequences.BatchCommands[1].Parameters.AddRange(Parameters());
-        consequences.BatchCommands[1].Parameters.Add(new() { Value = ledgerSeen });
         AuditTrail.Head head;
         await using (var reader = await consequences.ExecuteReaderAsync(cancellationToken))
         {

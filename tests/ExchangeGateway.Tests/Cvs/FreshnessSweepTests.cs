@@ -1,5 +1,6 @@
 using ExchangeGateway.Audit;
 using ExchangeGateway.Cvs;
+using ExchangeGateway.Data;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -65,5 +66,64 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         var subjects = string.Join(", ", seekers.Select(s => $"'{pseudonyms.Of(s.Id)}'"));
         Assert.Equal(7L, await db.ScalarAsync<long>(
             $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.CvWentOffline}' AND subject IN ({subjects})"));
+    }
+
+    /// <summary>
+    /// A copy handed out while a batch is under way (by a node whose clock still saw the CV fresh) is chased too: the batch
+    /// writes its obligations outside the chain lock, and catches up under the lock with what the ledger gained meanwhile.
+    /// The test holds the chain lock, lets the sweep write its obligations and queue for the lock, commits a disclosure
+    /// as that node would (ledger row under the lock), then lets the sweep finish.
+    /// </summary>
+    [Fact]
+    public async Task ADisclosureCommittedWhileTheBatchIsUnderWayGetsItsObligationAndItsWithdrawal()
+    {
+        var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
+        var site = await Sites.RegisterAsync(Gateway, operatorToken);
+        var marker = "late-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        var consent = (await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetGuid();
+        // The site has read nothing: as far as the sweep's first statement can see, it holds no copy.
+        var position = await fixture.Database.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{consent}'");
+
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Task<int> sweep;
+        await using (var lagging = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await lagging.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            sweep = Gateway.RunFreshnessSweepAsync();
+            await WaitForSweepAtTheChainLockAsync();
+            Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}'"));
+            Assert.Equal(1, await lagging.ExecuteAsync($"""
+                INSERT INTO disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at)
+                SELECT c.id, c.recipient_id, c.seeker_id, v.version, v.content_hash, now()
+                FROM consents c JOIN cvs v ON v.seeker_id = c.seeker_id WHERE c.id = '{consent}'
+                """));
+            await lagging.CommitAsync();
+        }
+
+        Assert.True(await sweep >= 1);
+        Assert.Equal("cv-offline", await fixture.Database.ScalarAsync<string>(
+            $"SELECT string_agg(cause, ',') FROM erasure_obligations WHERE consent_id = '{consent}'"));
+        Assert.True(await fixture.Database.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{consent}'") > position);
+        var (items, _) = await Sharing.ReadFeedAsync(Gateway, await fixture.Actors.TokenAsync(site));
+        var withdrawal = Assert.Single(items);
+        Assert.Equal(("withdrawal", "cv-offline"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));
+    }
+
+    /// <summary>
+    /// Until every session that has taken CVs offline in its open transaction (the sweep's workers with a batch) waits for
+    /// the chain lock, that is, has written its obligations as far as its snapshot showed.
+    /// </summary>
+    private async Task WaitForSweepAtTheChainLockAsync()
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!await fixture.Database.ScalarAsync<bool>("""
+            SELECT coalesce(bool_and(EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = c.pid AND w.locktype = 'advisory' AND NOT w.granted)), false)
+            FROM pg_locks c WHERE c.relation = 'cvs'::regclass AND c.mode = 'RowExclusiveLock' AND c.granted
+            """))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the sweep never reached the chain lock");
+            await Task.Delay(20);
+        }
     }
 }
