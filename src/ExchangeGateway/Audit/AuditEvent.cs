@@ -85,6 +85,7 @@ public static class AuditActions
 {
     public const string SignIn = "auth.sign-in";
     public const string AccountCreated = "account.created";
+    public const string AccountConfirmed = "account.confirmed";
     public const string PasswordResetRequested = "account.password-reset-requested";
     public const string PasswordReset = "account.password-reset";
     public const string TokenRefused = "auth.token-refused";

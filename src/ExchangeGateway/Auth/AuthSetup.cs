@@ -19,6 +19,8 @@ public static class AuthSetup
         services.AddIdentity<GatewayUser, IdentityRole>(options =>
             {
                 options.User.RequireUniqueEmail = true;
+                // An account is used only once its address is confirmed: sign-up can then answer alike for every address.
+                options.SignIn.RequireConfirmedEmail = true;
                 options.Password.RequiredLength = 12;
                 options.Lockout.MaxFailedAccessAttempts = 5;
                 options.ClaimsIdentity.UserIdClaimType = Claims.Subject;

@@ -15,15 +15,45 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
 
     private HttpClient? _http;
 
-    /// <summary>A new seeker account made through the sign-up page, signed in.</summary>
-    public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(GatewayFactory factory)
+    /// <summary>A new seeker account made through the sign-up page and the confirmation link it mails, signed in.</summary>
+    public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(GatewayFactory factory, string? returnUrl = null)
     {
         var session = new PageSession(factory);
         var email = $"page-{Guid.NewGuid():N}@example.test";
         var password = "Page-Password-3" + Guid.NewGuid().ToString("N")[..6] + "!";
-        using var response = await session.SubmitAsync("/Account/Register", new() { ["Email"] = email, ["Password"] = password, ["ConfirmPassword"] = password });
-        Assert.True(response.StatusCode == HttpStatusCode.Redirect, $"sign-up did not redirect: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        var page = "/Account/Register" + (returnUrl is null ? "" : $"?ReturnUrl={Uri.EscapeDataString(returnUrl)}");
+        using (var response = await session.SubmitAsync(page, new() { ["Email"] = email, ["Password"] = password, ["ConfirmPassword"] = password }))
+        {
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK && html.Contains(SentNotice, StringComparison.Ordinal),
+                $"sign-up did not send a link: {(int)response.StatusCode} {html}");
+        }
+
+        var link = Mailbox.LinkTo((await Mailbox.ForAsync(factory, email)).Last(), "ConfirmEmail");
+        Assert.NotNull(link);
+        using (var confirmed = await session.ConfirmAsync(link))
+        {
+            Assert.True(confirmed.StatusCode == HttpStatusCode.Redirect, $"confirmation did not redirect: {(int)confirmed.StatusCode}");
+            Assert.Equal(returnUrl ?? "/Cv?done=welcome", confirmed.Headers.Location!.OriginalString);
+        }
+
         return (session, email, password);
+    }
+
+    /// <summary>What the sign-up page says, for every address alike.</summary>
+    public const string SentNotice = "Nous avons envoyé un message à";
+
+    /// <summary>Opens a confirmation link and presses its button.</summary>
+    public Task<HttpResponseMessage> ConfirmAsync(Uri link)
+    {
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        var fields = new Dictionary<string, string> { ["user"] = query["user"] ?? "", ["Code"] = query["code"] ?? "" };
+        if (query["returnUrl"] is { } returnUrl)
+        {
+            fields["ReturnUrl"] = returnUrl;
+        }
+
+        return SubmitAsync(link.PathAndQuery, fields);
     }
 
     public async Task<string> GetPageAsync(string url)

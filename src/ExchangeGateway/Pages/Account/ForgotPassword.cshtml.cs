@@ -1,12 +1,10 @@
 using System.ComponentModel.DataAnnotations;
-using System.Text;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Localization;
 using Microsoft.Extensions.Options;
 
@@ -38,8 +36,7 @@ public sealed class ForgotPasswordModel(
         var user = await users.FindByEmailAsync(Email.Trim());
         if (user?.Email is { } address)
         {
-            var token = WebEncoders.Base64UrlEncode(Encoding.UTF8.GetBytes(await users.GeneratePasswordResetTokenAsync(user)));
-            var link = new Uri(auth.Value.Issuer!, $"Account/ResetPassword?user={Uri.EscapeDataString(user.Id)}&code={token}");
+            var link = AccountLinks.Build(auth.Value.Issuer!, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
             await notifier.SendAsync(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]), HttpContext.RequestAborted);
         }
 

@@ -1,11 +1,9 @@
 using System.ComponentModel.DataAnnotations;
-using System.Text;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
@@ -36,7 +34,7 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, AuditTrai
         }
 
         var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
-        var token = Decode(Code);
+        var token = AccountLinks.Decode(Code);
         if (user is null || token is null)
         {
             ModelState.AddModelError("", text["Reset.InvalidLink"]);
@@ -67,17 +65,5 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, AuditTrai
         await users.ResetAccessFailedCountAsync(user);
         Done = true;
         return Page();
-    }
-
-    private static string? Decode(string? code)
-    {
-        try
-        {
-            return string.IsNullOrEmpty(code) ? null : Encoding.UTF8.GetString(WebEncoders.Base64UrlDecode(code));
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
     }
 }
