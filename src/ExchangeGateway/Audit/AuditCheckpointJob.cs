@@ -1,6 +1,10 @@
+using ExchangeGateway.Hosting;
+using Hangfire;
+
 namespace ExchangeGateway.Audit;
 
 /// <summary>Recurring: seals the chain head with a signed checkpoint.</summary>
+[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
 public sealed class AuditCheckpointJob(AuditCheckpoints checkpoints)
 {
     public async Task RunAsync(CancellationToken cancellationToken) => await checkpoints.CreateAsync(cancellationToken);

@@ -2,6 +2,8 @@ using ExchangeGateway.Audit;
 using ExchangeGateway.Data;
 using ExchangeGateway.Events;
 using ExchangeGateway.Exchange;
+using ExchangeGateway.Hosting;
+using Hangfire;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -11,6 +13,7 @@ namespace ExchangeGateway.Consents;
 /// Ends consents past <c>Consent:MaxAge</c> as Expired, through the aggregate (so the same rule applies as everywhere),
 /// in batches claimed with SKIP LOCKED; each batch writes receipts, feed moves, obligations and audit in one transaction.
 /// </summary>
+[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
 public sealed class ConsentExpiryJob(
     GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure)
 {

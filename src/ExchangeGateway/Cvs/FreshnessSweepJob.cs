@@ -2,6 +2,8 @@ using ExchangeGateway.Audit;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using ExchangeGateway.Events;
+using ExchangeGateway.Hosting;
+using Hangfire;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
@@ -17,6 +19,7 @@ namespace ExchangeGateway.Cvs;
 /// lock, so one batch claims and writes while another holds the chain lock to commit.
 /// The read path never relied on this job: a stale CV is refused from the moment it is stale.
 /// </summary>
+[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
 public sealed class FreshnessSweepJob(
     IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
 {

@@ -7,6 +7,7 @@ using ExchangeGateway.Audit;
 using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using ExchangeGateway.Recipients;
+using Hangfire;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
@@ -21,6 +22,7 @@ namespace ExchangeGateway.Events;
 /// delays its batch by the lease.
 /// Deliveries run concurrently, capped overall and per site; outcomes are written back in one statement per batch.
 /// </summary>
+[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
 public sealed class EventDispatchJob(
     IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, TimeProvider time,
     IOptions<DeliveryOptions> options, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)
