@@ -59,9 +59,10 @@ public sealed class FreshnessSweepJob(
               AND c.seeker_id = ANY($2::text[]) AND c.state = 'Active'
               AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.id <= $5)
             RETURNING consent_id),
+        -- One array, not "= ANY($1) OR IN (late)": the OR made the planner scan the whole of feed_entries for every batch.
         moved AS (
             UPDATE feed_entries f SET position = nextval('feed_positions')
-            WHERE f.consent_id = ANY($1::uuid[]) OR f.consent_id IN (SELECT consent_id FROM late))
+            WHERE f.consent_id = ANY($1::uuid[] || ARRAY(SELECT consent_id FROM late)))
         SELECT count(*)::int FROM late
         """;
 
