@@ -88,6 +88,7 @@ public static class EventEndpoints
             {
                 await audit.AppendAsync(ErasureDeliveries.AuditEntry(ActorKinds.Recipient, recipient.ClientId, recipient.ClientId, "poll", acked), cancellationToken);
             }
+
             await transaction.CommitAsync(cancellationToken);
         }
 

@@ -135,6 +135,39 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.Redirect, stillOut.StatusCode);
     }
 
+    /// <summary>
+    /// A password reset proves the address as well as a confirmation link: the holder of an address that someone else
+    /// signed up with takes the account back with it, and signs in.
+    /// </summary>
+    [Fact]
+    public async Task AResetThroughTheMailedLinkAlsoConfirmsTheAddress()
+    {
+        var email = $"squatted-{Guid.NewGuid():N}@example.test";
+        using (var squatter = new PageSession(fixture.Factory))
+        {
+            var squatterPassword = "Squatter-Pass-2" + Guid.NewGuid().ToString("N")[..6] + "!";
+            await SignUpNoticeAsync(squatter, email, squatterPassword);
+        }
+
+        using var holder = new PageSession(fixture.Factory);
+        using (await holder.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = email }))
+        {
+        }
+
+        var link = Mailbox.LinkTo((await Mailbox.ForAsync(fixture.Factory, email)).Last(), "ResetPassword")!;
+        var password = "Holder-Pass-6" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        using (var reset = await holder.SubmitAsync(link.PathAndQuery, new()
+        {
+            ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,
+        }))
+        {
+            Assert.Contains("Votre mot de passe a été changé", await reset.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal("/", (await Actors.SubmitLoginAsync(holder.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email, password)).OriginalString);
+    }
+
     /// <summary>Submits the sign-up form and returns what the page then says.</summary>
     private static async Task<string> SignUpNoticeAsync(PageSession session, string email, string password)
     {

@@ -63,6 +63,14 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, AuditTrai
         // A reset also ends a lockout that the forgotten password may have caused.
         await users.SetLockoutEndDateAsync(user, null);
         await users.ResetAccessFailedCountAsync(user);
+        if (!user.EmailConfirmed)
+        {
+            // The link came through the address, which proves it as well as a confirmation link would. It also lets the
+            // holder of an address take back an account someone else opened with it (the new password ends their sessions).
+            user.EmailConfirmed = true;
+            await users.UpdateAsync(user);
+        }
+
         Done = true;
         return Page();
     }
