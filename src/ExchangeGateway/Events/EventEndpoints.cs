@@ -68,12 +68,15 @@ public static class EventEndpoints
         if (acks.Count > 0 || failed.Count > 0)
         {
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            var acked = await db.Set<ErasureObligation>()
-                .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
-                .OrderBy(o => o.Id).Select(o => o.Jti).ToListAsync(cancellationToken);
-            await db.Set<ErasureObligation>()
-                .Where(o => o.RecipientId == recipient.Id && acks.Contains(o.Jti) && o.Status == ObligationStatus.Pending)
-                .ExecuteUpdateAsync(o => o.SetProperty(x => x.Status, ObligationStatus.Delivered).SetProperty(x => x.DeliveredAt, now), cancellationToken);
+            // One statement: what it changed is exactly what the audit says this poll delivered (a confirmation racing
+            // it has set the status already and is not counted twice).
+            var ackIds = acks.ToArray();
+            var acked = await db.Database.SqlQuery<Guid>($"""
+                UPDATE erasure_obligations SET status = 'Delivered', delivered_at = {now}
+                WHERE recipient_id = {recipient.Id} AND jti = ANY({ackIds}) AND status = 'Pending'
+                RETURNING jti AS "Value"
+                """).ToListAsync(cancellationToken);
+            acked.Sort();
             foreach (var (jti, error) in request.SetErrs ?? new Dictionary<string, SetError>())
             {
                 // The site could not process it: keep its reason and offer it again after a back-off.
