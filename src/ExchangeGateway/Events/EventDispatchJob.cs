@@ -16,10 +16,11 @@ namespace ExchangeGateway.Events;
 
 /// <summary>
 /// Push delivery (RFC 8935). The table is the queue: each round claims a batch of due obligations, round robin across
-/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease) in one
-/// short transaction, so any number of nodes share the work without sending twice, and a node that dies mid-batch only
-/// delays its batch by the lease.
-/// Deliveries run concurrently, capped overall and per site; outcomes are written back in one statement per batch.
+/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease), so any
+/// number of nodes share the work without sending twice, and a node that dies mid-batch only delays its batch by the
+/// lease. A lane's first two claims are transactions of their own; after that each claim rides in the transaction that
+/// records an earlier batch's outcomes (one statement) and its audit event, which commits within milliseconds.
+/// Deliveries run concurrently, capped overall and per site.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
 public sealed class EventDispatchJob(

@@ -15,14 +15,14 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
 
     private HttpClient? _http;
 
-    /// <summary>A new seeker account made through the sign-up page and the confirmation link it mails, signed in.</summary>
+    /// <summary>A new seeker account made through the sign-up page and the link it mails (where the password is chosen), signed in.</summary>
     public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(GatewayFactory factory, string? returnUrl = null)
     {
         var session = new PageSession(factory);
         var email = $"page-{Guid.NewGuid():N}@example.test";
         var password = "Page-Password-3" + Guid.NewGuid().ToString("N")[..6] + "!";
         var page = "/Account/Register" + (returnUrl is null ? "" : $"?ReturnUrl={Uri.EscapeDataString(returnUrl)}");
-        using (var response = await session.SubmitAsync(page, new() { ["Email"] = email, ["Password"] = password, ["ConfirmPassword"] = password }))
+        using (var response = await session.SubmitAsync(page, new() { ["Email"] = email }))
         {
             var html = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.OK && html.Contains(SentNotice, StringComparison.Ordinal),
@@ -31,7 +31,7 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
 
         var link = Mailbox.LinkTo((await Mailbox.ForAsync(factory, email)).Last(), "ConfirmEmail");
         Assert.NotNull(link);
-        using (var confirmed = await session.ConfirmAsync(link))
+        using (var confirmed = await session.ConfirmAsync(link, password))
         {
             Assert.True(confirmed.StatusCode == HttpStatusCode.Redirect, $"confirmation did not redirect: {(int)confirmed.StatusCode}");
             Assert.Equal(returnUrl ?? "/Cv?done=welcome", confirmed.Headers.Location!.OriginalString);
@@ -43,11 +43,14 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
     /// <summary>What the sign-up page says, for every address alike.</summary>
     public const string SentNotice = "Nous avons envoyé un message à";
 
-    /// <summary>Opens a confirmation link and presses its button.</summary>
-    public Task<HttpResponseMessage> ConfirmAsync(Uri link)
+    /// <summary>Opens a sign-up link, chooses the password and presses the button.</summary>
+    public Task<HttpResponseMessage> ConfirmAsync(Uri link, string password)
     {
         var query = System.Web.HttpUtility.ParseQueryString(link.Query);
-        var fields = new Dictionary<string, string> { ["user"] = query["user"] ?? "", ["Code"] = query["code"] ?? "" };
+        var fields = new Dictionary<string, string>
+        {
+            ["user"] = query["user"] ?? "", ["Code"] = query["code"] ?? "", ["Password"] = password, ["ConfirmPassword"] = password,
+        };
         if (query["returnUrl"] is { } returnUrl)
         {
             fields["ReturnUrl"] = returnUrl;

@@ -1,5 +1,7 @@
+using System.ComponentModel.DataAnnotations;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -8,15 +10,25 @@ using Microsoft.Extensions.Localization;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
-/// The page the confirmation link opens. Opening it changes nothing (mail scanners open links); the button confirms the
-/// address, signs the seeker in and carries on where the sign-up started.
+/// The page the sign-up link opens, where the account gets its password: only the holder of the address can get here, so
+/// nobody can set up an account for someone else's address and keep a way into it. Opening the page changes nothing
+/// (mail scanners open links); the form confirms the address, sets the password, signs the seeker in and carries on where
+/// the sign-up started. Setting the password renews the account's security stamp, which the link's token carries, so a used
+/// link is spent.
 /// </summary>
 public sealed class ConfirmEmailModel(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text)
+    : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
     [BindProperty(SupportsGet = true)] public string? Code { get; set; }
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
+
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")]
+    public string Password { get; set; } = "";
+
+    [BindProperty, Required(ErrorMessage = "Error.Required"), Compare(nameof(Password), ErrorMessage = "Error.PasswordsDiffer")]
+    public string ConfirmPassword { get; set; } = "";
 
     public void OnGet()
     {
@@ -24,28 +36,61 @@ public sealed class ConfirmEmailModel(
 
     public async Task<IActionResult> OnPostAsync()
     {
+        // The link first, whatever else was typed: without a valid one, the page says nothing about the account.
         var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
         var token = AccountLinks.Decode(Code);
-        if (user is null || token is null)
+        if (user is null || token is null
+            || !await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
         {
+            ModelState.Clear();
             ModelState.AddModelError("", text["Confirm.InvalidLink"]);
             return Page();
         }
 
         if (user.EmailConfirmed)
         {
-            // Used before: the link is spent, not a way to sign in without the password.
+            // A valid link to an account that already has its password (its stamp unchanged since): no sign-in from a link.
             return RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
         }
 
-        var confirmed = await users.ConfirmEmailAsync(user, token);
-        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), confirmed.Succeeded, HttpContext.RequestAborted);
-        if (!confirmed.Succeeded)
+        if (!ModelState.IsValid)
         {
+            return Page();
+        }
+
+        var weak = new List<IdentityError>();
+        foreach (var validator in users.PasswordValidators)
+        {
+            weak.AddRange((await validator.ValidateAsync(users, user, Password)).Errors);
+        }
+
+        if (weak.Count > 0)
+        {
+            foreach (var error in weak.DistinctBy(e => e.Description))
+            {
+                ModelState.AddModelError(nameof(Password), error.Description);
+            }
+
+            return Page();
+        }
+
+        // Confirmed and given its password together, or neither.
+        await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+        var done = await users.ConfirmEmailAsync(user, token);
+        if (done.Succeeded)
+        {
+            done = await users.AddPasswordAsync(user, Password);
+        }
+
+        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), done.Succeeded, HttpContext.RequestAborted);
+        if (!done.Succeeded)
+        {
+            await transaction.RollbackAsync(HttpContext.RequestAborted);
             ModelState.AddModelError("", text["Confirm.InvalidLink"]);
             return Page();
         }
 
+        await transaction.CommitAsync(HttpContext.RequestAborted);
         await signIn.SignInAsync(user, isPersistent: false);
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome");
     }

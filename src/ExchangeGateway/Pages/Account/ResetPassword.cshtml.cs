@@ -65,10 +65,11 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, AuditTrai
         await users.ResetAccessFailedCountAsync(user);
         if (!user.EmailConfirmed)
         {
-            // The link came through the address, which proves it as well as a confirmation link would. It also lets the
-            // holder of an address take back an account someone else opened with it (the new password ends their sessions).
+            // The link came through the address, which proves it as well as the sign-up link would (a sign-up whose link
+            // was lost is finished this way).
             user.EmailConfirmed = true;
-            await users.UpdateAsync(user);
+            var confirmed = await users.UpdateAsync(user);
+            await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), confirmed.Succeeded, HttpContext.RequestAborted);
         }
 
         Done = true;
