@@ -82,29 +82,45 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         var marker = "late-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var consent = (await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetGuid();
+        var second = await Sites.RegisterAsync(Gateway, operatorToken);
+        var opened = Guid.NewGuid();
         // The site has read nothing: as far as the sweep's first statement can see, it holds no copy.
         var position = await fixture.Database.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{consent}'");
 
         fixture.Time.Advance(TimeSpan.FromDays(91));
         Task<int> sweep;
+        long openedAt;
         await using (var lagging = await HeldTransaction.BeginAsync(fixture.Database))
         {
             await lagging.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
             sweep = Gateway.RunFreshnessSweepAsync();
             await WaitForSweepAtTheChainLockAsync();
-            Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}'"));
+            // Meanwhile, on that node: an episode with a second site opens (after the batch looked up the holders) and
+            // both episodes receive the CV.
             Assert.Equal(1, await lagging.ExecuteAsync($"""
+                INSERT INTO consents
+                SELECT * FROM jsonb_populate_record(NULL::consents, (SELECT to_jsonb(c) FROM consents c WHERE c.id = '{consent}')
+                    || jsonb_build_object('id', '{opened}', 'recipient_id', '{second.Id}', 'pairwise_id', 'late-{opened:N}'))
+                """));
+            Assert.Equal(1, await lagging.ExecuteAsync(
+                $"INSERT INTO feed_entries (consent_id, recipient_id, position) VALUES ('{opened}', '{second.Id}', nextval('feed_positions'))"));
+            openedAt = await lagging.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{opened}'");
+            Assert.Equal(2, await lagging.ExecuteAsync($"""
                 INSERT INTO disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at)
                 SELECT c.id, c.recipient_id, c.seeker_id, v.version, v.content_hash, now()
-                FROM consents c JOIN cvs v ON v.seeker_id = c.seeker_id WHERE c.id = '{consent}'
+                FROM consents c JOIN cvs v ON v.seeker_id = c.seeker_id WHERE c.id IN ('{consent}', '{opened}')
                 """));
             await lagging.CommitAsync();
         }
 
         Assert.True(await sweep >= 1);
-        Assert.Equal("cv-offline", await fixture.Database.ScalarAsync<string>(
-            $"SELECT string_agg(cause, ',') FROM erasure_obligations WHERE consent_id = '{consent}'"));
-        Assert.True(await fixture.Database.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{consent}'") > position);
+        foreach (var (episode, before) in new[] { (consent, position), (opened, openedAt) })
+        {
+            Assert.Equal("cv-offline", await fixture.Database.ScalarAsync<string>(
+                $"SELECT string_agg(cause, ',') FROM erasure_obligations WHERE consent_id = '{episode}'"));
+            Assert.True(await fixture.Database.ScalarAsync<long>($"SELECT position FROM feed_entries WHERE consent_id = '{episode}'") > before);
+        }
+
         var (items, _) = await Sharing.ReadFeedAsync(Gateway, await fixture.Actors.TokenAsync(site));
         var withdrawal = Assert.Single(items);
         Assert.Equal(("withdrawal", "cv-offline"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));

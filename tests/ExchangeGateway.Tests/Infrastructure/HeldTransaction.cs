@@ -30,6 +30,12 @@ public sealed class HeldTransaction : IAsyncDisposable
         return await command.ExecuteNonQueryAsync();
     }
 
+    public async Task<T> ScalarAsync<T>(string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, _connection, _transaction);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
     public Task CommitAsync() => _transaction.CommitAsync();
 
     /// <summary>Waits until some session waits for a lock of one of these types (advisory, transactionid, tuple...).</summary>
