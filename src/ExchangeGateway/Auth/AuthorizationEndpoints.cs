@@ -207,7 +207,7 @@ public static class AuthorizationEndpoints
             }
 
             var user = subject is null ? null : await users.FindByIdAsync(subject);
-            if (user is null || await users.IsLockedOutAsync(user))
+            if (user is null || !user.EmailConfirmed || await users.IsLockedOutAsync(user))
             {
                 return Forbid(Errors.InvalidGrant, "The account is no longer allowed to sign in.");
             }

@@ -192,8 +192,11 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     [Fact]
     public async Task AForgottenPasswordIsResetThroughTheLinkTheNotifierSends()
     {
-        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        var (session, email, oldPassword) = await PageSession.SignUpAsync(fixture.Factory);
         session.Dispose();
+        // A session elsewhere, through the code flow, with a refresh token: the reset must end it.
+        var elsewhere = await fixture.Actors.SignInWithCodeFlowAsync(email, oldPassword, "openid offline_access " + ApiScopes.CvManage);
+        Assert.NotNull(elsewhere.RefreshToken);
         using var visitor = new PageSession(fixture.Factory);
         var before = MailFiles().ToHashSet();
 
@@ -223,6 +226,13 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         using var signIn = new PageSession(fixture.Factory);
         var location = await Actors.SubmitLoginAsync(signIn.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email, newPassword);
         Assert.Equal("/", location.OriginalString);
+        using (var refresh = await fixture.Client().PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = elsewhere.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
+        })))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
+        }
 
         // The request and the reset are in the audit log, under the account's pseudonym only.
         var userId = System.Web.HttpUtility.ParseQueryString(link.Query)["user"]!;

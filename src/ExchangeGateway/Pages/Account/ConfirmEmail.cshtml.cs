@@ -82,14 +82,16 @@ public sealed class ConfirmEmailModel(
             done = await users.AddPasswordAsync(user, Password);
         }
 
-        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), done.Succeeded, HttpContext.RequestAborted);
         if (!done.Succeeded)
         {
+            // Rolled back first, then recorded in a transaction of its own: the refusal must outlive the rollback.
             await transaction.RollbackAsync(HttpContext.RequestAborted);
+            await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), succeeded: false, HttpContext.RequestAborted);
             ModelState.AddModelError("", text["Confirm.InvalidLink"]);
             return Page();
         }
 
+        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         await signIn.SignInAsync(user, isPersistent: false);
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome");

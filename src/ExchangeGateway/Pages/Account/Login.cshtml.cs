@@ -31,6 +31,12 @@ public sealed class LoginModel(
         var result = user is null
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
             : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: true);
+        if (user is null || result.IsNotAllowed || result.IsLockedOut)
+        {
+            // Identity checked no password on these paths; hash one anyway, so that only the answer's words (the same for
+            // all) could tell an account from none, not its time.
+            _ = users.PasswordHasher.VerifyHashedPassword(TimingDecoy.User, TimingDecoy.Hash, Password);
+        }
 
         await audit.RecordSignInAsync(user, user is null ? [] : await users.GetRolesAsync(user), result.Succeeded, HttpContext.RequestAborted);
         if (!result.Succeeded)
@@ -43,4 +49,12 @@ public sealed class LoginModel(
 
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
     }
+}
+
+/// <summary>A password hash made once per process, verified where no account's hash is, to keep answers equally slow.</summary>
+internal static class TimingDecoy
+{
+    public static GatewayUser User { get; } = new() { UserName = "timing-decoy" };
+
+    public static string Hash { get; } = new PasswordHasher<GatewayUser>().HashPassword(User, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24)));
 }
