@@ -1,17 +1,40 @@
+using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Hangfire;
+using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
 
 namespace ExchangeGateway.Auth;
 
-/// <summary>Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables.</summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
-public sealed class TokenPruningJob(IOpenIddictTokenManager tokens, IOpenIddictAuthorizationManager authorizations, TimeProvider time)
+/// <summary>
+/// Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables, and
+/// sign-ups never finished: an address typed into the sign-up page (perhaps by someone other than its holder) is not
+/// kept once its link is long dead.
+/// </summary>
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
+public sealed class TokenPruningJob(
+    IOpenIddictTokenManager tokens, IOpenIddictAuthorizationManager authorizations, GatewayDbContext db, TimeProvider time,
+    ILogger<TokenPruningJob> logger)
 {
+    /// <summary>How long an unfinished sign-up is kept: well past the one-day life of its link.</summary>
+    public static readonly TimeSpan UnfinishedSignUpKept = TimeSpan.FromDays(7);
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var threshold = time.GetUtcNow() - TimeSpan.FromDays(14);
+        var now = time.GetUtcNow();
+        var threshold = now - TimeSpan.FromDays(14);
         await tokens.PruneAsync(threshold, cancellationToken);
         await authorizations.PruneAsync(threshold, cancellationToken);
+
+        // No password and no confirmation: nobody ever signed in, so there is nothing of theirs but the address (and the
+        // role row, which cascades).
+        var cutoff = now - UnfinishedSignUpKept;
+        var removed = await db.Users
+            .Where(u => !u.EmailConfirmed && u.PasswordHash == null && u.CreatedAt < cutoff)
+            .ExecuteDeleteAsync(cancellationToken);
+        if (removed > 0)
+        {
+            logger.LogInformation("Removed {Count} sign-ups never finished", removed);
+        }
     }
 }

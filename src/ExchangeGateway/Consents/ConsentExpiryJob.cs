@@ -13,7 +13,7 @@ namespace ExchangeGateway.Consents;
 /// Ends consents past <c>Consent:MaxAge</c> as Expired, through the aggregate (so the same rule applies as everywhere),
 /// in batches claimed with SKIP LOCKED; each batch writes receipts, feed moves, obligations and audit in one transaction.
 /// </summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ConsentExpiryJob(
     GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure)
 {

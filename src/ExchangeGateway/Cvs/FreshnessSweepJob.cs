@@ -19,7 +19,7 @@ namespace ExchangeGateway.Cvs;
 /// lock, so one batch claims and writes while another holds the chain lock to commit.
 /// The read path never relied on this job: a stale CV is refused from the moment it is stale.
 /// </summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class FreshnessSweepJob(
     IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
 {

@@ -12,7 +12,7 @@ namespace ExchangeGateway.Cvs;
 /// Tells seekers before something ends without them: their CV going offline (at each configured lead time, once) and a
 /// consent lapsing. Rows are claimed with SKIP LOCKED so several nodes never remind twice; each batch is one job.
 /// </summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
     ILogger<ReminderJob> logger)

@@ -22,7 +22,7 @@ namespace ExchangeGateway.Events;
 /// records an earlier batch's outcomes (one statement) and its audit event, which commits within milliseconds.
 /// Deliveries run concurrently, capped overall and per site.
 /// </summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class EventDispatchJob(
     IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, TimeProvider time,
     IOptions<DeliveryOptions> options, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)

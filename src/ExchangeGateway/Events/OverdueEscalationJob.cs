@@ -7,7 +7,7 @@ using Microsoft.EntityFrameworkCore;
 namespace ExchangeGateway.Events;
 
 /// <summary>Flags open erasure obligations past their deadline as overdue, once each, with an audit event per obligation.</summary>
-[AutomaticRetry(Attempts = Jobs.RetryAttempts, DelaysInSeconds = [30, 120])]
+[AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class OverdueEscalationJob(GatewayDbContext db, AuditTrail audit, TimeProvider time, GatewayMetrics metrics)
 {
     public async Task<int> RunAsync(CancellationToken cancellationToken)

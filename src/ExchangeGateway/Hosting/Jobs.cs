@@ -18,9 +18,10 @@ namespace ExchangeGateway.Hosting;
 public static class Jobs
 {
     /// <summary>
-    /// Retries of a failed run (on every job class, after 30 s and 2 min), instead of Hangfire's ten over hours: every job
-    /// works from the tables, so its next scheduled run (a minute to an hour away) does the rest, and a database outage
-    /// would otherwise pile up ten retries per run. A run that still fails stays failed, for operators, on the dashboard.
+    /// Retries of a failed run (on every job class, with Hangfire's back-off: within about two minutes), instead of its ten
+    /// over hours: every job works from the tables, so its next scheduled run (a minute to an hour away) does the rest, and
+    /// a database outage would otherwise pile up ten retries per run. A run that still fails stays failed, for operators,
+    /// on the dashboard.
     /// </summary>
     public const int RetryAttempts = 2;
 
