@@ -50,6 +50,8 @@ builder.Services.AddSingleton<DisclosureRecorder>();
 builder.Services.AddSingleton<INotifier>(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "smtp"
     ? ActivatorUtilities.CreateInstance<SmtpNotifier>(sp)
     : ActivatorUtilities.CreateInstance<PickupFolderNotifier>(sp));
+builder.Services.AddSingleton<AccountMail>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<AccountMail>());
 builder.Services.AddGatewayJobs(builder.Configuration);
 builder.Services.AddHttpClient(EventDispatchJob.HttpClientName, client => client.DefaultRequestHeaders.Accept.ParseAdd("application/json"))
     .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler

@@ -34,6 +34,14 @@ public sealed class NotifierOptions
 
     [Required, EmailAddress]
     public string From { get; set; } = "no-reply@employment-service.example";
+
+    /// <summary>Account messages one address can receive in an hour from one node (sign-up links, resets, notices).</summary>
+    [Range(1, 100)]
+    public int PerAddressPerHour { get; set; } = 5;
+
+    /// <summary>Account messages waiting to be sent at most; beyond that they are dropped (and counted).</summary>
+    [Range(1, 100_000)]
+    public int QueueCapacity { get; set; } = 1000;
 }
 
 /// <summary>Builds the MIME message both notifiers send.</summary>

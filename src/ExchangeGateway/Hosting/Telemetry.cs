@@ -17,12 +17,18 @@ public sealed class GatewayMetrics
         EventsDelivered = meter.CreateCounter<long>("exchange_gateway.events.delivered", description: "Security event tokens delivered");
         EventDeliveryFailures = meter.CreateCounter<long>("exchange_gateway.events.delivery_failures", description: "Failed delivery attempts");
         ObligationsOverdue = meter.CreateCounter<long>("exchange_gateway.erasures.overdue", description: "Erasure obligations escalated as overdue");
+        MailSent = meter.CreateCounter<long>("exchange_gateway.mail.sent", description: "Account messages handed to the mail server");
+        MailFailed = meter.CreateCounter<long>("exchange_gateway.mail.failed", description: "Account messages the mail server did not take");
+        MailDropped = meter.CreateCounter<long>("exchange_gateway.mail.dropped", description: "Account messages not queued (per-address limit, full queue)");
     }
 
     public Counter<long> CvsDisclosed { get; }
     public Counter<long> EventsDelivered { get; }
     public Counter<long> EventDeliveryFailures { get; }
     public Counter<long> ObligationsOverdue { get; }
+    public Counter<long> MailSent { get; }
+    public Counter<long> MailFailed { get; }
+    public Counter<long> MailDropped { get; }
 }
 
 public static class Telemetry

@@ -70,7 +70,7 @@ public sealed class ErasureIsRealTests
         var leaks = gateway.Logs!.Where(line => markers[..3].Any(m => line.Contains(m, StringComparison.OrdinalIgnoreCase))).ToList();
         Assert.True(leaks.Count == 0, "log lines with personal data:\n" + string.Join("\n", leaks.Take(5)));
 
-        var mail = Directory.Exists(gateway.MailDirectory) ? Directory.GetFiles(gateway.MailDirectory) : [];
+        var mail = await Mailbox.FilesAsync(gateway);
         Assert.DoesNotContain(mail, file => markers.Any(m => File.ReadAllText(file).Contains(m, StringComparison.OrdinalIgnoreCase)));
     }
 

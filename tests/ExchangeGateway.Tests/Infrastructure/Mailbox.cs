@@ -1,4 +1,6 @@
 using System.Text.RegularExpressions;
+using ExchangeGateway.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using MimeKit;
 
 namespace ExchangeGateway.Tests.Infrastructure;
@@ -6,9 +8,32 @@ namespace ExchangeGateway.Tests.Infrastructure;
 /// <summary>What the gateway's notifier wrote to its pickup folder, read the way a mail client would.</summary>
 public static partial class Mailbox
 {
-    /// <summary>The messages sent to <paramref name="address"/>, oldest first.</summary>
+    /// <summary>
+    /// Waits until the host's account mail has gone out: pages answer before their message is sent, so a test that reads
+    /// the folder (or checks that nothing came) must let the queue empty first.
+    /// </summary>
+    public static async Task SettledAsync(GatewayFactory factory)
+    {
+        var mail = factory.Services.GetRequiredService<AccountMail>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (mail.Pending > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{mail.Pending} account messages still unsent after 30 s");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Every message file the host wrote, once its queue is empty.</summary>
+    public static async Task<IReadOnlyList<string>> FilesAsync(GatewayFactory factory)
+    {
+        await SettledAsync(factory);
+        return Directory.Exists(factory.MailDirectory) ? Directory.GetFiles(factory.MailDirectory, "*.eml") : [];
+    }
+
+    /// <summary>The messages sent to <paramref name="address"/>, oldest first, once the host's queue is empty.</summary>
     public static async Task<List<MimeMessage>> ForAsync(GatewayFactory factory, string address)
     {
+        await SettledAsync(factory);
         var found = new List<(DateTime Written, MimeMessage Message)>();
         if (!Directory.Exists(factory.MailDirectory))
         {

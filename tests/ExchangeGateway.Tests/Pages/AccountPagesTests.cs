@@ -225,14 +225,14 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         var elsewhere = await fixture.Actors.SignInWithCodeFlowAsync(email, oldPassword, "openid offline_access " + ApiScopes.CvManage);
         Assert.NotNull(elsewhere.RefreshToken);
         using var visitor = new PageSession(fixture.Factory);
-        var before = MailFiles().ToHashSet();
+        var before = (await Mailbox.FilesAsync(fixture.Factory)).ToHashSet();
 
         using (var asked = await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = email }))
         {
             Assert.Contains("Si un compte existe avec cette adresse", await asked.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        var mail = Assert.Single(MailFiles().Except(before));
+        var mail = Assert.Single((await Mailbox.FilesAsync(fixture.Factory)).Except(before));
         using var message = await MimeKit.MimeMessage.LoadAsync(mail);
         Assert.Equal(email, message.To.Mailboxes.Single().Address);
         var link = Mailbox.LinkTo(message, "ResetPassword")!;
@@ -273,12 +273,12 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     public async Task AnUnknownAddressGetsTheSameAnswerAndNoMail()
     {
         using var visitor = new PageSession(fixture.Factory);
-        var before = MailFiles().ToHashSet();
+        var before = (await Mailbox.FilesAsync(fixture.Factory)).ToHashSet();
         const string Anonymous = $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.PasswordResetRequested}' AND outcome = 'denied' AND actor_kind = 'anonymous' AND subject IS NULL";
         var anonymousBefore = await fixture.Database.ScalarAsync<long>(Anonymous);
         using var asked = await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = $"nobody-{Guid.NewGuid():N}@example.test" });
         Assert.Contains("Si un compte existe avec cette adresse", await asked.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        Assert.Empty(MailFiles().Except(before));
+        Assert.Empty((await Mailbox.FilesAsync(fixture.Factory)).Except(before));
         Assert.Equal(anonymousBefore + 1, await fixture.Database.ScalarAsync<long>(Anonymous));
     }
 
@@ -288,9 +288,6 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         return await fixture.Database.ScalarAsync<long>(
             $"SELECT count(*) FROM audit_events WHERE action = '{action}' AND outcome = '{outcome}' AND subject = '{subject}'");
     }
-
-    private IEnumerable<string> MailFiles() =>
-        Directory.Exists(fixture.Factory.MailDirectory) ? Directory.EnumerateFiles(fixture.Factory.MailDirectory, "*.eml") : [];
 
     [GeneratedRegex("<p class=\"notice\" role=\"status\">[^<]*</p>")]
     private static partial Regex NoticeParagraph();

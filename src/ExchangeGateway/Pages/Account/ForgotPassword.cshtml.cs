@@ -11,11 +11,12 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
-/// Sends a reset link through the notifier. The answer is the same whether or not the address has an account, and the
-/// link is built on the configured issuer, never on the request's Host header (which a caller controls).
+/// Queues a reset link for an address with an account (<see cref="AccountMail"/>: sent after the answer, so its time says
+/// nothing). The answer is the same whether or not the address has an account, and the link is built on the configured
+/// issuer, never on the request's Host header (which a caller controls).
 /// </summary>
 public sealed class ForgotPasswordModel(
-    UserManager<GatewayUser> users, INotifier notifier, AuditTrail audit, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
+    UserManager<GatewayUser> users, AccountMail mail, AuditTrail audit, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email")]
     public string Email { get; set; } = "";
@@ -37,7 +38,7 @@ public sealed class ForgotPasswordModel(
         if (user?.Email is { } address)
         {
             var link = AccountLinks.Build(auth.Value.Issuer!, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
-            await notifier.SendAsync(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]), HttpContext.RequestAborted);
+            mail.Enqueue(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]));
         }
 
         // Recorded either way (an unknown address as an anonymous request, without the address), so that a run of

@@ -20,7 +20,7 @@ namespace ExchangeGateway.Pages.Account;
 /// sign-up was never finished) gets the link, one with an account a message telling its holder, never the visitor.
 /// </summary>
 public sealed class RegisterModel(
-    UserManager<GatewayUser> users, GatewayDbContext db, AuditTrail audit, INotifier notifier, IOptions<AuthOptions> auth,
+    UserManager<GatewayUser> users, GatewayDbContext db, AuditTrail audit, AccountMail mail, IOptions<AuthOptions> auth,
     IStringLocalizer<PageText> text, TimeProvider time) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
@@ -65,7 +65,7 @@ public sealed class RegisterModel(
         {
             var link = AccountLinks.Build(auth.Value.Issuer!, "ConfirmEmail", account.Id, await users.GenerateEmailConfirmationTokenAsync(account),
                 Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null);
-            await notifier.SendAsync(new Notice(account.Email!, text["Confirm.MailSubject"], text["Confirm.MailBody", link.AbsoluteUri]), HttpContext.RequestAborted);
+            mail.Enqueue(new Notice(account.Email!, text["Confirm.MailSubject"], text["Confirm.MailBody", link.AbsoluteUri]));
         }
 
         Sent = true;
@@ -115,9 +115,7 @@ public sealed class RegisterModel(
     {
         var signIn = new Uri(auth.Value.Issuer!, "Account/Login");
         var forgot = new Uri(auth.Value.Issuer!, "Account/ForgotPassword");
-        await notifier.SendAsync(
-            new Notice(holder.Email!, text["Register.ExistsMailSubject"], text["Register.ExistsMailBody", signIn.AbsoluteUri, forgot.AbsoluteUri]),
-            HttpContext.RequestAborted);
+        mail.Enqueue(new Notice(holder.Email!, text["Register.ExistsMailSubject"], text["Register.ExistsMailBody", signIn.AbsoluteUri, forgot.AbsoluteUri]));
         await audit.RecordAccountAsync(AuditActions.AccountCreated, holder, await users.GetRolesAsync(holder), succeeded: false, HttpContext.RequestAborted);
     }
 }

@@ -1,0 +1,145 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using MailKit.Net.Smtp;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>
+/// Account mail (sign-up links, "you already have an account", password resets) leaves through this queue after the page
+/// has answered. The answer's time and outcome then do not depend on whether a message went out or whether the mail
+/// server took it, so neither tells a visitor that an address has an account. An address gets at most
+/// <see cref="NotifierOptions.PerAddressPerHour"/> messages an hour from a node, so the forms cannot be used to flood
+/// someone's inbox; what is over that, or beyond a full queue, is dropped and counted, and the page says the same.
+/// Kept in memory only: a message lost to a restart is asked for again on the same page, and no address is stored.
+/// </summary>
+public sealed class AccountMail : BackgroundService
+{
+    private readonly Channel<Notice> _channel;
+    private readonly INotifier _notifier;
+    private readonly TimeProvider _time;
+    private readonly GatewayMetrics _metrics;
+    private readonly ILogger<AccountMail> _logger;
+    private readonly int _perAddress;
+    // Addresses are counted under a keyed hash whose key dies with the process, so the counters hold no address.
+    private readonly byte[] _countingKey = RandomNumberGenerator.GetBytes(32);
+    private readonly Lock _gate = new();
+    private readonly Dictionary<UInt128, int> _sentThisHour = [];
+    private DateTimeOffset _hourStarted;
+    private int _pending;
+
+    public AccountMail(INotifier notifier, IOptions<NotifierOptions> options, TimeProvider time, GatewayMetrics metrics, ILogger<AccountMail> logger)
+    {
+        _notifier = notifier;
+        _time = time;
+        _metrics = metrics;
+        _logger = logger;
+        _perAddress = options.Value.PerAddressPerHour;
+        _hourStarted = time.GetUtcNow();
+        _channel = Channel.CreateBounded<Notice>(new BoundedChannelOptions(options.Value.QueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.DropWrite,
+        });
+    }
+
+    /// <summary>Messages accepted and not yet handed to the mail server (or given up on).</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>Queues the message unless its address had its share this hour or the queue is full; the caller answers the same either way.</summary>
+    public void Enqueue(Notice notice)
+    {
+        if (!TakeShare(notice.To))
+        {
+            _metrics.MailDropped.Add(1, new KeyValuePair<string, object?>("reason", "per-address-limit"));
+            return;
+        }
+
+        Interlocked.Increment(ref _pending);
+        if (!_channel.Writer.TryWrite(notice))
+        {
+            Interlocked.Decrement(ref _pending);
+            _metrics.MailDropped.Add(1, new KeyValuePair<string, object?>("reason", "queue-full"));
+            _logger.LogWarning("The account mail queue is full; a message was dropped");
+        }
+    }
+
+    private bool TakeShare(string address)
+    {
+        var key = BitConverter.ToUInt128(HMACSHA256.HashData(_countingKey, Encoding.UTF8.GetBytes(address.Trim().ToUpperInvariant())));
+        var now = _time.GetUtcNow();
+        lock (_gate)
+        {
+            // A fixed window is enough here: the point is a ceiling on one inbox, not a smooth rate.
+            if (now - _hourStarted >= TimeSpan.FromHours(1) || now < _hourStarted)
+            {
+                _sentThisHour.Clear();
+                _hourStarted = now;
+            }
+
+            var sent = _sentThisHour.GetValueOrDefault(key);
+            if (sent >= _perAddress)
+            {
+                return false;
+            }
+
+            _sentThisHour[key] = sent + 1;
+            return true;
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await foreach (var notice in _channel.Reader.ReadAllAsync(stoppingToken))
+            {
+                try
+                {
+                    await SendAsync(notice, stoppingToken);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _pending);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            if (Pending > 0)
+            {
+                _logger.LogWarning("{Count} account messages were not sent before shutdown", Pending);
+            }
+        }
+    }
+
+    private async Task SendAsync(Notice notice, CancellationToken stoppingToken)
+    {
+        // One retry covers a dropped connection; a server that is down stays down for longer than a visitor waits.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await _notifier.SendAsync(notice, stoppingToken);
+                _metrics.MailSent.Add(1);
+                return;
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+            {
+                // The exception's message can quote the recipient (a server refusing a mailbox says which): only its kind is logged.
+                var status = e is SmtpCommandException command ? (int)command.StatusCode : 0;
+                if (attempt < 2 && e is not SmtpCommandException)
+                {
+                    _logger.LogInformation("Sending an account message failed ({Error}); retrying once", e.GetType().Name);
+                    await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+                    continue;
+                }
+
+                _metrics.MailFailed.Add(1);
+                _logger.LogWarning("An account message could not be sent ({Error}, SMTP status {Status})", e.GetType().Name, status);
+                return;
+            }
+        }
+    }
+}
