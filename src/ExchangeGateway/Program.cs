@@ -12,7 +12,7 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || DataKeyCommands.IsCommand(args) ? args : null;
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -38,6 +38,8 @@ builder.Services.AddOptions<ErasureOptions>().BindConfiguration(ErasureOptions.S
 builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddOptions<NotifierOptions>().BindConfiguration(NotifierOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton<ResumeDocument>();
+builder.Services.AddOptions<DataKeyOptions>().BindConfiguration(DataKeyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton<DataKeyRing>();
 builder.Services.AddSingleton<CvSealer>();
 builder.Services.AddSingleton<RecipientLookup>();
 builder.Services.AddSingleton<EventTokens>();
@@ -84,8 +86,8 @@ var app = builder.Build();
 
 if (command is not null)
 {
-    return JobCommands.IsCommand(command)
-        ? await JobCommands.RunAsync(app.Services, command)
+    return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
+        : DataKeyCommands.IsCommand(command) ? await DataKeyCommands.RunAsync(app.Services, command)
         : await AuditCommands.RunAsync(app.Services, command);
 }
 

@@ -98,6 +98,8 @@ public static class AuditActions
     public const string AuditExported = "audit.exported";
     public const string AuditVerified = "audit.verified";
     public const string AuditCheckpointed = "audit.checkpointed";
+    public const string DataKeyAdded = "data-key.added";
+    public const string DataKeysRewrapped = "data-key.rewrapped";
     public const string CvPublished = "cv.published";
     public const string CvRefreshed = "cv.refreshed";
     public const string CvWentOffline = "cv.went-offline";

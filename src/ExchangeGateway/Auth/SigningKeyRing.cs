@@ -43,7 +43,6 @@ public sealed class SigningKeyRing(
     private const string Rs256 = SecurityAlgorithms.RsaSha256;
     private const string Es256 = SecurityAlgorithms.EcdsaSha256;
     private const string A256Kw = SecurityAlgorithms.Aes256KW;
-    private const string DataKeyWrap = "A256GCM-DEK";
 
     private readonly IDataProtector _protector = dataProtection.CreateProtector("ExchangeGateway.SigningKeys.v1");
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -56,12 +55,6 @@ public sealed class SigningKeyRing(
 
     /// <summary>Encrypts what only the server reads back: authorization codes and refresh tokens.</summary>
     public EncryptingCredentials ServerEncryptionCredentials => Keys.Encryption;
-
-    /// <summary>
-    /// AES-256 key that wraps the seekers' data keys (<see cref="Cvs.CvSealer"/>): unwrapping one with it costs a
-    /// microsecond, where a Data Protection round costs tens (key derivation, CBC and HMAC), once per document read.
-    /// </summary>
-    public ReadOnlySpan<byte> DataKeyWrappingKey => Keys.DataKeyWrapping;
 
     /// <summary>Public halves, for validating our own tokens without a metadata round trip.</summary>
     public IReadOnlyList<SecurityKey> ValidationKeys => Keys.Validation;
@@ -94,14 +87,11 @@ public sealed class SigningKeyRing(
                 ? configured
                 : await GetOrCreateStoredAsync(A256Kw, CreateSymmetricKey, cancellationToken)));
 
-            var dataKeyWrapping = Convert.FromBase64String(await GetOrCreateStoredAsync(DataKeyWrap, CreateSymmetricKey, cancellationToken));
-
             _loaded = new Loaded(
                 new SigningCredentials(rsa, Rs256),
                 new SigningCredentials(ecdsa, Es256),
                 new EncryptingCredentials(encryption, A256Kw, SecurityAlgorithms.Aes256CbcHmacSha512),
-                [rsa, ecdsa],
-                dataKeyWrapping);
+                [rsa, ecdsa]);
             return _loaded;
         }
         finally
@@ -169,6 +159,5 @@ public sealed class SigningKeyRing(
     private static string KeyIdOf(byte[] subjectPublicKeyInfo) =>
         Base64UrlEncoder.Encode(SHA256.HashData(subjectPublicKeyInfo)[..16]);
 
-    public sealed record Loaded(SigningCredentials Token, SigningCredentials Event, EncryptingCredentials Encryption, IReadOnlyList<SecurityKey> Validation,
-        byte[] DataKeyWrapping);
+    public sealed record Loaded(SigningCredentials Token, SigningCredentials Event, EncryptingCredentials Encryption, IReadOnlyList<SecurityKey> Validation);
 }

@@ -30,26 +30,23 @@ public sealed class SeekerKeyConfiguration : IEntityTypeConfiguration<SeekerKey>
 /// Envelope encryption of CVs: AES-256-GCM under a per-seeker key, the ciphertext bound (as associated data) to the
 /// seeker and version it belongs to, so a ciphertext copied onto another row does not decrypt. The seeker's key is
 /// stored wrapped (AES-256-GCM again, bound to the seeker) by the gateway's data-key wrapping key, itself kept wrapped
-/// by the Data Protection key ring: reading a document costs two AES-GCM operations and no key is cached anywhere, so
-/// deleting the key row is the whole of crypto-shredding.
+/// by the Data Protection key ring (<see cref="DataKeyRing"/>): reading a document costs two AES-GCM operations (a
+/// microsecond, where a Data Protection round costs tens) and no data key is cached anywhere, so deleting the key row is
+/// the whole of crypto-shredding.
 /// </summary>
-public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataProtection)
+public sealed class CvSealer(DataKeyRing keys, IDataProtectionProvider dataProtection)
 {
     private const int NonceSize = 12;
     private const int TagSize = 16;
     private const int KeySize = 32;
-    private const int KeyIdSize = 8;
+    private const int KeyIdSize = DataKeyRing.KeyIdSize;
 
-    // Wrapped key: format byte, wrapping key id, nonce, tag, ciphertext. Data Protection payloads (keys written before
+    // Wrapped key: format byte, wrapping key id (DataKeyRing.KeyIdSize), nonce, tag, ciphertext. Data Protection payloads (keys written before
     // this format) start with its magic header 0x09F0C9F0, so the first byte tells the two apart.
     private const byte WrapFormat = 0x01;
     private const int WrappedSize = 1 + KeyIdSize + NonceSize + TagSize + KeySize;
 
     private readonly IDataProtector _legacy = dataProtection.CreateProtector("ExchangeGateway.SeekerDataKeys.v1");
-
-    // Names the wrapping key without revealing it (the first bytes of its SHA-256), so a key wrapped under another one
-    // fails with a clear message. Computed once: the key ring does not change while the node runs.
-    private readonly Lazy<byte[]> _keyId = new(() => SHA256.HashData(keys.DataKeyWrappingKey)[..KeyIdSize]);
 
     public async Task<byte[]> GetOrCreateKeyAsync(GatewayDbContext db, string seekerId, DateTimeOffset at, CancellationToken cancellationToken)
     {
@@ -57,9 +54,10 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
         if (stored is not null)
         {
             var existing = Unwrap(seekerId, stored);
-            if (IsLegacy(stored))
+            if (!IsWrappedBy(stored, keys.Current))
             {
-                // Re-wrapped in the writer's transaction, so the key row never holds a form the CV cannot be read with.
+                // An older form or an older wrapping key: re-wrapped in the writer's transaction, so the key row never holds
+                // a form the CV cannot be read with, and a rotation has one row less to do.
                 var rewrapped = Wrap(seekerId, existing);
                 await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId)
                     .ExecuteUpdateAsync(k => k.SetProperty(x => x.WrappedKey, rewrapped), cancellationToken);
@@ -76,13 +74,13 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
     /// <summary>The data key as stored: only this seeker's row opens it, and only with the gateway's wrapping key.</summary>
     public byte[] Wrap(string seekerId, byte[] key)
     {
-        var wrapping = keys.DataKeyWrappingKey;
+        var wrapping = keys.Current;
         var output = new byte[WrappedSize];
         output[0] = WrapFormat;
-        _keyId.Value.CopyTo(output.AsSpan(1, KeyIdSize));
+        wrapping.KeyId.CopyTo(output.AsSpan(1, KeyIdSize));
         var nonce = output.AsSpan(1 + KeyIdSize, NonceSize);
         RandomNumberGenerator.Fill(nonce);
-        using var aes = new AesGcm(wrapping, TagSize);
+        using var aes = new AesGcm(wrapping.Material, TagSize);
         aes.Encrypt(nonce, key, output.AsSpan(1 + KeyIdSize + NonceSize + TagSize), output.AsSpan(1 + KeyIdSize + NonceSize, TagSize), KeyAssociatedData(seekerId));
         return output;
     }
@@ -96,14 +94,10 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
             return _legacy.Unprotect(wrappedKey);
         }
 
-        var wrapping = keys.DataKeyWrappingKey;
-        if (!_keyId.Value.AsSpan().SequenceEqual(wrappedKey.AsSpan(1, KeyIdSize)))
-        {
-            throw new CryptographicException("The seeker's key was wrapped by a wrapping key this gateway does not hold.");
-        }
-
+        var wrapping = keys.Find(wrappedKey.AsSpan(1, KeyIdSize))
+            ?? throw new CryptographicException("The seeker's key was wrapped by a wrapping key this gateway does not hold.");
         var key = new byte[KeySize];
-        using var aes = new AesGcm(wrapping, TagSize);
+        using var aes = new AesGcm(wrapping.Material, TagSize);
         aes.Decrypt(
             wrappedKey.AsSpan(1 + KeyIdSize, NonceSize), wrappedKey.AsSpan(1 + KeyIdSize + NonceSize + TagSize),
             wrappedKey.AsSpan(1 + KeyIdSize + NonceSize, TagSize), key, KeyAssociatedData(seekerId));
@@ -111,6 +105,10 @@ public sealed class CvSealer(SigningKeyRing keys, IDataProtectionProvider dataPr
     }
 
     private static bool IsLegacy(byte[] wrappedKey) => wrappedKey.Length != WrappedSize || wrappedKey[0] != WrapFormat;
+
+    /// <summary>Whether the stored form is the current one, under <paramref name="wrapping"/>.</summary>
+    public static bool IsWrappedBy(byte[] wrappedKey, DataKeyRing.Key wrapping) =>
+        !IsLegacy(wrappedKey) && wrappedKey.AsSpan(1, KeyIdSize).SequenceEqual(wrapping.KeyId);
 
     public static byte[] Seal(byte[] key, string seekerId, int version, ReadOnlySpan<byte> plaintext)
     {

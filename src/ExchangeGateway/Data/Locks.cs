@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore;
 namespace ExchangeGateway.Data;
 
 /// <summary>
-/// The two transaction-scoped advisory locks that keep the gateway consistent without serialising it.
+/// The transaction-scoped advisory locks that keep the gateway consistent without serialising it.
 /// Order is always seeker lock first, chain lock last: the chain lock is taken just before commit.
 /// </summary>
 public static class Locks
@@ -14,6 +14,9 @@ public static class Locks
     /// decided from the disclosure ledger (erasure obligations) sees every disclosure committed before it.
     /// </summary>
     public const long Chain = 0x4547_4155_4449_54; // "EGAUDIT"
+
+    /// <summary>Taken to create a deployment's first data-key wrapping key, so that nodes starting together agree on one.</summary>
+    public const long DataKeys = 0x4547_4445_4B; // "EGDEK"
 
     /// <summary>Serialises one seeker's own changes (CV, consents, erasure); other seekers proceed in parallel.</summary>
     public static Task SeekerAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken) =>

@@ -66,6 +66,7 @@ public static class Jobs
         services.AddScoped<OverdueEscalationJob>();
         services.AddScoped<AuditCheckpointJob>();
         services.AddScoped<TokenPruningJob>();
+        services.AddScoped<DataKeyRotationJob>();
         return services;
     }
 
@@ -80,6 +81,7 @@ public static class Jobs
         jobs.AddOrUpdate<OverdueEscalationJob>("overdue-escalation", job => job.RunAsync(CancellationToken.None), Schedule("OverdueEscalation", "*/15 * * * *"));
         jobs.AddOrUpdate<AuditCheckpointJob>("audit-checkpoint", job => job.RunAsync(CancellationToken.None), Schedule("AuditCheckpoint", Cron.Hourly()));
         jobs.AddOrUpdate<TokenPruningJob>("token-pruning", job => job.RunAsync(CancellationToken.None), Schedule("TokenPruning", Cron.Daily(3)));
+        jobs.AddOrUpdate<DataKeyRotationJob>("data-key-rotation", job => job.RunAsync(CancellationToken.None), Schedule("DataKeyRotation", Cron.Daily(4)));
     }
 
     public static WebApplication MapGatewayDashboard(this WebApplication app)

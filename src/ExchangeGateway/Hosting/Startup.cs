@@ -14,6 +14,7 @@ public static class Startup
         }
 
         await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
+        await app.Services.GetRequiredService<Cvs.DataKeyRing>().LoadAsync(cancellationToken);
 
         await using var scope = app.Services.CreateAsyncScope();
         await ClientRegistrations.EnsureAsync(scope.ServiceProvider, cancellationToken);

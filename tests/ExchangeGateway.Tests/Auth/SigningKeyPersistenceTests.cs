@@ -1,5 +1,6 @@
 using System.Net;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Auth;
 
@@ -28,9 +29,13 @@ public sealed class SigningKeyPersistenceTests(GatewayFixture fixture)
     {
         var stored = await fixture.Database.ScalarAsync<string>("SELECT string_agg(protected_private_key, '') FROM signing_keys");
         Assert.DoesNotContain("PRIVATE KEY", stored, StringComparison.Ordinal);
-        // RS256 (tokens), ES256 (events), A256KW (codes, refresh tokens), the seekers' data-key wrapping key.
+        // RS256 (tokens), ES256 (events), A256KW (codes, refresh tokens); the seekers' data-key wrapping keys have a table of their own.
         Assert.Equal(
-            "A256GCM-DEK,A256KW,ES256,RS256",
+            "A256KW,ES256,RS256",
             await fixture.Database.ScalarAsync<string>("SELECT string_agg(algorithm, ',' ORDER BY algorithm) FROM signing_keys"));
+        var wrapping = await fixture.Database.ScalarAsync<string>("SELECT string_agg(protected_key, '') FROM data_key_wrapping_keys");
+        Assert.False(string.IsNullOrEmpty(wrapping));
+        var material = fixture.Factory.Services.GetRequiredService<ExchangeGateway.Cvs.DataKeyRing>().Current.Material;
+        Assert.DoesNotContain(Convert.ToBase64String(material), wrapping, StringComparison.Ordinal);
     }
 }

@@ -453,6 +453,31 @@ namespace ExchangeGateway.Data.Migrations
                     b.ToTable("cvs", (string)null);
                 });
 
+            modelBuilder.Entity("ExchangeGateway.Cvs.DataKeyWrappingKey", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("ActivatesAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("activates_at");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("ProtectedKey")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("protected_key");
+
+                    b.HasKey("Id")
+                        .HasName("pk_data_key_wrapping_keys");
+
+                    b.ToTable("data_key_wrapping_keys", (string)null);
+                });
+
             modelBuilder.Entity("ExchangeGateway.Cvs.SeekerKey", b =>
                 {
                     b.Property<string>("SeekerId")

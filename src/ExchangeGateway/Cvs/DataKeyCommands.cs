@@ -1,0 +1,48 @@
+using System.Text.Json;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Data;
+using Hangfire;
+using Microsoft.Extensions.Options;
+
+namespace ExchangeGateway.Cvs;
+
+/// <summary>
+/// `dotnet ExchangeGateway.dll keys rotate-data-key`: adds a data-key wrapping key that every node starts using at the same
+/// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the pass that
+/// re-wraps the stored data keys under it and deletes the old wrapping key (the daily run would do it too).
+/// </summary>
+public static class DataKeyCommands
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static bool IsCommand(string[] args) => args is ["keys", ..];
+
+    public static async Task<int> RunAsync(IServiceProvider services, string[] args)
+    {
+        if (args is not ["keys", "rotate-data-key"])
+        {
+            await Console.Error.WriteLineAsync("usage: keys rotate-data-key");
+            return 64;
+        }
+
+        var ring = services.GetRequiredService<DataKeyRing>();
+        var time = services.GetRequiredService<TimeProvider>();
+        var delay = services.GetRequiredService<IOptions<DataKeyOptions>>().Value.ActivationDelay;
+        await ring.LoadAsync(CancellationToken.None);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        var activatesAt = time.GetUtcNow() + delay;
+        var added = await ring.AddAsync(db, activatesAt, CancellationToken.None)
+            ?? throw new InvalidOperationException("A rotation key is always added.");
+        await scope.ServiceProvider.GetRequiredService<AuditTrail>().AppendAsync(
+            new AuditEntry(ActorKinds.Operator, "keys-command", AuditActions.DataKeyAdded, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["activatesAt"] = activatesAt }),
+            CancellationToken.None);
+
+        // A minute after activation, so that no write wrapped under the old key just before it is still uncommitted.
+        var job = scope.ServiceProvider.GetRequiredService<IBackgroundJobClient>()
+            .Schedule<DataKeyRotationJob>(j => j.RunAsync(CancellationToken.None), activatesAt + TimeSpan.FromMinutes(1));
+        Console.WriteLine(JsonSerializer.Serialize(new { added = added.Id, activatesAt, rewrapJob = job }, Json));
+        return 0;
+    }
+}
