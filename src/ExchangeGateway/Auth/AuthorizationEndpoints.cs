@@ -54,7 +54,8 @@ public static class AuthorizationEndpoints
         var mustSignIn = !session.Succeeded
             || request.HasPromptValue(PromptValues.Login)
             || (request.MaxAge is { } maxAge && session.Properties?.IssuedUtc is { } issued
-                && DateTimeOffset.UtcNow - issued > TimeSpan.FromSeconds(maxAge));
+                // Clamped: a huge max_age would overflow TimeSpan (a 500); a hundred years is "any session will do".
+                && DateTimeOffset.UtcNow - issued > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
         if (mustSignIn)
         {
             if (request.HasPromptValue(PromptValues.None))

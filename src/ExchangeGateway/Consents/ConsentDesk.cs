@@ -24,7 +24,7 @@ public sealed class ConsentDesk(
     {
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
         // FOR SHARE: a suspension of this site (which ends its consents) either commits first, and the tick is refused,
         // or waits until the new consent is committed, and ends it too. Never an active consent to a suspended site.
         var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {recipientId} AND status = 'Active' FOR SHARE")

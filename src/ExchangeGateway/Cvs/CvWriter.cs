@@ -26,7 +26,7 @@ public sealed class CvWriter(
     {
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        await Locks.SeekerAsync(db, seekerId, cancellationToken);
+        await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
         var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
         if ((expectedVersion is not null || ifMatchAny) && (cv is null || (expectedVersion is { } expected && expected != cv.Version)))
         {

@@ -1,3 +1,4 @@
+using MailKit.Net.Smtp;
 using System.Globalization;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
@@ -50,7 +51,7 @@ public sealed class ReminderJob(
             if (emails.TryGetValue(cv.SeekerId, out var email))
             {
                 var days = Math.Max(1, (int)Math.Ceiling((cv.OfflineAt(maxAge) - now).TotalDays));
-                await notifier.SendAsync(new Notice(email, "Votre CV sera bientôt hors ligne / Your CV goes offline soon",
+                await SendAsync(new Notice(email, "Votre CV sera bientôt hors ligne / Your CV goes offline soon",
                     string.Create(CultureInfo.InvariantCulture,
                         $"Votre CV ne sera plus partagé dans {days} jour(s). Connectez-vous et cliquez sur « Je suis toujours en recherche ».\n\n" +
                         $"Your CV stops being shared in {days} day(s). Sign in and click \"I am still looking\".")), cancellationToken);
@@ -88,7 +89,7 @@ public sealed class ReminderJob(
             if (consent.SeekerId is not null && emails.TryGetValue(consent.SeekerId, out var email))
             {
                 var date = consent.ExpiresAt.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
-                await notifier.SendAsync(new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
+                await SendAsync(new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
                     $"Le partage de votre CV avec {names[consent.RecipientId]} prend fin le {date}. Ensuite, cochez de nouveau la case pour continuer à partager.\n\n" +
                     $"Sharing your CV with {names[consent.RecipientId]} ends on {date}. After that, tick the box again to go on sharing."), cancellationToken);
             }
@@ -99,6 +100,27 @@ public sealed class ReminderJob(
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return due.Count;
+    }
+
+    /// <summary>
+    /// A mailbox the server refuses is logged (by SMTP status only) and not tried again; a server that cannot be reached
+    /// fails the run, to be retried, with an exception of our own: a mail server's message can quote the address, and
+    /// Hangfire keeps a failed run's exception text (inner exceptions included) in its tables.
+    /// </summary>
+    private async Task SendAsync(Notice notice, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await notifier.SendAsync(notice, cancellationToken);
+        }
+        catch (SmtpCommandException e) when (e.ErrorCode == SmtpErrorCode.RecipientNotAccepted)
+        {
+            logger.LogWarning("The mail server refused a reminder's recipient (SMTP status {Status}); it is not sent again", (int)e.StatusCode);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new NotifierUnavailableException(e.GetType().Name);
+        }
     }
 
     private Task<Dictionary<string, string>> EmailsOfAsync(List<string> seekerIds, CancellationToken cancellationToken) =>

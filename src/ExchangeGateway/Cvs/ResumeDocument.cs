@@ -50,7 +50,8 @@ public sealed class ResumeDocument
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(utf8, documentOptions: new JsonDocumentOptions { MaxDepth = MaxDepth });
+            // Duplicate names are refused here: later steps (the schema, the object's own enumeration) disagree on which wins.
+            node = JsonNode.Parse(utf8, documentOptions: new JsonDocumentOptions { MaxDepth = MaxDepth, AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {

@@ -49,7 +49,6 @@ public sealed class SeekerErasure(
         await db.Set<Cv>().Where(c => c.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<ConsentEvent>().Where(e => e.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId).ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null), cancellationToken);
         // Through the model, not hand-written table names: OpenIddict's tables keep their own names ("OpenIddictTokens").
         await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
         await db.Set<OpenIddictEntityFrameworkCoreToken>().Where(t => t.Authorization != null && t.Authorization.Subject == seekerId).ExecuteDeleteAsync(cancellationToken);
@@ -63,6 +62,11 @@ public sealed class SeekerErasure(
         }
 
         await FeedPositions.BumpAsync(db, ended, cancellationToken);
+        // After the chain lock (taken by the move above): a disclosure decided from the consent as committed before this
+        // erasure commits first, and its ledger row is cleared here too; after that no disclosure of these episodes can happen.
+        await Locks.ChainAsync(db, cancellationToken);
+        await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId)
+            .ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null).SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,

@@ -22,6 +22,19 @@ public static class Locks
     public static Task SeekerAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(7, hashtext({seekerId}))", cancellationToken);
 
+    /// <summary>
+    /// The seeker lock, for a write that creates something of the seeker's (a CV, a consent): the erasure takes this lock
+    /// first, so once it is held the account either exists until commit or is already gone, and then nothing is written.
+    /// </summary>
+    public static async Task SeekerWithAccountAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
+    {
+        await SeekerAsync(db, seekerId, cancellationToken);
+        if (!await db.Users.AnyAsync(u => u.Id == seekerId, cancellationToken))
+        {
+            throw new Auth.AccountGoneException();
+        }
+    }
+
     public static Task ChainAsync(GatewayDbContext db, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock({Chain})", cancellationToken);
 }

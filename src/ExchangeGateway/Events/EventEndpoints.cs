@@ -55,6 +55,13 @@ public static class EventEndpoints
 
         foreach (var error in request.SetErrs?.Values ?? [])
         {
+            // Dictionary values escape the serializer's nullability checks: a null entry is the client's error, not ours.
+            if (error is null)
+            {
+                errors.Add("setErrs", "Each entry is an object with err (and optionally description).");
+                continue;
+            }
+
             errors.Text("setErrs.err", error.Err, 64);
             errors.Text("setErrs.description", error.Description, 500, required: false);
         }

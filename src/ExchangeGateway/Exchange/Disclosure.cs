@@ -12,7 +12,8 @@ public sealed class Disclosure
     public Guid RecipientId { get; init; }
     public string? SeekerId { get; init; }
     public int CvVersion { get; init; }
-    public required byte[] ContentHash { get; init; }
+    /// <summary>SHA-256 of exactly the bytes sent; cleared at the seeker's erasure, when it could only serve to recognise a copy.</summary>
+    public byte[]? ContentHash { get; init; }
     public DateTimeOffset DisclosedAt { get; init; }
 }
 

@@ -40,7 +40,8 @@ public sealed class AccountMail : BackgroundService
         _channel = Channel.CreateBounded<Notice>(new BoundedChannelOptions(options.Value.QueueCapacity)
         {
             SingleReader = true,
-            FullMode = BoundedChannelFullMode.DropWrite,
+            // Wait, not DropWrite: with Wait, TryWrite answers false when the queue is full (DropWrite says it wrote).
+            FullMode = BoundedChannelFullMode.Wait,
         });
     }
 
@@ -107,6 +108,7 @@ public sealed class AccountMail : BackgroundService
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+            _channel.Writer.TryComplete();
             if (Pending > 0)
             {
                 _logger.LogWarning("{Count} account messages were not sent before shutdown", Pending);

@@ -8,6 +8,9 @@ namespace ExchangeGateway.Hosting;
 
 public sealed record Notice(string To, string Subject, string Body);
 
+/// <summary>Sending failed; says how (the exception's kind), never to whom: no inner exception, whose text could quote the address.</summary>
+public sealed class NotifierUnavailableException(string kind) : Exception($"The notifier could not send ({kind}); the run is retried.");
+
 /// <summary>Messages to seekers (reminders, password resets). Implementations never log addresses, names or bodies.</summary>
 public interface INotifier
 {

@@ -25,6 +25,7 @@ public static class Problems
             };
         });
         services.AddExceptionHandler<BadRequestExceptionHandler>();
+        services.AddExceptionHandler<Auth.AccountGoneHandler>();
         // Binding failures throw, so the handler can say what was wrong instead of answering an empty 400.
         services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         services.Configure<Microsoft.AspNetCore.Http.Json.JsonOptions>(options =>

@@ -63,7 +63,8 @@ public sealed class RequestErrors
         {
             Add(field, "Must use https.");
         }
-        else if (value.OriginalString.Length > 2000)
+        // Every form the URL can be stored or shown in: escaping (AbsoluteUri) can triple a URL's length.
+        else if (Math.Max(value.OriginalString.Length, Math.Max(value.AbsoluteUri.Length, value.ToString().Length)) > 2000)
         {
             Add(field, "At most 2000 characters.");
         }

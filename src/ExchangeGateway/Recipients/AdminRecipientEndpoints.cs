@@ -166,11 +166,11 @@ public static partial class AdminRecipientEndpoints
         // A concurrent registration took the same client id after the check above: OpenIddict's own validation sees it
         // once the other one has committed, the unique index while it has not. The table is asked directly, since
         // OpenIddict's entity cache may still remember the id as free.
-        catch (OpenIddictExceptions.ValidationException)
+        catch (OpenIddictExceptions.ValidationException e)
         {
             if (!await db.Set<OpenIddictEntityFrameworkCoreApplication>().AsNoTracking().AnyAsync(a => a.ClientId == clientId, cancellationToken))
             {
-                throw;
+                return Refused(e);
             }
 
             return ClientIdTaken(clientId);
@@ -224,7 +224,14 @@ public static partial class AdminRecipientEndpoints
                 RecipientClients.SetRedirectUris(descriptor, request.RedirectUris);
             }
 
-            await applications.UpdateAsync(application, descriptor, cancellationToken);
+            try
+            {
+                await applications.UpdateAsync(application, descriptor, cancellationToken);
+            }
+            catch (OpenIddictExceptions.ValidationException e)
+            {
+                return Refused(e);
+            }
         }
 
         await db.SaveChangesAsync(cancellationToken);
@@ -320,6 +327,11 @@ public static partial class AdminRecipientEndpoints
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
     }
 
+    /// <summary>A registration OpenIddict's own rules refuse (a redirect URI it does not allow, keys it cannot use): the client's error.</summary>
+    private static ProblemHttpResult Refused(OpenIddictExceptions.ValidationException e) => Problems.Validation(
+        "The client registration was refused.",
+        new Dictionary<string, string[]> { ["client"] = e.Results.Select(r => r.ErrorMessage ?? "Invalid.").Distinct().ToArray() });
+
     private static ProblemHttpResult ClientIdTaken(string clientId) =>
         TypedResults.Problem($"The client id '{clientId}' is taken.", statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 
@@ -376,6 +388,10 @@ public static partial class AdminRecipientEndpoints
         if (pushEndpoint is null)
         {
             errors.Add("pushEndpoint", "Required for deliveryMode push.");
+        }
+        else if (Math.Max(pushEndpoint.OriginalString.Length, pushEndpoint.AbsoluteUri.Length) > 2000)
+        {
+            errors.Add("pushEndpoint", "At most 2000 characters.");
         }
         else if (await endpoints.CheckAsync(pushEndpoint, cancellationToken) is { } fault)
         {

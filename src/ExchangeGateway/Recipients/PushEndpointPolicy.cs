@@ -43,6 +43,11 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
             return "must not carry credentials or a fragment";
         }
 
+        if (endpoint.IdnHost.Length > 253)
+        {
+            return "has a host name longer than 253 characters";
+        }
+
         IPAddress[] addresses;
         try
         {
@@ -50,7 +55,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
                 ? [literal]
                 : await Dns.GetHostAddressesAsync(endpoint.IdnHost, cancellationToken);
         }
-        catch (SocketException)
+        catch (Exception e) when (e is SocketException or ArgumentException)
         {
             return "has a host name that does not resolve";
         }

@@ -130,6 +130,8 @@ public sealed class CvApiTests(GatewayFixture fixture)
     [InlineData("\"just a string\"")]
     [InlineData("{\"basics\": ")]
     [InlineData("{\"basics\": {\"name\": \"\u0000\"}")]
+    [InlineData("{\"basics\": {\"name\": \"a\"}, \"basics\": {\"name\": \"b\"}}")]
+    [InlineData("{\"basics\": {\"name\": \"a\", \"name\": \"b\"}}")]
     public async Task MalformedOrNonObjectJsonGets4xxProblem(string body)
     {
         var seeker = await fixture.Actors.NewSeekerAsync();

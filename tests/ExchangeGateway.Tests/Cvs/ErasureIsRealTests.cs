@@ -61,6 +61,9 @@ public sealed class ErasureIsRealTests
         }
 
         Assert.Empty(await ScanAsync(database, markers));
+        // The ledger keeps what chasing the copies needs, not the hash of what was sent: that would recognise a copy.
+        Assert.Equal(2L, await database.ScalarAsync<long>("SELECT count(*) FROM disclosures WHERE seeker_id IS NULL"));
+        Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM disclosures WHERE content_hash IS NOT NULL"));
 
         // Audit rows name the seeker by pseudonym only, and there are such rows.
         var pseudonymous = await database.ScalarAsync<long>("SELECT count(*) FROM audit_events WHERE subject LIKE 'p\\_%'");

@@ -95,6 +95,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Theory]
     [InlineData("""{"ack": ["not-a-jti"], "returnImmediately": true}""")]
     [InlineData("""{"setErrs": {"not-a-jti": {"err": "invalid_key"}}, "returnImmediately": true}""")]
+    [InlineData("""{"setErrs": {"00000000-0000-0000-0000-000000000000": null}, "returnImmediately": true}""")]
     [InlineData("""{"maxEvents": 100000, "returnImmediately": true}""")]
     [InlineData("""{"maxEvents": -1, "returnImmediately": true}""")]
     [InlineData("""{"returnImmediately": true, "surprise": 1}""")]

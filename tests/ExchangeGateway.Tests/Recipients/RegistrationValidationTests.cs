@@ -32,6 +32,9 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("jwks holding a private key", "jwks")]
     [InlineData("jwks holding a symmetric key", "jwks")]
     [InlineData("jwks with client_secret_basic", "jwks")]
+    [InlineData("privacy policy URL long once escaped", "privacyPolicyUrl")]
+    [InlineData("push host over 253 characters", "pushEndpoint")]
+    [InlineData("redirect URI OpenIddict refuses", "client")]
     public async Task AnInvalidRegistrationIs400ProblemAndCreatesNothing(string fault, string field)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
@@ -68,6 +71,10 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
                 body["jwks"] = new JsonObject { ["keys"] = new JsonArray(new JsonObject { ["kty"] = "oct", ["k"] = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0" }) };
                 break;
             case "jwks with client_secret_basic": body["jwks"] = key.PublicJwks(); break;
+            // 1 000 characters as sent, six thousand once percent-encoded: the column holds 2 000.
+            case "privacy policy URL long once escaped": body["privacyPolicyUrl"] = "https://site.example/" + new string('é', 1000); break;
+            case "push host over 253 characters": Push(body, "https://" + string.Join('.', Enumerable.Repeat(new string('a', 63), 5)) + "/events"); break;
+            case "redirect URI OpenIddict refuses": body["redirectUris"] = new JsonArray("https://site.example/callback?iss=someone"); break;
             default: throw new ArgumentOutOfRangeException(nameof(fault), fault, "no such case");
         }
 

@@ -617,7 +617,6 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnName("consent_id");
 
                     b.Property<byte[]>("ContentHash")
-                        .IsRequired()
                         .HasColumnType("bytea")
                         .HasColumnName("content_hash");
 
