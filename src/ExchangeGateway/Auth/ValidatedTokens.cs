@@ -40,6 +40,15 @@ public sealed class ValidatedTokens(TimeProvider time) : IDisposable
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// The subject of a token this node validated and that has not expired, or null (never seen, forged, expired): what
+    /// the rate limiter, which runs before authentication, may trust to pick a caller's bucket.
+    /// </summary>
+    public string? VerifiedSubject(string token) =>
+        _cache.TryGetValue(token, out Entry? entry) && entry is not null && time.GetUtcNow() < entry.Expires
+            ? entry.Principal.FindFirst("sub")?.Value
+            : null;
+
     /// <summary>OnTokenValidated: the token passed signature, issuer, audience, type and lifetime checks.</summary>
     public Task RememberAsync(TokenValidatedContext context)
     {

@@ -17,13 +17,19 @@ public static class SharedCvEndpoints
         return api;
     }
 
+    /// <summary>
+    /// Documents per page at most: each is decrypted and held until the page is recorded and sent, and a CV may be 256 KiB,
+    /// so a page is bounded at 25 MiB (the other collections' rows are small and go to 500).
+    /// </summary>
+    public const int MaxPage = 100;
+
     private static async Task<Results<Ok<SharedCvPage>, ProblemHttpResult>> GetFeed(
         string? cursor, int? limit, HttpContext context, Cursors cursors, SharedCvFeed feed)
     {
         var recipient = context.Recipient();
         // The collection name includes the site, so a cursor is worthless to any other site.
         var collection = "shared-cvs:" + recipient.Id;
-        if (cursors.Read<long>(collection, cursor, limit, out var after, out var take) is { } problem)
+        if (cursors.Read<long>(collection, cursor, limit, out var after, out var take, MaxPage) is { } problem)
         {
             return problem;
         }

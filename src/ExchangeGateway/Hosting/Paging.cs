@@ -43,13 +43,14 @@ public sealed class Cursors(IDataProtectionProvider dataProtection)
     }
 
     /// <summary>Validates limit and cursor together; returns a problem result to send back, or null when both are fine.</summary>
-    public Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? Read<T>(string collection, string? cursor, int? limit, out T? position, out int take)
+    public Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? Read<T>(
+        string collection, string? cursor, int? limit, out T? position, out int take, int maxLimit = MaxLimit)
     {
-        take = limit ?? DefaultLimit;
-        if (take is < 1 or > MaxLimit)
+        take = limit ?? Math.Min(DefaultLimit, maxLimit);
+        if (take < 1 || take > maxLimit)
         {
             position = default;
-            return Problems.Validation($"limit must be between 1 and {MaxLimit}.", new Dictionary<string, string[]> { ["limit"] = [$"Must be between 1 and {MaxLimit}."] });
+            return Problems.Validation($"limit must be between 1 and {maxLimit}.", new Dictionary<string, string[]> { ["limit"] = [$"Must be between 1 and {maxLimit}."] });
         }
 
         if (!TryDecode(collection, cursor, out position))

@@ -44,7 +44,7 @@ public static class RateLimits
                     ? RateLimitPartition.GetNoLimiter("")
                     : RateLimitPartition.GetFixedWindowLimiter(context.Connection.RemoteIpAddress?.ToString() ?? "", _ => Window(limits.PerAddressPerMinute))),
                 PartitionedRateLimiter.Create<HttpContext, string>(context => context.Request.Path.StartsWithSegments("/connect/token")
-                    ? RateLimitPartition.GetFixedWindowLimiter("token:" + ClaimedClient(context), _ => Window(limits.TokenRequestsPerMinute))
+                    ? RateLimitPartition.GetFixedWindowLimiter($"token:{ClaimedClient(context)}@{context.Connection.RemoteIpAddress}", _ => Window(limits.TokenRequestsPerMinute))
                     : RateLimitPartition.GetNoLimiter("")));
             options.AddPolicy(ApiPolicy, context => RateLimitPartition.GetTokenBucketLimiter(
                 BearerSubject(context) ?? "addr:" + context.Connection.RemoteIpAddress,
@@ -84,9 +84,10 @@ public static class RateLimits
     };
 
     /// <summary>
-    /// The limiter runs before authentication (so that the token endpoint's secret checks are limited too), hence the
-    /// subject is read from the bearer token unverified. A forged subject only picks another bucket: the per-address
-    /// limit still applies, and authentication refuses the request right after.
+    /// The limiter runs before authentication (so that the token endpoint's secret checks are limited too), so the caller
+    /// is known only from a token this node has already validated (<see cref="Auth.ValidatedTokens"/>). Anything else (a
+    /// token's first use, a forged or expired one) counts against the caller's address: a forged token naming a site
+    /// cannot spend that site's allowance.
     /// </summary>
     private static string? BearerSubject(HttpContext context)
     {
@@ -96,24 +97,15 @@ public static class RateLimits
             return null;
         }
 
-        var parts = header[7..].Split('.');
-        if (parts.Length != 3)
-        {
-            return null;
-        }
-
-        try
-        {
-            using var payload = System.Text.Json.JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.DecodeBytes(parts[1]));
-            return payload.RootElement.TryGetProperty("sub", out var sub) && sub.ValueKind == System.Text.Json.JsonValueKind.String ? "sub:" + sub.GetString() : null;
-        }
-        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or ArgumentException)
-        {
-            return null;
-        }
+        return context.RequestServices.GetRequiredService<Auth.ValidatedTokens>().VerifiedSubject(header[7..].Trim()) is { } subject
+            ? "sub:" + subject
+            : null;
     }
 
-    /// <summary>The client a token request claims to be (unverified: it only picks the bucket), or the caller's address.</summary>
+    /// <summary>
+    /// The client a token request claims to be, or the caller's address. Unverified, so the bucket is per claimed client
+    /// and address: requests naming a site from elsewhere cannot use up that site's token requests.
+    /// </summary>
     private static string ClaimedClient(HttpContext context)
     {
         if (AuthenticationHeaderValue.TryParse(context.Request.Headers.Authorization, out var header)

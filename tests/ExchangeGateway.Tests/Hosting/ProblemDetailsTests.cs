@@ -33,6 +33,7 @@ public sealed class ProblemDetailsTests(GatewayFixture fixture)
     [InlineData("0")]
     [InlineData("-1")]
     [InlineData("10000")]
+    [InlineData("101")]
     public async Task OutOfRangeLimitsAre400Problem(string limit)
     {
         using var client = fixture.Client().WithToken(await fixture.Actors.DemoSiteTokenAsync());

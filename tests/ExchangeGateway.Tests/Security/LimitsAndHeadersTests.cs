@@ -1,5 +1,6 @@
 using System.Net;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ExchangeGateway.Tests.Security;
@@ -70,5 +71,41 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
 
         Assert.Contains(HttpStatusCode.TooManyRequests, api);
         Assert.Contains(HttpStatusCode.OK, api);
+    }
+
+    /// <summary>
+    /// The limiter runs before authentication: a caller is trusted to be a site only with a token this node validated.
+    /// A burst of forged tokens naming a client spends the sender's address allowance, not the client's.
+    /// </summary>
+    [Fact]
+    public async Task ForgedTokensNamingAClientDoNotSpendItsAllowance()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:ApiRequestsPerMinute"] = "60",
+        });
+        var auditor = await new Actors(node).AuditorClientTokenAsync();
+        using var client = node.CreateHttpClient().WithToken(auditor);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/audit/events?limit=1")).StatusCode);
+        Assert.Equal("demo-auditor", node.Services.GetRequiredService<ExchangeGateway.Auth.ValidatedTokens>().VerifiedSubject(auditor));
+
+        static string Part(string json) => Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(json);
+        var forged = $"{Part("""{"alg":"RS256","typ":"at+jwt"}""")}.{Part("""{"sub":"demo-auditor","client_id":"demo-auditor"}""")}.Zm9yZ2Vk";
+        using var attacker = node.CreateHttpClient().WithToken(forged);
+        var refused = new List<HttpStatusCode>();
+        for (var i = 0; i < 25; i++)
+        {
+            using var response = await attacker.GetAsync("/api/v1/audit/events?limit=1");
+            refused.Add(response.StatusCode);
+        }
+
+        Assert.DoesNotContain(HttpStatusCode.OK, refused);
+        Assert.Contains(HttpStatusCode.TooManyRequests, refused);
+        // The real client's bucket (ten at once) is as it was: its next five requests go through.
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/audit/events?limit=1")).StatusCode);
+        }
     }
 }
