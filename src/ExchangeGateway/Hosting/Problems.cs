@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Mvc;
 namespace ExchangeGateway.Hosting;
 
 /// <summary>RFC 9457 problem details for every error, with a trace id and never a stack trace.</summary>
-public static class Problems
+public static partial class Problems
 {
     public static IServiceCollection AddGatewayProblems(this IServiceCollection services)
     {
@@ -51,6 +51,13 @@ public static class Problems
     public static ProblemHttpResult NotFound(string detail = "No such resource.") =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
 
+    [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'")]
+    private static partial System.Text.RegularExpressions.Regex Internals();
+
+    // "int? limit", "RegisterRecipientRequest request": a declaration as the framework quotes it; the name is what the client sent.
+    [System.Text.RegularExpressions.GeneratedRegex(@"""[A-Za-z0-9_.?<>\[\], ]+ ([A-Za-z0-9_]+)""")]
+    private static partial System.Text.RegularExpressions.Regex DeclaredParameter();
+
     private sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
     {
         public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
@@ -60,8 +67,10 @@ public static class Problems
                 return false;
             }
 
-            // The JSON reader's message names the path and position of the fault; it holds no server internals.
-            var detail = bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message;
+            // The JSON reader's message names the path and position of the fault, which helps; the server's type and
+            // parameter declarations that the framework's messages quote do not, and are taken out.
+            var detail = Internals().Replace(bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message, "the request");
+            detail = DeclaredParameter().Replace(detail, "\"$1\"");
             httpContext.Response.StatusCode = bad.StatusCode;
             return await problems.TryWriteAsync(new ProblemDetailsContext
             {

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Net;
 using System.Text;
 using ExchangeGateway.Tests.Infrastructure;
@@ -26,7 +27,24 @@ public sealed class ProblemDetailsTests(GatewayFixture fixture)
     {
         using var client = fixture.Client().WithToken(await fixture.Actors.DemoSiteTokenAsync());
         var problem = await (await client.GetAsync("/api/v1/shared-cvs?limit=lots")).AssertProblemAsync(HttpStatusCode.BadRequest);
-        Assert.Contains("limit", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var detail = problem.GetProperty("detail").GetString()!;
+        Assert.Contains("\"limit\"", detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("int?", detail, StringComparison.Ordinal);
+    }
+
+    /// <summary>The body's fault is named by its JSON path and field; the server's own type names stay on the server.</summary>
+    [Fact]
+    public async Task ABodyFaultNamesTheFieldButNoServerType()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var body = Sites.RegistrationBody();
+        body["displayName"] = null;
+        var problem = await (await admin.PostAsJsonAsync(Sites.AdminPath, body)).AssertProblemAsync(HttpStatusCode.BadRequest);
+        var detail = problem.GetProperty("detail").GetString()!;
+        Assert.Contains("displayName", detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("ExchangeGateway", detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("RegisterRecipientRequest", detail, StringComparison.Ordinal);
     }
 
     [Theory]
