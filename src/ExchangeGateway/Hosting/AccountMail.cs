@@ -7,16 +7,23 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Hosting;
 
 /// <summary>
-/// Account mail (sign-up links, "you already have an account", password resets) leaves through this queue after the page
-/// has answered. The answer's time and outcome then do not depend on whether a message went out or whether the mail
-/// server took it, so neither tells a visitor that an address has an account. An address gets at most
-/// <see cref="NotifierOptions.PerAddressPerHour"/> messages an hour from a node, so the forms cannot be used to flood
-/// someone's inbox; what is over that, or beyond a full queue, is dropped and counted, and the page says the same.
-/// Kept in memory only: a message lost to a restart is asked for again on the same page, and no address is stored.
+/// What the account pages do for an address (sign-up, forgotten password) happens here, after the page has answered:
+/// looking the address up, creating or reading the account, building the link, sending the message. The answer then
+/// costs the same whatever the address, and neither its time nor a mail server that refuses tells a visitor that an
+/// address has an account. An address gets at most <see cref="NotifierOptions.PerAddressPerHour"/> such requests an hour
+/// from a node, so the forms cannot be used to flood someone's inbox (earlier links stay valid); what is over that, or
+/// beyond a full queue, is dropped and counted, and the page says the same. Kept in memory only: a request lost to a
+/// restart is made again on the same page, and no address is stored.
 /// </summary>
 public sealed class AccountMail : BackgroundService
 {
-    private readonly Channel<Notice> _channel;
+    /// <summary>Work for one address, in a scope of its own and the culture of the page that asked; returns the message to send, if any.</summary>
+    public delegate Task<Notice?> Preparation(IServiceProvider services, CancellationToken cancellationToken);
+
+    private sealed record Work(Preparation Prepare, System.Globalization.CultureInfo Culture);
+
+    private readonly Channel<Work> _channel;
+    private readonly IServiceScopeFactory _scopes;
     private readonly INotifier _notifier;
     private readonly TimeProvider _time;
     private readonly GatewayMetrics _metrics;
@@ -29,15 +36,17 @@ public sealed class AccountMail : BackgroundService
     private DateTimeOffset _hourStarted;
     private int _pending;
 
-    public AccountMail(INotifier notifier, IOptions<NotifierOptions> options, TimeProvider time, GatewayMetrics metrics, ILogger<AccountMail> logger)
+    public AccountMail(
+        IServiceScopeFactory scopes, INotifier notifier, IOptions<NotifierOptions> options, TimeProvider time, GatewayMetrics metrics, ILogger<AccountMail> logger)
     {
+        _scopes = scopes;
         _notifier = notifier;
         _time = time;
         _metrics = metrics;
         _logger = logger;
         _perAddress = options.Value.PerAddressPerHour;
         _hourStarted = time.GetUtcNow();
-        _channel = Channel.CreateBounded<Notice>(new BoundedChannelOptions(options.Value.QueueCapacity)
+        _channel = Channel.CreateBounded<Work>(new BoundedChannelOptions(options.Value.QueueCapacity)
         {
             SingleReader = true,
             // Wait, not DropWrite: with Wait, TryWrite answers false when the queue is full (DropWrite says it wrote).
@@ -48,17 +57,20 @@ public sealed class AccountMail : BackgroundService
     /// <summary>Messages accepted and not yet handed to the mail server (or given up on).</summary>
     public int Pending => Volatile.Read(ref _pending);
 
-    /// <summary>Queues the message unless its address had its share this hour or the queue is full; the caller answers the same either way.</summary>
-    public void Enqueue(Notice notice)
+    /// <summary>
+    /// Queues the work for <paramref name="address"/> (as typed) unless that address had its share this hour or the queue is
+    /// full; the caller answers the same either way. <paramref name="prepare"/> must not capture the request's services.
+    /// </summary>
+    public void Enqueue(string address, Preparation prepare)
     {
-        if (!TakeShare(notice.To))
+        if (!TakeShare(address))
         {
             _metrics.MailDropped.Add(1, new KeyValuePair<string, object?>("reason", "per-address-limit"));
             return;
         }
 
         Interlocked.Increment(ref _pending);
-        if (!_channel.Writer.TryWrite(notice))
+        if (!_channel.Writer.TryWrite(new Work(prepare, System.Globalization.CultureInfo.CurrentUICulture)))
         {
             Interlocked.Decrement(ref _pending);
             _metrics.MailDropped.Add(1, new KeyValuePair<string, object?>("reason", "queue-full"));
@@ -94,11 +106,14 @@ public sealed class AccountMail : BackgroundService
     {
         try
         {
-            await foreach (var notice in _channel.Reader.ReadAllAsync(stoppingToken))
+            await foreach (var work in _channel.Reader.ReadAllAsync(stoppingToken))
             {
                 try
                 {
-                    await SendAsync(notice, stoppingToken);
+                    if (await PrepareAsync(work, stoppingToken) is { } notice)
+                    {
+                        await SendAsync(notice, stoppingToken);
+                    }
                 }
                 finally
                 {
@@ -113,6 +128,27 @@ public sealed class AccountMail : BackgroundService
             {
                 _logger.LogWarning("{Count} account messages were not sent before shutdown", Pending);
             }
+        }
+    }
+
+    private async Task<Notice?> PrepareAsync(Work work, CancellationToken stoppingToken)
+    {
+        var culture = System.Globalization.CultureInfo.CurrentUICulture;
+        System.Globalization.CultureInfo.CurrentUICulture = work.Culture;
+        try
+        {
+            await using var scope = _scopes.CreateAsyncScope();
+            return await work.Prepare(scope.ServiceProvider, stoppingToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+        {
+            // Its message could name the address (a database constraint quoting a value): only the kind is logged.
+            _logger.LogError("An account request failed ({Error}); nothing was sent", e.GetType().Name);
+            return null;
+        }
+        finally
+        {
+            System.Globalization.CultureInfo.CurrentUICulture = culture;
         }
     }
 

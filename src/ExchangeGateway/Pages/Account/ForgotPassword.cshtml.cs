@@ -11,14 +11,13 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
-/// Queues a reset link for an address with an account (<see cref="AccountMail"/>: sent after the answer, so its time says
-/// nothing). The answer is the same whether or not the address has an account, and the link is built on the configured
-/// issuer, never on the request's Host header (which a caller controls).
+/// A reset link for an address with an account. The page answers the same, in the same time, whatever the address: the
+/// look-up, the link and the message happen after the answer (<see cref="AccountMail"/>). The link is built on the
+/// configured issuer, never on the request's Host header (which a caller controls).
 /// </summary>
-public sealed class ForgotPasswordModel(
-    UserManager<GatewayUser> users, AccountMail mail, AuditTrail audit, IOptions<AuthOptions> auth, IStringLocalizer<PageText> text) : PageModel
+public sealed class ForgotPasswordModel(AccountMail mail) : PageModel
 {
-    [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email")]
+    [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
     public string Email { get; set; } = "";
 
     public bool Sent { get; private set; }
@@ -27,26 +26,35 @@ public sealed class ForgotPasswordModel(
     {
     }
 
-    public async Task<IActionResult> OnPostAsync()
+    public IActionResult OnPost()
     {
         if (!ModelState.IsValid)
         {
             return Page();
         }
 
-        var user = await users.FindByEmailAsync(Email.Trim());
-        if (user?.Email is { } address)
-        {
-            var link = AccountLinks.Build(auth.Value.Issuer!, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
-            mail.Enqueue(new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]));
-        }
-
-        // Recorded either way (an unknown address as an anonymous request, without the address), so that a run of
-        // requests against many addresses shows in the log.
-        await audit.RecordAccountAsync(
-            AuditActions.PasswordResetRequested, user, user is null ? [] : await users.GetRolesAsync(user), user?.Email is not null, HttpContext.RequestAborted);
-
+        var email = Email.Trim();
+        mail.Enqueue(email, (services, cancellationToken) => ResetLinkAsync(services, email, cancellationToken));
         Sent = true;
         return Page();
+    }
+
+    private static async Task<Notice?> ResetLinkAsync(IServiceProvider services, string email, CancellationToken cancellationToken)
+    {
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        var user = await users.FindByEmailAsync(email);
+        // Recorded either way (an unknown address as an anonymous request, without the address), so that a run of
+        // requests against many addresses shows in the log.
+        await services.GetRequiredService<AuditTrail>().RecordAccountAsync(
+            AuditActions.PasswordResetRequested, user, user is null ? [] : await users.GetRolesAsync(user), user?.Email is not null, cancellationToken);
+        if (user?.Email is not { } address)
+        {
+            return null;
+        }
+
+        var text = services.GetRequiredService<IStringLocalizer<PageText>>();
+        var link = AccountLinks.Build(
+            services.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
+        return new Notice(address, text["Reset.MailSubject"], text["Reset.MailBody", link.AbsoluteUri]);
     }
 }

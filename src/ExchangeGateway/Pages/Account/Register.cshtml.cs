@@ -16,12 +16,11 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>
 /// A job seeker's account starts with an address only: the link mailed to it leads to the page where the password is
 /// chosen (<see cref="ConfirmEmailModel"/>). Until then the account has no password, so nobody can sign in to it, and
-/// nobody but the address's holder can finish it. The page answers the same whatever the address: a new one (or one whose
-/// sign-up was never finished) gets the link, one with an account a message telling its holder, never the visitor.
+/// nobody but the address's holder can finish it. The page answers the same, in the same time, whatever the address:
+/// everything that depends on it runs after the answer (<see cref="AccountMail"/>). A new address (or one whose sign-up
+/// was never finished) gets the link, one with an account a message telling its holder, never the visitor.
 /// </summary>
-public sealed class RegisterModel(
-    UserManager<GatewayUser> users, GatewayDbContext db, AuditTrail audit, AccountMail mail, IOptions<AuthOptions> auth,
-    IStringLocalizer<PageText> text, TimeProvider time) : PageModel
+public sealed class RegisterModel(UserManager<GatewayUser> users, AccountMail mail, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
     public string Email { get; set; } = "";
@@ -34,51 +33,62 @@ public sealed class RegisterModel(
     {
     }
 
-    public async Task<IActionResult> OnPostAsync()
+    public IActionResult OnPost()
     {
+        var email = Email.Trim();
+        // Identity's own rule for user names (the address is the user name), checked here, where it can still be shown.
+        var allowed = users.Options.User.AllowedUserNameCharacters;
+        if (ModelState.IsValid && !string.IsNullOrEmpty(allowed) && email.Any(c => !allowed.Contains(c, StringComparison.Ordinal)))
+        {
+            ModelState.AddModelError(nameof(Email), text["Error.Email"]);
+        }
+
         if (!ModelState.IsValid)
         {
             return Page();
         }
 
-        var email = Email.Trim();
-        var account = await users.FindByEmailAsync(email);
-        if (account is null)
-        {
-            (account, var problems) = await CreateAsync(email);
-            if (problems is not null)
-            {
-                foreach (var error in problems.DistinctBy(e => e.Description))
-                {
-                    ModelState.AddModelError(nameof(Email), error.Description);
-                }
-
-                return Page();
-            }
-        }
-
-        if (account.EmailConfirmed)
-        {
-            await TellTheHolderAsync(account);
-        }
-        else
-        {
-            var link = AccountLinks.Build(auth.Value.Issuer!, "ConfirmEmail", account.Id, await users.GenerateEmailConfirmationTokenAsync(account),
-                Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null);
-            mail.Enqueue(new Notice(account.Email!, text["Confirm.MailSubject"], text["Confirm.MailBody", link.AbsoluteUri]));
-        }
-
+        var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null;
+        mail.Enqueue(email, (services, cancellationToken) => SignUpAsync(services, email, returnUrl, cancellationToken));
         Sent = true;
         return Page();
     }
 
-    /// <summary>The account (no password yet), its role and its audit event together; or the one a racing sign-up made.</summary>
-    private async Task<(GatewayUser Account, IEnumerable<IdentityError>? Problems)> CreateAsync(string email)
+    /// <summary>After the answer: the account made (or found), and the message for the address.</summary>
+    private static async Task<Notice?> SignUpAsync(IServiceProvider services, string email, string? returnUrl, CancellationToken cancellationToken)
     {
-        var account = new GatewayUser { UserName = email, Email = email, CreatedAt = time.GetUtcNow() };
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        var issuer = services.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
+        var text = services.GetRequiredService<IStringLocalizer<PageText>>();
+        var account = await users.FindByEmailAsync(email) ?? await CreateAsync(services, email, cancellationToken);
+        if (account is null)
+        {
+            return null;
+        }
+
+        if (account.EmailConfirmed)
+        {
+            // Someone may be trying their address, or they forgot: the holder is told, the account is left as it is, and
+            // the attempt is recorded under its pseudonym.
+            await services.GetRequiredService<AuditTrail>().RecordAccountAsync(
+                AuditActions.AccountCreated, account, await users.GetRolesAsync(account), succeeded: false, cancellationToken);
+            return new Notice(account.Email!, text["Register.ExistsMailSubject"],
+                text["Register.ExistsMailBody", new Uri(issuer, "Account/Login").AbsoluteUri, new Uri(issuer, "Account/ForgotPassword").AbsoluteUri]);
+        }
+
+        var link = AccountLinks.Build(issuer, "ConfirmEmail", account.Id, await users.GenerateEmailConfirmationTokenAsync(account), returnUrl);
+        return new Notice(account.Email!, text["Confirm.MailSubject"], text["Confirm.MailBody", link.AbsoluteUri]);
+    }
+
+    /// <summary>The account (no password yet), its role and its audit event together; or the one a racing sign-up made.</summary>
+    private static async Task<GatewayUser?> CreateAsync(IServiceProvider services, string email, CancellationToken cancellationToken)
+    {
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        var db = services.GetRequiredService<GatewayDbContext>();
+        var account = new GatewayUser { UserName = email, Email = email, CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow() };
         try
         {
-            await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
             var created = await users.CreateAsync(account);
             if (created.Succeeded)
             {
@@ -87,15 +97,17 @@ public sealed class RegisterModel(
 
             if (created.Succeeded)
             {
-                await audit.RecordAccountAsync(AuditActions.AccountCreated, account, [Roles.Seeker], succeeded: true, HttpContext.RequestAborted);
-                await transaction.CommitAsync(HttpContext.RequestAborted);
-                return (account, null);
+                await services.GetRequiredService<AuditTrail>().RecordAccountAsync(AuditActions.AccountCreated, account, [Roles.Seeker], succeeded: true, cancellationToken);
+                await transaction.CommitAsync(cancellationToken);
+                return account;
             }
 
-            await transaction.RollbackAsync(HttpContext.RequestAborted);
+            await transaction.RollbackAsync(cancellationToken);
             if (!created.Errors.Any(e => e.Code is nameof(IdentityErrorDescriber.DuplicateEmail) or nameof(IdentityErrorDescriber.DuplicateUserName)))
             {
-                return (account, created.Errors);
+                services.GetRequiredService<ILogger<RegisterModel>>().LogWarning(
+                    "A sign-up was refused by the account rules ({Codes})", string.Join(", ", created.Errors.Select(e => e.Code)));
+                return null;
             }
         }
         catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
@@ -104,18 +116,6 @@ public sealed class RegisterModel(
         }
 
         db.ChangeTracker.Clear();
-        return (await users.FindByEmailAsync(email) ?? throw new InvalidOperationException("The account that took this address is gone."), null);
-    }
-
-    /// <summary>
-    /// A sign-up with an address that has an account: its holder is told (someone may be trying their address, or they
-    /// forgot), the account is left as it is, and the attempt is recorded under its pseudonym.
-    /// </summary>
-    private async Task TellTheHolderAsync(GatewayUser holder)
-    {
-        var signIn = new Uri(auth.Value.Issuer!, "Account/Login");
-        var forgot = new Uri(auth.Value.Issuer!, "Account/ForgotPassword");
-        mail.Enqueue(new Notice(holder.Email!, text["Register.ExistsMailSubject"], text["Register.ExistsMailBody", signIn.AbsoluteUri, forgot.AbsoluteUri]));
-        await audit.RecordAccountAsync(AuditActions.AccountCreated, holder, await users.GetRolesAsync(holder), succeeded: false, HttpContext.RequestAborted);
+        return await users.FindByEmailAsync(email);
     }
 }
