@@ -1,0 +1,54 @@
+using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Pages;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ExchangeGateway.Tests.Hosting;
+
+/// <summary>
+/// A mail server that refuses a mailbox says which one ("550 &lt;address&gt; rejected"). The gateway goes on (a reminder
+/// run completes and does not send again; a reset request answers as ever) and writes that address nowhere: not in its
+/// logs, and not in an exception a job would leave in Hangfire's tables.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class RefusedMailTests
+{
+    [Fact]
+    public async Task ARefusedMailboxIsSkippedAndNamedNowhere()
+    {
+        await using var smtp = SmtpStub.Start();
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, captureLogs: true, settings: new Dictionary<string, string?>
+        {
+            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        var actors = new Actors(node);
+        var seeker = await Propagation.SeekerWithCvAsync(node, actors, "refused-" + Guid.NewGuid().ToString("N"));
+
+        clock.Advance(TimeSpan.FromDays(77));
+        var reminded = await node.RunRemindersAsync();
+        Assert.True(reminded >= 1, $"{reminded} reminders");
+        Assert.Contains(seeker.Email, smtp.Refused);
+        var tries = smtp.Refused.Count(a => a == seeker.Email);
+
+        // Marked as reminded: the next run does not knock on the same door.
+        await node.RunRemindersAsync();
+        Assert.Equal(tries, smtp.Refused.Count(a => a == seeker.Email));
+
+        // The reset page answers as for anyone; its message is refused too, after the answer.
+        using (var visitor = new PageSession(node))
+        using (var asked = await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = seeker.Email }))
+        {
+            Assert.Contains("Si un compte existe avec cette adresse", await asked.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        await Mailbox.SettledAsync(node);
+        Assert.Equal(tries + 1, smtp.Refused.Count(a => a == seeker.Email));
+        var lines = node.Logs!.ToList();
+        Assert.Contains(lines, line => line.Contains("refused a reminder's recipient", StringComparison.Ordinal));
+        Assert.Contains(lines, line => line.Contains("could not be sent", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, line => line.Contains(seeker.Email, StringComparison.OrdinalIgnoreCase));
+        Assert.Equal(0L, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM hangfire.state WHERE data::text ILIKE '%{seeker.Email}%' OR reason ILIKE '%{seeker.Email}%'"));
+    }
+}

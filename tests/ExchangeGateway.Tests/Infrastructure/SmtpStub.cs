@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace ExchangeGateway.Tests.Infrastructure;
+
+/// <summary>
+/// A mail server on loopback that refuses every recipient with a 550 quoting the address, as real servers do: what the
+/// gateway makes of that reply (logs, job state) must still name no one.
+/// </summary>
+public sealed class SmtpStub : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accepting;
+
+    private SmtpStub()
+    {
+        _listener.Start();
+        _accepting = AcceptAsync();
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    /// <summary>Every address a client tried to send to, in order.</summary>
+    public ConcurrentQueue<string> Refused { get; } = new();
+
+    public static SmtpStub Start() => new();
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using (client)
+        {
+            var stream = client.GetStream();
+            using var reader = new StreamReader(stream, Encoding.ASCII);
+            await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
+            await writer.WriteLineAsync("220 stub.example ESMTP");
+            while (await reader.ReadLineAsync(_stop.Token) is { } line)
+            {
+                var verb = line.Split(' ', 2)[0].ToUpperInvariant();
+                if (verb == "RCPT")
+                {
+                    var address = line[(line.IndexOf('<', StringComparison.Ordinal) + 1)..line.IndexOf('>', StringComparison.Ordinal)];
+                    Refused.Enqueue(address);
+                    await writer.WriteLineAsync($"550 5.1.1 <{address}>: Recipient address rejected: User unknown");
+                }
+                else if (verb == "QUIT")
+                {
+                    await writer.WriteLineAsync("221 2.0.0 Bye");
+                    return;
+                }
+                else
+                {
+                    await writer.WriteLineAsync(verb is "EHLO" or "HELO" ? "250 stub.example" : "250 2.0.0 Ok");
+                }
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try
+        {
+            await _accepting;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+}
