@@ -1,5 +1,8 @@
+using System.Globalization;
 using ExchangeGateway.Auth;
+using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
+using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace ExchangeGateway.Hosting;
 
@@ -12,8 +15,13 @@ public static class OpenApi
     public static IServiceCollection AddGatewayOpenApi(this IServiceCollection services)
     {
         services.AddEndpointsApiExplorer();
+        // Schemas from the options the API serializes with (minimal APIs' JSON options, not MVC's): enums as the kebab-case
+        // strings the API sends and accepts, not as numbers.
+        services.AddTransient<ISerializerDataContractResolver>(sp => new JsonSerializerDataContractResolver(
+            sp.GetRequiredService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>().Value.SerializerOptions));
         services.AddSwaggerGen(options =>
         {
+            options.OperationFilter<ProblemResponses>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
             {
                 Title = "ExchangeGateway API",
@@ -51,6 +59,48 @@ public static class OpenApi
             });
         });
         return services;
+    }
+
+    /// <summary>
+    /// The problem answers every API operation can give, declared once instead of on each endpoint: 401, 403 and 429
+    /// everywhere, 400 where the caller sends something (query, route, body), 404 where a path names a resource.
+    /// Endpoint-specific ones (409, 412, 413, 415, 422) are declared on their endpoints.
+    /// </summary>
+    private sealed class ProblemResponses : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            var path = context.ApiDescription.RelativePath ?? "";
+            if (!path.StartsWith("api/", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            var problem = context.SchemaGenerator.GenerateSchema(typeof(Microsoft.AspNetCore.Http.HttpValidationProblemDetails), context.SchemaRepository);
+            void Add(int status, string description)
+            {
+                operation.Responses ??= new OpenApiResponses();
+                operation.Responses.TryAdd(status.ToString(CultureInfo.InvariantCulture), new OpenApiResponse
+                {
+                    Description = description,
+                    Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = problem } },
+                });
+            }
+
+            if (context.ApiDescription.ParameterDescriptions.Count > 0)
+            {
+                Add(StatusCodes.Status400BadRequest, "The request is invalid; the problem names each faulty field.");
+            }
+
+            if (path.Contains('{', StringComparison.Ordinal))
+            {
+                Add(StatusCodes.Status404NotFound, "No such resource, or none of yours (the answer is the same).");
+            }
+
+            Add(StatusCodes.Status401Unauthorized, "No valid access token.");
+            Add(StatusCodes.Status403Forbidden, "The token does not grant the scope this operation needs.");
+            Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.");
+        }
     }
 
     public static WebApplication UseGatewayOpenApi(this WebApplication app)

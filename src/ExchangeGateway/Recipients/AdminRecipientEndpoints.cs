@@ -81,12 +81,14 @@ public static partial class AdminRecipientEndpoints
     {
         var admin = api.MapGroup("/admin/recipients").RequireAuthorization(ApiScopes.RecipientsAdmin).WithTags("Operator");
         admin.MapGet("/", List).WithName("ListRecipients").WithSummary("Registered recipient sites, oldest first (registered in the same millisecond: in id order).");
-        admin.MapPost("/", Register).WithName("RegisterRecipient").WithSummary("Registers a site and its OAuth client; returns the client secret once.");
+        admin.MapPost("/", Register).WithName("RegisterRecipient").WithSummary("Registers a site and its OAuth client; returns the client secret once.")
+            .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
         admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");
         admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: no new token, live tokens refused at once.");
         admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient").WithSummary("Lifts a suspension.");
-        admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).");
+        admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).")
+            .ProducesProblem(StatusCodes.Status409Conflict);
         return api;
     }
 
