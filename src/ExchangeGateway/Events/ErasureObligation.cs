@@ -117,7 +117,10 @@ public static class Obligations
             cancellationToken);
     }
 
-    /// <summary>Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed.</summary>
+    /// <summary>
+    /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. One event
+    /// waiting to go out already says so (it names no version), so a run of edits does not become a run of events.
+    /// </summary>
     public static Task<int> NotifyUpdateAsync(
         GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
     {
@@ -129,6 +132,8 @@ public static class Obligations
             FROM consents c
             WHERE c.seeker_id = {seekerId} AND c.state = 'Active'
               AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.cv_version < {newVersion})
+              AND NOT EXISTS (SELECT 1 FROM erasure_obligations o
+                              WHERE o.consent_id = c.id AND o.kind = {EventKinds.CvUpdated} AND o.status = 'Pending')
             """,
             cancellationToken);
     }

@@ -118,8 +118,10 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, bystanderSite.Id);
         var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(readerSite), marker);
 
-        using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
+        // Two versions before the event goes out: one event (a pending "your copy is outdated" covers the newer one too).
+        foreach (var version in new[] { "-v2", "-v3" })
         {
+            using var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + version));
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
         }
 
@@ -128,12 +130,23 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         Assert.Equal(("cv-updated", "cv-updated", id), (updated.Kind, updated.Cause, updated.SubjectId));
         Assert.Empty(bystander.Received);
 
-        // The site that was told fetches the new version under the same id.
+        // The site that was told fetches the newest version under the same id.
         using var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(readerSite));
-        using var fresh = await site.GetAsync($"/api/v1/shared-cvs/{id}");
-        var item = await fresh.ReadJsonAsync();
-        Assert.Equal(2, item.GetProperty("version").GetInt32());
-        Assert.EndsWith(marker + "-v2", item.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString(), StringComparison.Ordinal);
+        using (var fresh = await site.GetAsync($"/api/v1/shared-cvs/{id}"))
+        {
+            var item = await fresh.ReadJsonAsync();
+            Assert.Equal(3, item.GetProperty("version").GetInt32());
+            Assert.EndsWith(marker + "-v3", item.GetProperty("document").GetProperty("basics").GetProperty("summary").GetString(), StringComparison.Ordinal);
+        }
+
+        // Once that event is out, the next version is news again.
+        using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v4")))
+        {
+            Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        }
+
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(2, reader.Received.Count);
     }
 
     [Fact]
