@@ -47,6 +47,7 @@ internal static class Seeder
         var dataProtection = services.GetRequiredService<IDataProtectionProvider>();
         var sealer = services.GetRequiredService<CvSealer>();
         await services.GetRequiredService<SigningKeyRing>().LoadAsync(CancellationToken.None);
+        await services.GetRequiredService<DataKeyRing>().LoadAsync(CancellationToken.None);
         await using var dataSource = NpgsqlDataSource.Create(conn);
 
         // Recipients: site 0 is the demo site (it has an OAuth client with a known secret), the others are plain rows.
@@ -111,6 +112,8 @@ internal static class Seeder
         services.AddSingleton(TimeProvider.System);
         services.AddOptions<AuthOptions>();
         services.AddSingleton<SigningKeyRing>();
+        services.AddOptions<DataKeyOptions>();
+        services.AddSingleton<DataKeyRing>();
         services.AddSingleton<CvSealer>();
         return services.BuildServiceProvider();
     }
