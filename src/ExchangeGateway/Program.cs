@@ -23,6 +23,7 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 });
 
 builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddGatewayProxies();
 builder.Services.AddGatewayDatabase(builder.Configuration);
 builder.Services.AddDataProtection().SetApplicationName("ExchangeGateway").PersistKeysToDbContext<GatewayDbContext>();
 builder.Services.AddGatewayAuth(builder.Environment);
@@ -91,6 +92,7 @@ if (command is not null)
         : await AuditCommands.RunAsync(app.Services, command);
 }
 
+app.UseGatewayProxies();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSecurityHeaders();

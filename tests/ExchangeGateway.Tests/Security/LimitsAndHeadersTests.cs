@@ -108,4 +108,41 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/audit/events?limit=1")).StatusCode);
         }
     }
+
+    /// <summary>
+    /// Behind the configured load balancer each client has its own address allowance (from X-Forwarded-For); reached
+    /// directly, a node ignores the header, or a client could pick a fresh bucket with every request.
+    /// </summary>
+    [Fact]
+    public async Task TheClientsAddressComesFromTheConfiguredProxyOnly()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var limits = new Dictionary<string, string?> { ["RateLimits:PerAddressPerMinute"] = "3" };
+        await using var direct = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: limits);
+        await using var proxied = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), issuer: direct.Issuer,
+            settings: new Dictionary<string, string?>(limits) { ["Proxies:KnownProxies:0"] = "127.0.0.1" });
+
+        async Task<HttpStatusCode> GetAsync(GatewayFactory node, string forwardedFor)
+        {
+            using var client = node.CreateHttpClient();
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/");
+            request.Headers.Add("X-Forwarded-For", forwardedFor);
+            using var response = await client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        foreach (var node in new[] { direct, proxied })
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.Equal(HttpStatusCode.OK, await GetAsync(node, "203.0.113.7"));
+            }
+
+            Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(node, "203.0.113.7"));
+        }
+
+        // Another client behind the proxy has its own allowance; a header sent straight to a node changes nothing.
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(proxied, "203.0.113.8"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(direct, "203.0.113.8"));
+    }
 }
