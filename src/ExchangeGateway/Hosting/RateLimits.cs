@@ -23,6 +23,13 @@ public sealed class RateLimitOptions
     /// <summary>API requests per minute per authenticated caller (the token's subject).</summary>
     [Range(1, 1_000_000)]
     public int ApiRequestsPerMinute { get; set; } = 1200;
+
+    /// <summary>
+    /// Forms sent to the account pages (sign-in, sign-up, reset...) per minute from one address (0 turns this limit off):
+    /// password guessing across accounts, and mail sent to strangers' addresses, stay slow.
+    /// </summary>
+    [Range(0, 100_000)]
+    public int AccountFormsPerMinute { get; set; } = 10;
 }
 
 /// <summary>
@@ -32,6 +39,7 @@ public sealed class RateLimitOptions
 public static class RateLimits
 {
     public const string ApiPolicy = "per-caller";
+    public const string AccountFormsPolicy = "account-forms";
 
     public static IServiceCollection AddGatewayRateLimits(this IServiceCollection services, IConfiguration configuration)
     {
@@ -55,6 +63,10 @@ public static class RateLimits
                     ReplenishmentPeriod = TimeSpan.FromSeconds(1),
                     QueueLimit = 0,
                 }));
+            // Forms only: reading the pages costs nothing worth limiting, and a browser GETs each form before sending it.
+            options.AddPolicy(AccountFormsPolicy, context => limits.AccountFormsPerMinute > 0 && HttpMethods.IsPost(context.Request.Method)
+                ? RateLimitPartition.GetFixedWindowLimiter("forms:" + context.Connection.RemoteIpAddress, _ => Window(limits.AccountFormsPerMinute))
+                : RateLimitPartition.GetNoLimiter(""));
             options.OnRejected = async (context, cancellationToken) =>
             {
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);

@@ -52,6 +52,8 @@ public static class PagesSetup
                 }
 
                 options.Conventions.AuthorizePage("/Account/Delete", SeekerPolicy);
+                options.Conventions.AddFolderApplicationModelConvention("/Account",
+                    page => page.EndpointMetadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(Hosting.RateLimits.AccountFormsPolicy)));
                 options.Conventions.AuthorizePage("/Consent/Share", SeekerPolicy);
                 options.Conventions.ConfigureFilter(new PageSecurityHeaders());
             })

@@ -63,6 +63,7 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("Jobs:RunServer", "false");
         // Every test comes from 127.0.0.1 and mints many tokens; the limits themselves are tested on a host of their own.
         builder.UseSetting("RateLimits:PerAddressPerMinute", "0");
+        builder.UseSetting("RateLimits:AccountFormsPerMinute", "0");
         builder.UseSetting("RateLimits:TokenRequestsPerMinute", "100000");
         builder.UseSetting("RateLimits:ApiRequestsPerMinute", "1000000");
         builder.UseSetting("Notifier:PickupDirectory", MailDirectory);

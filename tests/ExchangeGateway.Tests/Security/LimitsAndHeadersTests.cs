@@ -145,4 +145,26 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, await GetAsync(proxied, "203.0.113.8"));
         Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(direct, "203.0.113.8"));
     }
+
+    /// <summary>Account forms are limited per address: sign-in guesses and sign-up mails to strangers stay slow; reading the pages is not.</summary>
+    [Fact]
+    public async Task AccountFormsFromOneAddressAreLimitedButThePagesStillOpen()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:AccountFormsPerMinute"] = "3",
+        });
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 5; i++)
+        {
+            using var visitor = new Pages.PageSession(node);
+            using var response = await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = $"someone-{i}@example.test" });
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests, HttpStatusCode.TooManyRequests], statuses);
+        using var reader = new Pages.PageSession(node);
+        Assert.Contains("<form", await reader.GetPageAsync("/Account/Login"), StringComparison.Ordinal);
+    }
 }
