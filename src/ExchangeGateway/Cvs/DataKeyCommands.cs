@@ -8,8 +8,9 @@ namespace ExchangeGateway.Cvs;
 
 /// <summary>
 /// `dotnet ExchangeGateway.dll keys rotate-data-key`: adds a data-key wrapping key that every node starts using at the same
-/// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the pass that
-/// re-wraps the stored data keys under it and deletes the old wrapping key (the daily run would do it too).
+/// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the passes
+/// that re-wrap the stored data keys under it and, once it has been in use as long again, delete the old wrapping key
+/// (the daily run would do both too).
 /// </summary>
 public static class DataKeyCommands
 {
@@ -39,10 +40,10 @@ public static class DataKeyCommands
                 Details: new Dictionary<string, object?> { ["activatesAt"] = activatesAt }),
             CancellationToken.None);
 
-        // A minute after activation, so that no write wrapped under the old key just before it is still uncommitted.
-        var job = scope.ServiceProvider.GetRequiredService<IBackgroundJobClient>()
-            .Schedule<DataKeyRotationJob>(j => j.RunAsync(CancellationToken.None), activatesAt + TimeSpan.FromMinutes(1));
-        Console.WriteLine(JsonSerializer.Serialize(new { added = added.Id, activatesAt, rewrapJob = job }, Json));
+        var jobs = scope.ServiceProvider.GetRequiredService<IBackgroundJobClient>();
+        var rewrap = jobs.Schedule<DataKeyRotationJob>(j => j.RunAsync(CancellationToken.None), activatesAt + TimeSpan.FromMinutes(1));
+        var retire = jobs.Schedule<DataKeyRotationJob>(j => j.RunAsync(CancellationToken.None), activatesAt + delay + TimeSpan.FromMinutes(1));
+        Console.WriteLine(JsonSerializer.Serialize(new { added = added.Id, activatesAt, rewrapJob = rewrap, retireJob = retire }, Json));
         return 0;
     }
 }

@@ -110,8 +110,10 @@ public sealed class DataKeyRing(IServiceScopeFactory scopes, IDataProtectionProv
             return found;
         }
 
-        // A key added since the last read (this node was behind): read once more, at most once a second.
-        return now - snapshot.ReadAt >= TimeSpan.FromSeconds(1) ? ReloadAsync(CancellationToken.None).GetAwaiter().GetResult().Find(keyId) : null;
+        // A key added since the last read (this node was behind): read once more, at most once a second for all callers.
+        return now - snapshot.ReadAt >= TimeSpan.FromSeconds(1)
+            ? RefreshAsync(TimeSpan.FromSeconds(1), CancellationToken.None).GetAwaiter().GetResult().Find(keyId)
+            : null;
     }
 
     /// <summary>What this node knows, re-read in the background once it is older than the refresh interval.</summary>
@@ -123,7 +125,7 @@ public sealed class DataKeyRing(IServiceScopeFactory scopes, IDataProtectionProv
         {
             // The refreshes failed (or none ran) for longer than a new key waits before use: wrapping with what this node
             // knows could use a key a rotation is about to delete, so it reads the keys now, or fails the write.
-            return ReloadAsync(CancellationToken.None).GetAwaiter().GetResult();
+            return RefreshAsync(options.Value.RefreshInterval, CancellationToken.None).GetAwaiter().GetResult();
         }
 
         if (age >= options.Value.RefreshInterval && Interlocked.CompareExchange(ref _refreshing, 1, 0) == 0)
@@ -151,11 +153,22 @@ public sealed class DataKeyRing(IServiceScopeFactory scopes, IDataProtectionProv
     public async Task<Snapshot> LoadAsync(CancellationToken cancellationToken) => _snapshot ?? await ReloadAsync(cancellationToken);
 
     /// <summary>Reads every wrapping key; creates the first one (active at once) when there is none.</summary>
-    public async Task<Snapshot> ReloadAsync(CancellationToken cancellationToken)
+    public Task<Snapshot> ReloadAsync(CancellationToken cancellationToken) => RefreshAsync(TimeSpan.Zero, cancellationToken);
+
+    /// <summary>
+    /// The keys as read at most <paramref name="maxAge"/> ago: callers that queued for the read while another one did it
+    /// take its result instead of reading again one after the other.
+    /// </summary>
+    private async Task<Snapshot> RefreshAsync(TimeSpan maxAge, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken);
         try
         {
+            if (_snapshot is { } recent && maxAge > TimeSpan.Zero && time.GetUtcNow() - recent.ReadAt < maxAge)
+            {
+                return recent;
+            }
+
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
             var rows = await ReadAsync(db, cancellationToken);

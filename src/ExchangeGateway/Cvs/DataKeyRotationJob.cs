@@ -3,6 +3,7 @@ using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Hangfire;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -14,13 +15,16 @@ public sealed record DataKeyRotationResult(int Rewrapped, int Unreadable, IReadO
 /// <summary>
 /// Re-wraps every stored data key that is not under the current wrapping key (older keys, and the Data Protection form of
 /// the first versions), batch by batch in seeker order, then deletes the wrapping keys nothing uses any more: once gone
-/// from the database (and its backups' retention), a leaked old wrapping key opens nothing. Each batch is one UPDATE
+/// from the database (and its backups' retention), a leaked old wrapping key opens nothing. A key is deleted only once
+/// its successor has been in use for <see cref="DataKeyOptions.ActivationDelay"/>: a write that wrapped under it just
+/// before the switch (or on a node whose clock is a little behind) has committed, and is re-wrapped, by then. Each batch is one UPDATE
 /// that only replaces a row still holding what was read, so a seeker's own write or erasure in between wins.
 /// Runs daily, and once a rotation's new key is active (<see cref="DataKeyCommands"/>).
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class DataKeyRotationJob(
-    GatewayDbContext db, DataKeyRing ring, CvSealer sealer, AuditTrail audit, TimeProvider time, ILogger<DataKeyRotationJob> logger)
+    GatewayDbContext db, DataKeyRing ring, CvSealer sealer, AuditTrail audit, TimeProvider time, IOptions<DataKeyOptions> options,
+    ILogger<DataKeyRotationJob> logger)
 {
     public const int BatchSize = 2000;
 
@@ -28,7 +32,8 @@ public sealed class DataKeyRotationJob(
     {
         // A fresh view: the key a rotation added is known here however recently this node last read the keys.
         var keys = await ring.ReloadAsync(cancellationToken);
-        var current = keys.CurrentAt(time.GetUtcNow());
+        var now = time.GetUtcNow();
+        var current = keys.CurrentAt(now);
         await db.Database.OpenConnectionAsync(cancellationToken);
         try
         {
@@ -66,7 +71,9 @@ public sealed class DataKeyRotationJob(
                 logger.LogWarning("{Count} stored data keys are wrapped by a key this deployment does not hold", unreadable);
             }
 
-            var retired = await RetireUnusedAsync(connection, keys, current, cancellationToken);
+            var retired = now - current.ActivatesAt >= options.Value.ActivationDelay
+                ? await RetireUnusedAsync(connection, keys, current, cancellationToken)
+                : [];
             if (rewrapped > 0 || retired.Count > 0)
             {
                 await audit.AppendAsync(new AuditEntry(ActorKinds.System, "data-key-rotation", AuditActions.DataKeysRewrapped, Outcomes.Success,
@@ -138,13 +145,18 @@ public sealed class DataKeyRotationJob(
         {
             await using var command = new NpgsqlCommand(
                 """
-                DELETE FROM data_key_wrapping_keys w WHERE w.id = $1
-                  AND NOT EXISTS (SELECT 1 FROM seeker_keys k WHERE get_byte(k.wrapped_key, 0) = 1 AND substring(k.wrapped_key FROM 2 FOR 8) = $2)
+                WITH retired AS (
+                    DELETE FROM data_key_wrapping_keys w WHERE w.id = $1
+                      AND NOT EXISTS (SELECT 1 FROM seeker_keys k WHERE get_byte(k.wrapped_key, 0) = 1 AND substring(k.wrapped_key FROM 2 FOR 8) = $2)
+                    RETURNING w.id),
+                -- The copy an earlier version kept among the signing keys (same id) goes with it, or the key would live on there.
+                legacy AS (DELETE FROM signing_keys s WHERE s.algorithm = 'A256GCM-DEK' AND s.id IN (SELECT id FROM retired))
+                SELECT count(*)::int FROM retired
                 """, connection)
             {
                 Parameters = { new() { Value = key.Id }, new() { Value = key.KeyId } },
             };
-            if (await command.ExecuteNonQueryAsync(cancellationToken) == 1)
+            if ((int)(await command.ExecuteScalarAsync(cancellationToken))! == 1)
             {
                 retired.Add(DataKeyRing.Name(key.KeyId));
             }

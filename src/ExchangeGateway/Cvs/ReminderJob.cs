@@ -103,9 +103,11 @@ public sealed class ReminderJob(
     }
 
     /// <summary>
-    /// A mailbox the server refuses is logged (by SMTP status only) and not tried again; a server that cannot be reached
-    /// fails the run, to be retried, with an exception of our own: a mail server's message can quote the address, and
-    /// Hangfire keeps a failed run's exception text (inner exceptions included) in its tables.
+    /// A message the server refuses (its recipient, or the message itself), or an address that cannot be written, is
+    /// logged (by kind and SMTP status only) and not tried again: failing the run would roll back the batch and mail the
+    /// reminders already sent once more on every retry. A server that cannot be reached fails the run, to be retried, with
+    /// an exception of our own: a mail server's message can quote the address, and Hangfire keeps a failed run's exception
+    /// text (inner exceptions included) in its tables.
     /// </summary>
     private async Task SendAsync(Notice notice, CancellationToken cancellationToken)
     {
@@ -113,9 +115,13 @@ public sealed class ReminderJob(
         {
             await notifier.SendAsync(notice, cancellationToken);
         }
-        catch (SmtpCommandException e) when (e.ErrorCode == SmtpErrorCode.RecipientNotAccepted)
+        catch (SmtpCommandException e)
         {
-            logger.LogWarning("The mail server refused a reminder's recipient (SMTP status {Status}); it is not sent again", (int)e.StatusCode);
+            logger.LogWarning("The mail server refused a reminder ({Error}, SMTP status {Status}); it is not sent again", e.ErrorCode, (int)e.StatusCode);
+        }
+        catch (MimeKit.ParseException)
+        {
+            logger.LogWarning("A reminder's address could not be written as a mailbox; it is not sent");
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

@@ -118,8 +118,10 @@ public static class Obligations
     }
 
     /// <summary>
-    /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. One event
-    /// waiting to go out already says so (it names no version), so a run of edits does not become a run of events.
+    /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. An event
+    /// still waiting to reach the site already says so (it names no version), so a run of edits does not become a run of
+    /// events, unless the site fetched the CV since that event was written (a polled event waits for its ack while the
+    /// site may already hold the version it announced): then the new version is news again.
     /// </summary>
     public static Task<int> NotifyUpdateAsync(
         GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
@@ -133,7 +135,8 @@ public static class Obligations
             WHERE c.seeker_id = {seekerId} AND c.state = 'Active'
               AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.cv_version < {newVersion})
               AND NOT EXISTS (SELECT 1 FROM erasure_obligations o
-                              WHERE o.consent_id = c.id AND o.kind = {EventKinds.CvUpdated} AND o.status = 'Pending')
+                              WHERE o.consent_id = c.id AND o.kind = {EventKinds.CvUpdated} AND o.status = 'Pending'
+                                AND NOT EXISTS (SELECT 1 FROM disclosures f WHERE f.consent_id = c.id AND f.disclosed_at > o.created_at))
             """,
             cancellationToken);
     }

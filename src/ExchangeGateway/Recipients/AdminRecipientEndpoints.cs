@@ -391,7 +391,7 @@ public static partial class AdminRecipientEndpoints
         {
             errors.Add("pushEndpoint", "Required for deliveryMode push.");
         }
-        else if (Math.Max(pushEndpoint.OriginalString.Length, pushEndpoint.AbsoluteUri.Length) > 2000)
+        else if (pushEndpoint.IsAbsoluteUri && Math.Max(pushEndpoint.OriginalString.Length, pushEndpoint.AbsoluteUri.Length) > 2000)
         {
             errors.Add("pushEndpoint", "At most 2000 characters.");
         }

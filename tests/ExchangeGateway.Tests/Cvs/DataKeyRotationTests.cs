@@ -33,7 +33,7 @@ public sealed class DataKeyRotationTests
 
         // The command adds the key and schedules the pass; nothing wraps with the new key until it activates.
         Assert.Equal(0, await DataKeyCommands.RunAsync(nodeA.Services, ["keys", "rotate-data-key"]));
-        Assert.Equal(1L, await database.ScalarAsync<long>(
+        Assert.Equal(2L, await database.ScalarAsync<long>(
             "SELECT count(*) FROM hangfire.job WHERE statename = 'Scheduled' AND invocationdata::text LIKE '%DataKeyRotationJob%'"));
         var waiting = await Propagation.SeekerWithCvAsync(nodeB, new Actors(nodeB), "rotation-waiting");
         await Sharing.TickAsync(nodeB, waiting.Tokens.AccessToken, site.Id);
@@ -50,10 +50,22 @@ public sealed class DataKeyRotationTests
         var (feed, _) = await Sharing.ReadFeedAsync(nodeB, await new Actors(nodeB).TokenAsync(site));
         Assert.All(new[] { "rotation-before", "rotation-waiting", "rotation-after" }, marker => Assert.NotNull(Sharing.PairwiseIdOf(feed, marker)));
 
+        // A minute after activation: every stored key re-wrapped, the old wrapping key kept a while longer (a write that
+        // wrapped under it just before the switch could still be committing).
         DataKeyRotationResult result;
         await using (var scope = nodeA.Services.CreateAsyncScope())
         {
             result = await scope.ServiceProvider.GetRequiredService<DataKeyRotationJob>().RunAsync(CancellationToken.None);
+        }
+
+        Assert.Empty(result.Retired);
+        Assert.Equal(2L, await database.ScalarAsync<long>("SELECT count(*) FROM data_key_wrapping_keys"));
+        clock.Advance(TimeSpan.FromMinutes(10));
+        await using (var scope = nodeA.Services.CreateAsyncScope())
+        {
+            var retiring = await scope.ServiceProvider.GetRequiredService<DataKeyRotationJob>().RunAsync(CancellationToken.None);
+            Assert.Equal(0, retiring.Rewrapped);
+            result = result with { Retired = retiring.Retired };
         }
 
         var stored = await database.ScalarAsync<long>("SELECT count(*) FROM seeker_keys");
@@ -62,7 +74,7 @@ public sealed class DataKeyRotationTests
         Assert.Equal([DataKeyRing.Name(old.KeyId)], result.Retired);
         Assert.Equal(stored, await WrappedUnderAsync(database, current.KeyId));
         Assert.Equal(1L, await database.ScalarAsync<long>("SELECT count(*) FROM data_key_wrapping_keys"));
-        Assert.Equal(1L, await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.DataKeysRewrapped}'"));
+        Assert.Equal(2L, await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.DataKeysRewrapped}'"));
         Assert.Equal(1L, await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.DataKeyAdded}'"));
 
         // Every CV still opens, for its seeker and for the site, on both nodes; the old wrapping key is no longer needed.

@@ -147,6 +147,23 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
 
         await Gateway.RunDispatchAsync();
         Assert.Equal(2, reader.Received.Count);
+
+        // An event not yet out, but the site fetched the CV after it was written (a polled event waits for its ack while
+        // the site already reads the version it announced): the next version gets an event of its own.
+        foreach (var version in new[] { "-v5", "-v6" })
+        {
+            using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + version)))
+            {
+                Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+            }
+
+            fixture.Time.Advance(TimeSpan.FromSeconds(1));
+            using var read = await site.GetAsync($"/api/v1/shared-cvs/{id}");
+            Assert.EndsWith(marker + version, (await read.ReadJsonAsync()).GetProperty("document").GetProperty("basics").GetProperty("summary").GetString(), StringComparison.Ordinal);
+        }
+
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(4, reader.Received.Count);
     }
 
     [Fact]

@@ -76,6 +76,17 @@ public sealed class AccountMailTests(GatewayFixture fixture)
         Assert.Equal(4, (await Mailbox.ForAsync(node, flooded)).Count);
     }
 
+    [Theory]
+    [InlineData("/Account/Register")]
+    [InlineData("/Account/ForgotPassword")]
+    public async Task ABlankAddressIsExplainedOnThePage(string page)
+    {
+        using var visitor = new PageSession(fixture.Factory);
+        using var response = await visitor.SubmitAsync(page, new() { ["Email"] = "   " });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("class=\"error-summary\"", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     private static async Task<string> AskForResetAsync(GatewayFactory node, string address)
     {
         using var visitor = new PageSession(node);

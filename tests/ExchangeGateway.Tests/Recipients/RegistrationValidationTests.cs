@@ -35,6 +35,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("privacy policy URL long once escaped", "privacyPolicyUrl")]
     [InlineData("push host over 253 characters", "pushEndpoint")]
     [InlineData("redirect URI OpenIddict refuses", "client")]
+    [InlineData("push endpoint relative", "pushEndpoint")]
     public async Task AnInvalidRegistrationIs400ProblemAndCreatesNothing(string fault, string field)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
@@ -74,6 +75,7 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
             // 1 000 characters as sent, six thousand once percent-encoded: the column holds 2 000.
             case "privacy policy URL long once escaped": body["privacyPolicyUrl"] = "https://site.example/" + new string('é', 1000); break;
             case "push host over 253 characters": Push(body, "https://" + string.Join('.', Enumerable.Repeat(new string('a', 63), 5)) + "/events"); break;
+            case "push endpoint relative": Push(body, "/events"); break;
             case "redirect URI OpenIddict refuses": body["redirectUris"] = new JsonArray("https://site.example/callback?iss=someone"); break;
             default: throw new ArgumentOutOfRangeException(nameof(fault), fault, "no such case");
         }

@@ -25,12 +25,13 @@ namespace ExchangeGateway.Data.Migrations
                     table.PrimaryKey("pk_data_key_wrapping_keys", x => x.id);
                 });
 
-            // The deployment's wrapping key moves as it is (same Data Protection purpose), active since it was made, so
-            // every stored data key stays readable; it no longer sits among the signing keys, one per algorithm.
+            // The deployment's wrapping key is copied as it is (same Data Protection purpose, same id), active since it was
+            // made, so every stored data key stays readable. The old row stays for one release: a node of the previous
+            // version started during a rolling upgrade finds it and wraps with the same key instead of making a new one.
+            // The rotation pass deletes it together with the key it copies.
             migrationBuilder.Sql("""
                 INSERT INTO data_key_wrapping_keys (id, protected_key, created_at, activates_at)
                 SELECT id, protected_private_key, created_at, created_at FROM signing_keys WHERE algorithm = 'A256GCM-DEK';
-                DELETE FROM signing_keys WHERE algorithm = 'A256GCM-DEK';
                 """);
             migrationBuilder.Sql(DatabaseRoles.GrantAppRole);
         }
@@ -40,6 +41,7 @@ namespace ExchangeGateway.Data.Migrations
         {
             // Back to one key: the one in use. Data keys wrapped under any other would need a rotation pass first.
             migrationBuilder.Sql("""
+                DELETE FROM signing_keys WHERE algorithm = 'A256GCM-DEK';
                 INSERT INTO signing_keys (id, algorithm, key_id, protected_private_key, created_at)
                 SELECT id, 'A256GCM-DEK', 'moved', protected_key, created_at FROM data_key_wrapping_keys
                 WHERE activates_at <= now() ORDER BY activates_at DESC LIMIT 1;

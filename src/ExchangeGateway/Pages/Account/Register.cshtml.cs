@@ -35,7 +35,8 @@ public sealed class RegisterModel(UserManager<GatewayUser> users, AccountMail ma
 
     public IActionResult OnPost()
     {
-        var email = Email.Trim();
+        // Bound as null when blank: the Required check above reports that, this line must not throw first.
+        var email = (Email ?? "").Trim();
         // Identity's own rule for user names (the address is the user name), checked here, where it can still be shown.
         var allowed = users.Options.User.AllowedUserNameCharacters;
         if (ModelState.IsValid && !string.IsNullOrEmpty(allowed) && email.Any(c => !allowed.Contains(c, StringComparison.Ordinal)))
