@@ -36,7 +36,7 @@ public static class MyDataEndpoints
     {
         var me = api.MapGroup("/me").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
         me.MapGet("/disclosures", Disclosures).WithName("ListMyDisclosures").WithSummary("Which site received which version of my CV, and when; newest first.");
-        me.MapGet("/erasures", Erasures).WithName("ListMyErasures").WithSummary("The live status, per site, of every erasure obligation about me.");
+        me.MapGet("/erasures", Erasures).WithName("ListMyErasures").WithSummary("The live status, per site, of every erasure obligation about me, newest first, by pages.");
         me.MapGet("/export", Export).WithName("ExportMyData").WithSummary("Everything the gateway holds about me, as JSON (data portability).");
         me.MapDelete("/", Forget).WithName("ForgetMe").WithSummary("Erases my account and everything about me; every site that received my CV is told to delete it.");
         return api;
@@ -54,10 +54,19 @@ public static class MyDataEndpoints
         return TypedResults.Ok(new Page<DisclosureItem>(items, next is { } position ? cursors.Encode(MyDataQueries.DisclosuresCollection, position) : null));
     }
 
-    private static async Task<Ok<Page<ErasureStatusItem>>> Erasures(HttpContext context, GatewayDbContext db)
+    private static async Task<Results<Ok<Page<ErasureStatusItem>>, ProblemHttpResult>> Erasures(
+        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
-        var items = await MyDataQueries.ErasuresOf(db, context.User.Subject()).ToListAsync(context.RequestAborted);
-        return TypedResults.Ok(new Page<ErasureStatusItem>(items, null));
+        if (cursors.Read<long>(MyDataQueries.ErasuresCollection, cursor, limit, out var before, out var take) is { } problem)
+        {
+            return problem;
+        }
+
+        var rows = await MyDataQueries.ErasuresOf(db, context.User.Subject(), cursor is null ? null : before)
+            .Take(take + 1).ToListAsync(context.RequestAborted);
+        var items = rows.Take(take).ToList();
+        return TypedResults.Ok(new Page<ErasureStatusItem>(
+            items, rows.Count > take ? cursors.Encode(MyDataQueries.ErasuresCollection, items[^1].Id) : null));
     }
 
     private static async Task<Results<Ok<MyDataExport>, ProblemHttpResult>> Export(

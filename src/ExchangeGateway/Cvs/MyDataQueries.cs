@@ -11,6 +11,7 @@ public static class MyDataQueries
 {
     /// <summary>The collection name of disclosure cursors, so a cursor from the API also works on the page and back.</summary>
     public const string DisclosuresCollection = "my-disclosures";
+    public const string ErasuresCollection = "my-erasures";
 
     public static IQueryable<DisclosureItem> DisclosuresOf(GatewayDbContext db, string seekerId) =>
         from d in db.Set<Disclosure>().AsNoTracking()
@@ -31,11 +32,12 @@ public static class MyDataQueries
         return (items, rows.Count > take ? items[^1].Id : null);
     }
 
-    public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId) =>
+    /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
+    public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, long? before = null) =>
         from o in db.Set<ErasureObligation>().AsNoTracking()
         join c in db.Set<Consent>().AsNoTracking() on o.ConsentId equals c.Id
         join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
-        where c.SeekerId == seekerId
+        where c.SeekerId == seekerId && (before == null || o.Id < before)
         orderby o.Id descending
         select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
 }

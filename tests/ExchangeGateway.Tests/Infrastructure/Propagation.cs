@@ -36,13 +36,31 @@ public static class Propagation
         return id!;
     }
 
-    /// <summary>GET /api/v1/me/erasures: every obligation about the seeker.</summary>
+    /// <summary>
+    /// GET /api/v1/me/erasures: every obligation about the seeker, newest first, walked two to a page so that every
+    /// caller also checks the paging (no obligation twice, none skipped).
+    /// </summary>
     public static async Task<List<JsonElement>> MyErasuresAsync(GatewayFactory factory, string seekerToken)
     {
         using var client = factory.CreateHttpClient().WithToken(seekerToken);
-        using var response = await client.GetAsync("/api/v1/me/erasures");
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return [.. (await response.ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(i => i.Clone())];
+        var items = new List<JsonElement>();
+        string? cursor = null;
+        do
+        {
+            using var response = await client.GetAsync("/api/v1/me/erasures?limit=2" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var page = await response.ReadJsonAsync();
+            var batch = page.GetProperty("items").EnumerateArray().Select(i => i.Clone()).ToList();
+            Assert.InRange(batch.Count, 0, 2);
+            items.AddRange(batch);
+            cursor = page.GetProperty("nextCursor").GetString();
+        }
+        while (cursor is not null);
+
+        var ids = items.Select(i => i.GetProperty("id").GetInt64()).ToList();
+        Assert.Equal(ids.OrderDescending(), ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        return items;
     }
 
     /// <summary>A column of the obligation with this jti, read straight from the table.</summary>
