@@ -1,5 +1,10 @@
 using System.Net;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Pages;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Cvs;
 
@@ -36,5 +41,30 @@ public sealed class WritesAfterErasureTests(GatewayFixture fixture)
 
         // And "forget me" again is not needed: there is nothing to forget.
         Assert.Equal(HttpStatusCode.NotFound, (await me.DeleteAsync("/api/v1/me")).StatusCode);
+    }
+
+    /// <summary>A page session that outlived its account: the form writes nothing and the session ends.</summary>
+    [Fact]
+    public async Task AFormFromASessionThatOutlivedItsAccountWritesNothingAndSignsOut()
+    {
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var site = await fixture.Database.ScalarAsync<Guid>("SELECT id FROM recipients WHERE client_id = 'demo-jobsite'");
+            string seekerId;
+            await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+            {
+                seekerId = (await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email))!.Id;
+                // Erased from elsewhere (another device, or DELETE /api/v1/me), while this browser still holds its cookie.
+                Assert.True(await scope.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(seekerId, CancellationToken.None));
+            }
+
+            using var response = await session.SubmitAsync("/Sharing", new() { ["Shown"] = site.ToString(), ["Shared"] = site.ToString() });
+            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            Assert.Equal("/Account/Login", response.Headers.Location!.OriginalString);
+            Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seekerId}'"));
+            using var after = await session.Http.GetAsync("/Sharing");
+            Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
+        }
     }
 }
