@@ -22,6 +22,7 @@ public static class OpenApi
         services.AddSwaggerGen(options =>
         {
             options.OperationFilter<ProblemResponses>();
+            options.SchemaFilter<ConstructorParameters>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
             {
                 Title = "ExchangeGateway API",
@@ -100,6 +101,32 @@ public static class OpenApi
             Add(StatusCodes.Status401Unauthorized, "No valid access token.");
             Add(StatusCodes.Status403Forbidden, "The token does not grant the scope this operation needs.");
             Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.");
+        }
+    }
+
+    /// <summary>
+    /// Requests and responses are records: a constructor parameter without a default must be sent (the API binds with
+    /// RespectRequiredConstructorParameters) and is always answered, so the contract lists it as required.
+    /// </summary>
+    private sealed class ConstructorParameters : ISchemaFilter
+    {
+        public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
+        {
+            if (schema is not OpenApiSchema target || target.Properties is not { Count: > 0 } properties
+                || context.Type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).FirstOrDefault() is not { } constructor)
+            {
+                return;
+            }
+
+            foreach (var parameter in constructor.GetParameters().Where(p => !p.HasDefaultValue && p.Name is not null))
+            {
+                var name = System.Text.Json.JsonNamingPolicy.CamelCase.ConvertName(parameter.Name!);
+                if (properties.ContainsKey(name))
+                {
+                    target.Required ??= new HashSet<string>();
+                    target.Required.Add(name);
+                }
+            }
         }
     }
 
