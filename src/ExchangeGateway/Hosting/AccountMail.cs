@@ -54,7 +54,7 @@ public sealed class AccountMail : BackgroundService
         });
     }
 
-    /// <summary>Messages accepted and not yet handed to the mail server (or given up on).</summary>
+    /// <summary>Requests accepted and not yet done: their message handed to the mail server, or given up on.</summary>
     public int Pending => Volatile.Read(ref _pending);
 
     /// <summary>
