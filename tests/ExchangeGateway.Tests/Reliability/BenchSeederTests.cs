@@ -1,0 +1,53 @@
+using System.Diagnostics;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ExchangeGateway.Tests.Reliability;
+
+/// <summary>
+/// scripts/bench seeds its database with the gateway's own key ring and sealer, built in the seeder's process. A change
+/// to how those are put together must not show first in a benchmark run: the seeder runs here on a few CVs, as the
+/// bench runs it, and the running gateway then serves what it wrote.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class BenchSeederTests
+{
+    [Fact]
+    public async Task TheBenchSeederWritesCvsTheGatewayServes()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow));
+        gateway.StartServer();
+        var output = Directory.CreateTempSubdirectory("eg-seed-");
+        try
+        {
+            var configuration = Path.GetFileName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)))!;
+            var seeder = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..",
+                "bench", "ExchangeGateway.Bench", "bin", configuration, "net10.0", "ExchangeGateway.Bench.dll"));
+            Assert.True(File.Exists(seeder), $"the bench driver is not built at {seeder}");
+            using var process = Process.Start(new ProcessStartInfo("dotnet")
+            {
+                ArgumentList =
+                {
+                    seeder, "seed", "--conn", database.OwnerConnectionString, "--cvs", "20", "--recipients", "3", "--shares", "2",
+                    "--audit-events", "50", "--out", output.FullName,
+                },
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            })!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            Assert.True(process.WaitForExit(TimeSpan.FromMinutes(2)), "the seeder did not finish in two minutes");
+            Assert.True(process.ExitCode == 0, $"seed exited {process.ExitCode}: {await stdout} {await stderr}");
+            Assert.True(File.Exists(Path.Combine(output.FullName, "seed.json")));
+
+            Assert.Equal(20L, await database.ScalarAsync<long>("SELECT count(*) FROM cvs"));
+            var (items, _) = await Sharing.ReadFeedAsync(gateway, await new Actors(gateway).DemoSiteTokenAsync());
+            Assert.Equal(20, items.Count(i => i.GetProperty("kind").GetString() == "cv" && i.GetProperty("document").GetProperty("basics").ValueKind == System.Text.Json.JsonValueKind.Object));
+        }
+        finally
+        {
+            output.Delete(recursive: true);
+        }
+    }
+}
