@@ -44,16 +44,12 @@ public static class AuditEndpoints
             return badFilter;
         }
 
-        var rows = await filter.Apply(db.Set<AuditEvent>().AsNoTracking())
-            .Where(e => e.Sequence > after)
-            .OrderBy(e => e.Sequence)
-            .Take(take + 1)
-            .ToListAsync(context.RequestAborted);
-        var hasMore = rows.Count > take;
-        var items = rows.Take(take).Select(ToResponse).ToList();
+        var page = await cursors.PageAsync(Collection,
+            filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > after).OrderBy(e => e.Sequence),
+            take, e => e.Sequence, context.RequestAborted);
 
         await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditQueried, filter), context.RequestAborted);
-        return TypedResults.Ok(new Page<AuditEventResponse>(items, hasMore ? cursors.Encode(Collection, items[^1].Id) : null));
+        return TypedResults.Ok(new Page<AuditEventResponse>(page.Items.Select(ToResponse).ToList(), page.NextCursor));
     }
 
     private static async Task<IResult> ExportEvents(

@@ -92,11 +92,11 @@ public sealed class DataKeyRotationJob(
     private static async Task<List<(string SeekerId, byte[] Wrapped)>> ReadBatchAsync(
         NpgsqlConnection connection, string after, byte[] currentKeyId, CancellationToken cancellationToken)
     {
-        // Byte 0 is the format (1: wrapped by one of our keys), bytes 1-8 name the wrapping key; anything else is re-wrapped.
+        // Under an older key or in the Data Protection form (no key id): re-wrapped.
         await using var command = new NpgsqlCommand(
-            """
+            $"""
             SELECT seeker_id, wrapped_key FROM seeker_keys
-            WHERE seeker_id > $1 AND NOT (get_byte(wrapped_key, 0) = 1 AND substring(wrapped_key FROM 2 FOR 8) = $2)
+            WHERE seeker_id > $1 AND {CvSealer.WrappingKeyIdSql} IS DISTINCT FROM $2
             ORDER BY seeker_id LIMIT $3
             """, connection)
         {
@@ -144,10 +144,10 @@ public sealed class DataKeyRotationJob(
         foreach (var key in keys.Keys.Where(k => k.ActivatesAt < current.ActivatesAt))
         {
             await using var command = new NpgsqlCommand(
-                """
+                $"""
                 WITH retired AS (
                     DELETE FROM data_key_wrapping_keys w WHERE w.id = $1
-                      AND NOT EXISTS (SELECT 1 FROM seeker_keys k WHERE get_byte(k.wrapped_key, 0) = 1 AND substring(k.wrapped_key FROM 2 FOR 8) = $2)
+                      AND NOT EXISTS (SELECT 1 FROM seeker_keys WHERE {CvSealer.WrappingKeyIdSql} = $2)
                     RETURNING w.id),
                 -- The copy an earlier version kept among the signing keys (same id) goes with it, or the key would live on there.
                 legacy AS (DELETE FROM signing_keys s WHERE s.algorithm = 'A256GCM-DEK' AND s.id IN (SELECT id FROM retired))

@@ -62,11 +62,8 @@ public static class MyDataEndpoints
             return problem;
         }
 
-        var rows = await MyDataQueries.ErasuresOf(db, context.User.Subject(), cursor is null ? null : before)
-            .Take(take + 1).ToListAsync(context.RequestAborted);
-        var items = rows.Take(take).ToList();
-        return TypedResults.Ok(new Page<ErasureStatusItem>(
-            items, rows.Count > take ? cursors.Encode(MyDataQueries.ErasuresCollection, items[^1].Id) : null));
+        return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.ErasuresCollection,
+            MyDataQueries.ErasuresOf(db, context.User.Subject(), cursor is null ? null : before), take, e => e.Id, context.RequestAborted));
     }
 
     private static async Task<Results<Ok<MyDataExport>, ProblemHttpResult>> Export(

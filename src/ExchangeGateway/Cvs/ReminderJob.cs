@@ -1,9 +1,9 @@
-using MailKit.Net.Smtp;
 using System.Globalization;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Hangfire;
+using MailKit.Net.Smtp;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 

@@ -62,8 +62,8 @@ public sealed class SeekerErasure(
         }
 
         await FeedPositions.BumpAsync(db, ended, cancellationToken);
-        // After the chain lock (taken by the move above): a disclosure decided from the consent as committed before this
-        // erasure commits first, and its ledger row is cleared here too; after that no disclosure of these episodes can happen.
+        // Under the chain lock (the move above takes it only when episodes ended): a disclosure decided from the consents as
+        // committed before this erasure has committed by now, so its ledger row is cleared too, and none can follow.
         await Locks.ChainAsync(db, cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId)
             .ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null).SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);

@@ -104,6 +104,13 @@ public sealed class CvSealer(DataKeyRing keys, IDataProtectionProvider dataProte
         return key;
     }
 
+    /// <summary>
+    /// SQL naming the wrapping key of <c>wrapped_key</c> (the id bytes of the current form), or NULL for the Data Protection
+    /// form: what <see cref="IsLegacy"/> and <see cref="IsWrappedBy"/> read, for set-based work on <c>seeker_keys</c>.
+    /// </summary>
+    public static readonly string WrappingKeyIdSql =
+        $"(CASE WHEN length(wrapped_key) = {WrappedSize} AND get_byte(wrapped_key, 0) = {WrapFormat} THEN substring(wrapped_key FROM 2 FOR {KeyIdSize}) END)";
+
     private static bool IsLegacy(byte[] wrappedKey) => wrappedKey.Length != WrappedSize || wrappedKey[0] != WrapFormat;
 
     /// <summary>Whether the stored form is the current one, under <paramref name="wrapping"/>.</summary>

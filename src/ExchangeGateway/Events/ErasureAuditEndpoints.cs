@@ -53,19 +53,18 @@ public static class ErasureAuditEndpoints
             "overdue" => query.Where(o => o.Overdue && o.Status != ObligationStatus.Confirmed),
             _ => query,
         };
-        var rows = await (
+        var page = await cursors.PageAsync(Collection,
             from o in query
             join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
             orderby o.Id
             select new ObligationItem(o.Id, o.Jti, o.RecipientId, r.ClientId, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt,
-                o.ConfirmBefore, o.DeliveredAt, o.ConfirmedAt, o.OverdueAt, o.Attempts, o.LastError))
-            .Take(take + 1).ToListAsync(context.RequestAborted);
-        var items = rows.Take(take).ToList();
+                o.ConfirmBefore, o.DeliveredAt, o.ConfirmedAt, o.OverdueAt, o.Attempts, o.LastError),
+            take, o => o.Id, context.RequestAborted);
 
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success,
             Details: new Dictionary<string, object?> { ["erasures"] = status ?? "all" }), context.RequestAborted);
-        return TypedResults.Ok(new Page<ObligationItem>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
+        return TypedResults.Ok(page);
     }
 
     private static async Task<Results<Ok<RecipientCompliance>, ProblemHttpResult>> Compliance(

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Hosting;
 
@@ -40,6 +41,19 @@ public sealed class Cursors(IDataProtectionProvider dataProtection)
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// One page of a query already filtered past the cursor and ordered by its key: one row more than the page tells whether
+    /// another page follows, whose cursor is the last item's key.
+    /// </summary>
+    public async Task<Page<T>> PageAsync<T, TKey>(
+        string collection, IQueryable<T> ordered, int take, Func<T, TKey> keyOf, CancellationToken cancellationToken)
+    {
+        var rows = await ordered.Take(take + 1).ToListAsync(cancellationToken);
+        var more = rows.Count > take;
+        var items = more ? rows[..take] : rows;
+        return new Page<T>(items, more ? Encode(collection, keyOf(items[^1])) : null);
     }
 
     /// <summary>Validates limit and cursor together; returns a problem result to send back, or null when both are fine.</summary>

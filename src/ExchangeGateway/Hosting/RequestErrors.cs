@@ -63,12 +63,21 @@ public sealed class RequestErrors
         {
             Add(field, "Must use https.");
         }
-        // Every form the URL can be stored or shown in: escaping (AbsoluteUri) can triple a URL's length.
-        else if (Math.Max(value.OriginalString.Length, Math.Max(value.AbsoluteUri.Length, value.ToString().Length)) > 2000)
+        else if (IsTooLong(value))
         {
-            Add(field, "At most 2000 characters.");
+            Add(field, $"At most {MaxUrlLength} characters.");
         }
     }
+
+    /// <summary>What a URL column holds at most.</summary>
+    public const int MaxUrlLength = 2000;
+
+    /// <summary>
+    /// Whether an absolute URL is too long in any form it can be stored or shown in: escaping (AbsoluteUri) can triple a
+    /// URL's length.
+    /// </summary>
+    public static bool IsTooLong(Uri absolute) =>
+        Math.Max(absolute.OriginalString.Length, Math.Max(absolute.AbsoluteUri.Length, absolute.ToString().Length)) > MaxUrlLength;
 
     public void Email(string field, string? value)
     {

@@ -101,13 +101,9 @@ public static partial class AdminRecipientEndpoints
         }
 
         // Ids are UUIDv7, so their order is registration order and a stable keyset.
-        var rows = await db.Recipients.AsNoTracking()
-            .Where(r => after == Guid.Empty || r.Id > after)
-            .OrderBy(r => r.Id)
-            .Take(take + 1)
-            .ToListAsync(cancellationToken);
-        var items = await RecipientResponse.ForAsync(db, rows.Take(take).ToList(), cancellationToken);
-        return TypedResults.Ok(new Page<RecipientResponse>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
+        var page = await cursors.PageAsync(Collection,
+            db.Recipients.AsNoTracking().Where(r => after == Guid.Empty || r.Id > after).OrderBy(r => r.Id), take, r => r.Id, cancellationToken);
+        return TypedResults.Ok(new Page<RecipientResponse>(await RecipientResponse.ForAsync(db, page.Items.ToList(), cancellationToken), page.NextCursor));
     }
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Get(Guid id, GatewayDbContext db, CancellationToken cancellationToken)
@@ -390,10 +386,6 @@ public static partial class AdminRecipientEndpoints
         if (pushEndpoint is null)
         {
             errors.Add("pushEndpoint", "Required for deliveryMode push.");
-        }
-        else if (pushEndpoint.IsAbsoluteUri && Math.Max(pushEndpoint.OriginalString.Length, pushEndpoint.AbsoluteUri.Length) > 2000)
-        {
-            errors.Add("pushEndpoint", "At most 2000 characters.");
         }
         else if (await endpoints.CheckAsync(pushEndpoint, cancellationToken) is { } fault)
         {

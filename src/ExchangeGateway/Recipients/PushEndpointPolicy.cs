@@ -43,6 +43,11 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
             return "must not carry credentials or a fragment";
         }
 
+        if (Hosting.RequestErrors.IsTooLong(endpoint))
+        {
+            return $"is longer than {Hosting.RequestErrors.MaxUrlLength} characters";
+        }
+
         if (endpoint.IdnHost.Length > 253)
         {
             return "has a host name longer than 253 characters";

@@ -28,13 +28,11 @@ public static class RecipientDirectoryEndpoints
             return problem;
         }
 
-        var rows = await db.Recipients.AsNoTracking()
-            .Where(r => r.Status == RecipientStatus.Active && (after == Guid.Empty || r.Id > after))
-            .OrderBy(r => r.Id)
-            .Take(take + 1)
-            .Select(r => new DirectoryEntry(r.Id, r.DisplayName, r.LegalName, r.Website, r.PrivacyPolicyUrl))
-            .ToListAsync(cancellationToken);
-        var items = rows.Take(take).ToList();
-        return TypedResults.Ok(new Page<DirectoryEntry>(items, rows.Count > take ? cursors.Encode(Collection, items[^1].Id) : null));
+        return TypedResults.Ok(await cursors.PageAsync(Collection,
+            db.Recipients.AsNoTracking()
+                .Where(r => r.Status == RecipientStatus.Active && (after == Guid.Empty || r.Id > after))
+                .OrderBy(r => r.Id)
+                .Select(r => new DirectoryEntry(r.Id, r.DisplayName, r.LegalName, r.Website, r.PrivacyPolicyUrl)),
+            take, r => r.Id, cancellationToken));
     }
 }

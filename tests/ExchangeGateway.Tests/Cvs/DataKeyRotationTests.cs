@@ -99,5 +99,5 @@ public sealed class DataKeyRotationTests
     }
 
     private static Task<long> WrappedUnderAsync(TestDatabase database, byte[] keyId) => database.ScalarAsync<long>(
-        $"SELECT count(*) FROM seeker_keys WHERE get_byte(wrapped_key, 0) = 1 AND substring(wrapped_key FROM 2 FOR 8) = '\\x{Convert.ToHexStringLower(keyId)}'::bytea");
+        $"SELECT count(*) FROM seeker_keys WHERE {CvSealer.WrappingKeyIdSql} = '\\x{Convert.ToHexStringLower(keyId)}'::bytea");
 }

@@ -91,7 +91,8 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         return new HttpClient(handler) { BaseAddress = BaseAddress };
     }
 
-    private static int FreePort()
+    /// <summary>A loopback port nothing listens on right now.</summary>
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -22,7 +22,7 @@ public sealed class AccountMailTests(GatewayFixture fixture)
         await using var node = new GatewayFactory(fixture.Database, new FakeTimeProvider(DateTimeOffset.UtcNow), issuer: fixture.Factory.Issuer,
             settings: new Dictionary<string, string?>
             {
-                ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = UnusedPort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = GatewayFactory.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
             },
             captureLogs: true);
 
@@ -102,12 +102,5 @@ public sealed class AccountMailTests(GatewayFixture fixture)
         var end = html.IndexOf("</main>", StringComparison.Ordinal);
         Assert.True(start >= 0 && end > start, "the page has no main element");
         return System.Text.RegularExpressions.Regex.Replace(html[start..end], "name=\"__RequestVerificationToken\"[^>]*>", "");
-    }
-
-    private static int UnusedPort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,19 +1,17 @@
 using System.ComponentModel.DataAnnotations;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
-using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
 using OpenIddict.Abstractions;
-using OpenIddict.EntityFrameworkCore.Models;
 
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
-public sealed class ResetPasswordModel(UserManager<GatewayUser> users, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
+public sealed class ResetPasswordModel(
+    UserManager<GatewayUser> users, IOpenIddictTokenManager tokens, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
     [BindProperty(SupportsGet = true)] public string? Code { get; set; }
@@ -66,9 +64,7 @@ public sealed class ResetPasswordModel(UserManager<GatewayUser> users, GatewayDb
 
         // A new password ends the account's sessions elsewhere: its refresh tokens and codes are revoked (access tokens lapse
         // within minutes), so whoever knew the old password, or opened the account with this address, is out.
-        await db.Set<OpenIddictEntityFrameworkCoreToken>()
-            .Where(t => t.Subject == user.Id && t.Status == OpenIddictConstants.Statuses.Valid)
-            .ExecuteUpdateAsync(t => t.SetProperty(x => x.Status, OpenIddictConstants.Statuses.Revoked), HttpContext.RequestAborted);
+        await tokens.RevokeBySubjectAsync(user.Id, HttpContext.RequestAborted);
 
         // A reset also ends a lockout that the forgotten password may have caused.
         await users.SetLockoutEndDateAsync(user, null);
