@@ -30,7 +30,7 @@ public static class AuthorizationEndpoints
     }
 
     private static async Task<IResult> Authorize(
-        HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk)
+        HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk, TimeProvider time)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -55,7 +55,8 @@ public static class AuthorizationEndpoints
             || request.HasPromptValue(PromptValues.Login)
             || (request.MaxAge is { } maxAge && session.Properties?.IssuedUtc is { } issued
                 // Clamped: a huge max_age would overflow TimeSpan (a 500); a hundred years is "any session will do".
-                && DateTimeOffset.UtcNow - issued > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
+                // The gateway's clock, which stamped the session too.
+                && time.GetUtcNow() - issued > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
         if (mustSignIn)
         {
             if (request.HasPromptValue(PromptValues.None))

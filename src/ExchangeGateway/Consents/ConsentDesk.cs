@@ -74,7 +74,6 @@ public sealed class ConsentDesk(
 
     public async Task<ConsentDecision> UntickAsync(string seekerId, Guid recipientId, CollectionMethod method, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
         // Locked: the gateway may be ending this episode right now (expiry, suspension) without the seeker lock. Whoever
@@ -89,6 +88,10 @@ public sealed class ConsentDesk(
         }
 
         var recipient = await db.Recipients.AsNoTracking().SingleAsync(r => r.Id == recipientId, cancellationToken);
+        // The end is stamped under the chain lock (taken after the row lock, as everywhere): a disclosure that committed
+        // before it read the clock before it, so no ledger row of this episode is dated after its end.
+        await Locks.ChainAsync(db, cancellationToken);
+        var now = time.GetUtcNow();
         active.Revoke(now);
         var revoked = ConsentEvent.For(active, ConsentEventKind.Revoked, recipient, method, now);
         db.Add(revoked);

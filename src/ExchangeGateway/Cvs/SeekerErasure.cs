@@ -23,7 +23,6 @@ public sealed class SeekerErasure(
 {
     public async Task<bool> EraseAsync(string seekerId, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == seekerId, cancellationToken);
@@ -34,15 +33,9 @@ public sealed class SeekerErasure(
 
         // Locked, as in an untick: an episode the gateway is ending right now keeps the state and cause it committed.
         var consents = await db.Set<Consent>().FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} FOR NO KEY UPDATE").ToListAsync(cancellationToken);
-        var ended = new List<Guid>();
+        var active = consents.Where(c => c.IsActive).ToList();
         foreach (var consent in consents)
         {
-            if (consent.IsActive)
-            {
-                consent.EndBySystem(ErasureCauses.SubjectErased, now);
-                ended.Add(consent.Id);
-            }
-
             consent.ForgetSeeker();
         }
 
@@ -61,10 +54,19 @@ public sealed class SeekerErasure(
             throw new InvalidOperationException("The account could not be deleted: " + string.Join(", ", deleted.Errors.Select(e => e.Code)));
         }
 
-        await FeedPositions.BumpAsync(db, ended, cancellationToken);
-        // Under the chain lock (the move above takes it only when episodes ended): a disclosure decided from the consents as
-        // committed before this erasure has committed by now, so its ledger row is cleared too, and none can follow.
+        // Under the chain lock, a disclosure decided from the consents as committed before this erasure has committed by now,
+        // so its ledger row is cleared below, and none can follow. The episodes end by the clock read under the lock: that
+        // disclosure read it earlier, so no ledger row says it came after its episode ended.
         await Locks.ChainAsync(db, cancellationToken);
+        var now = time.GetUtcNow();
+        foreach (var consent in active)
+        {
+            consent.EndBySystem(ErasureCauses.SubjectErased, now);
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        var ended = active.Select(c => c.Id).ToList();
+        await FeedPositions.BumpAsync(db, ended, cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId)
             .ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null).SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);

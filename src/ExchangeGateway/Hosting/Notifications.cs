@@ -70,7 +70,8 @@ public sealed class PickupFolderNotifier(IOptions<NotifierOptions> options) : Ma
     protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(Options.PickupDirectory);
-        var path = Path.Combine(Options.PickupDirectory, $"{Guid.CreateVersion7():N}.eml");
+        // Named by the moment of writing (100 ns), so that a listing in name order is the order the messages were sent.
+        var path = Path.Combine(Options.PickupDirectory, $"{DateTime.UtcNow:yyyyMMdd'T'HHmmssfffffff}-{Guid.NewGuid():N}.eml");
         await message.WriteToAsync(path, cancellationToken);
     }
 }

@@ -88,29 +88,24 @@ public sealed class SeededTemplate : IAsyncLifetime
             node.StartServer();
         }
 
-        // A template must have no sessions: close the stopped gateway's pooled connections to it.
-        foreach (var connectionString in new[] { _template.AppConnectionString, _template.OwnerConnectionString })
+        // A template must have no sessions. The stopped gateway's pool (its own connection string, not ours) may keep idle
+        // connections to it, and CREATE DATABASE ... TEMPLATE would wait for them, then fail: end them and wait until gone.
+        NpgsqlConnection.ClearAllPools();
+        await using var server = new NpgsqlConnection(TestDatabase.ServerConnectionString);
+        await server.OpenAsync();
+        await using var terminate = new NpgsqlCommand(
+            // Materialized: in one WHERE the planner may call pg_terminate_backend before the other conditions, on any session.
+            """
+            WITH sessions AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid())
+            SELECT count(*) FROM sessions WHERE NOT pg_terminate_backend(pid, 10000)
+            """, server)
         {
-            await using var connection = new NpgsqlConnection(connectionString);
-            NpgsqlConnection.ClearPool(connection);
-        }
+            Parameters = { new() { Value = _template.Name } },
+        };
+        Assert.Equal(0L, (long)(await terminate.ExecuteScalarAsync())!);
     }
 
-    public async Task<TestDatabase> CopyAsync()
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await TestDatabase.CreateAsync(_template);
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 10)
-            {
-                // A connection to the template was still closing.
-                await Task.Delay(100 * attempt);
-            }
-        }
-    }
+    public Task<TestDatabase> CopyAsync() => TestDatabase.CreateAsync(_template);
 
     public async Task DisposeAsync() => await _template.DisposeAsync();
 }

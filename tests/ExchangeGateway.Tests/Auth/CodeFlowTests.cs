@@ -54,6 +54,47 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         await (await client.GetAsync("/api/v1/audit/events")).AssertProblemAsync(HttpStatusCode.Forbidden);
     }
 
+    /// <summary>
+    /// max_age is judged by the gateway's clock, the one that stamped the session: a site asking for a sign-in at most five
+    /// minutes old gets a code while the session is that young, and the sign-in page once it is older.
+    /// </summary>
+    [Fact]
+    public async Task MaxAgeSendsAnOlderSessionBackToTheSignInPage()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        // Days away from the machine's clock, so that judging by the wrong clock fails either way.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow.AddDays(3));
+        await using var node = new GatewayFactory(database, time);
+        var actors = new Actors(node);
+        var seeker = await actors.NewSeekerAsync();
+        using var browser = node.CreateHttpClient(new CookieContainer());
+        var challenge = Base64UrlEncoder.Encode(SHA256.HashData(RandomNumberGenerator.GetBytes(32)));
+        const string Scope = "openid " + ApiScopes.CvManage;
+
+        using (var toLogin = await browser.GetAsync(actors.AuthorizeUrl(Scope, challenge)))
+        {
+            using var toClient = await browser.GetAsync(await Actors.SubmitLoginAsync(browser, toLogin.Headers.Location!, seeker.Email, seeker.Password));
+            Assert.Contains("code=", toClient.Headers.Location!.Query, StringComparison.Ordinal);
+        }
+
+        async Task<string> WhereAsync(params (string, string)[] extra)
+        {
+            using var response = await browser.GetAsync(actors.AuthorizeUrl(Scope, challenge, extra));
+            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            var location = new Uri(node.Issuer, response.Headers.Location!);
+            return location.AbsolutePath == new Uri(node.Issuer, Actors.SwaggerRedirect).AbsolutePath
+                && System.Web.HttpUtility.ParseQueryString(location.Query)["code"] is { Length: > 0 } ? "code" : location.AbsolutePath;
+        }
+
+        time.Advance(TimeSpan.FromMinutes(4));
+        Assert.Equal("code", await WhereAsync(("max_age", "300")));
+
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal("/Account/Login", await WhereAsync(("max_age", "300")));
+        // Without max_age the same session still does.
+        Assert.Equal("code", await WhereAsync());
+    }
+
     [Fact]
     public async Task PkcePlainIsRefused()
     {

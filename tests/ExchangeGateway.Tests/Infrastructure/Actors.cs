@@ -79,18 +79,7 @@ public sealed partial class Actors(GatewayFactory factory)
         var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
         var challenge = Base64UrlEncoder.Encode(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(verifier)));
         var redirectUri = new Uri(factory.Issuer, SwaggerRedirect).AbsoluteUri;
-        var authorize = "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
-        {
-            ["client_id"] = ClientRegistrations.SwaggerClientId,
-            ["response_type"] = "code",
-            ["redirect_uri"] = redirectUri,
-            ["scope"] = scope,
-            ["state"] = "s-" + Guid.NewGuid().ToString("N"),
-            ["code_challenge"] = challenge,
-            ["code_challenge_method"] = "S256",
-        }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
-
-        using var toLogin = await browser.GetAsync(authorize);
+        using var toLogin = await browser.GetAsync(AuthorizeUrl(scope, challenge));
         Assert.Equal(HttpStatusCode.Redirect, toLogin.StatusCode);
         var loginUrl = toLogin.Headers.Location!;
         Assert.StartsWith("/Account/Login", loginUrl.IsAbsoluteUri ? loginUrl.PathAndQuery : loginUrl.OriginalString, StringComparison.Ordinal);
@@ -113,6 +102,19 @@ public sealed partial class Actors(GatewayFactory factory)
         }));
         return await ReadTokensAsync(tokenResponse);
     }
+
+    /// <summary>The Swagger client's authorization request (code flow, S256 PKCE) for <paramref name="scope"/>, with any extra parameters.</summary>
+    public string AuthorizeUrl(string scope, string challenge, params (string Name, string Value)[] extra) =>
+        "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
+        {
+            ["client_id"] = ClientRegistrations.SwaggerClientId,
+            ["response_type"] = "code",
+            ["redirect_uri"] = new Uri(factory.Issuer, SwaggerRedirect).AbsoluteUri,
+            ["scope"] = scope,
+            ["state"] = "s-" + Guid.NewGuid().ToString("N"),
+            ["code_challenge"] = challenge,
+            ["code_challenge_method"] = "S256",
+        }.Concat(extra.Select(e => KeyValuePair.Create(e.Name, e.Value))).Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
 
     /// <summary>A fresh access token for a person (after the clock moved past the old one's lifetime).</summary>
     public async Task<string> FreshTokenAsync(Person person, string scope = "openid offline_access " + ApiScopes.CvManage) =>

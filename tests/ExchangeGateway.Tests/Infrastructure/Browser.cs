@@ -27,6 +27,8 @@ public sealed class BrowserFixture : IAsyncLifetime
             return;
         }
 
+        // Expect's own default (5 s) is shorter than an action's below: a slow POST on a loaded CI machine is not a failure.
+        Assertions.SetDefaultExpectTimeout(15_000);
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {

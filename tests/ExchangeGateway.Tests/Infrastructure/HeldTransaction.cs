@@ -38,12 +38,12 @@ public sealed class HeldTransaction : IAsyncDisposable
 
     public Task CommitAsync() => _transaction.CommitAsync();
 
-    /// <summary>Waits until some session waits for a lock of one of these types (advisory, transactionid, tuple...).</summary>
+    /// <summary>Waits until a session of this database waits for a lock of one of these types (advisory, transactionid, tuple...).</summary>
     public static async Task WaitForWaiterAsync(TestDatabase database, params string[] lockTypes)
     {
         var types = string.Join(", ", lockTypes.Select(t => $"'{t}'"));
         var clock = Stopwatch.StartNew();
-        while (await database.ScalarAsync<long>($"SELECT count(*) FROM pg_locks WHERE locktype IN ({types}) AND NOT granted") == 0)
+        while (await database.ScalarAsync<long>($"SELECT count(*) FROM pg_locks WHERE locktype IN ({types}) AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") == 0)
         {
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"nobody ever waited for a lock of type {types}");
             await Task.Delay(20);

@@ -34,22 +34,23 @@ public static partial class Mailbox
     public static async Task<List<MimeMessage>> ForAsync(GatewayFactory factory, string address)
     {
         await SettledAsync(factory);
-        var found = new List<(DateTime Written, MimeMessage Message)>();
         if (!Directory.Exists(factory.MailDirectory))
         {
             return [];
         }
 
-        foreach (var file in Directory.EnumerateFiles(factory.MailDirectory, "*.eml"))
+        // By name, which the pickup folder makes the order of writing: file times tick too coarsely to order two messages.
+        var found = new List<MimeMessage>();
+        foreach (var file in Directory.EnumerateFiles(factory.MailDirectory, "*.eml").Order(StringComparer.Ordinal))
         {
             var message = await MimeMessage.LoadAsync(file);
             if (message.To.Mailboxes.Any(m => string.Equals(m.Address, address, StringComparison.OrdinalIgnoreCase)))
             {
-                found.Add((File.GetLastWriteTimeUtc(file), message));
+                found.Add(message);
             }
         }
 
-        return found.OrderBy(f => f.Written).Select(f => f.Message).ToList();
+        return found;
     }
 
     /// <summary>The link in a message to one of the account pages (ConfirmEmail, ResetPassword...), or null.</summary>

@@ -1,0 +1,118 @@
+using System.Globalization;
+using System.Net;
+using ExchangeGateway.Cvs;
+using ExchangeGateway.Data;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Exchange;
+
+/// <summary>
+/// A disclosure decided from the consent as committed before a share ends (another node's feed page) can commit while
+/// the end runs; every disclosure commits under the chain lock, and so must everything the end decides from the ledger.
+/// Each test plays that other node with a held transaction: it holds the chain lock until the end queues behind it, the
+/// gateway's clock moves on, and then it commits a ledger row dated by that clock.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class LedgerRaceTests(GatewayFixture fixture)
+{
+    /// <summary>
+    /// Promise 4: the row loses the seeker's id and the hash of what was sent like every other. And the episode ends no
+    /// earlier than the row says it was sent, so the record never shows a copy sent after the share was over.
+    /// </summary>
+    [Fact]
+    public async Task ALedgerRowCommittedDuringTheErasureNamesNoOneAfterItAndPrecedesTheEnd()
+    {
+        var (seeker, consent) = await SharedAsync("erasure-race");
+
+        Task<bool> erasure;
+        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            erasure = EraseAsync(seeker.Id);
+            await WaitForErasureAtTheChainLockAsync();
+            await DiscloseAsync(reader, consent);
+            await reader.CommitAsync();
+        }
+
+        Assert.True(await erasure);
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures WHERE consent_id = '{consent}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM disclosures WHERE consent_id = '{consent}' AND (seeker_id IS NOT NULL OR content_hash IS NOT NULL)"));
+        await AssertEndedNoEarlierThanItsLedgerAsync(consent);
+    }
+
+    /// <summary>An untick ends the episode after the racing row, and the site that got that copy is asked to erase it.</summary>
+    [Fact]
+    public async Task ALedgerRowCommittedDuringAnUntickPrecedesTheEndAndIsChased()
+    {
+        var (seeker, consent) = await SharedAsync("untick-race");
+        var site = await fixture.Database.ScalarAsync<Guid>($"SELECT recipient_id FROM consents WHERE id = '{consent}'");
+
+        Task<HttpResponseMessage> untick;
+        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            untick = Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            await DiscloseAsync(reader, consent);
+            await reader.CommitAsync();
+        }
+
+        using (var response = await untick)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await AssertEndedNoEarlierThanItsLedgerAsync(consent);
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}' AND cause = 'consent-revoked'"));
+    }
+
+    private async Task<(Person Seeker, Guid Consent)> SharedAsync(string marker)
+    {
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        var site = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
+        return (seeker, await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND state = 'Active'"));
+    }
+
+    /// <summary>The other node's ledger row, dated by the gateway's clock a minute after the end began.</summary>
+    private async Task DiscloseAsync(HeldTransaction reader, Guid consent)
+    {
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        var at = fixture.Time.GetUtcNow().ToString("yyyy-MM-dd'T'HH:mm:ss.ffffffzzz", CultureInfo.InvariantCulture);
+        Assert.Equal(1, await reader.ExecuteAsync($"""
+            INSERT INTO disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at)
+            SELECT c.id, c.recipient_id, c.seeker_id, v.version, v.content_hash, '{at}'::timestamptz
+            FROM consents c JOIN cvs v ON v.seeker_id = c.seeker_id WHERE c.id = '{consent}'
+            """));
+    }
+
+    private async Task AssertEndedNoEarlierThanItsLedgerAsync(Guid consent) =>
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"""
+            SELECT bool_and(c.ended_at >= d.disclosed_at) FROM consents c JOIN disclosures d ON d.consent_id = c.id WHERE c.id = '{consent}'
+            """), "the episode's end is dated before a copy it let through");
+
+    private async Task<bool> EraseAsync(string seekerId)
+    {
+        await using var scope = fixture.Factory.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(seekerId, CancellationToken.None);
+    }
+
+    /// <summary>The session that deleted the seeker's key (the erasure) now waits for an advisory lock (the chain lock).</summary>
+    private async Task WaitForErasureAtTheChainLockAsync()
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!await fixture.Database.ScalarAsync<bool>("""
+            SELECT EXISTS (
+                SELECT 1 FROM pg_locks c JOIN pg_locks w ON w.pid = c.pid AND w.locktype = 'advisory' AND NOT w.granted
+                WHERE c.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND c.relation = 'seeker_keys'::regclass AND c.mode = 'RowExclusiveLock' AND c.granted)
+            """))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the erasure never reached the chain lock");
+            await Task.Delay(20);
+        }
+    }
+}
