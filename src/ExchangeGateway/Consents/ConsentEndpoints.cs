@@ -23,8 +23,13 @@ public sealed record ConsentResponse(Guid Id, Guid RecipientId, ConsentState Sta
 
 public sealed record ConsentHistoryItem(Guid Id, Guid ConsentId, ConsentEventKind Kind, DateTimeOffset At, CollectionMethod CollectionMethod, string RecipientName, string PolicyUrl);
 
+/// <summary>Where a page of a consent history ended: events are ordered by time, then id (two can share a microsecond).</summary>
+public sealed record ConsentHistoryPosition(DateTimeOffset At, Guid Id);
+
 public static class ConsentEndpoints
 {
+    private const string HistoryCollection = "consent-history";
+
     public static RouteGroupBuilder MapConsentEndpoints(this RouteGroupBuilder api)
     {
         var me = api.MapGroup("/me").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
@@ -33,7 +38,8 @@ public static class ConsentEndpoints
             .WithSummary("Tick: share my CV with this site (idempotent). Returns the consent and its receipt id.");
         me.MapDelete("/consents/{recipientId:guid}", Untick).WithName("RevokeConsent")
             .WithSummary("Untick: stop sharing at once; the site is told to delete its copy. 204 when nothing was shared.");
-        me.MapGet("/consents/{recipientId:guid}/history", History).WithName("GetConsentHistory").WithSummary("Every consent event between me and this site.");
+        me.MapGet("/consents/{recipientId:guid}/history", History).WithName("GetConsentHistory")
+            .WithSummary("Every consent event between me and this site, oldest first, by pages.");
         me.MapGet("/receipts/{receiptId:guid}", Receipt).WithName("GetConsentReceipt").WithSummary("A consent receipt (after Kantara Consent Receipt 1.1 / ISO/IEC TS 27560).");
         return api;
     }
@@ -63,20 +69,29 @@ public static class ConsentEndpoints
         };
     }
 
-    private static async Task<Results<Ok<Page<ConsentHistoryItem>>, ProblemHttpResult>> History(Guid recipientId, HttpContext context, GatewayDbContext db)
+    private static async Task<Results<Ok<Page<ConsentHistoryItem>>, ProblemHttpResult>> History(
+        Guid recipientId, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
+        if (cursors.Read<ConsentHistoryPosition>(HistoryCollection, cursor, limit, out var after, out var take) is { } problem)
+        {
+            return problem;
+        }
+
         var seekerId = context.User.Subject();
         if (!await db.Recipients.AnyAsync(r => r.Id == recipientId, context.RequestAborted))
         {
             return Problems.NotFound("No such site.");
         }
 
-        var items = await db.Set<ConsentEvent>().AsNoTracking()
+        // A row comparison, which the (seeker, site, at) index serves; LINQ has no way to say it for a Guid.
+        var events = after is null
+            ? db.Set<ConsentEvent>()
+            : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE (at, id) > ({after.At}, {after.Id})");
+        var ordered = events.AsNoTracking()
             .Where(e => e.SeekerId == seekerId && e.RecipientId == recipientId)
             .OrderBy(e => e.At).ThenBy(e => e.Id)
-            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl))
-            .ToListAsync(context.RequestAborted);
-        return TypedResults.Ok(new Page<ConsentHistoryItem>(items, null));
+            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
+        return TypedResults.Ok(await cursors.PageAsync(HistoryCollection, ordered, take, e => new ConsentHistoryPosition(e.At, e.Id), context.RequestAborted));
     }
 
     private static async Task<Results<Ok<ConsentReceipt>, ProblemHttpResult>> Receipt(

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
@@ -10,7 +11,13 @@ using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Events;
 
-public sealed record SetError(string Err, string? Description = null);
+/// <summary>An RFC 8936 error code (<c>err</c>) and what went wrong, for a SET the site could not process.</summary>
+public sealed record SetError(
+    [property: MaxLength(SetError.MaxErrLength)] string Err,
+    [property: MaxLength(RequestErrors.MaxReasonLength)] string? Description = null)
+{
+    public const int MaxErrLength = 64;
+}
 
 /// <summary>RFC 8936 poll request: acknowledge what was processed, report what failed, ask for more.</summary>
 public sealed record PollRequest(
@@ -62,8 +69,8 @@ public static class EventEndpoints
                 continue;
             }
 
-            errors.Text("setErrs.err", error.Err, 64);
-            errors.Text("setErrs.description", error.Description, 500, required: false);
+            errors.Text("setErrs.err", error.Err, SetError.MaxErrLength);
+            errors.Text("setErrs.description", error.Description, RequestErrors.MaxReasonLength, required: false);
         }
 
         if (errors.Any)

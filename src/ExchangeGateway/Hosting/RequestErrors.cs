@@ -72,6 +72,15 @@ public sealed class RequestErrors
     /// <summary>What a URL column holds at most.</summary>
     public const int MaxUrlLength = 2000;
 
+    /// <summary>A name (display, legal): what its column holds.</summary>
+    public const int MaxNameLength = 200;
+
+    /// <summary>A reason or description written by a person.</summary>
+    public const int MaxReasonLength = 500;
+
+    /// <summary>RFC 5321's limit on a forward path.</summary>
+    public const int MaxEmailLength = 254;
+
     /// <summary>
     /// Whether an absolute URL is too long in any form it can be stored or shown in: escaping (AbsoluteUri) can triple a
     /// URL's length.
@@ -81,7 +90,7 @@ public sealed class RequestErrors
 
     public void Email(string field, string? value)
     {
-        Text(field, value, 254);
+        Text(field, value, MaxEmailLength);
         if (!string.IsNullOrWhiteSpace(value) && (!MailAddress.TryCreate(value, out var address) || address.Address != value))
         {
             Add(field, "Must be an e-mail address.");

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
@@ -46,13 +47,13 @@ public sealed record RecipientResponse(
 /// <c>redirectUris</c> (optional) lets the site send seekers to /connect/authorize with scope cv:share (code + PKCE).
 /// </summary>
 public sealed record RegisterRecipientRequest(
-    string DisplayName,
-    string LegalName,
-    Uri Website,
-    Uri PrivacyPolicyUrl,
-    string ContactEmail,
+    [property: MaxLength(RequestErrors.MaxNameLength)] string DisplayName,
+    [property: MaxLength(RequestErrors.MaxNameLength)] string LegalName,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri Website,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri PrivacyPolicyUrl,
+    [property: MaxLength(RequestErrors.MaxEmailLength)] string ContactEmail,
     DeliveryMode DeliveryMode,
-    Uri? PushEndpoint = null,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PushEndpoint = null,
     ClientAuthentication ClientAuthentication = ClientAuthentication.ClientSecretBasic,
     JsonElement? Jwks = null,
     string? ClientId = null,
@@ -63,10 +64,16 @@ public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, strin
 
 /// <summary>Fields left out (or null) keep their value. <c>redirectUris</c> replaces the whole list; an empty list removes them all.</summary>
 public sealed record UpdateRecipientRequest(
-    string? DisplayName = null, string? LegalName = null, Uri? Website = null, Uri? PrivacyPolicyUrl = null,
-    string? ContactEmail = null, DeliveryMode? DeliveryMode = null, Uri? PushEndpoint = null, IReadOnlyList<Uri>? RedirectUris = null);
+    [property: MaxLength(RequestErrors.MaxNameLength)] string? DisplayName = null,
+    [property: MaxLength(RequestErrors.MaxNameLength)] string? LegalName = null,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? Website = null,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PrivacyPolicyUrl = null,
+    [property: MaxLength(RequestErrors.MaxEmailLength)] string? ContactEmail = null,
+    DeliveryMode? DeliveryMode = null,
+    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PushEndpoint = null,
+    IReadOnlyList<Uri>? RedirectUris = null);
 
-public sealed record StatusChangeRequest(string Reason);
+public sealed record StatusChangeRequest([property: MaxLength(RequestErrors.MaxReasonLength)] string Reason);
 
 /// <summary>How long the old secret keeps working (0 by default: it stops at once), at most 30 days.</summary>
 public sealed record RotateSecretRequest(int GracePeriodSeconds = 0);
@@ -255,7 +262,7 @@ public static partial class AdminRecipientEndpoints
     {
         var cancellationToken = context.RequestAborted;
         var errors = new RequestErrors();
-        errors.Text("reason", request.Reason, 500);
+        errors.Text("reason", request.Reason, RequestErrors.MaxReasonLength);
         if (errors.Any)
         {
             return errors.ToProblem();
@@ -336,8 +343,8 @@ public static partial class AdminRecipientEndpoints
     private static void ValidateDescription(
         RequestErrors errors, string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail, RecipientOptions options)
     {
-        errors.Text("displayName", displayName, 200);
-        errors.Text("legalName", legalName, 200);
+        errors.Text("displayName", displayName, RequestErrors.MaxNameLength);
+        errors.Text("legalName", legalName, RequestErrors.MaxNameLength);
         errors.WebUrl("website", website, options.RequireHttps);
         errors.WebUrl("privacyPolicyUrl", privacyPolicyUrl, options.RequireHttps);
         errors.Email("contactEmail", contactEmail);

@@ -1,4 +1,5 @@
 using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -142,10 +143,10 @@ public sealed class RecipientConfiguration : IEntityTypeConfiguration<Recipient>
         builder.ToTable("recipients");
         builder.HasIndex(r => r.ClientId).IsUnique();
         builder.Property(r => r.ClientId).HasMaxLength(100);
-        builder.Property(r => r.DisplayName).HasMaxLength(200);
-        builder.Property(r => r.LegalName).HasMaxLength(200);
-        builder.Property(r => r.ContactEmail).HasMaxLength(254);
-        builder.Property(r => r.StatusReason).HasMaxLength(500);
+        builder.Property(r => r.DisplayName).HasMaxLength(RequestErrors.MaxNameLength);
+        builder.Property(r => r.LegalName).HasMaxLength(RequestErrors.MaxNameLength);
+        builder.Property(r => r.ContactEmail).HasMaxLength(RequestErrors.MaxEmailLength);
+        builder.Property(r => r.StatusReason).HasMaxLength(RequestErrors.MaxReasonLength);
         builder.Property(r => r.PreviousSecretHash).HasMaxLength(500);
         builder.Property(r => r.DeliveryMode).HasConversion<string>().HasMaxLength(16);
         builder.Property(r => r.ClientAuthentication).HasConversion<string>().HasMaxLength(32);

@@ -21,6 +21,49 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         Assert.Single(history.GetProperty("items").EnumerateArray());
     }
 
+    /// <summary>
+    /// The history comes by pages, oldest first. The clock holds still, so every event has the same time and the pages
+    /// must cut between equal times without losing or repeating one.
+    /// </summary>
+    [Fact]
+    public async Task TheHistoryComesByPagesWithNothingLostBetweenEqualTimes()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        for (var i = 0; i < 3; i++)
+        {
+            await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+            if (i < 2)
+            {
+                using var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+                Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+            }
+        }
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var path = $"/api/v1/me/consents/{site.Id}/history";
+        var whole = (await (await client.GetAsync(path)).ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(e => e.GetProperty("id").GetGuid()).ToList();
+        Assert.Equal(5, whole.Count);
+
+        var paged = new List<Guid>();
+        var sizes = new List<int>();
+        string? cursor = null;
+        do
+        {
+            var page = await (await client.GetAsync($"{path}?limit=2" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)))).ReadJsonAsync();
+            var items = page.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("id").GetGuid()).ToList();
+            sizes.Add(items.Count);
+            paged.AddRange(items);
+            cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == System.Text.Json.JsonValueKind.String ? next.GetString() : null;
+        }
+        while (cursor is not null);
+
+        Assert.Equal([2, 2, 1], sizes);
+        Assert.Equal(whole, paged);
+        await (await client.GetAsync($"{path}?limit=0")).AssertProblemAsync(HttpStatusCode.BadRequest);
+        await (await client.GetAsync($"{path}?cursor=forged")).AssertProblemAsync(HttpStatusCode.BadRequest);
+    }
+
     [Fact]
     public async Task UntickingIsIdempotentAndEachChangeHasAReceipt()
     {
