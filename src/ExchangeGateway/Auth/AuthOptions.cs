@@ -31,6 +31,20 @@ public sealed class AuthOptions : IValidatableObject
     /// <summary>Base64 AES-256 key that encrypts authorization codes and refresh tokens; when empty it is kept in PostgreSQL.</summary>
     public string? EncryptionKey { get; set; }
 
+    /// <summary>
+    /// Earlier values of <see cref="EncryptionKey"/> (base64 AES-256), kept after a replacement so that codes and refresh
+    /// tokens issued under them can still be read; drop one once the refresh token lifetime has passed.
+    /// </summary>
+    public string[] PreviousEncryptionKeys { get; set; } = [];
+
+    /// <summary>
+    /// PEM files (public or private, RSA or P-256) of other keys whose signatures the gateway accepts but never makes: the
+    /// key just replaced (earlier audit checkpoints, tokens still alive) and the next one before a replacement (so that
+    /// nodes not yet replaced accept what a replaced node signs). Files, not rows: a key trusted to vouch for the audit
+    /// log must not be one that write access to the database could add.
+    /// </summary>
+    public string[] VerificationKeyFiles { get; set; } = [];
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Issuer is { IsAbsoluteUri: false })
@@ -47,7 +61,13 @@ public sealed class AuthOptions : IValidatableObject
             yield return new ValidationResult("Auth:EncryptionKey must be base64 for exactly 32 bytes.", [nameof(EncryptionKey)]);
         }
 
-        foreach (var (file, name) in new[] { (RsaSigningKeyFile, nameof(RsaSigningKeyFile)), (EcdsaSigningKeyFile, nameof(EcdsaSigningKeyFile)) })
+        if (PreviousEncryptionKeys.Any(key => !IsAes256Key(key)))
+        {
+            yield return new ValidationResult("Auth:PreviousEncryptionKeys must each be base64 for exactly 32 bytes.", [nameof(PreviousEncryptionKeys)]);
+        }
+
+        foreach (var (file, name) in new[] { (RsaSigningKeyFile, nameof(RsaSigningKeyFile)), (EcdsaSigningKeyFile, nameof(EcdsaSigningKeyFile)) }
+            .Concat(VerificationKeyFiles.Select(f => ((string?)f, nameof(VerificationKeyFiles)))))
         {
             if (!string.IsNullOrEmpty(file) && !File.Exists(file))
             {

@@ -66,6 +66,7 @@ public static class AuthSetup
                     .RequireProofKeyForCodeExchange();
 
                 options.AddEventHandler(TokenRefusalAudit.Descriptor);
+                options.AddEventHandler(VerificationKeysPublisher.Descriptor);
 
                 options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, ApiScopes.CvShare, .. ApiScopes.Api]);
 
@@ -95,6 +96,16 @@ public static class AuthSetup
                 server.SigningCredentials.Insert(0, ring.TokenCredentials);
                 server.SigningCredentials.Add(ring.EventCredentials);
                 server.EncryptionCredentials.Insert(0, ring.ServerEncryptionCredentials);
+                // What OpenIddict reads back (codes, refresh tokens) may be signed by a key this node only verifies: the
+                // previous one after a replacement, or the next one on a node not yet replaced.
+                server.TokenValidationParameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
+                // Earlier keys only decrypt: codes and refresh tokens issued before a key replacement stay usable.
+                foreach (var previous in auth.Value.PreviousEncryptionKeys)
+                {
+                    server.EncryptionCredentials.Add(new EncryptingCredentials(
+                        new SymmetricSecurityKey(Convert.FromBase64String(previous)), SecurityAlgorithms.Aes256KW, SecurityAlgorithms.Aes256CbcHmacSha512));
+                }
+
                 // PKCE with S256 only: "plain" offers no protection against an intercepted code.
                 server.CodeChallengeMethods.Clear();
                 server.CodeChallengeMethods.Add(CodeChallengeMethods.Sha256);

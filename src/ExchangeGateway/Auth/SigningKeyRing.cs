@@ -33,6 +33,7 @@ public sealed class SigningKeyConfiguration : IEntityTypeConfiguration<SigningKe
 /// The gateway's signing keys: RS256 for access and identity tokens (what every OAuth client expects), ES256 for
 /// security event tokens (an order of magnitude cheaper to sign, which matters at millions of events a day).
 /// Keys come from PEM files when configured (production), otherwise they are created once and stored in PostgreSQL.
+/// Signatures are also checked against <see cref="AuthOptions.VerificationKeyFiles"/>, which is how a key is replaced.
 /// </summary>
 public sealed class SigningKeyRing(
     IServiceScopeFactory scopeFactory,
@@ -53,10 +54,14 @@ public sealed class SigningKeyRing(
     public SigningCredentials TokenCredentials => Keys.Token;
     public SigningCredentials EventCredentials => Keys.Event;
 
+    /// <summary>The public halves of the signing keys in use, as PEM files' contents: what other nodes verify with during a replacement.</summary>
+    public (string Rsa, string Ecdsa) PublicPems() =>
+        (((RsaSecurityKey)Keys.Token.Key).Rsa.ExportSubjectPublicKeyInfoPem(), ((ECDsaSecurityKey)Keys.Event.Key).ECDsa.ExportSubjectPublicKeyInfoPem());
+
     /// <summary>Encrypts what only the server reads back: authorization codes and refresh tokens.</summary>
     public EncryptingCredentials ServerEncryptionCredentials => Keys.Encryption;
 
-    /// <summary>Public halves, for validating our own tokens without a metadata round trip.</summary>
+    /// <summary>Public halves of the signing keys and the verification keys, for checking our own signatures without a metadata round trip.</summary>
     public IReadOnlyList<SecurityKey> ValidationKeys => Keys.Validation;
 
     private Loaded Keys => _loaded ?? LoadAsync(CancellationToken.None).GetAwaiter().GetResult();
@@ -87,11 +92,21 @@ public sealed class SigningKeyRing(
                 ? configured
                 : await GetOrCreateStoredAsync(A256Kw, CreateSymmetricKey, cancellationToken)));
 
+            var validation = new List<SecurityKey> { rsa, ecdsa };
+            foreach (var file in options.Value.VerificationKeyFiles)
+            {
+                var key = ImportPublic(await File.ReadAllTextAsync(file, cancellationToken));
+                if (!validation.Any(k => k.KeyId == key.KeyId))
+                {
+                    validation.Add(key);
+                }
+            }
+
             _loaded = new Loaded(
                 new SigningCredentials(rsa, Rs256),
                 new SigningCredentials(ecdsa, Es256),
                 new EncryptingCredentials(encryption, A256Kw, SecurityAlgorithms.Aes256CbcHmacSha512),
-                [rsa, ecdsa]);
+                validation);
             return _loaded;
         }
         finally
@@ -153,6 +168,46 @@ public sealed class SigningKeyRing(
         var ecdsa = ECDsa.Create();
         ecdsa.ImportFromPem(pem);
         return new ECDsaSecurityKey(ecdsa) { KeyId = KeyIdOf(ecdsa.ExportSubjectPublicKeyInfo()) };
+    }
+
+    /// <summary>
+    /// A verification key from a PEM file, private or public, RSA or P-256; only its public half is kept, under the key id
+    /// its signatures carry.
+    /// </summary>
+    private static SecurityKey ImportPublic(string pem)
+    {
+        using (var ecdsa = ECDsa.Create())
+        {
+            if (TryImportFromPem(ecdsa, pem))
+            {
+                var spki = ecdsa.ExportSubjectPublicKeyInfo();
+                var publicOnly = ECDsa.Create();
+                publicOnly.ImportSubjectPublicKeyInfo(spki, out _);
+                return new ECDsaSecurityKey(publicOnly) { KeyId = KeyIdOf(spki) };
+            }
+        }
+
+        using (var rsa = RSA.Create())
+        {
+            rsa.ImportFromPem(pem);
+            var spki = rsa.ExportSubjectPublicKeyInfo();
+            var publicOnly = RSA.Create();
+            publicOnly.ImportSubjectPublicKeyInfo(spki, out _);
+            return new RsaSecurityKey(publicOnly) { KeyId = KeyIdOf(spki) };
+        }
+    }
+
+    private static bool TryImportFromPem(AsymmetricAlgorithm key, string pem)
+    {
+        try
+        {
+            key.ImportFromPem(pem);
+            return true;
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A stable key id: the first 16 bytes of the SHA-256 of the public key, base64url.</summary>

@@ -7,7 +7,9 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Cvs;
 
 /// <summary>
-/// `dotnet ExchangeGateway.dll keys rotate-data-key`: adds a data-key wrapping key that every node starts using at the same
+/// `dotnet ExchangeGateway.dll keys export-public DIR` writes the public halves of the signing keys in use as PEM files,
+/// the verification keys of a replacement (see the README), also when the gateway created and stored the keys itself.
+/// `keys rotate-data-key` adds a data-key wrapping key that every node starts using at the same
 /// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the passes
 /// that re-wrap the stored data keys under it and, once it has been in use as long again, delete the old wrapping key
 /// (the daily run would do both too).
@@ -20,9 +22,22 @@ public static class DataKeyCommands
 
     public static async Task<int> RunAsync(IServiceProvider services, string[] args)
     {
+        if (args is ["keys", "export-public", var folder])
+        {
+            var signing = services.GetRequiredService<Auth.SigningKeyRing>();
+            await signing.LoadAsync(CancellationToken.None);
+            var (rsa, ecdsa) = signing.PublicPems();
+            Directory.CreateDirectory(folder);
+            string[] files = [Path.Combine(folder, "rs256.pub.pem"), Path.Combine(folder, "es256.pub.pem")];
+            await File.WriteAllTextAsync(files[0], rsa);
+            await File.WriteAllTextAsync(files[1], ecdsa);
+            Console.WriteLine(JsonSerializer.Serialize(new { rs256 = files[0], es256 = files[1] }, Json));
+            return 0;
+        }
+
         if (args is not ["keys", "rotate-data-key"])
         {
-            await Console.Error.WriteLineAsync("usage: keys rotate-data-key");
+            await Console.Error.WriteLineAsync("usage: keys rotate-data-key | keys export-public DIR");
             return 64;
         }
 
