@@ -30,6 +30,7 @@ builder.Services.AddGatewayAuth(builder.Environment);
 builder.Services.AddOptions<AuditOptions>().BindConfiguration(AuditOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(sp => new Pseudonyms(sp.GetRequiredService<IOptions<AuditOptions>>()));
 builder.Services.AddScoped<AuditTrail>();
+builder.Services.AddSingleton<AuditReads>();
 builder.Services.AddScoped<AuditVerifier>();
 builder.Services.AddScoped<AuditCheckpoints>();
 builder.Services.AddSingleton<Cursors>();

@@ -32,7 +32,7 @@ public static class AuditEndpoints
     }
 
     private static async Task<Results<Ok<Page<AuditEventResponse>>, ProblemHttpResult>> GetEvents(
-        [AsParameters] AuditFilter filter, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, AuditTrail trail)
+        [AsParameters] AuditFilter filter, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail)
     {
         if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } badPage)
         {
@@ -44,6 +44,7 @@ public static class AuditEndpoints
             return badFilter;
         }
 
+        await using var db = reads.Open();
         var page = await cursors.PageAsync(Collection,
             filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > after).OrderBy(e => e.Sequence),
             take, e => e.Sequence, context.RequestAborted);
@@ -53,7 +54,7 @@ public static class AuditEndpoints
     }
 
     private static async Task<IResult> ExportEvents(
-        [AsParameters] AuditFilter filter, HttpContext context, GatewayDbContext db, AuditTrail trail, IOptions<JsonOptions> json)
+        [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json)
     {
         if (filter.Validate() is { } badFilter)
         {
@@ -61,9 +62,10 @@ public static class AuditEndpoints
         }
 
         await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditExported, filter), context.RequestAborted);
-        var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
         return TypedResults.Stream(async body =>
         {
+            await using var db = reads.Open();
+            var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
             var written = 0;
             await foreach (var row in query.AsAsyncEnumerable().WithCancellation(context.RequestAborted))
             {

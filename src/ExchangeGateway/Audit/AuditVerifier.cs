@@ -16,10 +16,11 @@ public sealed record AuditVerification(
 /// Walks the whole chain in sequence order, streaming (constant memory at any size), and checks every row's hash, every
 /// link, the absence of gaps, and every signed checkpoint against the row it vouches for.
 /// </summary>
-public sealed class AuditVerifier(GatewayDbContext db, SigningKeyRing keys)
+public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 {
     public async Task<AuditVerification> VerifyAsync(CancellationToken cancellationToken)
     {
+        await using var db = reads.Open();
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
         var signed = new Dictionary<long, AuditCheckpoint>();
         foreach (var checkpoint in checkpoints)

@@ -23,19 +23,23 @@ public static class GatewayDatabase
         // The gateway leaves no session state on its connections (advisory locks are transaction-scoped; no SET, LISTEN or
         // temporary tables), so the reset Npgsql sends when a pooled connection is taken again would be one more statement
         // per request, a tenth of PostgreSQL's time on the single-CV path. Hangfire and the health check keep their own pools.
+        services.AddDbContextPool<GatewayDbContext>((sp, options) =>
+            options.UseNpgsql(Pooled(connectionString, sp.GetRequiredService<IOptions<DatabaseOptions>>().Value)).UseSnakeCaseNamingConvention().UseOpenIddict());
+        return services;
+    }
+
+    /// <summary>The connection string as the gateway's pools use it: no reset on close, and the node's pool size unless it names one.</summary>
+    public static string Pooled(string connectionString, DatabaseOptions options)
+    {
         var poolGiven = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
             .Any(k => PoolSizeKeywords.Contains(k.Replace(" ", "", StringComparison.Ordinal)));
-        services.AddDbContextPool<GatewayDbContext>((sp, options) =>
+        var pooled = new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true };
+        if (!poolGiven)
         {
-            var pooled = new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true };
-            if (!poolGiven)
-            {
-                pooled.MaxPoolSize = sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.MaxPoolSize;
-            }
+            pooled.MaxPoolSize = options.MaxPoolSize;
+        }
 
-            options.UseNpgsql(pooled.ConnectionString).UseSnakeCaseNamingConvention().UseOpenIddict();
-        });
-        return services;
+        return pooled.ConnectionString;
     }
 
     private static readonly HashSet<string> PoolSizeKeywords = new(["MaximumPoolSize", "MaxPoolSize"], StringComparer.OrdinalIgnoreCase);

@@ -1,0 +1,59 @@
+using System.Net;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+
+namespace ExchangeGateway.Tests.Audit;
+
+/// <summary>
+/// The auditors' reads go where ConnectionStrings:AuditReads points: here a login whose every transaction is read-only,
+/// which refuses writes as a hot standby does. Listing, export and verification all answer through it, and the record of
+/// each (an audit event) is still written on the primary.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class AuditReplicaTests
+{
+    [Fact]
+    public async Task ListingExportAndVerificationReadFromTheReplicaAndAreStillAudited()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var reader = "eg_test_replica_" + Guid.NewGuid().ToString("N")[..8];
+        await database.ExecuteAsync($"""
+            CREATE ROLE {reader} LOGIN PASSWORD '{reader}' IN ROLE exchange_gateway_app;
+            ALTER ROLE {reader} SET default_transaction_read_only = on;
+            """);
+        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString) { Database = database.Name, Username = reader, Password = reader };
+
+        // The stand-in refuses writes, as a replica would.
+        await using (var connection = new NpgsqlConnection(replica.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var write = new NpgsqlCommand("CREATE TABLE replica_probe (id int)", connection);
+            Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, (await Assert.ThrowsAsync<PostgresException>(() => write.ExecuteNonQueryAsync())).SqlState);
+        }
+
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["ConnectionStrings:AuditReads"] = replica.ConnectionString });
+        var actors = new Actors(node);
+        var ghost = AuditLog.NewGhostClientId();
+        await AuditLog.RefuseTokenAsync(actors, ghost);
+        using var auditor = node.CreateHttpClient().WithToken(await actors.AuditorClientTokenAsync());
+
+        Assert.Single(await AuditLog.EventsAsync(auditor, $"actor={ghost}"));
+        using (var export = await auditor.GetAsync($"{AuditLog.ExportPath}?actor={ghost}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+            Assert.Single((await export.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+
+        Assert.True((await AuditLog.VerifyAsync(auditor)).GetProperty("ok").GetBoolean());
+
+        // The reads came through the replica's login (its pooled sessions are still open); the records of them are on the primary.
+        Assert.True(await database.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE usename = '{reader}'") > 0);
+        foreach (var action in new[] { AuditActions.AuditQueried, AuditActions.AuditExported, AuditActions.AuditVerified })
+        {
+            Assert.True(await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = '{action}'") > 0, action);
+        }
+    }
+}
