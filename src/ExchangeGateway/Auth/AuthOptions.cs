@@ -32,13 +32,14 @@ public sealed class AuthOptions : IValidatableObject
     public string? EncryptionKey { get; set; }
 
     /// <summary>
-    /// Earlier values of <see cref="EncryptionKey"/> (base64 AES-256), kept after a replacement so that codes and refresh
-    /// tokens issued under them can still be read; drop one once the refresh token lifetime has passed.
+    /// Other values of <see cref="EncryptionKey"/> (base64 AES-256) that only decrypt: the next key before a replacement (a
+    /// node already replaced issues codes and refresh tokens under it) and the previous one after (drop it once the refresh
+    /// token lifetime has passed).
     /// </summary>
-    public string[] PreviousEncryptionKeys { get; set; } = [];
+    public string[] DecryptionKeys { get; set; } = [];
 
     /// <summary>
-    /// PEM files (public or private, RSA or P-256) of other keys whose signatures the gateway accepts but never makes: the
+    /// PEM files (public or private, RSA or P-256 only) of other keys whose signatures the gateway accepts but never makes: the
     /// key just replaced (earlier audit checkpoints, tokens still alive) and the next one before a replacement (so that
     /// nodes not yet replaced accept what a replaced node signs). Files, not rows: a key trusted to vouch for the audit
     /// log must not be one that write access to the database could add.
@@ -61,9 +62,14 @@ public sealed class AuthOptions : IValidatableObject
             yield return new ValidationResult("Auth:EncryptionKey must be base64 for exactly 32 bytes.", [nameof(EncryptionKey)]);
         }
 
-        if (PreviousEncryptionKeys.Any(key => !IsAes256Key(key)))
+        if (DecryptionKeys.Any(key => !IsAes256Key(key)))
         {
-            yield return new ValidationResult("Auth:PreviousEncryptionKeys must each be base64 for exactly 32 bytes.", [nameof(PreviousEncryptionKeys)]);
+            yield return new ValidationResult("Auth:DecryptionKeys must each be base64 for exactly 32 bytes.", [nameof(DecryptionKeys)]);
+        }
+
+        if (VerificationKeyFiles.Any(string.IsNullOrWhiteSpace))
+        {
+            yield return new ValidationResult("Auth:VerificationKeyFiles must not have empty entries.", [nameof(VerificationKeyFiles)]);
         }
 
         foreach (var (file, name) in new[] { (RsaSigningKeyFile, nameof(RsaSigningKeyFile)), (EcdsaSigningKeyFile, nameof(EcdsaSigningKeyFile)) }

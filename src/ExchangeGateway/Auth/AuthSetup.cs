@@ -99,11 +99,10 @@ public static class AuthSetup
                 // What OpenIddict reads back (codes, refresh tokens) may be signed by a key this node only verifies: the
                 // previous one after a replacement, or the next one on a node not yet replaced.
                 server.TokenValidationParameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
-                // Earlier keys only decrypt: codes and refresh tokens issued before a key replacement stay usable.
-                foreach (var previous in auth.Value.PreviousEncryptionKeys)
+                // After the current key, so never used to encrypt: codes and refresh tokens issued under another key stay readable.
+                foreach (var other in ring.DecryptionCredentials)
                 {
-                    server.EncryptionCredentials.Add(new EncryptingCredentials(
-                        new SymmetricSecurityKey(Convert.FromBase64String(previous)), SecurityAlgorithms.Aes256KW, SecurityAlgorithms.Aes256CbcHmacSha512));
+                    server.EncryptionCredentials.Add(other);
                 }
 
                 // PKCE with S256 only: "plain" offers no protection against an intercepted code.

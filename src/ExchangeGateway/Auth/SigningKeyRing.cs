@@ -61,6 +61,12 @@ public sealed class SigningKeyRing(
     /// <summary>Encrypts what only the server reads back: authorization codes and refresh tokens.</summary>
     public EncryptingCredentials ServerEncryptionCredentials => Keys.Encryption;
 
+    /// <summary>
+    /// Keys that only decrypt: <see cref="AuthOptions.DecryptionKeys"/>, and the key the gateway stored before one was
+    /// configured, so that moving to a configured key does not sign everyone out.
+    /// </summary>
+    public IReadOnlyList<EncryptingCredentials> DecryptionCredentials => Keys.Decryption;
+
     /// <summary>Public halves of the signing keys and the verification keys, for checking our own signatures without a metadata round trip.</summary>
     public IReadOnlyList<SecurityKey> ValidationKeys => Keys.Validation;
 
@@ -91,6 +97,11 @@ public sealed class SigningKeyRing(
             var encryption = new SymmetricSecurityKey(Convert.FromBase64String(options.Value.EncryptionKey is { Length: > 0 } configured
                 ? configured
                 : await GetOrCreateStoredAsync(A256Kw, CreateSymmetricKey, cancellationToken)));
+            var decryption = options.Value.DecryptionKeys.ToList();
+            if (options.Value.EncryptionKey is { Length: > 0 } && await ReadStoredAsync(A256Kw, cancellationToken) is { } superseded)
+            {
+                decryption.Add(superseded);
+            }
 
             var validation = new List<SecurityKey> { rsa, ecdsa };
             foreach (var file in options.Value.VerificationKeyFiles)
@@ -105,13 +116,35 @@ public sealed class SigningKeyRing(
             _loaded = new Loaded(
                 new SigningCredentials(rsa, Rs256),
                 new SigningCredentials(ecdsa, Es256),
-                new EncryptingCredentials(encryption, A256Kw, SecurityAlgorithms.Aes256CbcHmacSha512),
+                Encrypting(encryption),
+                [.. decryption.Distinct(StringComparer.Ordinal).Select(key => Encrypting(new SymmetricSecurityKey(Convert.FromBase64String(key))))],
                 validation);
             return _loaded;
         }
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private static EncryptingCredentials Encrypting(SymmetricSecurityKey key) => new(key, A256Kw, SecurityAlgorithms.Aes256CbcHmacSha512);
+
+    /// <summary>
+    /// A key the gateway stored, unwrapped; null when it never stored one, or when Data Protection can no longer unwrap it
+    /// (then nothing it protected can be read either, and that must not stop the node).
+    /// </summary>
+    private async Task<string?> ReadStoredAsync(string algorithm, CancellationToken cancellationToken)
+    {
+        await using var scope = scopeFactory.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        var stored = await db.SigningKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Algorithm == algorithm, cancellationToken);
+        try
+        {
+            return stored is null ? null : _protector.Unprotect(stored.ProtectedPrivateKey);
+        }
+        catch (CryptographicException)
+        {
+            return null;
         }
     }
 
@@ -180,6 +213,12 @@ public sealed class SigningKeyRing(
         {
             if (TryImportFromPem(ecdsa, pem))
             {
+                // Published and checked as ES256, which is P-256 only.
+                if (ecdsa.ExportParameters(false).Curve.Oid?.Value != ECCurve.NamedCurves.nistP256.Oid.Value)
+                {
+                    throw new InvalidOperationException("A verification key file holds an elliptic-curve key that is not P-256.");
+                }
+
                 var spki = ecdsa.ExportSubjectPublicKeyInfo();
                 var publicOnly = ECDsa.Create();
                 publicOnly.ImportSubjectPublicKeyInfo(spki, out _);
@@ -214,5 +253,7 @@ public sealed class SigningKeyRing(
     private static string KeyIdOf(byte[] subjectPublicKeyInfo) =>
         Base64UrlEncoder.Encode(SHA256.HashData(subjectPublicKeyInfo)[..16]);
 
-    public sealed record Loaded(SigningCredentials Token, SigningCredentials Event, EncryptingCredentials Encryption, IReadOnlyList<SecurityKey> Validation);
+    public sealed record Loaded(
+        SigningCredentials Token, SigningCredentials Event, EncryptingCredentials Encryption, IReadOnlyList<EncryptingCredentials> Decryption,
+        IReadOnlyList<SecurityKey> Validation);
 }

@@ -23,6 +23,7 @@ public static class OpenApi
         {
             options.OperationFilter<ProblemResponses>();
             options.SchemaFilter<ConstructorParameters>();
+            options.SchemaFilter<UrlLengths>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
             {
                 Title = "ExchangeGateway API",
@@ -126,6 +127,21 @@ public static class OpenApi
                     target.Required ??= new HashSet<string>();
                     target.Required.Add(name);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every URL the API takes is held to <see cref="RequestErrors.MaxUrlLength"/> (and none it sends is longer). Said here,
+    /// not with [MaxLength] on the properties: that attribute cannot validate a Uri, and would throw if validation ran.
+    /// </summary>
+    private sealed class UrlLengths : ISchemaFilter
+    {
+        public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
+        {
+            if (schema is OpenApiSchema target && context.Type == typeof(Uri))
+            {
+                target.MaxLength = RequestErrors.MaxUrlLength;
             }
         }
     }

@@ -49,11 +49,11 @@ public sealed record RecipientResponse(
 public sealed record RegisterRecipientRequest(
     [property: MaxLength(RequestErrors.MaxNameLength)] string DisplayName,
     [property: MaxLength(RequestErrors.MaxNameLength)] string LegalName,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri Website,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri PrivacyPolicyUrl,
+    Uri Website,
+    Uri PrivacyPolicyUrl,
     [property: MaxLength(RequestErrors.MaxEmailLength)] string ContactEmail,
     DeliveryMode DeliveryMode,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PushEndpoint = null,
+    Uri? PushEndpoint = null,
     ClientAuthentication ClientAuthentication = ClientAuthentication.ClientSecretBasic,
     JsonElement? Jwks = null,
     string? ClientId = null,
@@ -66,11 +66,11 @@ public sealed record RegisteredRecipientResponse(Guid Id, string ClientId, strin
 public sealed record UpdateRecipientRequest(
     [property: MaxLength(RequestErrors.MaxNameLength)] string? DisplayName = null,
     [property: MaxLength(RequestErrors.MaxNameLength)] string? LegalName = null,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? Website = null,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PrivacyPolicyUrl = null,
+    Uri? Website = null,
+    Uri? PrivacyPolicyUrl = null,
     [property: MaxLength(RequestErrors.MaxEmailLength)] string? ContactEmail = null,
     DeliveryMode? DeliveryMode = null,
-    [property: MaxLength(RequestErrors.MaxUrlLength)] Uri? PushEndpoint = null,
+    Uri? PushEndpoint = null,
     IReadOnlyList<Uri>? RedirectUris = null);
 
 public sealed record StatusChangeRequest([property: MaxLength(RequestErrors.MaxReasonLength)] string Reason);

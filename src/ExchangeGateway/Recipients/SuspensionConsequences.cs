@@ -27,7 +27,6 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
             return 0;
         }
 
-        var now = time.GetUtcNow();
         var confirmWithin = erasure.Value.ConfirmWithin;
 
         // Locked, so a seeker unticking at this moment either commits first (and is no longer active here) or waits.
@@ -40,6 +39,10 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
             return 0;
         }
 
+        // The episodes end by the clock read under the chain lock, as an untick's: a disclosure committed before read it
+        // earlier, so no ledger row is dated after the end of its episode. Suspensions are rare; reads wait for this one.
+        await Locks.ChainAsync(db, cancellationToken);
+        var now = time.GetUtcNow();
         var entries = new List<AuditEntry>(active.Count);
         foreach (var consent in active)
         {

@@ -11,7 +11,7 @@ namespace ExchangeGateway.Tests.Auth;
 
 /// <summary>
 /// Replacing the signing and encryption keys, as the README says, on nodes of one deployment. Node A signs with keys A and
-/// already accepts B's (the next keys, published first); node B signs with keys B and still accepts A's. Both directions
+/// already accepts B's (the next keys, given first); node B signs with keys B and still accepts A's. Both directions
 /// work, earlier refresh tokens still redeem, the checkpoint A signed still verifies, and a node configured with B's keys
 /// alone shows that the configuration is what carries it.
 /// </summary>
@@ -29,8 +29,8 @@ public sealed class KeyReplacementTests : IDisposable
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var a = KeySet("a");
         var b = KeySet("b");
-        await using var nodeA = new GatewayFactory(database, clock, settings: Settings(a, accepted: b.PublicFiles));
-        await using var nodeB = new GatewayFactory(database, clock, issuer: nodeA.Issuer, settings: Settings(b, accepted: a.PublicFiles, previousEncryption: a));
+        await using var nodeA = new GatewayFactory(database, clock, settings: Settings(a, accepted: b.PublicFiles, decrypting: b));
+        await using var nodeB = new GatewayFactory(database, clock, issuer: nodeA.Issuer, settings: Settings(b, accepted: a.PublicFiles, decrypting: a));
         await using var nodeBAlone = new GatewayFactory(database, clock, issuer: nodeA.Issuer, settings: Settings(b));
 
         var seeker = await new Actors(nodeA).NewSeekerAsync();
@@ -46,6 +46,9 @@ public sealed class KeyReplacementTests : IDisposable
         Assert.Equal(b.RsaKeyId, new JsonWebToken(renewed.AccessToken).Kid);
         Assert.Equal(a.RsaKeyId, new JsonWebToken(seeker.Tokens.AccessToken).Kid);
         Assert.Equal(HttpStatusCode.OK, await MeAsync(nodeA, renewed.AccessToken));
+        // And the other way: B's refresh token (encrypted and signed with B's keys) redeems on A, still on keys A.
+        var back = await new Actors(nodeA).RefreshAsync(renewed.RefreshToken!);
+        Assert.Equal(a.RsaKeyId, new JsonWebToken(back.AccessToken).Kid);
 
         // The checkpoint A signed verifies on B; both keys of both sets are in every node's key set.
         using (var auditor = nodeB.CreateHttpClient().WithToken(await new Actors(nodeB).AuditorClientTokenAsync()))
@@ -58,7 +61,7 @@ public sealed class KeyReplacementTests : IDisposable
         foreach (var node in new[] { nodeA, nodeB })
         {
             var published = (await SecurityEventTokens.FetchKeysAsync(node)).Keys.Select(k => k.Kid).ToHashSet();
-            Assert.Superset(published, new HashSet<string> { a.RsaKeyId, a.EcdsaKeyId, b.RsaKeyId, b.EcdsaKeyId });
+            Assert.True(published.SetEquals([a.RsaKeyId, a.EcdsaKeyId, b.RsaKeyId, b.EcdsaKeyId]), string.Join(", ", published));
         }
 
         // Without the earlier keys configured: A's token, a refresh token A issued (never used) and A's checkpoint are refused.
@@ -94,6 +97,7 @@ public sealed class KeyReplacementTests : IDisposable
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var stored = new GatewayFactory(database, clock);
         var seeker = await new Actors(stored).NewSeekerAsync();
+        var signedIn = await new Actors(stored).SignInWithCodeFlowAsync(seeker.Email, seeker.Password, "openid offline_access " + ExchangeGateway.Auth.ApiScopes.CvManage);
 
         var exported = Path.Combine(_folder, "exported");
         Assert.Equal(0, await ExchangeGateway.Cvs.DataKeyCommands.RunAsync(stored.Services, ["keys", "export-public", exported]));
@@ -103,6 +107,8 @@ public sealed class KeyReplacementTests : IDisposable
 
         await using var replaced = new GatewayFactory(database, clock, issuer: stored.Issuer, settings: Settings(KeySet("new"), accepted: files));
         Assert.Equal(HttpStatusCode.OK, await MeAsync(replaced, seeker.Tokens.AccessToken));
+        // The stored encryption key still decrypts once a key is configured: nobody is signed out by the move.
+        Assert.NotNull((await new Actors(replaced).RefreshAsync(signedIn.RefreshToken!)).RefreshToken);
     }
 
     /// <summary>The key id the gateway gives a key: the first 16 bytes of the SHA-256 of its public key, base64url.</summary>
@@ -145,7 +151,7 @@ public sealed class KeyReplacementTests : IDisposable
             Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)), KeyIdOf(RSA.Create(), rsaPublic), KeyIdOf(ECDsa.Create(), ecdsaPublic));
     }
 
-    private static Dictionary<string, string?> Settings(Keys signing, string[]? accepted = null, Keys? previousEncryption = null)
+    private static Dictionary<string, string?> Settings(Keys signing, string[]? accepted = null, Keys? decrypting = null)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -158,9 +164,9 @@ public sealed class KeyReplacementTests : IDisposable
             settings[$"Auth:VerificationKeyFiles:{i}"] = accepted![i];
         }
 
-        if (previousEncryption is not null)
+        if (decrypting is not null)
         {
-            settings["Auth:PreviousEncryptionKeys:0"] = previousEncryption.EncryptionKey;
+            settings["Auth:DecryptionKeys:0"] = decrypting.EncryptionKey;
         }
 
         return settings;

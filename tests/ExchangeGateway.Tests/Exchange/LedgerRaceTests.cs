@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Http.Json;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
 using ExchangeGateway.Tests.Infrastructure;
@@ -30,7 +31,8 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         {
             await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
             erasure = EraseAsync(seeker.Id);
-            await WaitForErasureAtTheChainLockAsync();
+            // The erasure has deleted the seeker's key and waits for the chain lock.
+            await WaitAtTheChainLockAsync("seeker_keys", "RowExclusiveLock");
             await DiscloseAsync(reader, consent);
             await reader.CommitAsync();
         }
@@ -54,7 +56,8 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         {
             await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
             untick = Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
-            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            // The untick holds its consent row (FOR NO KEY UPDATE) and waits for the chain lock.
+            await WaitAtTheChainLockAsync("consents", "RowShareLock");
             await DiscloseAsync(reader, consent);
             await reader.CommitAsync();
         }
@@ -69,10 +72,38 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
             $"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}' AND cause = 'consent-revoked'"));
     }
 
-    private async Task<(Person Seeker, Guid Consent)> SharedAsync(string marker)
+    /// <summary>A suspension ends every episode of the site after the racing row too.</summary>
+    [Fact]
+    public async Task ALedgerRowCommittedDuringASuspensionPrecedesTheEnd()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        var site = await Sites.RegisterAsync(fixture.Factory, @operator.Tokens.AccessToken);
+        var (_, consent) = await SharedAsync("suspension-race", site.Id);
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+
+        Task<HttpResponseMessage> suspension;
+        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            suspension = admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new System.Text.Json.Nodes.JsonObject { ["reason"] = "race" });
+            // The suspension holds the site's active consents (FOR NO KEY UPDATE) and waits for the chain lock.
+            await WaitAtTheChainLockAsync("consents", "RowShareLock");
+            await DiscloseAsync(reader, consent);
+            await reader.CommitAsync();
+        }
+
+        using (var response = await suspension)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await AssertEndedNoEarlierThanItsLedgerAsync(consent);
+    }
+
+    private async Task<(Person Seeker, Guid Consent)> SharedAsync(string marker, Guid? siteId = null)
     {
         var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
-        var site = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
+        var site = siteId ?? await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
         return (seeker, await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND state = 'Active'"));
     }
@@ -100,18 +131,18 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         return await scope.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(seekerId, CancellationToken.None);
     }
 
-    /// <summary>The session that deleted the seeker's key (the erasure) now waits for an advisory lock (the chain lock).</summary>
-    private async Task WaitForErasureAtTheChainLockAsync()
+    /// <summary>Waits until the session that holds <paramref name="mode"/> on <paramref name="table"/> waits for an advisory lock (the chain lock).</summary>
+    private async Task WaitAtTheChainLockAsync(string table, string mode)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!await fixture.Database.ScalarAsync<bool>("""
+        while (!await fixture.Database.ScalarAsync<bool>($"""
             SELECT EXISTS (
                 SELECT 1 FROM pg_locks c JOIN pg_locks w ON w.pid = c.pid AND w.locktype = 'advisory' AND NOT w.granted
                 WHERE c.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND c.relation = 'seeker_keys'::regclass AND c.mode = 'RowExclusiveLock' AND c.granted)
+                  AND c.relation = '{table}'::regclass AND c.mode = '{mode}' AND c.granted)
             """))
         {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the erasure never reached the chain lock");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"no session holding {mode} on {table} ever reached the chain lock");
             await Task.Delay(20);
         }
     }
