@@ -5,10 +5,11 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Audit;
 
 /// <summary>
-/// Where the auditors' reads go (listing, export, verification): ConnectionStrings:AuditReads, a streaming replica, when it
-/// is set, otherwise the primary. A long export or a verification of millions of rows then costs the primary nothing. A
-/// replica lags but never shows a broken chain: rows are committed in sequence order under the chain lock, and replayed
-/// in commit order. What the auditors' reads write (their own audit events) goes to the primary as ever.
+/// Where the auditors' reads go (the audit log's listing, export and verification, the erasure obligations and a site's
+/// compliance): ConnectionStrings:AuditReads, a streaming replica, when it is set, otherwise the primary. A long export or
+/// verification then reads from the replica's disks and cores. A replica lags but never shows a broken chain: rows are
+/// committed in sequence order under the chain lock, and replayed in commit order. What these reads write (the auditors'
+/// own audit events) goes to the primary as ever.
 /// </summary>
 public sealed class AuditReads
 {
@@ -16,7 +17,7 @@ public sealed class AuditReads
 
     private readonly DbContextOptions<GatewayDbContext> _options;
 
-    public AuditReads(IConfiguration configuration, IOptions<DatabaseOptions> database)
+    public AuditReads(IConfiguration configuration, IOptions<DatabaseOptions> database, ILoggerFactory logging)
     {
         var replica = configuration.GetConnectionString(ConnectionStringName);
         OnReplica = !string.IsNullOrWhiteSpace(replica);
@@ -25,6 +26,7 @@ public sealed class AuditReads
             .UseNpgsql(GatewayDatabase.Pooled(connectionString, database.Value))
             .UseSnakeCaseNamingConvention()
             .UseOpenIddict()
+            .UseLoggerFactory(logging)
             .Options;
     }
 

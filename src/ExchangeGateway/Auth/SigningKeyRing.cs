@@ -200,7 +200,17 @@ public sealed class SigningKeyRing(
     {
         var ecdsa = ECDsa.Create();
         ecdsa.ImportFromPem(pem);
+        RequireP256(ecdsa, "The event signing key file");
         return new ECDsaSecurityKey(ecdsa) { KeyId = KeyIdOf(ecdsa.ExportSubjectPublicKeyInfo()) };
+    }
+
+    /// <summary>Events and checkpoints are signed and published as ES256, which is P-256 only.</summary>
+    private static void RequireP256(ECDsa ecdsa, string what)
+    {
+        if (ecdsa.ExportParameters(false).Curve.Oid?.Value != ECCurve.NamedCurves.nistP256.Oid.Value)
+        {
+            throw new InvalidOperationException($"{what} holds an elliptic-curve key that is not P-256.");
+        }
     }
 
     /// <summary>
@@ -213,12 +223,7 @@ public sealed class SigningKeyRing(
         {
             if (TryImportFromPem(ecdsa, pem))
             {
-                // Published and checked as ES256, which is P-256 only.
-                if (ecdsa.ExportParameters(false).Curve.Oid?.Value != ECCurve.NamedCurves.nistP256.Oid.Value)
-                {
-                    throw new InvalidOperationException("A verification key file holds an elliptic-curve key that is not P-256.");
-                }
-
+                RequireP256(ecdsa, "A verification key file");
                 var spki = ecdsa.ExportSubjectPublicKeyInfo();
                 var publicOnly = ECDsa.Create();
                 publicOnly.ImportSubjectPublicKeyInfo(spki, out _);

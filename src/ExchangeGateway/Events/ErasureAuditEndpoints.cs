@@ -32,7 +32,7 @@ public static class ErasureAuditEndpoints
     }
 
     private static async Task<Results<Ok<Page<ObligationItem>>, ProblemHttpResult>> List(
-        string? status, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, AuditTrail trail)
+        string? status, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail)
     {
         if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } problem)
         {
@@ -44,6 +44,7 @@ public static class ErasureAuditEndpoints
             return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });
         }
 
+        await using var db = reads.Open();
         var query = db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Id > after);
         query = status switch
         {
@@ -68,8 +69,9 @@ public static class ErasureAuditEndpoints
     }
 
     private static async Task<Results<Ok<RecipientCompliance>, ProblemHttpResult>> Compliance(
-        Guid id, HttpContext context, GatewayDbContext db, AuditTrail trail)
+        Guid id, HttpContext context, AuditReads reads, AuditTrail trail)
     {
+        await using var db = reads.Open();
         var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
         if (recipient is null)
         {

@@ -14,6 +14,8 @@ public static class Startup
         }
 
         await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
+        // Built now, so that a malformed ConnectionStrings:AuditReads stops the node instead of failing an auditor later.
+        app.Services.GetRequiredService<Audit.AuditReads>();
         await app.Services.GetRequiredService<Cvs.DataKeyRing>().LoadAsync(cancellationToken);
 
         await using var scope = app.Services.CreateAsyncScope();

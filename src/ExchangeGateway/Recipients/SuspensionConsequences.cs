@@ -39,16 +39,15 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
             return 0;
         }
 
-        // The episodes end by the clock read under the chain lock, as an untick's: a disclosure committed before read it
-        // earlier, so no ledger row is dated after the end of its episode. Suspensions are rare; reads wait for this one.
-        await Locks.ChainAsync(db, cancellationToken);
         var now = time.GetUtcNow();
         var entries = new List<AuditEntry>(active.Count);
+        var receipts = new List<Guid>(active.Count);
         foreach (var consent in active)
         {
             consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
             var receipt = ConsentEvent.For(consent, ConsentEventKind.Ended, recipient, consent.CollectionMethod, now);
             db.Add(receipt);
+            receipts.Add(receipt.Id);
             entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", AuditActions.ConsentEnded, Outcomes.Success,
                 SeekerId: consent.SeekerId, Recipient: recipient.ClientId,
                 Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = ErasureCauses.RecipientSuspended }));
@@ -56,6 +55,14 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
 
         await db.SaveChangesAsync(cancellationToken);
         var ids = active.Select(c => c.Id).ToList();
+
+        // The episodes end by the clock read under the chain lock, as an untick's: a disclosure committed before read it
+        // earlier, so no ledger row is dated after the end of its episode. Written above and dated again here, in two
+        // set-based statements: saving a big site's episodes under the lock would stall every read of the gateway.
+        await Locks.ChainAsync(db, cancellationToken);
+        now = time.GetUtcNow().TruncateToMicroseconds();
+        await db.Set<Consent>().Where(c => ids.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
+        await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
         await FeedPositions.BumpAsync(db, ids, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken);
         await audit.AppendAsync(entries, cancellationToken);

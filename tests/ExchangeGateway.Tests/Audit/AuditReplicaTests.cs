@@ -23,10 +23,13 @@ public sealed class AuditReplicaTests
             CREATE ROLE {reader} LOGIN PASSWORD '{reader}' IN ROLE exchange_gateway_app;
             ALTER ROLE {reader} SET default_transaction_read_only = on;
             """);
-        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString) { Database = database.Name, Username = reader, Password = reader };
+        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString)
+        {
+            Database = database.Name, Username = reader, Password = reader, ApplicationName = "audit-replica",
+        };
 
-        // The stand-in refuses writes, as a replica would.
-        await using (var connection = new NpgsqlConnection(replica.ConnectionString))
+        // The stand-in refuses writes, as a replica would (checked on a session of another name, not kept in a pool).
+        await using (var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(replica.ConnectionString) { ApplicationName = "probe", Pooling = false }.ConnectionString))
         {
             await connection.OpenAsync();
             await using var write = new NpgsqlCommand("CREATE TABLE replica_probe (id int)", connection);
@@ -49,11 +52,28 @@ public sealed class AuditReplicaTests
 
         Assert.True((await AuditLog.VerifyAsync(auditor)).GetProperty("ok").GetBoolean());
 
-        // The reads came through the replica's login (its pooled sessions are still open); the records of them are on the primary.
-        Assert.True(await database.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE usename = '{reader}'") > 0);
+        // The erasure obligations and a site's compliance too.
+        using (var erasures = await auditor.GetAsync("/api/v1/audit/erasures"))
+        {
+            Assert.Equal(HttpStatusCode.OK, erasures.StatusCode);
+        }
+
+        var site = await database.ScalarAsync<Guid>("SELECT id FROM recipients LIMIT 1");
+        using (var compliance = await auditor.GetAsync($"/api/v1/audit/recipients/{site}/compliance"))
+        {
+            Assert.Equal(HttpStatusCode.OK, compliance.StatusCode);
+        }
+
+        // The reads came through the replica's connection (its pooled sessions are still open); the records of them are on the primary.
+        Assert.True(await database.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE usename = '{reader}' AND application_name = 'audit-replica'") > 0);
         foreach (var action in new[] { AuditActions.AuditQueried, AuditActions.AuditExported, AuditActions.AuditVerified })
         {
             Assert.True(await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = '{action}'") > 0, action);
         }
+
+        // Roles belong to the whole cluster: this one goes with the test.
+        await node.DisposeAsync();
+        NpgsqlConnection.ClearAllPools();
+        await database.ExecuteAsync($"DROP ROLE {reader}");
     }
 }

@@ -46,9 +46,14 @@ public sealed class KeyReplacementTests : IDisposable
         Assert.Equal(b.RsaKeyId, new JsonWebToken(renewed.AccessToken).Kid);
         Assert.Equal(a.RsaKeyId, new JsonWebToken(seeker.Tokens.AccessToken).Kid);
         Assert.Equal(HttpStatusCode.OK, await MeAsync(nodeA, renewed.AccessToken));
-        // And the other way: B's refresh token (encrypted and signed with B's keys) redeems on A, still on keys A.
+        // And the other way: B's refresh token (encrypted and signed with B's keys) redeems on A, still on keys A, and what
+        // A issues is encrypted with A's key, not with the one it only decrypts with: a node without B's key reads it.
         var back = await new Actors(nodeA).RefreshAsync(renewed.RefreshToken!);
         Assert.Equal(a.RsaKeyId, new JsonWebToken(back.AccessToken).Kid);
+        await using (var nodeAAlone = new GatewayFactory(database, clock, issuer: nodeA.Issuer, settings: Settings(a)))
+        {
+            Assert.NotNull((await new Actors(nodeAAlone).RefreshAsync(back.RefreshToken!)).RefreshToken);
+        }
 
         // The checkpoint A signed verifies on B; both keys of both sets are in every node's key set.
         using (var auditor = nodeB.CreateHttpClient().WithToken(await new Actors(nodeB).AuditorClientTokenAsync()))
