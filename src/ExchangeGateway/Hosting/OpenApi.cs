@@ -102,6 +102,7 @@ public static class OpenApi
             Add(StatusCodes.Status401Unauthorized, "No valid access token.");
             Add(StatusCodes.Status403Forbidden, "The token does not grant the scope this operation needs.");
             Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.");
+            Add(StatusCodes.Status503ServiceUnavailable, "The database could not answer just now: retry after the seconds in Retry-After.");
         }
     }
 

@@ -26,6 +26,7 @@ public static partial class Problems
         });
         services.AddExceptionHandler<BadRequestExceptionHandler>();
         services.AddExceptionHandler<Auth.AccountGoneHandler>();
+        services.AddExceptionHandler<TransientDatabaseHandler>();
         // Binding failures throw, so the handler can say what was wrong instead of answering an empty 400.
         services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         services.Configure<Microsoft.AspNetCore.Http.Json.JsonOptions>(options =>
@@ -57,6 +58,42 @@ public static partial class Problems
     // "int? limit", "RegisterRecipientRequest request": a declaration as the framework quotes it; the name is what the client sent.
     [System.Text.RegularExpressions.GeneratedRegex(@"""[A-Za-z0-9_.?<>\[\], ]+ ([A-Za-z0-9_]+)""")]
     private static partial System.Text.RegularExpressions.Regex DeclaredParameter();
+
+    /// <summary>
+    /// The database could not answer for a reason that passes: a deadlock, a replica cancelling a query that conflicts with
+    /// replay, a connection refused or cut. A 503 with Retry-After tells the client to try again; a 500 would say the
+    /// gateway is broken.
+    /// </summary>
+    private sealed class TransientDatabaseHandler(IProblemDetailsService problems) : IExceptionHandler
+    {
+        public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+        {
+            var cause = exception;
+            while (cause is not null and not Npgsql.NpgsqlException { IsTransient: true })
+            {
+                cause = cause.InnerException;
+            }
+
+            if (cause is null)
+            {
+                return false;
+            }
+
+            httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            httpContext.Response.Headers.RetryAfter = "5";
+            return await problems.TryWriteAsync(new ProblemDetailsContext
+            {
+                HttpContext = httpContext,
+                ProblemDetails = new ProblemDetails
+                {
+                    Status = StatusCodes.Status503ServiceUnavailable,
+                    Title = "Service unavailable",
+                    Detail = "The database could not answer just now; try again in a few seconds.",
+                },
+                Exception = exception,
+            });
+        }
+    }
 
     private sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
     {

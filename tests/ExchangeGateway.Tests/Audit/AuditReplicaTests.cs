@@ -76,4 +76,27 @@ public sealed class AuditReplicaTests
         NpgsqlConnection.ClearAllPools();
         await database.ExecuteAsync($"DROP ROLE {reader}");
     }
+
+    /// <summary>A replica that is down costs the auditors a 503 that says to try again, not a 500; the rest of the gateway is unaffected.</summary>
+    [Fact]
+    public async Task AnUnreachableReplicaIsA503WithRetryAfter()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var nowhere = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString) { Port = GatewayFactory.FreePort(), Timeout = 2 };
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["ConnectionStrings:AuditReads"] = nowhere.ConnectionString });
+        var actors = new Actors(node);
+        using var auditor = node.CreateHttpClient().WithToken(await actors.AuditorClientTokenAsync());
+
+        foreach (var path in new[] { AuditLog.EventsPath, AuditLog.VerifyPath, "/api/v1/audit/erasures" })
+        {
+            using var response = await auditor.GetAsync(path);
+            var problem = await response.AssertProblemAsync(HttpStatusCode.ServiceUnavailable);
+            Assert.True(response.Headers.RetryAfter?.Delta > TimeSpan.Zero, path);
+            Assert.DoesNotContain("Npgsql", problem.ToString(), StringComparison.Ordinal);
+        }
+
+        using var site = node.CreateHttpClient().WithToken(await actors.DemoSiteTokenAsync());
+        Assert.Equal(HttpStatusCode.OK, (await site.GetAsync("/api/v1/shared-cvs?limit=1")).StatusCode);
+    }
 }
