@@ -30,6 +30,9 @@ public static class AuthSetup
             .AddEntityFrameworkStores<GatewayDbContext>()
             .AddDefaultTokenProviders();
 
+        // A session cookie is checked against the account on every request, not every 30 minutes: a password reset or an
+        // erasure ends every browser's session at its next page. One indexed read per page; the API uses tokens.
+        services.Configure<SecurityStampValidatorOptions>(options => options.ValidationInterval = TimeSpan.Zero);
         services.ConfigureApplicationCookie(options =>
         {
             options.LoginPath = "/Account/Login";

@@ -27,7 +27,7 @@ public sealed class CvWriter(
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
-        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        var cv = await LockedAsync(seekerId, cancellationToken);
         if ((expectedVersion is not null || ifMatchAny) && (cv is null || (expectedVersion is { } expected && expected != cv.Version)))
         {
             return new CvWriteResult(CvWriteOutcome.PreconditionFailed, cv);
@@ -61,7 +61,7 @@ public sealed class CvWriter(
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
-        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        var cv = await LockedAsync(seekerId, cancellationToken);
         if (cv is null || cv.State == CvState.Erased)
         {
             return new CvWriteResult(CvWriteOutcome.NotFound, cv);
@@ -79,22 +79,25 @@ public sealed class CvWriter(
     /// <summary>Content and key gone (crypto-shredding), every site holding a copy told to delete it.</summary>
     public async Task<CvWriteResult> EraseAsync(string seekerId, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
-        var cv = await db.Set<Cv>().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
+        var cv = await LockedAsync(seekerId, cancellationToken);
         if (cv is null || cv.State == CvState.Erased)
         {
             return new CvWriteResult(CvWriteOutcome.NotFound, cv);
         }
 
-        cv.Erase(now);
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        await db.SaveChangesAsync(cancellationToken);
         // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
         var active = await db.Set<Consent>()
             .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' FOR NO KEY UPDATE")
             .Select(c => c.Id).ToListAsync(cancellationToken);
+        // Dated under the chain lock, as an untick: a disclosure committed before read the clock earlier. Only rows this
+        // transaction already holds are written under it.
+        await Locks.ChainAsync(db, cancellationToken);
+        var now = time.GetUtcNow();
+        cv.Erase(now);
+        await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, active, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, active, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
         await audit.AppendAsync(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations }), cancellationToken);
@@ -102,6 +105,14 @@ public sealed class CvWriter(
         dispatch.After(obligations);
         return new CvWriteResult(CvWriteOutcome.Erased, cv);
     }
+
+    /// <summary>
+    /// The seeker's CV row, locked: the freshness sweep may be taking it offline this very moment (it skips locked rows).
+    /// Read without the lock, a write would keep the state it read, Published, and leave EF nothing to change: the row
+    /// would stay Offline with a fresh date, served again, and never swept or chased again.
+    /// </summary>
+    private Task<Cv?> LockedAsync(string seekerId, CancellationToken cancellationToken) =>
+        db.Set<Cv>().FromSql($"SELECT * FROM cvs WHERE seeker_id = {seekerId} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
 
     public async Task<(Cv Cv, byte[]? Document)?> ReadAsync(string seekerId, CancellationToken cancellationToken)
     {

@@ -7,15 +7,27 @@ namespace ExchangeGateway.Cvs;
 
 /// <summary>
 /// The JSON Resume schema (jsonresume.org, MIT licence, shipped in this folder) and the rules the gateway adds:
-/// an object at the top, bounded depth, and <c>meta.lastModified</c> owned by the server.
+/// an object at the top, bounded depth, at most <see cref="FreshnessOptions.MaxDocumentBytes"/> as stored, and
+/// <c>meta.lastModified</c> owned by the server.
 /// </summary>
 public sealed class ResumeDocument
 {
     public const int MaxDepth = 32;
-    private readonly JsonSchema _schema;
 
-    public ResumeDocument()
+    // Stored as written, but for the escapes JSON requires: the default encoder would turn each '<' or non-ASCII letter into
+    // a six-byte escape, and a document within the limit as sent could be six times over it as stored. What is stored is
+    // served as JSON and shown through HTML encoding, never placed raw in a page.
+    private static readonly JsonSerializerOptions Stored = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static Dictionary<string, string[]> UnpairedSurrogate() =>
+        new() { ["$"] = ["A string holds an escape that is not a character (an unpaired surrogate)."] };
+
+    private readonly JsonSchema _schema;
+    private readonly int _maxBytes;
+
+    public ResumeDocument(Microsoft.Extensions.Options.IOptions<FreshnessOptions> options)
     {
+        _maxBytes = options.Value.MaxDocumentBytes;
         using var stream = typeof(ResumeDocument).Assembly.GetManifestResourceStream("ExchangeGateway.Cvs.resume.schema.json")
             ?? throw new InvalidOperationException("The JSON Resume schema is not embedded.");
         using var reader = new StreamReader(stream, Encoding.UTF8);
@@ -57,13 +69,29 @@ public sealed class ResumeDocument
         {
             return (null, new Dictionary<string, string[]> { ["$"] = [$"Not valid JSON: {e.Message}"] });
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            // In a property name, the parser finds it.
+            return (null, UnpairedSurrogate());
+        }
 
         if (node is not JsonObject document)
         {
             return (null, new Dictionary<string, string[]> { ["$"] = ["A JSON Resume document is a JSON object."] });
         }
 
-        using (var parsed = JsonDocument.Parse(document.ToJsonString()))
+        string text;
+        try
+        {
+            text = document.ToJsonString(Stored);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            // In a value, the parser leaves an escape such as a lone "\ud800" as it is; only writing the text finds it.
+            return (null, UnpairedSurrogate());
+        }
+
+        using (var parsed = JsonDocument.Parse(text))
         {
             var results = _schema.Evaluate(parsed.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List, RequireFormatValidation = true });
             if (!results.IsValid)
@@ -87,6 +115,11 @@ public sealed class ResumeDocument
         }
 
         meta["lastModified"] = now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
-        return (Encoding.UTF8.GetBytes(document.ToJsonString()), null);
+        var stored = Encoding.UTF8.GetBytes(document.ToJsonString(Stored));
+        // Checked on what is stored, for every way in: the web form adds to what it keeps, and the feed's memory bound
+        // (a page of documents held until recorded) rests on this limit.
+        return stored.Length > _maxBytes
+            ? (null, new Dictionary<string, string[]> { ["$"] = [$"The CV is larger than {_maxBytes / 1024} KiB."] })
+            : (stored, null);
     }
 }

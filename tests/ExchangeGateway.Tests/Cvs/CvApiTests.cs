@@ -162,6 +162,35 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await response.AssertProblemAsync(HttpStatusCode.RequestEntityTooLarge);
     }
 
+    /// <summary>
+    /// The limit holds for the document as stored, which the feed's memory bound rests on: a body at the limit grows by the
+    /// server's lastModified and is refused; characters that JSON does not require escaping are stored as sent, not as
+    /// six-byte escapes that made a document within the limit several times over it.
+    /// </summary>
+    [Fact]
+    public async Task TheLimitHoldsForTheDocumentAsStored()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        const string Head = "{\"basics\":{\"summary\":\"", Tail = "\"}}";
+        var atTheLimit = Head + new string('x', (256 * 1024) - Head.Length - Tail.Length) + Tail;
+        Assert.Equal(256 * 1024, Encoding.UTF8.GetByteCount(atTheLimit));
+        using (var refused = await client.PutAsync("/api/v1/me/cv", new StringContent(atTheLimit, Encoding.UTF8, "application/json")))
+        {
+            var problem = await refused.AssertProblemAsync(HttpStatusCode.UnprocessableEntity);
+            Assert.Contains("KiB", problem.GetProperty("errors").GetProperty("$")[0].GetString(), StringComparison.Ordinal);
+        }
+
+        var marked = Head + new string('<', 100 * 1024) + "é€" + Tail;
+        using (var stored = await client.PutAsync("/api/v1/me/cv", new StringContent(marked, Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.Created, stored.StatusCode);
+        }
+
+        var served = await client.GetByteArrayAsync("/api/v1/me/cv");
+        Assert.InRange(served.Length, 100 * 1024, 101 * 1024);
+    }
+
     [Fact]
     public async Task ATenMegabyteBodyGets413ProblemNotACrash()
     {

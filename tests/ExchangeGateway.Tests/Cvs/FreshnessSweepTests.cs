@@ -17,6 +17,40 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
 {
     private GatewayFactory Gateway => fixture.Factory;
 
+    /// <summary>
+    /// A seeker refreshing while the sweep takes the CV offline: the refresh waits for the sweep's row and then sees it
+    /// offline, so it brings the CV back online. Read without that lock, the refresh kept the state it had read and left
+    /// the row offline with a fresh date: served again, and never swept or chased again.
+    /// </summary>
+    [Fact]
+    public async Task ARefreshRacingTheSweepBringsTheCvBackOnline()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume("refresh-race")))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.Created, put.StatusCode);
+        }
+
+        // A minute on (the token still valid), so that the refresh has a new date to write whatever state it read.
+        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Task<HttpResponseMessage> refresh;
+        await using (var sweep = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            Assert.Equal(1, await sweep.ExecuteAsync($"UPDATE cvs SET state = 'Offline' WHERE seeker_id = '{seeker.Id}'"));
+            refresh = client.PostAsync("/api/v1/me/cv/refresh", null);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "transactionid", "tuple");
+            await sweep.CommitAsync();
+        }
+
+        using (var response = await refresh)
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal("Published", await fixture.Database.ScalarAsync<string>($"SELECT state FROM cvs WHERE seeker_id = '{seeker.Id}'"));
+    }
+
     [Fact]
     public async Task ManySmallBatchesTakeEveryStaleCvOfflineOnceWithOneObligationPerHolder()
     {

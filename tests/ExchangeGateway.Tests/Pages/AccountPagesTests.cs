@@ -222,7 +222,12 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     public async Task AForgottenPasswordIsResetThroughTheLinkTheNotifierSends()
     {
         var (session, email, oldPassword) = await PageSession.SignUpAsync(fixture.Factory);
-        session.Dispose();
+        using var signedIn = session;
+        using (var page = await signedIn.Http.GetAsync("/Cv"))
+        {
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        }
+
         // A session elsewhere, through the code flow, with a refresh token: the reset must end it.
         var elsewhere = await fixture.Actors.SignInWithCodeFlowAsync(email, oldPassword, "openid offline_access " + ApiScopes.CvManage);
         Assert.NotNull(elsewhere.RefreshToken);
@@ -250,6 +255,13 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         }))
         {
             Assert.Contains("Votre mot de passe a été changé", await reset.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // The browser signed in with the old password is out at its very next page, not when its cookie is next checked.
+        using (var page = await signedIn.Http.GetAsync("/Cv"))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, page.StatusCode);
+            Assert.Contains("/Account/Login", page.Headers.Location!.ToString(), StringComparison.Ordinal);
         }
 
         using var signIn = new PageSession(fixture.Factory);

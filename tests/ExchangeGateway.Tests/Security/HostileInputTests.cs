@@ -90,6 +90,9 @@ public sealed class HostileInputTests(GatewayFixture fixture)
         }
 
         yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"basics\":{\"name\":\"a\\u0007b\"}}"));
+        // Escapes of half a character: the parser keeps them, only writing the text finds them.
+        yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"basics\":{\"name\":\"\\ud800\"}}"));
+        yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"\\udc00\":1}"));
         yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"work\":\"" + ScriptPayload + "\"}"));
         yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"basics\":{\"email\":\"" + SqlPayload + "\"}}"));
         yield return new Case("seeker", "PUT", "/api/v1/me/cv", Utf8("{\"basics\":{\"name\":\"x\"}}"), "text/xml");
