@@ -28,11 +28,16 @@ public static class AuthSetup
                 options.ClaimsIdentity.RoleClaimType = Claims.Role;
             })
             .AddEntityFrameworkStores<GatewayDbContext>()
-            .AddDefaultTokenProviders();
+            .AddDefaultTokenProviders()
+            .AddClaimsPrincipalFactory<AuthTimeClaimsFactory>();
 
         // A session cookie is checked against the account on every request, not every 30 minutes: a password reset or an
         // erasure ends every browser's session at its next page. One indexed read per page; the API uses tokens.
-        services.Configure<SecurityStampValidatorOptions>(options => options.ValidationInterval = TimeSpan.Zero);
+        services.Configure<SecurityStampValidatorOptions>(options =>
+        {
+            options.ValidationInterval = TimeSpan.Zero;
+            options.OnRefreshingPrincipal = AuthTimeClaimsFactory.KeepSignInTime;
+        });
         services.ConfigureApplicationCookie(options =>
         {
             options.LoginPath = "/Account/Login";

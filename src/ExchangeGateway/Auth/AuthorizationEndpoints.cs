@@ -53,10 +53,10 @@ public static class AuthorizationEndpoints
         var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var mustSignIn = !session.Succeeded
             || request.HasPromptValue(PromptValues.Login)
-            || (request.MaxAge is { } maxAge && session.Properties?.IssuedUtc is { } issued
+            || (request.MaxAge is { } maxAge && (AuthTimeClaimsFactory.Of(session.Principal) ?? session.Properties?.IssuedUtc) is { } signedIn
                 // Clamped: a huge max_age would overflow TimeSpan (a 500); a hundred years is "any session will do".
-                // The gateway's clock, which stamped the session too.
-                && time.GetUtcNow() - issued > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
+                // The gateway's clock, which stamped the sign-in too.
+                && time.GetUtcNow() - signedIn > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
         if (mustSignIn)
         {
             if (request.HasPromptValue(PromptValues.None))
