@@ -19,12 +19,15 @@ public sealed record SetError(
     public const int MaxErrLength = 64;
 }
 
-/// <summary>RFC 8936 poll request: acknowledge what was processed, report what failed, ask for more.</summary>
+/// <summary>
+/// RFC 8936 poll request: acknowledge what was processed, report what failed, ask for more. Without returnImmediately a
+/// poll is a long poll, as the RFC says (§2.4): it waits up to ten seconds for an event.
+/// </summary>
 public sealed record PollRequest(
     IReadOnlyList<string>? Ack = null,
     [property: JsonPropertyName("setErrs")] IReadOnlyDictionary<string, SetError>? SetErrs = null,
     int? MaxEvents = null,
-    bool ReturnImmediately = true);
+    bool ReturnImmediately = false);
 
 /// <summary>RFC 8936 poll response: SETs keyed by jti; unacknowledged ones are offered again on the next poll.</summary>
 public sealed record PollResponse(IReadOnlyDictionary<string, string> Sets, bool MoreAvailable);

@@ -112,6 +112,33 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     private static void AssertSameInstant(DateTimeOffset expected, DateTimeOffset actual) =>
         Assert.True((expected - actual).Duration() < TimeSpan.FromMicroseconds(1), $"{expected:O} <> {actual:O}");
 
+    /// <summary>
+    /// RFC 8936 §2.4: without returnImmediately a poll is a long poll. A site whose queue is empty is answered when an event
+    /// becomes due for it, not at once with nothing, which would have a site that follows the RFC poll in a tight loop.
+    /// </summary>
+    [Fact]
+    public async Task APollWithoutReturnImmediatelyWaitsForTheNextEvent()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "long-poll-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using var client = Gateway.CreateHttpClient().WithToken(siteToken);
+
+        var poll = client.PostAsJsonAsync(Poll, new { maxEvents = 10 });
+        Assert.NotSame(poll, await Task.WhenAny(poll, Task.Delay(TimeSpan.FromSeconds(1))));
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        using var response = await poll;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Single((await response.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+    }
+
     private static async Task<JsonElement> PollAsync(HttpClient site, object body)
     {
         using var response = await site.PostAsJsonAsync(Poll, body);
