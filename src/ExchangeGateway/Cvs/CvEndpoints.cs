@@ -120,30 +120,38 @@ public static class CvEndpoints
 
     private static string ETagOf(Cv cv) => $"\"v{cv.Version}\"";
 
-    private static bool TryReadIfMatch(HttpRequest request, out int? version, out bool any)
+    /// <summary>
+    /// If-Match as RFC 9110 §13.1.1 reads it: "*", or a list of tags of which one must match the current version, by strong
+    /// comparison (a weak tag never matches, nor one the gateway never gave). False only when the header is not a list of
+    /// entity tags at all.
+    /// </summary>
+    private static bool TryReadIfMatch(HttpRequest request, out IReadOnlyCollection<int>? versions, out bool any)
     {
-        version = null;
+        versions = null;
         any = false;
-        var header = request.Headers.IfMatch.ToString();
-        if (string.IsNullOrEmpty(header))
+        var header = request.Headers.IfMatch;
+        if (Microsoft.Extensions.Primitives.StringValues.IsNullOrEmpty(header))
         {
             return true;
         }
 
-        if (header.Trim() == "*")
+        if (!EntityTagHeaderValue.TryParseStrictList(header, out var tags) || tags.Count == 0)
+        {
+            return false;
+        }
+
+        if (tags.Any(t => t.Equals(EntityTagHeaderValue.Any)))
         {
             any = true;
             return true;
         }
 
-        if (EntityTagHeaderValue.TryParse(header, out var tag) && tag.Tag.Value is { Length: > 3 } value
-            && value.StartsWith("\"v", StringComparison.Ordinal) && int.TryParse(value[2..^1], System.Globalization.CultureInfo.InvariantCulture, out var parsed))
-        {
-            version = parsed;
-            return true;
-        }
-
-        return false;
+        versions = tags.Where(t => !t.IsWeak).Select(t => t.Tag.Value)
+            .Select(value => value is { Length: > 3 } && value.StartsWith("\"v", StringComparison.Ordinal)
+                && int.TryParse(value[2..^1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version)
+                    ? version : (int?)null)
+            .OfType<int>().ToList();
+        return true;
     }
 
     private static bool IsJson(string? contentType) =>

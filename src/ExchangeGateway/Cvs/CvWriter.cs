@@ -21,14 +21,18 @@ public sealed class CvWriter(
     GatewayDbContext db, CvSealer sealer, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
     IOptions<ErasureOptions> erasure)
 {
-    /// <summary>Creates or replaces the CV. <paramref name="expectedVersion"/> comes from If-Match (null: no precondition).</summary>
-    public async Task<CvWriteResult> SaveAsync(string seekerId, byte[] document, int? expectedVersion, bool ifMatchAny, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates or replaces the CV. <paramref name="expectedVersions"/> come from If-Match: null for no precondition, else the
+    /// current version must be one of them (none: the precondition fails).
+    /// </summary>
+    public async Task<CvWriteResult> SaveAsync(
+        string seekerId, byte[] document, IReadOnlyCollection<int>? expectedVersions, bool ifMatchAny, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
         var cv = await LockedAsync(seekerId, cancellationToken);
-        if ((expectedVersion is not null || ifMatchAny) && (cv is null || (expectedVersion is { } expected && expected != cv.Version)))
+        if ((expectedVersions is not null || ifMatchAny) && (cv is null || (expectedVersions is not null && !expectedVersions.Contains(cv.Version))))
         {
             return new CvWriteResult(CvWriteOutcome.PreconditionFailed, cv);
         }

@@ -74,6 +74,30 @@ public sealed class CvApiTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>If-Match compares strongly (a weak tag of the current version does not match) and takes a list.</summary>
+    [Fact]
+    public async Task IfMatchTakesAListAndIgnoresWeakTags()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using (var first = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("v1")))
+        {
+            Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        }
+
+        using (var weak = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("weak"), "W/\"v1\""))
+        {
+            await weak.AssertProblemAsync(HttpStatusCode.PreconditionFailed);
+        }
+
+        using (var listed = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("listed"), "\"v7\", \"v1\""))
+        {
+            Assert.Equal(HttpStatusCode.OK, listed.StatusCode);
+        }
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal(2, (await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync()).GetProperty("version").GetInt32());
+    }
+
     [Fact]
     public async Task AStaleIfMatchGets412AndChangesNothing()
     {

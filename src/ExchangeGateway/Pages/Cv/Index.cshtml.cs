@@ -114,7 +114,8 @@ public sealed class IndexModel(
             return Page();
         }
 
-        var result = await writer.SaveAsync(User.Subject(), document, importing ? null : Current?.Version, ifMatchAny: false, HttpContext.RequestAborted);
+        var result = await writer.SaveAsync(
+            User.Subject(), document, importing || Current is null ? null : [Current.Version], ifMatchAny: false, HttpContext.RequestAborted);
         return result.Outcome == CvWriteOutcome.PreconditionFailed
             ? Conflict(stored)
             : RedirectToPage(new { done = importing ? "imported" : "saved" });
