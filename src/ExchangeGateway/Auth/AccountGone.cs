@@ -1,7 +1,7 @@
+using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Identity;
-using Microsoft.AspNetCore.Mvc;
 
 namespace ExchangeGateway.Auth;
 
@@ -29,16 +29,8 @@ public sealed class AccountGoneHandler(IProblemDetailsService problems) : IExcep
             return true;
         }
 
-        httpContext.Response.StatusCode = StatusCodes.Status401Unauthorized;
         httpContext.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\", error_description=\"The account no longer exists.\"";
-        return await problems.TryWriteAsync(new ProblemDetailsContext
-        {
-            HttpContext = httpContext,
-            ProblemDetails = new ProblemDetails
-            {
-                Status = StatusCodes.Status401Unauthorized, Title = "Unauthorized", Detail = "The account this token was issued for no longer exists.",
-            },
-            Exception = exception,
-        });
+        return await problems.WriteAsync(httpContext, exception, StatusCodes.Status401Unauthorized, "Unauthorized",
+            "The account this token was issued for no longer exists.");
     }
 }

@@ -49,6 +49,19 @@ public static partial class Problems
             Detail = detail,
         });
 
+    /// <summary>An exception handler's answer: the status and its problem, written for the caller's Accept.</summary>
+    public static ValueTask<bool> WriteAsync(
+        this IProblemDetailsService problems, HttpContext httpContext, Exception exception, int status, string title, string detail)
+    {
+        httpContext.Response.StatusCode = status;
+        return problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            ProblemDetails = new ProblemDetails { Status = status, Title = title, Detail = detail },
+            Exception = exception,
+        });
+    }
+
     public static ProblemHttpResult NotFound(string detail = "No such resource.") =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
 
@@ -79,19 +92,9 @@ public static partial class Problems
                 return false;
             }
 
-            httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
             httpContext.Response.Headers.RetryAfter = "5";
-            return await problems.TryWriteAsync(new ProblemDetailsContext
-            {
-                HttpContext = httpContext,
-                ProblemDetails = new ProblemDetails
-                {
-                    Status = StatusCodes.Status503ServiceUnavailable,
-                    Title = "Service unavailable",
-                    Detail = "The database could not answer just now; try again in a few seconds.",
-                },
-                Exception = exception,
-            });
+            return await problems.WriteAsync(httpContext, exception, StatusCodes.Status503ServiceUnavailable, "Service unavailable",
+                "The database could not answer just now; try again in a few seconds.");
         }
     }
 
@@ -108,18 +111,8 @@ public static partial class Problems
             // parameter declarations that the framework's messages quote do not, and are taken out.
             var detail = Internals().Replace(bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message, "the request");
             detail = DeclaredParameter().Replace(detail, "\"$1\"");
-            httpContext.Response.StatusCode = bad.StatusCode;
-            return await problems.TryWriteAsync(new ProblemDetailsContext
-            {
-                HttpContext = httpContext,
-                ProblemDetails = new ProblemDetails
-                {
-                    Status = bad.StatusCode,
-                    Title = bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "The request body is too large." : "The request is invalid.",
-                    Detail = detail,
-                },
-                Exception = exception,
-            });
+            return await problems.WriteAsync(httpContext, exception, bad.StatusCode,
+                bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "The request body is too large." : "The request is invalid.", detail);
         }
     }
 }

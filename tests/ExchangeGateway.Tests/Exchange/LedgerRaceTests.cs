@@ -26,18 +26,8 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
     {
         var (seeker, consent) = await SharedAsync("erasure-race");
 
-        Task<bool> erasure;
-        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
-        {
-            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
-            erasure = EraseAsync(seeker.Id);
-            // The erasure has deleted the seeker's key and waits for the chain lock.
-            await WaitAtTheChainLockAsync("seeker_keys", "RowExclusiveLock");
-            await DiscloseAsync(reader, consent);
-            await reader.CommitAsync();
-        }
-
-        Assert.True(await erasure);
+        // The erasure has deleted the seeker's key when it waits for the chain lock.
+        Assert.True(await RaceAsync(() => EraseAsync(seeker.Id), "seeker_keys", "RowExclusiveLock", consent));
         Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures WHERE consent_id = '{consent}'"));
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
             $"SELECT count(*) FROM disclosures WHERE consent_id = '{consent}' AND (seeker_id IS NOT NULL OR content_hash IS NOT NULL)"));
@@ -51,18 +41,8 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         var (seeker, consent) = await SharedAsync("untick-race");
         var site = await fixture.Database.ScalarAsync<Guid>($"SELECT recipient_id FROM consents WHERE id = '{consent}'");
 
-        Task<HttpResponseMessage> untick;
-        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
-        {
-            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
-            untick = Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
-            // The untick holds its consent row (FOR NO KEY UPDATE) and waits for the chain lock.
-            await WaitAtTheChainLockAsync("consents", "RowShareLock");
-            await DiscloseAsync(reader, consent);
-            await reader.CommitAsync();
-        }
-
-        using (var response = await untick)
+        // The untick holds its consent row (FOR NO KEY UPDATE) when it waits for the chain lock.
+        using (var response = await RaceAsync(() => Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site), "consents", "RowShareLock", consent))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
@@ -81,18 +61,9 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         var (_, consent) = await SharedAsync("suspension-race", site.Id);
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
 
-        Task<HttpResponseMessage> suspension;
-        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
-        {
-            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
-            suspension = admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new System.Text.Json.Nodes.JsonObject { ["reason"] = "race" });
-            // The suspension holds the site's active consents (FOR NO KEY UPDATE) and waits for the chain lock.
-            await WaitAtTheChainLockAsync("consents", "RowShareLock");
-            await DiscloseAsync(reader, consent);
-            await reader.CommitAsync();
-        }
-
-        using (var response = await suspension)
+        // The suspension holds the site's active consents (FOR NO KEY UPDATE) when it waits for the chain lock.
+        var suspend = () => admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new System.Text.Json.Nodes.JsonObject { ["reason"] = "race" });
+        using (var response = await RaceAsync(suspend, "consents", "RowShareLock", consent))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
@@ -106,6 +77,26 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         var site = siteId ?? await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site);
         return (seeker, await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND state = 'Active'"));
+    }
+
+    /// <summary>
+    /// Holds the chain lock, starts the end, waits until the session holding <paramref name="mode"/> on
+    /// <paramref name="table"/> (the end) queues for the chain lock, commits the other node's ledger row, and returns the
+    /// end's outcome.
+    /// </summary>
+    private async Task<T> RaceAsync<T>(Func<Task<T>> end, string table, string mode, Guid consent)
+    {
+        Task<T> ending;
+        await using (var reader = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await reader.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            ending = end();
+            await WaitAtTheChainLockAsync(table, mode);
+            await DiscloseAsync(reader, consent);
+            await reader.CommitAsync();
+        }
+
+        return await ending;
     }
 
     /// <summary>The other node's ledger row, dated by the gateway's clock a minute after the end began.</summary>
