@@ -12,7 +12,7 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || DataKeyCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) ? args : null;
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -89,7 +89,7 @@ var app = builder.Build();
 if (command is not null)
 {
     return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
-        : DataKeyCommands.IsCommand(command) ? await DataKeyCommands.RunAsync(app.Services, command)
+        : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
         : await AuditCommands.RunAsync(app.Services, command);
 }
 

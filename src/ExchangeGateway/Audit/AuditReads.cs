@@ -22,12 +22,9 @@ public sealed class AuditReads
         var replica = configuration.GetConnectionString(ConnectionStringName);
         OnReplica = !string.IsNullOrWhiteSpace(replica);
         var connectionString = OnReplica ? replica! : configuration.GetConnectionString(GatewayDatabase.ConnectionStringName)!;
-        _options = new DbContextOptionsBuilder<GatewayDbContext>()
-            .UseNpgsql(GatewayDatabase.Pooled(connectionString, database.Value))
-            .UseSnakeCaseNamingConvention()
-            .UseOpenIddict()
-            .UseLoggerFactory(logging)
-            .Options;
+        var options = new DbContextOptionsBuilder<GatewayDbContext>();
+        options.UseGateway(GatewayDatabase.Pooled(connectionString, database.Value)).UseLoggerFactory(logging);
+        _options = options.Options;
     }
 
     public bool OnReplica { get; }

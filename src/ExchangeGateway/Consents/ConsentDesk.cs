@@ -88,10 +88,7 @@ public sealed class ConsentDesk(
         }
 
         var recipient = await db.Recipients.AsNoTracking().SingleAsync(r => r.Id == recipientId, cancellationToken);
-        // The end is stamped under the chain lock (taken after the row lock, as everywhere): a disclosure that committed
-        // before it read the clock before it, so no ledger row of this episode is dated after its end.
-        await Locks.ChainAsync(db, cancellationToken);
-        var now = time.GetUtcNow();
+        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         active.Revoke(now);
         var revoked = ConsentEvent.For(active, ConsentEventKind.Revoked, recipient, method, now);
         db.Add(revoked);

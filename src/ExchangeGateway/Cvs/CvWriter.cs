@@ -96,10 +96,7 @@ public sealed class CvWriter(
         var active = await db.Set<Consent>()
             .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' FOR NO KEY UPDATE")
             .Select(c => c.Id).ToListAsync(cancellationToken);
-        // Dated under the chain lock, as an untick: a disclosure committed before read the clock earlier. Only rows this
-        // transaction already holds are written under it.
-        await Locks.ChainAsync(db, cancellationToken);
-        var now = time.GetUtcNow();
+        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         cv.Erase(now);
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, active, cancellationToken);

@@ -19,7 +19,7 @@ public sealed record DataKeyRotationResult(int Rewrapped, int Unreadable, IReadO
 /// its successor has been in use for <see cref="DataKeyOptions.ActivationDelay"/>: a write that wrapped under it just
 /// before the switch (or on a node whose clock is a little behind) has committed, and is re-wrapped, by then. Each batch is one UPDATE
 /// that only replaces a row still holding what was read, so a seeker's own write or erasure in between wins.
-/// Runs daily, and once a rotation's new key is active (<see cref="DataKeyCommands"/>).
+/// Runs daily, and once a rotation's new key is active (<see cref="Hosting.KeyCommands"/>).
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class DataKeyRotationJob(

@@ -55,10 +55,8 @@ public sealed class SeekerErasure(
         }
 
         // Under the chain lock, a disclosure decided from the consents as committed before this erasure has committed by now,
-        // so its ledger row is cleared below, and none can follow. The episodes end by the clock read under the lock: that
-        // disclosure read it earlier, so no ledger row says it came after its episode ended.
-        await Locks.ChainAsync(db, cancellationToken);
-        var now = time.GetUtcNow();
+        // so its ledger row is cleared below, and none can follow.
+        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         foreach (var consent in active)
         {
             consent.EndBySystem(ErasureCauses.SubjectErased, now);

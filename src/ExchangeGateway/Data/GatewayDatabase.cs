@@ -24,9 +24,13 @@ public static class GatewayDatabase
         // temporary tables), so the reset Npgsql sends when a pooled connection is taken again would be one more statement
         // per request, a tenth of PostgreSQL's time on the single-CV path. Hangfire and the health check keep their own pools.
         services.AddDbContextPool<GatewayDbContext>((sp, options) =>
-            options.UseNpgsql(Pooled(connectionString, sp.GetRequiredService<IOptions<DatabaseOptions>>().Value)).UseSnakeCaseNamingConvention().UseOpenIddict());
+            options.UseGateway(Pooled(connectionString, sp.GetRequiredService<IOptions<DatabaseOptions>>().Value)));
         return services;
     }
+
+    /// <summary>How every context of the gateway talks to PostgreSQL, whichever connection (node pool, owner, audit replica).</summary>
+    public static DbContextOptionsBuilder UseGateway(this DbContextOptionsBuilder options, string connectionString) =>
+        options.UseNpgsql(connectionString).UseSnakeCaseNamingConvention().UseOpenIddict();
 
     /// <summary>The connection string as the gateway's pools use it: no reset on close, and the node's pool size unless it names one.</summary>
     public static string Pooled(string connectionString, DatabaseOptions options)
@@ -60,12 +64,9 @@ public static class GatewayDatabase
             return;
         }
 
-        var options = new DbContextOptionsBuilder<GatewayDbContext>()
-            .UseNpgsql(owner)
-            .UseSnakeCaseNamingConvention()
-            .UseOpenIddict()
-            .Options;
-        await using var db = new GatewayDbContext(options);
+        var options = new DbContextOptionsBuilder<GatewayDbContext>();
+        options.UseGateway(owner);
+        await using var db = new GatewayDbContext(options.Options);
         await db.Database.MigrateAsync(cancellationToken);
     }
 }

@@ -37,4 +37,15 @@ public static class Locks
 
     public static Task ChainAsync(GatewayDbContext db, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock({Chain})", cancellationToken);
+
+    /// <summary>
+    /// The chain lock, and the moment a share ends, read under it: a disclosure that committed before read the clock
+    /// before, so no ledger row is dated after the end of the episode that let it through. Take the episodes' row locks
+    /// first, as everywhere, and write only rows already held once this returns.
+    /// </summary>
+    public static async Task<DateTimeOffset> ChainForEndAsync(GatewayDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        await ChainAsync(db, cancellationToken);
+        return time.GetUtcNow().TruncateToMicroseconds();
+    }
 }

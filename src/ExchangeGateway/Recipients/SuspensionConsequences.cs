@@ -56,11 +56,9 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
         await db.SaveChangesAsync(cancellationToken);
         var ids = active.Select(c => c.Id).ToList();
 
-        // The episodes end by the clock read under the chain lock, as an untick's: a disclosure committed before read it
-        // earlier, so no ledger row is dated after the end of its episode. Written above and dated again here, in two
-        // set-based statements: saving a big site's episodes under the lock would stall every read of the gateway.
-        await Locks.ChainAsync(db, cancellationToken);
-        now = time.GetUtcNow().TruncateToMicroseconds();
+        // Written above and dated again under the chain lock, in two set-based statements: saving a big site's episodes
+        // under the lock would stall every read of the gateway.
+        now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         await db.Set<Consent>().Where(c => ids.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
         await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
         await FeedPositions.BumpAsync(db, ids, cancellationToken);

@@ -105,7 +105,7 @@ public sealed class KeyReplacementTests : IDisposable
         var signedIn = await new Actors(stored).SignInWithCodeFlowAsync(seeker.Email, seeker.Password, "openid offline_access " + ExchangeGateway.Auth.ApiScopes.CvManage);
 
         var exported = Path.Combine(_folder, "exported");
-        Assert.Equal(0, await ExchangeGateway.Cvs.DataKeyCommands.RunAsync(stored.Services, ["keys", "export-public", exported]));
+        Assert.Equal(0, await ExchangeGateway.Hosting.KeyCommands.RunAsync(stored.Services, ["keys", "export-public", exported]));
         var published = (await SecurityEventTokens.FetchKeysAsync(stored)).Keys.Select(k => k.Kid).ToHashSet();
         string[] files = [Path.Combine(exported, "rs256.pub.pem"), Path.Combine(exported, "es256.pub.pem")];
         Assert.Equal(published, new HashSet<string> { KeyIdOf(RSA.Create(), files[0]), KeyIdOf(ECDsa.Create(), files[1]) });

@@ -32,7 +32,7 @@ public sealed class DataKeyRotationTests
         await Sharing.TickAsync(nodeA, before.Tokens.AccessToken, site.Id);
 
         // The command adds the key and schedules the pass; nothing wraps with the new key until it activates.
-        Assert.Equal(0, await DataKeyCommands.RunAsync(nodeA.Services, ["keys", "rotate-data-key"]));
+        Assert.Equal(0, await ExchangeGateway.Hosting.KeyCommands.RunAsync(nodeA.Services, ["keys", "rotate-data-key"]));
         Assert.Equal(2L, await database.ScalarAsync<long>(
             "SELECT count(*) FROM hangfire.job WHERE statename = 'Scheduled' AND invocationdata::text LIKE '%DataKeyRotationJob%'"));
         var waiting = await Propagation.SeekerWithCvAsync(nodeB, new Actors(nodeB), "rotation-waiting");

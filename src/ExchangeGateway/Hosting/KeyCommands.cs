@@ -1,20 +1,21 @@
 using System.Text.Json;
 using ExchangeGateway.Audit;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
 using Hangfire;
 using Microsoft.Extensions.Options;
 
-namespace ExchangeGateway.Cvs;
+namespace ExchangeGateway.Hosting;
 
 /// <summary>
-/// `dotnet ExchangeGateway.dll keys export-public DIR` writes the public halves of the signing keys in use as PEM files,
+/// The `keys` commands, for both kinds of key. `dotnet ExchangeGateway.dll keys export-public DIR` writes the public halves of the signing keys in use as PEM files,
 /// the verification keys of a replacement (see the README), also when the gateway created and stored the keys itself.
 /// `keys rotate-data-key` adds a data-key wrapping key that every node starts using at the same
 /// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the passes
 /// that re-wrap the stored data keys under it and, once it has been in use as long again, delete the old wrapping key
 /// (the daily run would do both too).
 /// </summary>
-public static class DataKeyCommands
+public static class KeyCommands
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
