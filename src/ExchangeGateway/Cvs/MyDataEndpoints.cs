@@ -50,8 +50,8 @@ public static class MyDataEndpoints
             return problem;
         }
 
-        var (items, next) = await MyDataQueries.DisclosurePageAsync(db, context.User.Subject(), before, take, context.RequestAborted);
-        return TypedResults.Ok(new Page<DisclosureItem>(items, next is { } position ? cursors.Encode(MyDataQueries.DisclosuresCollection, position) : null));
+        return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.DisclosuresCollection,
+            MyDataQueries.DisclosuresBefore(db, context.User.Subject(), string.IsNullOrEmpty(cursor) ? null : before), take, d => d.Id, context.RequestAborted));
     }
 
     private static async Task<Results<Ok<Page<ErasureStatusItem>>, ProblemHttpResult>> Erasures(

@@ -19,18 +19,9 @@ public static class MyDataQueries
         where d.SeekerId == seekerId
         select new DisclosureItem { Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, Version = d.CvVersion, DisclosedAt = d.DisclosedAt };
 
-    /// <summary>One page of disclosures, newest first, strictly older than <paramref name="before"/> (0: from the newest).</summary>
-    public static async Task<(List<DisclosureItem> Items, long? Next)> DisclosurePageAsync(
-        GatewayDbContext db, string seekerId, long before, int take, CancellationToken cancellationToken)
-    {
-        var rows = await DisclosuresOf(db, seekerId)
-            .Where(d => before == 0 || d.Id < before)
-            .OrderByDescending(d => d.Id)
-            .Take(take + 1)
-            .ToListAsync(cancellationToken);
-        var items = rows.Take(take).ToList();
-        return (items, rows.Count > take ? items[^1].Id : null);
-    }
+    /// <summary>Disclosures newest first, strictly older than <paramref name="before"/> (null: from the newest), for <see cref="Cursors.PageAsync"/>.</summary>
+    public static IQueryable<DisclosureItem> DisclosuresBefore(GatewayDbContext db, string seekerId, long? before) =>
+        DisclosuresOf(db, seekerId).Where(d => before == null || d.Id < before).OrderByDescending(d => d.Id);
 
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
     public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, long? before = null) =>

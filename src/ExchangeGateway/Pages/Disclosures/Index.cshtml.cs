@@ -25,9 +25,10 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
             return RedirectToPage();
         }
 
-        var (items, next) = await MyDataQueries.DisclosurePageAsync(db, User.Subject(), before, PageSize, HttpContext.RequestAborted);
-        Items = items;
-        Next = next is { } position ? cursors.Encode(MyDataQueries.DisclosuresCollection, position) : null;
+        var page = await cursors.PageAsync(MyDataQueries.DisclosuresCollection,
+            MyDataQueries.DisclosuresBefore(db, User.Subject(), string.IsNullOrEmpty(Cursor) ? null : before), PageSize, d => d.Id, HttpContext.RequestAborted);
+        Items = page.Items;
+        Next = page.NextCursor;
         return Page();
     }
 }
