@@ -52,6 +52,23 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
             $"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}' AND cause = 'consent-revoked'"));
     }
 
+    /// <summary>Erasing the CV alone (the account stays) is dated after the racing row too.</summary>
+    [Fact]
+    public async Task ALedgerRowCommittedDuringACvErasurePrecedesIt()
+    {
+        var (seeker, consent) = await SharedAsync("cv-erasure-race");
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        // The CV erasure holds the seeker's active consents (FOR NO KEY UPDATE) when it waits for the chain lock.
+        using (var response = await RaceAsync(() => client.DeleteAsync("/api/v1/me/cv"), "consents", "RowShareLock", consent))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        }
+
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"""
+            SELECT bool_and(v.erased_at >= d.disclosed_at) FROM cvs v JOIN disclosures d ON d.consent_id = '{consent}' WHERE v.seeker_id = '{seeker.Id}'
+            """), "the CV's erasure is dated before a copy it let through");
+    }
+
     /// <summary>A suspension ends every episode of the site after the racing row too.</summary>
     [Fact]
     public async Task ALedgerRowCommittedDuringASuspensionPrecedesTheEnd()
