@@ -62,6 +62,41 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
     }
 
     [Fact]
+    public async Task SkillKeywordsAreOnePerLineSoAKeywordWithACommaStaysOneKeyword()
+    {
+        var (seeker, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            var resume = Sharing.Resume("keywords");
+            resume["skills"] = new JsonArray(
+                new JsonObject { ["name"] = "Office", ["keywords"] = new JsonArray("Office (Word, Excel)", "Outlook") },
+                new JsonObject { ["name"] = "Writing", ["keywords"] = new JsonArray("Reports") });
+            using (await ImportAsync(session, Encoding.UTF8.GetBytes(resume.ToJsonString())))
+            {
+            }
+
+            // The browser sends textareas with CRLF line breaks; the first row is sent back untouched, the second edited.
+            var fields = FormFields(await session.GetPageAsync("/Cv"), "Save");
+            Assert.Contains(fields, f => f.Key == "Form.Skills[0].Keywords" && f.Value == "Office (Word, Excel)\nOutlook");
+            fields = [.. fields.Select(f => f.Key switch
+            {
+                "Form.Skills[0].Keywords" => new KeyValuePair<string, string>(f.Key, f.Value.Replace("\n", "\r\n", StringComparison.Ordinal)),
+                "Form.Skills[1].Keywords" => new(f.Key, "Reports, minutes\r\n\r\n  Speeches  \r\n"),
+                _ => f,
+            })];
+            using (var saved = await session.Http.PostAsync("/Cv?handler=Save", new FormUrlEncodedContent(fields)))
+            {
+                Assert.Equal("/Cv?done=saved", saved.Headers.Location!.OriginalString);
+            }
+
+            using var api = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var skills = JsonNode.Parse(await api.GetStringAsync("/api/v1/me/cv"))!["document"]!["skills"]!;
+            Assert.Equal(["Office (Word, Excel)", "Outlook"], skills[0]!["keywords"]!.AsArray().Select(k => k!.GetValue<string>()));
+            Assert.Equal(["Reports, minutes", "Speeches"], skills[1]!["keywords"]!.AsArray().Select(k => k!.GetValue<string>()));
+        }
+    }
+
+    [Fact]
     public async Task SavingOverAChangeMadeElsewhereShowsTheLatestVersionInsteadOfOverwritingIt()
     {
         var (seeker, session) = await SignedInSeekerAsync();

@@ -57,7 +57,7 @@ public sealed class CvForm
             Skills = Rows(document, "skills", o => new SkillRow
             {
                 Name = Text(o, "name"), Level = Text(o, "level"),
-                Keywords = o["keywords"] is JsonArray keywords ? string.Join(", ", keywords.Select(k => Text(k)).OfType<string>()) : null,
+                Keywords = KeywordLines(o),
             }),
             Languages = Rows(document, "languages", o => new LanguageRow { Language = Text(o, "language"), Fluency = Text(o, "fluency") }),
         };
@@ -112,7 +112,13 @@ public sealed class CvForm
         Merge(document, "skills", nameof(Skills), Skills, rowPointers, (o, r) =>
         {
             Set(o, "name", r.Name); Set(o, "level", r.Level);
-            var keywords = (r.Keywords ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            // Untouched lines keep the stored array as it was (a keyword imported with a line break in it stays one keyword).
+            if (KeywordLines(o) == Normalised(r.Keywords))
+            {
+                return;
+            }
+
+            var keywords = Normalised(r.Keywords)?.Split('\n') ?? [];
             if (keywords.Length == 0)
             {
                 o.Remove("keywords");
@@ -178,6 +184,16 @@ public sealed class CvForm
 
     private static List<TRow> Rows<TRow>(JsonObject? document, string section, Func<JsonObject, TRow> read) where TRow : CvRow =>
         document?[section] is JsonArray array ? [.. array.Select(n => n is JsonObject o ? read(o) : null).OfType<TRow>()] : [];
+
+    // One keyword per line: keywords are phrases that may contain commas ("Office (Word, Excel)"), never line breaks.
+    private static string? KeywordLines(JsonObject o) =>
+        o["keywords"] is JsonArray keywords ? Normalised(string.Join('\n', keywords.Select(k => Text(k)).OfType<string>())) : null;
+
+    private static string? Normalised(string? lines)
+    {
+        var kept = (lines ?? "").Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return kept.Length == 0 ? null : string.Join('\n', kept);
+    }
 
     private static string? Text(JsonObject? o, string key) => Text(o?[key]);
 
