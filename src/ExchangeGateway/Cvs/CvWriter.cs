@@ -115,21 +115,22 @@ public sealed class CvWriter(
     private Task<Cv?> LockedAsync(string seekerId, CancellationToken cancellationToken) =>
         db.Set<Cv>().FromSql($"SELECT * FROM cvs WHERE seeker_id = {seekerId} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
 
+    /// <summary>
+    /// The CV and its key in one statement, so in one snapshot: read in two, an erasure committing in between (the key
+    /// deleted after the sealed row was read) made the read fail instead of answering that the CV is erased.
+    /// </summary>
     public async Task<(Cv Cv, byte[]? Document)?> ReadAsync(string seekerId, CancellationToken cancellationToken)
     {
-        var cv = await db.Set<Cv>().AsNoTracking().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken);
-        if (cv is null)
+        var found = await db.Set<Cv>().AsNoTracking().Where(c => c.SeekerId == seekerId)
+            .Select(c => new { Cv = c, Key = db.Set<SeekerKey>().Where(k => k.SeekerId == c.SeekerId).Select(k => k.WrappedKey).FirstOrDefault() })
+            .SingleOrDefaultAsync(cancellationToken);
+        return found switch
         {
-            return null;
-        }
-
-        if (cv.Sealed is null)
-        {
-            return (cv, null);
-        }
-
-        var wrapped = await db.Set<SeekerKey>().AsNoTracking().Where(k => k.SeekerId == seekerId).Select(k => k.WrappedKey).SingleAsync(cancellationToken);
-        return (cv, CvSealer.Open(sealer.Unwrap(seekerId, wrapped), seekerId, cv.Version, cv.Sealed));
+            null => null,
+            { Cv.Sealed: null } => (found.Cv, null),
+            { Key: null } => throw new InvalidOperationException("A sealed CV has no key."),
+            _ => (found.Cv, CvSealer.Open(sealer.Unwrap(seekerId, found.Key), seekerId, found.Cv.Version, found.Cv.Sealed)),
+        };
     }
 
     private AuditEntry Entry(string seekerId, string action, Dictionary<string, object?> details) =>

@@ -1,9 +1,13 @@
+using System.Data.Common;
 using System.Net;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Cvs;
+using ExchangeGateway.Data;
 using ExchangeGateway.Tests.Infrastructure;
 using ExchangeGateway.Tests.Pages;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Cvs;
@@ -65,6 +69,55 @@ public sealed class WritesAfterErasureTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
             Assert.Contains("/Account/Login", response.Headers.Location!.ToString(), StringComparison.Ordinal);
             Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seekerId}'"));
+        }
+    }
+
+    /// <summary>
+    /// A seeker reading their CV on one node while erasing it from another: the read answers from one snapshot (the CV as
+    /// it was, or no CV), never a 500 because the key went between reading the row and reading its key.
+    /// </summary>
+    [Fact]
+    public async Task ReadingOnesCvWhileItIsErasedElsewhereAnswersFromOneSnapshot()
+    {
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, "read-while-erased");
+        var pause = new PauseAfterCvRead();
+        await using var reader = new GatewayFactory(
+            fixture.Database, fixture.Factory.Time, issuer: fixture.Factory.Issuer,
+            services: services => services.ConfigureDbContext<GatewayDbContext>(options => options.AddInterceptors(pause)));
+        using var onReader = reader.CreateHttpClient().WithToken(seeker.Tokens.AccessToken);
+        using var elsewhere = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal(HttpStatusCode.OK, (await onReader.GetAsync("/api/v1/me/cv")).StatusCode);
+
+        pause.Armed = true;
+        var read = onReader.GetAsync("/api/v1/me/cv");
+        await pause.Read.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(HttpStatusCode.NoContent, (await elsewhere.DeleteAsync("/api/v1/me/cv")).StatusCode);
+        pause.Resume.SetResult();
+
+        using var response = await read.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("read-while-erased", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var after = await onReader.GetAsync("/api/v1/me/cv");
+        Assert.Contains("\"state\":\"erased\"", await after.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Holds the first read of the CV table, once armed, until the test lets it go on.</summary>
+    private sealed class PauseAfterCvRead : DbCommandInterceptor
+    {
+        public volatile bool Armed;
+
+        public TaskCompletionSource Read { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource Resume { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override async ValueTask<DbDataReader> ReaderExecutedAsync(
+            DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
+        {
+            if (Armed && command.CommandText.Contains("FROM cvs AS", StringComparison.Ordinal) && Read.TrySetResult())
+            {
+                await Resume.Task;
+            }
+
+            return result;
         }
     }
 }

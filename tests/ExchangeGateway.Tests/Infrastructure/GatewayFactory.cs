@@ -22,11 +22,13 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
     private readonly string _appConnectionString;
     private readonly string _ownerConnectionString;
     private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _services;
 
     public GatewayFactory(
         TestDatabase database, FakeTimeProvider time, Uri? issuer = null, string? appConnectionString = null, IDictionary<string, string?>? settings = null,
-        bool captureLogs = false)
+        bool captureLogs = false, Action<IServiceCollection>? services = null)
     {
+        _services = services;
         Logs = captureLogs ? new ConcurrentQueue<string>() : null;
         Time = time;
         Port = FreePort();
@@ -80,6 +82,8 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
             {
                 services.AddSingleton<ILoggerProvider>(new LogCapture(Logs));
             }
+
+            _services?.Invoke(services);
         });
     }
 
