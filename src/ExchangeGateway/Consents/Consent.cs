@@ -79,14 +79,18 @@ public sealed class Consent
 
     public void Revoke(DateTimeOffset at) => End(ConsentState.Revoked, ErasureCauses.ConsentRevoked, at);
 
-    public void Expire(DateTimeOffset at)
+    /// <summary>
+    /// Dated when it lapsed, not when a job or a new tick noticed: no read was allowed after that moment, and a new episode
+    /// opened by a tick that notices it comes after it in the history.
+    /// </summary>
+    public void Expire(DateTimeOffset now)
     {
-        if (at < ExpiresAt)
+        if (now < ExpiresAt)
         {
             throw new InvalidOperationException("A consent expires only once its time is up.");
         }
 
-        End(ConsentState.Expired, ErasureCauses.ConsentExpired, at);
+        End(ConsentState.Expired, ErasureCauses.ConsentExpired, ExpiresAt);
     }
 
     /// <summary>Ended by the gateway: the seeker was erased or the recipient suspended.</summary>

@@ -34,8 +34,11 @@ public sealed class ConsentDesk(
             return new ConsentDecision(ConsentChange.UnknownRecipient, null, null, null);
         }
 
-        var active = await db.Set<Consent>().SingleOrDefaultAsync(
-            c => c.SeekerId == seekerId && c.RecipientId == recipientId && c.State == ConsentState.Active, cancellationToken);
+        // Locked like an untick: the expiry job (SKIP LOCKED) either ended this episode first, and the row no longer matches
+        // once it commits, or leaves it to this tick. Unlocked, both ended it: two receipts, two obligations.
+        var active = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND recipient_id = {recipientId} AND state = 'Active' FOR NO KEY UPDATE")
+            .SingleOrDefaultAsync(cancellationToken);
         if (active is not null && active.ExpiresAt > now)
         {
             var receipt = await db.Set<ConsentEvent>().AsNoTracking()
@@ -49,7 +52,7 @@ public sealed class ConsentDesk(
         {
             // Lapsed but not yet swept: it ends as expired here, so the new tick opens a new episode as it should.
             active.Expire(now);
-            var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, now);
+            var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, active.ExpiresAt);
             db.Add(expired);
             await db.SaveChangesAsync(cancellationToken);
             entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired));

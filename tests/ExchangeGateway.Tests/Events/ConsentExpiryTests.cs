@@ -47,4 +47,61 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         var withdrawal = Assert.Single(items, i => i.GetProperty("id").GetString() == oldId);
         Assert.Equal(("withdrawal", "consent-expired"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));
     }
+
+    /// <summary>
+    /// A tick on a lapsed episode that the expiry job is ending at this very moment: the episode ends once (one receipt, one
+    /// obligation, the job's), and the new episode's receipt comes after the old one's end in the history.
+    /// </summary>
+    [Fact]
+    public async Task ATickRacingTheExpiryJobEndsTheLapsedEpisodeOnce()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
+        var marker = "expiry-race-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var episode = $"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}' AND state = 'Active'";
+        var lapsed = await fixture.Database.ScalarAsync<Guid>(episode);
+
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        var seekerToken = await fixture.Actors.FreshTokenAsync(seeker);
+        Task<System.Text.Json.JsonElement> tick;
+        await using (var job = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            // The job's batch holds the episode (its FOR NO KEY UPDATE SKIP LOCKED) while the tick arrives.
+            await job.ExecuteAsync($"SELECT 1 FROM consents WHERE id = '{lapsed}' FOR NO KEY UPDATE");
+            tick = Sharing.TickAsync(Gateway, seekerToken, site.Id);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "transactionid", "tuple");
+            await job.ExecuteAsync($"UPDATE consents SET state = 'Expired', end_cause = 'consent-expired', ended_at = expires_at WHERE id = '{lapsed}'");
+            await job.ExecuteAsync($"""
+                INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+                SELECT gen_random_uuid(), recipient_id, id, pairwise_id, 'erasure-required', 'consent-expired', now(), now(), 'Pending', false, 0, now()
+                FROM consents WHERE id = '{lapsed}'
+                """);
+            await job.CommitAsync();
+        }
+
+        await tick.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotEqual(lapsed, await fixture.Database.ScalarAsync<Guid>(episode));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{lapsed}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE consent_id = '{lapsed}' AND kind = 'Expired'"));
+    }
+
+    [Fact]
+    public async Task TickingALapsedEpisodeDatesItsEndWhenItLapsedBeforeTheNewEpisode()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, "expiry-order-" + Guid.NewGuid().ToString("N"));
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        var seekerToken = await fixture.Actors.FreshTokenAsync(seeker);
+        await Sharing.TickAsync(Gateway, seekerToken, site.Id);
+
+        using var me = Gateway.CreateHttpClient().WithToken(seekerToken);
+        var history = (await (await me.GetAsync($"/api/v1/me/consents/{site.Id}/history")).ReadJsonAsync()).GetProperty("items").EnumerateArray()
+            .Select(e => (Kind: e.GetProperty("kind").GetString(), At: e.GetProperty("at").GetDateTimeOffset())).ToList();
+        Assert.Equal(["granted", "expired", "granted"], history.Select(e => e.Kind));
+        Assert.Equal(history[0].At + TimeSpan.FromDays(365), history[1].At);
+        Assert.True(history[1].At < history[2].At);
+    }
 }
