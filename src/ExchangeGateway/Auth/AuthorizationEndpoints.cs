@@ -175,14 +175,9 @@ public static class AuthorizationEndpoints
             var application = await applications.FindByClientIdAsync(request.ClientId!, context.RequestAborted)
                 ?? throw new InvalidOperationException("OpenIddict authenticated an unknown client.");
 
-            // A suspended site gets no new token (its live tokens are refused by the API's own check).
-            var suspended = await db.Recipients.AnyAsync(
-                r => r.ClientId == request.ClientId && r.Status == Recipients.RecipientStatus.Suspended, context.RequestAborted);
-            if (suspended)
-            {
-                return Forbid(Errors.UnauthorizedClient, "This client is suspended.");
-            }
-
+            // A suspended site still gets tokens: it reads no CV (RecipientGate refuses it on every CV call), but it holds
+            // copies, and must go on fetching its erasure events and confirming deletions long after a token issued before
+            // the suspension has run out. An operator who suspects the credentials rotates them (or the site's keys).
             var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
             identity.SetClaim(Claims.Subject, request.ClientId)
                 .SetClaim(Claims.Name, await applications.GetDisplayNameAsync(application, context.RequestAborted));

@@ -92,7 +92,7 @@ public static partial class AdminRecipientEndpoints
             .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
         admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");
-        admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: no new token, live tokens refused at once.");
+        admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: from its next request it reads no CV (live tokens included) and only fetches and confirms its erasure events.");
         admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient").WithSummary("Lifts a suspension.");
         admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).")
             .ProducesProblem(StatusCodes.Status409Conflict);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
@@ -101,20 +102,22 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
     }
 
     [Fact]
-    public async Task ASuspendedKeySiteGetsNoToken()
+    public async Task ASuspendedKeySiteGetsATokenThatReachesOnlyItsEvents()
     {
         using var key = new SiteKey();
         var (site, operatorToken) = await RegisterWithKeyAsync(key);
         using (var admin = fixture.Client().WithToken(operatorToken))
         {
             using var suspended = await admin.PostAsync($"{Sites.AdminPath}/{site.Id}/suspend",
-                new StringContent("{\"reason\":\"key compromised\"}", System.Text.Encoding.UTF8, "application/json"));
+                new StringContent("{\"reason\":\"under investigation\"}", System.Text.Encoding.UTF8, "application/json"));
             Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
         }
 
         using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
-        Assert.False(response.IsSuccessStatusCode, "a suspended site was issued a token");
-        Assert.Equal("unauthorized_client", await Sites.TokenErrorAsync(response));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var client = fixture.Client().WithToken((await response.ReadJsonAsync()).GetProperty("access_token").GetString()!);
+        await (await client.GetAsync(Sites.FeedPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/events/poll", JsonContent.Create(new { returnImmediately = true }))).StatusCode);
     }
 
     /// <summary>Returns the operator's token too, for the tests that go on administering the site.</summary>
