@@ -288,7 +288,9 @@ public sealed class EventDispatchJob(
             request.Content.Headers.TryAddWithoutValidation("Content-Type", SetMediaType);
             request.Content.Headers.ContentLength = set.Length;
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            if (response.IsSuccessStatusCode)
+            // RFC 8935 §2.2: a receiver that took the SET answers 202. Another success (a parked domain's 200, a catch-all
+            // server's 204) says nothing about the SET, so it is retried like any other answer, not counted as delivered.
+            if (response.StatusCode == HttpStatusCode.Accepted)
             {
                 return new Outcome(true, time.GetUtcNow(), null);
             }
@@ -318,6 +320,12 @@ public sealed class EventDispatchJob(
             // The message names the endpoint's host and the socket error, never personal data.
             return Retry(obligation, e.InnerException is PushEndpointRefusedException refused ? refused.Message : $"connection failed: {e.HttpRequestError}");
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Whatever one site's answer does, it is that site's failed attempt, not the batch's: the other sites' outcomes
+            // in the batch are recorded, not pushed again after the lease.
+            return Retry(obligation, $"unexpected answer: {e.GetType().Name}");
+        }
     }
 
     private Outcome Retry(ObligationToSend obligation, string error)
@@ -326,20 +334,39 @@ public sealed class EventDispatchJob(
         return new Outcome(false, time.GetUtcNow() + options.Value.Backoff(obligation.Attempts, Random.Shared), error);
     }
 
+    /// <summary>
+    /// The receiver's RFC 8935 error code, read from at most <see cref="MaxErrorBody"/> bytes: the body is the site's, and
+    /// it may be anything (an array, a number for "err", a gigabyte stream, a bogus charset).
+    /// </summary>
     private static async Task<string> ReadSetErrorAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
+        var buffer = new byte[MaxErrorBody];
+        var length = 0;
+        await using (var body = await response.Content.ReadAsStreamAsync(cancellationToken))
+        {
+            int read;
+            while (length < buffer.Length && (read = await body.ReadAsync(buffer.AsMemory(length), cancellationToken)) > 0)
+            {
+                length += read;
+            }
+        }
+
         try
         {
-            var body = await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
-            return body.TryGetProperty("err", out var err) ? Truncate(err.GetString() ?? "unknown", 64) : "no err member";
+            using var error = JsonDocument.Parse(buffer.AsMemory(0, length));
+            return error.RootElement.ValueKind == JsonValueKind.Object && error.RootElement.TryGetProperty("err", out var err)
+                ? err.ValueKind == JsonValueKind.String ? Truncate(err.GetString()!, 64) : "err is not a string"
+                : "no err member";
         }
-        catch (Exception e) when (e is JsonException or NotSupportedException or HttpRequestException)
+        catch (JsonException)
         {
-            return "unreadable error body";
+            return length == MaxErrorBody ? "error body too long" : "unreadable error body";
         }
     }
 
     private static string Truncate(string value, int length) => value.Length <= length ? value : value[..length];
+
+    private const int MaxErrorBody = 4096;
 
     private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error);
 }

@@ -97,6 +97,32 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal(("Pending", 1, "rejected: invalid_key"), await StateAsync(fixture.Database, jti));
     }
 
+    /// <summary>
+    /// Whatever a site answers is that site's failed attempt: an error body that is not RFC 8935's object, or far too long,
+    /// or a success other than 202 (a parked domain's 200), and the other site in the same run is still recorded delivered.
+    /// </summary>
+    [Theory]
+    [InlineData(400, "[]", "rejected: no err member")]
+    [InlineData(400, "null", "rejected: no err member")]
+    [InlineData(400, """{"err":1}""", "rejected: err is not a string")]
+    [InlineData(400, "LONG", "rejected: error body too long")]
+    [InlineData(200, null, "HTTP 200")]
+    [InlineData(204, null, "HTTP 204")]
+    public async Task AnOddAnswerIsThatSitesRetryAndTheOtherSitesDeliveryIsRecorded(int status, string? body, string error)
+    {
+        await using var odd = await PushReceiver.StartAsync();
+        await using var good = await PushReceiver.StartAsync();
+        odd.ReplyNext(new PushReply(status, Body: body == "LONG" ? "{\"err\":\"" + new string('x', 1 << 20) + "\"}" : body));
+        var oddSite = await ObligationForNewSiteAsync(Gateway, fixture.Actors, odd);
+        var goodSite = await ObligationForNewSiteAsync(Gateway, fixture.Actors, good);
+
+        await Gateway.RunDispatchAsync();
+        var oddJti = await JtiAsync(Gateway, oddSite, Assert.Single(odd.Received));
+        Assert.Equal(("Pending", 1, error), await StateAsync(fixture.Database, oddJti));
+        var goodJti = await JtiAsync(Gateway, goodSite, Assert.Single(good.Received));
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, goodJti, "status"));
+    }
+
     [Fact]
     public async Task AReceiverSlowerThanTheAttemptTimeoutIsRetriedLater()
     {
