@@ -94,14 +94,20 @@ public static class EventEndpoints
                 RETURNING jti AS "Value"
                 """).ToListAsync(cancellationToken);
             acked.Sort();
-            foreach (var (jti, error) in request.SetErrs ?? new Dictionary<string, SetError>())
+            if (request.SetErrs is { Count: > 0 } setErrs)
             {
-                // The site could not process it: keep its reason and offer it again after a back-off.
-                var id = Guid.Parse(jti);
-                var retryAt = now + options.Value.RetrySchedule[0];
-                await db.Set<ErasureObligation>()
-                    .Where(o => o.RecipientId == recipient.Id && o.Jti == id && o.Status == ObligationStatus.Pending)
-                    .ExecuteUpdateAsync(o => o.SetProperty(x => x.LastError, "set-error: " + error.Err).SetProperty(x => x.NextAttemptAt, retryAt), cancellationToken);
+                // The site could not process them: keep its reasons and offer them again after the same back-off as a failed
+                // push (the schedule's next step, with its jitter), in one statement.
+                var jtis = setErrs.Keys.Select(Guid.Parse).ToArray();
+                var reasons = setErrs.Values.Select(e => "set-error: " + e.Err).ToArray();
+                var schedule = options.Value.RetrySchedule.ToArray();
+                await db.Database.ExecuteSqlAsync($"""
+                    UPDATE erasure_obligations o
+                    SET attempts = o.attempts + 1, last_error = e.reason,
+                        next_attempt_at = {now} + ({schedule})[least(o.attempts + 1, cardinality({schedule}))] * (0.8 + random() * 0.4)
+                    FROM unnest({jtis}, {reasons}) AS e(jti, reason)
+                    WHERE o.recipient_id = {recipient.Id} AND o.jti = e.jti AND o.status = 'Pending'
+                    """, cancellationToken);
             }
 
             if (acked.Count > 0)

@@ -88,7 +88,15 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         Assert.Equal("set-error: invalid_key", await Propagation.ObligationAsync<string>(fixture.Database, set.Jti, "last_error"));
         Assert.Equal("pending", (await ErasureAsync(seeker, set.Jti)).GetProperty("status").GetString());
 
-        fixture.Time.Advance(TimeSpan.FromMinutes(1));
+        // The back-off is the push schedule's (1 minute, then 5, ...), with the same ±20 % jitter.
+        fixture.Time.Advance(TimeSpan.FromMinutes(1.2));
+        Assert.Equal(set.Jti, (await FindAsync(site, id)).Jti);
+        var reportedAgain = fixture.Time.GetUtcNow();
+        await PollAsync(site, new { setErrs = new Dictionary<string, object> { [set.Jti] = new { err = "invalid_key" } }, returnImmediately = true });
+        Assert.Equal(2, await Propagation.ObligationAsync<int>(fixture.Database, set.Jti, "attempts"));
+        var wait = new DateTimeOffset(await Propagation.ObligationAsync<DateTime>(fixture.Database, set.Jti, "next_attempt_at"), TimeSpan.Zero) - reportedAgain;
+        Assert.InRange(wait, TimeSpan.FromMinutes(4), TimeSpan.FromMinutes(6));
+        fixture.Time.Advance(TimeSpan.FromMinutes(6));
         Assert.Equal(set.Jti, (await FindAsync(site, id)).Jti);
     }
 
