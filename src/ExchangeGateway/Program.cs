@@ -63,6 +63,8 @@ builder.Services.AddHttpClient(EventDispatchJob.HttpClientName, client => client
         // Redirects could lead a delivery into the internal network; the socket-level check vets every connection.
         AllowAutoRedirect = false,
         ConnectCallback = sp.GetRequiredService<PushEndpointPolicy>().ConnectAsync,
+        // Through a proxy (HTTPS_PROXY), the connect check would vet the proxy's address and the proxy would reach any target.
+        UseProxy = false,
         PooledConnectionLifetime = TimeSpan.FromMinutes(5),
         UseCookies = false,
     })

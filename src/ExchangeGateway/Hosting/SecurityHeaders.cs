@@ -1,7 +1,7 @@
 namespace ExchangeGateway.Hosting;
 
 /// <summary>
-/// Headers every response carries. The default Content-Security-Policy suits an API (nothing may load, nothing may
+/// Headers every response carries (and, on the API, no-store). The default Content-Security-Policy suits an API (nothing may load, nothing may
 /// frame it); Swagger UI gets the narrow policy it needs; pages that set their own policy keep it.
 /// </summary>
 public static class SecurityHeaders
@@ -26,6 +26,12 @@ public static class SecurityHeaders
                 headers.XFrameOptions = "DENY";
                 headers["Referrer-Policy"] = "no-referrer";
                 headers["Cross-Origin-Opener-Policy"] = "same-origin";
+                // API answers carry CVs, consents, client secrets: no browser or proxy keeps them.
+                if (context.Request.Path.StartsWithSegments("/api") && !headers.ContainsKey("Cache-Control"))
+                {
+                    headers.CacheControl = "no-store";
+                }
+
                 if (!headers.ContainsKey("Content-Security-Policy"))
                 {
                     headers.ContentSecurityPolicy = context.Request.Path.StartsWithSegments("/swagger") ? SwaggerPolicy : ApiPolicy;

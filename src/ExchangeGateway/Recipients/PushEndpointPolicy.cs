@@ -75,9 +75,39 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
     public bool IsAllowed(IPAddress address)
     {
-        var normalized = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        var normalized = EmbeddedIPv4(address) ?? address;
         return !IsRestricted(normalized) || options.Value.AllowedPrivateNetworks.Any(network => IPNetwork.Parse(network).Contains(normalized));
     }
+
+    /// <summary>
+    /// The IPv4 address an IPv6 address carries to the IPv4 network: mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d,
+    /// which an IPv6-only host's NAT64 gateway forwards to a.b.c.d), compatible (::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
+    /// Checked as itself, "64:ff9b::a00:5" would pass as a public IPv6 address and reach 10.0.0.5.
+    /// </summary>
+    private static IPAddress? EmbeddedIPv4(IPAddress address)
+    {
+        if (address.AddressFamily != AddressFamily.InterNetworkV6)
+        {
+            return null;
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            return address.MapToIPv4();
+        }
+
+        var bytes = address.GetAddressBytes();
+        if (Nat64.Contains(address) || Compatible.Contains(address))
+        {
+            return new IPAddress(bytes.AsSpan(12, 4));
+        }
+
+        return SixToFour.Contains(address) ? new IPAddress(bytes.AsSpan(2, 4)) : null;
+    }
+
+    private static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
+    private static readonly IPNetwork Compatible = IPNetwork.Parse("::/96");
+    private static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");
 
     /// <summary>
     /// The socket-level check for outbound deliveries: the address actually connected to is the one checked, so a DNS
@@ -112,6 +142,8 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
         IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("172.16.0.0/12"), IPNetwork.Parse("192.0.0.0/24"), IPNetwork.Parse("192.168.0.0/16"),
         IPNetwork.Parse("198.18.0.0/15"), IPNetwork.Parse("224.0.0.0/4"), IPNetwork.Parse("240.0.0.0/4"),
         IPNetwork.Parse("::/128"), IPNetwork.Parse("::1/128"), IPNetwork.Parse("fc00::/7"), IPNetwork.Parse("fe80::/10"), IPNetwork.Parse("ff00::/8"),
+        // Local-use NAT64 (its IPv4 part sits where the operator chose) and Teredo (obfuscated): nothing to unwrap, so refused.
+        IPNetwork.Parse("64:ff9b:1::/48"), IPNetwork.Parse("2001::/32"),
     ];
 
     private static bool IsRestricted(IPAddress address) => Restricted.Any(network => network.Contains(address));

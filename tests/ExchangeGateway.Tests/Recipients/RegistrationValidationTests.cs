@@ -25,6 +25,10 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("push to cloud metadata 169.254.169.254", "pushEndpoint")]
     [InlineData("push to IPv6 loopback", "pushEndpoint")]
     [InlineData("push to IPv4-mapped private address", "pushEndpoint")]
+    [InlineData("push to NAT64 private address", "pushEndpoint")]
+    [InlineData("push to 6to4 private address", "pushEndpoint")]
+    [InlineData("push to IPv4-compatible private address", "pushEndpoint")]
+    [InlineData("push to Teredo address", "pushEndpoint")]
     [InlineData("push endpoint with credentials", "pushEndpoint")]
     [InlineData("push endpoint not http", "pushEndpoint")]
     [InlineData("malformed clientId", "clientId")]
@@ -59,6 +63,10 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
             // The test gateway allows 127.0.0.0/8 only: IPv6 loopback stays refused.
             case "push to IPv6 loopback": Push(body, "http://[::1]/"); break;
             case "push to IPv4-mapped private address": Push(body, "https://[::ffff:10.0.0.1]/events"); break;
+            case "push to NAT64 private address": Push(body, "https://[64:ff9b::a00:5]/events"); break;
+            case "push to 6to4 private address": Push(body, "https://[2002:a9fe:a9fe::1]/events"); break;
+            case "push to IPv4-compatible private address": Push(body, "https://[::c0a8:101]/events"); break;
+            case "push to Teredo address": Push(body, "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/events"); break;
             case "push endpoint with credentials": Push(body, "https://user:pass@events.example/set"); break;
             case "push endpoint not http": Push(body, "ftp://events.example/set"); break;
             case "malformed clientId": body["clientId"] = "Not A Client Id!"; break;

@@ -19,6 +19,8 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         Assert.Contains("frame-ancestors 'none'", csp, StringComparison.Ordinal);
         Assert.DoesNotContain("unsafe-inline", csp, StringComparison.Ordinal);
         Assert.False(response.Headers.Contains("Server"));
+        // CVs and client secrets are kept by no browser or proxy cache.
+        Assert.True(response.Headers.CacheControl?.NoStore, "an API answer without Cache-Control: no-store");
         // Development and tests run on http: HSTS is for Production only.
         Assert.False(response.Headers.Contains("Strict-Transport-Security"));
     }
