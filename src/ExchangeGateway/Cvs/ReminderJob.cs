@@ -11,7 +11,8 @@ namespace ExchangeGateway.Cvs;
 
 /// <summary>
 /// Tells seekers before something ends without them: their CV going offline (at each configured lead time, once) and a
-/// consent lapsing. Rows are claimed with SKIP LOCKED so several nodes never remind twice; each batch is one job.
+/// consent lapsing. Rows are claimed with SKIP LOCKED and marked before the mails go, so several nodes never remind twice
+/// and nothing waits for the mail server; each batch is one job.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
@@ -34,72 +35,127 @@ public sealed class ReminderJob(
         return sent;
     }
 
+    /// <summary>
+    /// Claims and marks a batch in a short transaction, then mails after the commit: mailing while the rows stayed locked
+    /// made an untick, an erasure or the very refresh the mail asks for wait behind up to 500 mails (and time out).
+    /// </summary>
     private async Task<int> RemindFreshnessAsync(TimeSpan lead, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var maxAge = freshness.Value.MaxAge;
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var due = await db.Set<Cv>().FromSql($"""
-            SELECT * FROM cvs
-            WHERE state = 'Published' AND refreshed_at + {maxAge} - {lead} <= {now} AND refreshed_at + {maxAge} > {now}
-              AND (last_reminder_lead IS NULL OR last_reminder_lead > {lead})
-            ORDER BY refreshed_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
-            """).ToListAsync(cancellationToken);
-        var emails = await EmailsOfAsync(due.Select(c => c.SeekerId).ToList(), cancellationToken);
-        foreach (var cv in due)
+        var notices = new List<(Guid Id, TimeSpan? Previous, Notice? Notice)>();
+        await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
-            if (emails.TryGetValue(cv.SeekerId, out var email))
+            var due = await db.Set<Cv>().FromSql($"""
+                SELECT * FROM cvs
+                WHERE state = 'Published' AND refreshed_at + {maxAge} - {lead} <= {now} AND refreshed_at + {maxAge} > {now}
+                  AND (last_reminder_lead IS NULL OR last_reminder_lead > {lead})
+                ORDER BY refreshed_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
+                """).ToListAsync(cancellationToken);
+            var emails = await EmailsOfAsync(due.Select(c => c.SeekerId).ToList(), cancellationToken);
+            foreach (var cv in due)
             {
-                var days = Math.Max(1, (int)Math.Ceiling((cv.OfflineAt(maxAge) - now).TotalDays));
-                await SendAsync(new Notice(email, "Votre CV sera bientôt hors ligne / Your CV goes offline soon",
-                    string.Create(CultureInfo.InvariantCulture,
-                        $"Votre CV ne sera plus partagé dans {days} jour(s). Connectez-vous et cliquez sur « Je suis toujours en recherche ».\n\n" +
-                        $"Your CV stops being shared in {days} day(s). Sign in and click \"I am still looking\".")), cancellationToken);
+                Notice? notice = null;
+                if (emails.TryGetValue(cv.SeekerId, out var email))
+                {
+                    var days = Math.Max(1, (int)Math.Ceiling((cv.OfflineAt(maxAge) - now).TotalDays));
+                    notice = new Notice(email, "Votre CV sera bientôt hors ligne / Your CV goes offline soon",
+                        string.Create(CultureInfo.InvariantCulture,
+                            $"Votre CV ne sera plus partagé dans {days} jour(s). Connectez-vous et cliquez sur « Je suis toujours en recherche ».\n\n" +
+                            $"Your CV stops being shared in {days} day(s). Sign in and click \"I am still looking\"."));
+                }
+
+                notices.Add((cv.Id, cv.LastReminderLead, notice));
+                cv.Reminded(lead);
             }
 
-            cv.Reminded(lead);
+            await db.SaveChangesAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
         }
 
-        await db.SaveChangesAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        if (due.Count > 0)
+        // Not sent after all (the mail server unreachable, the run cancelled): the claim is given back for the retry.
+        await SendAllAsync(notices.Select(n => n.Notice).ToList(), async first =>
         {
-            logger.LogInformation("Sent {Count} freshness reminders ({LeadDays} days ahead)", due.Count, lead.TotalDays);
+            var ids = notices.Skip(first).Select(n => n.Id).ToArray();
+            var previous = notices.Skip(first).Select(n => n.Previous).ToArray();
+            await db.Database.ExecuteSqlAsync($"""
+                UPDATE cvs SET last_reminder_lead = p.lead
+                FROM unnest({ids}, {previous}) AS p(id, lead)
+                WHERE cvs.id = p.id AND cvs.last_reminder_lead = {lead}
+                """, CancellationToken.None);
+        }, cancellationToken);
+        if (notices.Count > 0)
+        {
+            logger.LogInformation("Sent {Count} freshness reminders ({LeadDays} days ahead)", notices.Count, lead.TotalDays);
         }
 
-        return due.Count;
+        return notices.Count;
     }
 
     private async Task<int> RemindConsentExpiryAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var before = consents.Value.RemindBefore;
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // NO KEY UPDATE: the rows stay locked while the mails go out, and a disclosure recorded meanwhile (under the
-        // chain lock, which every writer needs) must not queue behind the mail server for its KEY SHARE.
-        var due = await db.Set<Consent>().FromSql($"""
-            SELECT * FROM consents
-            WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now}
-            ORDER BY expires_at LIMIT {BatchSize} FOR NO KEY UPDATE SKIP LOCKED
-            """).ToListAsync(cancellationToken);
-        var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);
-        var names = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, r => r.DisplayName, cancellationToken);
-        foreach (var consent in due)
+        var notices = new List<(Guid Id, Notice? Notice)>();
+        await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
-            if (consent.SeekerId is not null && emails.TryGetValue(consent.SeekerId, out var email))
+            // NO KEY UPDATE: a disclosure recorded meanwhile (under the chain lock) needs only KEY SHARE on its consent.
+            var due = await db.Set<Consent>().FromSql($"""
+                SELECT * FROM consents
+                WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now}
+                ORDER BY expires_at LIMIT {BatchSize} FOR NO KEY UPDATE SKIP LOCKED
+                """).ToListAsync(cancellationToken);
+            var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);
+            var names = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, r => r.DisplayName, cancellationToken);
+            foreach (var consent in due)
             {
-                var date = consent.ExpiresAt.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
-                await SendAsync(new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
-                    $"Le partage de votre CV avec {names[consent.RecipientId]} prend fin le {date}. Ensuite, cochez de nouveau la case pour continuer à partager.\n\n" +
-                    $"Sharing your CV with {names[consent.RecipientId]} ends on {date}. After that, tick the box again to go on sharing."), cancellationToken);
+                Notice? notice = null;
+                if (consent.SeekerId is not null && emails.TryGetValue(consent.SeekerId, out var email))
+                {
+                    var date = consent.ExpiresAt.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+                    notice = new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
+                        $"Le partage de votre CV avec {names[consent.RecipientId]} prend fin le {date}. Ensuite, cochez de nouveau la case pour continuer à partager.\n\n" +
+                        $"Sharing your CV with {names[consent.RecipientId]} ends on {date}. After that, tick the box again to go on sharing.");
+                }
+
+                notices.Add((consent.Id, notice));
+                consent.ExpiryReminded();
             }
 
-            consent.ExpiryReminded();
+            await db.SaveChangesAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
         }
 
-        await db.SaveChangesAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        return due.Count;
+        await SendAllAsync(notices.Select(n => n.Notice).ToList(), async first =>
+        {
+            var unsent = notices.Skip(first).Select(n => n.Id).ToList();
+            await db.Set<Consent>().Where(c => unsent.Contains(c.Id))
+                .ExecuteUpdateAsync(c => c.SetProperty(x => x.ExpiryReminderSent, false), CancellationToken.None);
+        }, cancellationToken);
+        return notices.Count;
+    }
+
+    /// <summary>
+    /// Sends in order; when the run cannot go on (mail server unreachable, cancelled), <paramref name="giveBack"/> gets the
+    /// index of the first notice not sent, so those rows are claimed again by the retry, and the failure goes on up.
+    /// </summary>
+    private async Task SendAllAsync(List<Notice?> notices, Func<int, Task> giveBack, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < notices.Count; i++)
+        {
+            try
+            {
+                if (notices[i] is { } notice)
+                {
+                    await SendAsync(notice, cancellationToken);
+                }
+            }
+            catch (Exception e) when (e is NotifierUnavailableException or OperationCanceledException)
+            {
+                await giveBack(i);
+                throw;
+            }
+        }
     }
 
     /// <summary>
