@@ -209,6 +209,15 @@ public static class AuthorizationEndpoints
                 return Forbid(Errors.InvalidGrant, "The account is no longer allowed to sign in.");
             }
 
+            // A new password changes the account's stamp: a code or refresh token from before it is refused here, even if
+            // the reset's revocation of the account's tokens never ran (an aborted request, a lost connection). Tokens
+            // issued before the stamp was carried have none and rely on that revocation.
+            var carried = result.Principal!.GetClaim(StampClaim);
+            if (carried is not null && carried != StampOf(await users.GetSecurityStampAsync(user)))
+            {
+                return Forbid(Errors.InvalidGrant, "The account's password changed since: sign in again.");
+            }
+
             // Rebuilt from the live account so that a role removed since sign-in is not carried by a refreshed token.
             var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes());
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
@@ -265,6 +274,7 @@ public static class AuthorizationEndpoints
         identity.SetClaim(Claims.Subject, user.Id)
             .SetClaim(Claims.Email, user.Email)
             .SetClaim(Claims.Name, user.UserName)
+            .SetClaim(StampClaim, StampOf(await users.GetSecurityStampAsync(user)))
             .SetClaims(Claims.Role, [.. roles]);
         identity.SetScopes(granted);
         identity.SetResources(ApiScopes.Audience);
@@ -276,10 +286,18 @@ public static class AuthorizationEndpoints
             Claims.Name when identity.HasScope(Scopes.Profile) => [Destinations.IdentityToken],
             Claims.Name => [],
             Claims.Role => [Destinations.AccessToken],
+            // Kept only in codes and refresh tokens (OpenIddict keeps every claim there), for the check above.
+            StampClaim => [],
             _ => [Destinations.AccessToken],
         });
         return identity;
     }
+
+    private const string StampClaim = "eg_stamp";
+
+    /// <summary>A digest of the account's security stamp: the stamp itself also guards the sign-in cookie.</summary>
+    private static string StampOf(string? stamp) =>
+        Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(stamp ?? "")), 0, 16);
 
     private static IResult Forbid(string error, string description) =>
         Results.Forbid(

@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
 
 namespace ExchangeGateway.Tests.Auth;
@@ -169,6 +171,32 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         using var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
         {
             ["grant_type"] = "refresh_token", ["refresh_token"] = seeker.Tokens.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
+        Assert.Equal("invalid_grant", (await refresh.ReadJsonAsync()).GetProperty("error").GetString());
+    }
+
+    /// <summary>
+    /// A password reset changes the account's stamp; a refresh token issued before it is refused even when the reset's
+    /// revocation of the account's tokens did not run (here the stamp changes without any revocation).
+    /// </summary>
+    [Fact]
+    public async Task ARefreshTokenFromBeforeANewPasswordIsRefusedEvenIfItWasNotRevoked()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);
+        Assert.NotNull(refreshed.AccessToken);
+
+        await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+            Assert.True((await users.UpdateSecurityStampAsync((await users.FindByIdAsync(seeker.Id))!)).Succeeded);
+        }
+
+        using var client = fixture.Client();
+        using var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = refreshed.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
         }));
         Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
         Assert.Equal("invalid_grant", (await refresh.ReadJsonAsync()).GetProperty("error").GetString());

@@ -64,7 +64,9 @@ public sealed class ResetPasswordModel(
 
         // A new password ends the account's sessions elsewhere: its refresh tokens and codes are revoked (access tokens lapse
         // within minutes), so whoever knew the old password, or opened the account with this address, is out.
-        await tokens.RevokeBySubjectAsync(user.Id, HttpContext.RequestAborted);
+        // Not cancelled with the request: the password has changed, the revocation must follow (the stamp check at the token
+        // endpoint refuses the old tokens even if it does not).
+        await tokens.RevokeBySubjectAsync(user.Id, CancellationToken.None);
 
         // A reset also ends a lockout that the forgotten password may have caused.
         await users.SetLockoutEndDateAsync(user, null);
