@@ -165,7 +165,7 @@ public static class AuthorizationEndpoints
     }
 
     private static async Task<IResult> Exchange(
-        HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db)
+        HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db, TimeProvider time)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -194,8 +194,9 @@ public static class AuthorizationEndpoints
             if (result.Principal?.HasScope(ApiScopes.CvShare) == true)
             {
                 // A site-started consent: worth a token only while that consent still stands and the site may still receive.
+                var now = time.GetUtcNow();
                 var standing = await db.Set<Consent>().AnyAsync(
-                    c => c.PairwiseId == subject && c.State == ConsentState.Active
+                    c => c.PairwiseId == subject && c.State == ConsentState.Active && c.ExpiresAt > now
                         && db.Recipients.Any(r => r.Id == c.RecipientId && r.ClientId == request.ClientId && r.Status == Recipients.RecipientStatus.Active),
                     context.RequestAborted);
                 return standing

@@ -61,6 +61,9 @@ public sealed class Consent
 
     public bool IsActive => State == ConsentState.Active;
 
+    /// <summary>The state as a seeker should see it now: lapsed is expired, whether or not the expiry job has run yet.</summary>
+    public ConsentState StateAt(DateTimeOffset now) => IsActive && ExpiresAt <= now ? ConsentState.Expired : State;
+
     public static Consent Grant(string seekerId, Guid recipientId, CollectionMethod method, DateTimeOffset at, TimeSpan maxAge)
     {
         at = at.TruncateToMicroseconds();

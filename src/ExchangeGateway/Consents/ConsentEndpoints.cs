@@ -44,8 +44,8 @@ public static class ConsentEndpoints
         return api;
     }
 
-    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db) =>
-        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.StatusesAsync(db, context.User.Subject(), context.RequestAborted), null));
+    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time) =>
+        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.StatusesAsync(db, context.User.Subject(), time.GetUtcNow(), context.RequestAborted), null));
 
     private static async Task<Results<Ok<ConsentResponse>, Created<ConsentResponse>, ProblemHttpResult>> Tick(Guid recipientId, HttpContext context, ConsentDesk desk)
     {

@@ -7,8 +7,11 @@ namespace ExchangeGateway.Consents;
 /// <summary>Where a seeker's consents stand; the API and the Partage page read them through this same query.</summary>
 public static class ConsentQueries
 {
-    /// <summary>Every active named site, with the seeker's latest episode towards it and that episode's latest receipt.</summary>
-    public static async Task<List<ConsentStatus>> StatusesAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Every active named site, with the seeker's latest episode towards it and that episode's latest receipt. An episode
+    /// past its expiry shows as expired at once (no CV leaves under it any more), not only once the expiry job has run.
+    /// </summary>
+    public static async Task<List<ConsentStatus>> StatusesAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var sites = await db.Recipients.AsNoTracking().Where(r => r.Status == RecipientStatus.Active).OrderBy(r => r.Id).ToListAsync(cancellationToken);
         var latest = await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
@@ -22,9 +25,9 @@ public static class ConsentQueries
             byRecipient.TryGetValue(site.Id, out var consent);
             return new ConsentStatus(
                 consent?.Id ?? site.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl,
-                consent is null ? ConsentStatus.None : consent.State.ToString().ToLowerInvariant(),
-                consent is null ? null : consent.EndedAt ?? consent.GrantedAt,
-                consent?.IsActive == true ? consent.ExpiresAt : null,
+                consent is null ? ConsentStatus.None : consent.StateAt(now).ToString().ToLowerInvariant(),
+                consent is null ? null : consent.EndedAt ?? (consent.StateAt(now) == ConsentState.Expired ? consent.ExpiresAt : consent.GrantedAt),
+                consent?.StateAt(now) == ConsentState.Active ? consent.ExpiresAt : null,
                 consent is null ? null : receipts.GetValueOrDefault(consent.Id));
         }).ToList();
     }

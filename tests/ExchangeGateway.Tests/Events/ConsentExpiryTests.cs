@@ -24,6 +24,11 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         using var me = Gateway.CreateHttpClient().WithToken(seekerToken);
         // Still looking: the CV itself stays online, only the consent lapses.
         Assert.Equal(HttpStatusCode.OK, (await me.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);
+        // Lapsed is expired to the seeker at once, before the expiry job has come round.
+        var lapsed = (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray()
+            .Single(c => c.GetProperty("recipientId").GetGuid() == site.Id);
+        Assert.Equal("expired", lapsed.GetProperty("state").GetString());
+        Assert.True(!lapsed.TryGetProperty("expiresAt", out var until) || until.ValueKind == System.Text.Json.JsonValueKind.Null);
         Assert.True(await Gateway.RunConsentExpiryAsync() >= 1);
 
         var consents = (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
