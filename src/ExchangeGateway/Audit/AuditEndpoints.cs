@@ -98,9 +98,30 @@ public static class AuditEndpoints
     }
 
     private static AuditEventResponse ToResponse(AuditEvent e) => new(
-        e.Sequence, e.OccurredAt, e.ActorKind, e.ActorId, e.Action, e.Subject, e.Recipient, e.Outcome,
-        e.Details is null ? null : JsonDocument.Parse(e.Details).RootElement.Clone(),
+        e.Sequence, e.OccurredAt, e.ActorKind, e.ActorId, e.Action, e.Subject, e.Recipient, e.Outcome, DetailsOf(e.Details),
         Convert.ToHexStringLower(e.PreviousHash), Convert.ToHexStringLower(e.Hash));
+
+    /// <summary>
+    /// The details as JSON, or as the string stored when that is not JSON: a row altered into something else is exactly
+    /// the row an auditor must be able to see (verification names it), not a 500 or an export cut short at it.
+    /// </summary>
+    private static JsonElement? DetailsOf(string? details)
+    {
+        if (details is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var parsed = JsonDocument.Parse(details);
+            return parsed.RootElement.Clone();
+        }
+        catch (JsonException)
+        {
+            return JsonSerializer.SerializeToElement(details);
+        }
+    }
 }
 
 public sealed record AuditFilter(

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using ExchangeGateway.Audit;
+using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
@@ -32,6 +33,24 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         // The verification was recorded as the sixth row, and the chain still holds with it.
         Assert.Equal(6, await gateway.HeadAsync());
         Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    /// <summary>An altered row must stay readable: details changed into something that is not JSON are shown as stored.</summary>
+    [Fact]
+    public async Task ARowWhoseDetailsAreNoLongerJsonIsListedAsStoredAndNamedAltered()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        await gateway.TamperAsync($"UPDATE audit_events SET details = '{{\"reason\": cut' WHERE sequence = {Target}");
+
+        Assert.Equal(Target, (await gateway.VerifyAsync()).GetProperty("firstBadSequence").GetInt64());
+        using var auditor = gateway.Node.CreateHttpClient().WithToken(await gateway.Actors.AuditorClientTokenAsync());
+        using var listed = await auditor.GetAsync("/api/v1/audit/events?limit=100");
+        Assert.Equal(System.Net.HttpStatusCode.OK, listed.StatusCode);
+        var row = (await listed.ReadJsonAsync()).GetProperty("items").EnumerateArray().Single(e => e.GetProperty("id").GetInt64() == Target);
+        Assert.Equal("{\"reason\": cut", row.GetProperty("details").GetString());
+        var exported = await auditor.GetStringAsync("/api/v1/audit/events/export");
+        Assert.True(exported.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 6, exported);
     }
 
     [Fact]
