@@ -4,7 +4,7 @@ using ExchangeGateway.Auth;
 namespace ExchangeGateway.Audit;
 
 /// <summary>
-/// `dotnet run --project src/ExchangeGateway -- audit verify|checkpoint`: the same verification the API offers, for an
+/// `dotnet run --project src/ExchangeGateway -- audit verify [--anchor TOKEN] | audit checkpoint`: the same verification the API offers, for an
 /// auditor with database access and no token (exit code 0 when the chain holds, 2 when it does not).
 /// </summary>
 public static class AuditCommands
@@ -19,9 +19,20 @@ public static class AuditCommands
         await using var scope = services.CreateAsyncScope();
         switch (args)
         {
-            case ["audit", "verify"]:
+            case ["audit", "verify", ..] when args is ["audit", "verify"] or ["audit", "verify", "--anchor", _]:
+                AuditCheckpoint? anchor = null;
+                if (args is [.., "--anchor", var token])
+                {
+                    anchor = await AuditCheckpoints.ReadTokenAsync(token, services.GetRequiredService<SigningKeyRing>());
+                    if (anchor is null)
+                    {
+                        await Console.Error.WriteLineAsync("audit verify: the anchor is not a checkpoint signed by this gateway");
+                        return 64;
+                    }
+                }
+
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                var verdict = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(CancellationToken.None);
+                var verdict = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(anchor, CancellationToken.None);
                 clock.Stop();
                 Console.WriteLine(JsonSerializer.Serialize(verdict, Json));
                 // On stderr, so the verdict on stdout stays plain JSON.
@@ -32,7 +43,7 @@ public static class AuditCommands
                 Console.WriteLine(checkpoint is null ? "nothing new to checkpoint" : $"checkpoint at sequence {checkpoint.Sequence}");
                 return 0;
             default:
-                await Console.Error.WriteLineAsync("usage: audit verify | audit checkpoint");
+                await Console.Error.WriteLineAsync("usage: audit verify [--anchor TOKEN] | audit checkpoint");
                 return 64;
         }
     }

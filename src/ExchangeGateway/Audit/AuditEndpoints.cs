@@ -27,7 +27,8 @@ public static class AuditEndpoints
         audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
             .WithSummary("The same events as NDJSON, streamed.").Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson");
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
-            .WithSummary("Verifies the hash chain and the signed checkpoints; names the first altered, removed or inserted row.");
+            .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor); names the first altered, removed or inserted row.")
+            .ProducesValidationProblem();
         return api;
     }
 
@@ -80,13 +81,27 @@ public static class AuditEndpoints
         }, "application/x-ndjson");
     }
 
-    private static async Task<Ok<AuditVerification>> Verify(HttpContext context, AuditVerifier verifier, AuditTrail trail)
+    /// <summary>Longer than any checkpoint the gateway signs (about 300 characters).</summary>
+    private const int MaxAnchorLength = 4096;
+
+    private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
+        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys)
     {
-        var verdict = await verifier.VerifyAsync(context.RequestAborted);
+        AuditCheckpoint? kept = null;
+        if (anchor is not null)
+        {
+            kept = anchor.Length <= MaxAnchorLength ? await AuditCheckpoints.ReadTokenAsync(anchor, keys) : null;
+            if (kept is null)
+            {
+                return Problems.Validation("anchor must be a lastCheckpointToken given by an earlier verification of this gateway's log.");
+            }
+        }
+
+        var verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         await trail.AppendAsync(
             new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
-                Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence }),
+                Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = kept?.Sequence }),
             context.RequestAborted);
         return TypedResults.Ok(verdict);
     }

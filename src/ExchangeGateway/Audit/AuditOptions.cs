@@ -10,9 +10,6 @@ public sealed class AuditOptions : IValidatableObject
     [Required]
     public string PseudonymKey { get; set; } = "";
 
-    [Range(typeof(TimeSpan), "00:01:00", "7.00:00:00")]
-    public TimeSpan CheckpointEvery { get; set; } = TimeSpan.FromHours(1);
-
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         byte[]? key = null;

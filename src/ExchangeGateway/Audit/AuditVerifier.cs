@@ -8,9 +8,15 @@ using Npgsql;
 
 namespace ExchangeGateway.Audit;
 
-/// <summary>The verdict on the chain. <c>Problem</c> is altered, removed, inserted or checkpoint.</summary>
+/// <summary>
+/// The verdict on the chain. <c>Problem</c> is altered, removed, inserted or checkpoint. <c>LastCheckpointToken</c> is the
+/// newest signed checkpoint that held (a JWS verifiable with the gateway's JWKS): an auditor who keeps it and hands it back
+/// to a later verification proves that the log up to it was neither rewritten nor cut since, even by someone who could
+/// rewrite the database and its checkpoints.
+/// </summary>
 public sealed record AuditVerification(
-    bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail);
+    bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail,
+    string? LastCheckpointToken = null);
 
 /// <summary>
 /// Walks the whole chain in sequence order, streaming (constant memory at any size), and checks every row's hash, every
@@ -18,7 +24,9 @@ public sealed record AuditVerification(
 /// </summary>
 public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 {
-    public async Task<AuditVerification> VerifyAsync(CancellationToken cancellationToken)
+    /// <param name="anchor">A checkpoint the auditor kept from an earlier verification, already checked by
+    /// <see cref="AuditCheckpoints.ReadTokenAsync"/>; it overrules whatever the database holds for its row.</param>
+    public async Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, CancellationToken cancellationToken)
     {
         await using var db = reads.Open();
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
@@ -31,6 +39,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             }
 
             signed[checkpoint.Sequence] = checkpoint;
+        }
+
+        if (anchor is not null)
+        {
+            signed[anchor.Sequence] = anchor;
         }
 
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
@@ -162,7 +175,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             return Fail(rows, head, lastCheckpoint, head + 1, "removed", $"A signed checkpoint vouches for row {beyond.Max()}, but the chain ends at row {head}.");
         }
 
-        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null);
+        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null);
     }
 
     private static AuditVerification Stop(CancellationTokenSource stop, AuditVerification verdict)
@@ -206,9 +219,14 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
         return checkpoint;
     }
 
-    public static async Task<bool> IsAuthenticAsync(AuditCheckpoint checkpoint, SigningKeyRing keys)
+    public static async Task<bool> IsAuthenticAsync(AuditCheckpoint checkpoint, SigningKeyRing keys) =>
+        await ReadTokenAsync(checkpoint.Signature, keys) is { } signed
+        && signed.Sequence == checkpoint.Sequence && signed.Hash.AsSpan().SequenceEqual(checkpoint.Hash);
+
+    /// <summary>The checkpoint a token vouches for, or null when it is not a checkpoint signed with one of the gateway's keys.</summary>
+    public static async Task<AuditCheckpoint?> ReadTokenAsync(string token, SigningKeyRing keys)
     {
-        var result = await new JsonWebTokenHandler().ValidateTokenAsync(checkpoint.Signature, new TokenValidationParameters
+        var result = await new JsonWebTokenHandler().ValidateTokenAsync(token, new TokenValidationParameters
         {
             ValidateIssuer = false,
             ValidateAudience = false,
@@ -216,8 +234,24 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
             IssuerSigningKeys = keys.ValidationKeys,
             ValidTypes = ["audit-checkpoint+jwt"],
         });
-        return result.IsValid
-            && result.Claims.TryGetValue("seq", out var seq) && Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture) == checkpoint.Sequence
-            && result.Claims.TryGetValue("hash", out var hash) && hash is string text && Base64UrlEncoder.DecodeBytes(text).AsSpan().SequenceEqual(checkpoint.Hash);
+        if (!result.IsValid || !result.Claims.TryGetValue("seq", out var seq) || !result.Claims.TryGetValue("hash", out var hash) || hash is not string text)
+        {
+            return null;
+        }
+
+        try
+        {
+            return new AuditCheckpoint
+            {
+                Sequence = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture),
+                Hash = Base64UrlEncoder.DecodeBytes(text),
+                SignedAt = result.SecurityToken is JsonWebToken jwt ? new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero) : default,
+                Signature = token,
+            };
+        }
+        catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException)
+        {
+            return null;
+        }
     }
 }

@@ -146,7 +146,7 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
             Assert.Null(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
 
             // Verified without the API, which would append a row after the checkpointed one.
-            var intact = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(CancellationToken.None);
+            var intact = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(null, CancellationToken.None);
             Assert.True(intact.Ok, intact.Detail);
             Assert.Equal(head, intact.LastCheckpoint);
         }
@@ -159,6 +159,47 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Equal("removed", verdict.GetProperty("problem").GetString());
         Assert.Equal(head, verdict.GetProperty("firstBadSequence").GetInt64());
         Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+    }
+
+    /// <summary>
+    /// Someone who can rewrite the database drops the newest rows and the checkpoint over them, and lets the gateway write
+    /// on: the chain is consistent again, and so are the database's own checkpoints. The checkpoint the auditor kept from
+    /// an earlier verification still exposes it.
+    /// </summary>
+    [Fact]
+    public async Task ACheckpointTheAuditorKeptExposesARewriteTheDatabaseNoLongerShows()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(5);
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
+        }
+
+        var earlier = await gateway.VerifyAsync();
+        Assert.Equal(5, earlier.GetProperty("lastCheckpoint").GetInt64());
+        var kept = earlier.GetProperty("lastCheckpointToken").GetString()!;
+
+        await gateway.TamperAsync("DELETE FROM audit_events WHERE sequence = 6");
+        await gateway.TamperAsync("DELETE FROM audit_events WHERE sequence = 5");
+        await gateway.TamperAsync("DELETE FROM audit_checkpoints WHERE sequence = 5");
+        await gateway.WriteRowsAsync(2);
+        Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean(), "the rewrite should be invisible without the kept checkpoint");
+
+        using var auditor = gateway.Node.CreateHttpClient().WithToken(await gateway.Actors.AuditorClientTokenAsync());
+        var verdict = await (await auditor.GetAsync("/api/v1/audit/verify?anchor=" + Uri.EscapeDataString(kept))).ReadJsonAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("checkpoint", verdict.GetProperty("problem").GetString());
+        Assert.Equal(5, verdict.GetProperty("firstBadSequence").GetInt64());
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--anchor", kept]));
+
+        // Something that is not a checkpoint signed by this gateway is refused, not taken as "no anchor".
+        var forged = kept[..kept.LastIndexOf('.')] + ".AAAA";
+        foreach (var bad in new[] { "not-a-token", forged, new string('a', 5000) })
+        {
+            var problem = await (await auditor.GetAsync("/api/v1/audit/verify?anchor=" + Uri.EscapeDataString(bad))).AssertProblemAsync(System.Net.HttpStatusCode.BadRequest);
+            Assert.Contains("anchor", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
     }
 
     [Fact]
