@@ -115,11 +115,13 @@ public sealed class EventDispatchJob(
     {
         var settings = options.Value;
         var now = time.GetUtcNow();
+        // As stored (microseconds): the record matches it to know the lease is still this run's.
+        var leaseEnd = (now + settings.Lease).TruncateToMicroseconds();
         await using var command = new NpgsqlCommand(ClaimSql, connection, transaction)
         {
             Parameters =
             {
-                new() { Value = now }, new() { Value = settings.BatchSize }, new() { Value = now + settings.Lease },
+                new() { Value = now }, new() { Value = settings.BatchSize }, new() { Value = leaseEnd },
                 // A site's share of a batch: what its concurrency cap sends in a few rounds (the rest waits for the next batch).
                 new() { Value = Math.Min(settings.BatchSize, settings.MaxConcurrentPerRecipient * 8) },
             },
@@ -131,14 +133,15 @@ public sealed class EventDispatchJob(
             batch.Add(new ObligationToSend(
                 reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
                 reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
-                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10))));
+                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
         }
 
         return batch;
     }
 
     // Only events not delivered meanwhile (a confirmation implies delivery, so delivered_at is null exactly while the
-    // status is Pending). Said without the status on purpose: "status = 'Pending'" is the push queue index's predicate,
+    // status is Pending). A failure is recorded only while the lease is still this run's (next_attempt_at is its lease
+    // end): a row another run claimed again after the lease ran out is that run's to schedule. Said without the status on purpose: "status = 'Pending'" is the push queue index's predicate,
     // and right after a burst of new obligations (a sweep), before autovacuum has analysed them, the planner took that
     // index to hash-join every pending row: 480 ms per batch instead of 140, until the statistics caught up.
     private async Task<(int Delivered, List<ObligationToSend> Claimed)> RecordAsync(
@@ -152,9 +155,11 @@ public sealed class EventDispatchJob(
                 status = CASE WHEN u.delivered THEN 'Delivered' ELSE o.status END,
                 delivered_at = CASE WHEN u.delivered THEN u.at ELSE o.delivered_at END,
                 next_attempt_at = CASE WHEN u.delivered THEN o.next_attempt_at ELSE u.at END,
-                last_error = u.error
-            FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[]) AS u(id, delivered, at, error)
-            WHERE o.id = u.id AND o.delivered_at IS NULL
+                attempts = CASE WHEN u.attempted THEN o.attempts ELSE o.attempts - 1 END,
+                last_error = CASE WHEN u.attempted THEN u.error ELSE o.last_error END
+            FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[], $5::boolean[], $6::timestamptz[])
+                AS u(id, delivered, at, error, attempted, lease)
+            WHERE o.id = u.id AND o.delivered_at IS NULL AND (u.delivered OR o.next_attempt_at = u.lease)
             RETURNING o.id, u.delivered
             """,
             connection,
@@ -166,6 +171,8 @@ public sealed class EventDispatchJob(
                 new() { Value = outcomes.Select(o => o.Delivered).ToArray() },
                 new() { Value = outcomes.Select(o => o.At).ToArray() },
                 new() { Value = outcomes.Select(o => o.Error).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text },
+                new() { Value = outcomes.Select(o => o.Attempted).ToArray() },
+                new() { Value = batch.Select(o => o.LeaseEnd!.Value).ToArray() },
             },
         };
         var delivered = new HashSet<long>();
@@ -237,7 +244,13 @@ public sealed class EventDispatchJob(
                 await gates.Overall.WaitAsync(cancellationToken);
                 try
                 {
-                    return await DeliverOneAsync(client, obligation, cancellationToken);
+                    // Behind a slow site, a delivery can wait for its slot until its lease is nearly out. Started then, it
+                    // could still be on the wire when another run claims the row again and pushes it a second time; it is
+                    // handed back instead, due at once and not counted as an attempt.
+                    var now = time.GetUtcNow();
+                    return now + options.Value.AttemptTimeout > obligation.LeaseEnd
+                        ? new Outcome(false, now, null, Attempted: false)
+                        : await DeliverOneAsync(client, obligation, cancellationToken);
                 }
                 finally
                 {
@@ -368,5 +381,5 @@ public sealed class EventDispatchJob(
 
     private const int MaxErrorBody = 4096;
 
-    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error);
+    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true);
 }

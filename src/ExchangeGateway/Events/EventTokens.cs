@@ -105,4 +105,4 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
 /// <summary>What a delivery needs to know about one obligation; ids only, no personal data.</summary>
 public sealed record ObligationToSend(
     long Id, Guid Jti, Guid RecipientId, string ClientId, Guid ConsentId, string PairwiseId, string Kind, string Cause,
-    DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint);
+    DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint, DateTimeOffset? LeaseEnd = null);

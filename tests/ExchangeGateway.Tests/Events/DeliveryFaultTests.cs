@@ -146,6 +146,29 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(database, jti, "status"));
     }
 
+    /// <summary>
+    /// A push still on the wire when its lease ran out and another run claimed the row again: its failure is not recorded
+    /// over the other run's lease (which would move the next attempt and make the row claimable a third time meanwhile).
+    /// </summary>
+    [Fact]
+    public async Task AFailureRecordedAfterAnotherRunReclaimedTheRowLeavesThatRunsLease()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(500, Delay: TimeSpan.FromSeconds(2)));
+        await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var jti = await PendingJtiAsync(receiver);
+
+        var dispatch = Gateway.RunDispatchAsync();
+        await receiver.WaitForAsync(1);
+        var otherLease = new DateTimeOffset(2099, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        await fixture.Database.ExecuteAsync(
+            $"UPDATE erasure_obligations SET next_attempt_at = '{otherLease:O}', attempts = attempts + 1 WHERE jti = '{jti}'");
+        await dispatch;
+
+        Assert.Equal(("Pending", 2, null), await StateAsync(fixture.Database, jti));
+        Assert.Equal(otherLease, await NextAttemptAsync(fixture.Database, jti));
+    }
+
     [Fact]
     public async Task AConfirmationThatArrivesWhileThePushIsOnTheWireIsNotOverwrittenByTheDeliveryRecord()
     {
