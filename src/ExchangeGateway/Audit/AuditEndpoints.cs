@@ -62,9 +62,18 @@ public static class AuditEndpoints
             return badFilter;
         }
 
+        var scan = reads.TryStartScan();
+        if (scan is null)
+        {
+            return Busy(context);
+        }
+
+        // Released when the stream ends, or with the response if the stream never runs.
+        context.Response.RegisterForDispose(scan);
         await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditExported, filter), context.RequestAborted);
         return TypedResults.Stream(async body =>
         {
+            using var held = scan;
             await using var db = reads.Open();
             var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
             var written = 0;
@@ -85,7 +94,7 @@ public static class AuditEndpoints
     private const int MaxAnchorLength = 4096;
 
     private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
-        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys)
+        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys, AuditReads reads)
     {
         AuditCheckpoint? kept = null;
         if (anchor is not null)
@@ -97,13 +106,31 @@ public static class AuditEndpoints
             }
         }
 
-        var verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
+        AuditVerification verdict;
+        using (var scan = reads.TryStartScan())
+        {
+            if (scan is null)
+            {
+                return Busy(context);
+            }
+
+            verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
+        }
+
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         await trail.AppendAsync(
             new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
                 Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = kept?.Sequence }),
             context.RequestAborted);
         return TypedResults.Ok(verdict);
+    }
+
+    private static ProblemHttpResult Busy(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "5";
+        return TypedResults.Problem(
+            "Other exports or verifications of the whole log are running on this node: retry after the seconds in Retry-After.",
+            statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
     }
 
     private static AuditEntry QueryRecord(HttpContext context, AuditTrail trail, string action, AuditFilter filter)

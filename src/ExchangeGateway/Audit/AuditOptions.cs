@@ -10,6 +10,10 @@ public sealed class AuditOptions : IValidatableObject
     [Required]
     public string PseudonymKey { get; set; } = "";
 
+    /// <summary>Exports and verifications of the whole log running at once on one node; more are refused with a 429.</summary>
+    [Range(1, 64)]
+    public int MaxConcurrentScans { get; set; } = 2;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         byte[]? key = null;

@@ -11,14 +11,16 @@ namespace ExchangeGateway.Audit;
 /// committed in sequence order under the chain lock, and replayed in commit order. What these reads write (the auditors'
 /// own audit events) goes to the primary as ever.
 /// </summary>
-public sealed class AuditReads
+public sealed class AuditReads : IDisposable
 {
     public const string ConnectionStringName = "AuditReads";
 
     private readonly DbContextOptions<GatewayDbContext> _options;
+    private readonly SemaphoreSlim _scans;
 
-    public AuditReads(IConfiguration configuration, IOptions<DatabaseOptions> database, ILoggerFactory logging)
+    public AuditReads(IConfiguration configuration, IOptions<DatabaseOptions> database, IOptions<AuditOptions> audit, ILoggerFactory logging)
     {
+        _scans = new SemaphoreSlim(audit.Value.MaxConcurrentScans);
         var replica = configuration.GetConnectionString(ConnectionStringName);
         OnReplica = !string.IsNullOrWhiteSpace(replica);
         var connectionString = OnReplica ? replica! : configuration.GetConnectionString(GatewayDatabase.ConnectionStringName)!;
@@ -31,4 +33,26 @@ public sealed class AuditReads
 
     /// <summary>A context of its own for one read; the caller disposes it.</summary>
     public GatewayDbContext Open() => new(_options);
+
+    /// <summary>
+    /// A slot for a whole-log scan (an export or a verification), or null when <see cref="AuditOptions.MaxConcurrentScans"/>
+    /// are running on this node. Each holds a connection and a snapshot for as long as it runs (an export, as long as the
+    /// client reads): a handful of slow downloads must not take every connection the node's other requests need.
+    /// </summary>
+    public IDisposable? TryStartScan() => _scans.Wait(0) ? new Scan(_scans) : null;
+
+    public void Dispose() => _scans.Dispose();
+
+    private sealed class Scan(SemaphoreSlim scans) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                scans.Release();
+            }
+        }
+    }
 }
