@@ -197,7 +197,10 @@ public static partial class AdminRecipientEndpoints
         PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time)
     {
         var cancellationToken = context.RequestAborted;
-        var recipient = await db.Recipients.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Locked, and the OAuth client read after the lock: two edits (or an edit and a secret rotation) of one site run one
+        // after the other, instead of the second failing on the client's concurrency token with a 500.
+        var recipient = await LockedAsync(db, id, cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
@@ -215,7 +218,6 @@ public static partial class AdminRecipientEndpoints
             return errors.ToProblem();
         }
 
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
             request.ContactEmail, request.DeliveryMode, request.PushEndpoint, time.GetUtcNow());
         if ((request.DisplayName is not null || request.RedirectUris is not null)
@@ -240,7 +242,20 @@ public static partial class AdminRecipientEndpoints
         }
 
         await db.SaveChangesAsync(cancellationToken);
-        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient), cancellationToken);
+        // Which fields the operator sent, and where the site's events go from now: a changed push endpoint is where
+        // erasure events are sent, so the trail must show it.
+        var changed = new Dictionary<string, object?>
+        {
+            ["fields"] = new[]
+            {
+                ("displayName", request.DisplayName is not null), ("legalName", request.LegalName is not null), ("website", request.Website is not null),
+                ("privacyPolicyUrl", request.PrivacyPolicyUrl is not null), ("contactEmail", request.ContactEmail is not null),
+                ("deliveryMode", request.DeliveryMode is not null), ("pushEndpoint", request.PushEndpoint is not null), ("redirectUris", request.RedirectUris is not null),
+            }.Where(f => f.Item2).Select(f => f.Item1).ToArray(),
+            ["deliveryMode"] = recipient.DeliveryMode.ToString().ToLowerInvariant(),
+            ["pushEndpoint"] = recipient.PushEndpoint?.AbsoluteUri,
+        };
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient) with { Details = changed }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
@@ -270,9 +285,7 @@ public static partial class AdminRecipientEndpoints
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         // Row lock: a suspension racing a reinstatement must not interleave with the consequences either one writes.
-        // NO KEY UPDATE, not UPDATE: a transaction holding the chain lock may be writing an obligation for this site,
-        // and its foreign-key check needs KEY SHARE on this row while we wait for the chain lock (deadlock).
-        var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
+        var recipient = await LockedAsync(db, id, cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
@@ -304,7 +317,8 @@ public static partial class AdminRecipientEndpoints
                 new Dictionary<string, string[]> { ["gracePeriodSeconds"] = ["Between 0 and 2592000."] });
         }
 
-        var recipient = await db.Recipients.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var recipient = await LockedAsync(db, id, cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
@@ -319,8 +333,6 @@ public static partial class AdminRecipientEndpoints
         var application = (OpenIddictEntityFrameworkCoreApplication?)await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
             ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
         var secret = RecipientClients.NewSecret();
-
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         recipient.SecretRotated(application.ClientSecret, grace, time.GetUtcNow());
         var descriptor = new OpenIddictApplicationDescriptor();
         await applications.PopulateAsync(descriptor, application, cancellationToken);
@@ -428,6 +440,13 @@ public static partial class AdminRecipientEndpoints
             return null;
         }
     }
+
+    /// <summary>
+    /// NO KEY UPDATE, not UPDATE: a transaction holding the chain lock may be writing an obligation for this site, and its
+    /// foreign-key check needs KEY SHARE on this row while this one waits for the chain lock (deadlock).
+    /// </summary>
+    private static Task<Recipient?> LockedAsync(GatewayDbContext db, Guid id, CancellationToken cancellationToken) =>
+        db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
 
     private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
     {

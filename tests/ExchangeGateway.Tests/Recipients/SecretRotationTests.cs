@@ -110,4 +110,59 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         await (await admin.PostAsync($"{Sites.AdminPath}/{Guid.CreateVersion7()}/rotate-secret", null)).AssertProblemAsync(HttpStatusCode.NotFound);
     }
+
+    /// <summary>
+    /// Rotations and edits of one site at the same moment (an operator's double click, two operators) run one after the
+    /// other: each answers, none fails on the OAuth client's concurrency token, and exactly the last secret works.
+    /// </summary>
+    [Fact]
+    public async Task ConcurrentRotationsAndEditsOfOneSiteAllSucceedAndTheLastSecretWins()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+
+        var rotations = Enumerable.Range(0, 4).Select(_ => admin.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null)).ToList();
+        var edits = Enumerable.Range(0, 3).Select(i => admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new JsonObject { ["displayName"] = $"Renamed {i}" })).ToList();
+        await Task.WhenAll(rotations.Concat(edits));
+        foreach (var response in rotations.Concat(edits).Select(t => t.Result))
+        {
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+
+        var secrets = new List<string>();
+        foreach (var response in rotations.Select(t => t.Result))
+        {
+            secrets.Add((await response.ReadJsonAsync()).GetProperty("clientSecret").GetString()!);
+            response.Dispose();
+        }
+
+        var working = 0;
+        foreach (var secret in secrets)
+        {
+            using var token = await fixture.Actors.RequestClientTokenAsync(site.ClientId, secret, ApiScopes.CvRead);
+            working += token.IsSuccessStatusCode ? 1 : 0;
+        }
+
+        Assert.Equal(1, working);
+    }
+
+    [Fact]
+    public async Task AnEditOfThePushEndpointIsInTheAuditTrail()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var endpoint = $"http://127.0.0.1:9/events/{Guid.NewGuid():N}";
+
+        using var edited = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new JsonObject { ["deliveryMode"] = "push", ["pushEndpoint"] = endpoint });
+        Assert.Equal(HttpStatusCode.OK, edited.StatusCode);
+
+        var details = await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = 'recipient.updated' AND recipient = '{site.ClientId}' ORDER BY sequence DESC LIMIT 1");
+        var recorded = JsonNode.Parse(details)!;
+        Assert.Equal(endpoint, recorded["pushEndpoint"]!.GetValue<string>());
+        Assert.Equal("push", recorded["deliveryMode"]!.GetValue<string>());
+        Assert.Equal(["deliveryMode", "pushEndpoint"], recorded["fields"]!.AsArray().Select(f => f!.GetValue<string>()));
+    }
 }
