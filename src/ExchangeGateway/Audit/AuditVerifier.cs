@@ -31,14 +31,17 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         await using var db = reads.Open();
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
         var signed = new Dictionary<long, AuditCheckpoint>();
+        long? unsigned = null;
         foreach (var checkpoint in checkpoints)
         {
-            if (!await AuditCheckpoints.IsAuthenticAsync(checkpoint, keys))
+            if (await AuditCheckpoints.IsAuthenticAsync(checkpoint, keys))
             {
-                return Fail(0, 0, null, checkpoint.Sequence, "checkpoint", "The checkpoint's signature does not verify.");
+                signed[checkpoint.Sequence] = checkpoint;
             }
-
-            signed[checkpoint.Sequence] = checkpoint;
+            else
+            {
+                unsigned ??= checkpoint.Sequence;
+            }
         }
 
         if (anchor is not null)
@@ -68,7 +71,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                 batches.Writer.TryComplete();
             }
 
-            return await judge;
+            // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
+            // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
+            var verdict = await judge;
+            return verdict.Ok && unsigned is { } bad
+                ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
+                    $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")
+                : verdict;
         }
         finally
         {

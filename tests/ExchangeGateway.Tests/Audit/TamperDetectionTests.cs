@@ -218,6 +218,13 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.False(verdict.GetProperty("ok").GetBoolean());
         Assert.Equal("checkpoint", verdict.GetProperty("problem").GetString());
         Assert.Equal(head, verdict.GetProperty("firstBadSequence").GetInt64());
+        // The rows were walked all the same.
+        Assert.True(verdict.GetProperty("rowsChecked").GetInt64() >= head);
+
+        // A row altered as well is what gets reported first: a bad checkpoint must not hide it.
+        await gateway.TamperAsync($"UPDATE audit_events SET outcome = 'success' WHERE sequence = 2");
+        verdict = await gateway.VerifyAsync();
+        Assert.Equal(("altered", 2L), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
     }
 
     [Fact]
