@@ -12,10 +12,12 @@ namespace ExchangeGateway.Consents;
 /// <summary>
 /// Ends consents past <c>Consent:MaxAge</c> as Expired, through the aggregate (so the same rule applies as everywhere),
 /// in batches claimed with SKIP LOCKED; each batch writes receipts, feed moves, obligations and audit in one transaction.
+/// Then finishes any suspension left half-way (see <see cref="Recipients.SuspensionConsequences"/>).
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ConsentExpiryJob(
-    GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure)
+    GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure,
+    Recipients.SuspensionConsequences suspensions)
 {
     public const int BatchSize = 1000;
 
@@ -30,6 +32,13 @@ public sealed class ConsentExpiryJob(
             db.ChangeTracker.Clear();
         }
         while (expired == BatchSize && !cancellationToken.IsCancellationRequested);
+
+        // The other way episodes end on the clock's watch: a suspension whose node stopped before all of a large site's
+        // episodes were ended is finished here.
+        foreach (var recipient in await suspensions.UnfinishedAsync(cancellationToken))
+        {
+            total += await suspensions.EndTheRestAsync(recipient, cancellationToken);
+        }
 
         return total;
     }

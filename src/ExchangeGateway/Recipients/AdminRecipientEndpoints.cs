@@ -291,17 +291,23 @@ public static partial class AdminRecipientEndpoints
             return Problems.NotFound("No recipient with this id.");
         }
 
-        var obligations = 0;
+        var (ended, obligations) = (0, 0);
         if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
         {
             await db.SaveChangesAsync(cancellationToken);
-            obligations = await consequences.ApplyAsync(recipient, cancellationToken);
+            (ended, obligations) = await consequences.EndBatchAsync(recipient, cancellationToken);
             await audit.AppendAsync(OperatorEntry(context, audit, action, recipient, request.Reason.Trim()), cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         context.RequestServices.GetRequiredService<DispatchSignal>().After(obligations);
+        if (ended == SuspensionConsequences.BatchSize)
+        {
+            // A large site: the rest in batches of their own, to the end even if the operator's client gives up waiting.
+            await consequences.EndTheRestAsync(recipient.Id, CancellationToken.None);
+        }
+
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, context.RequestAborted));
     }
 

@@ -9,22 +9,28 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Recipients;
 
 /// <summary>
-/// What a change of a recipient's status sets in motion inside the caller's transaction. A suspension ends every active
-/// consent to the site (state Ended, cause recipient-suspended) with a receipt each, moves the site's feed, and writes an
-/// erasure obligation for every episode that disclosed something: the site may read nothing more, and must delete what
-/// it holds. A reinstatement restores nothing: seekers tick again if they wish.
+/// What a change of a recipient's status sets in motion. A suspension ends every active consent to the site (state Ended,
+/// cause recipient-suspended) with a receipt each, moves the site's feed, and writes an erasure obligation for every
+/// episode that disclosed something: the site may read nothing more, and must delete what it holds. A reinstatement
+/// restores nothing: seekers tick again if they wish. The episodes end in batches of <see cref="BatchSize"/>, each ended
+/// with its obligations in one transaction: a site with half a million consents is not one transaction holding the chain
+/// lock, which every disclosure needs, while it writes a million rows.
 /// </summary>
-public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit, TimeProvider time, IOptions<ErasureOptions> erasure)
+public sealed class SuspensionConsequences(
+    GatewayDbContext db, AuditTrail audit, TimeProvider time, IOptions<ErasureOptions> erasure, DispatchSignal dispatch)
 {
+    public const int BatchSize = 5000;
+
     /// <summary>
-    /// Runs in the caller's transaction and does not commit. Returns how many obligations were written; the caller
-    /// signals the dispatcher once it has committed.
+    /// Ends the first batch in the caller's transaction (with the status change itself, so a small site is suspended in one
+    /// commit) and does not commit. Returns how many episodes it ended and how many obligations it wrote; the caller calls
+    /// <see cref="EndTheRestAsync"/> once it has committed when a whole batch was ended.
     /// </summary>
-    public async Task<int> ApplyAsync(Recipient recipient, CancellationToken cancellationToken)
+    public async Task<(int Ended, int Obligations)> EndBatchAsync(Recipient recipient, CancellationToken cancellationToken)
     {
         if (recipient.IsActive)
         {
-            return 0;
+            return (0, 0);
         }
 
         var confirmWithin = erasure.Value.ConfirmWithin;
@@ -32,11 +38,11 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
         // Locked, so a seeker unticking at this moment either commits first (and is no longer active here) or waits.
         // NO KEY UPDATE: a disclosure being recorded under the chain lock only needs KEY SHARE on its consent.
         var active = await db.Set<Consent>()
-            .FromSql($"SELECT * FROM consents WHERE recipient_id = {recipient.Id} AND state = 'Active' FOR NO KEY UPDATE")
+            .FromSql($"SELECT * FROM consents WHERE recipient_id = {recipient.Id} AND state = 'Active' ORDER BY id LIMIT {BatchSize} FOR NO KEY UPDATE")
             .ToListAsync(cancellationToken);
         if (active.Count == 0)
         {
-            return 0;
+            return (0, 0);
         }
 
         var now = time.GetUtcNow();
@@ -56,14 +62,52 @@ public sealed class SuspensionConsequences(GatewayDbContext db, AuditTrail audit
         await db.SaveChangesAsync(cancellationToken);
         var ids = active.Select(c => c.Id).ToList();
 
-        // Written above and dated again under the chain lock, in two set-based statements: saving a big site's episodes
-        // under the lock would stall every read of the gateway.
+        // Written above and dated again under the chain lock, in two set-based statements: saving a batch's episodes under
+        // the lock would stall every read of the gateway.
         now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         await db.Set<Consent>().Where(c => ids.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
         await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
         await FeedPositions.BumpAsync(db, ids, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken);
         await audit.AppendAsync(entries, cancellationToken);
-        return obligations;
+        return (active.Count, obligations);
     }
+
+    /// <summary>
+    /// Ends the suspended site's remaining episodes, a batch per transaction, each under the site's row lock and only while
+    /// the site is still suspended. Not cancelled with a request: the suspension is committed, its consequences must follow
+    /// (and if the node dies first, the consent expiry job finishes them). Returns how many episodes it ended.
+    /// </summary>
+    public async Task<int> EndTheRestAsync(Guid recipientId, CancellationToken cancellationToken)
+    {
+        var total = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            db.ChangeTracker.Clear();
+            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            var recipient = await db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {recipientId} FOR NO KEY UPDATE")
+                .SingleOrDefaultAsync(cancellationToken);
+            if (recipient is null)
+            {
+                break;
+            }
+
+            var (ended, obligations) = await EndBatchAsync(recipient, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            dispatch.After(obligations);
+            total += ended;
+            if (ended < BatchSize)
+            {
+                break;
+            }
+        }
+
+        return total;
+    }
+
+    /// <summary>Suspended sites whose episodes are not all ended yet: a suspension whose node stopped half-way.</summary>
+    public Task<List<Guid>> UnfinishedAsync(CancellationToken cancellationToken) =>
+        db.Recipients.AsNoTracking()
+            .Where(r => r.Status == RecipientStatus.Suspended && db.Set<Consent>().Any(c => c.RecipientId == r.Id && c.State == ConsentState.Active))
+            .Select(r => r.Id).ToListAsync(cancellationToken);
 }

@@ -98,4 +98,44 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         await (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{Guid.CreateVersion7()}/suspend", new JsonObject { ["reason"] = "x" }))
             .AssertProblemAsync(HttpStatusCode.NotFound);
     }
+
+    /// <summary>
+    /// A site with more episodes than one batch: every one ends, each with its receipt and audit event, in transactions
+    /// of a batch each. And a suspension whose node stopped half-way (episodes still active under a suspended site) is
+    /// finished by the consent expiry job.
+    /// </summary>
+    [Fact]
+    public async Task ALargeSitesSuspensionEndsEveryEpisodeInBatchesAndTheExpiryJobFinishesAnInterruptedOne()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow));
+        var actors = new Actors(node);
+        var @operator = await actors.NewOperatorAsync();
+        using var admin = node.CreateHttpClient().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var episodes = ExchangeGateway.Recipients.SuspensionConsequences.BatchSize + 7;
+        await SeedEpisodesAsync(database, site.Id, episodes, "big");
+
+        using (var suspended = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new JsonObject { ["reason"] = "large" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+        }
+
+        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE recipient_id = '{site.Id}' AND state = 'Active'"));
+        Assert.Equal((long)episodes, await database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE recipient_id = '{site.Id}' AND kind = 'Ended'"));
+        Assert.Equal((long)episodes, await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE action = 'consent.ended' AND recipient = '{site.ClientId}'"));
+
+        // Episodes left active under the suspended site, as a node stopping between batches would leave them.
+        await SeedEpisodesAsync(database, site.Id, 3, "left");
+        Assert.True(await node.RunConsentExpiryAsync() >= 3);
+        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE recipient_id = '{site.Id}' AND state = 'Active'"));
+        Assert.Equal((long)episodes + 3, await database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE recipient_id = '{site.Id}' AND kind = 'Ended'"));
+    }
+
+    private static Task SeedEpisodesAsync(TestDatabase database, Guid siteId, int count, string prefix) => database.ExecuteAsync($"""
+        INSERT INTO consents (id, seeker_id, recipient_id, pairwise_id, state, collection_method, granted_at, expires_at, expiry_reminder_sent)
+        SELECT gen_random_uuid(), '{prefix}-' || g || '-' || gen_random_uuid(), '{siteId}', left(replace(gen_random_uuid()::text, '-', ''), 32), 'Active', 'Web',
+               now() - interval '1 day', now() + interval '300 days', false
+        FROM generate_series(1, {count}) g
+        """);
 }
