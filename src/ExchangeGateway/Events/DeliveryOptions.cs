@@ -42,6 +42,13 @@ public sealed class DeliveryOptions : IValidatableObject
         {
             yield return new ValidationResult("Delivery:RetrySchedule needs at least one positive wait.", [nameof(RetrySchedule)]);
         }
+
+        // A delivery is started only if it can end within its batch's lease; a lease shorter than that would hand every
+        // delivery back unattempted, and nothing would ever be pushed.
+        if (Lease < 2 * AttemptTimeout)
+        {
+            yield return new ValidationResult("Delivery:Lease must be at least twice Delivery:AttemptTimeout.", [nameof(Lease), nameof(AttemptTimeout)]);
+        }
     }
 
     public TimeSpan Backoff(int attempts, Random random)

@@ -72,22 +72,32 @@ public sealed class EventDispatchJob(
         }
 
         var delivering = DeliverAsync(batch, gates, cancellationToken);
-        var next = await ClaimIfTimeLeftAsync(lane, clock, cancellationToken);
-        var nextDelivering = next.Count > 0 ? DeliverAsync(next, gates, cancellationToken) : null;
-        while (true)
+        Task<Outcome[]>? nextDelivering = null;
+        try
         {
-            var outcomes = await delivering;
-            // The batch after next is claimed in the record's transaction: one commit (and WAL flush) per batch, not two.
-            var claimAfter = nextDelivering is not null && TimeLeft(clock, cancellationToken);
-            var (recorded, after) = await RecordAsync(lane, batch, outcomes, claimAfter, cancellationToken);
-            delivered += recorded;
-            if (nextDelivering is null)
+            var next = await ClaimIfTimeLeftAsync(lane, clock, cancellationToken);
+            nextDelivering = next.Count > 0 ? DeliverAsync(next, gates, cancellationToken) : null;
+            while (true)
             {
-                return delivered;
-            }
+                var outcomes = await delivering;
+                // The batch after next is claimed in the record's transaction: one commit (and WAL flush) per batch, not two.
+                var claimAfter = nextDelivering is not null && TimeLeft(clock, cancellationToken);
+                var (recorded, after) = await RecordAsync(lane, batch, outcomes, claimAfter, cancellationToken);
+                delivered += recorded;
+                if (nextDelivering is null)
+                {
+                    return delivered;
+                }
 
-            var afterDelivering = after.Count > 0 ? DeliverAsync(after, gates, cancellationToken) : null;
-            (batch, delivering, next, nextDelivering) = (next, nextDelivering, after, afterDelivering);
+                var afterDelivering = after.Count > 0 ? DeliverAsync(after, gates, cancellationToken) : null;
+                (batch, delivering, next, nextDelivering) = (next, nextDelivering, after, afterDelivering);
+            }
+        }
+        finally
+        {
+            // A lane that fails (its record, its claim) lets its batches on the wire finish first: they hold the run's
+            // delivery slots, which are disposed when the run ends. Their rows are pushed again after the lease.
+            await Task.WhenAll(new[] { delivering, nextDelivering }.OfType<Task<Outcome[]>>().Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
         }
     }
 
@@ -368,7 +378,7 @@ public sealed class EventDispatchJob(
         {
             using var error = JsonDocument.Parse(buffer.AsMemory(0, length));
             return error.RootElement.ValueKind == JsonValueKind.Object && error.RootElement.TryGetProperty("err", out var err)
-                ? err.ValueKind == JsonValueKind.String ? Truncate(err.GetString()!, 64) : "err is not a string"
+                ? err.ValueKind == JsonValueKind.String ? Token(err.GetString()!) : "err is not a string"
                 : "no err member";
         }
         catch (JsonException)
@@ -377,7 +387,21 @@ public sealed class EventDispatchJob(
         }
     }
 
-    private static string Truncate(string value, int length) => value.Length <= length ? value : value[..length];
+    /// <summary>
+    /// RFC 8935 error codes are tokens: printable ASCII, at most 64 kept. Anything else (a NUL, which PostgreSQL refuses
+    /// in text and would fail the whole batch's record; half an emoji; a line break for the logs) becomes '?'.
+    /// </summary>
+    private static string Token(string value)
+    {
+        var kept = value.Length <= 64 ? value : value[..64];
+        return string.Create(kept.Length, kept, (span, text) =>
+        {
+            for (var i = 0; i < text.Length; i++)
+            {
+                span[i] = text[i] is >= '!' and <= '~' ? text[i] : '?';
+            }
+        });
+    }
 
     private const int MaxErrorBody = 4096;
 

@@ -1,4 +1,5 @@
 using System.Net;
+using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
 
@@ -106,6 +107,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     [InlineData(400, "null", "rejected: no err member")]
     [InlineData(400, """{"err":1}""", "rejected: err is not a string")]
     [InlineData(400, "LONG", "rejected: error body too long")]
+    [InlineData(400, """{"err":"bad\u0000code\n"}""", "rejected: bad?code?")]
     [InlineData(200, null, "HTTP 200")]
     [InlineData(204, null, "HTTP 204")]
     public async Task AnOddAnswerIsThatSitesRetryAndTheOtherSitesDeliveryIsRecorded(int status, string? body, string error)
@@ -220,4 +222,13 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
 
     private static async Task<DateTimeOffset> NextAttemptAsync(TestDatabase database, string jti) =>
         new(await Propagation.ObligationAsync<DateTime>(database, jti, "next_attempt_at"), TimeSpan.Zero);
+
+    [Fact]
+    public void ALeaseTooShortForTheAttemptTimeoutIsRefusedAtStart()
+    {
+        var options = new DeliveryOptions { Lease = TimeSpan.FromSeconds(15), AttemptTimeout = TimeSpan.FromSeconds(10) };
+        var refused = options.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(options)).ToList();
+        Assert.Contains(refused, r => r.MemberNames.Contains(nameof(DeliveryOptions.Lease)));
+        Assert.Empty(new DeliveryOptions().Validate(new System.ComponentModel.DataAnnotations.ValidationContext(options)));
+    }
 }
