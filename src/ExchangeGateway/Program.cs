@@ -71,7 +71,7 @@ builder.Services.AddHttpClient(EventDispatchJob.HttpClientName, client => client
     // IHttpClientFactory logs two Information lines per request; at thousands of events a second that is most of the
     // dispatcher's work. Each round's outcome is logged by the job itself.
     .RemoveAllLoggers();
-builder.Services.AddOptions<RecipientOptions>().BindConfiguration(RecipientOptions.Section).ValidateOnStart();
+builder.Services.AddOptions<RecipientOptions>().BindConfiguration(RecipientOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton<PushEndpointPolicy>();
 builder.Services.AddGatewayProblems();
 builder.Services.AddGatewayOpenApi();

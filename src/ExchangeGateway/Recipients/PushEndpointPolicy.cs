@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Recipients;
 
-public sealed class RecipientOptions
+public sealed class RecipientOptions : System.ComponentModel.DataAnnotations.IValidatableObject
 {
     public const string Section = "Recipients";
 
@@ -16,6 +16,25 @@ public sealed class RecipientOptions
     /// (e.g. "127.0.0.0/8" for the demo and tests). Empty in production: the gateway must not be a pivot into its own network.
     /// </summary>
     public List<string> AllowedPrivateNetworks { get; set; } = [];
+
+    /// <summary>
+    /// The network's own NAT64 prefixes (each a /96, RFC 6052), besides the well-known 64:ff9b::/96: on an IPv6-only node
+    /// behind DNS64, a site's name comes back inside them, and the IPv4 address they carry is the one judged.
+    /// </summary>
+    public List<string> Nat64Prefixes { get; set; } = [];
+
+    public IEnumerable<System.ComponentModel.DataAnnotations.ValidationResult> Validate(System.ComponentModel.DataAnnotations.ValidationContext validationContext)
+    {
+        foreach (var network in AllowedPrivateNetworks.Where(n => !IPNetwork.TryParse(n, out _)))
+        {
+            yield return new($"Recipients:AllowedPrivateNetworks: '{network}' is not a CIDR range.", [nameof(AllowedPrivateNetworks)]);
+        }
+
+        foreach (var prefix in Nat64Prefixes.Where(p => !IPNetwork.TryParse(p, out var n) || n.BaseAddress.AddressFamily != AddressFamily.InterNetworkV6 || n.PrefixLength != 96))
+        {
+            yield return new($"Recipients:Nat64Prefixes: '{prefix}' is not an IPv6 /96 prefix.", [nameof(Nat64Prefixes)]);
+        }
+    }
 }
 
 public sealed class PushEndpointRefusedException(string message) : Exception(message);
@@ -75,8 +94,12 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
     public bool IsAllowed(IPAddress address)
     {
-        var normalized = EmbeddedIPv4(address) ?? address;
-        return !IsRestricted(normalized) || options.Value.AllowedPrivateNetworks.Any(network => IPNetwork.Parse(network).Contains(normalized));
+        var embedded = EmbeddedIPv4(address, options.Value.Nat64Prefixes);
+        var judged = embedded ?? address;
+        // The allow-list is matched against the address as given and the IPv4 address it carries ("::1/128" and
+        // "127.0.0.0/8" both work).
+        return !IsRestricted(judged) || options.Value.AllowedPrivateNetworks.Select(IPNetwork.Parse)
+            .Any(network => network.Contains(address) || (embedded is not null && network.Contains(embedded)));
     }
 
     /// <summary>
@@ -84,7 +107,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
     /// which an IPv6-only host's NAT64 gateway forwards to a.b.c.d), compatible (::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
     /// Checked as itself, "64:ff9b::a00:5" would pass as a public IPv6 address and reach 10.0.0.5.
     /// </summary>
-    private static IPAddress? EmbeddedIPv4(IPAddress address)
+    private static IPAddress? EmbeddedIPv4(IPAddress address, List<string> nat64Prefixes)
     {
         if (address.AddressFamily != AddressFamily.InterNetworkV6)
         {
@@ -97,7 +120,9 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
         }
 
         var bytes = address.GetAddressBytes();
-        if (Nat64.Contains(address) || Compatible.Contains(address))
+        // "::" and "::1" are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones (RFC 4291).
+        if (Nat64.Contains(address) || (Compatible.Contains(address) && !Unspecified.Contains(address))
+            || nat64Prefixes.Any(prefix => IPNetwork.Parse(prefix).Contains(address)))
         {
             return new IPAddress(bytes.AsSpan(12, 4));
         }
@@ -107,6 +132,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
     private static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
     private static readonly IPNetwork Compatible = IPNetwork.Parse("::/96");
+    private static readonly IPNetwork Unspecified = IPNetwork.Parse("::/127");
     private static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");
 
     /// <summary>

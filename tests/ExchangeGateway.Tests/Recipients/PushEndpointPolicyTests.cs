@@ -31,4 +31,20 @@ public sealed class PushEndpointPolicyTests
     [InlineData("2002:5db8:d70e::1")]
     public void APublicAddressIsAllowed(string address) =>
         Assert.True(Policy.IsAllowed(IPAddress.Parse(address)));
+
+    [Fact]
+    public void TheAllowListMatchesAnIPv6LoopbackAsItselfAndANetworksOwnNat64PrefixIsUnwrapped()
+    {
+        var policy = new PushEndpointPolicy(Options.Create(new RecipientOptions
+        {
+            AllowedPrivateNetworks = ["::1/128", "127.0.0.0/8"],
+            Nat64Prefixes = ["2001:db8:64::/96"],
+        }));
+        Assert.True(policy.IsAllowed(IPAddress.Parse("::1")));
+        Assert.True(policy.IsAllowed(IPAddress.Parse("127.0.0.1")));
+        Assert.True(policy.IsAllowed(IPAddress.Parse("64:ff9b::7f00:1")));
+        Assert.False(policy.IsAllowed(IPAddress.Parse("2001:db8:64::a00:5")));   // the network's NAT64 of 10.0.0.5
+        Assert.True(policy.IsAllowed(IPAddress.Parse("2001:db8:64::5db8:d70e")));
+        Assert.False(Policy.IsAllowed(IPAddress.Parse("::")));
+    }
 }
