@@ -1,8 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using System.Data.Common;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using ExchangeGateway.Events;
 using ExchangeGateway.Hosting;
@@ -93,7 +95,9 @@ public static partial class AdminRecipientEndpoints
         admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
         admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");
         admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: from its next request it reads no CV (live tokens included) and only fetches and confirms its erasure events.");
-        admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient").WithSummary("Lifts a suspension.");
+        admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient")
+            .WithSummary("Lifts a suspension (409 while the suspension is still ending a large site's consents).")
+            .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).")
             .ProducesProblem(StatusCodes.Status409Conflict);
         return api;
@@ -197,10 +201,9 @@ public static partial class AdminRecipientEndpoints
         PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time)
     {
         var cancellationToken = context.RequestAborted;
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        // Locked, and the OAuth client read after the lock: two edits (or an edit and a secret rotation) of one site run one
-        // after the other, instead of the second failing on the client's concurrency token with a 500.
-        var recipient = await LockedAsync(db, id, cancellationToken);
+        // Validated before the row lock: checking a push endpoint resolves its host, which can take seconds, and every tick
+        // for this site waits for the lock. The edit itself then applies to the row as locked.
+        var recipient = await db.Recipients.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
@@ -216,6 +219,15 @@ public static partial class AdminRecipientEndpoints
         if (errors.Any)
         {
             return errors.ToProblem();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Locked, and the OAuth client read after the lock: two edits (or an edit and a secret rotation) of one site run one
+        // after the other, instead of the second failing on the client's concurrency token with a 500.
+        recipient = await LockedAsync(db, id, cancellationToken);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
         }
 
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
@@ -291,6 +303,14 @@ public static partial class AdminRecipientEndpoints
             return Problems.NotFound("No recipient with this id.");
         }
 
+        if (action == AuditActions.RecipientReinstated && !recipient.IsActive
+            && await db.Set<Consent>().AnyAsync(c => c.RecipientId == id && c.State == ConsentState.Active, cancellationToken))
+        {
+            // Reinstated now, the episodes the suspension has not ended yet would stand again: the suspension ends them first.
+            return TypedResults.Problem("The suspension is still ending this site's consents: retry in a minute.",
+                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+        }
+
         var (ended, obligations) = (0, 0);
         if (change(recipient, request.Reason.Trim(), time.GetUtcNow()))
         {
@@ -305,7 +325,17 @@ public static partial class AdminRecipientEndpoints
         if (ended == SuspensionConsequences.BatchSize)
         {
             // A large site: the rest in batches of their own, to the end even if the operator's client gives up waiting.
-            await consequences.EndTheRestAsync(recipient.Id, CancellationToken.None);
+            // The suspension is committed: a failure here is the consent expiry job's to finish, not a 500 for the operator.
+            try
+            {
+                await consequences.EndTheRestAsync(recipient.Id, CancellationToken.None);
+            }
+            catch (Exception e) when (e is DbException or DbUpdateException or TimeoutException)
+            {
+                context.RequestServices.GetRequiredService<ILogger<Recipient>>().LogWarning(
+                    "The suspension of {ClientId} is committed; ending its remaining episodes failed ({Error}) and is left to the consent expiry job",
+                    recipient.ClientId, e.GetType().Name);
+            }
         }
 
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, context.RequestAborted));

@@ -127,9 +127,13 @@ public sealed class SuspensionTests(GatewayFixture fixture)
 
         // Episodes left active under the suspended site, as a node stopping between batches would leave them.
         await SeedEpisodesAsync(database, site.Id, 3, "left");
+        var reinstate = () => admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/reinstate", new JsonObject { ["reason"] = "cleared" });
+        // Not while episodes the suspension has to end still stand: reinstated, they would stand again.
+        await (await reinstate()).AssertProblemAsync(HttpStatusCode.Conflict);
         Assert.True(await node.RunConsentExpiryAsync() >= 3);
         Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE recipient_id = '{site.Id}' AND state = 'Active'"));
         Assert.Equal((long)episodes + 3, await database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE recipient_id = '{site.Id}' AND kind = 'Ended'"));
+        Assert.Equal(HttpStatusCode.OK, (await reinstate()).StatusCode);
     }
 
     private static Task SeedEpisodesAsync(TestDatabase database, Guid siteId, int count, string prefix) => database.ExecuteAsync($"""
