@@ -51,10 +51,7 @@ public sealed class ConsentDesk(
         if (active is not null)
         {
             // Lapsed but not yet swept: it ends as expired here, so the new tick opens a new episode as it should.
-            active.Expire(now);
-            var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, active.ExpiresAt);
-            db.Add(expired);
-            await db.SaveChangesAsync(cancellationToken);
+            (var expired, obligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
             entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired));
         }
 
@@ -62,11 +59,7 @@ public sealed class ConsentDesk(
         var granted = ConsentEvent.For(consent, ConsentEventKind.Granted, recipient, method, now);
         db.AddRange(consent, granted);
         await db.SaveChangesAsync(cancellationToken);
-        await FeedPositions.BumpAsync(db, active is null ? [consent.Id] : [active.Id, consent.Id], cancellationToken);
-        if (active is not null)
-        {
-            obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
-        }
+        await FeedPositions.BumpAsync(db, [consent.Id], cancellationToken);
 
         entries.Add(Entry(seekerId, AuditActions.ConsentGranted, recipient, granted));
         await audit.AppendAsync(entries, cancellationToken);
@@ -91,6 +84,16 @@ public sealed class ConsentDesk(
         }
 
         var recipient = await db.Recipients.AsNoTracking().SingleAsync(r => r.Id == recipientId, cancellationToken);
+        if (active.ExpiresAt <= time.GetUtcNow())
+        {
+            // Lapsed but not yet swept: there is nothing left to revoke; it ends as what it is, expired, when it lapsed.
+            var (expired, expiredObligations) = await ExpireLapsedAsync(active, recipient, time.GetUtcNow(), cancellationToken);
+            await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired), cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            dispatch.After(expiredObligations);
+            return new ConsentDecision(ConsentChange.NothingToRevoke, null, null, null);
+        }
+
         var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         active.Revoke(now);
         var revoked = ConsentEvent.For(active, ConsentEventKind.Revoked, recipient, method, now);
@@ -102,6 +105,21 @@ public sealed class ConsentDesk(
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations);
         return new ConsentDecision(ConsentChange.Revoked, active, revoked, recipient);
+    }
+
+    /// <summary>
+    /// Ends an episode found lapsed before the expiry job came round, as that job would: dated when it lapsed (no read was
+    /// allowed after that), with its receipt, the site's feed moved and an obligation if it disclosed anything.
+    /// </summary>
+    private async Task<(ConsentEvent Receipt, int Obligations)> ExpireLapsedAsync(Consent active, Recipient recipient, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        active.Expire(now);
+        var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, active.ExpiresAt);
+        db.Add(expired);
+        await db.SaveChangesAsync(cancellationToken);
+        await FeedPositions.BumpAsync(db, [active.Id], cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
+        return (expired, obligations);
     }
 
     private AuditEntry Entry(string seekerId, string action, Recipient recipient, ConsentEvent receipt) =>

@@ -109,4 +109,26 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.Equal(history[0].At + TimeSpan.FromDays(365), history[1].At);
         Assert.True(history[1].At < history[2].At);
     }
+
+    /// <summary>An untick of an episode that lapsed before the expiry job came round: nothing to revoke; it ends as expired.</summary>
+    [Fact]
+    public async Task UntickingALapsedEpisodeEndsItAsExpiredNotRevoked()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
+        var marker = "untick-lapsed-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var episode = await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}'");
+
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        using (var untick = await Sharing.UntickAsync(Gateway, await fixture.Actors.FreshTokenAsync(seeker), site.Id))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, untick.StatusCode);
+        }
+
+        Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE consent_id = '{episode}' AND kind = 'Revoked'"));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
+    }
 }

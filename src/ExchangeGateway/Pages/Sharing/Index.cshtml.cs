@@ -22,6 +22,12 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     /// <summary>The ticked ones.</summary>
     [BindProperty] public List<Guid> Shared { get; set; } = [];
 
+    /// <summary>
+    /// The ones the form showed ticked. Only a box the seeker changed is acted on: one that lapsed (or was ended
+    /// elsewhere) while the page was open, and is sent back still ticked, is not a new consent the seeker gave.
+    /// </summary>
+    [BindProperty] public List<Guid> WasShared { get; set; } = [];
+
     [BindProperty(SupportsGet = true, Name = "receipt")] public List<Guid> ReceiptIds { get; set; } = [];
 
     [BindProperty(SupportsGet = true, Name = "unchanged")] public bool Unchanged { get; set; }
@@ -64,7 +70,7 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
             }
 
             var wanted = Shared.Contains(siteId);
-            if (wanted == site.IsActive)
+            if (wanted == WasShared.Contains(siteId) || wanted == site.IsActive)
             {
                 continue;
             }

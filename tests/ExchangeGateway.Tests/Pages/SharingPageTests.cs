@@ -1,0 +1,66 @@
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Pages;
+
+[Collection(GatewayCollection.Name)]
+public sealed partial class SharingPageTests(GatewayFixture fixture)
+{
+    /// <summary>
+    /// The Partage page acts only on the boxes the seeker changed: a sharing that lapsed while the page was open, sent back
+    /// still ticked beside another box the seeker did tick, is not renewed for twelve months behind their back.
+    /// </summary>
+    [Fact]
+    public async Task ASharingThatLapsedWhileThePageWasOpenIsNotRenewedByAnotherChange()
+    {
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            string seekerId;
+            await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+            {
+                seekerId = (await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email))!.Id;
+            }
+
+            var sites = ShownSites().Matches(await session.GetPageAsync("/Sharing")).Select(m => m.Groups[1].Value).Take(2).ToList();
+            Assert.Equal(2, sites.Count);
+            var (lapsing, other) = (sites[0], sites[1]);
+            using (await PostAsync(session, shown: [lapsing, other], shared: [lapsing], wasShared: []))
+            {
+            }
+
+            // The page as the seeker now sees it: the first site ticked. Then that sharing lapses while the page stays open.
+            var page = await session.GetPageAsync("/Sharing");
+            Assert.Contains($"name=\"WasShared\" value=\"{lapsing}\"", page, StringComparison.Ordinal);
+            var lapsedAt = fixture.Time.GetUtcNow().AddMinutes(-1).ToString("O", CultureInfo.InvariantCulture);
+            await fixture.Database.ExecuteAsync($"UPDATE consents SET expires_at = '{lapsedAt}' WHERE seeker_id = '{seekerId}' AND recipient_id = '{lapsing}'");
+
+            using (await PostAsync(session, shown: [lapsing, other], shared: [lapsing, other], wasShared: [lapsing], page))
+            {
+            }
+
+            Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seekerId}' AND recipient_id = '{lapsing}'"));
+            Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{seekerId}' AND recipient_id = '{other}' AND state = 'Active'"));
+        }
+    }
+
+    private static async Task<HttpResponseMessage> PostAsync(PageSession session, string[] shown, string[] shared, string[] wasShared, string? page = null)
+    {
+        page ??= await session.GetPageAsync("/Sharing");
+        var form = shown.Select(s => KeyValuePair.Create("Shown", s))
+            .Concat(shared.Select(s => KeyValuePair.Create("Shared", s)))
+            .Concat(wasShared.Select(s => KeyValuePair.Create("WasShared", s)))
+            .Append(KeyValuePair.Create("__RequestVerificationToken", PageSession.AntiforgeryToken(page)));
+        var response = await session.Http.PostAsync("/Sharing", new FormUrlEncodedContent(form));
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        return response;
+    }
+
+    [GeneratedRegex("name=\"Shown\" value=\"([0-9a-f-]+)\"")]
+    private static partial Regex ShownSites();
+}
