@@ -117,6 +117,14 @@ public static class AuditEndpoints
             verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
         }
 
+        if (kept is not null && reads.OnReplica && kept.Sequence > verdict.HeadSequence)
+        {
+            // The replica has not replayed the kept row yet: that is lag, not a removal, and no verdict either way.
+            context.Response.Headers.RetryAfter = "5";
+            return TypedResults.Problem($"The audit replica has not yet reached row {kept.Sequence} of your checkpoint: retry after the seconds in Retry-After.",
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Replica behind");
+        }
+
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         await trail.AppendAsync(
             new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,

@@ -51,7 +51,14 @@ public sealed class AuditReads : IDisposable
         {
             if (Interlocked.Exchange(ref _released, 1) == 0)
             {
-                scans.Release();
+                try
+                {
+                    scans.Release();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // An export still streaming when the node shut down: there is no slot left to give back.
+                }
             }
         }
     }

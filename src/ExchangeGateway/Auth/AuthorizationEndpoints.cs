@@ -211,10 +211,10 @@ public static class AuthorizationEndpoints
             }
 
             // A new password changes the account's stamp: a code or refresh token from before it is refused here, even if
-            // the reset's revocation of the account's tokens never ran (an aborted request, a lost connection). Tokens
-            // issued before the stamp was carried have none and rely on that revocation.
+            // the reset's revocation of the account's tokens never ran (an aborted request, a lost connection). A token
+            // without a stamp (issued before they were carried) is refused too: its holder signs in once more.
             var carried = result.Principal!.GetClaim(StampClaim);
-            if (carried is not null && carried != StampOf(await users.GetSecurityStampAsync(user)))
+            if (carried is null || carried != StampOf(await users.GetSecurityStampAsync(user)))
             {
                 return Forbid(Errors.InvalidGrant, "The account's password changed since: sign in again.");
             }

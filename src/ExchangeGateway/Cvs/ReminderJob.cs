@@ -12,7 +12,8 @@ namespace ExchangeGateway.Cvs;
 /// <summary>
 /// Tells seekers before something ends without them: their CV going offline (at each configured lead time, once) and a
 /// consent lapsing. Rows are claimed with SKIP LOCKED and marked before the mails go, so several nodes never remind twice
-/// and nothing waits for the mail server; each batch is one job.
+/// and nothing waits for the mail server; each batch is one job. A reminder is sent at most once: a run that fails (mail
+/// server unreachable, cancelled) gives its unsent claims back, but a node that dies mid-batch loses the rest of that batch.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
@@ -152,7 +153,16 @@ public sealed class ReminderJob(
             }
             catch (Exception e) when (e is NotifierUnavailableException or OperationCanceledException)
             {
-                await giveBack(i);
+                try
+                {
+                    await giveBack(i);
+                }
+                catch (Exception lost) when (lost is not OperationCanceledException)
+                {
+                    // The run's own failure is what goes up; these reminders stay marked and are not sent.
+                    logger.LogWarning("{Count} reminders could not be given back for the retry ({Error}); they are not sent", notices.Count - i, lost.GetType().Name);
+                }
+
                 throw;
             }
         }

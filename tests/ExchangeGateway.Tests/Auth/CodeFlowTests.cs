@@ -186,6 +186,11 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         var seeker = await fixture.Actors.NewSeekerAsync();
         var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);
         Assert.NotNull(refreshed.AccessToken);
+        // The stamp's digest stays in codes and refresh tokens: never in what clients and APIs can read.
+        foreach (var readable in new[] { seeker.Tokens.AccessToken, seeker.Tokens.IdToken, refreshed.AccessToken }.OfType<string>())
+        {
+            Assert.False(new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(readable).TryGetClaim("eg_stamp", out _));
+        }
 
         await using (var scope = fixture.Factory.Services.CreateAsyncScope())
         {
