@@ -161,17 +161,19 @@ pg_port_free() {
 }
 
 # pg_free_port: print a free TCP port, starting at a random one in 20000-40000.
+# Below Linux's ephemeral range (32768-60999 by default): a port found free there can be taken by any outgoing
+# connection before the server binds it.
 pg_free_port() {
-    local port=$((20000 + RANDOM % 20001)) i
+    local port=$((20000 + RANDOM % 12000)) i
     for ((i = 0; i < 200; i++)); do
         if pg_port_free "$port"; then
             printf '%s\n' "$port"
             return 0
         fi
         port=$((port + 1))
-        [ "$port" -le 40000 ] || port=20000
+        [ "$port" -lt 32000 ] || port=20000
     done
-    pg_log "error: no free TCP port found in 20000-40000"
+    pg_log "error: no free TCP port found in 20000-31999"
     return 1
 }
 
