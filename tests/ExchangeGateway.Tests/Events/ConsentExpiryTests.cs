@@ -60,13 +60,8 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
     [Fact]
     public async Task ATickRacingTheExpiryJobEndsTheLapsedEpisodeOnce()
     {
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
-        var marker = "expiry-race-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var (site, seeker, lapsed) = await DisclosedEpisodeAsync("expiry-race");
         var episode = $"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}' AND state = 'Active'";
-        var lapsed = await fixture.Database.ScalarAsync<Guid>(episode);
 
         fixture.Time.Advance(TimeSpan.FromDays(366));
         var seekerToken = await fixture.Actors.FreshTokenAsync(seeker);
@@ -114,12 +109,7 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
     [Fact]
     public async Task UntickingALapsedEpisodeEndsItAsExpiredNotRevoked()
     {
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
-        var marker = "untick-lapsed-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
-        var episode = await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}'");
+        var (site, seeker, episode) = await DisclosedEpisodeAsync("untick-lapsed");
 
         fixture.Time.Advance(TimeSpan.FromDays(366));
         using (var untick = await Sharing.UntickAsync(Gateway, await fixture.Actors.FreshTokenAsync(seeker), site.Id))
@@ -130,5 +120,16 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"));
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE consent_id = '{episode}' AND kind = 'Revoked'"));
         Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
+    }
+
+    /// <summary>A new poll site that has read a new seeker's CV: the episode, with a copy to chase once it ends.</summary>
+    private async Task<(TestSite Site, Person Seeker, Guid Episode)> DisclosedEpisodeAsync(string prefix)
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, new SiteOptions());
+        var marker = prefix + "-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        return (site, seeker, await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}'"));
     }
 }
