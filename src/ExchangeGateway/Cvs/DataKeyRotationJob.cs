@@ -148,9 +148,7 @@ public sealed class DataKeyRotationJob(
                 WITH retired AS (
                     DELETE FROM data_key_wrapping_keys w WHERE w.id = $1
                       AND NOT EXISTS (SELECT 1 FROM seeker_keys WHERE {CvSealer.WrappingKeyIdSql} = $2)
-                    RETURNING w.id),
-                -- The copy an earlier version kept among the signing keys (same id) goes with it, or the key would live on there.
-                legacy AS (DELETE FROM signing_keys s WHERE s.algorithm = 'A256GCM-DEK' AND s.id IN (SELECT id FROM retired))
+                    RETURNING w.id)
                 SELECT count(*)::int FROM retired
                 """, connection)
             {
