@@ -93,7 +93,7 @@ public sealed class Cv
     public DateTimeOffset OfflineAt(TimeSpan maxAge) => RefreshedAt + maxAge;
 
     public CvState StateAt(DateTimeOffset now, TimeSpan maxAge) =>
-        State == CvState.Erased ? CvState.Erased : now >= OfflineAt(maxAge) ? CvState.Offline : CvState.Published;
+        State != CvState.Published ? State : now >= OfflineAt(maxAge) ? CvState.Offline : CvState.Published;
 
     public bool IsAvailableAt(DateTimeOffset now, TimeSpan maxAge) => StateAt(now, maxAge) == CvState.Published;
 }

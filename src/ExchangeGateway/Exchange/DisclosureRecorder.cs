@@ -29,14 +29,16 @@ public sealed class DisclosureRecorder(
     public const int MaxBatch = 2000;
 
     // One statement for the whole batch, prepared once per connection: the candidates of every waiting request, each with
-    // the recipient that asked, so a site can only ever record (and receive) its own consents.
+    // the recipient that asked, so a site can only ever record (and receive) its own consents. A CV must be Published as
+    // well as fresh by this node's clock: one the sweep took offline on a node whose clock ran ahead is not served here,
+    // since the sweep will never come back to chase a copy sent after it.
     private const string InsertSql = """
         INSERT INTO disclosures (consent_id, recipient_id, seeker_id, cv_version, content_hash, disclosed_at)
         SELECT u.consent_id, c.recipient_id, c.seeker_id, u.version, u.hash, $5
         FROM unnest($1::uuid[], $2::int[], $3::bytea[], $4::uuid[]) AS u(consent_id, version, hash, recipient_id)
         JOIN consents c ON c.id = u.consent_id AND c.state = 'Active' AND c.expires_at > $5 AND c.recipient_id = u.recipient_id
         JOIN recipients r ON r.id = c.recipient_id AND r.status = 'Active'
-        JOIN cvs v ON v.seeker_id = c.seeker_id AND v.version = u.version AND v.state <> 'Erased' AND v.refreshed_at > $6
+        JOIN cvs v ON v.seeker_id = c.seeker_id AND v.version = u.version AND v.state = 'Published' AND v.refreshed_at > $6
         RETURNING id, consent_id, seeker_id, cv_version
         """;
 

@@ -174,14 +174,14 @@ public sealed class SharedCvFeed(
 
     /// <summary>Promise 1, decided from live data: a lapsed consent or a stale CV is refused before any job has noticed.</summary>
     private static bool IsAvailable(FeedRow row, DateTimeOffset now, DateTimeOffset freshSince) =>
-        row.State == ConsentState.Active && row.ExpiresAt > now && row.CvState is not null and not CvState.Erased && row.Sealed is not null
+        row.State == ConsentState.Active && row.ExpiresAt > now && row.CvState == CvState.Published && row.Sealed is not null
         && row.WrappedKey is not null && row.RefreshedAt > freshSince;
 
     private static string CauseOf(FeedRow row, DateTimeOffset now, DateTimeOffset freshSince) =>
         row.State != ConsentState.Active ? row.EndCause ?? ErasureCauses.ConsentRevoked
         : row.ExpiresAt <= now ? ErasureCauses.ConsentExpired
         : row.CvState is null or CvState.Erased || row.Sealed is null ? ErasureCauses.SubjectErased
-        : row.RefreshedAt <= freshSince ? ErasureCauses.CvOffline
+        : row.RefreshedAt <= freshSince || row.CvState == CvState.Offline ? ErasureCauses.CvOffline
         : ErasureCauses.RecipientSuspended;
 
     private sealed record FeedRow(

@@ -127,6 +127,32 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A CV the sweep took offline (on a node whose clock ran a little ahead) is not served by a node that still sees it
+    /// fresh: the sweep chased the copies it knew of and will not come back for one sent after it.
+    /// </summary>
+    [Fact]
+    public async Task ACvTheSweepTookOfflineIsNotServedByANodeThatStillSeesItFresh()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "swept-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site))).Items, marker);
+
+        await fixture.Database.ExecuteAsync($"UPDATE cvs SET state = 'Offline' WHERE seeker_id = '{seeker.Id}'");
+
+        using var asSite = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+        await (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        using var asSeeker = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal("offline", (await (await asSeeker.GetAsync("/api/v1/me/cv")).ReadJsonAsync()).GetProperty("state").GetString());
+
+        // "Still looking" brings it back, as after any sweep.
+        Assert.Equal(HttpStatusCode.OK, (await asSeeker.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).StatusCode);
+    }
+
     [Fact]
     public async Task SeekersSeeOnlyTheirOwnCvConsentsReceiptsAndDisclosures()
     {
