@@ -80,7 +80,11 @@ public sealed class CvWriter(
         return new CvWriteResult(CvWriteOutcome.Refreshed, cv);
     }
 
-    /// <summary>Content and key gone (crypto-shredding), every site holding a copy told to delete it.</summary>
+    /// <summary>
+    /// Content and key gone (crypto-shredding), every site holding a copy told to delete it, and every sharing episode ended
+    /// (cause subject-erased, with its receipt): a CV the seeker publishes again later is shared only where they tick again,
+    /// under new pairwise ids, not sent to sites that were told to delete it and may have confirmed.
+    /// </summary>
     public async Task<CvWriteResult> EraseAsync(string seekerId, CancellationToken cancellationToken)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
@@ -93,15 +97,30 @@ public sealed class CvWriter(
 
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
-        var active = await db.Set<Consent>()
+        var episodes = await db.Set<Consent>()
             .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' FOR NO KEY UPDATE")
-            .Select(c => c.Id).ToListAsync(cancellationToken);
+            .ToListAsync(cancellationToken);
+        var sites = await db.Recipients.AsNoTracking().Where(r => episodes.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
         var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         cv.Erase(now);
+        var entries = new List<AuditEntry>();
+        foreach (var episode in episodes)
+        {
+            episode.EndBySystem(ErasureCauses.SubjectErased, now);
+            var site = sites[episode.RecipientId];
+            var receipt = ConsentEvent.For(episode, ConsentEventKind.Ended, site, episode.CollectionMethod, now);
+            db.Add(receipt);
+            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.ConsentEnded, Outcomes.Success,
+                SeekerId: seekerId, Recipient: site.ClientId,
+                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = ErasureCauses.SubjectErased }));
+        }
+
         await db.SaveChangesAsync(cancellationToken);
+        var active = episodes.Select(c => c.Id).ToList();
         await FeedPositions.BumpAsync(db, active, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, active, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations }), cancellationToken);
+        entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = active.Count }));
+        await audit.AppendAsync(entries, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations);
         return new CvWriteResult(CvWriteOutcome.Erased, cv);

@@ -274,6 +274,17 @@ public sealed class CvApiTests(GatewayFixture fixture)
 
         using var siteClient = fixture.Client().WithToken(site);
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+
+        // The sharing ended with it: a CV published again is not sent to the site told to delete the old one (under the
+        // same id, without a new tick); ticking again shares it under a new id.
+        var consents = (await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
+        Assert.Equal("ended", consents.Single(c => c.GetProperty("recipientId").GetGuid() == demo).GetProperty("state").GetString());
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-again"));
+        await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
+        var again = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker + "-again");
+        Assert.NotNull(again);
+        Assert.NotEqual(id, again);
     }
 
     [Fact]
