@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
@@ -26,9 +27,13 @@ public sealed record ErasureStatusItem(
     long Id, Guid RecipientId, string RecipientName, string Kind, string Cause, ObligationStatus Status, bool Overdue,
     DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore);
 
+/// <summary>
+/// Everything held about a seeker. The lists are streamed as they are read: the ledger gains a row on every read of the
+/// CV by any site, so a seeker's disclosures grow without bound, and the export is never held in memory whole.
+/// </summary>
 public sealed record MyDataExport(
-    MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentHistoryItem> ConsentEvents,
-    IReadOnlyList<DisclosureItem> Disclosures, IReadOnlyList<ErasureStatusItem> Erasures);
+    MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
+    IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures);
 
 public static class MyDataEndpoints
 {
@@ -63,7 +68,7 @@ public static class MyDataEndpoints
         }
 
         return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.ErasuresCollection,
-            MyDataQueries.ErasuresOf(db, context.User.Subject(), cursor is null ? null : before), take, e => e.Id, context.RequestAborted));
+            MyDataQueries.ErasuresOf(db, context.User.Subject(), string.IsNullOrEmpty(cursor) ? null : before), take, e => e.Id, context.RequestAborted));
     }
 
     private static async Task<Results<Ok<MyDataExport>, ProblemHttpResult>> Export(
@@ -79,11 +84,11 @@ public static class MyDataEndpoints
 
         var now = time.GetUtcNow();
         var cv = await cvs.ReadAsync(seekerId, context.RequestAborted);
-        var events = await db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId).OrderBy(e => e.At)
-            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl))
-            .ToListAsync(context.RequestAborted);
-        var disclosures = await MyDataQueries.DisclosuresOf(db, seekerId).OrderBy(d => d.Id).ToListAsync(context.RequestAborted);
-        var erasures = await MyDataQueries.ErasuresOf(db, seekerId).ToListAsync(context.RequestAborted);
+        // Read one after the other on the request's context while the answer is written (each list in full order).
+        var events = Streamed(db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId).OrderBy(e => e.At).ThenBy(e => e.Id)
+            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl)), context.RequestAborted);
+        var disclosures = Streamed(MyDataQueries.DisclosuresOf(db, seekerId).OrderBy(d => d.Id), context.RequestAborted);
+        var erasures = Streamed(MyDataQueries.ErasuresOf(db, seekerId), context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
@@ -91,6 +96,18 @@ public static class MyDataEndpoints
             new MeResponse(user.Id, user.Email!), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
             events, disclosures, erasures));
+    }
+
+    /// <summary>
+    /// A query's rows as the serializer asks for them, its reader closed as soon as the last row is read: the serializer
+    /// goes on to the next list before it disposes this one, and one connection runs one command at a time.
+    /// </summary>
+    private static async IAsyncEnumerable<T> Streamed<T>(IQueryable<T> query, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var item in query.AsAsyncEnumerable().WithCancellation(cancellationToken))
+        {
+            yield return item;
+        }
     }
 
     private static async Task<Results<NoContent, ProblemHttpResult>> Forget(HttpContext context, SeekerErasure erasure)

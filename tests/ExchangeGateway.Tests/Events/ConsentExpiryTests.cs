@@ -120,6 +120,11 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"));
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE consent_id = '{episode}' AND kind = 'Revoked'"));
         Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
+
+        // An empty cursor is the first page, as on every other list.
+        using var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker));
+        var erasures = (await (await me.GetAsync("/api/v1/me/erasures?cursor=")).ReadJsonAsync()).GetProperty("items");
+        Assert.Equal("consent-expired", Assert.Single(erasures.EnumerateArray()).GetProperty("cause").GetString());
     }
 
     /// <summary>A new poll site that has read a new seeker's CV: the episode, with a copy to chase once it ends.</summary>
