@@ -22,6 +22,10 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     {
         base.OnModelCreating(builder);
         builder.UseOpenIddict();
+        // "Forget me" and a password reset find an account's tokens and authorizations by subject alone; OpenIddict's own
+        // indexes start with the application, so without these each was a scan of every token issued.
+        builder.Entity<OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreToken>().HasIndex(t => t.Subject);
+        builder.Entity<OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreAuthorization>().HasIndex(a => a.Subject);
         builder.HasSequence<long>("feed_positions");
         builder.ApplyConfigurationsFromAssembly(typeof(GatewayDbContext).Assembly);
     }

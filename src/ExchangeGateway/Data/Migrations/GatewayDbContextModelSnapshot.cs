@@ -1084,6 +1084,9 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasKey("Id")
                         .HasName("pk_open_iddict_authorizations");
 
+                    b.HasIndex("Subject")
+                        .HasDatabaseName("ix_open_iddict_authorizations_subject");
+
                     b.HasIndex("ApplicationId", "Status", "Subject", "Type")
                         .HasDatabaseName("ix_open_iddict_authorizations_application_id_status_subject_type");
 
@@ -1212,6 +1215,9 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasIndex("ReferenceId")
                         .IsUnique()
                         .HasDatabaseName("ix_open_iddict_tokens_reference_id");
+
+                    b.HasIndex("Subject")
+                        .HasDatabaseName("ix_open_iddict_tokens_subject");
 
                     b.HasIndex("ApplicationId", "Status", "Subject", "Type")
                         .HasDatabaseName("ix_open_iddict_tokens_application_id_status_subject_type");
