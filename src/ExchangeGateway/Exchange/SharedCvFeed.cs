@@ -52,7 +52,8 @@ public sealed class CvDocumentConverter : JsonConverter<CvDocument>
 /// (<see cref="DisclosureRecorder"/> groups the transactions of concurrent requests into one commit).
 /// </summary>
 public sealed class SharedCvFeed(
-    GatewayDbContext db, CvSealer sealer, DisclosureRecorder recorder, IOptions<FreshnessOptions> freshness, TimeProvider time)
+    GatewayDbContext db, CvSealer sealer, DisclosureRecorder recorder, IOptions<FreshnessOptions> freshness, TimeProvider time,
+    GatewayMetrics metrics, ILogger<SharedCvFeed> logger)
 {
     // Keep in step with scripts/bench, whose pgbench baselines run this same SQL. The fifth column is the feed position:
     // the page query reads it from feed_entries; a single CV has no use for it, and skips that join on the hot path.
@@ -143,7 +144,21 @@ public sealed class SharedCvFeed(
         {
             if (IsAvailable(row, now, freshSince))
             {
-                var document = CvSealer.Open(sealer.Unwrap(row.SeekerId!, row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
+                byte[] document;
+                try
+                {
+                    document = CvSealer.Open(sealer.Unwrap(row.SeekerId!, row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
+                }
+                catch (CryptographicException)
+                {
+                    // A key wrapped by a key this deployment no longer holds (see the data-key rotation job), or damaged
+                    // content: that CV is skipped, not the whole page, so the site's cursor moves on past it. Nothing was
+                    // recorded for it, and nothing is sent. The episode's id only: no seeker id in the logs.
+                    metrics.CvsUnreadable.Add(1);
+                    logger.LogError("The CV shared under episode {ConsentId} could not be opened; it is skipped", row.ConsentId);
+                    continue;
+                }
+
                 // The hash stored with the ciphertext is the plaintext's (AES-GCM vouches that this is that plaintext).
                 candidates.Add(new DisclosureCandidate(row.ConsentId, row.Version.Value, row.ContentHash ?? SHA256.HashData(document)));
                 documents[row.ConsentId] = document;

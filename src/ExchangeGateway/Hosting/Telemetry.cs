@@ -20,6 +20,7 @@ public sealed class GatewayMetrics
         MailSent = meter.CreateCounter<long>("exchange_gateway.mail.sent", description: "Account messages handed to the mail server");
         MailFailed = meter.CreateCounter<long>("exchange_gateway.mail.failed", description: "Account messages the mail server did not take");
         MailDropped = meter.CreateCounter<long>("exchange_gateway.mail.dropped", description: "Account messages not queued (per-address limit, full queue)");
+        CvsUnreadable = meter.CreateCounter<long>("exchange_gateway.cvs.unreadable", description: "CVs skipped because their key could not be unwrapped or their content opened");
     }
 
     public Counter<long> CvsDisclosed { get; }
@@ -29,6 +30,7 @@ public sealed class GatewayMetrics
     public Counter<long> MailSent { get; }
     public Counter<long> MailFailed { get; }
     public Counter<long> MailDropped { get; }
+    public Counter<long> CvsUnreadable { get; }
 }
 
 public static class Telemetry

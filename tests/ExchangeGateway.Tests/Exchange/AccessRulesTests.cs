@@ -153,6 +153,35 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).StatusCode);
     }
 
+    /// <summary>
+    /// A CV whose key cannot be unwrapped (wrapped by a key this deployment no longer holds) is skipped, not the whole
+    /// page: the site's feed goes on past it, and nothing is recorded or sent for it.
+    /// </summary>
+    [Fact]
+    public async Task ACvThatCannotBeOpenedIsSkippedAndTheFeedGoesOn()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var broken = await fixture.Actors.NewSeekerAsync();
+        var intact = await fixture.Actors.NewSeekerAsync();
+        var (brokenMarker, intactMarker) = ("unreadable-" + Guid.NewGuid().ToString("N"), "readable-" + Guid.NewGuid().ToString("N"));
+        await Sharing.PutCvAsync(fixture.Factory, broken.Tokens.AccessToken, Sharing.Resume(brokenMarker));
+        await Sharing.PutCvAsync(fixture.Factory, intact.Tokens.AccessToken, Sharing.Resume(intactMarker));
+        await Sharing.TickAsync(fixture.Factory, broken.Tokens.AccessToken, site.Id);
+        var brokenId = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site))).Items, brokenMarker);
+        await Sharing.TickAsync(fixture.Factory, intact.Tokens.AccessToken, site.Id);
+
+        await fixture.Database.ExecuteAsync($"UPDATE seeker_keys SET wrapped_key = set_byte(wrapped_key, 20, get_byte(wrapped_key, 20) # 1) WHERE seeker_id = '{broken.Id}'");
+        var ledger = $"SELECT count(*) FROM disclosures d JOIN consents c ON c.id = d.consent_id WHERE c.seeker_id = '{broken.Id}'";
+        var recorded = await fixture.Database.ScalarAsync<long>(ledger);
+
+        var (items, _) = await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
+        Assert.NotNull(Sharing.PairwiseIdOf(items, intactMarker));
+        Assert.Null(Sharing.PairwiseIdOf(items, brokenMarker));
+        using var asSite = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+        await (await asSite.GetAsync($"/api/v1/shared-cvs/{brokenId}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        Assert.Equal(recorded, await fixture.Database.ScalarAsync<long>(ledger));
+    }
+
     [Fact]
     public async Task SeekersSeeOnlyTheirOwnCvConsentsReceiptsAndDisclosures()
     {
