@@ -1,19 +1,37 @@
 using ExchangeGateway.Auth;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Pages.Erasures;
 
-/// <summary>"Mes demandes d'effacement": per site, the live status of every obligation (the query of GET /api/v1/me/erasures).</summary>
-public sealed class IndexModel(GatewayDbContext db) : PageModel
+/// <summary>
+/// "Mes demandes d'effacement": per site, the live status of every obligation, newest first, by the query and cursors of
+/// GET /api/v1/me/erasures, a page at a time.
+/// </summary>
+public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
 {
+    private const int PageSize = 100;
+
+    [BindProperty(SupportsGet = true, Name = "cursor")] public string? Cursor { get; set; }
+
     public IReadOnlyList<IGrouping<string, ErasureStatusItem>> BySite { get; private set; } = [];
 
-    public async Task OnGetAsync()
+    public string? Next { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync()
     {
-        var items = await MyDataQueries.ErasuresOf(db, User.Subject()).ToListAsync(HttpContext.RequestAborted);
-        BySite = items.GroupBy(i => i.RecipientName).OrderBy(g => g.Key, StringComparer.CurrentCulture).ToList();
+        if (!cursors.TryDecode<long>(MyDataQueries.ErasuresCollection, Cursor, out var before))
+        {
+            return RedirectToPage();
+        }
+
+        var page = await cursors.PageAsync(MyDataQueries.ErasuresCollection,
+            MyDataQueries.ErasuresOf(db, User.Subject(), string.IsNullOrEmpty(Cursor) ? null : before), PageSize, e => e.Id, HttpContext.RequestAborted);
+        BySite = page.Items.GroupBy(i => i.RecipientName).OrderBy(g => g.Key, StringComparer.CurrentCulture).ToList();
+        Next = page.NextCursor;
+        return Page();
     }
 }
