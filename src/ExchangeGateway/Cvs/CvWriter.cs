@@ -37,6 +37,15 @@ public sealed class CvWriter(
             return new CvWriteResult(CvWriteOutcome.PreconditionFailed, cv);
         }
 
+        var endings = new List<AuditEntry>();
+        var obligations = 0;
+        if (cv?.State == CvState.Erased)
+        {
+            // Erased before an erasure ended the sharing too (an earlier release): the sites told to delete the old CV do
+            // not get the new one under the same ids; the seeker ticks again where they want it.
+            (_, endings, _, obligations) = await EndSharingAsync(seekerId, cancellationToken);
+        }
+
         var key = await sealer.GetOrCreateKeyAsync(db, seekerId, now, cancellationToken);
         var hash = SHA256.HashData(document);
         var created = cv is null;
@@ -53,9 +62,9 @@ public sealed class CvWriter(
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
         var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.CvPublished, new() { ["version"] = cv.Version }), cancellationToken);
+        await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, new() { ["version"] = cv.Version })], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(notices);
+        dispatch.After(notices + obligations);
         return new CvWriteResult(created ? CvWriteOutcome.Created : CvWriteOutcome.Replaced, cv);
     }
 
@@ -96,34 +105,60 @@ public sealed class CvWriter(
         }
 
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        // Locked like an untick: an expiry or suspension ending the same episode now either commits first or waits.
-        var episodes = await db.Set<Consent>()
-            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' FOR NO KEY UPDATE")
-            .ToListAsync(cancellationToken);
-        var sites = await db.Recipients.AsNoTracking().Where(r => episodes.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
+        var (now, entries, ended, obligations) = await EndSharingAsync(seekerId, cancellationToken);
         cv.Erase(now);
-        var entries = new List<AuditEntry>();
-        foreach (var episode in episodes)
-        {
-            episode.EndBySystem(ErasureCauses.SubjectErased, now);
-            var site = sites[episode.RecipientId];
-            var receipt = ConsentEvent.For(episode, ConsentEventKind.Ended, site, episode.CollectionMethod, now);
-            db.Add(receipt);
-            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.ConsentEnded, Outcomes.Success,
-                SeekerId: seekerId, Recipient: site.ClientId,
-                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = ErasureCauses.SubjectErased }));
-        }
-
         await db.SaveChangesAsync(cancellationToken);
-        var active = episodes.Select(c => c.Id).ToList();
-        await FeedPositions.BumpAsync(db, active, cancellationToken);
-        var obligations = await Obligations.RequireErasureAsync(db, active, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
-        entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = active.Count }));
+        entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = ended }));
         await audit.AppendAsync(entries, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations);
         return new CvWriteResult(CvWriteOutcome.Erased, cv);
+    }
+
+    /// <summary>
+    /// Ends every active sharing episode of the seeker, under the chain lock (whose time it returns): subject-erased, or
+    /// expired when it had already lapsed (dated then, as the expiry job would), each with its receipt, its audit entry
+    /// (returned, for the caller's append) and its obligation where something was disclosed; the feeds move.
+    /// </summary>
+    private async Task<(DateTimeOffset Now, List<AuditEntry> Entries, int Ended, int Obligations)> EndSharingAsync(string seekerId, CancellationToken cancellationToken)
+    {
+        // Locked like an untick (in id order, as a suspension locks them): an expiry or suspension ending the same episode
+        // now either commits first or waits.
+        var episodes = await db.Set<Consent>()
+            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' ORDER BY id FOR NO KEY UPDATE")
+            .ToListAsync(cancellationToken);
+        var sites = await db.Recipients.AsNoTracking().Where(r => episodes.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
+        var entries = new List<AuditEntry>();
+        foreach (var episode in episodes)
+        {
+            var lapsed = episode.ExpiresAt <= now;
+            if (lapsed)
+            {
+                episode.Expire(now);
+            }
+            else
+            {
+                episode.EndBySystem(ErasureCauses.SubjectErased, now);
+            }
+
+            var site = sites[episode.RecipientId];
+            var receipt = ConsentEvent.For(episode, lapsed ? ConsentEventKind.Expired : ConsentEventKind.Ended, site, episode.CollectionMethod, episode.EndedAt!.Value);
+            db.Add(receipt);
+            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), lapsed ? AuditActions.ConsentExpired : AuditActions.ConsentEnded, Outcomes.Success,
+                SeekerId: seekerId, Recipient: site.ClientId,
+                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = episode.EndCause }));
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await FeedPositions.BumpAsync(db, episodes.Select(c => c.Id).ToList(), cancellationToken);
+        var obligations = 0;
+        foreach (var cause in episodes.GroupBy(e => e.EndCause!))
+        {
+            obligations += await Obligations.RequireErasureAsync(db, cause.Select(c => c.Id).ToList(), cause.Key, now, erasure.Value.ConfirmWithin, cancellationToken);
+        }
+
+        return (now, entries, episodes.Count, obligations);
     }
 
     /// <summary>

@@ -31,8 +31,9 @@ public sealed class SeekerErasure(
             return false;
         }
 
-        // Locked, as in an untick: an episode the gateway is ending right now keeps the state and cause it committed.
-        var consents = await db.Set<Consent>().FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} FOR NO KEY UPDATE").ToListAsync(cancellationToken);
+        // Locked, as in an untick (in id order, as a suspension locks them): an episode the gateway is ending right now keeps
+        // the state and cause it committed.
+        var consents = await db.Set<Consent>().FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} ORDER BY id FOR NO KEY UPDATE").ToListAsync(cancellationToken);
         var active = consents.Where(c => c.IsActive).ToList();
         foreach (var consent in consents)
         {

@@ -287,6 +287,31 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.NotEqual(id, again);
     }
 
+    /// <summary>
+    /// A CV erased by an earlier release left its sharing active; publishing again ends that sharing first, so the sites
+    /// told to delete the old CV do not get the new one under the same ids.
+    /// </summary>
+    [Fact]
+    public async Task PublishingOverACvErasedWithItsSharingStillActiveEndsThatSharingFirst()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "legacy-erased-" + Guid.NewGuid().ToString("N");
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var demo = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
+        var site = await fixture.Actors.DemoSiteTokenAsync();
+        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker);
+        await fixture.Database.ExecuteAsync(
+            $"UPDATE cvs SET state = 'Erased', sealed = NULL, content_hash = NULL, erased_at = now() WHERE seeker_id = '{seeker.Id}'");
+
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-new"));
+
+        using var siteClient = fixture.Client().WithToken(site);
+        await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
+        Assert.Equal("Ended", await fixture.Database.ScalarAsync<string>(
+            $"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{demo}' ORDER BY granted_at DESC LIMIT 1"));
+    }
+
     [Fact]
     public async Task SeekerKeysAreBoundToTheirSeekerAndKeysWrappedTheOldWayStillOpenUntilRewrapped()
     {

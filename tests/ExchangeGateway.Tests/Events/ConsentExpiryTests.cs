@@ -127,6 +127,23 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.Equal("consent-expired", Assert.Single(erasures.EnumerateArray()).GetProperty("cause").GetString());
     }
 
+    /// <summary>An erasure of the CV finding an episode that had lapsed ends it as what it was: expired, when it lapsed.</summary>
+    [Fact]
+    public async Task ErasingTheCvEndsALapsedEpisodeAsExpired()
+    {
+        var (_, seeker, episode) = await DisclosedEpisodeAsync("erase-lapsed");
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        using (var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker)))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await me.DeleteAsync("/api/v1/me/cv")).StatusCode);
+        }
+
+        Assert.Equal(("Expired", "consent-expired"), (await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"),
+            await fixture.Database.ScalarAsync<string>($"SELECT end_cause FROM consents WHERE id = '{episode}'")));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{episode}'"));
+    }
+
     /// <summary>A new poll site that has read a new seeker's CV: the episode, with a copy to chase once it ends.</summary>
     private async Task<(TestSite Site, Person Seeker, Guid Episode)> DisclosedEpisodeAsync(string prefix)
     {
