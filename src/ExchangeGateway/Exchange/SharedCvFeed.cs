@@ -149,7 +149,7 @@ public sealed class SharedCvFeed(
                 {
                     document = CvSealer.Open(sealer.Unwrap(row.SeekerId!, row.WrappedKey!), row.SeekerId!, row.Version!.Value, row.Sealed!);
                 }
-                catch (CryptographicException)
+                catch (Exception e) when (e is CryptographicException or OverflowException or ArgumentException)
                 {
                     // A key wrapped by a key this deployment no longer holds (see the data-key rotation job), or damaged
                     // content: that CV is skipped, not the whole page, so the site's cursor moves on past it. Nothing was

@@ -12,7 +12,14 @@ namespace ExchangeGateway.Data.Migrations
         {
             // The copy of the data-key wrapping key that the previous release kept among the signing keys, for its rolling
             // upgrade only: every node now reads data_key_wrapping_keys, so the copy is one more place the key lives on.
-            migrationBuilder.Sql("DELETE FROM signing_keys WHERE algorithm = 'A256GCM-DEK';");
+            // Only copies: a key that lives only there (made by a release older than the wrapping-key table, an upgrade that
+            // skipped a release) still wraps seeker keys and is moved first.
+            migrationBuilder.Sql("""
+                INSERT INTO data_key_wrapping_keys (id, protected_key, created_at, activates_at)
+                SELECT id, protected_private_key, created_at, created_at FROM signing_keys WHERE algorithm = 'A256GCM-DEK'
+                ON CONFLICT (id) DO NOTHING;
+                DELETE FROM signing_keys WHERE algorithm = 'A256GCM-DEK';
+                """);
         }
 
         /// <inheritdoc />

@@ -11,13 +11,13 @@ namespace ExchangeGateway.Data.Migrations
         protected override void Up(MigrationBuilder migrationBuilder)
         {
             // CONCURRENTLY, outside the migration's transaction: every token request writes to these tables, and a plain
-            // CREATE INDEX would hold those writes for the whole build. A build that failed half-way leaves an invalid
-            // index under the same name; the DROP clears it.
-            migrationBuilder.Sql("DROP INDEX CONCURRENTLY IF EXISTS ix_open_iddict_tokens_subject;", suppressTransaction: true);
-            migrationBuilder.Sql("CREATE INDEX CONCURRENTLY ix_open_iddict_tokens_subject ON \"OpenIddictTokens\" (subject);", suppressTransaction: true);
-            migrationBuilder.Sql("DROP INDEX CONCURRENTLY IF EXISTS ix_open_iddict_authorizations_subject;", suppressTransaction: true);
+            // CREATE INDEX would hold those writes for the whole build. IF NOT EXISTS, with no DROP before it: outside the
+            // transaction the migration lock is gone, and a second node starting at the same moment must not drop the
+            // index the first one just built. (A build that failed half-way leaves an invalid index: REINDEX it.)
+            migrationBuilder.Sql("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_open_iddict_tokens_subject ON \"OpenIddictTokens\" (subject);", suppressTransaction: true);
             migrationBuilder.Sql(
-                "CREATE INDEX CONCURRENTLY ix_open_iddict_authorizations_subject ON \"OpenIddictAuthorizations\" (subject);", suppressTransaction: true);
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_open_iddict_authorizations_subject ON \"OpenIddictAuthorizations\" (subject);",
+                suppressTransaction: true);
         }
 
         /// <inheritdoc />
