@@ -26,7 +26,7 @@ public static class CvEndpoints
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
         cv.MapPost("/refresh", Refresh).WithName("RefreshMyCv").WithSummary("Confirms I am still looking: the CV stays online for another full period.")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        cv.MapDelete("/", Delete).WithName("EraseMyCv").WithSummary("Erases my CV; every site holding a copy is told to delete it.")
+        cv.MapDelete("/", Delete).WithName("EraseMyCv").WithSummary("Erases my CV; every site holding a copy is told to delete it, and every sharing ends (tick again to share a CV published later).")
             .ProducesProblem(StatusCodes.Status404NotFound);
         return api;
     }
