@@ -151,9 +151,10 @@ public sealed class EventDispatchJob(
 
     // Only events not delivered meanwhile (a confirmation implies delivery, so delivered_at is null exactly while the
     // status is Pending). A failure is recorded only while the lease is still this run's (next_attempt_at is its lease
-    // end): a row another run claimed again after the lease ran out is that run's to schedule. Said without the status on purpose: "status = 'Pending'" is the push queue index's predicate,
-    // and right after a burst of new obligations (a sweep), before autovacuum has analysed them, the planner took that
-    // index to hash-join every pending row: 480 ms per batch instead of 140, until the statistics caught up.
+    // end): a row another run claimed again after the lease ran out is that run's to schedule. Said without the status
+    // on purpose: "status = 'Pending'" is the push queue index's predicate, and right after a burst of new obligations
+    // (a sweep), before autovacuum has analysed them, the planner took that index to hash-join every pending row: 480 ms
+    // per batch instead of 140, until the statistics caught up.
     private async Task<(int Delivered, List<ObligationToSend> Claimed)> RecordAsync(
         Lane lane, List<ObligationToSend> batch, Outcome[] outcomes, bool claimNext, CancellationToken cancellationToken)
     {
