@@ -147,6 +147,13 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         await (await asSite.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
         using var asSeeker = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         Assert.Equal("offline", (await (await asSeeker.GetAsync("/api/v1/me/cv")).ReadJsonAsync()).GetProperty("state").GetString());
+        using (var page = new ExchangeGateway.Tests.Pages.PageSession(fixture.Factory))
+        {
+            // The page says offline too, not "online, one day left" from a date a few seconds ahead.
+            await Actors.SubmitLoginAsync(page.Http, new Uri("/Account/Login?ReturnUrl=%2FCv", UriKind.Relative), seeker.Email, seeker.Password);
+            Assert.Contains("<p id=\"freshness\" class=\"warning\">", await page.GetPageAsync("/Cv"), StringComparison.Ordinal);
+        }
+
 
         // "Still looking" brings it back, as after any sweep.
         Assert.Equal(HttpStatusCode.OK, (await asSeeker.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);

@@ -146,7 +146,8 @@ public sealed class IndexModel(
         }
 
         Current = CvEndpoints.ToResponse(cv.Cv, null, freshness.Value, now);
-        if (Current.OfflineAt is { } offline && offline > now)
+        // Published only: a node whose clock ran a few seconds ahead may have taken it offline just before its date.
+        if (Current.State == CvState.Published && Current.OfflineAt is { } offline && offline > now)
         {
             DaysLeft = (int)Math.Ceiling((offline - now).TotalDays);
         }
