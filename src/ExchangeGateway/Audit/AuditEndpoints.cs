@@ -120,9 +120,8 @@ public static class AuditEndpoints
         if (kept is not null && reads.OnReplica && kept.Sequence > verdict.HeadSequence)
         {
             // The replica has not replayed the kept row yet: that is lag, not a removal, and no verdict either way.
-            context.Response.Headers.RetryAfter = "5";
-            return TypedResults.Problem($"The audit replica has not yet reached row {kept.Sequence} of your checkpoint: retry after the seconds in Retry-After.",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Replica behind");
+            return Problems.RetryLater(context, StatusCodes.Status503ServiceUnavailable, "Replica behind",
+                $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
         }
 
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
@@ -133,13 +132,8 @@ public static class AuditEndpoints
         return TypedResults.Ok(verdict);
     }
 
-    private static ProblemHttpResult Busy(HttpContext context)
-    {
-        context.Response.Headers.RetryAfter = "5";
-        return TypedResults.Problem(
-            "Other exports or verifications of the whole log are running on this node: retry after the seconds in Retry-After.",
-            statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
-    }
+    private static ProblemHttpResult Busy(HttpContext context) => Problems.RetryLater(context, StatusCodes.Status429TooManyRequests,
+        "Too many requests", "Other exports or verifications of the whole log are running on this node.");
 
     private static AuditEntry QueryRecord(HttpContext context, AuditTrail trail, string action, AuditFilter filter)
     {

@@ -99,6 +99,19 @@ public sealed class Consent
     /// <summary>Ended by the gateway: the seeker was erased or the recipient suspended.</summary>
     public void EndBySystem(string cause, DateTimeOffset at) => End(ConsentState.Ended, cause, at);
 
+    /// <summary>Ended because the seeker's CV was erased, or expired if it had lapsed already (dated then).</summary>
+    public void EndForErasedCv(DateTimeOffset now)
+    {
+        if (ExpiresAt <= now)
+        {
+            Expire(now);
+        }
+        else
+        {
+            EndBySystem(ErasureCauses.SubjectErased, now);
+        }
+    }
+
     /// <summary>After erasure the episode keeps only what chasing the recipient's copy needs.</summary>
     public void ForgetSeeker() => SeekerId = null;
 
@@ -161,6 +174,20 @@ public sealed class ConsentEvent
     /// <summary>The recipient's name and policy as they were when the seeker decided.</summary>
     public required string RecipientName { get; init; }
     public required string PolicyUrl { get; init; }
+
+    /// <summary>
+    /// The receipt of an episode the gateway ended (expired, or ended by an erasure or a suspension): its kind and time
+    /// are the episode's own, so no caller can date an expiry at the moment it noticed instead of when it lapsed.
+    /// </summary>
+    public static ConsentEvent EndOf(Consent consent, Recipients.Recipient recipient) => For(
+        consent,
+        consent.State switch
+        {
+            ConsentState.Expired => ConsentEventKind.Expired,
+            ConsentState.Ended => ConsentEventKind.Ended,
+            _ => throw new InvalidOperationException($"A {consent.State} consent has no end for the gateway to record."),
+        },
+        recipient, consent.CollectionMethod, consent.EndedAt!.Value);
 
     public static ConsentEvent For(Consent consent, ConsentEventKind kind, Recipients.Recipient recipient, CollectionMethod method, DateTimeOffset at)
     {

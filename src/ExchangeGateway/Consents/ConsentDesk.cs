@@ -114,7 +114,7 @@ public sealed class ConsentDesk(
     private async Task<(ConsentEvent Receipt, int Obligations)> ExpireLapsedAsync(Consent active, Recipient recipient, DateTimeOffset now, CancellationToken cancellationToken)
     {
         active.Expire(now);
-        var expired = ConsentEvent.For(active, ConsentEventKind.Expired, recipient, active.CollectionMethod, active.ExpiresAt);
+        var expired = ConsentEvent.EndOf(active, recipient);
         db.Add(expired);
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, [active.Id], cancellationToken);

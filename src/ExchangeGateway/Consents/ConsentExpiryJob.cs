@@ -63,7 +63,7 @@ public sealed class ConsentExpiryJob(
         {
             consent.Expire(now);
             var recipient = recipients[consent.RecipientId];
-            var receipt = ConsentEvent.For(consent, ConsentEventKind.Expired, recipient, consent.CollectionMethod, consent.ExpiresAt);
+            var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
             entries.Add(new AuditEntry(ActorKinds.System, "consent-expiry", AuditActions.ConsentExpired, Outcomes.Success,
                 SeekerId: consent.SeekerId, Recipient: recipient.ClientId, Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id }));

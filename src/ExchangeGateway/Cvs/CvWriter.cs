@@ -132,20 +132,12 @@ public sealed class CvWriter(
         var entries = new List<AuditEntry>();
         foreach (var episode in episodes)
         {
-            var lapsed = episode.ExpiresAt <= now;
-            if (lapsed)
-            {
-                episode.Expire(now);
-            }
-            else
-            {
-                episode.EndBySystem(ErasureCauses.SubjectErased, now);
-            }
-
+            episode.EndForErasedCv(now);
             var site = sites[episode.RecipientId];
-            var receipt = ConsentEvent.For(episode, lapsed ? ConsentEventKind.Expired : ConsentEventKind.Ended, site, episode.CollectionMethod, episode.EndedAt!.Value);
+            var receipt = ConsentEvent.EndOf(episode, site);
             db.Add(receipt);
-            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), lapsed ? AuditActions.ConsentExpired : AuditActions.ConsentEnded, Outcomes.Success,
+            var action = episode.State == ConsentState.Expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded;
+            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), action, Outcomes.Success,
                 SeekerId: seekerId, Recipient: site.ClientId,
                 Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = episode.EndCause }));
         }

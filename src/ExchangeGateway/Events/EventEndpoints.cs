@@ -94,12 +94,12 @@ public static class EventEndpoints
                 RETURNING jti AS "Value"
                 """).ToListAsync(cancellationToken);
             acked.Sort();
-            if (request.SetErrs is { Count: > 0 } setErrs)
+            if (failed.Count > 0)
             {
                 // The site could not process them: keep its reasons and offer them again after the same back-off as a failed
-                // push (the schedule's next step, with its jitter), in one statement.
-                var jtis = setErrs.Keys.Select(Guid.Parse).ToArray();
-                var reasons = setErrs.Values.Select(e => "set-error: " + e.Err).ToArray();
+                // push (the schedule's next step, with its jitter), in one statement. The jtis parsed above, in key order.
+                var jtis = failed.ToArray();
+                var reasons = request.SetErrs!.Values.Select(e => "set-error: " + e.Err).ToArray();
                 var schedule = options.Value.RetrySchedule.ToArray();
                 await db.Database.ExecuteSqlAsync($"""
                     UPDATE erasure_obligations o

@@ -62,6 +62,16 @@ public static partial class Problems
         });
     }
 
+    /// <summary>The seconds a client is told to wait when the gateway cannot answer right now (busy, a replica behind, the database).</summary>
+    public const string RetryAfterSeconds = "5";
+
+    /// <summary>A problem that asks the client to come back: <paramref name="status"/> with Retry-After.</summary>
+    public static ProblemHttpResult RetryLater(HttpContext context, int status, string title, string detail)
+    {
+        context.Response.Headers.RetryAfter = RetryAfterSeconds;
+        return TypedResults.Problem(detail + " Retry after the seconds in Retry-After.", statusCode: status, title: title);
+    }
+
     public static ProblemHttpResult NotFound(string detail = "No such resource.") =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
 
@@ -92,7 +102,7 @@ public static partial class Problems
                 return false;
             }
 
-            httpContext.Response.Headers.RetryAfter = "5";
+            httpContext.Response.Headers.RetryAfter = RetryAfterSeconds;
             return await problems.WriteAsync(httpContext, exception, StatusCodes.Status503ServiceUnavailable, "Service unavailable",
                 "The database could not answer just now; try again in a few seconds.");
         }

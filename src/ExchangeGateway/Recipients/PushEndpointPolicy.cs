@@ -45,6 +45,10 @@ public sealed class PushEndpointRefusedException(string message) : Exception(mes
 /// </summary>
 public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 {
+    // Parsed once: every delivery's connection is judged against them (the options are validated at start).
+    private readonly IPNetwork[] _allowed = [.. options.Value.AllowedPrivateNetworks.Select(IPNetwork.Parse)];
+    private readonly IPNetwork[] _nat64 = [.. options.Value.Nat64Prefixes.Select(IPNetwork.Parse)];
+
     public async Task<string?> CheckAsync(Uri endpoint, CancellationToken cancellationToken)
     {
         if (!endpoint.IsAbsoluteUri || (endpoint.Scheme != Uri.UriSchemeHttps && endpoint.Scheme != Uri.UriSchemeHttp))
@@ -94,12 +98,11 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
     public bool IsAllowed(IPAddress address)
     {
-        var embedded = EmbeddedIPv4(address, options.Value.Nat64Prefixes);
+        var embedded = EmbeddedIPv4(address, _nat64);
         var judged = embedded ?? address;
         // The allow-list is matched against the address as given and the IPv4 address it carries ("::1/128" and
         // "127.0.0.0/8" both work).
-        return !IsRestricted(judged) || options.Value.AllowedPrivateNetworks.Select(IPNetwork.Parse)
-            .Any(network => network.Contains(address) || (embedded is not null && network.Contains(embedded)));
+        return !IsRestricted(judged) || _allowed.Any(network => network.Contains(address) || (embedded is not null && network.Contains(embedded)));
     }
 
     /// <summary>
@@ -107,7 +110,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
     /// which an IPv6-only host's NAT64 gateway forwards to a.b.c.d), compatible (::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
     /// Checked as itself, "64:ff9b::a00:5" would pass as a public IPv6 address and reach 10.0.0.5.
     /// </summary>
-    private static IPAddress? EmbeddedIPv4(IPAddress address, List<string> nat64Prefixes)
+    private static IPAddress? EmbeddedIPv4(IPAddress address, IPNetwork[] nat64Prefixes)
     {
         if (address.AddressFamily != AddressFamily.InterNetworkV6)
         {
@@ -122,7 +125,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
         var bytes = address.GetAddressBytes();
         // "::" and "::1" are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones (RFC 4291).
         if (Nat64.Contains(address) || (Compatible.Contains(address) && !Unspecified.Contains(address))
-            || nat64Prefixes.Any(prefix => IPNetwork.Parse(prefix).Contains(address)))
+            || nat64Prefixes.Any(prefix => prefix.Contains(address)))
         {
             return new IPAddress(bytes.AsSpan(12, 4));
         }

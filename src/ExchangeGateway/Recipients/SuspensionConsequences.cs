@@ -51,7 +51,7 @@ public sealed class SuspensionConsequences(
         foreach (var consent in active)
         {
             consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
-            var receipt = ConsentEvent.For(consent, ConsentEventKind.Ended, recipient, consent.CollectionMethod, now);
+            var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
             receipts.Add(receipt.Id);
             entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", AuditActions.ConsentEnded, Outcomes.Success,
