@@ -294,13 +294,12 @@ public sealed class CvApiTests(GatewayFixture fixture)
     [Fact]
     public async Task PublishingOverACvErasedWithItsSharingStillActiveEndsThatSharingFirst()
     {
-        var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "legacy-erased-" + Guid.NewGuid().ToString("N");
-        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
         var demo = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
         var site = await fixture.Actors.DemoSiteTokenAsync();
-        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker);
+        var id = await Propagation.ReadAsync(fixture.Factory, site, marker);
         await fixture.Database.ExecuteAsync(
             $"UPDATE cvs SET state = 'Erased', sealed = NULL, content_hash = NULL, erased_at = now() WHERE seeker_id = '{seeker.Id}'");
 

@@ -134,12 +134,11 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
     [Fact]
     public async Task ACvTheSweepTookOfflineIsNotServedByANodeThatStillSeesItFresh()
     {
-        var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "swept-" + Guid.NewGuid().ToString("N");
-        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
         var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
-        var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site))).Items, marker);
+        var id = await Propagation.ReadAsync(fixture.Factory, await fixture.Actors.TokenAsync(site), marker);
 
         await fixture.Database.ExecuteAsync($"UPDATE cvs SET state = 'Offline' WHERE seeker_id = '{seeker.Id}'");
 
