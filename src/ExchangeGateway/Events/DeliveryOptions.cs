@@ -33,6 +33,13 @@ public sealed class DeliveryOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan MaxRunTime { get; set; } = TimeSpan.FromSeconds(50);
 
+    /// <summary>
+    /// Claim-deliver-record loops side by side in one run, each holding a connection while it claims or records. With one,
+    /// the deliveries wait for its database work; two keep the wire busy while one claims or records.
+    /// </summary>
+    [Range(1, 8)]
+    public int Lanes { get; set; } = 2;
+
     [Range(1, 1000)]
     public int MaxEventsPerPoll { get; set; } = 100;
 

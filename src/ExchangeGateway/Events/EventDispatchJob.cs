@@ -31,20 +31,13 @@ public sealed class EventDispatchJob(
 
     private const string SetMediaType = "application/secevent+jwt";
 
-    /// <summary>
-    /// Lanes side by side, each with its own connection. A batch's database work (claim, record, audit, commit) takes
-    /// about as long as its deliveries; with one connection the deliveries waited for it, with two one lane's claim or
-    /// record runs while the other's batches are on the wire.
-    /// </summary>
-    public const int Lanes = 2;
-
     /// <summary>Runs rounds until nothing is due or the run time is spent; returns how many events were delivered.</summary>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
         using var gates = new DeliveryGates(options.Value);
-        await Parallel.ForAsync(0, Lanes, cancellationToken, async (_, ct) =>
+        await Parallel.ForAsync(0, options.Value.Lanes, cancellationToken, async (_, ct) =>
         {
             await using var scope = scopes.CreateAsyncScope();
             var lane = new Lane(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), scope.ServiceProvider.GetRequiredService<AuditTrail>());

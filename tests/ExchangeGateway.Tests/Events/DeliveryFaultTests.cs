@@ -171,6 +171,48 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal(otherLease, await NextAttemptAsync(fixture.Database, jti));
     }
 
+    /// <summary>
+    /// A delivery that waited for its site's slot until its lease was nearly out is not started (it could still be on the
+    /// wire when another run claims the row again and pushes it a second time): it is handed back, due at once, without
+    /// counting as an attempt, and the next run pushes it. Its own gateway and database and one lane, so nothing keeps the run
+    /// claiming after the hand-back (which would push the row again in the same run, as it should, but hide the hand-back).
+    /// </summary>
+    [Fact]
+    public async Task ADeliveryWhoseLeaseRanOutWhileItWaitedForItsSiteIsHandedBackUnattempted()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        var actors = new Actors(gateway);
+        await using var receiver = await PushReceiver.StartAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.ReplyNext(new PushReply(202, Hold: release.Task));
+        var site = await ObligationForNewSiteAsync(gateway, actors, receiver);
+        await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+
+        var dispatch = gateway.RunDispatchAsync();
+        await receiver.WaitForAsync(1);
+        // The second delivery waits behind the first for the site's only slot while the lease (two minutes) nearly runs out:
+        // too late to start an attempt of up to ten seconds, too early for a claim to take the rows again.
+        gateway.Time.Advance(TimeSpan.FromSeconds(115));
+        var handedBackAt = gateway.Time.GetUtcNow();
+        release.SetResult();
+        Assert.Equal(1, await dispatch);
+
+        var pushed = await JtiAsync(gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(database, pushed, "status"));
+        var waited = (await database.ScalarAsync<Guid>(
+            $"SELECT jti FROM erasure_obligations WHERE jti <> '{pushed}' AND recipient_id = (SELECT recipient_id FROM erasure_obligations WHERE jti = '{pushed}')"))
+            .ToString();
+        Assert.Equal(("Pending", 0, null), await StateAsync(database, waited));
+        Assert.InRange(await NextAttemptAsync(database, waited), handedBackAt - TimeSpan.FromMilliseconds(1), handedBackAt);
+
+        Assert.Equal(1, await gateway.RunDispatchAsync());
+        Assert.Equal(2, receiver.Received.Count);
+        Assert.Equal(waited, await JtiAsync(gateway, site, receiver.Received[1]));
+        Assert.Equal(("Delivered", 1, null), await StateAsync(database, waited));
+    }
+
     [Fact]
     public async Task AConfirmationThatArrivesWhileThePushIsOnTheWireIsNotOverwrittenByTheDeliveryRecord()
     {
@@ -192,10 +234,13 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.NotNull(await Propagation.ObligationAsync<object>(fixture.Database, jti, "confirmed_at") as DateTime?);
     }
 
-    /// <summary>A new push site holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet sent.</summary>
-    private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver)
+    /// <summary>
+    /// A new push site (or the one given) holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet
+    /// sent.
+    /// </summary>
+    private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver, TestSite? existing = null)
     {
-        var site = await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(receiver.Endpoint));
+        var site = existing ?? await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(receiver.Endpoint));
         var marker = "fault-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
         await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id);

@@ -10,8 +10,11 @@ namespace ExchangeGateway.Tests.Infrastructure;
 /// <summary>One request as the receiver saw it.</summary>
 public sealed record ReceivedPush(string Method, string? ContentType, IReadOnlyDictionary<string, string> Headers, string Body, DateTimeOffset At);
 
-/// <summary>How the receiver answers one request: a status, an optional body and Retry-After, and an optional wait first.</summary>
-public sealed record PushReply(int Status, string? Body = null, TimeSpan? RetryAfter = null, TimeSpan? Delay = null)
+/// <summary>
+/// How the receiver answers one request: a status, an optional body and Retry-After, and an optional wait first (a delay,
+/// or a task the test completes once it has done what must happen while the push is on the wire).
+/// </summary>
+public sealed record PushReply(int Status, string? Body = null, TimeSpan? RetryAfter = null, TimeSpan? Delay = null, Task? Hold = null)
 {
     public static PushReply Accepted { get; } = new(StatusCodes.Status202Accepted);
 }
@@ -116,11 +119,11 @@ public sealed class PushReceiver : IAsyncDisposable
             body, DateTimeOffset.UtcNow));
 
         var reply = _replies.TryDequeue(out var next) ? next : Default;
-        if (reply.Delay is { } delay)
+        if (reply.Delay is not null || reply.Hold is not null)
         {
             try
             {
-                await Task.Delay(delay, context.RequestAborted);
+                await (reply.Hold ?? Task.Delay(reply.Delay!.Value, context.RequestAborted)).WaitAsync(context.RequestAborted);
             }
             catch (OperationCanceledException)
             {
