@@ -14,6 +14,14 @@ public sealed class AuditOptions : IValidatableObject
     [Range(1, 64)]
     public int MaxConcurrentScans { get; set; } = 2;
 
+    /// <summary>
+    /// Token requests refused for a client id nobody registered are recorded up to this many per caller address and minute;
+    /// beyond that they are only counted (metric <c>exchange_gateway.tokens.refused</c>). Anyone can send them, and each row
+    /// is kept forever and takes the chain lock every disclosure needs. Refusals naming a registered client are all recorded.
+    /// </summary>
+    [Range(0, 1_000_000)]
+    public int UnknownClientRefusalsPerMinute { get; set; } = 30;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         byte[]? key = null;

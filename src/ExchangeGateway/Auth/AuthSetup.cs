@@ -15,6 +15,7 @@ public static class AuthSetup
     {
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<SigningKeyRing>();
+        services.AddSingleton<TokenRefusalAudit.Window>();
 
         services.AddIdentity<GatewayUser, IdentityRole>(options =>
             {

@@ -21,6 +21,7 @@ public sealed class GatewayMetrics
         MailFailed = meter.CreateCounter<long>("exchange_gateway.mail.failed", description: "Account messages the mail server did not take");
         MailDropped = meter.CreateCounter<long>("exchange_gateway.mail.dropped", description: "Account messages not queued (per-address limit, full queue)");
         CvsUnreadable = meter.CreateCounter<long>("exchange_gateway.cvs.unreadable", description: "CVs skipped because their key could not be unwrapped or their content opened");
+        TokensRefused = meter.CreateCounter<long>("exchange_gateway.tokens.refused", description: "Refused token requests (tag audited: whether an audit event records it)");
     }
 
     public Counter<long> CvsDisclosed { get; }
@@ -31,6 +32,7 @@ public sealed class GatewayMetrics
     public Counter<long> MailFailed { get; }
     public Counter<long> MailDropped { get; }
     public Counter<long> CvsUnreadable { get; }
+    public Counter<long> TokensRefused { get; }
 }
 
 public static class Telemetry

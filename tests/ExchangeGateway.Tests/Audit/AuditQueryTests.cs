@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 namespace ExchangeGateway.Tests.Audit;
 
@@ -86,6 +87,32 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
         Assert.Equal("invalid_client", refused.GetProperty("details").GetProperty("error").GetString());
         Assert.Equal("client_credentials", refused.GetProperty("details").GetProperty("grantType").GetString());
         Assert.DoesNotContain(wrong, refused.GetRawText(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Anyone can send token requests naming clients nobody registered: past the per-address cap they are counted, not
+    /// recorded, so they cannot grow the append-only log without end. Refusals naming a registered site are all recorded.
+    /// </summary>
+    [Fact]
+    public async Task RefusalsForUnknownClientsAreRecordedUpToTheCapAndThoseForARegisteredSiteAlways()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Audit:UnknownClientRefusalsPerMinute"] = "3" });
+        var actors = new Actors(gateway);
+        var site = await Sites.RegisterAsync(gateway, actors);
+        var ghosts = Enumerable.Range(0, 5).Select(_ => AuditLog.NewGhostClientId()).ToList();
+
+        foreach (var ghost in ghosts)
+        {
+            await AuditLog.RefuseTokenAsync(actors, ghost);
+            await AuditLog.RefuseTokenAsync(actors, site.ClientId);
+        }
+
+        Assert.Equal(3, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id IN ('{string.Join("','", ghosts)}')"));
+        Assert.Equal(5, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id = '{site.ClientId}'"));
     }
 
     [Fact]

@@ -68,6 +68,8 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("RateLimits:AccountFormsPerMinute", "0");
         builder.UseSetting("RateLimits:TokenRequestsPerMinute", "100000");
         builder.UseSetting("RateLimits:ApiRequestsPerMinute", "1000000");
+        // Refused token requests of unknown clients are how many tests write audit rows; their cap is tested on its own host.
+        builder.UseSetting("Audit:UnknownClientRefusalsPerMinute", "1000000");
         builder.UseSetting("Notifier:PickupDirectory", MailDirectory);
         builder.UseSetting("Recipients:AllowedPrivateNetworks:0", "127.0.0.0/8");
         foreach (var (key, value) in _settings)
