@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Claims;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
@@ -30,7 +31,8 @@ public static class AuthorizationEndpoints
     }
 
     private static async Task<IResult> Authorize(
-        HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk, TimeProvider time)
+        HttpContext context, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, IAntiforgery antiforgery,
+        ConsentDesk desk, TimeProvider time)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -51,21 +53,28 @@ public static class AuthorizationEndpoints
         }
 
         var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
-        var mustSignIn = !session.Succeeded
-            || request.HasPromptValue(PromptValues.Login)
-            || (request.MaxAge is { } maxAge && (AuthTimeClaimsFactory.Of(session.Principal) ?? session.Properties?.IssuedUtc) is { } signedIn
-                // Clamped: a huge max_age would overflow TimeSpan (a 500); a hundred years is "any session will do".
-                // The gateway's clock, which stamped the sign-in too.
-                && time.GetUtcNow() - signedIn > TimeSpan.FromSeconds(Math.Clamp(maxAge, 0, 3_155_760_000)));
-        if (mustSignIn)
+        var signedIn = AuthTimeClaimsFactory.Of(session.Principal) ?? session.Properties?.IssuedUtc;
+        // Whole seconds on the gateway's clock, which stamped the sign-in: auth_time has no finer grain, so max_age=0 is met
+        // by a sign-in this second instead of never. Clamped: a huge max_age would overflow (a 500); a century is "any".
+        var tooOld = request.MaxAge is { } maxAge && signedIn is { } at
+            && time.GetUtcNow().ToUnixTimeSeconds() - at.ToUnixTimeSeconds() > Math.Clamp(maxAge, 0, 3_155_760_000);
+        if (!session.Succeeded || request.HasPromptValue(PromptValues.Login) || tooOld)
         {
             if (request.HasPromptValue(PromptValues.None))
             {
                 return Forbid(Errors.LoginRequired, "The user is not signed in.");
             }
 
-            // Drop prompt=login from the return address so that signing in does not loop.
-            var returnUrl = context.Request.PathBase + context.Request.Path + QueryString.Create(RequestParameters(context).Where(p => p.Key != Parameters.Prompt));
+            if (session.Succeeded)
+            {
+                // The client wants whoever is at the keyboard to sign in now. Ending the old session is what enforces it: the
+                // return address below drops prompt and max_age (or signing in would loop), so anyone who opened it, or any
+                // other address, with the old session would otherwise go through as its holder.
+                await signIn.SignOutAsync();
+            }
+
+            var returnUrl = context.Request.PathBase + context.Request.Path
+                + QueryString.Create(RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge));
             return Results.Challenge(new AuthenticationProperties { RedirectUri = returnUrl }, [IdentityConstants.ApplicationScheme]);
         }
 
@@ -80,7 +89,7 @@ public static class AuthorizationEndpoints
             return await ShareAsync(context, request, user, recipient, users, antiforgery, desk);
         }
 
-        var identity = await CreateIdentityAsync(users, user, request.GetScopes());
+        var identity = await CreateIdentityAsync(users, user, request.GetScopes(), signedIn);
         return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
@@ -204,8 +213,9 @@ public static class AuthorizationEndpoints
                     : Forbid(Errors.InvalidGrant, "The consent no longer stands.");
             }
 
+            // Not refused for a lockout: that only stops password guesses, and anyone who knows the address can set it off.
             var user = subject is null ? null : await users.FindByIdAsync(subject);
-            if (user is null || !user.EmailConfirmed || await users.IsLockedOutAsync(user))
+            if (user is null || !user.EmailConfirmed)
             {
                 return Forbid(Errors.InvalidGrant, "The account is no longer allowed to sign in.");
             }
@@ -220,7 +230,7 @@ public static class AuthorizationEndpoints
             }
 
             // Rebuilt from the live account so that a role removed since sign-in is not carried by a refreshed token.
-            var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes());
+            var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes(), AuthTimeClaimsFactory.Of(result.Principal));
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 
@@ -264,7 +274,12 @@ public static class AuthorizationEndpoints
         return Results.SignOut(new AuthenticationProperties { RedirectUri = "/" }, [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
     }
 
-    private static async Task<ClaimsIdentity> CreateIdentityAsync(UserManager<GatewayUser> users, GatewayUser user, IEnumerable<string> requested)
+    /// <summary>
+    /// A person's tokens, with the API scopes their role permits. auth_time (when they signed in, kept across refreshes) goes
+    /// to the id_token, where OIDC clients that sent max_age or prompt=login check it.
+    /// </summary>
+    private static async Task<ClaimsIdentity> CreateIdentityAsync(
+        UserManager<GatewayUser> users, GatewayUser user, IEnumerable<string> requested, DateTimeOffset? signedIn)
     {
         var roles = await users.GetRolesAsync(user);
         var grantable = ApiScopes.GrantableTo(roles).ToHashSet(StringComparer.Ordinal);
@@ -277,6 +292,11 @@ public static class AuthorizationEndpoints
             .SetClaim(Claims.Name, user.UserName)
             .SetClaim(StampClaim, StampOf(await users.GetSecurityStampAsync(user)))
             .SetClaims(Claims.Role, [.. roles]);
+        if (signedIn is { } at)
+        {
+            identity.AddClaim(new Claim(Claims.AuthenticationTime, at.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64));
+        }
+
         identity.SetScopes(granted);
         identity.SetResources(ApiScopes.Audience);
         identity.SetDestinations(claim => claim.Type switch
@@ -287,6 +307,7 @@ public static class AuthorizationEndpoints
             Claims.Name when identity.HasScope(Scopes.Profile) => [Destinations.IdentityToken],
             Claims.Name => [],
             Claims.Role => [Destinations.AccessToken],
+            Claims.AuthenticationTime => [Destinations.IdentityToken],
             // Kept only in codes and refresh tokens (OpenIddict keeps every claim there), for the check above.
             StampClaim => [],
             _ => [Destinations.AccessToken],

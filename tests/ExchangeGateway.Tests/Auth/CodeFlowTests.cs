@@ -93,8 +93,93 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
 
         time.Advance(TimeSpan.FromMinutes(2));
         Assert.Equal("/Account/Login", await WhereAsync(("max_age", "300")));
-        // Without max_age the same session still does.
-        Assert.Equal("code", await WhereAsync());
+        // The old session was ended there: it no longer passes for its holder, with max_age or without.
+        Assert.Equal("/Account/Login", await WhereAsync());
+    }
+
+    /// <summary>
+    /// prompt=login asks that whoever is at the keyboard signs in now (a shared computer at the job centre). The sign-in page's
+    /// return address no longer carries prompt=login (signing in would loop otherwise), so the old session must be ended:
+    /// opening that address without signing in leads to the sign-in page again, not to a code under the previous person's name.
+    /// </summary>
+    [Fact]
+    public async Task PromptLoginEndsTheOldSessionSoItsReturnAddressDoesNotPassWithoutASignIn()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        var challenge = Base64UrlEncoder.Encode(SHA256.HashData(RandomNumberGenerator.GetBytes(32)));
+        using (var toLogin = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge)))
+        {
+            using var toClient = await browser.GetAsync(await Actors.SubmitLoginAsync(browser, toLogin.Headers.Location!, seeker.Email, seeker.Password));
+            Assert.Contains("code=", toClient.Headers.Location!.Query, StringComparison.Ordinal);
+        }
+
+        using var again = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge, ("prompt", "login")));
+        var loginUrl = new Uri(fixture.Factory.Issuer, again.Headers.Location!);
+        Assert.Equal("/Account/Login", loginUrl.AbsolutePath);
+        var returnUrl = System.Web.HttpUtility.ParseQueryString(loginUrl.Query)["ReturnUrl"]!;
+        Assert.DoesNotContain("prompt", returnUrl, StringComparison.Ordinal);
+
+        using (var skipped = await browser.GetAsync(returnUrl))
+        {
+            Assert.Equal("/Account/Login", new Uri(fixture.Factory.Issuer, skipped.Headers.Location!).AbsolutePath);
+        }
+
+        using var signedIn = await browser.GetAsync(await Actors.SubmitLoginAsync(browser, loginUrl, seeker.Email, seeker.Password));
+        Assert.Contains("code=", signedIn.Headers.Location!.Query, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// max_age=0 is OIDC's "sign in now": met by the sign-in just made (auth_time has whole seconds), not a loop back to the
+    /// sign-in page. The id_token says when the person signed in, and a refresh keeps that time.
+    /// </summary>
+    [Fact]
+    public async Task MaxAgeZeroIsMetByTheSignInJustMadeAndTheIdTokenCarriesAuthTime()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        var challenge = Base64UrlEncoder.Encode(SHA256.HashData(RandomNumberGenerator.GetBytes(32)));
+        using var toLogin = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge, ("max_age", "0")));
+        using var toClient = await browser.GetAsync(await Actors.SubmitLoginAsync(browser, toLogin.Headers.Location!, seeker.Email, seeker.Password));
+        Assert.Contains("code=", toClient.Headers.Location!.Query, StringComparison.Ordinal);
+
+        var before = fixture.Factory.Time.GetUtcNow().ToUnixTimeSeconds();
+        var tokens = await fixture.Actors.SignInWithCodeFlowAsync(seeker.Email, seeker.Password, "openid offline_access " + ApiScopes.CvManage);
+        var authTime = AuthTimeOf(tokens.IdToken!);
+        Assert.InRange(authTime, before, fixture.Factory.Time.GetUtcNow().ToUnixTimeSeconds());
+        Assert.DoesNotContain("auth_time", Base64UrlEncoder.Decode(tokens.AccessToken.Split('.')[1]), StringComparison.Ordinal);
+
+        var refreshed = await fixture.Actors.RefreshAsync(tokens.RefreshToken!);
+        Assert.Equal(authTime, AuthTimeOf(refreshed.IdToken!));
+
+        static long AuthTimeOf(string idToken) =>
+            JsonDocument.Parse(Base64UrlEncoder.Decode(idToken.Split('.')[1])).RootElement.GetProperty("auth_time").GetInt64();
+    }
+
+    /// <summary>
+    /// The lockout stops password guesses; anyone who knows a seeker's address can set it off. It must not also stop the
+    /// seeker's own signed-in apps (and with them the untick), so a refresh token keeps working while the account is locked.
+    /// </summary>
+    [Fact]
+    public async Task GuessesThatLockTheAccountDoNotStopItsRefreshTokens()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var guesser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        for (var i = 0; i < 6; i++)
+        {
+            using var refused = await Actors.PostLoginFormAsync(guesser, new Uri("/Account/Login", UriKind.Relative), seeker.Email, "wrong-" + i);
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        using (var scope = fixture.Factory.Services.CreateScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+            Assert.True(await users.IsLockedOutAsync((await users.FindByIdAsync(seeker.Id))!));
+        }
+
+        var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);
+        using var client = fixture.Client().WithToken(refreshed.AccessToken);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/me")).StatusCode);
     }
 
     [Fact]
