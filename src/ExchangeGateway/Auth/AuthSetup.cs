@@ -20,6 +20,9 @@ public static class AuthSetup
         services.AddIdentity<GatewayUser, IdentityRole>(options =>
             {
                 options.User.RequireUniqueEmail = true;
+                // The address is the user name: any address the sign-up form takes (o'brien@…, é@…) is one, not only the
+                // letters, digits and -._@+ of Identity's default.
+                options.User.AllowedUserNameCharacters = "";
                 // An account is used only once its address is confirmed: sign-up can then answer alike for every address.
                 options.SignIn.RequireConfirmedEmail = true;
                 options.Password.RequiredLength = 12;

@@ -31,6 +31,54 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// Any address the form takes is an account's name, not only Identity's default letters: an apostrophe or an accented
+    /// letter signs up. Signing in forgives the space a phone keyboard adds after the address.
+    /// </summary>
+    [Fact]
+    public async Task AnAddressWithAnApostropheSignsUpAndSignsInEvenWithATrailingSpace()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory, email: $"o'brien.élise-{Guid.NewGuid():N}@example.test");
+        session.Dispose();
+
+        using var signIn = new PageSession(fixture.Factory);
+        Assert.Equal("/", (await Actors.SubmitLoginAsync(signIn.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email + " ", password)).OriginalString);
+    }
+
+    /// <summary>
+    /// Guesses sent side by side all count: each attempt waits for the one before it on the same account, so the lockout
+    /// comes after five of them, not after five rounds of parallel ones (the concurrency check dropped all but one strike).
+    /// </summary>
+    [Fact]
+    public async Task ParallelWrongPasswordsAllCountTowardsTheLockout()
+    {
+        var (holder, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        holder.Dispose();
+        var guessers = Enumerable.Range(0, 8).Select(_ => new PageSession(fixture.Factory)).ToList();
+        try
+        {
+            var answers = await Task.WhenAll(guessers.Select((g, i) =>
+                Actors.PostLoginFormAsync(g.Http, new Uri("/Account/Login", UriKind.Relative), email, "wrong-guess-" + i)));
+            Assert.All(answers, a => Assert.Equal(HttpStatusCode.OK, a.StatusCode));
+            foreach (var answer in answers)
+            {
+                answer.Dispose();
+            }
+        }
+        finally
+        {
+            guessers.ForEach(g => g.Dispose());
+        }
+
+        await using var scope = fixture.Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+        Assert.True(await users.IsLockedOutAsync((await users.FindByEmailAsync(email))!));
+        // Locked: the right password is refused as well, with the same words as any failure.
+        using var late = new PageSession(fixture.Factory);
+        using var refused = await Actors.PostLoginFormAsync(late.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+    }
+
+    /// <summary>
     /// Sign-up must not tell a visitor who has an account: a known address gets the same answer as a new one, its holder
     /// (not the visitor) is told, and nothing about the account changes.
     /// </summary>

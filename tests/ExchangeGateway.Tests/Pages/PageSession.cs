@@ -16,10 +16,11 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
     private HttpClient? _http;
 
     /// <summary>A new seeker account made through the sign-up page and the link it mails (where the password is chosen), signed in.</summary>
-    public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(GatewayFactory factory, string? returnUrl = null)
+    public static async Task<(PageSession Session, string Email, string Password)> SignUpAsync(
+        GatewayFactory factory, string? returnUrl = null, string? email = null)
     {
         var session = new PageSession(factory);
-        var email = $"page-{Guid.NewGuid():N}@example.test";
+        email ??= $"page-{Guid.NewGuid():N}@example.test";
         var password = "Page-Password-3" + Guid.NewGuid().ToString("N")[..6] + "!";
         var page = "/Account/Register" + (returnUrl is null ? "" : $"?ReturnUrl={Uri.EscapeDataString(returnUrl)}");
         using (var response = await session.SubmitAsync(page, new() { ["Email"] = email }))

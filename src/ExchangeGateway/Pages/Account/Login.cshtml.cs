@@ -4,6 +4,7 @@ using ExchangeGateway.Auth;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
@@ -12,8 +13,8 @@ namespace ExchangeGateway.Pages.Account;
 public sealed class LoginModel(
     SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, AuditTrail audit, Data.GatewayDbContext db, IStringLocalizer<PageText> text) : PageModel
 {
-    [BindProperty, Required(ErrorMessage = "Error.Required")] public string Email { get; set; } = "";
-    [BindProperty, Required(ErrorMessage = "Error.Required")] public string Password { get; set; } = "";
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
 
     public void OnGet()
@@ -30,6 +31,13 @@ public sealed class LoginModel(
         // One transaction for the attempt: a wrong password's failed-count update and the audit event commit together, so a
         // known account costs the same one commit as an unknown address (a commit is what a stopwatch would see).
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+        // Attempts on one account take turns: run side by side, each read the same failed count and all but one lost the
+        // update to the concurrency check, uncounted, so fifty parallel guesses cost one strike of the five the lockout allows.
+        // The same one statement whether or not the address has an account.
+        Email = Email.Trim();
+        var normalized = users.NormalizeEmail(Email);
+        await db.Database.ExecuteSqlInterpolatedAsync(
+            $"SELECT 1 FROM \"AspNetUsers\" WHERE normalized_email = {normalized} FOR UPDATE", HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
         var result = user is null
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed

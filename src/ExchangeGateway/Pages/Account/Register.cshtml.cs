@@ -20,7 +20,7 @@ namespace ExchangeGateway.Pages.Account;
 /// everything that depends on it runs after the answer (<see cref="AccountMail"/>). A new address (or one whose sign-up
 /// was never finished) gets the link, one with an account a message telling its holder, never the visitor.
 /// </summary>
-public sealed class RegisterModel(UserManager<GatewayUser> users, AccountMail mail, IStringLocalizer<PageText> text) : PageModel
+public sealed class RegisterModel(AccountMail mail) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
     public string Email { get; set; } = "";
@@ -37,13 +37,6 @@ public sealed class RegisterModel(UserManager<GatewayUser> users, AccountMail ma
     {
         // Bound as null when blank: the Required check above reports that, this line must not throw first.
         var email = (Email ?? "").Trim();
-        // Identity's own rule for user names (the address is the user name), checked here, where it can still be shown.
-        var allowed = users.Options.User.AllowedUserNameCharacters;
-        if (ModelState.IsValid && !string.IsNullOrEmpty(allowed) && email.Any(c => !allowed.Contains(c, StringComparison.Ordinal)))
-        {
-            ModelState.AddModelError(nameof(Email), text["Error.Email"]);
-        }
-
         if (!ModelState.IsValid)
         {
             return Page();
