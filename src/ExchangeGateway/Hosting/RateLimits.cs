@@ -2,9 +2,11 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Hosting;
 
@@ -71,8 +73,22 @@ public static class RateLimits
             {
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
                 var response = context.HttpContext.Response;
+                var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
                 response.StatusCode = StatusCodes.Status429TooManyRequests;
-                response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                if (context.HttpContext.Request.Path.StartsWithSegments("/Account"))
+                {
+                    // A person at a browser sent the form: a page in their language, not a JSON document.
+                    var text = context.HttpContext.RequestServices.GetRequiredService<IStringLocalizer<Pages.PageText>>();
+                    response.ContentType = "text/html; charset=utf-8";
+                    await response.WriteAsync(
+                        $"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
+                        + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text["TooMany.Body", seconds])}</p>"
+                        + $"<p><a href=\"{Html.Encode(context.HttpContext.Request.Path)}\">{Html.Encode(text["TooMany.Back"])}</a></p></body></html>",
+                        cancellationToken);
+                    return;
+                }
+
                 await context.HttpContext.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
                 {
                     HttpContext = context.HttpContext,
@@ -87,6 +103,9 @@ public static class RateLimits
         });
         return services;
     }
+
+    // Letters as they are (é, not &#xE9;); markup characters still encoded.
+    private static readonly HtmlEncoder Html = HtmlEncoder.Create(System.Text.Unicode.UnicodeRanges.All);
 
     private static FixedWindowRateLimiterOptions Window(int permits) => new()
     {

@@ -52,8 +52,15 @@ public static class PagesSetup
                 }
 
                 options.Conventions.AuthorizePage("/Account/Delete", SeekerPolicy);
-                options.Conventions.AddFolderApplicationModelConvention("/Account",
-                    page => page.EndpointMetadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(Hosting.RateLimits.AccountFormsPolicy)));
+                // Not signing out or "forget me": a shared address (a job centre, a carrier's NAT) that spent its allowance on
+                // sign-ins must not leave a session open on a public computer, nor keep a seeker from leaving.
+                options.Conventions.AddFolderApplicationModelConvention("/Account", page =>
+                {
+                    if (page.ViewEnginePath is not "/Account/Logout" and not "/Account/Delete")
+                    {
+                        page.EndpointMetadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(Hosting.RateLimits.AccountFormsPolicy));
+                    }
+                });
                 options.Conventions.AuthorizePage("/Consent/Share", SeekerPolicy);
                 options.Conventions.ConfigureFilter(new PageSecurityHeaders());
             })
