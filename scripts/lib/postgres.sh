@@ -102,7 +102,7 @@ pg_init() {
     chmod 700 "$dir"
     pg_chown "$dir"
     if pg_is_root && ! runuser -u postgres -- test -w "$dir"; then
-        pg_die "user postgres cannot write $dir (a parent directory is not searchable by it?). Move the repository or set EXCHANGEGATEWAY_PGDATA."
+        pg_die "user postgres cannot write $dir (a parent directory is not searchable by it?). Move the repository, or set EXCHANGEGATEWAY_PGDATA (scripts/run) or TMPDIR (scripts/test) to a folder it can reach."
     fi
     pg_log "initializing PostgreSQL cluster in $dir ..."
     pg_as_owner "$PG_BIN/initdb" -D "$dir" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null \
