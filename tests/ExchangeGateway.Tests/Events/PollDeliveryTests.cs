@@ -6,7 +6,7 @@ using ExchangeGateway.Tests.Infrastructure;
 
 namespace ExchangeGateway.Tests.Events;
 
-/// <summary>RFC 8936 poll delivery with the demo poll site, and the confirmation that closes an obligation.</summary>
+/// <summary>RFC 8936 poll delivery, and the confirmation that closes an obligation.</summary>
 [Collection(GatewayCollection.Name)]
 public sealed class PollDeliveryTests(GatewayFixture fixture)
 {
@@ -17,27 +17,27 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task AnUnackedSetIsOfferedAgainAnAckedOneIsDeliveredAndConfirmingClosesIt()
     {
+        // A poll site of its own: the shared demo site's queue holds every other test's events, past one poll's hundred.
+        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
         var marker = "poll-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        var demo = await Sharing.RecipientIdAsync(Gateway, seeker.Tokens.AccessToken, "Démo Emploi");
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, demo);
-        var siteToken = await fixture.Actors.DemoSiteTokenAsync();
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
+        var siteToken = await fixture.Actors.TokenAsync(pollSite);
         var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, demo))
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id))
         {
             Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
         }
 
         using var site = Gateway.CreateHttpClient().WithToken(siteToken);
-        // Other tests leave events for the demo site too: ours is the one about our CV.
-        var first = await FindAsync(site, id);
+        var first = await FindAsync(site, pollSite, id);
         Assert.Equal(("erasure-required", "consent-revoked"), (first.Kind, first.Cause));
-        Assert.Equal(first.Jti, (await FindAsync(site, id)).Jti);
+        Assert.Equal(first.Jti, (await FindAsync(site, pollSite, id)).Jti);
 
         var acked = await PollAsync(site, new { ack = new[] { first.Jti }, returnImmediately = true, maxEvents = 100 });
         Assert.False(acked.GetProperty("sets").TryGetProperty(first.Jti, out _));
         Assert.Equal("delivered", (await ErasureAsync(seeker, first.Jti)).GetProperty("status").GetString());
-        Assert.Equal(["recipient|demo-jobsite|demo-jobsite|poll|1"], await Propagation.DeliveryAuditAsync(fixture.Database, first.Jti));
+        Assert.Equal([$"recipient|{pollSite.ClientId}|{pollSite.ClientId}|poll|1"], await Propagation.DeliveryAuditAsync(fixture.Database, first.Jti));
 
         using var confirm = await site.PostAsync($"/api/v1/erasures/{first.Jti}/confirmation", null);
         Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);
@@ -67,17 +67,18 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task ASetReportedInSetErrsStaysPendingAndIsOfferedAgainAfterTheBackOff()
     {
+        // A poll site of its own: the shared demo site's queue holds every other test's events, past one poll's hundred.
+        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
         var marker = "seterr-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        var demo = await Sharing.RecipientIdAsync(Gateway, seeker.Tokens.AccessToken, "Démo Emploi");
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, demo);
-        var siteToken = await fixture.Actors.DemoSiteTokenAsync();
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
+        var siteToken = await fixture.Actors.TokenAsync(pollSite);
         var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
-        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, demo);
+        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
         Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
 
         using var site = Gateway.CreateHttpClient().WithToken(siteToken);
-        var set = await FindAsync(site, id);
+        var set = await FindAsync(site, pollSite, id);
         var reported = await PollAsync(site, new
         {
             setErrs = new Dictionary<string, object> { [set.Jti] = new { err = "invalid_key", description = "unknown signing key" } },
@@ -90,14 +91,14 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
 
         // The back-off is the push schedule's (1 minute, then 5, ...), with the same ±20 % jitter.
         fixture.Time.Advance(TimeSpan.FromMinutes(1.2));
-        Assert.Equal(set.Jti, (await FindAsync(site, id)).Jti);
+        Assert.Equal(set.Jti, (await FindAsync(site, pollSite, id)).Jti);
         var reportedAgain = fixture.Time.GetUtcNow();
         await PollAsync(site, new { setErrs = new Dictionary<string, object> { [set.Jti] = new { err = "invalid_key" } }, returnImmediately = true });
         Assert.Equal(2, await Propagation.ObligationAsync<int>(fixture.Database, set.Jti, "attempts"));
         var wait = new DateTimeOffset(await Propagation.ObligationAsync<DateTime>(fixture.Database, set.Jti, "next_attempt_at"), TimeSpan.Zero) - reportedAgain;
         Assert.InRange(wait, TimeSpan.FromMinutes(4), TimeSpan.FromMinutes(6));
         fixture.Time.Advance(TimeSpan.FromMinutes(6));
-        Assert.Equal(set.Jti, (await FindAsync(site, id)).Jti);
+        Assert.Equal(set.Jti, (await FindAsync(site, pollSite, id)).Jti);
     }
 
     [Theory]
@@ -156,12 +157,12 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     }
 
     /// <summary>Polls without acknowledging and returns the verified SET about the CV the site knows as <paramref name="pairwiseId"/>.</summary>
-    private async Task<VerifiedSet> FindAsync(HttpClient site, string pairwiseId)
+    private async Task<VerifiedSet> FindAsync(HttpClient site, TestSite pollSite, string pairwiseId)
     {
         var response = await PollAsync(site, new { returnImmediately = true, maxEvents = 100 });
         var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
         var sets = response.GetProperty("sets").EnumerateObject()
-            .Select(p => (Key: p.Name, Set: SecurityEventTokens.Verify(p.Value.GetString()!, keys, Gateway.Issuer, "demo-jobsite")))
+            .Select(p => (Key: p.Name, Set: SecurityEventTokens.Verify(p.Value.GetString()!, keys, Gateway.Issuer, pollSite.ClientId)))
             .ToList();
         Assert.All(sets, s => Assert.Equal(s.Key, s.Set.Jti));
         var mine = sets.Where(s => s.Set.SubjectId == pairwiseId).ToList();
