@@ -24,7 +24,7 @@ namespace ExchangeGateway.Events;
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class EventDispatchJob(
-    IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, TimeProvider time,
+    IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, PushEndpointPolicy endpoints, TimeProvider time,
     IOptions<DeliveryOptions> options, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)
 {
     public const string HttpClientName = "push-delivery";
@@ -292,6 +292,12 @@ public sealed class EventDispatchJob(
         if (obligation.PushEndpoint is null)
         {
             return Retry(obligation, "no push endpoint registered");
+        }
+
+        // The address is judged again on connect (PushEndpointPolicy.ConnectAsync); the URL's form here, under today's rules.
+        if (endpoints.CheckForm(obligation.PushEndpoint) is { } fault)
+        {
+            return Retry(obligation, $"refused: the push endpoint {fault}");
         }
 
         var set = tokens.CreateAscii(obligation, time.GetUtcNow());

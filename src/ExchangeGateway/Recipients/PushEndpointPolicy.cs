@@ -51,6 +51,37 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
     public async Task<string?> CheckAsync(Uri endpoint, CancellationToken cancellationToken)
     {
+        if (CheckForm(endpoint) is { } fault)
+        {
+            return fault;
+        }
+
+        IPAddress[] addresses;
+        try
+        {
+            addresses = IPAddress.TryParse(endpoint.IdnHost, out var literal)
+                ? [literal]
+                : await Dns.GetHostAddressesAsync(endpoint.IdnHost, cancellationToken);
+        }
+        catch (Exception e) when (e is SocketException or ArgumentException)
+        {
+            return "has a host name that does not resolve";
+        }
+
+        if (addresses.Length == 0)
+        {
+            return "has a host name that does not resolve";
+        }
+
+        return addresses.All(IsAllowed) ? null : "resolves to a private, loopback or link-local address";
+    }
+
+    /// <summary>
+    /// What can be judged from the URL alone (scheme, https, credentials, lengths). Delivery asks again: an endpoint
+    /// registered before <c>RequireHttps</c> was turned on must not go on receiving events over plain HTTP.
+    /// </summary>
+    public string? CheckForm(Uri endpoint)
+    {
         if (!endpoint.IsAbsoluteUri || (endpoint.Scheme != Uri.UriSchemeHttps && endpoint.Scheme != Uri.UriSchemeHttp))
         {
             return "must be an absolute http(s) URL";
@@ -76,24 +107,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
             return "has a host name longer than 253 characters";
         }
 
-        IPAddress[] addresses;
-        try
-        {
-            addresses = IPAddress.TryParse(endpoint.IdnHost, out var literal)
-                ? [literal]
-                : await Dns.GetHostAddressesAsync(endpoint.IdnHost, cancellationToken);
-        }
-        catch (Exception e) when (e is SocketException or ArgumentException)
-        {
-            return "has a host name that does not resolve";
-        }
-
-        if (addresses.Length == 0)
-        {
-            return "has a host name that does not resolve";
-        }
-
-        return addresses.All(IsAllowed) ? null : "resolves to a private, loopback or link-local address";
+        return null;
     }
 
     public bool IsAllowed(IPAddress address)

@@ -83,6 +83,38 @@ public sealed class DeliveryGuardTests
     }
 
     /// <summary>
+    /// The endpoint's URL is judged again under the delivering node's rules: one registered over plain HTTP before
+    /// <c>Recipients:RequireHttps</c> was turned on gets no event once it is.
+    /// </summary>
+    [Fact]
+    public async Task AnHttpEndpointRegisteredBeforeHttpsWasRequiredGetsNoEventOnceItIs()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var before = new GatewayFactory(database, time);
+        before.StartServer();
+        await using var after = new GatewayFactory(database, time, issuer: before.Issuer,
+            settings: new Dictionary<string, string?> { ["Recipients:RequireHttps"] = "true" });
+        after.StartServer();
+        var actors = new Actors(before);
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Sites.RegisterAsync(before, actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "https-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(before, actors, marker);
+        await Sharing.TickAsync(before, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(before, await actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(before, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        var jti = (await database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString();
+        Assert.Equal(0, await after.RunDispatchAsync());
+        Assert.Empty(receiver.Received);
+        Assert.Equal(("Pending", 1, "refused: the push endpoint must use https"), await StateAsync(database, jti));
+    }
+
+    /// <summary>
     /// A site holding copies of three seekers' CVs: three unticks are three committed changes, three dispatch jobs; then the
     /// operator suspends a second such site, one change writing three obligations: one job, which delivers all three in a
     /// single run. An untick that writes no obligation (the site never read the CV) enqueues nothing. No job carries
