@@ -268,8 +268,26 @@ public static class AuthorizationEndpoints
         return Results.Ok(claims);
     }
 
-    private static async Task<IResult> EndSession(HttpContext context, SignInManager<GatewayUser> signIn)
+    /// <summary>
+    /// RP-initiated logout. A GET (a link, an image, a script on any site) only leads to the sign-out page, which asks; that
+    /// page posts back here with its antiforgery token, and only that post signs the person out and returns to the client.
+    /// </summary>
+    private static async Task<IResult> EndSession(HttpContext context, SignInManager<GatewayUser> signIn, IAntiforgery antiforgery)
     {
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            return Results.Redirect("/Account/Logout" + context.Request.QueryString);
+        }
+
+        try
+        {
+            await antiforgery.ValidateRequestAsync(context);
+        }
+        catch (AntiforgeryValidationException)
+        {
+            return Results.Redirect("/Account/Logout" + QueryString.Create(RequestParameters(context)));
+        }
+
         await signIn.SignOutAsync();
         return Results.SignOut(new AuthenticationProperties { RedirectUri = "/" }, [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
     }

@@ -31,6 +31,44 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// RP-initiated logout asks first: a link or a cross-site form to /connect/endsession (any site can send one) leads to
+    /// the sign-out page and signs no one out; the page's own form, posted back with its antiforgery token, does.
+    /// </summary>
+    [Fact]
+    public async Task EndSessionSignsOutOnlyThroughTheSignOutPagesForm()
+    {
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            using (var link = await session.Http.GetAsync("/connect/endsession?state=s1"))
+            {
+                Assert.Equal(HttpStatusCode.Redirect, link.StatusCode);
+                Assert.StartsWith("/Account/Logout", link.Headers.Location!.OriginalString, StringComparison.Ordinal);
+            }
+
+            using (var forged = await session.Http.PostAsync("/connect/endsession", new FormUrlEncodedContent(new Dictionary<string, string> { ["state"] = "s2" })))
+            {
+                Assert.Equal(HttpStatusCode.Redirect, forged.StatusCode);
+                Assert.StartsWith("/Account/Logout", forged.Headers.Location!.OriginalString, StringComparison.Ordinal);
+            }
+
+            Assert.Contains("<h1>Mon CV</h1>", await session.GetPageAsync("/Cv"), StringComparison.Ordinal);
+
+            var page = await session.GetPageAsync("/Account/Logout?state=s3");
+            Assert.Contains("action=\"/connect/endsession\"", page, StringComparison.Ordinal);
+            Assert.Contains("value=\"s3\"", page, StringComparison.Ordinal);
+            using (var confirmed = await session.SubmitAsync("/Account/Logout?state=s3", new() { ["state"] = "s3" }, "/connect/endsession"))
+            {
+                Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
+            }
+
+            using var after = await session.Http.GetAsync("/Cv");
+            Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
+            Assert.StartsWith("/Account/Login", after.Headers.Location!.AbsolutePath, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>
     /// Any address the form takes is an account's name, not only Identity's default letters: an apostrophe or an accented
     /// letter signs up. Signing in forgives the space a phone keyboard adds after the address.
     /// </summary>
