@@ -192,11 +192,26 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         await Sharing.ReadFeedAsync(fixture.Factory, await fixture.Actors.TokenAsync(site));
 
+        // A second later (the history is in time order; two facts of one instant have no order of their own).
+        fixture.Time.Advance(TimeSpan.FromSeconds(1));
+        using (var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
         using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         var export = await (await client.GetAsync("/api/v1/me/export")).ReadJsonAsync();
-        Assert.Equal(seeker.Email, export.GetProperty("account").GetProperty("email").GetString());
+        Assert.Equal((seeker.Id, seeker.Email), (export.GetProperty("account").GetProperty("id").GetString(), export.GetProperty("account").GetProperty("email").GetString()));
         Assert.Contains(marker, export.GetProperty("cv").GetProperty("document").GetRawText(), StringComparison.Ordinal);
-        Assert.Single(export.GetProperty("consentEvents").EnumerateArray());
-        Assert.Single(export.GetProperty("disclosures").EnumerateArray());
+        // The whole story of the sharing, as the tables hold it: the tick and the untick, the read, and the erasure it owes.
+        var events = export.GetProperty("consentEvents").EnumerateArray().ToList();
+        Assert.Equal(["granted", "revoked"], events.Select(e => e.GetProperty("kind").GetString()));
+        Assert.All(events, e => Assert.Equal(site.DisplayName, e.GetProperty("recipientName").GetString()));
+        Assert.Equal(await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE seeker_id = '{seeker.Id}'"), events.Count);
+        var disclosure = Assert.Single(export.GetProperty("disclosures").EnumerateArray());
+        Assert.Equal((site.Id, 1), (disclosure.GetProperty("recipientId").GetGuid(), disclosure.GetProperty("version").GetInt32()));
+        var erasure = Assert.Single(export.GetProperty("erasures").EnumerateArray());
+        Assert.Equal((site.Id, "consent-revoked", "pending"),
+            (erasure.GetProperty("recipientId").GetGuid(), erasure.GetProperty("cause").GetString(), erasure.GetProperty("status").GetString()));
     }
 }
