@@ -5,6 +5,7 @@ using ExchangeGateway.Data;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.Tokens;
@@ -31,8 +32,8 @@ public static class AuthorizationEndpoints
     }
 
     private static async Task<IResult> Authorize(
-        HttpContext context, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, IAntiforgery antiforgery,
-        ConsentDesk desk, TimeProvider time)
+        HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk,
+        IDataProtectionProvider dataProtection, TimeProvider time)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -54,27 +55,28 @@ public static class AuthorizationEndpoints
 
         var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
         var signedIn = AuthTimeClaimsFactory.Of(session.Principal) ?? session.Properties?.IssuedUtc;
+        var now = time.GetUtcNow();
         // Whole seconds on the gateway's clock, which stamped the sign-in: auth_time has no finer grain, so max_age=0 is met
         // by a sign-in this second instead of never. Clamped: a huge max_age would overflow (a 500); a century is "any".
         var tooOld = request.MaxAge is { } maxAge && signedIn is { } at
-            && time.GetUtcNow().ToUnixTimeSeconds() - at.ToUnixTimeSeconds() > Math.Clamp(maxAge, 0, 3_155_760_000);
-        if (!session.Succeeded || request.HasPromptValue(PromptValues.Login) || tooOld)
+            && now.ToUnixTimeSeconds() - at.ToUnixTimeSeconds() > Math.Clamp(maxAge, 0, 3_155_760_000);
+        // Coming back from a sign-in this request asked for: only a sign-in made since then will do (see below).
+        var signInAfter = context.Request.Query[SignInAfterParameter] is { Count: 1 } marker ? SignInAfter.Read(dataProtection, marker.ToString()) : null;
+        var notSignedInSince = context.Request.Query.ContainsKey(SignInAfterParameter)
+            && (signInAfter is null || signedIn is null || signedIn.Value.ToUnixTimeSeconds() < signInAfter.Value);
+        if (!session.Succeeded || request.HasPromptValue(PromptValues.Login) || tooOld || notSignedInSince)
         {
             if (request.HasPromptValue(PromptValues.None))
             {
                 return Forbid(Errors.LoginRequired, "The user is not signed in.");
             }
 
-            if (session.Succeeded)
-            {
-                // The client wants whoever is at the keyboard to sign in now. Ending the old session is what enforces it: the
-                // return address below drops prompt and max_age (or signing in would loop), so anyone who opened it, or any
-                // other address, with the old session would otherwise go through as its holder.
-                await signIn.SignOutAsync();
-            }
-
-            var returnUrl = context.Request.PathBase + context.Request.Path
-                + QueryString.Create(RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge));
+            // prompt and max_age leave the return address (or signing in would loop), and a protected "signed in since T"
+            // takes their place: the old session does not pass for a fresh sign-in, yet is not ended (any site could end a
+            // seeker's session with a link otherwise).
+            var returnUrl = context.Request.PathBase + context.Request.Path + QueryString.Create(
+                RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge)
+                    .Append(new(SignInAfterParameter, SignInAfter.Write(dataProtection, now.ToUnixTimeSeconds()))));
             return Results.Challenge(new AuthenticationProperties { RedirectUri = returnUrl }, [IdentityConstants.ApplicationScheme]);
         }
 
@@ -115,7 +117,10 @@ public static class AuthorizationEndpoints
                 return Forbid(Errors.ConsentRequired, "The job seeker must be asked.");
             }
 
-            return Results.Redirect("/Consent/Share" + QueryString.Create(RequestParameters(context)));
+            // Without prompt and max_age: both were met just now, and a seeker who takes a while over the question must not
+            // have the answer thrown away for a sign-in that has grown older meanwhile.
+            return Results.Redirect("/Consent/Share" + QueryString.Create(
+                RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge)));
         }
 
         // The decision arrives as a form post from our own page: without a valid antiforgery token it is nobody's decision.
@@ -335,6 +340,8 @@ public static class AuthorizationEndpoints
 
     private const string StampClaim = "eg_stamp";
 
+    private const string SignInAfterParameter = "eg_signed_in_after";
+
     /// <summary>A digest of the account's security stamp: the stamp itself also guards the sign-in cookie.</summary>
     private static string StampOf(string? stamp) =>
         Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(stamp ?? "")), 0, 16);
@@ -347,6 +354,32 @@ public static class AuthorizationEndpoints
                 [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
             }),
             [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+}
+
+/// <summary>
+/// "Signed in at or after T" (Unix seconds), protected so that a return address cannot be given an older T. It starts with
+/// eg_, so the consent page and its post leave it out (ConsentForm.IsOwnField): by then it has been met.
+/// </summary>
+internal static class SignInAfter
+{
+    private const string Purpose = "ExchangeGateway.Auth.SignInAfter.v1";
+
+    public static string Write(IDataProtectionProvider provider, long unixSeconds) =>
+        provider.CreateProtector(Purpose).Protect(unixSeconds.ToString(CultureInfo.InvariantCulture));
+
+    public static long? Read(IDataProtectionProvider provider, string value)
+    {
+        try
+        {
+            return long.TryParse(provider.CreateProtector(Purpose).Unprotect(value), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+                ? seconds
+                : null;
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return null;
+        }
+    }
 }
 
 /// <summary>The fields the consent page posts back to /connect/authorize besides the OAuth parameters.</summary>

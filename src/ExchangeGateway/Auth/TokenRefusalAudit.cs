@@ -35,9 +35,9 @@ public sealed class TokenRefusalAudit(
         }
 
         var clientId = context.Request?.ClientId is { Length: <= 100 } claimed ? claimed : null;
-        // Only invalid_client can mean "nobody of that name": every other refusal comes after the client was found.
-        var known = context.Response.Error != OpenIddictConstants.Errors.InvalidClient
-            || (clientId is not null && await applications.FindByClientIdAsync(clientId, context.CancellationToken) is not null);
+        // Looked up whatever the error: some (an unsupported grant type, a malformed request) come before OpenIddict looks
+        // for the client, so the error alone does not say the client exists.
+        var known = clientId is not null && await applications.FindByClientIdAsync(clientId, context.CancellationToken) is not null;
         var address = context.Transaction.GetHttpRequest()?.HttpContext.Connection.RemoteIpAddress?.ToString() ?? "";
         if (!known && !window.Admit(address))
         {

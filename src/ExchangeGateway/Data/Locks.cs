@@ -18,6 +18,10 @@ public static class Locks
     /// <summary>Taken to create a deployment's first data-key wrapping key, so that nodes starting together agree on one.</summary>
     public const long DataKeys = 0x4547_4445_4B; // "EGDEK"
 
+    /// <summary>Sign-in attempts for one (normalised) address take turns, whether or not it has an account.</summary>
+    public static Task SignInAsync(GatewayDbContext db, string normalizedEmail, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(8, hashtext({normalizedEmail}))", cancellationToken);
+
     /// <summary>Serialises one seeker's own changes (CV, consents, erasure); other seekers proceed in parallel.</summary>
     public static Task SeekerAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(7, hashtext({seekerId}))", cancellationToken);

@@ -109,6 +109,21 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
             await AuditLog.RefuseTokenAsync(actors, site.ClientId);
         }
 
+        // Refusals that come before OpenIddict looks for the client (an unknown grant type) count under the same cap.
+        var moreGhosts = Enumerable.Range(0, 3).Select(_ => AuditLog.NewGhostClientId()).ToList();
+        using (var client = gateway.CreateHttpClient())
+        {
+            foreach (var ghost in moreGhosts)
+            {
+                using var refused = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+                {
+                    ["grant_type"] = "urn:example:bogus", ["client_id"] = ghost,
+                }));
+                Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            }
+        }
+
+        ghosts.AddRange(moreGhosts);
         Assert.Equal(3, await database.ScalarAsync<long>(
             $"SELECT count(*) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id IN ('{string.Join("','", ghosts)}')"));
         Assert.Equal(5, await database.ScalarAsync<long>(

@@ -93,17 +93,19 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
 
         time.Advance(TimeSpan.FromMinutes(2));
         Assert.Equal("/Account/Login", await WhereAsync(("max_age", "300")));
-        // The old session was ended there: it no longer passes for its holder, with max_age or without.
-        Assert.Equal("/Account/Login", await WhereAsync());
+        // Without max_age the same session still does: the request asked for a fresh sign-in, it did not end the session.
+        Assert.Equal("code", await WhereAsync());
     }
 
     /// <summary>
     /// prompt=login asks that whoever is at the keyboard signs in now (a shared computer at the job centre). The sign-in page's
-    /// return address no longer carries prompt=login (signing in would loop otherwise), so the old session must be ended:
-    /// opening that address without signing in leads to the sign-in page again, not to a code under the previous person's name.
+    /// return address no longer carries prompt=login (signing in would loop otherwise), but it carries a protected "signed
+    /// in since": opening it with the old session leads to the sign-in page again, not to a code under the previous
+    /// person's name. The session itself is not ended (a link from any site would otherwise sign seekers out): a request
+    /// without prompt=login still passes with it.
     /// </summary>
     [Fact]
-    public async Task PromptLoginEndsTheOldSessionSoItsReturnAddressDoesNotPassWithoutASignIn()
+    public async Task PromptLoginIsMetOnlyByASignInMadeAfterItAndEndsNoSession()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
@@ -114,6 +116,7 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
             Assert.Contains("code=", toClient.Headers.Location!.Query, StringComparison.Ordinal);
         }
 
+        fixture.Time.Advance(TimeSpan.FromSeconds(1));
         using var again = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge, ("prompt", "login")));
         var loginUrl = new Uri(fixture.Factory.Issuer, again.Headers.Location!);
         Assert.Equal("/Account/Login", loginUrl.AbsolutePath);
@@ -123,6 +126,17 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         using (var skipped = await browser.GetAsync(returnUrl))
         {
             Assert.Equal("/Account/Login", new Uri(fixture.Factory.Issuer, skipped.Headers.Location!).AbsolutePath);
+        }
+
+        // A forged "signed in since" is no marker at all: the sign-in page again.
+        using (var forged = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge, ("eg_signed_in_after", "0"))))
+        {
+            Assert.Equal("/Account/Login", new Uri(fixture.Factory.Issuer, forged.Headers.Location!).AbsolutePath);
+        }
+
+        using (var plain = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid", challenge)))
+        {
+            Assert.Contains("code=", plain.Headers.Location!.Query, StringComparison.Ordinal);
         }
 
         using var signedIn = await browser.GetAsync(await Actors.SubmitLoginAsync(browser, loginUrl, seeker.Email, seeker.Password));

@@ -55,8 +55,11 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
             Assert.Contains("<h1>Mon CV</h1>", await session.GetPageAsync("/Cv"), StringComparison.Ordinal);
 
             var page = await session.GetPageAsync("/Account/Logout?state=s3");
-            Assert.Contains("action=\"/connect/endsession\"", page, StringComparison.Ordinal);
-            Assert.Contains("value=\"s3\"", page, StringComparison.Ordinal);
+            // The end-session form carries its own antiforgery token (a form with an explicit action gets none by default).
+            var form = page[page.IndexOf("action=\"/connect/endsession\"", StringComparison.Ordinal)..];
+            form = form[..form.IndexOf("</form>", StringComparison.Ordinal)];
+            Assert.Contains("name=\"__RequestVerificationToken\"", form, StringComparison.Ordinal);
+            Assert.Contains("value=\"s3\"", form, StringComparison.Ordinal);
             using (var confirmed = await session.SubmitAsync("/Account/Logout?state=s3", new() { ["state"] = "s3" }, "/connect/endsession"))
             {
                 Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
@@ -77,6 +80,18 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     {
         var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory, email: $"o'brien.élise-{Guid.NewGuid():N}@example.test");
         session.Dispose();
+
+        // Only a bare address: a display name around another mailbox would name the account after a string that is not it.
+        var wrapped = $"Alice <wrapped-{Guid.NewGuid():N}@example.test>";
+        using (var visitor = new PageSession(fixture.Factory))
+        using (var refused = await visitor.SubmitAsync("/Account/Register", new() { ["Email"] = wrapped }))
+        {
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            Assert.DoesNotContain(PageSession.SentNotice, await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        await Mailbox.SettledAsync(fixture.Factory);
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUsers\" WHERE email LIKE '%{wrapped[7..^1]}%'"));
 
         using var signIn = new PageSession(fixture.Factory);
         Assert.Equal("/", (await Actors.SubmitLoginAsync(signIn.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email + " ", password)).OriginalString);

@@ -1,10 +1,10 @@
 using System.ComponentModel.DataAnnotations;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
@@ -31,13 +31,11 @@ public sealed class LoginModel(
         // One transaction for the attempt: a wrong password's failed-count update and the audit event commit together, so a
         // known account costs the same one commit as an unknown address (a commit is what a stopwatch would see).
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        // Attempts on one account take turns: run side by side, each read the same failed count and all but one lost the
+        // Attempts on one address take turns: run side by side, each read the same failed count and all but one lost the
         // update to the concurrency check, uncounted, so fifty parallel guesses cost one strike of the five the lockout allows.
-        // The same one statement whether or not the address has an account.
+        // A lock on the address, not the account's row: every address takes turns alike, so waiting tells no one it exists.
         Email = Email.Trim();
-        var normalized = users.NormalizeEmail(Email);
-        await db.Database.ExecuteSqlInterpolatedAsync(
-            $"SELECT 1 FROM \"AspNetUsers\" WHERE normalized_email = {normalized} FOR UPDATE", HttpContext.RequestAborted);
+        await Locks.SignInAsync(db, users.NormalizeEmail(Email), HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
         var result = user is null
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed

@@ -20,7 +20,7 @@ namespace ExchangeGateway.Pages.Account;
 /// everything that depends on it runs after the answer (<see cref="AccountMail"/>). A new address (or one whose sign-up
 /// was never finished) gets the link, one with an account a message telling its holder, never the visitor.
 /// </summary>
-public sealed class RegisterModel(AccountMail mail) : PageModel
+public sealed class RegisterModel(AccountMail mail, IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), EmailAddress(ErrorMessage = "Error.Email"), StringLength(254, ErrorMessage = "Error.TooLong")]
     public string Email { get; set; } = "";
@@ -37,6 +37,13 @@ public sealed class RegisterModel(AccountMail mail) : PageModel
     {
         // Bound as null when blank: the Required check above reports that, this line must not throw first.
         var email = (Email ?? "").Trim();
+        // A bare address only, as the API requires: [EmailAddress] also passes "Name <someone@elsewhere>", which the mailer
+        // would read as someone@elsewhere, so the account would be named by a string that is not the mailbox that proved it.
+        if (ModelState.IsValid && (!System.Net.Mail.MailAddress.TryCreate(email, out var address) || address.Address != email))
+        {
+            ModelState.AddModelError(nameof(Email), text["Error.Email"]);
+        }
+
         if (!ModelState.IsValid)
         {
             return Page();
