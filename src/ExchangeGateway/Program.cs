@@ -116,6 +116,7 @@ app.UseGatewayOpenApi();
 app.MapGatewayHealth();
 app.MapAuthorizationEndpoints();
 app.MapRazorPages();
+app.MapMyDataDownload();
 
 var api = app.MapGroup("/api/v1").RequireRateLimiting(RateLimits.ApiPolicy);
 api.MapAccountEndpoints();

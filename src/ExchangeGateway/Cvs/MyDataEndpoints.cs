@@ -71,6 +71,26 @@ public static class MyDataEndpoints
             MyDataQueries.ErasuresOf(db, context.User.Subject(), string.IsNullOrEmpty(cursor) ? null : before), take, e => e.Id, context.RequestAborted));
     }
 
+    /// <summary>
+    /// The same document for the web pages, as a file to keep: a seeker signed in with the cookie downloads it from the
+    /// pages (before leaving, typically), without an API client.
+    /// </summary>
+    public static IEndpointRouteBuilder MapMyDataDownload(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/my-data.json", Export)
+            .RequireAuthorization(Pages.PagesSetup.SeekerPolicy)
+            .RequireRateLimiting(Hosting.RateLimits.ApiPolicy)
+            .AddEndpointFilter(async (context, next) =>
+            {
+                var headers = context.HttpContext.Response.Headers;
+                headers.ContentDisposition = "attachment; filename=\"exchangegateway-my-data.json\"";
+                headers.CacheControl = "no-store";
+                return await next(context);
+            })
+            .ExcludeFromDescription();
+        return app;
+    }
+
     private static async Task<Results<Ok<MyDataExport>, ProblemHttpResult>> Export(
         HttpContext context, GatewayDbContext db, UserManager<GatewayUser> users, CvWriter cvs, AuditTrail audit,
         IOptions<FreshnessOptions> freshness, TimeProvider time)

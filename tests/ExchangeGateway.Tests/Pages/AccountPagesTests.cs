@@ -31,6 +31,32 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A seeker who uses only the pages can take their data with them: the sign-out-of-everything page (and the disclosures
+    /// page) link to a download of the same document as the API's export. Without a session, the sign-in page.
+    /// </summary>
+    [Fact]
+    public async Task TheSeekerDownloadsTheirDataFromThePages()
+    {
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            Assert.Contains("href=\"/my-data.json\"", await session.GetPageAsync("/Account/Delete"), StringComparison.Ordinal);
+            using var download = await session.Http.GetAsync("/my-data.json");
+            Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+            Assert.Equal("attachment", download.Content.Headers.ContentDisposition?.DispositionType);
+            Assert.True(download.Headers.CacheControl?.NoStore, "personal data must not be cached");
+            var export = System.Text.Json.JsonDocument.Parse(await download.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal(email, export.GetProperty("account").GetProperty("email").GetString());
+            Assert.Equal(System.Text.Json.JsonValueKind.Array, export.GetProperty("consentEvents").ValueKind);
+        }
+
+        using var anonymous = new PageSession(fixture.Factory);
+        using var refused = await anonymous.Http.GetAsync("/my-data.json");
+        Assert.Equal(HttpStatusCode.Redirect, refused.StatusCode);
+        Assert.Equal("/Account/Login", refused.Headers.Location!.AbsolutePath);
+    }
+
+    /// <summary>
     /// RP-initiated logout asks first: a link or a cross-site form to /connect/endsession (any site can send one) leads to
     /// the sign-out page and signs no one out; the page's own form, posted back with its antiforgery token, does.
     /// </summary>
