@@ -12,33 +12,50 @@ namespace ExchangeGateway.Cvs;
 /// <summary>
 /// Tells seekers before something ends without them: their CV going offline (at each configured lead time, once) and a
 /// consent lapsing. Rows are claimed with SKIP LOCKED and marked before the mails go, so several nodes never remind twice
-/// and nothing waits for the mail server; each batch is one job. A reminder is sent at most once: a run that fails (mail
-/// server unreachable, cancelled) gives its unsent claims back, but a node that dies mid-batch loses the rest of that batch.
+/// and nothing waits for the mail server. A run takes batch after batch until one comes back short or its time is spent
+/// (a single batch an hour capped reminders at 12 000 a day per lead, far below a day's CVs at scale, and the rest went
+/// offline unwarned). A reminder is sent at most once: a run that fails (mail server unreachable, cancelled) gives its
+/// unsent claims back, but a node that dies mid-batch loses the rest of that batch.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
     ILogger<ReminderJob> logger)
 {
-    public const int BatchSize = 500;
+    /// <summary>Within the hour between runs, with room to spare: the next run picks up what is left.</summary>
+    private static readonly TimeSpan MaxRunTime = TimeSpan.FromMinutes(20);
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var sent = 0;
-        // Shortest lead first: a CV already inside it (the job was paused while it crossed the longer ones) gets that one
-        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead.
-        foreach (var lead in freshness.Value.RemindBefore.Order())
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        async Task DrainAsync(Func<CancellationToken, Task<int>> batch)
         {
-            sent += await RemindFreshnessAsync(lead, cancellationToken);
+            int claimed;
+            do
+            {
+                claimed = await batch(cancellationToken);
+                sent += claimed;
+                // The batch's rows are done with: a run of many batches must not keep them all tracked.
+                db.ChangeTracker.Clear();
+            }
+            while (claimed == freshness.Value.ReminderBatchSize && clock.Elapsed < MaxRunTime && !cancellationToken.IsCancellationRequested);
         }
 
-        sent += await RemindConsentExpiryAsync(cancellationToken);
+        // Shortest lead first: a CV already inside it (the job was paused while it crossed the longer ones) gets that one
+        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead.
+        foreach (var lead in freshness.Value.ReminderLeads.Order())
+        {
+            await DrainAsync(ct => RemindFreshnessAsync(lead, ct));
+        }
+
+        await DrainAsync(RemindConsentExpiryAsync);
         return sent;
     }
 
     /// <summary>
     /// Claims and marks a batch in a short transaction, then mails after the commit: mailing while the rows stayed locked
-    /// made an untick, an erasure or the very refresh the mail asks for wait behind up to 500 mails (and time out).
+    /// made an untick, an erasure or the very refresh the mail asks for wait behind a whole batch of mails (and time out).
     /// </summary>
     private async Task<int> RemindFreshnessAsync(TimeSpan lead, CancellationToken cancellationToken)
     {
@@ -51,7 +68,7 @@ public sealed class ReminderJob(
                 SELECT * FROM cvs
                 WHERE state = 'Published' AND refreshed_at + {maxAge} - {lead} <= {now} AND refreshed_at + {maxAge} > {now}
                   AND (last_reminder_lead IS NULL OR last_reminder_lead > {lead})
-                ORDER BY refreshed_at LIMIT {BatchSize} FOR UPDATE SKIP LOCKED
+                ORDER BY refreshed_at LIMIT {freshness.Value.ReminderBatchSize} FOR UPDATE SKIP LOCKED
                 """).ToListAsync(cancellationToken);
             var emails = await EmailsOfAsync(due.Select(c => c.SeekerId).ToList(), cancellationToken);
             foreach (var cv in due)
@@ -103,8 +120,8 @@ public sealed class ReminderJob(
             // NO KEY UPDATE: a disclosure recorded meanwhile (under the chain lock) needs only KEY SHARE on its consent.
             var due = await db.Set<Consent>().FromSql($"""
                 SELECT * FROM consents
-                WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now}
-                ORDER BY expires_at LIMIT {BatchSize} FOR NO KEY UPDATE SKIP LOCKED
+                WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now} AND expires_at > {now}
+                ORDER BY expires_at LIMIT {freshness.Value.ReminderBatchSize} FOR NO KEY UPDATE SKIP LOCKED
                 """).ToListAsync(cancellationToken);
             var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);
             var names = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, r => r.DisplayName, cancellationToken);

@@ -6,12 +6,19 @@ public sealed class DeliveryOptions : IValidatableObject
 {
     public const string Section = "Delivery";
 
-    /// <summary>Waits between push attempts; the last one repeats. Jitter of ±20% spreads retries out.</summary>
-    public List<TimeSpan> RetrySchedule { get; set; } =
-    [
-        TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(15), TimeSpan.FromHours(1),
-        TimeSpan.FromHours(3), TimeSpan.FromHours(6), TimeSpan.FromHours(12), TimeSpan.FromHours(24),
-    ];
+    /// <summary>
+    /// Waits between push attempts; the last one repeats. Jitter of ±20% spreads retries out. None configured means 1, 5
+    /// and 15 minutes, 1, 3, 6, 12 and 24 hours (kept out of the list: the configuration binder adds to a filled list).
+    /// </summary>
+    public List<TimeSpan> RetrySchedule { get; set; } = [];
+
+    public IReadOnlyList<TimeSpan> Schedule => RetrySchedule.Count > 0
+        ? RetrySchedule
+        :
+        [
+            TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(15), TimeSpan.FromHours(1),
+            TimeSpan.FromHours(3), TimeSpan.FromHours(6), TimeSpan.FromHours(12), TimeSpan.FromHours(24),
+        ];
 
     [Range(typeof(TimeSpan), "00:00:01", "00:02:00")]
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
@@ -45,9 +52,9 @@ public sealed class DeliveryOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (RetrySchedule.Count == 0 || RetrySchedule.Any(t => t <= TimeSpan.Zero))
+        if (RetrySchedule.Any(t => t <= TimeSpan.Zero))
         {
-            yield return new ValidationResult("Delivery:RetrySchedule needs at least one positive wait.", [nameof(RetrySchedule)]);
+            yield return new ValidationResult("Delivery:RetrySchedule waits must be positive.", [nameof(RetrySchedule)]);
         }
 
         // A delivery is started only if it can end within its batch's lease; a lease shorter than that would hand every
@@ -60,7 +67,8 @@ public sealed class DeliveryOptions : IValidatableObject
 
     public TimeSpan Backoff(int attempts, Random random)
     {
-        var wait = RetrySchedule[Math.Clamp(attempts - 1, 0, RetrySchedule.Count - 1)];
+        var schedule = Schedule;
+        var wait = schedule[Math.Clamp(attempts - 1, 0, schedule.Count - 1)];
         return wait * (0.8 + (random.NextDouble() * 0.4));
     }
 }

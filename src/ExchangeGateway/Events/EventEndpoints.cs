@@ -100,7 +100,7 @@ public static class EventEndpoints
                 // push (the schedule's next step, with its jitter), in one statement. The jtis parsed above, in key order.
                 var jtis = failed.ToArray();
                 var reasons = request.SetErrs!.Values.Select(e => "set-error: " + e.Err).ToArray();
-                var schedule = options.Value.RetrySchedule.ToArray();
+                var schedule = options.Value.Schedule.ToArray();
                 await db.Database.ExecuteSqlAsync($"""
                     UPDATE erasure_obligations o
                     SET attempts = o.attempts + 1, last_error = e.reason,

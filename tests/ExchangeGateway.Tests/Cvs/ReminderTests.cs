@@ -1,4 +1,5 @@
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using MimeKit;
 
 namespace ExchangeGateway.Tests.Cvs;
@@ -52,9 +53,57 @@ public sealed class ReminderTests(GatewayFixture fixture)
     }
 
     /// <summary>The .eml files the pickup notifier wrote to this address (other seekers get reminders in the same folder).</summary>
-    private List<(string Path, string Text, string Raw)> MailTo(string address)
+    /// <summary>
+    /// One run takes batch after batch: with batches of two, five CVs nearing their end all hear in the same run (a run of
+    /// one batch an hour fell behind a day's CVs at scale, and the rest went offline unwarned). A consent that had
+    /// already lapsed when the job first saw it gets no "ends on" mail for a date gone by.
+    /// </summary>
+    [Fact]
+    public async Task OneRunRemindsEveryDueCvBatchAfterBatchAndNoLapsedConsent()
     {
-        var directory = fixture.Factory.MailDirectory;
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Freshness:ReminderBatchSize"] = "2" });
+        var actors = new Actors(gateway);
+        var site = await Sites.RegisterAsync(gateway, actors);
+        var seekers = new List<Person>();
+        for (var i = 0; i < 5; i++)
+        {
+            var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, $"batch-{i}-" + Guid.NewGuid().ToString("N"));
+            await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id);
+            seekers.Add(seeker);
+        }
+
+        gateway.Time.Advance(TimeSpan.FromDays(77));
+        Assert.Equal(5, await gateway.RunRemindersAsync());
+        Assert.All(seekers, seeker => Assert.Single(MailTo(gateway, seeker.Email)));
+
+        // A year on, every consent has lapsed unnoticed (no expiry job ran): nothing to remind of any more.
+        gateway.Time.Advance(TimeSpan.FromDays(300));
+        Assert.Equal(0, await gateway.RunRemindersAsync());
+        Assert.All(seekers, seeker => Assert.Single(MailTo(gateway, seeker.Email)));
+    }
+
+    /// <summary>Configured lead times replace the defaults (the binder added them to a filled list), and each is checked.</summary>
+    [Fact]
+    public void ConfiguredLeadTimesReplaceTheDefaultsAndMustFallInsideMaxAge()
+    {
+        var configured = new Microsoft.Extensions.Configuration.ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["RemindBefore:0"] = "7.00:00:00" }).Build()
+            .Get<ExchangeGateway.Cvs.FreshnessOptions>()!;
+        Assert.Equal([TimeSpan.FromDays(7)], configured.ReminderLeads);
+        Assert.Equal([TimeSpan.FromDays(14), TimeSpan.FromDays(3)], new ExchangeGateway.Cvs.FreshnessOptions().ReminderLeads);
+
+        var tooLong = new ExchangeGateway.Cvs.FreshnessOptions { RemindBefore = [TimeSpan.FromDays(90)] };
+        Assert.NotEmpty(tooLong.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(tooLong)));
+        Assert.Empty(configured.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(configured)));
+    }
+
+    private List<(string Path, string Text, string Raw)> MailTo(string address) => MailTo(fixture.Factory, address);
+
+    private static List<(string Path, string Text, string Raw)> MailTo(GatewayFactory factory, string address)
+    {
+        var directory = factory.MailDirectory;
         if (!Directory.Exists(directory))
         {
             return [];
