@@ -83,7 +83,9 @@ var corsOrigins = builder.Configuration.GetSection("Cors:AllowedOrigins").Get<st
 if (corsOrigins.Length > 0)
 {
     builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
-        .WithOrigins(corsOrigins).WithMethods("GET", "PUT", "POST", "DELETE", "PATCH").WithHeaders("Authorization", "Content-Type", "If-Match")));
+        .WithOrigins(corsOrigins).WithMethods("GET", "PUT", "POST", "DELETE", "PATCH").WithHeaders("Authorization", "Content-Type", "If-Match")
+        // What a browser client needs to read: the version for If-Match, when to retry, where a new resource is.
+        .WithExposedHeaders("ETag", "Retry-After", "Location")));
 }
 
 var app = builder.Build();
@@ -93,6 +95,13 @@ if (command is not null)
     return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
         : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
         : await AuditCommands.RunAsync(app.Services, command);
+}
+
+if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing")
+    && app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "pickup")
+{
+    // Not refused (a demo runs this way), but said: nothing reaches the seekers, and the files hold their addresses.
+    app.Logger.LogWarning("Notifier:Mode is pickup: account mail and reminders are written to Notifier:PickupDirectory, not sent");
 }
 
 app.UseGatewayProxies();

@@ -57,7 +57,9 @@ public sealed class DataKeyOptions : IValidatableObject
 /// so all of them know the new key before any of them wraps with it, and they all switch at the same instant.
 /// <see cref="DataKeyRotationJob"/> then re-wraps the stored keys and deletes the old wrapping key once nothing uses it.
 /// </summary>
-public sealed class DataKeyRing(IServiceScopeFactory scopes, IDataProtectionProvider dataProtection, IOptions<DataKeyOptions> options, TimeProvider time) : IDisposable
+public sealed class DataKeyRing(
+    IServiceScopeFactory scopes, IDataProtectionProvider dataProtection, IOptions<DataKeyOptions> options, TimeProvider time, ILogger<DataKeyRing> logger)
+    : IDisposable
 {
     public const int KeyIdSize = 8;
 
@@ -136,9 +138,11 @@ public sealed class DataKeyRing(IServiceScopeFactory scopes, IDataProtectionProv
                 {
                     await ReloadAsync(CancellationToken.None);
                 }
-                catch (Exception)
+                catch (Exception e)
                 {
-                    // The keys already held stay in use; the next access tries again.
+                    // The keys already held stay in use; the next access tries again. Said, so that a failing database or
+                    // Data Protection is seen before writes start failing once the keys are too old to trust.
+                    logger.LogWarning("Refreshing the data-key ring failed ({Error}); the keys held stay in use", e.GetType().Name);
                 }
                 finally
                 {

@@ -12,6 +12,9 @@ namespace ExchangeGateway.Cvs;
 /// </summary>
 public sealed class ResumeDocument
 {
+    /// <summary>Places (JSON pointers) listed in a validation answer; the rest are counted.</summary>
+    private const int MaxErrorPlaces = 50;
+
     public const int MaxDepth = 32;
 
     // Stored as written, but for the escapes JSON requires: the default encoder would turn each '<' or non-ASCII letter into
@@ -96,10 +99,18 @@ public sealed class ResumeDocument
             var results = _schema.Evaluate(parsed.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List, RequireFormatValidation = true });
             if (!results.IsValid)
             {
-                var errors = (results.Details ?? [])
+                // The first places only: a 256 KiB array of wrong items has a hundred thousand, and a 9 MB answer (built in
+                // memory first) is a cheap way to spend the gateway's CPU and bandwidth.
+                var failing = (results.Details ?? [])
                     .Where(d => d.Errors is { Count: > 0 })
                     .GroupBy(d => d.InstanceLocation.ToString() is { Length: > 0 } pointer ? pointer : "/")
-                    .ToDictionary(g => g.Key, g => g.SelectMany(d => d.Errors!.Values).Distinct().Take(5).ToArray());
+                    .ToList();
+                var errors = failing.Take(MaxErrorPlaces).ToDictionary(g => g.Key, g => g.SelectMany(d => d.Errors!.Values).Distinct().Take(5).ToArray());
+                if (failing.Count > MaxErrorPlaces)
+                {
+                    errors["/"] = [.. errors.GetValueOrDefault("/") ?? [], $"… and {failing.Count - MaxErrorPlaces} more places that do not follow the schema."];
+                }
+
                 return (null, errors.Count > 0 ? errors : new Dictionary<string, string[]> { ["/"] = ["The document does not follow the JSON Resume schema."] });
             }
         }

@@ -14,11 +14,15 @@ public static class Health
         return services;
     }
 
-    /// <summary>Live: the process answers. Ready: it can reach PostgreSQL, so a load balancer may send it traffic.</summary>
+    /// <summary>
+    /// Live: the process answers. Ready: it can reach PostgreSQL, so a load balancer may send it traffic. Neither is rate
+    /// limited: behind a proxy every request shares the proxy's address, and a burst of traffic answering the probes 429
+    /// would take every node out of the pool at once.
+    /// </summary>
     public static WebApplication MapGatewayHealth(this WebApplication app)
     {
-        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription();
-        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(Ready) }).ExcludeFromDescription();
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription().DisableRateLimiting();
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(Ready) }).ExcludeFromDescription().DisableRateLimiting();
         return app;
     }
 }

@@ -17,7 +17,7 @@ public interface INotifier
     Task SendAsync(Notice notice, CancellationToken cancellationToken);
 }
 
-public sealed class NotifierOptions
+public sealed class NotifierOptions : IValidatableObject
 {
     public const string Section = "Notifier";
 
@@ -32,6 +32,14 @@ public sealed class NotifierOptions
     [Range(1, 65535)]
     public int SmtpPort { get; set; } = 587;
 
+    /// <summary>
+    /// "starttls" (the default: the server must offer STARTTLS, or nothing is sent), "tls" (TLS from the first byte, port
+    /// 465) or "none" (a relay on the same host only). Not "when available": a man in the middle strips the offer, and the
+    /// reset links (an account's keys), the addresses and the SMTP login would then travel in clear.
+    /// </summary>
+    [RegularExpression("^(starttls|tls|none)$")]
+    public string SmtpSecurity { get; set; } = "starttls";
+
     public string? SmtpUser { get; set; }
     public string? SmtpPassword { get; set; }
 
@@ -45,6 +53,21 @@ public sealed class NotifierOptions
     /// <summary>Account messages waiting to be sent at most; beyond that they are dropped (and counted).</summary>
     [Range(1, 100_000)]
     public int QueueCapacity { get; set; } = 1000;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Mode == "smtp" && string.IsNullOrWhiteSpace(SmtpHost))
+        {
+            yield return new ValidationResult("Notifier:SmtpHost is required when Notifier:Mode is smtp.", [nameof(SmtpHost)]);
+        }
+    }
+
+    public SecureSocketOptions SmtpSocketOptions => SmtpSecurity switch
+    {
+        "tls" => SecureSocketOptions.SslOnConnect,
+        "none" => SecureSocketOptions.None,
+        _ => SecureSocketOptions.StartTls,
+    };
 }
 
 /// <summary>Builds the MIME message both notifiers send.</summary>
@@ -81,7 +104,7 @@ public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifi
     protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
     {
         using var smtp = new SmtpClient { Timeout = 15_000 };
-        await smtp.ConnectAsync(Options.SmtpHost ?? throw new InvalidOperationException("Notifier:SmtpHost is not set."), Options.SmtpPort, SecureSocketOptions.StartTlsWhenAvailable, cancellationToken);
+        await smtp.ConnectAsync(Options.SmtpHost ?? throw new InvalidOperationException("Notifier:SmtpHost is not set."), Options.SmtpPort, Options.SmtpSocketOptions, cancellationToken);
         if (!string.IsNullOrEmpty(Options.SmtpUser))
         {
             await smtp.AuthenticateAsync(Options.SmtpUser, Options.SmtpPassword ?? "", cancellationToken);

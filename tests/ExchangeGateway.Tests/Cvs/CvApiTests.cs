@@ -149,6 +149,21 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await (await client.GetAsync("/api/v1/me/cv")).AssertProblemAsync(HttpStatusCode.NotFound);
     }
 
+    /// <summary>A document wrong in a thousand places gets the first fifty and a count, not a 70 KB list of them all.</summary>
+    [Fact]
+    public async Task ADocumentWrongInManyPlacesGetsTheFirstFiftyAndACount()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var document = Sharing.Resume("many");
+        document["work"] = new System.Text.Json.Nodes.JsonArray([.. Enumerable.Range(0, 1000).Select(i => (System.Text.Json.Nodes.JsonNode?)i)]);
+        using var response = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
+        var problem = await response.AssertProblemAsync(HttpStatusCode.UnprocessableEntity);
+        var errors = problem.GetProperty("errors").EnumerateObject().ToList();
+        Assert.InRange(errors.Count, 2, 51);
+        Assert.Contains(errors, e => e.Name == "/work/0");
+        Assert.Contains(errors, e => e.Value.EnumerateArray().Any(m => m.GetString()!.Contains("more places", StringComparison.Ordinal)));
+    }
+
     [Theory]
     [InlineData("[1,2,3]")]
     [InlineData("\"just a string\"")]
