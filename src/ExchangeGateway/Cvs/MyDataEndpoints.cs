@@ -104,11 +104,19 @@ public static class MyDataEndpoints
 
         var now = time.GetUtcNow();
         var cv = await cvs.ReadAsync(seekerId, context.RequestAborted);
-        // Read one after the other on the request's context while the answer is written (each list in full order).
-        var events = Streamed(db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId).OrderBy(e => e.At).ThenBy(e => e.Id)
-            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl)), context.RequestAborted);
-        var disclosures = Streamed(MyDataQueries.DisclosuresOf(db, seekerId).OrderBy(d => d.Id), context.RequestAborted);
-        var erasures = Streamed(MyDataQueries.ErasuresOf(db, seekerId), context.RequestAborted);
+        // Read one after the other on the request's context while the answer is written, each list in full order, by keyset
+        // pages: the connection goes back to the pool between pages, so an export read slowly (or a dozen at once) does not
+        // hold the node's connections at the client's pace.
+        var events = Paged<ConsentHistoryItem>(
+            last => (last is null
+                    ? db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId)
+                    : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE seeker_id = {seekerId} AND (at, id) > ({last.At}, {last.Id})").AsNoTracking())
+                .OrderBy(e => e.At).ThenBy(e => e.Id)
+                .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl)),
+            context.RequestAborted);
+        var disclosures = Paged<DisclosureItem>(
+            last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => last == null || d.Id > last.Id).OrderBy(d => d.Id), context.RequestAborted);
+        var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, last?.Id), context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
@@ -118,15 +126,31 @@ public static class MyDataEndpoints
             events, disclosures, erasures));
     }
 
+    /// <summary>Rows of an export list read per page; the connection is the pool's again between pages.</summary>
+    internal const int ExportPage = 200;
+
     /// <summary>
-    /// A query's rows as the serializer asks for them, its reader closed as soon as the last row is read: the serializer
-    /// goes on to the next list before it disposes this one, and one connection runs one command at a time.
+    /// A list's rows as the serializer asks for them, read by pages: <paramref name="after"/> gives the query for the rows
+    /// after the last one sent (null: from the start), in the list's order.
     /// </summary>
-    private static async IAsyncEnumerable<T> Streamed<T>(IQueryable<T> query, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private static async IAsyncEnumerable<T> Paged<T>(Func<T?, IQueryable<T>> after, [EnumeratorCancellation] CancellationToken cancellationToken)
+        where T : class
     {
-        await foreach (var item in query.AsAsyncEnumerable().WithCancellation(cancellationToken))
+        T? last = null;
+        while (true)
         {
-            yield return item;
+            var page = await after(last).Take(ExportPage).ToListAsync(cancellationToken);
+            foreach (var item in page)
+            {
+                yield return item;
+            }
+
+            if (page.Count < ExportPage)
+            {
+                yield break;
+            }
+
+            last = page[^1];
         }
     }
 

@@ -182,6 +182,34 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         Assert.NotEqual(System.Text.Json.JsonValueKind.Null, mine.GetProperty("receiptId").ValueKind);
     }
 
+    /// <summary>The export's lists are read by pages: one longer than a page comes whole, in order, nothing twice.</summary>
+    [Fact]
+    public async Task AnExportListLongerThanAPageComesWholeAndInOrder()
+    {
+        var marker = "paged-export-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        var id = await Propagation.ReadAsync(fixture.Factory, siteToken, marker);
+        using (var reader = fixture.Client().WithToken(siteToken))
+        {
+            for (var i = 0; i < ExchangeGateway.Cvs.MyDataEndpoints.ExportPage; i++)
+            {
+                using var read = await reader.GetAsync($"{Sites.FeedPath}/{id}");
+                Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+            }
+        }
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var export = await (await client.GetAsync("/api/v1/me/export")).ReadJsonAsync();
+        var ids = export.GetProperty("disclosures").EnumerateArray().Select(d => d.GetProperty("id").GetInt64()).ToList();
+        Assert.Equal(ExchangeGateway.Cvs.MyDataEndpoints.ExportPage + 1, ids.Count);
+        Assert.Equal(ids.Order(), ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.Equal(ids, await fixture.Database.ScalarAsync<long[]>($"SELECT array_agg(id ORDER BY id) FROM disclosures WHERE seeker_id = '{seeker.Id}'"));
+    }
+
     [Fact]
     public async Task ExportHoldsEverythingAboutMe()
     {
