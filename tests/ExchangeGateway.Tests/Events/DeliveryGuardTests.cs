@@ -43,17 +43,7 @@ public sealed class DeliveryGuardTests
             Assert.Contains("loopback", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        var site = await Sites.RegisterAsync(nodeA, actors, SiteOptions.Push(receiver.Endpoint));
-        var marker = "guard-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(nodeA, actors, marker);
-        await Sharing.TickAsync(nodeA, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(nodeA, await actors.TokenAsync(site), marker);
-        using (var untick = await Sharing.UntickAsync(nodeA, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
-
-        var jti = (await database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString();
+        var (site, jti) = await ObligationAsync(nodeA, actors, database, receiver);
         Assert.Equal(("Pending", 0, (string?)null), await StateAsync(database, jti));
 
         var attemptedAt = time.GetUtcNow();
@@ -98,17 +88,7 @@ public sealed class DeliveryGuardTests
         after.StartServer();
         var actors = new Actors(before);
         await using var receiver = await PushReceiver.StartAsync();
-        var site = await Sites.RegisterAsync(before, actors, SiteOptions.Push(receiver.Endpoint));
-        var marker = "https-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(before, actors, marker);
-        await Sharing.TickAsync(before, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(before, await actors.TokenAsync(site), marker);
-        using (var untick = await Sharing.UntickAsync(before, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
-
-        var jti = (await database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString();
+        var (_, jti) = await ObligationAsync(before, actors, database, receiver);
         Assert.Equal(0, await after.RunDispatchAsync());
         Assert.Empty(receiver.Received);
         Assert.Equal(("Pending", 1, "refused: the push endpoint must use https"), await StateAsync(database, jti));
@@ -225,6 +205,22 @@ public sealed class DeliveryGuardTests
     }
 
     /// <summary>The EventDispatchJob runs waiting in Hangfire's queue.</summary>
+    /// <summary>A push site registered on <paramref name="node"/> that read a new seeker's CV, then the untick: one obligation.</summary>
+    private static async Task<(TestSite Site, string Jti)> ObligationAsync(GatewayFactory node, Actors actors, TestDatabase database, PushReceiver receiver)
+    {
+        var site = await Sites.RegisterAsync(node, actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "guard-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(node, actors, marker);
+        await Sharing.TickAsync(node, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(node, await actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(node, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        return (site, (await database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString());
+    }
+
     private static Task<long> DispatchJobsAsync(TestDatabase database) => database.ScalarAsync<long>(
         "SELECT count(*) FROM hangfire.job WHERE statename = 'Enqueued' AND invocationdata::text LIKE '%EventDispatchJob%'");
 

@@ -21,6 +21,8 @@ public sealed class RefusedMailTests
         await using var node = new GatewayFactory(database, clock, captureLogs: true, settings: new Dictionary<string, string?>
         {
             ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            // The stub offers no STARTTLS: a relay on the same host, the one case for plain SMTP.
+            ["Notifier:SmtpSecurity"] = "none",
         });
         var actors = new Actors(node);
         var seeker = await Propagation.SeekerWithCvAsync(node, actors, "refused-" + Guid.NewGuid().ToString("N"));
@@ -50,5 +52,28 @@ public sealed class RefusedMailTests
         Assert.DoesNotContain(lines, line => line.Contains(seeker.Email, StringComparison.OrdinalIgnoreCase));
         Assert.Equal(0L, await database.ScalarAsync<long>(
             $"SELECT count(*) FROM hangfire.state WHERE data::text ILIKE '%{seeker.Email}%' OR reason ILIKE '%{seeker.Email}%'"));
+    }
+
+    /// <summary>
+    /// By default the mail server must offer STARTTLS: one that does not (or whose offer a man in the middle stripped) gets
+    /// no address, no reset link and no login in clear. The run fails (Hangfire retries it) and has sent nothing.
+    /// </summary>
+    [Fact]
+    public async Task AServerWithoutStartTlsGetsNothingByDefault()
+    {
+        await using var smtp = SmtpStub.Start();
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
+        {
+            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        var seeker = await Propagation.SeekerWithCvAsync(node, new Actors(node), "plain-" + Guid.NewGuid().ToString("N"));
+
+        clock.Advance(TimeSpan.FromDays(77));
+        await Assert.ThrowsAsync<ExchangeGateway.Hosting.NotifierUnavailableException>(() => node.RunRemindersAsync());
+        Assert.DoesNotContain(seeker.Email, smtp.Refused);
+        Assert.Contains("EHLO", smtp.Verbs);
+        Assert.DoesNotContain("MAIL", smtp.Verbs);
     }
 }

@@ -26,6 +26,9 @@ public sealed class SmtpStub : IAsyncDisposable
     /// <summary>Every address a client tried to send to, in order.</summary>
     public ConcurrentQueue<string> Refused { get; } = new();
 
+    /// <summary>Every command's verb, in arrival order (EHLO, MAIL, RCPT, QUIT...).</summary>
+    public ConcurrentQueue<string> Verbs { get; } = new();
+
     public static SmtpStub Start() => new();
 
     private async Task AcceptAsync()
@@ -57,6 +60,7 @@ public sealed class SmtpStub : IAsyncDisposable
             while (await reader.ReadLineAsync(_stop.Token) is { } line)
             {
                 var verb = line.Split(' ', 2)[0].ToUpperInvariant();
+                Verbs.Enqueue(verb);
                 if (verb == "RCPT")
                 {
                     var address = line[(line.IndexOf('<', StringComparison.Ordinal) + 1)..line.IndexOf('>', StringComparison.Ordinal)];
