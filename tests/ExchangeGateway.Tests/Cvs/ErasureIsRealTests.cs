@@ -1,7 +1,6 @@
 using System.Net;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
-using Npgsql;
 
 namespace ExchangeGateway.Tests.Cvs;
 
@@ -68,7 +67,7 @@ public sealed class ErasureIsRealTests
         // The seeker's own id must go too: it is what would link the rows left behind back to the person.
         string[] markers = [$"{tag}n", $"{tag}e", $"{tag}c", seeker.Id];
         // The scan works: before erasure it finds the account.
-        Assert.Contains(await ScanAsync(database, markers), hit => hit.StartsWith("public.AspNetUsers.email:", StringComparison.Ordinal));
+        Assert.Contains(await DatabaseScan.FindAsync(database, markers), hit => hit.StartsWith("public.AspNetUsers.email:", StringComparison.Ordinal));
 
         using (var me = gateway.CreateHttpClient().WithToken(seeker.Tokens.AccessToken))
         {
@@ -84,7 +83,7 @@ public sealed class ErasureIsRealTests
             Assert.DoesNotContain(markers, m => SecurityEventTokens.Claims(push.Body).GetRawText().Contains(m, StringComparison.OrdinalIgnoreCase));
         }
 
-        Assert.Empty(await ScanAsync(database, markers));
+        Assert.Empty(await DatabaseScan.FindAsync(database, markers));
         // The ledger keeps what chasing the copies needs, not the hash of what was sent: that would recognise a copy.
         Assert.Equal(2L, await database.ScalarAsync<long>("SELECT count(*) FROM disclosures WHERE seeker_id IS NULL"));
         Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM disclosures WHERE content_hash IS NOT NULL"));
@@ -101,88 +100,5 @@ public sealed class ErasureIsRealTests
         await Mailbox.SettledAsync(gateway);
         var mail = (await Mailbox.FilesAsync(gateway)).Where(file => !mailBefore.Contains(file));
         Assert.DoesNotContain(mail, file => markers.Any(m => File.ReadAllText(file).Contains(m, StringComparison.OrdinalIgnoreCase)));
-    }
-
-    /// <summary>
-    /// Every text-like (text, varchar, char, json, jsonb, xml, arrays) and bytea column of every base table in every
-    /// schema, then every whole row as text, searched case-insensitively for each marker; returns "schema.table.column:
-    /// marker" (or "schema.table.(row): marker") for each hit.
-    /// </summary>
-    private static async Task<List<string>> ScanAsync(TestDatabase database, string[] markers)
-    {
-        await using var connection = await database.OpenOwnerConnectionAsync();
-        var columns = new List<(string Schema, string Table, string Column, bool Bytes)>();
-        await using (var list = new NpgsqlCommand(
-            """
-            SELECT c.table_schema, c.table_name, c.column_name, c.data_type = 'bytea'
-            FROM information_schema.columns c
-            JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
-            WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')
-              AND c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'xml', 'ARRAY', 'bytea')
-            ORDER BY 1, 2, 3
-            """, connection))
-        await using (var reader = await list.ExecuteReaderAsync())
-        {
-            while (await reader.ReadAsync())
-            {
-                columns.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetBoolean(3)));
-            }
-        }
-
-        Assert.Contains(columns, c => c.Schema == "hangfire");
-        Assert.Contains(columns, c => c.Table == "audit_events");
-        var hits = new List<string>();
-        foreach (var (schema, table, column, bytes) in columns)
-        {
-            var target = $"\"{schema}\".\"{table}\"";
-            var value = $"\"{column}\"";
-            // bytea is searched for the UTF-8 bytes as given and in upper case (normalised e-mails, for instance).
-            var condition = bytes
-                ? $"position(convert_to($1, 'UTF8') IN {value}) > 0 OR position(convert_to(upper($1), 'UTF8') IN {value}) > 0"
-                : $"strpos(lower({value}::text), lower($1)) > 0";
-            foreach (var marker in markers)
-            {
-                await using var search = new NpgsqlCommand($"SELECT count(*) FROM {target} WHERE {condition}", connection) { Parameters = { new() { Value = marker } } };
-                if ((long)(await search.ExecuteScalarAsync())! > 0)
-                {
-                    hits.Add($"{schema}.{table}.{column}: {marker}");
-                }
-            }
-        }
-
-        // Whole rows as text as well, of every table (one with no text-like column at all included): a column of a type
-        // not listed above (uuid, citext, an enum, a composite) is in there.
-        var tables = new List<(string Schema, string Table)>();
-        await using (var list = new NpgsqlCommand(
-            """
-            SELECT table_schema, table_name FROM information_schema.tables
-            WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2
-            """, connection))
-        await using (var reader = await list.ExecuteReaderAsync())
-        {
-            while (await reader.ReadAsync())
-            {
-                tables.Add((reader.GetString(0), reader.GetString(1)));
-            }
-        }
-
-        Assert.Contains(tables, t => t.Table == "feed_entries");
-        foreach (var (schema, table) in tables)
-        {
-            foreach (var marker in markers)
-            {
-                await using var search = new NpgsqlCommand(
-                    $"SELECT count(*) FROM \"{schema}\".\"{table}\" AS t WHERE strpos(lower(t::text), lower($1)) > 0", connection)
-                {
-                    Parameters = { new() { Value = marker } },
-                };
-                if ((long)(await search.ExecuteScalarAsync())! > 0)
-                {
-                    hits.Add($"{schema}.{table}.(row): {marker}");
-                }
-            }
-        }
-
-        return hits;
     }
 }
