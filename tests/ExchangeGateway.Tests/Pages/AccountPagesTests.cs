@@ -124,6 +124,56 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// Anyone who knows an address can keep its account locked with wrong passwords. The reset link, which proves the
+    /// mailbox, signs its holder in, and the session stays good while the guesses go on: the seeker can still reach their
+    /// pages and untick (promise 7).
+    /// </summary>
+    [Fact]
+    public async Task AHolderKeptLockedOutByGuessesGetsInThroughTheResetLinkAndStaysIn()
+    {
+        var (first, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        first.Dispose();
+        async Task GuessAsync()
+        {
+            using var guesser = new PageSession(fixture.Factory);
+            for (var i = 0; i < 6; i++)
+            {
+                using var refused = await Actors.PostLoginFormAsync(guesser.Http, new Uri("/Account/Login", UriKind.Relative), email, "guess-" + i);
+                Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            }
+        }
+
+        await GuessAsync();
+        using var holder = new PageSession(fixture.Factory);
+        using (await holder.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = email }))
+        {
+        }
+
+        await Mailbox.SettledAsync(fixture.Factory);
+        var link = (await Mailbox.ForAsync(fixture.Factory, email)).Select(m => Mailbox.LinkTo(m, "ResetPassword")).OfType<Uri>().Last();
+        var password = "Locked-Out-7" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        using (var reset = await holder.SubmitAsync(link.PathAndQuery, new()
+        {
+            ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,
+        }))
+        {
+            Assert.Contains("Vous êtes connecté", await reset.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.Contains("<h1>Mon CV</h1>", await holder.GetPageAsync("/Cv"), StringComparison.Ordinal);
+        await GuessAsync();
+        await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+        {
+            var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+            Assert.True(await users.IsLockedOutAsync((await users.FindByEmailAsync(email))!));
+        }
+
+        Assert.Contains("<h1>Mon CV</h1>", await holder.GetPageAsync("/Cv"), StringComparison.Ordinal);
+        Assert.Contains("type=\"checkbox\"", await holder.GetPageAsync("/Sharing"), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Guesses sent side by side all count: each attempt waits for the one before it on the same account, so the lockout
     /// comes after five of them, not after five rounds of parallel ones (the concurrency check dropped all but one strike).
     /// </summary>

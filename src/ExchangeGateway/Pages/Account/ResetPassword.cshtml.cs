@@ -11,7 +11,8 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
 public sealed class ResetPasswordModel(
-    UserManager<GatewayUser> users, IOpenIddictTokenManager tokens, AuditTrail audit, IStringLocalizer<PageText> text) : PageModel
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, IStringLocalizer<PageText> text)
+    : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
     [BindProperty(SupportsGet = true)] public string? Code { get; set; }
@@ -80,6 +81,9 @@ public sealed class ResetPasswordModel(
             await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), confirmed.Succeeded, HttpContext.RequestAborted);
         }
 
+        // Signed in by the link itself, which proves the mailbox: someone who keeps the account locked with wrong passwords
+        // (anyone who knows the address can) must not also keep its holder from their pages, and from unticking.
+        await signIn.SignInAsync(user, isPersistent: false);
         Done = true;
         return Page();
     }
