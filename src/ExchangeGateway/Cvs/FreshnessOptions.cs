@@ -17,9 +17,12 @@ public sealed class FreshnessOptions : IValidatableObject
     /// </summary>
     public List<TimeSpan> RemindBefore { get; set; } = [];
 
-    public IReadOnlyList<TimeSpan> ReminderLeads => RemindBefore.Count > 0 ? RemindBefore : [TimeSpan.FromDays(14), TimeSpan.FromDays(3)];
+    /// <summary>The configured lead times, or the defaults that fall inside <see cref="MaxAge"/> (a 10-day MaxAge keeps 3 days).</summary>
+    public IReadOnlyList<TimeSpan> ReminderLeads => RemindBefore.Count > 0
+        ? RemindBefore
+        : [.. new[] { TimeSpan.FromDays(14), TimeSpan.FromDays(3) }.Where(lead => lead < MaxAge)];
 
-    /// <summary>CVs (and consents) claimed per reminder batch; a run takes batches until one comes back short.</summary>
+    /// <summary>CVs (and consents) claimed per reminder batch; a run takes batches until one comes back short (or five minutes).</summary>
     [Range(1, 5000)]
     public int ReminderBatchSize { get; set; } = 500;
 

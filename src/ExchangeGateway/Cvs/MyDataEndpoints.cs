@@ -82,6 +82,13 @@ public static class MyDataEndpoints
             .RequireRateLimiting(Hosting.RateLimits.ApiPolicy)
             .AddEndpointFilter(async (context, next) =>
             {
+                // From the seeker's own pages or typed in, not set off by another site's link (the cookie is Lax, so a
+                // cross-site navigation carries it: nothing leaks, but each one would be an export and an audit row).
+                if (context.HttpContext.Request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site && site is not "same-origin" and not "none")
+                {
+                    return TypedResults.Problem("Download your data from the gateway's own pages.", statusCode: StatusCodes.Status403Forbidden, title: "Forbidden");
+                }
+
                 var headers = context.HttpContext.Response.Headers;
                 headers.ContentDisposition = "attachment; filename=\"exchangegateway-my-data.json\"";
                 headers.CacheControl = "no-store";
@@ -106,17 +113,26 @@ public static class MyDataEndpoints
         var cv = await cvs.ReadAsync(seekerId, context.RequestAborted);
         // Read one after the other on the request's context while the answer is written, each list in full order, by keyset
         // pages: the connection goes back to the pool between pages, so an export read slowly (or a dozen at once) does not
-        // hold the node's connections at the client's pace.
+        // hold the node's connections at the client's pace. Each list stops where the data stood at the start (its time, the
+        // newest ids), so a change made while the export is read is in none of the lists rather than in some.
+        var lastDisclosure = await db.Set<Exchange.Disclosure>().Where(d => d.SeekerId == seekerId).MaxAsync(d => (long?)d.Id, context.RequestAborted) ?? 0;
+        var lastObligation = await (
+            from o in db.Set<Events.ErasureObligation>()
+            join c in db.Set<Consent>() on o.ConsentId equals c.Id
+            where c.SeekerId == seekerId
+            select (long?)o.Id).MaxAsync(context.RequestAborted) ?? 0;
         var events = Paged<ConsentHistoryItem>(
             last => (last is null
                     ? db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId)
                     : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE seeker_id = {seekerId} AND (at, id) > ({last.At}, {last.Id})").AsNoTracking())
+                .Where(e => e.At <= now)
                 .OrderBy(e => e.At).ThenBy(e => e.Id)
                 .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl)),
             context.RequestAborted);
         var disclosures = Paged<DisclosureItem>(
-            last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => last == null || d.Id > last.Id).OrderBy(d => d.Id), context.RequestAborted);
-        var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, last?.Id), context.RequestAborted);
+            last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => d.Id <= lastDisclosure && (last == null || d.Id > last.Id)).OrderBy(d => d.Id),
+            context.RequestAborted);
+        var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, last?.Id ?? lastObligation + 1), context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);

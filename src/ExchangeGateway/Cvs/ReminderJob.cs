@@ -22,14 +22,17 @@ public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
     ILogger<ReminderJob> logger)
 {
-    /// <summary>Within the hour between runs, with room to spare: the next run picks up what is left.</summary>
-    private static readonly TimeSpan MaxRunTime = TimeSpan.FromMinutes(20);
+    /// <summary>
+    /// Well inside Hangfire's invisibility timeout (10 minutes), after which another worker would take the same job while
+    /// this run still mails: the budget is checked between batches, and a batch of mails can take a minute.
+    /// </summary>
+    private static readonly TimeSpan MaxRunTime = TimeSpan.FromMinutes(5);
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         var sent = 0;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        async Task DrainAsync(Func<CancellationToken, Task<int>> batch)
+        async Task DrainAsync(Func<CancellationToken, Task<int>> batch, TimeSpan until)
         {
             int claimed;
             do
@@ -39,17 +42,18 @@ public sealed class ReminderJob(
                 // The batch's rows are done with: a run of many batches must not keep them all tracked.
                 db.ChangeTracker.Clear();
             }
-            while (claimed == freshness.Value.ReminderBatchSize && clock.Elapsed < MaxRunTime && !cancellationToken.IsCancellationRequested);
+            while (claimed == freshness.Value.ReminderBatchSize && clock.Elapsed < until && !cancellationToken.IsCancellationRequested);
         }
 
         // Shortest lead first: a CV already inside it (the job was paused while it crossed the longer ones) gets that one
-        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead.
+        // reminder, which also marks the longer leads as passed; longest first would send it one mail per lead. The CVs
+        // have half the budget, so that a backlog of them cannot starve the consents (which lapse unwarned otherwise).
         foreach (var lead in freshness.Value.ReminderLeads.Order())
         {
-            await DrainAsync(ct => RemindFreshnessAsync(lead, ct));
+            await DrainAsync(ct => RemindFreshnessAsync(lead, ct), MaxRunTime / 2);
         }
 
-        await DrainAsync(RemindConsentExpiryAsync);
+        await DrainAsync(RemindConsentExpiryAsync, MaxRunTime);
         return sent;
     }
 

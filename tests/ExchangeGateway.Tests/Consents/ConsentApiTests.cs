@@ -208,6 +208,40 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         Assert.Equal(ids.Order(), ids);
         Assert.Equal(ids.Count, ids.Distinct().Count());
         Assert.Equal(ids, await fixture.Database.ScalarAsync<long[]>($"SELECT array_agg(id ORDER BY id) FROM disclosures WHERE seeker_id = '{seeker.Id}'"));
+
+        // The consent history and the erasures past a page too: copies of the seeker's rows, some sharing one instant (the
+        // history's keyset is time, then id).
+        fixture.Time.Advance(TimeSpan.FromSeconds(1));
+        using (var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        await CloneRowsAsync("consent_events", $"seeker_id = '{seeker.Id}' AND kind = 'Revoked'", ExchangeGateway.Cvs.MyDataEndpoints.ExportPage + 5,
+            ("id", "gen_random_uuid()"), ("at", "at - (n % 3) * interval '1 millisecond'"));
+        await CloneRowsAsync("erasure_obligations", $"consent_id IN (SELECT id FROM consents WHERE seeker_id = '{seeker.Id}')", ExchangeGateway.Cvs.MyDataEndpoints.ExportPage + 5,
+            ("id", null), ("jti", "gen_random_uuid()"));
+        var full = await (await client.GetAsync("/api/v1/me/export")).ReadJsonAsync();
+        Assert.Equal(
+            await fixture.Database.ScalarAsync<string[]>($"SELECT array_agg(id::text ORDER BY at, id) FROM consent_events WHERE seeker_id = '{seeker.Id}'"),
+            full.GetProperty("consentEvents").EnumerateArray().Select(e => e.GetProperty("id").GetString()!).ToArray());
+        Assert.Equal(
+            await fixture.Database.ScalarAsync<long[]>($"SELECT array_agg(o.id ORDER BY o.id DESC) FROM erasure_obligations o JOIN consents c ON c.id = o.consent_id WHERE c.seeker_id = '{seeker.Id}'"),
+            full.GetProperty("erasures").EnumerateArray().Select(e => e.GetProperty("id").GetInt64()).ToArray());
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="copies"/> copies of the rows matching <paramref name="where"/>, every column as it is except
+    /// those given (an expression over the row and n, the copy's number; null: the column's default).
+    /// </summary>
+    private async Task CloneRowsAsync(string table, string where, int copies, params (string Column, string? Value)[] changed)
+    {
+        var columns = (await fixture.Database.ScalarAsync<string[]>(
+            $"SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}'"))
+            .Where(c => changed.All(x => x.Column != c || x.Value is not null)).ToList();
+        var values = columns.Select(c => changed.FirstOrDefault(x => x.Column == c).Value ?? c);
+        await fixture.Database.ExecuteAsync(
+            $"INSERT INTO {table} ({string.Join(", ", columns)}) SELECT {string.Join(", ", values)} FROM {table}, generate_series(1, {copies}) AS n WHERE {where}");
     }
 
     [Fact]

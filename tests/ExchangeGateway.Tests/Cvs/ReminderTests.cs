@@ -93,6 +93,8 @@ public sealed class ReminderTests(GatewayFixture fixture)
             .Get<ExchangeGateway.Cvs.FreshnessOptions>()!;
         Assert.Equal([TimeSpan.FromDays(7)], configured.ReminderLeads);
         Assert.Equal([TimeSpan.FromDays(14), TimeSpan.FromDays(3)], new ExchangeGateway.Cvs.FreshnessOptions().ReminderLeads);
+        // Defaults longer than a short MaxAge are dropped, not sent the hour a CV is published.
+        Assert.Equal([TimeSpan.FromDays(3)], new ExchangeGateway.Cvs.FreshnessOptions { MaxAge = TimeSpan.FromDays(10) }.ReminderLeads);
 
         var tooLong = new ExchangeGateway.Cvs.FreshnessOptions { RemindBefore = [TimeSpan.FromDays(90)] };
         Assert.NotEmpty(tooLong.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(tooLong)));

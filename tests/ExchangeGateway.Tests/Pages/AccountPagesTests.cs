@@ -50,6 +50,18 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
             Assert.Equal(System.Text.Json.JsonValueKind.Array, export.GetProperty("consentEvents").ValueKind);
         }
 
+        using (var crossSite = new PageSession(fixture.Factory))
+        {
+            // Another site's link, even with the seeker's cookie: not an export.
+            var (other, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+            using (other)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/my-data.json") { Headers = { { "Sec-Fetch-Site", "cross-site" } } };
+                using var linked = await other.Http.SendAsync(request);
+                await linked.AssertProblemAsync(HttpStatusCode.Forbidden);
+            }
+        }
+
         using var anonymous = new PageSession(fixture.Factory);
         using var refused = await anonymous.Http.GetAsync("/my-data.json");
         Assert.Equal(HttpStatusCode.Redirect, refused.StatusCode);
@@ -153,6 +165,8 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         var link = (await Mailbox.ForAsync(fixture.Factory, email)).Select(m => Mailbox.LinkTo(m, "ResetPassword")).OfType<Uri>().Last();
         var password = "Locked-Out-7" + Guid.NewGuid().ToString("N")[..6] + "!";
         var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        // The page says whose account the link is for before a password is chosen (a link sent for someone else's account).
+        Assert.Contains($"Compte : {email}", System.Net.WebUtility.HtmlDecode(await holder.GetPageAsync(link.PathAndQuery)), StringComparison.Ordinal);
         using (var reset = await holder.SubmitAsync(link.PathAndQuery, new()
         {
             ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,

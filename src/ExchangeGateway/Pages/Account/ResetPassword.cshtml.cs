@@ -25,8 +25,22 @@ public sealed class ResetPasswordModel(
 
     public bool Done { get; private set; }
 
-    public void OnGet()
+    /// <summary>
+    /// The account the link is for, shown once the link is known good: whoever opens a link sent for someone else's account
+    /// (to have them sign in to it unawares) sees whose it is before choosing a password.
+    /// </summary>
+    public string? AccountEmail { get; private set; }
+
+    public bool SignedIn { get; private set; }
+
+    public async Task OnGetAsync()
     {
+        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
+        if (user is not null && AccountLinks.Decode(Code) is { } token
+            && await users.VerifyUserTokenAsync(user, users.Options.Tokens.PasswordResetTokenProvider, UserManager<GatewayUser>.ResetPasswordTokenPurpose, token))
+        {
+            AccountEmail = user.Email;
+        }
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -81,9 +95,18 @@ public sealed class ResetPasswordModel(
             await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), confirmed.Succeeded, HttpContext.RequestAborted);
         }
 
-        // Signed in by the link itself, which proves the mailbox: someone who keeps the account locked with wrong passwords
-        // (anyone who knows the address can) must not also keep its holder from their pages, and from unticking.
-        await signIn.SignInAsync(user, isPersistent: false);
+        // A seeker is signed in by the link itself, which proves the mailbox: someone who keeps the account locked with wrong
+        // passwords (anyone who knows the address can) must not also keep its holder from their pages, and from unticking.
+        // Staff sign in through their applications, as before.
+        var roles = await users.GetRolesAsync(user);
+        if (roles.Contains(Roles.Seeker))
+        {
+            await signIn.SignInAsync(user, isPersistent: false);
+            await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted);
+            SignedIn = true;
+        }
+
+        AccountEmail = user.Email;
         Done = true;
         return Page();
     }
