@@ -82,7 +82,7 @@ public static class RateLimits
                     var text = context.HttpContext.RequestServices.GetRequiredService<IStringLocalizer<Pages.PageText>>();
                     response.ContentType = "text/html; charset=utf-8";
                     await response.WriteAsync(
-                        $"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
+                        $"<!DOCTYPE html><html lang=\"{(CultureInfo.CurrentUICulture.TwoLetterISOLanguageName == "en" ? "en" : "fr")}\"><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
                         + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text["TooMany.Body", seconds])}</p>"
                         + $"<p><a href=\"{Html.Encode(context.HttpContext.Request.Path)}\">{Html.Encode(text["TooMany.Back"])}</a></p></body></html>",
                         cancellationToken);

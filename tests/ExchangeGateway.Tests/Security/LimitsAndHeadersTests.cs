@@ -178,7 +178,9 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         {
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.Equal("text/html", refused.Content.Headers.ContentType!.MediaType);
-            Assert.Contains("Réessayez dans", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            var page = await refused.Content.ReadAsStringAsync();
+            Assert.Contains("Réessayez dans", page, StringComparison.Ordinal);
+            Assert.Contains("<html lang=\"fr\">", page, StringComparison.Ordinal);
         }
 
         // Signing out is not a guess: with the address's allowance spent, the seeker still ends their session.
