@@ -74,9 +74,8 @@ public static class AuthorizationEndpoints
             // prompt and max_age leave the return address (or signing in would loop), and a protected "signed in since T"
             // takes their place: the old session does not pass for a fresh sign-in, yet is not ended (any site could end a
             // seeker's session with a link otherwise).
-            var returnUrl = context.Request.PathBase + context.Request.Path + QueryString.Create(
-                RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge)
-                    .Append(new(SignInAfterParameter, SignInAfter.Write(dataProtection, now.ToUnixTimeSeconds()))));
+            var returnUrl = context.Request.PathBase + context.Request.Path
+                + QueryString.Create(MetParameters(context).Append(new(SignInAfterParameter, SignInAfter.Write(dataProtection, now.ToUnixTimeSeconds()))));
             return Results.Challenge(new AuthenticationProperties { RedirectUri = returnUrl }, [IdentityConstants.ApplicationScheme]);
         }
 
@@ -119,8 +118,7 @@ public static class AuthorizationEndpoints
 
             // Without prompt and max_age: both were met just now, and a seeker who takes a while over the question must not
             // have the answer thrown away for a sign-in that has grown older meanwhile.
-            return Results.Redirect("/Consent/Share" + QueryString.Create(
-                RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge)));
+            return Results.Redirect("/Consent/Share" + QueryString.Create(MetParameters(context)));
         }
 
         // The decision arrives as a form post from our own page: without a valid antiforgery token it is nobody's decision.
@@ -167,6 +165,10 @@ public static class AuthorizationEndpoints
     }
 
     /// <summary>The OAuth parameters of the request, without the consent form's own fields.</summary>
+    /// <summary>The request's parameters once the sign-in it asks for (prompt, max_age) is dealt with: without those two.</summary>
+    private static IEnumerable<KeyValuePair<string, string?>> MetParameters(HttpContext context) =>
+        RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge);
+
     private static List<KeyValuePair<string, string?>> RequestParameters(HttpContext context)
     {
         var source = context.Request.HasFormContentType

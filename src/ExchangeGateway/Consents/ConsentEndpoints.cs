@@ -83,14 +83,7 @@ public static class ConsentEndpoints
             return Problems.NotFound("No such site.");
         }
 
-        // A row comparison, which the (seeker, site, at) index serves; LINQ has no way to say it for a Guid.
-        var events = after is null
-            ? db.Set<ConsentEvent>()
-            : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE (at, id) > ({after.At}, {after.Id})");
-        var ordered = events.AsNoTracking()
-            .Where(e => e.SeekerId == seekerId && e.RecipientId == recipientId)
-            .OrderBy(e => e.At).ThenBy(e => e.Id)
-            .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
+        var ordered = Cvs.MyDataQueries.ConsentHistoryAfter(db, seekerId, recipientId, after);
         return TypedResults.Ok(await cursors.PageAsync(HistoryCollection, ordered, take, e => new ConsentHistoryPosition(e.At, e.Id), context.RequestAborted));
     }
 

@@ -50,25 +50,25 @@ public static class MyDataEndpoints
     private static async Task<Results<Ok<Page<DisclosureItem>>, ProblemHttpResult>> Disclosures(
         string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
-        if (cursors.Read<long>(MyDataQueries.DisclosuresCollection, cursor, limit, out var before, out var take) is { } problem)
+        if (cursors.Read<long?>(MyDataQueries.DisclosuresCollection, cursor, limit, out var before, out var take) is { } problem)
         {
             return problem;
         }
 
         return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.DisclosuresCollection,
-            MyDataQueries.DisclosuresBefore(db, context.User.Subject(), string.IsNullOrEmpty(cursor) ? null : before), take, d => d.Id, context.RequestAborted));
+            MyDataQueries.DisclosuresBefore(db, context.User.Subject(), before), take, d => d.Id, context.RequestAborted));
     }
 
     private static async Task<Results<Ok<Page<ErasureStatusItem>>, ProblemHttpResult>> Erasures(
         string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
-        if (cursors.Read<long>(MyDataQueries.ErasuresCollection, cursor, limit, out var before, out var take) is { } problem)
+        if (cursors.Read<long?>(MyDataQueries.ErasuresCollection, cursor, limit, out var before, out var take) is { } problem)
         {
             return problem;
         }
 
         return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.ErasuresCollection,
-            MyDataQueries.ErasuresOf(db, context.User.Subject(), string.IsNullOrEmpty(cursor) ? null : before), take, e => e.Id, context.RequestAborted));
+            MyDataQueries.ErasuresOf(db, context.User.Subject(), before), take, e => e.Id, context.RequestAborted));
     }
 
     /// <summary>
@@ -122,12 +122,7 @@ public static class MyDataEndpoints
             where c.SeekerId == seekerId
             select (long?)o.Id).MaxAsync(context.RequestAborted) ?? 0;
         var events = Paged<ConsentHistoryItem>(
-            last => (last is null
-                    ? db.Set<ConsentEvent>().AsNoTracking().Where(e => e.SeekerId == seekerId)
-                    : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE seeker_id = {seekerId} AND (at, id) > ({last.At}, {last.Id})").AsNoTracking())
-                .Where(e => e.At <= now)
-                .OrderBy(e => e.At).ThenBy(e => e.Id)
-                .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl)),
+            last => MyDataQueries.ConsentHistoryAfter(db, seekerId, null, last is null ? null : new(last.At, last.Id), until: now),
             context.RequestAborted);
         var disclosures = Paged<DisclosureItem>(
             last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => d.Id <= lastDisclosure && (last == null || d.Id > last.Id)).OrderBy(d => d.Id),

@@ -23,6 +23,21 @@ public static class MyDataQueries
     public static IQueryable<DisclosureItem> DisclosuresBefore(GatewayDbContext db, string seekerId, long? before) =>
         DisclosuresOf(db, seekerId).Where(d => before == null || d.Id < before).OrderByDescending(d => d.Id);
 
+    /// <summary>
+    /// A seeker's consent events (with one site, or all), in time order, strictly after <paramref name="after"/> (null: from
+    /// the first) and up to <paramref name="until"/>. A row comparison, which the (seeker, site, at) index serves; LINQ has
+    /// no way to say it for a Guid.
+    /// </summary>
+    public static IQueryable<ConsentHistoryItem> ConsentHistoryAfter(
+        GatewayDbContext db, string seekerId, Guid? recipientId, ConsentHistoryPosition? after, DateTimeOffset? until = null) =>
+        (after is null
+            ? db.Set<ConsentEvent>()
+            : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE (at, id) > ({after.At}, {after.Id})"))
+        .AsNoTracking()
+        .Where(e => e.SeekerId == seekerId && (recipientId == null || e.RecipientId == recipientId) && (until == null || e.At <= until))
+        .OrderBy(e => e.At).ThenBy(e => e.Id)
+        .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
+
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
     public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, long? before = null) =>
         from o in db.Set<ErasureObligation>().AsNoTracking()

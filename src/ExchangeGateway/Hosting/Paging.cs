@@ -19,6 +19,10 @@ public sealed class Cursors(IDataProtectionProvider dataProtection)
     public string Encode<T>(string collection, T position) =>
         dataProtection.CreateProtector("cursor", collection).Protect(JsonSerializer.Serialize(position));
 
+    /// <summary>
+    /// No cursor is the first page, with the default position: for a list read newest first, decode as <c>long?</c>, whose
+    /// default (null) means "from the newest", where a <c>long</c>'s 0 would mean "before the first".
+    /// </summary>
     public bool TryDecode<T>(string collection, string? cursor, out T? position)
     {
         position = default;

@@ -20,13 +20,13 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
 
     public async Task<IActionResult> OnGetAsync()
     {
-        if (!cursors.TryDecode<long>(MyDataQueries.DisclosuresCollection, Cursor, out var before))
+        if (!cursors.TryDecode<long?>(MyDataQueries.DisclosuresCollection, Cursor, out var before))
         {
             return RedirectToPage();
         }
 
         var page = await cursors.PageAsync(MyDataQueries.DisclosuresCollection,
-            MyDataQueries.DisclosuresBefore(db, User.Subject(), string.IsNullOrEmpty(Cursor) ? null : before), PageSize, d => d.Id, HttpContext.RequestAborted);
+            MyDataQueries.DisclosuresBefore(db, User.Subject(), before), PageSize, d => d.Id, HttpContext.RequestAborted);
         Items = page.Items;
         Next = page.NextCursor;
         return Page();

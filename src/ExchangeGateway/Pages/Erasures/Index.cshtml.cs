@@ -23,13 +23,13 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
 
     public async Task<IActionResult> OnGetAsync()
     {
-        if (!cursors.TryDecode<long>(MyDataQueries.ErasuresCollection, Cursor, out var before))
+        if (!cursors.TryDecode<long?>(MyDataQueries.ErasuresCollection, Cursor, out var before))
         {
             return RedirectToPage();
         }
 
         var page = await cursors.PageAsync(MyDataQueries.ErasuresCollection,
-            MyDataQueries.ErasuresOf(db, User.Subject(), string.IsNullOrEmpty(Cursor) ? null : before), PageSize, e => e.Id, HttpContext.RequestAborted);
+            MyDataQueries.ErasuresOf(db, User.Subject(), before), PageSize, e => e.Id, HttpContext.RequestAborted);
         BySite = page.Items.GroupBy(i => i.RecipientName).OrderBy(g => g.Key, StringComparer.CurrentCulture).ToList();
         Next = page.NextCursor;
         return Page();
