@@ -46,6 +46,23 @@ public sealed class AuthOptions : IValidatableObject
     /// </summary>
     public string[] VerificationKeyFiles { get; set; } = [];
 
+    /// <summary>
+    /// Wrong passwords one network may try on one account in a <see cref="SignInFailureWindow"/> before that network is
+    /// refused for it (see <see cref="SignInThrottle"/>). The seeker, signing in from elsewhere, is not.
+    /// </summary>
+    [Range(1, 100)]
+    public int SignInFailuresPerSource { get; set; } = 5;
+
+    [Range(typeof(TimeSpan), "00:01:00", "1.00:00:00")]
+    public TimeSpan SignInFailureWindow { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>
+    /// Wrong passwords from all networks together before the account itself is locked for a <see cref="SignInFailureWindow"/>:
+    /// the ceiling for guesses spread over many networks. The reset link still gets its holder in.
+    /// </summary>
+    [Range(1, 1000)]
+    public int AccountLockoutFailures { get; set; } = 20;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Issuer is { IsAbsoluteUri: false })

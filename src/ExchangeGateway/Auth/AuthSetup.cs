@@ -26,7 +26,6 @@ public static class AuthSetup
                 // An account is used only once its address is confirmed: sign-up can then answer alike for every address.
                 options.SignIn.RequireConfirmedEmail = true;
                 options.Password.RequiredLength = 12;
-                options.Lockout.MaxFailedAccessAttempts = 5;
                 options.ClaimsIdentity.UserIdClaimType = Claims.Subject;
                 options.ClaimsIdentity.UserNameClaimType = Claims.Name;
                 options.ClaimsIdentity.RoleClaimType = Claims.Role;
@@ -34,6 +33,15 @@ public static class AuthSetup
             .AddEntityFrameworkStores<GatewayDbContext>()
             .AddDefaultTokenProviders()
             .AddClaimsPrincipalFactory<AuthTimeClaimsFactory>();
+
+        // The account-wide lockout is the ceiling for guesses from many networks; one network is stopped long before it by
+        // SignInThrottle, so that a guesser cannot lock the account's holder out.
+        services.AddOptions<IdentityOptions>().Configure<IOptions<AuthOptions>>((identity, auth) =>
+        {
+            identity.Lockout.MaxFailedAccessAttempts = auth.Value.AccountLockoutFailures;
+            identity.Lockout.DefaultLockoutTimeSpan = auth.Value.SignInFailureWindow;
+        });
+        services.AddScoped<SignInThrottle>();
 
         // A session cookie is checked against the account on every request, not every 30 minutes: a password reset or an
         // erasure ends every browser's session at its next page. One indexed read per page; the API uses tokens.

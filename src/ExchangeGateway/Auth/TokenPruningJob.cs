@@ -9,7 +9,7 @@ namespace ExchangeGateway.Auth;
 /// <summary>
 /// Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables, and
 /// sign-ups never finished: an address typed into the sign-up page (perhaps by someone other than its holder) is not
-/// kept once its link is long dead.
+/// kept once its link is long dead; and counts of wrong passwords whose window has ended.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class TokenPruningJob(
@@ -36,5 +36,7 @@ public sealed class TokenPruningJob(
         {
             logger.LogInformation("Removed {Count} sign-ups never finished", removed);
         }
+
+        await SignInThrottle.PruneAsync(db, now, cancellationToken);
     }
 }

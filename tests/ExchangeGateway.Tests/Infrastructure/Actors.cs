@@ -140,8 +140,11 @@ public sealed partial class Actors(GatewayFactory factory)
         return posted.Headers.Location!;
     }
 
-    /// <summary>Gets the sign-in page and posts its form, keeping the page's ReturnUrl; the caller judges the answer.</summary>
-    public static async Task<HttpResponseMessage> PostLoginFormAsync(HttpClient browser, Uri loginUrl, string email, string password)
+    /// <summary>
+    /// Gets the sign-in page and posts its form, keeping the page's ReturnUrl; the caller judges the answer. With
+    /// <paramref name="from"/>, the form is posted from that address, as the load balancer the test hosts trust would say.
+    /// </summary>
+    public static async Task<HttpResponseMessage> PostLoginFormAsync(HttpClient browser, Uri loginUrl, string email, string password, string? from = null)
     {
         var page = await browser.GetStringAsync(loginUrl);
         var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
@@ -157,7 +160,23 @@ public sealed partial class Actors(GatewayFactory factory)
             ["ReturnUrl"] = returnUrl,
             ["__RequestVerificationToken"] = System.Net.WebUtility.HtmlDecode(antiforgery),
         });
-        return await browser.PostAsync(loginUrl, form);
+        using var request = new HttpRequestMessage(HttpMethod.Post, loginUrl) { Content = form };
+        if (from is not null)
+        {
+            request.Headers.Add("X-Forwarded-For", from);
+        }
+
+        return await browser.SendAsync(request);
+    }
+
+    /// <summary>Wrong passwords for an account, one after the other, the i-th from <paramref name="from"/>(i).</summary>
+    public static async Task GuessPasswordsAsync(HttpClient browser, string email, int count, Func<int, string?> from)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            using var refused = await PostLoginFormAsync(browser, new Uri("/Account/Login", UriKind.Relative), email, "wrong-guess-" + i, from(i));
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
     }
 
     private static async Task<TokenSet> ReadTokensAsync(HttpResponseMessage response)

@@ -13,7 +13,9 @@ public sealed class GatewayFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Database = await TestDatabase.CreateAsync();
-        Factory = new GatewayFactory(Database, Time);
+        // The requests come through "the load balancer" at 127.0.0.1, so that a test can send one from another network
+        // (X-Forwarded-For); without the header a request is from 127.0.0.1.
+        Factory = new GatewayFactory(Database, Time, settings: new Dictionary<string, string?> { ["Proxies:KnownProxies:0"] = "127.0.0.1" });
         Factory.StartServer();
         Actors = new Actors(Factory);
     }

@@ -209,6 +209,34 @@ namespace ExchangeGateway.Data.Migrations
                     b.ToTable("AspNetUsers", (string)null);
                 });
 
+            modelBuilder.Entity("ExchangeGateway.Auth.SignInFailures", b =>
+                {
+                    b.Property<string>("UserId")
+                        .HasColumnType("text")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Source")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("source");
+
+                    b.Property<int>("Failures")
+                        .HasColumnType("integer")
+                        .HasColumnName("failures");
+
+                    b.Property<DateTimeOffset>("WindowEnds")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("window_ends");
+
+                    b.HasKey("UserId", "Source")
+                        .HasName("pk_sign_in_failures");
+
+                    b.HasIndex("WindowEnds")
+                        .HasDatabaseName("ix_sign_in_failures_window_ends");
+
+                    b.ToTable("sign_in_failures", (string)null);
+                });
+
             modelBuilder.Entity("ExchangeGateway.Auth.SigningKey", b =>
                 {
                     b.Property<Guid>("Id")
@@ -1223,6 +1251,16 @@ namespace ExchangeGateway.Data.Migrations
                         .HasDatabaseName("ix_open_iddict_tokens_application_id_status_subject_type");
 
                     b.ToTable("OpenIddictTokens", (string)null);
+                });
+
+            modelBuilder.Entity("ExchangeGateway.Auth.SignInFailures", b =>
+                {
+                    b.HasOne("ExchangeGateway.Auth.GatewayUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_sign_in_failures_asp_net_users_user_id");
                 });
 
             modelBuilder.Entity("ExchangeGateway.Consents.Consent", b =>

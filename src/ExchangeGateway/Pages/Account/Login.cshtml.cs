@@ -11,7 +11,8 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
 public sealed class LoginModel(
-    SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, AuditTrail audit, Data.GatewayDbContext db, IStringLocalizer<PageText> text) : PageModel
+    SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, Data.GatewayDbContext db,
+    IStringLocalizer<PageText> text) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
@@ -37,10 +38,26 @@ public sealed class LoginModel(
         Email = Email.Trim();
         await Locks.SignInAsync(db, users.NormalizeEmail(Email), HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
-        var result = user is null
+        var source = throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
+        // A network that has spent its wrong passwords on this account gets no further check: not even the right password
+        // gets in from there until its window ends, while the holder signing in from elsewhere does.
+        var refused = user is not null && await throttle.IsRefusedAsync(user.Id, source, HttpContext.RequestAborted);
+        var result = user is null || refused
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
             : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: true);
-        if (user is null || result.IsNotAllowed || result.IsLockedOut)
+        if (user is not null && !refused)
+        {
+            if (result.Succeeded)
+            {
+                await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
+            }
+            else if (!result.IsNotAllowed && !result.IsLockedOut)
+            {
+                await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
+            }
+        }
+
+        if (user is null || refused || result.IsNotAllowed || result.IsLockedOut)
         {
             // Identity checked no password on these paths; hash one anyway, so that only the answer's words (the same for
             // all) could tell an account from none, not its time.
@@ -51,8 +68,8 @@ public sealed class LoginModel(
         await transaction.CommitAsync(HttpContext.RequestAborted);
         if (!result.Succeeded)
         {
-            // One message for unknown account, wrong password, lockout and a sign-up not finished (no password yet): the
-            // page must not reveal who has an account.
+            // One message for unknown account, wrong password, a refused network, lockout and a sign-up not finished (no
+            // password yet): the page must not reveal who has an account.
             ModelState.AddModelError(nameof(Email), text["Login.Failed"]);
             return Page();
         }

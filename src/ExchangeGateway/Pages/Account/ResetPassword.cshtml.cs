@@ -11,7 +11,8 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
 public sealed class ResetPasswordModel(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, IStringLocalizer<PageText> text)
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, Data.GatewayDbContext db,
+    IStringLocalizer<PageText> text)
     : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
@@ -83,9 +84,10 @@ public sealed class ResetPasswordModel(
         // endpoint refuses the old tokens even if it does not).
         await tokens.RevokeBySubjectAsync(user.Id, CancellationToken.None);
 
-        // A reset also ends a lockout that the forgotten password may have caused.
+        // A reset also ends a lockout that the forgotten password may have caused, and every network's count of failures.
         await users.SetLockoutEndDateAsync(user, null);
         await users.ResetAccessFailedCountAsync(user);
+        await SignInThrottle.ForgetAsync(db, user.Id, HttpContext.RequestAborted);
         if (!user.EmailConfirmed)
         {
             // The link came through the address, which proves it as well as the sign-up link would (a sign-up whose link
