@@ -57,14 +57,22 @@ public sealed class AuthOptions : IValidatableObject
     public TimeSpan SignInFailureWindow { get; set; } = TimeSpan.FromMinutes(15);
 
     /// <summary>
-    /// Wrong passwords from all networks together before the account itself is locked for a <see cref="SignInFailureWindow"/>:
-    /// the ceiling for guesses spread over many networks. The reset link still gets its holder in.
+    /// Wrong passwords from all networks together, in windows not yet ended, before browsers that never signed in to the
+    /// account are refused for it: the ceiling for guesses spread over many networks. A browser that signed in before, and
+    /// the reset link, still get their holder in.
     /// </summary>
     [Range(1, 1000)]
     public int AccountLockoutFailures { get; set; } = 20;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (AccountLockoutFailures <= SignInFailuresPerSource)
+        {
+            // Otherwise one network alone would meet the account's ceiling: the holder's lockout by anyone knowing the address.
+            yield return new ValidationResult(
+                "Auth:AccountLockoutFailures must be greater than Auth:SignInFailuresPerSource.", [nameof(AccountLockoutFailures)]);
+        }
+
         if (Issuer is { IsAbsoluteUri: false })
         {
             yield return new ValidationResult("Auth:Issuer must be an absolute URI.", [nameof(Issuer)]);

@@ -34,13 +34,8 @@ public static class AuthSetup
             .AddDefaultTokenProviders()
             .AddClaimsPrincipalFactory<AuthTimeClaimsFactory>();
 
-        // The account-wide lockout is the ceiling for guesses from many networks; one network is stopped long before it by
-        // SignInThrottle, so that a guesser cannot lock the account's holder out.
-        services.AddOptions<IdentityOptions>().Configure<IOptions<AuthOptions>>((identity, auth) =>
-        {
-            identity.Lockout.MaxFailedAccessAttempts = auth.Value.AccountLockoutFailures;
-            identity.Lockout.DefaultLockoutTimeSpan = auth.Value.SignInFailureWindow;
-        });
+        // Wrong passwords are counted by SignInThrottle, per account and network, in windows that end; Identity's lockout
+        // (a count that never expires) is not used.
         services.AddScoped<SignInThrottle>();
 
         // A session cookie is checked against the account on every request, not every 30 minutes: a password reset or an

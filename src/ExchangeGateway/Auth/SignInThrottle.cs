@@ -1,7 +1,10 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Data;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using Microsoft.Extensions.Options;
@@ -34,15 +37,27 @@ public sealed class SignInFailuresConfiguration : IEntityTypeConfiguration<SignI
 }
 
 /// <summary>
-/// Password guessing is stopped per account and source, so that whoever knows a seeker's address can no longer lock the
-/// seeker out by guessing: the guesser's own network is refused for that account once it has spent
-/// <see cref="AuthOptions.SignInFailuresPerSource"/> in a window, while the seeker, signing in from elsewhere, is not. The
-/// account-wide lockout stays as the ceiling for guesses spread over many networks
-/// (<see cref="AuthOptions.AccountLockoutFailures"/>); the reset link gets its holder in even then.
+/// Password guessing is stopped per account and source, so that whoever knows a seeker's address cannot lock the seeker
+/// out: a network that has spent <see cref="AuthOptions.SignInFailuresPerSource"/> wrong passwords on an account in its
+/// window is refused for that account until the window ends, while the seeker, signing in from elsewhere, is not.
+/// Guesses spread over many networks meet a ceiling for the account (<see cref="AuthOptions.AccountLockoutFailures"/>
+/// wrong passwords in windows not yet ended), which refuses browsers that have never signed in to it; a browser that has
+/// (it carries the device cookie, OWASP's "device cookies") still gets its password checked, and the reset link gets its
+/// holder in from anywhere. Both counts come from these rows alone, so both forget with their windows: Identity's own
+/// lockout, whose count never expires, is not used (one network could reach it window after window).
 /// Must run inside the sign-in's transaction, after <see cref="Locks.SignInAsync"/>: attempts on one address take turns.
 /// </summary>
-public sealed class SignInThrottle(GatewayDbContext db, Pseudonyms pseudonyms, TimeProvider time, IOptions<AuthOptions> options)
+public sealed class SignInThrottle(
+    GatewayDbContext db, Pseudonyms pseudonyms, TimeProvider time, IOptions<AuthOptions> options, IDataProtectionProvider dataProtection)
 {
+    /// <summary>The cookie a browser gets when it signs in to an account; only its own pages read it.</summary>
+    public const string DeviceCookie = "eg_device";
+
+    private const string DevicePurpose = "ExchangeGateway.Auth.Device.v1";
+
+    /// <summary>How long a browser that signed in is still recognised by its device cookie.</summary>
+    public static readonly TimeSpan DeviceKept = TimeSpan.FromDays(180);
+
     /// <summary>The client's network: its IPv4 address, or the /64 of an IPv6 one (a single host is given a whole /64).</summary>
     public string SourceOf(IPAddress? address)
     {
@@ -62,13 +77,20 @@ public sealed class SignInThrottle(GatewayDbContext db, Pseudonyms pseudonyms, T
         return pseudonyms.Of("sign-in-source:" + network);
     }
 
-    /// <summary>True when this source has spent its wrong passwords for this account in the current window.</summary>
-    public async Task<bool> IsRefusedAsync(string userId, string source, CancellationToken cancellationToken)
+    /// <summary>
+    /// True when no password may be checked for this account from this source: the source has spent its wrong passwords,
+    /// or the account has met its ceiling and the browser has never signed in to it.
+    /// </summary>
+    public async Task<bool> IsRefusedAsync(string userId, string source, bool knownDevice, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var limit = options.Value.SignInFailuresPerSource;
-        return await db.Set<SignInFailures>()
-            .AnyAsync(f => f.UserId == userId && f.Source == source && f.WindowEnds > now && f.Failures >= limit, cancellationToken);
+        var live = db.Set<SignInFailures>().Where(f => f.UserId == userId && f.WindowEnds > now);
+        var counts = await live
+            .GroupBy(_ => 1)
+            .Select(g => new { FromSource = g.Where(f => f.Source == source).Sum(f => f.Failures), All = g.Sum(f => f.Failures) })
+            .SingleOrDefaultAsync(cancellationToken);
+        return counts is not null
+            && (counts.FromSource >= options.Value.SignInFailuresPerSource || (!knownDevice && counts.All >= options.Value.AccountLockoutFailures));
     }
 
     /// <summary>Counts a wrong password; the first failure after a window has ended opens a new one.</summary>
@@ -89,6 +111,32 @@ public sealed class SignInThrottle(GatewayDbContext db, Pseudonyms pseudonyms, T
     /// <summary>A right password from this source: its count starts again.</summary>
     public Task SucceededAsync(string userId, string source, CancellationToken cancellationToken) =>
         db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source == source).ExecuteDeleteAsync(cancellationToken);
+
+    /// <summary>Whether the browser's device cookie says it signed in to this account (within <see cref="DeviceKept"/>).</summary>
+    public bool IsKnownDevice(string? cookie, string userId)
+    {
+        if (string.IsNullOrEmpty(cookie))
+        {
+            return false;
+        }
+
+        try
+        {
+            var parts = dataProtection.CreateProtector(DevicePurpose).Unprotect(cookie).Split('\n');
+            return parts.Length == 2 && parts[0] == userId
+                && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var issued)
+                && time.GetUtcNow() - DateTimeOffset.FromUnixTimeSeconds(issued) < DeviceKept;
+        }
+        catch (CryptographicException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The device cookie's value for a browser that has just signed in to this account.</summary>
+    public string DeviceCookieFor(string userId) =>
+        dataProtection.CreateProtector(DevicePurpose).Protect(
+            userId + "\n" + time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
 
     /// <summary>A new password (the reset link proves the mailbox): every source's count starts again.</summary>
     public static Task ForgetAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>

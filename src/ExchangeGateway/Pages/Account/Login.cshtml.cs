@@ -39,29 +39,32 @@ public sealed class LoginModel(
         await Locks.SignInAsync(db, users.NormalizeEmail(Email), HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
         var source = throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
-        // A network that has spent its wrong passwords on this account gets no further check: not even the right password
-        // gets in from there until its window ends, while the holder signing in from elsewhere does.
-        var refused = user is not null && await throttle.IsRefusedAsync(user.Id, source, HttpContext.RequestAborted);
+        // A network that has spent its wrong passwords on this account, or a browser new to an account that has met its
+        // ceiling, gets no password check: not even the right password gets in from there until the window ends, while
+        // the holder signing in from elsewhere, or from a browser that signed in before, does.
+        var refused = user is not null && await throttle.IsRefusedAsync(
+            user.Id, source, throttle.IsKnownDevice(Request.Cookies[SignInThrottle.DeviceCookie], user.Id), HttpContext.RequestAborted);
         var result = user is null || refused
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
-            : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: true);
-        if (user is not null && !refused)
-        {
-            if (result.Succeeded)
-            {
-                await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
-            }
-            else if (!result.IsNotAllowed && !result.IsLockedOut)
-            {
-                await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
-            }
-        }
-
+            : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: false);
         if (user is null || refused || result.IsNotAllowed || result.IsLockedOut)
         {
             // Identity checked no password on these paths; hash one anyway, so that only the answer's words (the same for
             // all) could tell an account from none, not its time.
             _ = users.PasswordHasher.VerifyHashedPassword(TimingDecoy.User, TimingDecoy.Hash, Password);
+        }
+        else if (result.Succeeded)
+        {
+            await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
+            Response.Cookies.Append(SignInThrottle.DeviceCookie, throttle.DeviceCookieFor(user.Id), new CookieOptions
+            {
+                HttpOnly = true, Secure = Request.IsHttps, SameSite = SameSiteMode.Strict, Path = "/Account",
+                MaxAge = SignInThrottle.DeviceKept, IsEssential = true,
+            });
+        }
+        else
+        {
+            await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
         }
 
         await audit.RecordSignInAsync(user, user is null ? [] : await users.GetRolesAsync(user), result.Succeeded, HttpContext.RequestAborted);
