@@ -117,9 +117,11 @@ public static class AuditEndpoints
             verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
         }
 
-        if (kept is not null && reads.OnReplica && kept.Sequence > verdict.HeadSequence)
+        if (kept is not null && reads.OnReplica && verdict.EndsBefore(kept.Sequence))
         {
-            // The replica has not replayed the kept row yet: that is lag, not a removal, and no verdict either way.
+            // The replica has not replayed the kept row yet: that is lag, not a removal, and no verdict either way. Only a
+            // chain read to its end counts: a verdict that stopped early at a bad row is a verdict (an altered row 3 under a
+            // kept row 5000 is tampering, not lag, and would be a 503 on every retry).
             return Problems.RetryLater(context, StatusCodes.Status503ServiceUnavailable, "Replica behind",
                 $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
         }

@@ -16,7 +16,15 @@ namespace ExchangeGateway.Audit;
 /// </summary>
 public sealed record AuditVerification(
     bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail,
-    string? LastCheckpointToken = null);
+    string? LastCheckpointToken = null)
+{
+    /// <summary>
+    /// The chain was read to its end, intact, and ends before <paramref name="sequence"/>: the only verdict a replica's lag
+    /// could explain. A verdict that stopped at a bad row on the way names that row, and its head is where it stopped.
+    /// </summary>
+    public bool EndsBefore(long sequence) =>
+        HeadSequence < sequence && (Ok || (Problem == "removed" && FirstBadSequence == HeadSequence + 1));
+}
 
 /// <summary>
 /// Walks the whole chain in sequence order, streaming (constant memory at any size), and checks every row's hash, every

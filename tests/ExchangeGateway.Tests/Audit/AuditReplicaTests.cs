@@ -1,6 +1,7 @@
 using System.Net;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 
@@ -51,6 +52,31 @@ public sealed class AuditReplicaTests
         }
 
         Assert.True((await AuditLog.VerifyAsync(auditor)).GetProperty("ok").GetBoolean());
+
+        // A kept checkpoint beyond a row altered on the way is a verdict on that row, not the replica's lag (a 503 that every
+        // retry would repeat, and the tampering never reported).
+        await using (var scope = node.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
+        }
+
+        var kept = (await AuditLog.VerifyAsync(auditor)).GetProperty("lastCheckpointToken").GetString()!;
+        await using (var owner = await database.OpenOwnerConnectionAsync())
+        await using (var tamper = new NpgsqlCommand(
+            "SET session_replication_role = replica; UPDATE audit_events SET outcome = CASE outcome WHEN 'success' THEN 'failure' ELSE 'success' END WHERE sequence = 1",
+            owner))
+        {
+            await tamper.ExecuteNonQueryAsync();
+        }
+
+        using (var anchored = await auditor.GetAsync($"{AuditLog.VerifyPath}?anchor={Uri.EscapeDataString(kept)}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, anchored.StatusCode);
+            var verdict = await anchored.ReadJsonAsync();
+            Assert.False(verdict.GetProperty("ok").GetBoolean());
+            Assert.Equal("altered", verdict.GetProperty("problem").GetString());
+            Assert.Equal(1, verdict.GetProperty("firstBadSequence").GetInt64());
+        }
 
         // The erasure obligations and a site's compliance too.
         using (var erasures = await auditor.GetAsync("/api/v1/audit/erasures"))
