@@ -22,7 +22,6 @@ public sealed class ConsentDesk(
 {
     public async Task<ConsentDecision> TickAsync(string seekerId, Guid recipientId, CollectionMethod method, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
         // FOR SHARE: a suspension of this site (which ends its consents) either commits first, and the tick is refused,
@@ -39,6 +38,9 @@ public sealed class ConsentDesk(
         var active = await db.Set<Consent>()
             .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND recipient_id = {recipientId} AND state = 'Active' FOR NO KEY UPDATE")
             .SingleOrDefaultAsync(cancellationToken);
+        // The clock is read once the locks are held: an untick (or expiry, or suspension) this tick waited for is dated
+        // before it, so a new episode never starts before the last one ended, and a wait that crossed the lapse sees it.
+        var now = time.GetUtcNow();
         if (active is not null && active.ExpiresAt > now)
         {
             var receipt = await db.Set<ConsentEvent>().AsNoTracking()
@@ -84,17 +86,19 @@ public sealed class ConsentDesk(
         }
 
         var recipient = await db.Recipients.AsNoTracking().SingleAsync(r => r.Id == recipientId, cancellationToken);
-        if (active.ExpiresAt <= time.GetUtcNow())
+        // Judged by the time the end is dated with (under the chain lock): a wait for the lock that crossed the lapse ends
+        // the episode as expired, not as revoked after it had lapsed.
+        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
+        if (active.ExpiresAt <= now)
         {
             // Lapsed but not yet swept: there is nothing left to revoke; it ends as what it is, expired, when it lapsed.
-            var (expired, expiredObligations) = await ExpireLapsedAsync(active, recipient, time.GetUtcNow(), cancellationToken);
+            var (expired, expiredObligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
             await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             dispatch.After(expiredObligations);
             return new ConsentDecision(ConsentChange.NothingToRevoke, null, null, null);
         }
 
-        var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         active.Revoke(now);
         var revoked = ConsentEvent.For(active, ConsentEventKind.Revoked, recipient, method, now);
         db.Add(revoked);

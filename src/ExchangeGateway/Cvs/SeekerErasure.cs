@@ -60,7 +60,9 @@ public sealed class SeekerErasure(
         var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
         foreach (var consent in active)
         {
-            consent.EndBySystem(ErasureCauses.SubjectErased, now);
+            // An episode that had lapsed before the expiry job came round ends as what it was, expired when it lapsed, as
+            // a CV erasure ends it: no read was allowed after that.
+            consent.EndForErasedCv(now);
         }
 
         await db.SaveChangesAsync(cancellationToken);
@@ -68,7 +70,12 @@ public sealed class SeekerErasure(
         await FeedPositions.BumpAsync(db, ended, cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId)
             .ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null).SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
-        var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.SubjectErased, now, erasure.Value.ConfirmWithin, cancellationToken);
+        var obligations = 0;
+        foreach (var cause in active.GroupBy(c => c.EndCause!))
+        {
+            obligations += await Obligations.RequireErasureAsync(
+                db, cause.Select(c => c.Id).ToList(), cause.Key, now, erasure.Value.ConfirmWithin, cancellationToken);
+        }
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
                 Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),

@@ -144,6 +144,86 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{episode}'"));
     }
 
+    /// <summary>Erasing the whole account ends a lapsed episode the same way: expired, when it lapsed, and chased as such.</summary>
+    [Fact]
+    public async Task ErasingTheAccountEndsALapsedEpisodeAsExpired()
+    {
+        var (_, seeker, episode) = await DisclosedEpisodeAsync("forget-lapsed");
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        using (var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker)))
+        {
+            Assert.True((await me.DeleteAsync("/api/v1/me")).IsSuccessStatusCode);
+        }
+
+        Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{episode}'"));
+    }
+
+    /// <summary>
+    /// An untick is dated under the chain lock, and judged by that date: one that waited for the lock across the lapse
+    /// ends the episode as expired when it lapsed, not as revoked after it.
+    /// </summary>
+    [Fact]
+    public async Task AnUntickThatWaitedAcrossTheLapseEndsTheEpisodeAsExpired()
+    {
+        var (site, seeker, episode) = await DisclosedEpisodeAsync("untick-lapse");
+        var expiresAt = await fixture.Database.ScalarAsync<DateTime>($"SELECT expires_at FROM consents WHERE id = '{episode}'");
+        fixture.Time.Advance(new DateTimeOffset(expiresAt, TimeSpan.Zero) - fixture.Time.GetUtcNow() - TimeSpan.FromSeconds(1));
+        var token = await fixture.Actors.FreshTokenAsync(seeker);
+
+        await using (var holder = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await holder.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
+            var untick = Sharing.UntickAsync(Gateway, token, site.Id);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            fixture.Time.Advance(TimeSpan.FromSeconds(2));
+            await holder.CommitAsync();
+            (await untick).Dispose();
+        }
+
+        Assert.Equal(("Expired", "consent-expired"), (await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"),
+            await fixture.Database.ScalarAsync<string>($"SELECT end_cause FROM consents WHERE id = '{episode}'")));
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{episode}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consent_events WHERE consent_id = '{episode}' AND kind = 'Revoked'"));
+    }
+
+    /// <summary>
+    /// A tick that waited for an untick of the same site (the seeker lock) is dated after it: the new episode never starts
+    /// before the last one ended, and the history reads in order.
+    /// </summary>
+    [Fact]
+    public async Task ATickThatWaitedForAnUntickStartsAfterItEnded()
+    {
+        var (site, seeker, episode) = await DisclosedEpisodeAsync("tick-after-untick");
+        var token = await fixture.Actors.FreshTokenAsync(seeker);
+        Task<HttpResponseMessage> untick;
+        Task<System.Text.Json.JsonElement> tick;
+        await using (var holder = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await holder.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
+            untick = Sharing.UntickAsync(Gateway, token, site.Id);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            tick = Sharing.TickAsync(Gateway, token, site.Id);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (await fixture.Database.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") < 2)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the tick never waited for the untick");
+                await Task.Delay(20);
+            }
+
+            fixture.Time.Advance(TimeSpan.FromSeconds(5));
+            await holder.CommitAsync();
+            (await untick).Dispose();
+        }
+
+        var fresh = (await tick).GetProperty("id").GetGuid();
+        Assert.NotEqual(episode, fresh);
+        Assert.True(await fixture.Database.ScalarAsync<bool>(
+            $"SELECT (SELECT granted_at FROM consents WHERE id = '{fresh}') >= (SELECT ended_at FROM consents WHERE id = '{episode}')"));
+    }
+
     /// <summary>A new poll site that has read a new seeker's CV: the episode, with a copy to chase once it ends.</summary>
     private async Task<(TestSite Site, Person Seeker, Guid Episode)> DisclosedEpisodeAsync(string prefix)
     {
