@@ -484,11 +484,19 @@ public static partial class AdminRecipientEndpoints
     private static Task<Recipient?> LockedAsync(GatewayDbContext db, Guid id, CancellationToken cancellationToken) =>
         db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
 
+    /// <summary>
+    /// A status change's reason is free text an operator typed, and could name a person; the audit log is append-only and
+    /// keeps only pseudonyms (promise 4), so it keeps the reason's SHA-256, which proves what was written, and the site's
+    /// row keeps the text itself (<c>statusReason</c>), where it can be corrected.
+    /// </summary>
     private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
     {
         var actor = AuditActor.From(context.User, audit.Pseudonyms);
         return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Recipient: recipient.ClientId,
-            Details: reason is null ? null : new Dictionary<string, object?> { ["reason"] = reason });
+            Details: reason is null ? null : new Dictionary<string, object?>
+            {
+                ["reasonSha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(reason))),
+            });
     }
 
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]

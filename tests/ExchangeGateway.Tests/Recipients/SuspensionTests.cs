@@ -30,6 +30,12 @@ public sealed class SuspensionTests(GatewayFixture fixture)
             Assert.Equal("Data breach under investigation", recipient.GetProperty("statusReason").GetString());
         }
 
+        // The append-only log keeps what proves the reason, not the operator's free text (which could name someone).
+        var details = await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.RecipientSuspended}' AND recipient = '{site.ClientId}'");
+        Assert.DoesNotContain("breach", details, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData("Data breach under investigation"u8)), details, StringComparison.Ordinal);
+
         // The token has minutes left to run, but the gateway checks the live registry on every request.
         var problem = await (await client.GetAsync(Sites.FeedPath)).AssertProblemAsync(HttpStatusCode.Forbidden);
         Assert.Contains("suspended", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
