@@ -50,10 +50,31 @@ public sealed record ConsentReceipt(
             ["cv"],
             fact.CollectionMethod.ToString().ToLowerInvariant(),
             fact.PolicyUrl,
-            "Untick the site (or DELETE /api/v1/me/consents/{recipientId}) at any time; the consent also lapses on " +
-                found.Consent.ExpiresAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) +
-                ". The site is then told to delete its copy.",
+            TerminationOf(fact, found.Consent),
             fact.ConsentId,
-            found.Consent.ExpiresAt);
+            fact.Kind == ConsentEventKind.Granted ? found.Consent.ExpiresAt : null);
+    }
+
+    /// <summary>
+    /// How the consent ends, as this receipt's event stands: the terms for a grant, and for an end when and why it ended
+    /// (an end receipt telling the seeker how to untick, and when a consent that is over "lapses", would contradict itself).
+    /// </summary>
+    private static string TerminationOf(ConsentEvent fact, Consent consent)
+    {
+        static string When(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        const string Told = " The site was told to delete its copy, if it had received one.";
+        return fact.Kind switch
+        {
+            ConsentEventKind.Granted => "Untick the site (or DELETE /api/v1/me/consents/{recipientId}) at any time; the consent also lapses on " +
+                consent.ExpiresAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) + ". The site is then told to delete its copy.",
+            ConsentEventKind.Revoked => $"Withdrawn by the data subject at {When(fact.At)}." + Told,
+            ConsentEventKind.Expired => $"Lapsed at {When(fact.At)}, the end of the period it was given for." + Told,
+            _ => consent.EndCause switch
+            {
+                ErasureCauses.RecipientSuspended => $"Ended at {When(fact.At)}: the controller suspended the recipient." + Told,
+                ErasureCauses.SubjectErased => $"Ended at {When(fact.At)}: the data subject's CV was erased." + Told,
+                _ => $"Ended at {When(fact.At)}." + Told,
+            },
+        };
     }
 }

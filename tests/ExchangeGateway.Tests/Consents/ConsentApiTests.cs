@@ -69,7 +69,7 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
-        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var ticked = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using (var revoked = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
         {
             Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
@@ -84,7 +84,12 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
             Assert.Equal(site.DisplayName, receipt.GetProperty("recipient").GetProperty("name").GetString());
             Assert.False(string.IsNullOrEmpty(receipt.GetProperty("controller").GetProperty("name").GetString()));
             Assert.Contains("cv", receipt.GetProperty("dataCategories").EnumerateArray().Select(c => c.GetString()));
-            Assert.False(string.IsNullOrEmpty(receipt.GetProperty("termination").GetString()));
+            // The end receipt says how the consent ended, not how to end it; it no longer lapses on any date.
+            Assert.StartsWith("Withdrawn by the data subject at ", receipt.GetProperty("termination").GetString(), StringComparison.Ordinal);
+            Assert.True(!receipt.TryGetProperty("expiresAt", out var until) || until.ValueKind == System.Text.Json.JsonValueKind.Null);
+            var grant = await (await client.GetAsync($"/api/v1/me/receipts/{ticked.GetProperty("receiptId").GetGuid()}")).ReadJsonAsync();
+            Assert.StartsWith("Untick the site", grant.GetProperty("termination").GetString(), StringComparison.Ordinal);
+            Assert.Equal(System.Text.Json.JsonValueKind.String, grant.GetProperty("expiresAt").ValueKind);
         }
 
         using (var again = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
