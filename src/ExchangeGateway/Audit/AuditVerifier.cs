@@ -152,6 +152,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain."));
                 }
 
+                if (sequence < expected)
+                {
+                    // Numbered before the first row (the gateway starts at 1): a forged head linked to the genesis would
+                    // otherwise pass, and the genuine row 1 be named the intruder.
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} is numbered before the chain's first row: it was inserted."));
+                }
+
                 var linked = row.PreviousHash.AsSpan().SequenceEqual(previousHash);
                 if (!selfConsistent[i] && linked)
                 {

@@ -130,6 +130,37 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Equal(intruder, verdict.GetProperty("firstBadSequence").GetInt64());
     }
 
+    /// <summary>
+    /// A forged head numbered before row 1 and linked to the genesis is self-consistent: it is named as the inserted row,
+    /// not the genuine row 1 after it. The database refuses such a row; a forger who owns it drops the check first.
+    /// </summary>
+    [Fact]
+    public async Task ARowNumberedBeforeTheFirstIsReportedAsInserted()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(2);
+        var forged = new AuditEvent
+        {
+            Sequence = 0, OccurredAt = DateTimeOffset.UnixEpoch, ActorKind = "operator", ActorId = "nobody", Action = "recipient.reinstated",
+            Recipient = "demo-jobsite", Outcome = "success", PreviousHash = AuditChain.Genesis, Hash = [],
+        };
+        const string Insert = """
+            INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
+            VALUES (0, 'epoch', 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+            """;
+        var refused = await Assert.ThrowsAsync<PostgresException>(() => gateway.TamperAsync(
+            Insert, new NpgsqlParameter { Value = AuditChain.Genesis }, new NpgsqlParameter { Value = AuditChain.HashOf(forged) }));
+        Assert.Equal(PostgresErrorCodes.CheckViolation, refused.SqlState);
+
+        await gateway.Database.ExecuteAsync("ALTER TABLE audit_events DROP CONSTRAINT ck_audit_events_sequence_positive");
+        await gateway.TamperAsync(Insert, new NpgsqlParameter { Value = AuditChain.Genesis }, new NpgsqlParameter { Value = AuditChain.HashOf(forged) });
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal("inserted", verdict.GetProperty("problem").GetString());
+        Assert.Equal(0, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
     [Fact]
     public async Task ASignedCheckpointExposesTheRemovalOfTheLastRow()
     {
