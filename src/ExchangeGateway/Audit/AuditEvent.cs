@@ -94,6 +94,7 @@ public static class AuditActions
     public const string RecipientSuspended = "recipient.suspended";
     public const string RecipientReinstated = "recipient.reinstated";
     public const string RecipientSecretRotated = "recipient.secret-rotated";
+    public const string RecipientKeysRotated = "recipient.keys-rotated";
     public const string AuditQueried = "audit.queried";
     public const string AuditExported = "audit.exported";
     public const string AuditVerified = "audit.verified";

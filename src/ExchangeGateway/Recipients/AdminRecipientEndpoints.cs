@@ -80,6 +80,12 @@ public sealed record StatusChangeRequest([property: MaxLength(RequestErrors.MaxR
 /// <summary>How long the old secret keeps working (0 by default: it stops at once), at most 30 days.</summary>
 public sealed record RotateSecretRequest(int GracePeriodSeconds = 0);
 
+/// <summary>
+/// The private_key_jwt site's new public keys. The set replaces the registered one: to change keys without a gap, send the
+/// old and the new key together, then, once the site signs with the new one, the new key alone.
+/// </summary>
+public sealed record RotateKeysRequest(JsonElement? Jwks);
+
 public sealed record RotatedSecretResponse(Guid Id, string ClientId, string ClientSecret, DateTimeOffset? PreviousSecretValidUntil);
 
 public static partial class AdminRecipientEndpoints
@@ -99,6 +105,9 @@ public static partial class AdminRecipientEndpoints
             .WithSummary("Lifts a suspension (409 while the suspension is still ending a large site's consents).")
             .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).")
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        admin.MapPost("/{id:guid}/rotate-keys", RotateKeys).WithName("RotateRecipientKeys")
+            .WithSummary("Replaces a private_key_jwt site's public keys (send the old and the new key together for a changeover without a gap).")
             .ProducesProblem(StatusCodes.Status409Conflict);
         return api;
     }
@@ -378,6 +387,59 @@ public static partial class AdminRecipientEndpoints
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
+    }
+
+    private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> RotateKeys(
+        Guid id, RotateKeysRequest request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
+        AuditTrail audit)
+    {
+        var cancellationToken = context.RequestAborted;
+        var errors = new RequestErrors();
+        var keys = ReadPublicKeys(errors, request.Jwks);
+        if (errors.Any || keys is null)
+        {
+            return errors.ToProblem();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var recipient = await LockedAsync(db, id, cancellationToken);
+        if (recipient is null)
+        {
+            return Problems.NotFound("No recipient with this id.");
+        }
+
+        if (recipient.ClientAuthentication != ClientAuthentication.PrivateKeyJwt)
+        {
+            return TypedResults.Problem("This recipient authenticates with a client secret: rotate it with rotate-secret.",
+                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+        }
+
+        var application = await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
+            ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, application, cancellationToken);
+        descriptor.JsonWebKeySet = keys;
+        try
+        {
+            await applications.UpdateAsync(application, descriptor, cancellationToken);
+        }
+        catch (OpenIddictExceptions.ValidationException e)
+        {
+            return Refused(e);
+        }
+
+        // The keys' RFC 7638 thumbprints: which keys the site may sign with from now on, and nothing secret.
+        var entry = OperatorEntry(context, audit, AuditActions.RecipientKeysRotated, recipient) with
+        {
+            Details = new Dictionary<string, object?>
+            {
+                ["keys"] = keys.Keys.Select(k => Base64UrlEncoder.Encode(k.ComputeJwkThumbprint())).ToArray(),
+            },
+        };
+        await audit.AppendAsync(entry, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
+        return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 
     /// <summary>A registration OpenIddict's own rules refuse (a redirect URI it does not allow, keys it cannot use): the client's error.</summary>

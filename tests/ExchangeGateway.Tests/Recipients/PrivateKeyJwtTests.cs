@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
 
@@ -99,6 +100,56 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
 
         using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    /// <summary>
+    /// A site whose key leaked gets new keys without losing its consents: the operator replaces the set, first with the
+    /// old and the new key (a changeover without a gap), then with the new key alone, and the old key is refused from then
+    /// on. A secret site has no keys to rotate; the audit row names the keys by thumbprint.
+    /// </summary>
+    [Fact]
+    public async Task RotatingASitesKeysSwapsTheKeysItMaySignWith()
+    {
+        using var old = new SiteKey();
+        using var next = new SiteKey();
+        var (site, operatorToken) = await RegisterWithKeyAsync(old);
+        using var admin = fixture.Client().WithToken(operatorToken);
+        async Task<HttpStatusCode> TokenWithAsync(SiteKey key)
+        {
+            using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+            return response.StatusCode;
+        }
+
+        JsonObject Set(params SiteKey[] keys) =>
+            new() { ["jwks"] = new JsonObject { ["keys"] = new JsonArray(keys.Select(k => k.PublicJwks()["keys"]![0]!.DeepClone()).ToArray()) } };
+
+        using (var both = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-keys", Set(old, next)))
+        {
+            Assert.Equal(HttpStatusCode.OK, both.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(old));
+        Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(next));
+
+        using (var only = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-keys", Set(next)))
+        {
+            Assert.Equal(HttpStatusCode.OK, only.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.Unauthorized, await TokenWithAsync(old));
+        Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(next));
+
+        var details = await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = 'recipient.keys-rotated' AND recipient = '{site.ClientId}' ORDER BY sequence DESC LIMIT 1");
+        Assert.Contains(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(
+            Microsoft.IdentityModel.Tokens.JsonWebKeyConverter.ConvertFromRSASecurityKey(next.SecurityKey).ComputeJwkThumbprint()), details, StringComparison.Ordinal);
+
+        // A private key, or no set at all, is refused and changes nothing; a secret site has no keys to rotate.
+        await (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-keys", new JsonObject { ["jwks"] = old.PrivateJwks() }))
+            .AssertProblemAsync(HttpStatusCode.BadRequest);
+        Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(next));
+        var secretSite = await Sites.RegisterAsync(admin);
+        await (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{secretSite.Id}/rotate-keys", Set(next))).AssertProblemAsync(HttpStatusCode.Conflict);
     }
 
     [Fact]

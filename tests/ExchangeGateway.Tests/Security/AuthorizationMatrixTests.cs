@@ -151,6 +151,11 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             ["privacyPolicyUrl"] = "https://m.example/privacy", ["contactEmail"] = "dpo@m.example", ["deliveryMode"] = "poll",
         });
         HttpContent Reason() => Json(new JsonObject { ["reason"] = "matrix" });
+        HttpContent Keys()
+        {
+            using var key = new Recipients.SiteKey();
+            return Json(new JsonObject { ["jwks"] = key.PublicJwks() });
+        }
 
         return
         [
@@ -183,6 +188,8 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             new("POST", "/api/v1/admin/recipients/{id:guid}/suspend", $"/api/v1/admin/recipients/{w.W.Id}/suspend", Reason, Operators(Ok)),
             new("POST", "/api/v1/admin/recipients/{id:guid}/reinstate", $"/api/v1/admin/recipients/{w.W.Id}/reinstate", Reason, Operators(Ok)),
             new("POST", "/api/v1/admin/recipients/{id:guid}/rotate-secret", $"/api/v1/admin/recipients/{w.W.Id}/rotate-secret", null, Operators(Ok)),
+            // A secret site: the operator gets through to the rule that it has no keys to rotate.
+            new("POST", "/api/v1/admin/recipients/{id:guid}/rotate-keys", $"/api/v1/admin/recipients/{w.W.Id}/rotate-keys", Keys, Operators(HttpStatusCode.Conflict)),
             new("DELETE", "/api/v1/me/cv", "/api/v1/me/cv", null, Seekers(NoContent, NoContent)),
             new("DELETE", "/api/v1/me", "/api/v1/me", null, Seekers(NoContent, NoContent)),
         ];
