@@ -134,9 +134,9 @@ public sealed class EventDispatchJob(
         while (await reader.ReadAsync(cancellationToken))
         {
             batch.Add(new ObligationToSend(
-                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
-                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
-                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
+                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetString(4),
+                reader.GetString(5), reader.GetString(6), reader.GetFieldValue<DateTimeOffset>(7), reader.GetInt32(8),
+                reader.IsDBNull(9) ? null : new Uri(reader.GetString(9)), leaseEnd));
         }
 
         return batch;
@@ -232,7 +232,7 @@ public sealed class EventDispatchJob(
         UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
         FROM due, recipients r
         WHERE o.id = due.id AND r.id = o.recipient_id
-        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
+        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
         """;
 
     private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)

@@ -57,10 +57,12 @@ public static class EventEndpoints
         var errors = new RequestErrors();
         var acks = ParseJtis(request.Ack, "ack", errors);
         var failed = ParseJtis(request.SetErrs?.Keys.ToList(), "setErrs", errors);
-        var max = request.MaxEvents ?? options.Value.MaxEventsPerPoll;
-        if (max < 0 || max > options.Value.MaxEventsPerPoll)
+        // RFC 8936 §2.4: maxEvents is a ceiling the transmitter should not exceed; a receiver asking for more than this
+        // gateway sends at once gets the gateway's page (and moreAvailable), not an error.
+        var max = Math.Min(request.MaxEvents ?? options.Value.MaxEventsPerPoll, options.Value.MaxEventsPerPoll);
+        if (max < 0)
         {
-            errors.Add("maxEvents", $"Between 0 and {options.Value.MaxEventsPerPoll}.");
+            errors.Add("maxEvents", "Must not be negative.");
         }
 
         foreach (var error in request.SetErrs?.Values ?? [])
@@ -130,7 +132,7 @@ public static class EventEndpoints
             {
                 var sets = pending.Take(max).ToDictionary(
                     o => o.Jti.ToString(),
-                    o => tokens.Create(new ObligationToSend(o.Id, o.Jti, o.RecipientId, recipient.ClientId, o.ConsentId, o.PairwiseId, o.Kind, o.Cause, o.ConfirmBefore, o.Attempts, null), now));
+                    o => tokens.Create(new ObligationToSend(o.Id, o.Jti, o.RecipientId, recipient.ClientId, o.PairwiseId, o.Kind, o.Cause, o.ConfirmBefore, o.Attempts, null), now));
                 return TypedResults.Ok(new PollResponse(sets, pending.Count > max));
             }
 

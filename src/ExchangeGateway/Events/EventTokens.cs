@@ -43,7 +43,8 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
             writer.WriteString("aud", obligation.ClientId);
             writer.WriteString("jti", obligation.Jti);
             writer.WriteNumber("iat", issuedAt.ToUnixTimeSeconds());
-            writer.WriteString("txn", obligation.ConsentId);
+            // No txn: RFC 8417 makes it optional, and the episode's id is the gateway's (promise 6: a site sees only its own
+            // opaque ids, here the subject's pairwise id); a value shared by a change's events would link the sites instead.
             writer.WriteStartObject("events");
             writer.WriteStartObject(EventKinds.UriPrefix + obligation.Kind);
             writer.WriteStartObject("subject");
@@ -104,5 +105,5 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
 
 /// <summary>What a delivery needs to know about one obligation; ids only, no personal data.</summary>
 public sealed record ObligationToSend(
-    long Id, Guid Jti, Guid RecipientId, string ClientId, Guid ConsentId, string PairwiseId, string Kind, string Cause,
+    long Id, Guid Jti, Guid RecipientId, string ClientId, string PairwiseId, string Kind, string Cause,
     DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint, DateTimeOffset? LeaseEnd = null);
