@@ -57,6 +57,13 @@ public sealed class ResumeDocument
     /// <summary>Parses and validates; returns the normalised document bytes or the problems found, by JSON pointer.</summary>
     public (byte[]? Document, Dictionary<string, string[]>? Errors) Validate(ReadOnlySpan<byte> utf8, DateTimeOffset now)
     {
+        // A file saved by Notepad, PowerShell 5 or Visual Studio starts with a UTF-8 byte order mark, which the parser
+        // refuses; RFC 8259 §8.1 lets a reader ignore it, and a seeker importing such a file should not be told it is not JSON.
+        if (utf8.StartsWith("\uFEFF"u8))
+        {
+            utf8 = utf8[3..];
+        }
+
         if (!System.Text.Unicode.Utf8.IsValid(utf8))
         {
             return (null, new Dictionary<string, string[]> { ["$"] = ["The body is not valid UTF-8."] });

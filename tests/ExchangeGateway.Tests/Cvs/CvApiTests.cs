@@ -37,6 +37,22 @@ public sealed class CvApiTests(GatewayFixture fixture)
     }
 
     /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a write answers must be what a later read returns.</summary>
+    /// <summary>A file saved with a UTF-8 byte order mark (Notepad, PowerShell 5) is the same document, stored without it.</summary>
+    [Fact]
+    public async Task ADocumentWithAByteOrderMarkIsAccepted()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var marker = "bom-" + Guid.NewGuid().ToString("N");
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        using var body = new ByteArrayContent([0xEF, 0xBB, 0xBF, .. System.Text.Encoding.UTF8.GetBytes(Sharing.Resume(marker).ToJsonString())]);
+        body.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        using var put = await client.PutAsync("/api/v1/me/cv", body);
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        var stored = await client.GetStringAsync("/api/v1/me/cv");
+        Assert.Contains(marker, stored, StringComparison.Ordinal);
+        Assert.DoesNotContain("\uFEFF", stored, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task TheTimesAPutOrARefreshAnswersAreTheTimesALaterGetReturns()
     {
