@@ -107,6 +107,7 @@ if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing"
 app.UseGatewayProxies();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseGatewayPageErrors();
 app.UseSecurityHeaders();
 app.UseStaticFiles();
 app.UseGatewayPages();

@@ -82,6 +82,20 @@ public static partial class Problems
     [System.Text.RegularExpressions.GeneratedRegex(@"""[A-Za-z0-9_.?<>\[\], ]+ ([A-Za-z0-9_]+)""")]
     private static partial System.Text.RegularExpressions.Regex DeclaredParameter();
 
+    /// <summary>A database failure that passes (a deadlock, a replay conflict, a connection refused or cut), anywhere in the chain.</summary>
+    public static bool IsTransient(Exception exception)
+    {
+        for (var cause = exception; cause is not null; cause = cause.InnerException)
+        {
+            if (cause is Npgsql.NpgsqlException { IsTransient: true })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>
     /// The database could not answer for a reason that passes: a deadlock, a replica cancelling a query that conflicts with
     /// replay, a connection refused or cut. A 503 with Retry-After tells the client to try again; a 500 would say the
@@ -91,14 +105,9 @@ public static partial class Problems
     {
         public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
         {
-            var cause = exception;
-            while (cause is not null and not Npgsql.NpgsqlException { IsTransient: true })
+            if (!IsTransient(exception) || Pages.PagesSetup.IsPageRequest(httpContext))
             {
-                cause = cause.InnerException;
-            }
-
-            if (cause is null)
-            {
+                // A page's error is a page of its own (Pages/Error, with the same 503 and Retry-After).
                 return false;
             }
 
@@ -112,7 +121,7 @@ public static partial class Problems
     {
         public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
         {
-            if (exception is not BadHttpRequestException bad)
+            if (exception is not BadHttpRequestException bad || Pages.PagesSetup.IsPageRequest(httpContext))
             {
                 return false;
             }

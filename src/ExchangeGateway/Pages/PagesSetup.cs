@@ -77,6 +77,30 @@ public static class PagesSetup
         return app;
     }
 
+    /// <summary>
+    /// Errors on the pages are pages (Pages/Error), in the person's language: a browser sends Accept: */*, which the
+    /// problem+json writer would otherwise answer with the API's JSON. Placed after the API's handlers, so that for a page
+    /// these run first; the re-executed request then goes through the culture and the security headers like any page.
+    /// </summary>
+    public static WebApplication UseGatewayPageErrors(this WebApplication app)
+    {
+        app.UseWhen(context => IsPageRequest(context), branch =>
+        {
+            branch.UseExceptionHandler(new ExceptionHandlerOptions
+            {
+                ExceptionHandlingPath = "/Error",
+                StatusCodeSelector = exception => Hosting.Problems.IsTransient(exception) ? StatusCodes.Status503ServiceUnavailable
+                    : exception is BadHttpRequestException bad ? bad.StatusCode
+                    : StatusCodes.Status500InternalServerError,
+            });
+            branch.UseStatusCodePagesWithReExecute("/Error/{0}");
+        });
+        return app;
+    }
+
+    /// <summary>A request for the pages (or their assets), not for the API, the OAuth endpoints or the operators' tools.</summary>
+    public static bool IsPageRequest(HttpContext context) => IsPage(context.Request.Path);
+
     /// <summary>The same rule as the session cookie's: Secure always, except over plain http in development and tests.</summary>
     public static CookieSecurePolicy SecurePolicy(IHostEnvironment environment) =>
         environment.IsDevelopment() || environment.IsEnvironment("Testing") ? CookieSecurePolicy.SameAsRequest : CookieSecurePolicy.Always;

@@ -65,7 +65,58 @@ public sealed class PageSecurityTests(GatewayFixture fixture)
             using var response = await session.Http.PostAsync("/Sharing", new FormUrlEncodedContent(new Dictionary<string, string> { ["Shown"] = siteId, ["Shared"] = siteId }));
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Contains("name=\"Shared\" value=\"" + siteId + "\" aria-describedby", await session.GetPageAsync("/Sharing"), StringComparison.Ordinal);
+            // The person is told, on a page in their language, that nothing was saved and what to do (not the API's JSON).
+            await AssertErrorPageAsync(response, "La page a expiré");
         }
+    }
+
+    /// <summary>
+    /// A page's error is a page: a receipt that does not exist, or a form whose token no longer matches the session (signed
+    /// out in another tab), answers HTML in the person's language with the same status. The API keeps problem+json, and
+    /// the error page cannot be opened for itself.
+    /// </summary>
+    [Fact]
+    public async Task ErrorsOnThePagesArePagesInThePersonsLanguage()
+    {
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            using (var missing = await session.Http.GetAsync($"/Sharing/Receipt/{Guid.NewGuid()}"))
+            {
+                Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+                await AssertErrorPageAsync(missing, "Cette page n’existe pas");
+            }
+
+            var form = await session.GetPageAsync("/Account/Logout");
+            using (var stale = await session.Http.PostAsync("/Account/Logout", new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["__RequestVerificationToken"] = PageSession.AntiforgeryToken(form) + "x",
+            })))
+            {
+                Assert.Equal(HttpStatusCode.BadRequest, stale.StatusCode);
+                await AssertErrorPageAsync(stale, "La page a expiré");
+            }
+
+            Assert.Contains("<h1>Mon CV</h1>", await session.GetPageAsync("/Cv"), StringComparison.Ordinal);
+        }
+
+        using var anonymous = fixture.Client();
+        using (var direct = await anonymous.GetAsync("/Error/500"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, direct.StatusCode);
+            await AssertErrorPageAsync(direct, "Cette page n’existe pas");
+        }
+
+        using var api = await anonymous.GetAsync("/api/v1/no-such-thing");
+        Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
+    }
+
+    private static async Task AssertErrorPageAsync(HttpResponseMessage response, string text)
+    {
+        Assert.Equal("text/html", response.Content.Headers.ContentType?.MediaType);
+        var html = System.Net.WebUtility.HtmlDecode(await response.Content.ReadAsStringAsync());
+        Assert.Contains("lang=\"fr\"", html, StringComparison.Ordinal);
+        Assert.Contains(text, html, StringComparison.Ordinal);
     }
 
     [Fact]
