@@ -240,6 +240,27 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         return await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{user!.Id}'");
     }
 
+    /// <summary>
+    /// The sign-in page met on the way through /connect/authorize names the site's registered redirect origin in
+    /// form-action (the post's redirects end there: a code, or access_denied), and only a registered one.
+    /// </summary>
+    [Fact]
+    public async Task TheSignInPageOnTheWayToASiteAllowsOnlyItsRegisteredRedirect()
+    {
+        var site = await RegisterSiteAsync();
+        var (_, challenge) = PageSession.Pkce();
+        using var client = fixture.Client();
+        async Task<string> PolicyAsync(string redirectUri)
+        {
+            using var page = await client.GetAsync("/Account/Login?ReturnUrl=" + Uri.EscapeDataString(AuthorizeUrl(site.ClientId, challenge, "s", redirectUri: redirectUri)));
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+            return page.Headers.GetValues("Content-Security-Policy").Single();
+        }
+
+        Assert.Contains("form-action 'self' https://jobs.example;", await PolicyAsync(Callback), StringComparison.Ordinal);
+        Assert.Contains("form-action 'self';", await PolicyAsync("https://elsewhere.example/callback"), StringComparison.Ordinal);
+    }
+
     private Task<TestSite> RegisterSiteAsync() =>
         Sites.RegisterAsync(fixture.Factory, fixture.Actors, new SiteOptions { RedirectUris = [Callback, "http://127.0.0.1:5099/callback"] });
 

@@ -6,24 +6,24 @@ using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.Extensions.Localization;
+using OpenIddict.Abstractions;
 
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
 public sealed class LoginModel(
     SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text) : PageModel
+    IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
 
-    public void OnGet()
-    {
-    }
+    public Task OnGet() => AllowAuthorizationTargetAsync();
 
     public async Task<IActionResult> OnPostAsync()
     {
+        await AllowAuthorizationTargetAsync();
         if (!ModelState.IsValid)
         {
             return Page();
@@ -78,6 +78,29 @@ public sealed class LoginModel(
         }
 
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
+    }
+
+    /// <summary>
+    /// Signing in on the way through /connect/authorize can end at the application's registered redirect URI (a code, or
+    /// access_denied for someone who may not share), and browsers hold the redirects after a form post to form-action: the
+    /// page names that origin, once the client has registered the address, as the consent page does.
+    /// </summary>
+    private async Task AllowAuthorizationTargetAsync()
+    {
+        if (string.IsNullOrEmpty(ReturnUrl) || !Url.IsLocalUrl(ReturnUrl) || !ReturnUrl.StartsWith("/connect/authorize?", StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(ReturnUrl[ReturnUrl.IndexOf('?', StringComparison.Ordinal)..]);
+        var clientId = query[OpenIddictConstants.Parameters.ClientId].ToString();
+        var redirectUri = query[OpenIddictConstants.Parameters.RedirectUri].ToString();
+        var application = string.IsNullOrEmpty(clientId) ? null : await applications.FindByClientIdAsync(clientId, HttpContext.RequestAborted);
+        if (application is not null && Uri.TryCreate(redirectUri, UriKind.Absolute, out var target)
+            && await applications.ValidateRedirectUriAsync(application, redirectUri, HttpContext.RequestAborted))
+        {
+            PageSecurityHeaders.Apply(HttpContext, target);
+        }
     }
 }
 
