@@ -191,6 +191,26 @@ public sealed class EventDispatchJob(
             }
         }
 
+        // A site that said when to come back: its other pending events wait until then as well, in every run and on every
+        // node (the claim below and later ones skip them), not only this run's.
+        var asked = batch.Zip(outcomes).Where(p => p.Second.SiteAsked).GroupBy(p => p.First.RecipientId)
+            .Select(g => (Site: g.Key, Until: g.Max(p => p.Second.At))).ToList();
+        if (asked.Count > 0)
+        {
+            await using var postpone = new NpgsqlCommand(
+                """
+                UPDATE erasure_obligations o SET next_attempt_at = u.until
+                FROM unnest($1::uuid[], $2::timestamptz[]) AS u(site, until)
+                WHERE o.recipient_id = u.site AND o.status = 'Pending' AND o.next_attempt_at < u.until
+                """,
+                connection,
+                (NpgsqlTransaction)transaction.GetDbTransaction())
+            {
+                Parameters = { new() { Value = asked.Select(a => a.Site).ToArray() }, new() { Value = asked.Select(a => a.Until).ToArray() } },
+            };
+            await postpone.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         // Before the audit append, which takes the chain lock: the lock is held from there to the commit.
         var claimed = claimNext ? await ClaimAsync(connection, (NpgsqlTransaction)transaction.GetDbTransaction(), cancellationToken) : [];
 
@@ -252,9 +272,25 @@ public sealed class EventDispatchJob(
                     // could still be on the wire when another run claims the row again and pushes it a second time; it is
                     // handed back instead, due at once and not counted as an attempt.
                     var now = time.GetUtcNow();
-                    return now + options.Value.AttemptTimeout > obligation.LeaseEnd
-                        ? new Outcome(false, now, null, Attempted: false)
-                        : await DeliverOneAsync(client, obligation, cancellationToken);
+                    if (now + options.Value.AttemptTimeout > obligation.LeaseEnd)
+                    {
+                        return new Outcome(false, now, null, Attempted: false);
+                    }
+
+                    // Retry-After is the site's word about itself, not about one event: its other events wait too, handed
+                    // back unattempted until the time it asked for.
+                    if (gates.PausedUntil(obligation.RecipientId) is { } until && until > now)
+                    {
+                        return new Outcome(false, until, null, Attempted: false);
+                    }
+
+                    var outcome = await DeliverOneAsync(client, obligation, cancellationToken);
+                    if (outcome.SiteAsked)
+                    {
+                        gates.Pause(obligation.RecipientId, outcome.At);
+                    }
+
+                    return outcome;
                 }
                 finally
                 {
@@ -276,6 +312,13 @@ public sealed class EventDispatchJob(
         public SemaphoreSlim Overall { get; } = new(options.MaxConcurrentDeliveries);
 
         public SemaphoreSlim For(Guid recipientId) => _sites.GetOrAdd(recipientId, _ => new SemaphoreSlim(options.MaxConcurrentPerRecipient));
+
+        private readonly ConcurrentDictionary<Guid, DateTimeOffset> _paused = new();
+
+        public void Pause(Guid recipientId, DateTimeOffset until) =>
+            _paused.AddOrUpdate(recipientId, until, (_, earlier) => earlier > until ? earlier : until);
+
+        public DateTimeOffset? PausedUntil(Guid recipientId) => _paused.TryGetValue(recipientId, out var until) ? until : null;
 
         public void Dispose()
         {
@@ -329,7 +372,7 @@ public sealed class EventDispatchJob(
             {
                 var wait = retryAfter.Delta ?? (retryAfter.Date - time.GetUtcNow()) ?? TimeSpan.Zero;
                 wait = wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : wait;
-                return new Outcome(false, time.GetUtcNow() + wait, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s");
+                return new Outcome(false, time.GetUtcNow() + wait, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", SiteAsked: true);
             }
 
             return Retry(obligation, $"HTTP {(int)response.StatusCode}");
@@ -405,5 +448,6 @@ public sealed class EventDispatchJob(
 
     private const int MaxErrorBody = 4096;
 
-    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true);
+    /// <summary><paramref name="SiteAsked"/>: the site said when to come back (Retry-After on a 429 or 503), for all its events.</summary>
+    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true, bool SiteAsked = false);
 }

@@ -86,6 +86,41 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
     }
 
+    /// <summary>
+    /// Retry-After is the site's word about itself: after a 429 asking for ten minutes, its other events are not pushed
+    /// either, neither later in the same run (handed back unattempted) nor by the next run, until the time it asked for.
+    /// One slot per site and one lane on a gateway of its own, so the three pushes go one after the other.
+    /// </summary>
+    [Fact]
+    public async Task A429WithRetryAfterHoldsBackTheSitesOtherEventsToo()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        var actors = new Actors(gateway);
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(429, RetryAfter: TimeSpan.FromSeconds(600)));
+        var site = await ObligationForNewSiteAsync(gateway, actors, receiver);
+        await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+        await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+        var refusedAt = gateway.Time.GetUtcNow();
+
+        await gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+        Assert.Equal(1L, await database.ScalarAsync<long>($"SELECT sum(attempts) FROM erasure_obligations WHERE recipient_id = '{site.Id}'"));
+        Assert.True(await database.ScalarAsync<bool>(
+            $"SELECT bool_and(next_attempt_at >= '{refusedAt.AddSeconds(600).AddMilliseconds(-1):O}') FROM erasure_obligations WHERE recipient_id = '{site.Id}'"));
+
+        gateway.Time.Advance(TimeSpan.FromSeconds(300));
+        await gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+
+        gateway.Time.Advance(TimeSpan.FromSeconds(301));
+        await gateway.RunDispatchAsync();
+        Assert.Equal(4, receiver.Received.Count);
+        Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND status = 'Delivered'"));
+    }
+
     [Fact]
     public async Task A400KeepsTheErrorCodeTheReceiverGaveInItsRfc8935Body()
     {
