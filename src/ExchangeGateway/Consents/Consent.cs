@@ -11,9 +11,18 @@ public enum ConsentState { Active, Revoked, Expired, Ended }
 
 public enum CollectionMethod { Web, Api, Oauth }
 
-public sealed class ConsentOptions
+public sealed class ConsentOptions : IValidatableObject
 {
     public const string Section = "Consent";
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (RemindBefore >= MaxAge)
+        {
+            // The "ends soon" mail would go out the moment a consent is given.
+            yield return new ValidationResult("Consent:RemindBefore must be shorter than Consent:MaxAge.", [nameof(RemindBefore)]);
+        }
+    }
 
     /// <summary>A consent lapses this long after it was given (the seeker is reminded before).</summary>
     [Range(typeof(TimeSpan), "1.00:00:00", "3650.00:00:00")]

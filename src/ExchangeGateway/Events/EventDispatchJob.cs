@@ -343,11 +343,13 @@ public sealed class EventDispatchJob(
             return Retry(obligation, $"refused: the push endpoint {fault}");
         }
 
-        var set = tokens.CreateAscii(obligation, time.GetUtcNow());
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.Value.AttemptTimeout);
         try
         {
+            // Signed inside the try: a signing fault is this delivery's failed attempt (recorded, with its reason), not the
+            // batch's, which would leave every row of it to the lease with nothing said.
+            var set = tokens.CreateAscii(obligation, time.GetUtcNow());
             // Headers given in their final form (Accept is the client's default): parsing them back per request showed up in
             // the dispatcher's profile.
             using var request = new HttpRequestMessage(HttpMethod.Post, obligation.PushEndpoint) { Content = new ByteArrayContent(set) };

@@ -184,7 +184,9 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
         IPNetwork.Parse("0.0.0.0/8"), IPNetwork.Parse("10.0.0.0/8"), IPNetwork.Parse("100.64.0.0/10"), IPNetwork.Parse("127.0.0.0/8"),
         IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("172.16.0.0/12"), IPNetwork.Parse("192.0.0.0/24"), IPNetwork.Parse("192.168.0.0/16"),
         IPNetwork.Parse("198.18.0.0/15"), IPNetwork.Parse("224.0.0.0/4"), IPNetwork.Parse("240.0.0.0/4"),
-        IPNetwork.Parse("::/128"), IPNetwork.Parse("::1/128"), IPNetwork.Parse("fc00::/7"), IPNetwork.Parse("fe80::/10"), IPNetwork.Parse("ff00::/8"),
+        IPNetwork.Parse("::/128"), IPNetwork.Parse("::1/128"), IPNetwork.Parse("fc00::/7"), IPNetwork.Parse("fe80::/10"),
+        // Site-local (deprecated by RFC 3879, still routed inside some networks).
+        IPNetwork.Parse("fec0::/10"), IPNetwork.Parse("ff00::/8"),
         // Local-use NAT64 (its IPv4 part sits where the operator chose) and Teredo (obfuscated): nothing to unwrap, so refused.
         IPNetwork.Parse("64:ff9b:1::/48"), IPNetwork.Parse("2001::/32"),
     ];

@@ -99,6 +99,12 @@ public sealed class ReminderTests(GatewayFixture fixture)
         var tooLong = new ExchangeGateway.Cvs.FreshnessOptions { RemindBefore = [TimeSpan.FromDays(90)] };
         Assert.NotEmpty(tooLong.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(tooLong)));
         Assert.Empty(configured.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(configured)));
+
+        // The consent's "ends soon" lead too: as long as the consent itself, it would go out the moment consent is given.
+        var consent = new ExchangeGateway.Consents.ConsentOptions { MaxAge = TimeSpan.FromDays(30), RemindBefore = TimeSpan.FromDays(30) };
+        Assert.NotEmpty(consent.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(consent)));
+        var usual = new ExchangeGateway.Consents.ConsentOptions();
+        Assert.Empty(usual.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(usual)));
     }
 
     private List<(string Path, string Text, string Raw)> MailTo(string address) => MailTo(fixture.Factory, address);

@@ -21,6 +21,7 @@ public sealed class PushEndpointPolicyTests
     [InlineData("::c0a8:101")]              // IPv4-compatible 192.168.1.1
     [InlineData("2001:0:4136:e378:8000:63bf:3fff:fdd2")] // Teredo
     [InlineData("fd00::1")]
+    [InlineData("fec0::1")]                 // site-local (deprecated, still routed in some networks)
     public void AnAddressThatLeadsIntoAPrivateNetworkIsRefused(string address) =>
         Assert.False(Policy.IsAllowed(IPAddress.Parse(address)));
 
