@@ -58,6 +58,14 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
             Assert.Matches("id=\"Upload-error\"[^>]*>[^<]*/basics/email", html);
             Assert.Matches("<input[^>]*type=\"file\"[^>]*aria-invalid=\"true\"", html);
             Assert.Contains("<title>Erreur : Mon CV", html, StringComparison.Ordinal);
+            // In the page's language, not the validator's English.
+            Assert.Contains("cette valeur ne respecte pas le format JSON Resume", System.Net.WebUtility.HtmlDecode(html), StringComparison.Ordinal);
+            Assert.DoesNotContain("does not match", html, StringComparison.OrdinalIgnoreCase);
+
+            using var notJson = await ImportAsync(session, Encoding.Unicode.GetBytes("{\"basics\":{}}"));
+            var text = System.Net.WebUtility.HtmlDecode(await notJson.Content.ReadAsStringAsync());
+            Assert.Contains("Ce fichier n’est pas un CV au format JSON Resume", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("UTF-8.\"", text, StringComparison.Ordinal);
         }
     }
 

@@ -55,7 +55,7 @@ public sealed class IndexModel(
             foreach (var (pointer, messages) in errors)
             {
                 var field = fields.GetValueOrDefault(pointer);
-                ModelState.AddModelError(field ?? "", field is null ? text["Cv.SchemaError", pointer, messages[0]] : text["Error.Invalid"]);
+                ModelState.AddModelError(field ?? "", field is null ? Explain(pointer) : text["Error.Invalid"]);
             }
 
             Form.WithBlankRows();
@@ -92,12 +92,18 @@ public sealed class IndexModel(
         {
             foreach (var (pointer, messages) in errors.Take(20))
             {
-                ModelState.AddModelError(nameof(Upload), text["Cv.SchemaError", pointer, messages[0]]);
+                ModelState.AddModelError(nameof(Upload), Explain(pointer));
             }
 
             Form = CvForm.From(stored, Current?.Version).WithBlankRows();
         }, stored, importing: true);
     }
+
+    /// <summary>
+    /// A problem the validator found, in the person's words: where it is, and what a JSON Resume expects there. The
+    /// validator's own messages (the API's) are English and technical, so the page does not pass them on.
+    /// </summary>
+    private string Explain(string pointer) => pointer == "$" ? text["Cv.Unreadable"] : text["Cv.FieldInvalid", pointer];
 
     public async Task<IActionResult> OnPostRefreshAsync()
     {
