@@ -191,9 +191,9 @@ public sealed class EventDispatchJob(
             }
         }
 
-        // A site that said when to come back: its other pending events wait until then as well, in every run and on every
-        // node (the claim below and later ones skip them), not only this run's.
-        var asked = batch.Zip(outcomes).Where(p => p.Second.SiteAsked).GroupBy(p => p.First.RecipientId)
+        // A site that said when to come back, or could not be reached in time: its other pending events wait until then as
+        // well, in every run and on every node (the claim below and later ones skip them), not only this run's.
+        var asked = batch.Zip(outcomes).Where(p => p.Second.HoldsSite).GroupBy(p => p.First.RecipientId)
             .Select(g => (Site: g.Key, Until: g.Max(p => p.Second.At))).ToList();
         if (asked.Count > 0)
         {
@@ -277,15 +277,16 @@ public sealed class EventDispatchJob(
                         return new Outcome(false, now, null, Attempted: false);
                     }
 
-                    // Retry-After is the site's word about itself, not about one event: its other events wait too, handed
-                    // back unattempted until the time it asked for.
+                    // A site that asked for a wait (Retry-After), or did not answer in time, or could not be reached: its
+                    // other events wait too, handed back unattempted, rather than each spending an attempt timeout on the
+                    // site's slots while the batch, and every other site's events in it, wait to be recorded.
                     if (gates.PausedUntil(obligation.RecipientId) is { } until && until > now)
                     {
                         return new Outcome(false, until, null, Attempted: false);
                     }
 
                     var outcome = await DeliverOneAsync(client, obligation, cancellationToken);
-                    if (outcome.SiteAsked)
+                    if (outcome.HoldsSite)
                     {
                         gates.Pause(obligation.RecipientId, outcome.At);
                     }
@@ -374,19 +375,20 @@ public sealed class EventDispatchJob(
             {
                 var wait = retryAfter.Delta ?? (retryAfter.Date - time.GetUtcNow()) ?? TimeSpan.Zero;
                 wait = wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : wait;
-                return new Outcome(false, time.GetUtcNow() + wait, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", SiteAsked: true);
+                return new Outcome(false, time.GetUtcNow() + wait, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", HoldsSite: true);
             }
 
             return Retry(obligation, $"HTTP {(int)response.StatusCode}");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return Retry(obligation, "timed out");
+            return Retry(obligation, "timed out") with { HoldsSite = true };
         }
         catch (HttpRequestException e)
         {
             // The message names the endpoint's host and the socket error, never personal data.
-            return Retry(obligation, e.InnerException is PushEndpointRefusedException refused ? refused.Message : $"connection failed: {e.HttpRequestError}");
+            return Retry(obligation, e.InnerException is PushEndpointRefusedException refused ? refused.Message : $"connection failed: {e.HttpRequestError}")
+                with { HoldsSite = true };
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -450,6 +452,9 @@ public sealed class EventDispatchJob(
 
     private const int MaxErrorBody = 4096;
 
-    /// <summary><paramref name="SiteAsked"/>: the site said when to come back (Retry-After on a 429 or 503), for all its events.</summary>
-    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true, bool SiteAsked = false);
+    /// <summary>
+    /// <paramref name="HoldsSite"/>: the answer is about the site, not this event (Retry-After on a 429 or 503, a timeout, a
+    /// connection that failed), so all its events wait until <paramref name="At"/>.
+    /// </summary>
+    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true, bool HoldsSite = false);
 }

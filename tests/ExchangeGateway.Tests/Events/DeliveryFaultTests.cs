@@ -121,6 +121,43 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND status = 'Delivered'"));
     }
 
+    /// <summary>
+    /// A site that does not answer costs one attempt timeout, not one per event: its other events are handed back
+    /// unattempted for its back-off, so the batch (and the other site's events in it) is recorded without waiting for each
+    /// of them to time out, and the next run does not push them before then either.
+    /// </summary>
+    [Fact]
+    public async Task ASiteThatDoesNotAnswerCostsOneTimeoutNotOnePerEvent()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["Delivery:AttemptTimeout"] = "00:00:01", ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1",
+        });
+        var actors = new Actors(gateway);
+        await using var hung = await PushReceiver.StartAsync();
+        hung.Default = new PushReply(202, Delay: TimeSpan.FromSeconds(30));
+        await using var good = await PushReceiver.StartAsync();
+        var hungSite = await ObligationForNewSiteAsync(gateway, actors, hung);
+        var goodSite = await ObligationForNewSiteAsync(gateway, actors, good);
+        for (var i = 0; i < 3; i++)
+        {
+            await ObligationForNewSiteAsync(gateway, actors, hung, hungSite);
+            await ObligationForNewSiteAsync(gateway, actors, good, goodSite);
+        }
+
+        var failedAt = gateway.Time.GetUtcNow();
+        await gateway.RunDispatchAsync();
+        Assert.Single(hung.Received);
+        Assert.Equal(4L, await database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{goodSite.Id}' AND status = 'Delivered'"));
+        Assert.Equal(1L, await database.ScalarAsync<long>($"SELECT sum(attempts) FROM erasure_obligations WHERE recipient_id = '{hungSite.Id}'"));
+        Assert.True(await database.ScalarAsync<bool>(
+            $"SELECT bool_and(next_attempt_at >= '{failedAt.AddSeconds(48):O}') FROM erasure_obligations WHERE recipient_id = '{hungSite.Id}'"));
+
+        await gateway.RunDispatchAsync();
+        Assert.Single(hung.Received);
+    }
+
     [Fact]
     public async Task A400KeepsTheErrorCodeTheReceiverGaveInItsRfc8935Body()
     {
