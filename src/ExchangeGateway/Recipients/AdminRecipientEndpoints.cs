@@ -99,7 +99,8 @@ public static partial class AdminRecipientEndpoints
         admin.MapPost("/", Register).WithName("RegisterRecipient").WithSummary("Registers a site and its OAuth client; returns the client secret once.")
             .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapGet("/{id:guid}", Get).WithName("GetRecipient").WithSummary("One registered site.");
-        admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.");
+        admin.MapPatch("/{id:guid}", Update).WithName("UpdateRecipient").WithSummary("Changes a site's editable fields.")
+            .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapPost("/{id:guid}/suspend", Suspend).WithName("SuspendRecipient").WithSummary("Suspends a site: from its next request it reads no CV (live tokens included) and only fetches and confirms its erasure events.");
         admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient")
             .WithSummary("Lifts a suspension (409 while the suspension is still ending a large site's consents).")
@@ -223,7 +224,13 @@ public static partial class AdminRecipientEndpoints
             request.Website ?? recipient.Website, request.PrivacyPolicyUrl ?? recipient.PrivacyPolicyUrl,
             request.ContactEmail ?? recipient.ContactEmail, options.Value);
         var mode = request.DeliveryMode ?? recipient.DeliveryMode;
-        await ValidateDeliveryAsync(errors, mode, mode == DeliveryMode.Push ? request.PushEndpoint ?? recipient.PushEndpoint : request.PushEndpoint, endpoints, cancellationToken);
+        if (request.PushEndpoint is not null || mode != recipient.DeliveryMode)
+        {
+            // Only what changes is checked: renaming a push site must not resolve its endpoint again (and fail while its
+            // DNS is down); delivery checks the stored endpoint on every connect anyway.
+            await ValidateDeliveryAsync(errors, mode, mode == DeliveryMode.Push ? request.PushEndpoint ?? recipient.PushEndpoint : request.PushEndpoint, endpoints, cancellationToken);
+        }
+
         ValidateRedirectUris(errors, request.RedirectUris, options.Value);
         if (errors.Any)
         {
@@ -237,6 +244,13 @@ public static partial class AdminRecipientEndpoints
         if (recipient is null)
         {
             return Problems.NotFound("No recipient with this id.");
+        }
+
+        if ((request.DeliveryMode ?? recipient.DeliveryMode) == DeliveryMode.Push && (request.PushEndpoint ?? recipient.PushEndpoint) is null)
+        {
+            // Judged before the lock against a site another edit has since switched to poll (its endpoint gone).
+            return TypedResults.Problem("The site was changed meanwhile: it has no push endpoint now. Send pushEndpoint with deliveryMode push.",
+                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
         }
 
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,

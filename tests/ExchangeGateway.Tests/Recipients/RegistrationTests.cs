@@ -154,6 +154,33 @@ public sealed class RegistrationTests(GatewayFixture fixture)
         Assert.Equal(site.Recipient.GetProperty("contactEmail").GetString(), current.GetProperty("contactEmail").GetString());
     }
 
+    /// <summary>
+    /// A PATCH judged before the row lock, against a push site that another edit switches to poll while it waits, is a 409
+    /// that says so, not a 500 from the aggregate's rule (a push site needs an endpoint).
+    /// </summary>
+    [Fact]
+    public async Task APatchRacingASwitchToPollIsA409NotA500()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin, SiteOptions.Push(new Uri("http://127.0.0.1:9/events")));
+
+        Task<HttpResponseMessage> patch;
+        await using (var other = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await other.ExecuteAsync($"SELECT 1 FROM recipients WHERE id = '{site.Id}' FOR NO KEY UPDATE");
+            patch = admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new JsonObject { ["deliveryMode"] = "push", ["displayName"] = "Raced " + Guid.NewGuid().ToString("N")[..6] });
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "transactionid", "tuple");
+            await other.ExecuteAsync($"UPDATE recipients SET delivery_mode = 'Poll', push_endpoint = NULL WHERE id = '{site.Id}'");
+            await other.CommitAsync();
+        }
+
+        using var answer = await patch;
+        await answer.AssertProblemAsync(HttpStatusCode.Conflict);
+        using var again = await admin.GetAsync($"{Sites.AdminPath}/{site.Id}");
+        Assert.Equal("poll", (await again.ReadJsonAsync()).GetProperty("deliveryMode").GetString());
+    }
+
     [Fact]
     public async Task AChosenClientIdThatIsTakenIs409ProblemAndCreatesNothing()
     {
