@@ -18,12 +18,20 @@ public sealed record AuditVerification(
     bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail,
     string? LastCheckpointToken = null)
 {
+    /// <summary>Read to its end, intact, but a signed checkpoint lies beyond that end.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool EndsShort => Problem == "removed" && FirstBadSequence == HeadSequence + 1;
+
+    /// <summary>Of the checkpoints beyond the end, only the auditor's kept one (see <see cref="AuditVerifier.VerifyAsync"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool OnlyTheAnchorIsBeyond { get; init; }
+
     /// <summary>
-    /// The chain was read to its end, intact, and ends before <paramref name="sequence"/>: the only verdict a replica's lag
-    /// could explain. A verdict that stopped at a bad row on the way names that row, and its head is where it stopped.
+    /// The chain was read to its end, intact, and ends before <paramref name="sequence"/>, the row of the auditor's kept
+    /// checkpoint, which is the only one beyond the end: the only verdict a replica's lag could explain. A verdict that
+    /// stopped at a bad row on the way names that row; a checkpoint of the database's own beyond the end means a cut tail.
     /// </summary>
-    public bool EndsBefore(long sequence) =>
-        HeadSequence < sequence && (Ok || (Problem == "removed" && FirstBadSequence == HeadSequence + 1));
+    public bool EndsBefore(long sequence) => HeadSequence < sequence && EndsShort && OnlyTheAnchorIsBeyond;
 }
 
 /// <summary>
@@ -82,6 +90,14 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
             // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
             var verdict = await judge;
+            if (verdict.EndsShort)
+            {
+                // Only the auditor's kept checkpoint lies beyond the chain's end: a replica that has not replayed that far
+                // yet would read the same. A checkpoint the database itself holds beyond the end cannot be lag (its row is
+                // written after the rows it vouches for): the tail was cut.
+                verdict = verdict with { OnlyTheAnchorIsBeyond = !checkpoints.Any(c => c.Sequence > verdict.HeadSequence) };
+            }
+
             return verdict.Ok && unsigned is { } bad
                 ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
                     $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")

@@ -152,3 +152,22 @@ public static class ErasureDeliveries
             Details: new Dictionary<string, object?> { ["via"] = via, ["count"] = list.Count, ["jtis"] = list });
     }
 }
+
+/// <summary>
+/// A push site held by the dispatcher until a time: it asked for a wait (Retry-After), or did not answer in time, or could
+/// not be reached. One row per site, read by every claim, so no node pushes to it before then.
+/// </summary>
+public sealed class PushHold
+{
+    public Guid RecipientId { get; init; }
+    public DateTimeOffset HeldUntil { get; init; }
+}
+
+public sealed class PushHoldConfiguration : IEntityTypeConfiguration<PushHold>
+{
+    public void Configure(EntityTypeBuilder<PushHold> builder)
+    {
+        builder.ToTable("push_holds");
+        builder.HasKey(h => h.RecipientId);
+    }
+}

@@ -134,9 +134,9 @@ public sealed class EventDispatchJob(
         while (await reader.ReadAsync(cancellationToken))
         {
             batch.Add(new ObligationToSend(
-                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetString(4),
-                reader.GetString(5), reader.GetString(6), reader.GetFieldValue<DateTimeOffset>(7), reader.GetInt32(8),
-                reader.IsDBNull(9) ? null : new Uri(reader.GetString(9)), leaseEnd));
+                reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
+                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
+                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
         }
 
         return batch;
@@ -191,24 +191,25 @@ public sealed class EventDispatchJob(
             }
         }
 
-        // A site that said when to come back, or could not be reached in time: its other pending events wait until then as
-        // well, in every run and on every node (the claim below and later ones skip them), not only this run's.
-        var asked = batch.Zip(outcomes).Where(p => p.Second.HoldsSite).GroupBy(p => p.First.RecipientId)
-            .Select(g => (Site: g.Key, Until: g.Max(p => p.Second.At))).ToList();
-        if (asked.Count > 0)
+        // A site that said when to come back, or could not be reached in time, is held until then: one row per site, which
+        // every claim (any run, any node) reads, so its other events, new ones included, wait without being rewritten.
+        // Upserted in site order, so two lanes holding the same sites take the rows in the same order.
+        var holds = batch.Zip(outcomes).Where(p => p.Second.HoldSiteUntil is not null).GroupBy(p => p.First.RecipientId)
+            .Select(g => (Site: g.Key, Until: g.Max(p => p.Second.HoldSiteUntil!.Value))).OrderBy(h => h.Site).ToList();
+        if (holds.Count > 0)
         {
-            await using var postpone = new NpgsqlCommand(
+            await using var hold = new NpgsqlCommand(
                 """
-                UPDATE erasure_obligations o SET next_attempt_at = u.until
-                FROM unnest($1::uuid[], $2::timestamptz[]) AS u(site, until)
-                WHERE o.recipient_id = u.site AND o.status = 'Pending' AND o.next_attempt_at < u.until
+                INSERT INTO push_holds AS h (recipient_id, held_until)
+                SELECT site, until FROM unnest($1::uuid[], $2::timestamptz[]) AS u(site, until) ORDER BY site
+                ON CONFLICT (recipient_id) DO UPDATE SET held_until = greatest(h.held_until, excluded.held_until)
                 """,
                 connection,
                 (NpgsqlTransaction)transaction.GetDbTransaction())
             {
-                Parameters = { new() { Value = asked.Select(a => a.Site).ToArray() }, new() { Value = asked.Select(a => a.Until).ToArray() } },
+                Parameters = { new() { Value = holds.Select(h => h.Site).ToArray() }, new() { Value = holds.Select(h => h.Until).ToArray() } },
             };
-            await postpone.ExecuteNonQueryAsync(cancellationToken);
+            await hold.ExecuteNonQueryAsync(cancellationToken);
         }
 
         // Before the audit append, which takes the chain lock: the lock is held from there to the commit.
@@ -246,13 +247,13 @@ public sealed class EventDispatchJob(
                 ORDER BY o.next_attempt_at
                 LIMIT $4
                 FOR UPDATE SKIP LOCKED) o
-            WHERE r.delivery_mode = 'Push'),
+            WHERE r.delivery_mode = 'Push' AND NOT EXISTS (SELECT 1 FROM push_holds h WHERE h.recipient_id = r.id AND h.held_until > $1)),
         -- Round robin across sites, oldest first within each: every site's deliveries start in every batch.
         due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
         UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
         FROM due, recipients r
         WHERE o.id = due.id AND r.id = o.recipient_id
-        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
+        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
         """;
 
     private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)
@@ -286,9 +287,9 @@ public sealed class EventDispatchJob(
                     }
 
                     var outcome = await DeliverOneAsync(client, obligation, cancellationToken);
-                    if (outcome.HoldsSite)
+                    if (outcome.HoldSiteUntil is { } hold)
                     {
-                        gates.Pause(obligation.RecipientId, outcome.At);
+                        gates.Pause(obligation.RecipientId, hold);
                     }
 
                     return outcome;
@@ -375,20 +376,21 @@ public sealed class EventDispatchJob(
             {
                 var wait = retryAfter.Delta ?? (retryAfter.Date - time.GetUtcNow()) ?? TimeSpan.Zero;
                 wait = wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : wait;
-                return new Outcome(false, time.GetUtcNow() + wait, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", HoldsSite: true);
+                var until = time.GetUtcNow() + wait;
+                return new Outcome(false, until, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", HoldSiteUntil: until);
             }
 
             return Retry(obligation, $"HTTP {(int)response.StatusCode}");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return Retry(obligation, "timed out") with { HoldsSite = true };
+            return Retry(obligation, "timed out") with { HoldSiteUntil = SiteRetry() };
         }
         catch (HttpRequestException e)
         {
             // The message names the endpoint's host and the socket error, never personal data.
             return Retry(obligation, e.InnerException is PushEndpointRefusedException refused ? refused.Message : $"connection failed: {e.HttpRequestError}")
-                with { HoldsSite = true };
+                with { HoldSiteUntil = SiteRetry() };
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -397,6 +399,12 @@ public sealed class EventDispatchJob(
             return Retry(obligation, $"unexpected answer: {e.GetType().Name}");
         }
     }
+
+    /// <summary>
+    /// When a site that timed out or could not be reached is tried again: the schedule's first step, whatever the attempts
+    /// of the event that found it down (an old event's long back-off would hold the site's new events for a day).
+    /// </summary>
+    private DateTimeOffset SiteRetry() => time.GetUtcNow() + options.Value.Backoff(0, Random.Shared);
 
     private Outcome Retry(ObligationToSend obligation, string error)
     {
@@ -453,8 +461,8 @@ public sealed class EventDispatchJob(
     private const int MaxErrorBody = 4096;
 
     /// <summary>
-    /// <paramref name="HoldsSite"/>: the answer is about the site, not this event (Retry-After on a 429 or 503, a timeout, a
-    /// connection that failed), so all its events wait until <paramref name="At"/>.
+    /// <paramref name="HoldSiteUntil"/>: the answer is about the site, not this event (Retry-After on a 429 or 503, a timeout,
+    /// a connection that failed), so all its events wait until then.
     /// </summary>
-    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true, bool HoldsSite = false);
+    private sealed record Outcome(bool Delivered, DateTimeOffset At, string? Error, bool Attempted = true, DateTimeOffset? HoldSiteUntil = null);
 }

@@ -18,7 +18,7 @@ namespace ExchangeGateway.Events;
 /// the dispatcher signs thousands of these a second and the handler's claim dictionaries and re-serialisation cost more
 /// than the signature. The tests verify every SET with the standard handler against the published JWKS.
 /// </remarks>
-public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
+public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth, Audit.Pseudonyms pseudonyms)
 {
     public const string TokenType = "secevent+jwt";
 
@@ -43,8 +43,9 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
             writer.WriteString("aud", obligation.ClientId);
             writer.WriteString("jti", obligation.Jti);
             writer.WriteNumber("iat", issuedAt.ToUnixTimeSeconds());
-            // No txn: RFC 8417 makes it optional, and the episode's id is the gateway's (promise 6: a site sees only its own
-            // opaque ids, here the subject's pairwise id); a value shared by a change's events would link the sites instead.
+            // The episode's events share a txn, but not the gateway's id of the episode (promise 6: a site sees only opaque
+            // ids): a keyed hash of it. Episodes are per site, so no two sites ever get the same txn.
+            writer.WriteString("txn", pseudonyms.Of("txn:" + obligation.ConsentId.ToString()));
             writer.WriteStartObject("events");
             writer.WriteStartObject(EventKinds.UriPrefix + obligation.Kind);
             writer.WriteStartObject("subject");
@@ -105,5 +106,5 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth)
 
 /// <summary>What a delivery needs to know about one obligation; ids only, no personal data.</summary>
 public sealed record ObligationToSend(
-    long Id, Guid Jti, Guid RecipientId, string ClientId, string PairwiseId, string Kind, string Cause,
+    long Id, Guid Jti, Guid RecipientId, string ClientId, Guid ConsentId, string PairwiseId, string Kind, string Cause,
     DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint, DateTimeOffset? LeaseEnd = null);

@@ -63,7 +63,7 @@ public sealed class AuditReplicaTests
         var kept = (await AuditLog.VerifyAsync(auditor)).GetProperty("lastCheckpointToken").GetString()!;
         await using (var owner = await database.OpenOwnerConnectionAsync())
         await using (var tamper = new NpgsqlCommand(
-            "SET session_replication_role = replica; UPDATE audit_events SET outcome = CASE outcome WHEN 'success' THEN 'failure' ELSE 'success' END WHERE sequence = 1",
+            "SET session_replication_role = replica; UPDATE audit_events SET outcome = outcome || '!' WHERE sequence = 1",
             owner))
         {
             await tamper.ExecuteNonQueryAsync();
@@ -76,6 +76,26 @@ public sealed class AuditReplicaTests
             Assert.False(verdict.GetProperty("ok").GetBoolean());
             Assert.Equal("altered", verdict.GetProperty("problem").GetString());
             Assert.Equal(1, verdict.GetProperty("firstBadSequence").GetInt64());
+        }
+
+        // Row 1 put back, the tail cut from the checkpointed row on: the database's own checkpoint lies beyond the end, which
+        // no replica lag explains (its row is written after the rows it vouches for), so it is a removal, not a 503.
+        var checkpointed = await database.ScalarAsync<long>("SELECT max(sequence) FROM audit_checkpoints");
+        await using (var owner = await database.OpenOwnerConnectionAsync())
+        await using (var tamper = new NpgsqlCommand(
+            "SET session_replication_role = replica; UPDATE audit_events SET outcome = left(outcome, -1) WHERE sequence = 1; " +
+            $"DELETE FROM audit_events WHERE sequence >= {checkpointed}",
+            owner))
+        {
+            await tamper.ExecuteNonQueryAsync();
+        }
+
+        using (var cut = await auditor.GetAsync($"{AuditLog.VerifyPath}?anchor={Uri.EscapeDataString(kept)}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, cut.StatusCode);
+            var verdict = await cut.ReadJsonAsync();
+            Assert.Equal("removed", verdict.GetProperty("problem").GetString());
+            Assert.Equal(checkpointed, verdict.GetProperty("firstBadSequence").GetInt64());
         }
 
         // The erasure obligations and a site's compliance too.

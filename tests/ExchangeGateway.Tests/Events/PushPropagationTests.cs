@@ -97,7 +97,10 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         Assert.Equal(("erasure-required", "subject-erased", idB), (erased.Kind, erased.Cause, erased.SubjectId));
         Assert.Single(receiverA.Received);
         Assert.Equal(3, new[] { revoked.Jti, offline.Jti, erased.Jti }.Distinct().Count());
-        // The gateway's id of the episode appears in none of the events (promise 6).
+        // An episode's events share a txn (B's CV going offline, then its seeker erased), another site's episode has its own,
+        // and the gateway's id of an episode appears in none of the events (promise 6).
+        Assert.Equal(offline.Txn, erased.Txn);
+        Assert.NotEqual(revoked.Txn, erased.Txn);
         Assert.All(receiverA.Received.Concat(receiverB.Received), set =>
             Assert.DoesNotContain(consentA, Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(set.Body.Split('.')[1]), StringComparison.OrdinalIgnoreCase));
         using (var site = Gateway.CreateHttpClient().WithToken(tokenB))

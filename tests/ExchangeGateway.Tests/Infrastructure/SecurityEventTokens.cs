@@ -7,7 +7,7 @@ namespace ExchangeGateway.Tests.Infrastructure;
 
 /// <summary>A SET that passed verification, with the members a recipient acts on.</summary>
 public sealed record VerifiedSet(
-    string Jti, string Audience, DateTimeOffset IssuedAt, string Kind, string SubjectId, string Cause, DateTimeOffset ConfirmBefore);
+    string Jti, string Audience, string Txn, DateTimeOffset IssuedAt, string Kind, string SubjectId, string Cause, DateTimeOffset ConfirmBefore);
 
 /// <summary>
 /// Verifies Security Event Tokens the way a recipient would: keys fetched from the gateway's JWKS over HTTP, signature and
@@ -55,8 +55,8 @@ public static class SecurityEventTokens
         Assert.Equal(audience, payload.GetProperty("aud").GetString());
         var jti = payload.GetProperty("jti").GetString()!;
         Assert.True(Guid.TryParse(jti, out _), $"jti {jti} is not a UUID");
-        // No gateway id travels in a SET (promise 6): no txn, whose only candidate was the episode's id.
-        Assert.False(payload.TryGetProperty("txn", out _), "a SET carries a txn");
+        var txn = payload.GetProperty("txn").GetString();
+        Assert.False(string.IsNullOrEmpty(txn));
         var iat = DateTimeOffset.FromUnixTimeSeconds(payload.GetProperty("iat").GetInt64());
 
         var events = payload.GetProperty("events").EnumerateObject().ToList();
@@ -70,7 +70,7 @@ public static class SecurityEventTokens
         Assert.StartsWith("cv_", subjectId, StringComparison.Ordinal);
         var cause = body.GetProperty("cause").GetString()!;
         var confirmBefore = DateTimeOffset.FromUnixTimeSeconds(body.GetProperty("confirm_before").GetInt64());
-        return new VerifiedSet(jti, audience, iat, kind, subjectId, cause, confirmBefore);
+        return new VerifiedSet(jti, audience, txn!, iat, kind, subjectId, cause, confirmBefore);
     }
 
     /// <summary>The claims of a SET, read without verifying it (to sort or count what a receiver got).</summary>

@@ -631,6 +631,23 @@ namespace ExchangeGateway.Data.Migrations
                     b.ToTable("erasure_obligations", (string)null);
                 });
 
+            modelBuilder.Entity("ExchangeGateway.Events.PushHold", b =>
+                {
+                    b.Property<Guid>("RecipientId")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("recipient_id");
+
+                    b.Property<DateTimeOffset>("HeldUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("held_until");
+
+                    b.HasKey("RecipientId")
+                        .HasName("pk_push_holds");
+
+                    b.ToTable("push_holds", (string)null);
+                });
+
             modelBuilder.Entity("ExchangeGateway.Exchange.Disclosure", b =>
                 {
                     b.Property<long>("Id")
