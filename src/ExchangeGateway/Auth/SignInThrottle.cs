@@ -112,8 +112,12 @@ public sealed class SignInThrottle(
     public Task SucceededAsync(string userId, string source, CancellationToken cancellationToken) =>
         db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source == source).ExecuteDeleteAsync(cancellationToken);
 
-    /// <summary>Whether the browser's device cookie says it signed in to this account (within <see cref="DeviceKept"/>).</summary>
-    public bool IsKnownDevice(string? cookie, string userId)
+    /// <summary>
+    /// Whether the browser's device cookie says it signed in to this account (within <see cref="DeviceKept"/>) since the
+    /// account's last password change: a reset, which ends every session, also makes every browser new again, so a
+    /// browser someone else once signed in with is not trusted past the ceiling after the holder took the account back.
+    /// </summary>
+    public bool IsKnownDevice(string? cookie, GatewayUser user)
     {
         if (string.IsNullOrEmpty(cookie))
         {
@@ -123,8 +127,8 @@ public sealed class SignInThrottle(
         try
         {
             var parts = dataProtection.CreateProtector(DevicePurpose).Unprotect(cookie).Split('\n');
-            return parts.Length == 2 && parts[0] == userId
-                && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var issued)
+            return parts.Length == 3 && parts[0] == user.Id && parts[1] == user.SecurityStamp
+                && long.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out var issued)
                 && time.GetUtcNow() - DateTimeOffset.FromUnixTimeSeconds(issued) < DeviceKept;
         }
         catch (CryptographicException)
@@ -134,9 +138,15 @@ public sealed class SignInThrottle(
     }
 
     /// <summary>The device cookie's value for a browser that has just signed in to this account.</summary>
-    public string DeviceCookieFor(string userId) =>
+    public string DeviceCookieFor(GatewayUser user) =>
         dataProtection.CreateProtector(DevicePurpose).Protect(
-            userId + "\n" + time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
+            user.Id + "\n" + user.SecurityStamp + "\n" + time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>
+    /// A known browser counts its wrong passwords as a source of its own, not its network's: someone on the holder's shared
+    /// network (a job centre, a carrier's NAT) cannot spend the holder's own browser's allowance.
+    /// </summary>
+    public string SourceOfDevice(string cookie) => pseudonyms.Of("sign-in-device:" + cookie);
 
     /// <summary>A new password (the reset link proves the mailbox): every source's count starts again.</summary>
     public static Task ForgetAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>

@@ -351,7 +351,16 @@ public sealed class EventDispatchJob(
         {
             // Signed inside the try: a signing fault is this delivery's failed attempt (recorded, with its reason), not the
             // batch's, which would leave every row of it to the lease with nothing said.
-            var set = tokens.CreateAscii(obligation, time.GetUtcNow());
+            byte[] set;
+            try
+            {
+                set = tokens.CreateAscii(obligation, time.GetUtcNow());
+            }
+            catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or InvalidCastException or InvalidOperationException)
+            {
+                return Retry(obligation, $"the gateway could not sign the event: {e.GetType().Name}");
+            }
+
             // Headers given in their final form (Accept is the client's default): parsing them back per request showed up in
             // the dispatcher's profile.
             using var request = new HttpRequestMessage(HttpMethod.Post, obligation.PushEndpoint) { Content = new ByteArrayContent(set) };

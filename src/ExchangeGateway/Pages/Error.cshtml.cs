@@ -31,6 +31,13 @@ public sealed class ErrorModel : PageModel
 
     public IActionResult OnPost() => Show();
 
+    // Every method a failed request can come with is re-executed with it; none may render the page unasked.
+    public IActionResult OnPut() => Show();
+
+    public IActionResult OnDelete() => Show();
+
+    public IActionResult OnPatch() => Show();
+
     private IActionResult Show()
     {
         if (HttpContext.Features.Get<IStatusCodeReExecuteFeature>() is null && HttpContext.Features.Get<IExceptionHandlerPathFeature>() is null)

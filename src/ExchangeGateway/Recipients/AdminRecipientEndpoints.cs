@@ -562,8 +562,9 @@ public static partial class AdminRecipientEndpoints
 
     /// <summary>
     /// A status change's reason is free text an operator typed, and could name a person; the audit log is append-only and
-    /// keeps only pseudonyms (promise 4), so it keeps the reason's SHA-256, which proves what was written, and the site's
-    /// row keeps the text itself (<c>statusReason</c>), where it can be corrected.
+    /// keeps only pseudonyms (promise 4), so it keeps a keyed hash of the reason (a plain hash of a short text could be
+    /// confirmed by guessing it), which the gateway can check a text against, and the site's row keeps the text itself
+    /// (<c>statusReason</c>), where it can be corrected.
     /// </summary>
     private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
     {
@@ -571,9 +572,12 @@ public static partial class AdminRecipientEndpoints
         return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Recipient: recipient.ClientId,
             Details: reason is null ? null : new Dictionary<string, object?>
             {
-                ["reasonSha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(reason))),
+                ["reasonDigest"] = ReasonDigest(audit.Pseudonyms, reason),
             });
     }
+
+    /// <summary>The audit log's keyed digest of a status change's reason.</summary>
+    public static string ReasonDigest(Pseudonyms pseudonyms, string reason) => pseudonyms.Of("status-reason:" + reason);
 
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]
     private static partial Regex ClientIdPattern();

@@ -36,7 +36,6 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Equal(TimeSpan.FromDays(90), offlineAt - refreshedAt);
     }
 
-    /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a write answers must be what a later read returns.</summary>
     /// <summary>A file saved with a UTF-8 byte order mark (Notepad, PowerShell 5) is the same document, stored without it.</summary>
     [Fact]
     public async Task ADocumentWithAByteOrderMarkIsAccepted()
@@ -53,6 +52,7 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.DoesNotContain("\uFEFF", stored, StringComparison.Ordinal);
     }
 
+    /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a write answers must be what a later read returns.</summary>
     [Fact]
     public async Task TheTimesAPutOrARefreshAnswersAreTheTimesALaterGetReturns()
     {

@@ -145,6 +145,9 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     {
         var (first, email, oldPassword) = await PageSession.SignUpAsync(fixture.Factory);
         first.Dispose();
+        // A browser someone once signed in with (the holder's old one, or an intruder's).
+        using var before = new PageSession(fixture.Factory);
+        Assert.True(await SignsInAsync(email, oldPassword, "192.0.2.29", before));
         async Task GuessAsync()
         {
             using var guesser = new PageSession(fixture.Factory);
@@ -176,6 +179,8 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         Assert.Contains("<h1>Mon CV</h1>", await holder.GetPageAsync("/Cv"), StringComparison.Ordinal);
         await GuessAsync();
         Assert.False(await SignsInAsync(email, password, "192.0.2.31"));
+        // The reset made every browser new: the one signed in before the reset is not trusted past the ceiling any more.
+        Assert.False(await SignsInAsync(email, password, "192.0.2.32", before));
         Assert.Contains("<h1>Mon CV</h1>", await holder.GetPageAsync("/Cv"), StringComparison.Ordinal);
         Assert.Contains("type=\"checkbox\"", await holder.GetPageAsync("/Sharing"), StringComparison.Ordinal);
     }
@@ -272,6 +277,14 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         Assert.False(await SignsInAsync(email, password, "192.0.2.42"));
         Assert.False(await SignsInAsync(email, password, "192.0.2.43", otherAccounts));
         Assert.True(await SignsInAsync(email, password, "192.0.2.44", known));
+
+        // Nor does a guesser on the browser's own network spend its allowance: a known browser counts for itself.
+        using (var neighbour = new PageSession(fixture.Factory))
+        {
+            await Actors.GuessPasswordsAsync(neighbour.Http, email, 5, _ => "192.0.2.45");
+        }
+
+        Assert.True(await SignsInAsync(email, password, "192.0.2.45", known));
     }
 
     /// <summary>

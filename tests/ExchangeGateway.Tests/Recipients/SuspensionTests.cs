@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
@@ -34,7 +35,8 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         var details = await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.RecipientSuspended}' AND recipient = '{site.ClientId}'");
         Assert.DoesNotContain("breach", details, StringComparison.OrdinalIgnoreCase);
-        Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData("Data breach under investigation"u8)), details, StringComparison.Ordinal);
+        Assert.Contains(ExchangeGateway.Recipients.AdminRecipientEndpoints.ReasonDigest(
+            fixture.Factory.Services.GetRequiredService<ExchangeGateway.Audit.Pseudonyms>(), "Data breach under investigation"), details, StringComparison.Ordinal);
 
         // The token has minutes left to run, but the gateway checks the live registry on every request.
         var problem = await (await client.GetAsync(Sites.FeedPath)).AssertProblemAsync(HttpStatusCode.Forbidden);

@@ -13,7 +13,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
 public sealed class LoginModel(
     SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications) : PageModel
+    IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
@@ -29,21 +29,23 @@ public sealed class LoginModel(
             return Page();
         }
 
-        // One transaction for the attempt: a wrong password's failed-count update and the audit event commit together, so a
-        // known account costs the same one commit as an unknown address (a commit is what a stopwatch would see).
+        // One transaction for the attempt: a wrong password's count and the audit event commit together, so a known account
+        // costs the same one commit as an unknown address (a commit is what a stopwatch would see).
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        // Attempts on one address take turns: run side by side, each read the same failed count and all but one lost the
-        // update to the concurrency check, uncounted, so fifty parallel guesses cost one strike of the five the lockout allows.
-        // A lock on the address, not the account's row: every address takes turns alike, so waiting tells no one it exists.
+        // Attempts on one address take turns: run side by side, each would read the same count of failures, and fifty
+        // parallel guesses would all be checked against a count of four. A lock on the address, not the account's row:
+        // every address takes turns alike, so waiting tells no one it exists.
         Email = Email.Trim();
         await Locks.SignInAsync(db, users.NormalizeEmail(Email), HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
-        var source = throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
+        var device = Request.Cookies[SignInThrottle.DeviceCookie];
+        var known = user is not null && throttle.IsKnownDevice(device, user);
+        var source = known ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
         // A network that has spent its wrong passwords on this account, or a browser new to an account that has met its
         // ceiling, gets no password check: not even the right password gets in from there until the window ends, while
-        // the holder signing in from elsewhere, or from a browser that signed in before, does.
-        var refused = user is not null && await throttle.IsRefusedAsync(
-            user.Id, source, throttle.IsKnownDevice(Request.Cookies[SignInThrottle.DeviceCookie], user.Id), HttpContext.RequestAborted);
+        // the holder signing in from elsewhere, or from a browser that signed in before, does. The count is read for an
+        // unknown address too (of no account), so that both cost the same queries.
+        var refused = await throttle.IsRefusedAsync(user?.Id ?? "", source, known, HttpContext.RequestAborted) && user is not null;
         var result = user is null || refused
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
             : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: false);
@@ -56,10 +58,10 @@ public sealed class LoginModel(
         else if (result.Succeeded)
         {
             await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
-            Response.Cookies.Append(SignInThrottle.DeviceCookie, throttle.DeviceCookieFor(user.Id), new CookieOptions
+            Response.Cookies.Append(SignInThrottle.DeviceCookie, throttle.DeviceCookieFor(user), new CookieOptions
             {
-                HttpOnly = true, Secure = Request.IsHttps, SameSite = SameSiteMode.Strict, Path = "/Account",
-                MaxAge = SignInThrottle.DeviceKept, IsEssential = true,
+                HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/Account", MaxAge = SignInThrottle.DeviceKept, IsEssential = true,
+                Secure = PagesSetup.SecurePolicy(environment) == CookieSecurePolicy.Always || Request.IsHttps,
             });
         }
         else
