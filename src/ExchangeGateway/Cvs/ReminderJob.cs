@@ -20,7 +20,7 @@ namespace ExchangeGateway.Cvs;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
-    ILogger<ReminderJob> logger)
+    IOptions<Pages.PagesOptions> pages, ILogger<ReminderJob> logger)
 {
     /// <summary>
     /// Well inside Hangfire's invisibility timeout (10 minutes), after which another worker would take the same job while
@@ -134,7 +134,9 @@ public sealed class ReminderJob(
                 Notice? notice = null;
                 if (consent.SeekerId is not null && emails.TryGetValue(consent.SeekerId, out var email))
                 {
-                    var date = consent.ExpiresAt.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+                    // The date the seeker's Sharing page shows for it: in the pages' time zone, not UTC (a consent given
+                    // after 23:00 in Paris ends a day later there than in UTC).
+                    var date = Pages.PageFormat.InZone(consent.ExpiresAt, pages.Value.TimeZone).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
                     notice = new Notice(email, "Votre partage de CV arrive à échéance / Your CV sharing ends soon",
                         $"Le partage de votre CV avec {names[consent.RecipientId]} prend fin le {date}. Ensuite, cochez de nouveau la case pour continuer à partager.\n\n" +
                         $"Sharing your CV with {names[consent.RecipientId]} ends on {date}. After that, tick the box again to go on sharing.");

@@ -38,6 +38,9 @@ public sealed class PageFormat(IStringLocalizer<PageText> text, IOptions<PagesOp
 
     private DateTimeOffset Local(DateTimeOffset at) => TimeZoneInfo.ConvertTime(at, _zone);
 
+    /// <summary>An instant in the pages' time zone, for texts outside a page (a reminder mail) that must show the same date.</summary>
+    public static DateTimeOffset InZone(DateTimeOffset at, string zone) => TimeZoneInfo.ConvertTime(at, FindZone(zone));
+
     private static TimeZoneInfo FindZone(string id) =>
         TimeZoneInfo.TryFindSystemTimeZoneById(id, out var zone) ? zone : TimeZoneInfo.Utc;
 }

@@ -107,6 +107,11 @@ public sealed class ReminderTests(GatewayFixture fixture)
         Assert.Empty(usual.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(usual)));
     }
 
+    /// <summary>A reminder mail dates the end of a sharing in the pages' time zone, as the Sharing page does, not in UTC.</summary>
+    [Fact]
+    public void AnEndAfterElevenPmUtcIsTheNextDayInParis() =>
+        Assert.Equal(new DateTime(2026, 7, 1), ExchangeGateway.Pages.PageFormat.InZone(new DateTimeOffset(2026, 6, 30, 22, 30, 0, TimeSpan.Zero), "Europe/Paris").Date);
+
     private List<(string Path, string Text, string Raw)> MailTo(string address) => MailTo(fixture.Factory, address);
 
     private static List<(string Path, string Text, string Raw)> MailTo(GatewayFactory factory, string address)
