@@ -75,6 +75,9 @@ public static partial class Problems
     public static ProblemHttpResult NotFound(string detail = "No such resource.") =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
 
+    public static ProblemHttpResult Conflict(string detail) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+
     [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'")]
     private static partial System.Text.RegularExpressions.Regex Internals();
 

@@ -249,8 +249,7 @@ public static partial class AdminRecipientEndpoints
         if ((request.DeliveryMode ?? recipient.DeliveryMode) == DeliveryMode.Push && (request.PushEndpoint ?? recipient.PushEndpoint) is null)
         {
             // Judged before the lock against a site another edit has since switched to poll (its endpoint gone).
-            return TypedResults.Problem("The site was changed meanwhile: it has no push endpoint now. Send pushEndpoint with deliveryMode push.",
-                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+            return Problems.Conflict("The site was changed meanwhile: it has no push endpoint now. Send pushEndpoint with deliveryMode push.");
         }
 
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
@@ -330,8 +329,7 @@ public static partial class AdminRecipientEndpoints
             && await db.Set<Consent>().AnyAsync(c => c.RecipientId == id && c.State == ConsentState.Active, cancellationToken))
         {
             // Reinstated now, the episodes the suspension has not ended yet would stand again: the suspension ends them first.
-            return TypedResults.Problem("The suspension is still ending this site's consents: retry in a minute.",
-                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+            return Problems.Conflict("The suspension is still ending this site's consents: retry in a minute.");
         }
 
         var (ended, obligations) = (0, 0);
@@ -385,8 +383,7 @@ public static partial class AdminRecipientEndpoints
 
         if (recipient.ClientAuthentication != ClientAuthentication.ClientSecretBasic)
         {
-            return TypedResults.Problem("This recipient authenticates with private_key_jwt: it has no secret to rotate.",
-                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+            return Problems.Conflict("This recipient authenticates with private_key_jwt: it has no secret to rotate.");
         }
 
         var application = (OpenIddictEntityFrameworkCoreApplication?)await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
@@ -424,8 +421,7 @@ public static partial class AdminRecipientEndpoints
 
         if (recipient.ClientAuthentication != ClientAuthentication.PrivateKeyJwt)
         {
-            return TypedResults.Problem("This recipient authenticates with a client secret: rotate it with rotate-secret.",
-                statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+            return Problems.Conflict("This recipient authenticates with a client secret: rotate it with rotate-secret.");
         }
 
         var application = await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
@@ -462,7 +458,7 @@ public static partial class AdminRecipientEndpoints
         new Dictionary<string, string[]> { ["client"] = e.Results.Select(r => r.ErrorMessage ?? "Invalid.").Distinct().ToArray() });
 
     private static ProblemHttpResult ClientIdTaken(string clientId) =>
-        TypedResults.Problem($"The client id '{clientId}' is taken.", statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+        Problems.Conflict($"The client id '{clientId}' is taken.");
 
     private static void ValidateDescription(
         RequestErrors errors, string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail, RecipientOptions options)
