@@ -331,7 +331,7 @@ public sealed class CvApiTests(GatewayFixture fixture)
         var site = await fixture.Actors.DemoSiteTokenAsync();
         var id = await Propagation.ReadAsync(fixture.Factory, site, marker);
         await fixture.Database.ExecuteAsync(
-            $"UPDATE cvs SET state = 'Erased', sealed = NULL, content_hash = NULL, erased_at = now() WHERE seeker_id = '{seeker.Id}'");
+            $"UPDATE cvs SET state = 'Erased', sealed = NULL, content_hash = NULL, erased_at = '{fixture.Time.GetUtcNow():O}' WHERE seeker_id = '{seeker.Id}'");
 
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-new"));
 
@@ -339,6 +339,28 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
         Assert.Equal("Ended", await fixture.Database.ScalarAsync<string>(
             $"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{demo}' ORDER BY granted_at DESC LIMIT 1"));
+    }
+
+    /// <summary>
+    /// A tick given after the CV was erased is the seeker asking to share the CV they publish next: publishing keeps it,
+    /// and the site reads the new CV (found by the sharing property test: Put, EraseCv, Tick, Put).
+    /// </summary>
+    [Fact]
+    public async Task ATickGivenAfterAnErasureSharesTheCvPublishedNext()
+    {
+        var marker = "tick-after-erasure-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        using (var me = fixture.Client().WithToken(seeker.Tokens.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await me.DeleteAsync("/api/v1/me/cv")).StatusCode);
+        }
+
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        fixture.Time.Advance(TimeSpan.FromSeconds(1));
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-new"));
+
+        Assert.False(string.IsNullOrEmpty(await Propagation.ReadAsync(fixture.Factory, await fixture.Actors.TokenAsync(site), marker + "-new")));
     }
 
     [Fact]
