@@ -43,7 +43,8 @@ public sealed class CvWriter(
         {
             // Erased before an erasure ended the sharing too (an earlier release): the sites told to delete the old CV do
             // not get the new one under the same ids; the seeker ticks again where they want it. Only episodes from before
-            // the erasure: a tick given since, with no CV to share, is the seeker asking to share the one published now.
+            // the erasure (an erasure now ends those itself): a tick given since, with no CV to share, is the seeker asking
+            // to share the one published now.
             (_, endings, _, obligations) = await EndSharingAsync(seekerId, erasedAt, cancellationToken);
         }
 
@@ -106,7 +107,7 @@ public sealed class CvWriter(
         }
 
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
-        var (now, entries, ended, obligations) = await EndSharingAsync(seekerId, grantedBy: null, cancellationToken);
+        var (now, entries, ended, obligations) = await EndSharingAsync(seekerId, grantedBefore: null, cancellationToken);
         cv.Erase(now);
         await db.SaveChangesAsync(cancellationToken);
         entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = ended }));
@@ -122,12 +123,12 @@ public sealed class CvWriter(
     /// (returned, for the caller's append) and its obligation where something was disclosed; the feeds move.
     /// </summary>
     private async Task<(DateTimeOffset Now, List<AuditEntry> Entries, int Ended, int Obligations)> EndSharingAsync(
-        string seekerId, DateTimeOffset? grantedBy, CancellationToken cancellationToken)
+        string seekerId, DateTimeOffset? grantedBefore, CancellationToken cancellationToken)
     {
         // Locked like an untick (in id order, as a suspension locks them): an expiry or suspension ending the same episode
-        // now either commits first or waits. With grantedBy, only the episodes granted by then.
+        // now either commits first or waits. With grantedBefore, only the episodes granted before then.
         var episodes = await db.Set<Consent>()
-            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' AND granted_at <= {grantedBy ?? DateTimeOffset.MaxValue} ORDER BY id FOR NO KEY UPDATE")
+            .FromSql($"SELECT * FROM consents WHERE seeker_id = {seekerId} AND state = 'Active' AND granted_at < {grantedBefore ?? DateTimeOffset.MaxValue} ORDER BY id FOR NO KEY UPDATE")
             .ToListAsync(cancellationToken);
         var sites = await db.Recipients.AsNoTracking().Where(r => episodes.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
         var now = await Locks.ChainForEndAsync(db, time, cancellationToken);

@@ -63,6 +63,8 @@ public sealed class SharingPropertyTests(GatewayFixture fixture)
                         break;
                     case Op.EraseCv:
                         (await client.DeleteAsync("/api/v1/me/cv")).Dispose();
+                        // Erasing the CV ends its sharing (the sites are told to delete it); a new CV needs a new tick.
+                        consent = consent && !(hasCv && !erased);
                         erased = hasCv || erased;
                         break;
                     case Op.Wait:
