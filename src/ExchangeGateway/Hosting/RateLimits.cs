@@ -23,7 +23,7 @@ public sealed class RateLimitOptions
     public int TokenRequestsPerMinute { get; set; } = 60;
 
     /// <summary>API requests per minute per authenticated caller (the token's subject).</summary>
-    [Range(1, 1_000_000)]
+    [Range(1, 100_000_000)]
     public int ApiRequestsPerMinute { get; set; } = 1200;
 
     /// <summary>
