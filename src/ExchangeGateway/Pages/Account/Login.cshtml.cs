@@ -23,10 +23,9 @@ public sealed class LoginModel(
 
     public async Task<IActionResult> OnPostAsync()
     {
-        await AllowAuthorizationTargetAsync();
         if (!ModelState.IsValid)
         {
-            return Page();
+            return await PageAgainAsync();
         }
 
         // One transaction for the attempt: a wrong password's count and the audit event commit together, so a known account
@@ -76,10 +75,17 @@ public sealed class LoginModel(
             // One message for unknown account, wrong password, a refused network, lockout and a sign-up not finished (no
             // password yet): the page must not reveal who has an account.
             ModelState.AddModelError(nameof(Email), text["Login.Failed"]);
-            return Page();
+            return await PageAgainAsync();
         }
 
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
+    }
+
+    /// <summary>The form again: its policy is looked up only when there is a page to send, not for a sign-in that redirects.</summary>
+    private async Task<IActionResult> PageAgainAsync()
+    {
+        await AllowAuthorizationTargetAsync();
+        return Page();
     }
 
     /// <summary>
