@@ -375,24 +375,16 @@ public static partial class AdminRecipientEndpoints
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var recipient = await LockedAsync(db, id, cancellationToken);
-        if (recipient is null)
+        var (recipient, application, descriptor, problem) = await CredentialsAsync(
+            db, applications, id, ClientAuthentication.ClientSecretBasic, "This recipient authenticates with private_key_jwt: it has no secret to rotate.", cancellationToken);
+        if (problem is not null)
         {
-            return Problems.NotFound("No recipient with this id.");
+            return problem;
         }
 
-        if (recipient.ClientAuthentication != ClientAuthentication.ClientSecretBasic)
-        {
-            return Problems.Conflict("This recipient authenticates with private_key_jwt: it has no secret to rotate.");
-        }
-
-        var application = (OpenIddictEntityFrameworkCoreApplication?)await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
-            ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
         var secret = RecipientClients.NewSecret();
-        recipient.SecretRotated(application.ClientSecret, grace, time.GetUtcNow());
-        var descriptor = new OpenIddictApplicationDescriptor();
-        await applications.PopulateAsync(descriptor, application, cancellationToken);
-        descriptor.ClientSecret = secret;
+        recipient!.SecretRotated(((OpenIddictEntityFrameworkCoreApplication)application!).ClientSecret, grace, time.GetUtcNow());
+        descriptor!.ClientSecret = secret;
         await applications.UpdateAsync(application, descriptor, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient), cancellationToken);
@@ -413,25 +405,17 @@ public static partial class AdminRecipientEndpoints
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var recipient = await LockedAsync(db, id, cancellationToken);
-        if (recipient is null)
+        var (recipient, application, descriptor, problem) = await CredentialsAsync(
+            db, applications, id, ClientAuthentication.PrivateKeyJwt, "This recipient authenticates with a client secret: rotate it with rotate-secret.", cancellationToken);
+        if (problem is not null)
         {
-            return Problems.NotFound("No recipient with this id.");
+            return problem;
         }
 
-        if (recipient.ClientAuthentication != ClientAuthentication.PrivateKeyJwt)
-        {
-            return Problems.Conflict("This recipient authenticates with a client secret: rotate it with rotate-secret.");
-        }
-
-        var application = await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
-            ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
-        var descriptor = new OpenIddictApplicationDescriptor();
-        await applications.PopulateAsync(descriptor, application, cancellationToken);
-        descriptor.JsonWebKeySet = keys;
+        descriptor!.JsonWebKeySet = keys;
         try
         {
-            await applications.UpdateAsync(application, descriptor, cancellationToken);
+            await applications.UpdateAsync(application!, descriptor, cancellationToken);
         }
         catch (OpenIddictExceptions.ValidationException e)
         {
@@ -439,7 +423,7 @@ public static partial class AdminRecipientEndpoints
         }
 
         // The keys' RFC 7638 thumbprints: which keys the site may sign with from now on, and nothing secret.
-        var entry = OperatorEntry(context, audit, AuditActions.RecipientKeysRotated, recipient) with
+        var entry = OperatorEntry(context, audit, AuditActions.RecipientKeysRotated, recipient!) with
         {
             Details = new Dictionary<string, object?>
             {
@@ -448,8 +432,34 @@ public static partial class AdminRecipientEndpoints
         };
         await audit.AppendAsync(entry, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient!.ClientId);
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
+    }
+
+    /// <summary>
+    /// The opening of a credential change (secret or keys): the site's row locked, a 404 for no site, a 409 when it
+    /// authenticates another way, and its OAuth client with a descriptor to change.
+    /// </summary>
+    private static async Task<(Recipient? Recipient, object? Application, OpenIddictApplicationDescriptor? Descriptor, ProblemHttpResult? Problem)> CredentialsAsync(
+        GatewayDbContext db, IOpenIddictApplicationManager applications, Guid id, ClientAuthentication expected, string otherwise,
+        CancellationToken cancellationToken)
+    {
+        var recipient = await LockedAsync(db, id, cancellationToken);
+        if (recipient is null)
+        {
+            return (null, null, null, Problems.NotFound("No recipient with this id."));
+        }
+
+        if (recipient.ClientAuthentication != expected)
+        {
+            return (null, null, null, Problems.Conflict(otherwise));
+        }
+
+        var application = await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
+            ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, application, cancellationToken);
+        return (recipient, application, descriptor, null);
     }
 
     /// <summary>A registration OpenIddict's own rules refuse (a redirect URI it does not allow, keys it cannot use): the client's error.</summary>
