@@ -18,7 +18,7 @@ static int Usage()
         usage: ExchangeGateway.Bench <command> [--option value ...]
           seed       --conn C --cvs N --recipients R --shares S --audit-events A --out DIR
           receiver   --port P --sample FILE --max-seconds S      minimal push receiver answering 202
-          post       --url U --body FILE --concurrency C --seconds S   plain HttpClient baseline
+          post       --url U --body FILE --concurrency C --seconds S [--warmup S]   plain HttpClient baseline, after a warm-up
           raw-sweep  --conn C --max-age-days D                   one UPDATE ... RETURNING, rolled back
           trigger    --conn C --job NAME                         run a recurring job in the running gateway, print its duration
           report     --measurements FILE --out-dir DIR --title T

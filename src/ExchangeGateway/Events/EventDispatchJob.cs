@@ -16,7 +16,7 @@ namespace ExchangeGateway.Events;
 
 /// <summary>
 /// Push delivery (RFC 8935). The table is the queue: each round claims a batch of due obligations, round robin across
-/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (next attempt pushed past the lease), so any
+/// the sites that take pushes, with FOR UPDATE SKIP LOCKED and leases it (leased_until, a heap-only update), so any
 /// number of nodes share the work without sending twice, and a node that dies mid-batch only delays its batch by the
 /// lease. A lane's first two claims are transactions of their own; after that each claim rides in the transaction that
 /// records an earlier batch's outcomes (one statement) and its audit event, which commits within milliseconds.
@@ -143,8 +143,8 @@ public sealed class EventDispatchJob(
     }
 
     // Only events not delivered meanwhile (a confirmation implies delivery, so delivered_at is null exactly while the
-    // status is Pending). A failure is recorded only while the lease is still this run's (next_attempt_at is its lease
-    // end): a row another run claimed again after the lease ran out is that run's to schedule. Said without the status
+    // status is Pending). A failure is recorded only while the lease is still this run's (leased_until is its lease end):
+    // a row another run claimed again after the lease ran out is that run's to schedule. Said without the status
     // on purpose: "status = 'Pending'" is the push queue index's predicate, and right after a burst of new obligations
     // (a sweep), before autovacuum has analysed them, the planner took that index to hash-join every pending row: 480 ms
     // per batch instead of 140, until the statistics caught up.
@@ -159,11 +159,12 @@ public sealed class EventDispatchJob(
                 status = CASE WHEN u.delivered THEN 'Delivered' ELSE o.status END,
                 delivered_at = CASE WHEN u.delivered THEN u.at ELSE o.delivered_at END,
                 next_attempt_at = CASE WHEN u.delivered THEN o.next_attempt_at ELSE u.at END,
+                leased_until = NULL,
                 attempts = CASE WHEN u.attempted THEN o.attempts ELSE o.attempts - 1 END,
                 last_error = CASE WHEN u.attempted THEN u.error ELSE o.last_error END
             FROM unnest($1::bigint[], $2::boolean[], $3::timestamptz[], $4::text[], $5::boolean[], $6::timestamptz[])
                 AS u(id, delivered, at, error, attempted, lease)
-            WHERE o.id = u.id AND o.delivered_at IS NULL AND (u.delivered OR o.next_attempt_at = u.lease)
+            WHERE o.id = u.id AND o.delivered_at IS NULL AND (u.delivered OR o.leased_until = u.lease)
             RETURNING o.id, u.delivered
             """,
             connection,
@@ -244,13 +245,14 @@ public sealed class EventDispatchJob(
             CROSS JOIN LATERAL (
                 SELECT o.id, o.next_attempt_at FROM erasure_obligations o
                 WHERE o.recipient_id = r.id AND o.status = 'Pending' AND o.next_attempt_at <= $1
+                  AND (o.leased_until IS NULL OR o.leased_until <= $1)
                 ORDER BY o.next_attempt_at
                 LIMIT $4
                 FOR UPDATE SKIP LOCKED) o
             WHERE r.delivery_mode = 'Push' AND NOT EXISTS (SELECT 1 FROM push_holds h WHERE h.recipient_id = r.id AND h.held_until > $1)),
         -- Round robin across sites, oldest first within each: every site's deliveries start in every batch.
         due AS (SELECT id FROM candidates ORDER BY turn, next_attempt_at LIMIT $2)
-        UPDATE erasure_obligations o SET next_attempt_at = $3, attempts = o.attempts + 1
+        UPDATE erasure_obligations o SET leased_until = $3, attempts = o.attempts + 1
         FROM due, recipients r
         WHERE o.id = due.id AND r.id = o.recipient_id
         RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint

@@ -124,7 +124,8 @@ public static class EventEndpoints
         while (true)
         {
             var pending = await db.Set<ErasureObligation>().AsNoTracking()
-                .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending && o.NextAttemptAt <= now)
+                .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending && o.NextAttemptAt <= now
+                    && (o.LeasedUntil == null || o.LeasedUntil <= now))
                 .OrderBy(o => o.Id)
                 .Take(max + 1)
                 .ToListAsync(cancellationToken);

@@ -222,7 +222,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
 
     /// <summary>
     /// A push still on the wire when its lease ran out and another run claimed the row again: its failure is not recorded
-    /// over the other run's lease (which would move the next attempt and make the row claimable a third time meanwhile).
+    /// over the other run's lease (which would end that lease and make the row claimable a third time meanwhile).
     /// </summary>
     [Fact]
     public async Task AFailureRecordedAfterAnotherRunReclaimedTheRowLeavesThatRunsLease()
@@ -237,12 +237,12 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await receiver.WaitForAsync(1);
         var otherLease = new DateTimeOffset(2099, 1, 1, 0, 0, 0, TimeSpan.Zero);
         await fixture.Database.ExecuteAsync(
-            $"UPDATE erasure_obligations SET next_attempt_at = '{otherLease:O}', attempts = attempts + 1 WHERE jti = '{jti}'");
+            $"UPDATE erasure_obligations SET leased_until = '{otherLease:O}', attempts = attempts + 1 WHERE jti = '{jti}'");
         release.SetResult();
         await dispatch;
 
         Assert.Equal(("Pending", 2, null), await StateAsync(fixture.Database, jti));
-        Assert.Equal(otherLease, await NextAttemptAsync(fixture.Database, jti));
+        Assert.Equal(otherLease, new DateTimeOffset(await Propagation.ObligationAsync<DateTime>(fixture.Database, jti, "leased_until"), TimeSpan.Zero));
     }
 
     /// <summary>

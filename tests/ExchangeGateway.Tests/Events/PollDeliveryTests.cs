@@ -101,6 +101,38 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         Assert.Equal(set.Jti, (await FindAsync(site, pollSite, id)).Jti);
     }
 
+    /// <summary>
+    /// A site that switched from push to poll while a dispatcher had one of its events on the wire: the poll does not offer
+    /// that event until the push run's lease ends, so the site is not handed the same event twice at once.
+    /// </summary>
+    [Fact]
+    public async Task AnEventLeasedByAPushRunIsOfferedToAPollOnlyOnceTheLeaseEnds()
+    {
+        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "leased-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
+        var siteToken = await fixture.Actors.TokenAsync(pollSite);
+        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        var leaseEnd = fixture.Time.GetUtcNow() + TimeSpan.FromMinutes(2);
+        await fixture.Database.ExecuteAsync(
+            $"UPDATE erasure_obligations SET leased_until = '{leaseEnd:O}', attempts = attempts + 1 WHERE recipient_id = '{pollSite.Id}'");
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{pollSite.Id}' AND leased_until IS NOT NULL"));
+
+        using var site = Gateway.CreateHttpClient().WithToken(siteToken);
+        var during = await PollAsync(site, new { returnImmediately = true, maxEvents = 100 });
+        Assert.Empty(during.GetProperty("sets").EnumerateObject());
+
+        // Just past it: the database keeps microseconds, the clock ticks of a tenth of one.
+        fixture.Time.Advance(TimeSpan.FromMinutes(2) + TimeSpan.FromMilliseconds(1));
+        Assert.Equal("erasure-required", (await FindAsync(site, pollSite, id)).Kind);
+    }
+
     [Theory]
     [InlineData("""{"ack": ["not-a-jti"], "returnImmediately": true}""")]
     [InlineData("""{"setErrs": {"not-a-jti": {"err": "invalid_key"}}, "returnImmediately": true}""")]

@@ -582,6 +582,10 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnType("character varying(500)")
                         .HasColumnName("last_error");
 
+                    b.Property<DateTimeOffset?>("LeasedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("leased_until");
+
                     b.Property<DateTimeOffset>("NextAttemptAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("next_attempt_at");
@@ -629,6 +633,8 @@ namespace ExchangeGateway.Data.Migrations
                         .HasFilter("status = 'Pending'");
 
                     b.ToTable("erasure_obligations", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("ExchangeGateway.Events.PushHold", b =>
