@@ -21,7 +21,27 @@ public sealed class PageFormat(IStringLocalizer<PageText> text, IOptions<PagesOp
 
     public string Date(DateTimeOffset at) => Local(at).ToString("D", Culture);
 
-    public string DateTime(DateTimeOffset at) => Local(at).ToString("f", Culture);
+    /// <summary>
+    /// Date and time with the offset it is given in ("(UTC+1)"): a seeker abroad, or reading a receipt kept from before a
+    /// change of summer time, can tell which 14:05 it was.
+    /// </summary>
+    public string DateTime(DateTimeOffset at)
+    {
+        var local = Local(at);
+        return $"{local.ToString("f", Culture)} ({Offset(local.Offset)})";
+    }
+
+    internal static string Offset(TimeSpan offset)
+    {
+        if (offset == TimeSpan.Zero)
+        {
+            return "UTC";
+        }
+
+        var sign = offset < TimeSpan.Zero ? "−" : "+";
+        var abs = offset.Duration();
+        return abs.Minutes == 0 ? $"UTC{sign}{abs.Hours}" : $"UTC{sign}{abs.Hours}:{abs.Minutes:00}";
+    }
 
     public string Number(long value) => value.ToString("N0", Culture);
 
@@ -41,6 +61,9 @@ public sealed class PageFormat(IStringLocalizer<PageText> text, IOptions<PagesOp
     /// <summary>An instant in the pages' time zone, for texts outside a page (a reminder mail) that must show the same date.</summary>
     public static DateTimeOffset InZone(DateTimeOffset at, string zone) => TimeZoneInfo.ConvertTime(at, FindZone(zone));
 
+    /// <summary>The zone by its id; <see cref="PagesOptions.TimeZone"/> is checked at start, so UTC only for a mail's stray id.</summary>
     private static TimeZoneInfo FindZone(string id) =>
         TimeZoneInfo.TryFindSystemTimeZoneById(id, out var zone) ? zone : TimeZoneInfo.Utc;
+
+    internal static bool IsKnownZone(string? id) => id is not null && TimeZoneInfo.TryFindSystemTimeZoneById(id, out _);
 }

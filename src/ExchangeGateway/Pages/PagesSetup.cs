@@ -18,7 +18,10 @@ public static class PagesSetup
 
     public static IServiceCollection AddGatewayPages(this IServiceCollection services, IHostEnvironment environment)
     {
-        services.AddOptions<PagesOptions>().BindConfiguration(PagesOptions.Section);
+        // A mistyped zone would show every date in UTC without a word; refused at start instead (tzdata comes with PostgreSQL).
+        services.AddOptions<PagesOptions>().BindConfiguration(PagesOptions.Section)
+            .Validate(o => PageFormat.IsKnownZone(o.TimeZone), "Pages:TimeZone must be a time zone id this machine knows (IANA, for example Europe/Paris).")
+            .ValidateOnStart();
         services.AddSingleton<PageFormat>();
         services.AddLocalization(options => options.ResourcesPath = "Resources");
         // Accented letters as themselves in the HTML (Razor would write "&#xE9;" for "é"); markup is still encoded.

@@ -3,6 +3,8 @@ using System.Net;
 using System.Resources;
 using ExchangeGateway.Pages;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Tests.Pages;
 
@@ -27,6 +29,47 @@ public sealed class LocalisationTests(GatewayFixture fixture)
         var english = await session.GetPageAsync("/Account/Login");
         Assert.Contains("<html lang=\"en\">", english, StringComparison.Ordinal);
         Assert.Contains("<h1>Sign in</h1>", english, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A time on a page says which offset it is in (Europe/Paris here): 13:00 in January and 14:00 in July are the same noon
+    /// UTC, and a receipt read after the clocks changed, or from abroad, must not leave the seeker guessing.
+    /// </summary>
+    [Fact]
+    public void PageTimesNameTheirOffset()
+    {
+        var format = fixture.Factory.Services.GetRequiredService<PageFormat>();
+        var previous = CultureInfo.CurrentCulture;
+        CultureInfo.CurrentCulture = CultureInfo.GetCultureInfo("fr-FR");
+        try
+        {
+            var winter = format.DateTime(new DateTimeOffset(2026, 1, 15, 12, 0, 0, TimeSpan.Zero));
+            var summer = format.DateTime(new DateTimeOffset(2026, 7, 15, 12, 0, 0, TimeSpan.Zero));
+            Assert.Contains("13:00", winter, StringComparison.Ordinal);
+            Assert.EndsWith("(UTC+1)", winter, StringComparison.Ordinal);
+            Assert.Contains("14:00", summer, StringComparison.Ordinal);
+            Assert.EndsWith("(UTC+2)", summer, StringComparison.Ordinal);
+        }
+        finally
+        {
+            CultureInfo.CurrentCulture = previous;
+        }
+
+        Assert.Equal("UTC", PageFormat.Offset(TimeSpan.Zero));
+        Assert.Equal("UTC−3:30", PageFormat.Offset(TimeSpan.FromHours(-3.5)));
+        Assert.Equal("UTC+5:45", PageFormat.Offset(new TimeSpan(5, 45, 0)));
+    }
+
+    /// <summary>A mistyped zone would show every date in UTC without a word: the gateway refuses to start with it.</summary>
+    [Fact]
+    public void AnUnknownPagesTimeZoneIsRefusedAtStart()
+    {
+        Assert.True(PageFormat.IsKnownZone("Europe/Paris"));
+        Assert.False(PageFormat.IsKnownZone("Europe/Pariss"));
+        var validator = fixture.Factory.Services.GetServices<IValidateOptions<PagesOptions>>();
+        var failures = validator.Select(v => v.Validate(Options.DefaultName, new PagesOptions { TimeZone = "Europe/Pariss" }))
+            .Where(r => r.Failed).SelectMany(r => r.Failures ?? []).ToList();
+        Assert.Contains(failures, f => f.Contains("Pages:TimeZone", StringComparison.Ordinal));
     }
 
     [Fact]

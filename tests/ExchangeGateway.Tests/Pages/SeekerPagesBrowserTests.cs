@@ -67,6 +67,12 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await page.GetByRole(AriaRole.Button, new() { Name = "Enregistrer mes choix" }).ClickAsync();
             await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Partage accordé à Démo Emploi" })).ToBeVisibleAsync();
             await Expect(page.Locator(".receipt")).ToContainTextAsync("sur la page Partage");
+            // On its own page the receipt's heading comes right under the page's h1, with no level skipped.
+            await page.GetByRole(AriaRole.Link, new() { Name = "Voir le reçu complet" }).ClickAsync();
+            await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).ToHaveTextAsync("Reçu de consentement");
+            await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 2, Name = "Partage accordé à Démo Emploi" })).ToBeVisibleAsync();
+            await Expect(page.Locator("h3")).ToHaveCountAsync(0);
+            await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Voir le reçu complet" })).ToHaveCountAsync(0);
 
             // The site pulls the CV over the API, and the seeker sees it.
             var site = await gateway.Actors.DemoSiteTokenAsync();
