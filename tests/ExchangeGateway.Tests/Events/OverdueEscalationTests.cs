@@ -70,6 +70,38 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.InRange(after.GetProperty("medianTimeToConfirmSeconds").GetDouble(), TimeSpan.FromHours(73).TotalSeconds - 1, TimeSpan.FromHours(73).TotalSeconds + 1);
     }
 
+    /// <summary>
+    /// A rectification (cv-updated) the site does not confirm within the deadline is overdue too (GDPR art. 19: the new
+    /// version must reach every site that holds the old one), and named as such in the audit event.
+    /// </summary>
+    [Fact]
+    public async Task AnUnconfirmedRectificationIsOverdueAfter72HoursToo()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "overdue-update-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
+        {
+            Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        }
+
+        await Gateway.RunDispatchAsync();
+        var set = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, site.ClientId);
+        Assert.Equal("cv-updated", set.Kind);
+
+        fixture.Time.Advance(TimeSpan.FromHours(73));
+        Assert.True(await Gateway.RunOverdueEscalationAsync() >= 1);
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var overdue = Assert.Single(await ListAsync(auditor, "overdue"), o => o.GetProperty("jti").GetString() == set.Jti);
+        Assert.Equal("cv-updated", overdue.GetProperty("cause").GetString());
+        using var events = await auditor.GetAsync($"/api/v1/audit/events?action=erasure.overdue&recipient={site.ClientId}");
+        var escalation = Assert.Single((await events.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+        Assert.Equal((set.Jti, "cv-updated"), (escalation.GetProperty("details").GetProperty("jti").GetString(), escalation.GetProperty("details").GetProperty("kind").GetString()));
+    }
+
     /// <summary>Every page of the auditors' obligation list with this status (other tests add to it too).</summary>
     private static async Task<List<JsonElement>> ListAsync(HttpClient auditor, string status)
     {
