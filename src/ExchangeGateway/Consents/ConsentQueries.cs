@@ -32,9 +32,27 @@ public static class ConsentQueries
         }).ToList();
     }
 
+    /// <summary>
+    /// The seeker's sharings that ended because the operator suspended the site, while it stays suspended: such a site
+    /// leaves the list of sites, and without this the share the seeker gave would vanish from the page unexplained.
+    /// </summary>
+    public static async Task<List<EndedBySuspension>> EndedBySuspensionAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
+    {
+        var ended = await (
+            from consent in db.Set<Consent>().AsNoTracking()
+            join site in db.Recipients.AsNoTracking() on consent.RecipientId equals site.Id
+            where consent.SeekerId == seekerId && consent.EndCause == ErasureCauses.RecipientSuspended && site.Status == RecipientStatus.Suspended
+            select new { consent.Id, site.DisplayName, consent.EndedAt }).ToListAsync(cancellationToken);
+        var receipts = await LatestReceiptsAsync(db, ended.Select(e => e.Id).ToList(), cancellationToken);
+        return ended.Select(e => new EndedBySuspension(e.DisplayName, e.EndedAt!.Value, receipts.GetValueOrDefault(e.Id)))
+            .OrderBy(e => e.RecipientName, StringComparer.CurrentCulture).ToList();
+    }
+
     private static async Task<Dictionary<Guid, Guid>> LatestReceiptsAsync(GatewayDbContext db, List<Guid> consentIds, CancellationToken cancellationToken) =>
         (await db.Set<ConsentEvent>().AsNoTracking().Where(e => consentIds.Contains(e.ConsentId))
             .Select(e => new { e.ConsentId, e.Id, e.At }).ToListAsync(cancellationToken))
         .GroupBy(e => e.ConsentId)
         .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.At).First().Id);
 }
+
+public sealed record EndedBySuspension(string RecipientName, DateTimeOffset EndedAt, Guid? ReceiptId);

@@ -49,6 +49,37 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A site the operator suspends leaves the list of sites; the seeker who shared with it is told, on the same page, that
+    /// the sharing ended and when, with its receipt, instead of seeing the box vanish without a word.
+    /// </summary>
+    [Fact]
+    public async Task ASharingEndedByTheSitesSuspensionIsExplainedOnThePage()
+    {
+        var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
+        var site = await Sites.RegisterAsync(fixture.Factory, operatorToken);
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            using (await PostAsync(session, shown: [site.Id.ToString()], shared: [site.Id.ToString()], wasShared: []))
+            {
+            }
+
+            Assert.DoesNotContain("Sites suspendus", await session.GetPageAsync("/Sharing"), StringComparison.Ordinal);
+            using (var admin = fixture.Factory.CreateHttpClient().WithToken(operatorToken))
+            using (var suspended = await admin.PostAsync($"/api/v1/admin/recipients/{site.Id}/suspend", Sharing.Json(new System.Text.Json.Nodes.JsonObject { ["reason"] = "test" })))
+            {
+                Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+            }
+
+            var page = System.Net.WebUtility.HtmlDecode(await session.GetPageAsync("/Sharing"));
+            Assert.DoesNotContain($"name=\"Shown\" value=\"{site.Id}\"", page, StringComparison.Ordinal);
+            Assert.Contains("<h2 id=\"suspended-title\">Sites suspendus</h2>", page, StringComparison.Ordinal);
+            Assert.Contains($"{site.DisplayName} a été suspendu par le service public de l’emploi le ", page, StringComparison.Ordinal);
+            Assert.Contains($"Dernier reçu pour {site.DisplayName}", page, StringComparison.Ordinal);
+        }
+    }
+
     private static async Task<HttpResponseMessage> PostAsync(PageSession session, string[] shown, string[] shared, string[] wasShared, string? page = null)
     {
         page ??= await session.GetPageAsync("/Sharing");

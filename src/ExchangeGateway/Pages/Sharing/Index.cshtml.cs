@@ -36,6 +36,9 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
 
     public IReadOnlyList<ConsentReceipt> Receipts { get; private set; } = [];
 
+    /// <summary>Sharings ended by a site's suspension, listed apart: the site is no longer offered.</summary>
+    public IReadOnlyList<EndedBySuspension> Suspended { get; private set; } = [];
+
     /// <summary>When a consent given today would lapse, for the "what you agree to" text.</summary>
     public DateTimeOffset NewConsentEnds { get; private set; }
 
@@ -43,6 +46,7 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     {
         var seekerId = User.Subject();
         Sites = await ConsentQueries.StatusesAsync(db, seekerId, time.GetUtcNow(), HttpContext.RequestAborted);
+        Suspended = await ConsentQueries.EndedBySuspensionAsync(db, seekerId, HttpContext.RequestAborted);
         NewConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
         var receipts = new List<ConsentReceipt>();
         foreach (var id in ReceiptIds.Distinct().Take(MaxReceiptsShown))
