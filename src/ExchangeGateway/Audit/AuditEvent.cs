@@ -41,6 +41,9 @@ public sealed class AuditEventConfiguration : IEntityTypeConfiguration<AuditEven
         builder.HasIndex(e => new { e.Subject, e.Sequence });
         builder.HasIndex(e => new { e.Recipient, e.Sequence });
         builder.HasIndex(e => new { e.Action, e.Sequence });
+        // "Everything this operator (or site, or job) did" is an auditor's first question; without it the actor filter read
+        // the whole log.
+        builder.HasIndex(e => new { e.ActorId, e.Sequence });
     }
 }
 

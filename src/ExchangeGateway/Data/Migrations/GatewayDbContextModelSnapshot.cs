@@ -116,6 +116,9 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasIndex("Action", "Sequence")
                         .HasDatabaseName("ix_audit_events_action_sequence");
 
+                    b.HasIndex("ActorId", "Sequence")
+                        .HasDatabaseName("ix_audit_events_actor_id_sequence");
+
                     b.HasIndex("Recipient", "Sequence")
                         .HasDatabaseName("ix_audit_events_recipient_sequence");
 
