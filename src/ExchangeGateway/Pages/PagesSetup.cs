@@ -18,7 +18,8 @@ public static class PagesSetup
 
     public static IServiceCollection AddGatewayPages(this IServiceCollection services, IHostEnvironment environment)
     {
-        // A mistyped zone would show every date in UTC without a word; refused at start instead (tzdata comes with PostgreSQL).
+        // A mistyped zone would show every date in UTC without a word; refused at start instead. The gateway's host needs the
+        // zone database (Debian's tzdata, which the scripts' PostgreSQL packages already pull in; the aspnet images carry it).
         services.AddOptions<PagesOptions>().BindConfiguration(PagesOptions.Section)
             .Validate(o => PageFormat.IsKnownZone(o.TimeZone), "Pages:TimeZone must be a time zone id this machine knows (IANA, for example Europe/Paris).")
             .ValidateOnStart();
