@@ -199,7 +199,14 @@ public static partial class AdminRecipientEndpoints
             return ClientIdTaken(clientId);
         }
 
-        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientRegistered, recipient), cancellationToken);
+        var registered = Description(recipient, request.RedirectUris);
+        registered["clientAuthentication"] = recipient.ClientAuthentication == ClientAuthentication.PrivateKeyJwt ? "private_key_jwt" : "client_secret_basic";
+        if (keys is not null)
+        {
+            registered["keys"] = keys.Keys.Select(k => Base64UrlEncoder.Encode(k.ComputeJwkThumbprint())).ToArray();
+        }
+
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientRegistered, recipient) with { Details = registered }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
 
         return TypedResults.Created($"/api/v1/admin/recipients/{recipient.Id}",
@@ -276,19 +283,15 @@ public static partial class AdminRecipientEndpoints
         }
 
         await db.SaveChangesAsync(cancellationToken);
-        // Which fields the operator sent, and where the site's events go from now: a changed push endpoint is where
-        // erasure events are sent, so the trail must show it.
-        var changed = new Dictionary<string, object?>
+        // Which fields the operator sent, and the site's description as it stands now (the name and policy seekers consent
+        // to, where its events and its users' authorization codes go), so the trail alone tells what was in force when.
+        var changed = Description(recipient, request.RedirectUris);
+        changed["fields"] = new[]
         {
-            ["fields"] = new[]
-            {
-                ("displayName", request.DisplayName is not null), ("legalName", request.LegalName is not null), ("website", request.Website is not null),
-                ("privacyPolicyUrl", request.PrivacyPolicyUrl is not null), ("contactEmail", request.ContactEmail is not null),
-                ("deliveryMode", request.DeliveryMode is not null), ("pushEndpoint", request.PushEndpoint is not null), ("redirectUris", request.RedirectUris is not null),
-            }.Where(f => f.Item2).Select(f => f.Item1).ToArray(),
-            ["deliveryMode"] = recipient.DeliveryMode.ToString().ToLowerInvariant(),
-            ["pushEndpoint"] = recipient.PushEndpoint?.AbsoluteUri,
-        };
+            ("displayName", request.DisplayName is not null), ("legalName", request.LegalName is not null), ("website", request.Website is not null),
+            ("privacyPolicyUrl", request.PrivacyPolicyUrl is not null), ("contactEmail", request.ContactEmail is not null),
+            ("deliveryMode", request.DeliveryMode is not null), ("pushEndpoint", request.PushEndpoint is not null), ("redirectUris", request.RedirectUris is not null),
+        }.Where(f => f.Item2).Select(f => f.Item1).ToArray();
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient) with { Details = changed }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
@@ -572,6 +575,29 @@ public static partial class AdminRecipientEndpoints
     /// confirmed by guessing it), which the gateway can check a text against, and the site's row keeps the text itself
     /// (<c>statusReason</c>), where it can be corrected.
     /// </summary>
+    /// <summary>
+    /// A site's public description for the audit trail; redirect URIs only when given (an update that leaves them keeps
+    /// the registered ones). Not the contact e-mail, which can be a person's address: the log is append-only.
+    /// </summary>
+    private static Dictionary<string, object?> Description(Recipient recipient, IReadOnlyList<Uri>? redirectUris)
+    {
+        var described = new Dictionary<string, object?>
+        {
+            ["displayName"] = recipient.DisplayName,
+            ["legalName"] = recipient.LegalName,
+            ["website"] = recipient.Website.AbsoluteUri,
+            ["privacyPolicyUrl"] = recipient.PrivacyPolicyUrl.AbsoluteUri,
+            ["deliveryMode"] = recipient.DeliveryMode.ToString().ToLowerInvariant(),
+            ["pushEndpoint"] = recipient.PushEndpoint?.AbsoluteUri,
+        };
+        if (redirectUris is not null)
+        {
+            described["redirectUris"] = redirectUris.Select(u => u.AbsoluteUri).ToArray();
+        }
+
+        return described;
+    }
+
     private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
     {
         var actor = AuditActor.From(context.User, audit.Pseudonyms);

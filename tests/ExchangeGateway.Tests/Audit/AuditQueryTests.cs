@@ -29,6 +29,16 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
         Assert.Equal(@operator.Id, registered.GetProperty("actorId").GetString());
         Assert.Equal(site.ClientId, registered.GetProperty("recipient").GetString());
         Assert.Equal("success", registered.GetProperty("outcome").GetString());
+        // What the site was registered as: the name and policy seekers consent to, where its events go; not its contact
+        // e-mail, which can be a person's.
+        var described = registered.GetProperty("details");
+        Assert.Equal((site.DisplayName, "poll", "client_secret_basic"), (described.GetProperty("displayName").GetString(),
+            described.GetProperty("deliveryMode").GetString(), described.GetProperty("clientAuthentication").GetString()));
+        Assert.Equal(site.Recipient.GetProperty("privacyPolicyUrl").GetString(), described.GetProperty("privacyPolicyUrl").GetString());
+        Assert.DoesNotContain("dpo@", registered.GetRawText(), StringComparison.Ordinal);
+        var updated = Assert.Single(await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}&action=recipient.updated"));
+        Assert.Equal("Renamed SAS", updated.GetProperty("details").GetProperty("legalName").GetString());
+        Assert.Equal(["legalName"], updated.GetProperty("details").GetProperty("fields").EnumerateArray().Select(f => f.GetString()!).ToArray());
 
         var suspended = Assert.Single(await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}&action=recipient.suspended"));
         Assert.Equal(@operator.Id, suspended.GetProperty("actorId").GetString());
