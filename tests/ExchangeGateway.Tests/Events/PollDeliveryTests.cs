@@ -17,17 +17,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task AnUnackedSetIsOfferedAgainAnAckedOneIsDeliveredAndConfirmingClosesIt()
     {
-        // A poll site of its own: the shared demo site's queue holds every other test's events, past one poll's hundred.
-        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
-        var marker = "poll-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
-        var siteToken = await fixture.Actors.TokenAsync(pollSite);
-        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        var (pollSite, seeker, siteToken, id) = await ReadThenUntickedAsync("poll");
 
         using var site = Gateway.CreateHttpClient().WithToken(siteToken);
         var first = await FindAsync(site, pollSite, id);
@@ -67,15 +57,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task ASetReportedInSetErrsStaysPendingAndIsOfferedAgainAfterTheBackOff()
     {
-        // A poll site of its own: the shared demo site's queue holds every other test's events, past one poll's hundred.
-        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
-        var marker = "seterr-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
-        var siteToken = await fixture.Actors.TokenAsync(pollSite);
-        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
-        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
-        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        var (pollSite, seeker, siteToken, id) = await ReadThenUntickedAsync("seterr");
 
         using var site = Gateway.CreateHttpClient().WithToken(siteToken);
         var set = await FindAsync(site, pollSite, id);
@@ -108,16 +90,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task AnEventLeasedByAPushRunIsOfferedToAPollOnlyOnceTheLeaseEnds()
     {
-        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
-        var marker = "leased-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
-        var siteToken = await fixture.Actors.TokenAsync(pollSite);
-        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        var (pollSite, _, siteToken, id) = await ReadThenUntickedAsync("leased");
 
         var leaseEnd = fixture.Time.GetUtcNow() + TimeSpan.FromMinutes(2);
         await fixture.Database.ExecuteAsync(
@@ -187,6 +160,23 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         using var response = await poll;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Single((await response.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+    }
+
+    /// <summary>
+    /// A poll site of its own (the shared demo site's queue holds every other test's events, past one poll's hundred) that
+    /// read a seeker's CV; then the seeker unticked, so one erasure event waits for it. Returns the site's id for the CV.
+    /// </summary>
+    private async Task<(TestSite Site, Person Seeker, string SiteToken, string PairwiseId)> ReadThenUntickedAsync(string prefix)
+    {
+        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = prefix + "-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
+        var siteToken = await fixture.Actors.TokenAsync(pollSite);
+        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, pollSite.Id);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        return (pollSite, seeker, siteToken, id);
     }
 
     private static async Task<JsonElement> PollAsync(HttpClient site, object body)
