@@ -14,11 +14,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task AnUnconfirmedErasureIsOverdueAfter72HoursUntilTheSiteConfirms()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
-        var marker = "overdue-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var (site, seeker, _) = await PushSiteThatReadACvAsync(receiver, "overdue");
         using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
         {
             Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
@@ -78,11 +74,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task AnUnconfirmedRectificationIsOverdueAfter72HoursToo()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
-        var marker = "overdue-update-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var (site, seeker, marker) = await PushSiteThatReadACvAsync(receiver, "overdue-update");
         using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
         {
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
@@ -100,6 +92,17 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         using var events = await auditor.GetAsync($"/api/v1/audit/events?action=erasure.overdue&recipient={site.ClientId}");
         var escalation = Assert.Single((await events.ReadJsonAsync()).GetProperty("items").EnumerateArray());
         Assert.Equal((set.Jti, "cv-updated"), (escalation.GetProperty("details").GetProperty("jti").GetString(), escalation.GetProperty("details").GetProperty("kind").GetString()));
+    }
+
+    /// <summary>A push site of its own that has read a seeker's CV (shared with it); returns the CV's marker.</summary>
+    private async Task<(TestSite Site, Person Seeker, string Marker)> PushSiteThatReadACvAsync(PushReceiver receiver, string prefix)
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = prefix + "-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        return (site, seeker, marker);
     }
 
     /// <summary>Every page of the auditors' obligation list with this status (other tests add to it too).</summary>
