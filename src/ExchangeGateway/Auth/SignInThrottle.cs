@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Data;
@@ -59,23 +58,7 @@ public sealed class SignInThrottle(
     public static readonly TimeSpan DeviceKept = TimeSpan.FromDays(180);
 
     /// <summary>The client's network: its IPv4 address, or the /64 of an IPv6 one (a single host is given a whole /64).</summary>
-    public string SourceOf(IPAddress? address)
-    {
-        if (address is null)
-        {
-            return pseudonyms.Of("sign-in-source:unknown");
-        }
-
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        var network = address.AddressFamily == AddressFamily.InterNetworkV6
-            ? new System.Net.IPNetwork(new IPAddress(address.GetAddressBytes()[..8].Concat(new byte[8]).ToArray()), 64).ToString()
-            : address.ToString();
-        return pseudonyms.Of("sign-in-source:" + network);
-    }
+    public string SourceOf(IPAddress? address) => pseudonyms.Of("sign-in-source:" + Hosting.ClientNetwork.Of(address));
 
     /// <summary>
     /// True when no password may be checked for this account from this source: the source has spent its wrong passwords,

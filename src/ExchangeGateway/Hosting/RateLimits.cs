@@ -18,7 +18,10 @@ public sealed class RateLimitOptions
     [Range(0, 1_000_000)]
     public int PerAddressPerMinute { get; set; } = 6000;
 
-    /// <summary>Token requests per minute per client id (or per address when none is named): brute force stays slow.</summary>
+    /// <summary>
+    /// Requests per minute per client id (or per address when none is named) to the endpoints that check client secrets
+    /// (token, introspection, revocation): brute force stays slow.
+    /// </summary>
     [Range(1, 100_000)]
     public int TokenRequestsPerMinute { get; set; } = 60;
 
@@ -52,12 +55,13 @@ public static class RateLimits
             options.GlobalLimiter = PartitionedRateLimiter.CreateChained(
                 PartitionedRateLimiter.Create<HttpContext, string>(context => limits.PerAddressPerMinute == 0
                     ? RateLimitPartition.GetNoLimiter("")
-                    : RateLimitPartition.GetFixedWindowLimiter(context.Connection.RemoteIpAddress?.ToString() ?? "", _ => Window(limits.PerAddressPerMinute))),
-                PartitionedRateLimiter.Create<HttpContext, string>(context => context.Request.Path.StartsWithSegments("/connect/token")
-                    ? RateLimitPartition.GetFixedWindowLimiter($"token:{ClaimedClient(context)}@{context.Connection.RemoteIpAddress}", _ => Window(limits.TokenRequestsPerMinute))
+                    : RateLimitPartition.GetFixedWindowLimiter(Network(context), _ => Window(limits.PerAddressPerMinute))),
+                // Every endpoint that checks a client's secret shares one allowance, so guesses cannot be spread across them.
+                PartitionedRateLimiter.Create<HttpContext, string>(context => ChecksClientSecrets(context.Request.Path)
+                    ? RateLimitPartition.GetFixedWindowLimiter($"token:{ClaimedClient(context)}@{Network(context)}", _ => Window(limits.TokenRequestsPerMinute))
                     : RateLimitPartition.GetNoLimiter("")));
             options.AddPolicy(ApiPolicy, context => RateLimitPartition.GetTokenBucketLimiter(
-                BearerSubject(context) ?? "addr:" + context.Connection.RemoteIpAddress,
+                BearerSubject(context) ?? "addr:" + Network(context),
                 _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = Math.Max(10, limits.ApiRequestsPerMinute / 6),
@@ -67,7 +71,7 @@ public static class RateLimits
                 }));
             // Forms only: reading the pages costs nothing worth limiting, and a browser GETs each form before sending it.
             options.AddPolicy(AccountFormsPolicy, context => limits.AccountFormsPerMinute > 0 && HttpMethods.IsPost(context.Request.Method)
-                ? RateLimitPartition.GetFixedWindowLimiter("forms:" + context.Connection.RemoteIpAddress, _ => Window(limits.AccountFormsPerMinute))
+                ? RateLimitPartition.GetFixedWindowLimiter("forms:" + Network(context), _ => Window(limits.AccountFormsPerMinute))
                 : RateLimitPartition.GetNoLimiter(""));
             options.OnRejected = async (context, cancellationToken) =>
             {
@@ -156,6 +160,12 @@ public static class RateLimits
             }
         }
 
-        return "addr:" + context.Connection.RemoteIpAddress;
+        return "addr:" + Network(context);
     }
+
+    /// <summary>The caller's address, or its IPv6 /64: a host given a /64 cannot take a fresh allowance per address.</summary>
+    private static string Network(HttpContext context) => ClientNetwork.Of(context.Connection.RemoteIpAddress);
+
+    private static bool ChecksClientSecrets(PathString path) =>
+        path.StartsWithSegments("/connect/token") || path.StartsWithSegments("/connect/introspect") || path.StartsWithSegments("/connect/revoke");
 }

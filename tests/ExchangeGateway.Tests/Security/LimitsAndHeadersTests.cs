@@ -60,6 +60,16 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         }
 
         Assert.Equal(5, statuses.Count(s => s != HttpStatusCode.TooManyRequests));
+        // Introspection and revocation check the same secret: they draw on the same allowance, not a fresh one each.
+        foreach (var endpoint in new[] { "/connect/introspect", "/connect/revoke" })
+        {
+            using var other = node.CreateHttpClient();
+            using var request = new HttpRequestMessage(HttpMethod.Post, endpoint) { Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = "x" }) };
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes("demo-jobsite:wrong-secret")));
+            using var refused = await other.SendAsync(request);
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        }
+
         // Another client's bucket is untouched.
         var auditor = await actors.AuditorClientTokenAsync();
 
@@ -146,6 +156,15 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         // Another client behind the proxy has its own allowance; a header sent straight to a node changes nothing.
         Assert.Equal(HttpStatusCode.OK, await GetAsync(proxied, "203.0.113.8"));
         Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(direct, "203.0.113.8"));
+
+        // An IPv6 host is given a whole /64: a fresh address per request is still the same client; another /64 is not.
+        for (var i = 1; i <= 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, await GetAsync(proxied, $"2001:db8:1:2::{i}"));
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(proxied, "2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(proxied, "2001:db8:1:3::1"));
     }
 
     /// <summary>Account forms are limited per address: sign-in guesses and sign-up mails to strangers stay slow; reading the pages is not.</summary>
