@@ -100,8 +100,10 @@ if (command is not null)
 if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing")
     && app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "pickup")
 {
-    // Not refused (a demo runs this way), but said: nothing reaches the seekers, and the files hold their addresses.
-    app.Logger.LogWarning("Notifier:Mode is pickup: account mail and reminders are written to Notifier:PickupDirectory, not sent");
+    // Refused, not warned about: nothing would reach the seekers, and files holding their addresses and password-reset
+    // links would pile up on the node, outside the erasure's reach.
+    throw new InvalidOperationException(
+        "Notifier:Mode is pickup (the default, for development): outside Development set Notifier:Mode=smtp and Notifier:SmtpHost.");
 }
 
 app.UseGatewayProxies();

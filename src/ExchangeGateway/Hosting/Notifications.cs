@@ -92,10 +92,26 @@ public sealed class PickupFolderNotifier(IOptions<NotifierOptions> options) : Ma
 {
     protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(Options.PickupDirectory);
+        // The files hold addresses and reset links: the folder and each file are the gateway's user's alone.
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(Options.PickupDirectory);
+        }
+        else
+        {
+            Directory.CreateDirectory(Options.PickupDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
         // Named by the moment of writing (100 ns), so that a listing in name order is the order the messages were sent.
         var path = Path.Combine(Options.PickupDirectory, $"{DateTime.UtcNow:yyyyMMdd'T'HHmmssfffffff}-{Guid.NewGuid():N}.eml");
-        await message.WriteToAsync(path, cancellationToken);
+        var file = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Options = FileOptions.Asynchronous };
+        if (!OperatingSystem.IsWindows())
+        {
+            file.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        await using var stream = new FileStream(path, file);
+        await message.WriteToAsync(stream, cancellationToken);
     }
 }
 

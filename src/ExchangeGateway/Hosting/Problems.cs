@@ -78,7 +78,8 @@ public static partial class Problems
     public static ProblemHttpResult Conflict(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 
-    [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'")]
+    // "on type 'ExchangeGateway.…'", and the JSON reader's "could not be converted to ExchangeGateway.Recipients.DeliveryMode."
+    [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'|(?<=converted to )[A-Za-z0-9_`+\[\]]+(\.[A-Za-z0-9_`+\[\]]+)*")]
     private static partial System.Text.RegularExpressions.Regex Internals();
 
     // "int? limit", "RegisterRecipientRequest request": a declaration as the framework quotes it; the name is what the client sent.

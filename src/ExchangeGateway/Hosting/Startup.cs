@@ -23,9 +23,11 @@ public static class Startup
 
         if (app.Configuration.GetValue("DemoData:Enabled", false))
         {
-            if (app.Environment.IsProduction())
+            // Development and Testing only, as for plain HTTP: a staging or any other environment is reachable by others.
+            if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing"))
             {
-                throw new InvalidOperationException("DemoData:Enabled must not be set in Production: the demo accounts have published passwords.");
+                throw new InvalidOperationException(
+                    $"DemoData:Enabled is for Development only (this is {app.Environment.EnvironmentName}): the demo accounts have published passwords.");
             }
 
             await DemoData.SeedAsync(scope.ServiceProvider, cancellationToken);

@@ -33,17 +33,21 @@ public sealed class ProblemDetailsTests(GatewayFixture fixture)
     }
 
     /// <summary>The body's fault is named by its JSON path and field; the server's own type names stay on the server.</summary>
-    [Fact]
-    public async Task ABodyFaultNamesTheFieldButNoServerType()
+    [Theory]
+    [InlineData("displayName", null)]
+    [InlineData("deliveryMode", "carrier-pigeon")]
+    [InlineData("pushEndpoint", 42)]
+    public async Task ABodyFaultNamesTheFieldButNoServerType(string field, object? value)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         var body = Sites.RegistrationBody();
-        body["displayName"] = null;
+        body[field] = value is null ? null : System.Text.Json.Nodes.JsonValue.Create(value);
         var problem = await (await admin.PostAsJsonAsync(Sites.AdminPath, body)).AssertProblemAsync(HttpStatusCode.BadRequest);
         var detail = problem.GetProperty("detail").GetString()!;
-        Assert.Contains("displayName", detail, StringComparison.Ordinal);
+        Assert.Contains(field, detail, StringComparison.Ordinal);
         Assert.DoesNotContain("ExchangeGateway", detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", detail, StringComparison.Ordinal);
         Assert.DoesNotContain("RegisterRecipientRequest", detail, StringComparison.Ordinal);
     }
 

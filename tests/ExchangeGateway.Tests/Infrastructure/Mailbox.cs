@@ -23,6 +23,13 @@ public static partial class Mailbox
         }
     }
 
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static void AssertOwnerOnly(string directory)
+    {
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(directory));
+        Assert.All(Directory.EnumerateFiles(directory, "*.eml"), f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
+    }
+
     /// <summary>Every message file the host wrote, once its queue is empty.</summary>
     public static async Task<IReadOnlyList<string>> FilesAsync(GatewayFactory factory)
     {
@@ -37,6 +44,12 @@ public static partial class Mailbox
         if (!Directory.Exists(factory.MailDirectory))
         {
             return [];
+        }
+
+        // The messages hold addresses and reset links: the folder and every file are the gateway's user's alone.
+        if (!OperatingSystem.IsWindows())
+        {
+            AssertOwnerOnly(factory.MailDirectory);
         }
 
         // By name, which the pickup folder makes the order of writing: file times tick too coarsely to order two messages.
