@@ -2,13 +2,18 @@ namespace ExchangeGateway.Hosting;
 
 /// <summary>
 /// Headers every response carries (and, on the API, no-store). The default Content-Security-Policy suits an API (nothing may load, nothing may
-/// frame it); Swagger UI gets the narrow policy it needs; pages that set their own policy keep it.
+/// frame it); Swagger UI and the Hangfire dashboard get the narrow policies they need; pages that set their own keep it.
 /// </summary>
 public static class SecurityHeaders
 {
     private const string ApiPolicy = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
     private const string SwaggerPolicy =
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+    // Hangfire's dashboard loads its own scripts and styles, sets inline styles, polls its stats and posts its actions
+    // (retry, trigger, delete) from script: the API's policy left operators a page whose buttons did nothing.
+    private const string DashboardPolicy =
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
     public static WebApplication UseSecurityHeaders(this WebApplication app)
     {
@@ -19,6 +24,8 @@ public static class SecurityHeaders
 
         app.Use((context, next) =>
         {
+            // Read now: the dashboard moves its prefix into PathBase before the response starts.
+            var path = context.Request.PathBase + context.Request.Path;
             context.Response.OnStarting(() =>
             {
                 var headers = context.Response.Headers;
@@ -27,14 +34,16 @@ public static class SecurityHeaders
                 headers["Referrer-Policy"] = "no-referrer";
                 headers["Cross-Origin-Opener-Policy"] = "same-origin";
                 // API answers carry CVs, consents, client secrets: no browser or proxy keeps them.
-                if (context.Request.Path.StartsWithSegments("/api") && !headers.ContainsKey("Cache-Control"))
+                if (path.StartsWithSegments("/api") && !headers.ContainsKey("Cache-Control"))
                 {
                     headers.CacheControl = "no-store";
                 }
 
                 if (!headers.ContainsKey("Content-Security-Policy"))
                 {
-                    headers.ContentSecurityPolicy = context.Request.Path.StartsWithSegments("/swagger") ? SwaggerPolicy : ApiPolicy;
+                    headers.ContentSecurityPolicy = path.StartsWithSegments("/swagger") ? SwaggerPolicy
+                        : path.StartsWithSegments("/hangfire") ? DashboardPolicy
+                        : ApiPolicy;
                 }
 
                 return Task.CompletedTask;

@@ -134,6 +134,36 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Adresse e-mail ou mot de passe incorrect.");
         });
 
+    /// <summary>
+    /// The Hangfire dashboard works in a real browser under the gateway's Content-Security-Policy: its scripts run (the
+    /// live graph draws, the stats poll) and nothing is blocked, so an operator's retry and trigger buttons act.
+    /// </summary>
+    [BrowserFact]
+    public Task TheJobsDashboardRunsItsScriptsUnderThePolicy() =>
+        browser.RunAsync(Factory, nameof(TheJobsDashboardRunsItsScriptsUnderThePolicy), async page =>
+        {
+            var blocked = new List<string>();
+            page.Console += (_, message) =>
+            {
+                if (message.Text.Contains("Content Security Policy", StringComparison.OrdinalIgnoreCase))
+                {
+                    blocked.Add(message.Text);
+                }
+            };
+            var @operator = await gateway.Actors.NewOperatorAsync();
+            await page.GotoAsync("/Account/Login?ReturnUrl=%2Fhangfire");
+            await page.GetByLabel("Adresse e-mail").FillAsync(@operator.Email);
+            await page.GetByLabel("Mot de passe").FillAsync(@operator.Password);
+            await page.GetByRole(AriaRole.Button, new() { Name = "Se connecter" }).ClickAsync();
+            await Expect(page).ToHaveTitleAsync(new Regex("ExchangeGateway jobs"));
+            // The dashboard's stats are fetched by its script; they answer only if the script ran and was allowed to connect.
+            var stats = await page.WaitForResponseAsync(r => r.Url.Contains("/hangfire/stats", StringComparison.Ordinal));
+            Assert.Equal(200, stats.Status);
+            await page.GetByRole(AriaRole.Link, new() { Name = "Recurring Jobs" }).ClickAsync();
+            await Expect(page.GetByText("event-dispatch").First).ToBeVisibleAsync();
+            Assert.Empty(blocked);
+        });
+
     [BrowserFact]
     public Task PartageWorksWithTheKeyboardAloneWithAVisibleFocus() =>
         browser.RunAsync(Factory, nameof(PartageWorksWithTheKeyboardAloneWithAVisibleFocus), async page =>
