@@ -68,9 +68,14 @@ public sealed class ReminderJob(
         var notices = new List<(Guid Id, TimeSpan? Previous, Notice? Notice)>();
         await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
         {
+            // Bounds as instants, worked out here: a TimeSpan of days reaches PostgreSQL as an interval of calendar days, which
+            // it adds in the session's time zone, so across a change of summer time the window moved by an hour, and the mail
+            // then told one day more than the offline date the pages show (fixed 24-hour days, as OfflineAt counts).
+            var remindFrom = now - maxAge + lead;
+            var offlineFrom = now - maxAge;
             var due = await db.Set<Cv>().FromSql($"""
                 SELECT * FROM cvs
-                WHERE state = 'Published' AND refreshed_at + {maxAge} - {lead} <= {now} AND refreshed_at + {maxAge} > {now}
+                WHERE state = 'Published' AND refreshed_at <= {remindFrom} AND refreshed_at > {offlineFrom}
                   AND (last_reminder_lead IS NULL OR last_reminder_lead > {lead})
                 ORDER BY refreshed_at LIMIT {freshness.Value.ReminderBatchSize} FOR UPDATE SKIP LOCKED
                 """).ToListAsync(cancellationToken);
@@ -124,7 +129,7 @@ public sealed class ReminderJob(
             // NO KEY UPDATE: a disclosure recorded meanwhile (under the chain lock) needs only KEY SHARE on its consent.
             var due = await db.Set<Consent>().FromSql($"""
                 SELECT * FROM consents
-                WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at - {before} <= {now} AND expires_at > {now}
+                WHERE state = 'Active' AND NOT expiry_reminder_sent AND expires_at <= {now + before} AND expires_at > {now}
                 ORDER BY expires_at LIMIT {freshness.Value.ReminderBatchSize} FOR NO KEY UPDATE SKIP LOCKED
                 """).ToListAsync(cancellationToken);
             var emails = await EmailsOfAsync(due.Where(c => c.SeekerId is not null).Select(c => c.SeekerId!).ToList(), cancellationToken);

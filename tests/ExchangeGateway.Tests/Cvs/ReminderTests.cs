@@ -84,6 +84,33 @@ public sealed class ReminderTests(GatewayFixture fixture)
         Assert.All(seekers, seeker => Assert.Single(MailTo(gateway, seeker.Email)));
     }
 
+    /// <summary>
+    /// The reminder window is counted in fixed days, as the offline date is, whatever time zone the database session runs
+    /// in: on a server in Paris, 90 days added as calendar days across the spring change of time ended an hour early, and
+    /// a reminder went out an hour before its window, telling "15 days" where 14 remained.
+    /// </summary>
+    [Fact]
+    public async Task TheReminderWindowIgnoresTheDatabasesSummerTime()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await database.ExecuteAsync("""
+            DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'Europe/Paris'); END $$
+            """);
+        var published = new DateTimeOffset(2027, 1, 15, 10, 0, 0, TimeSpan.Zero);
+        await using var gateway = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(published));
+        var actors = new Actors(gateway);
+        var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, "dst-" + Guid.NewGuid().ToString("N"));
+
+        // 14 days before going offline (2027-04-15 10:00 UTC) less half an hour: not yet.
+        gateway.Time.Advance(new DateTimeOffset(2027, 4, 1, 9, 30, 0, TimeSpan.Zero) - gateway.Time.GetUtcNow());
+        Assert.Equal(0, await gateway.RunRemindersAsync());
+        Assert.Empty(MailTo(gateway, seeker.Email));
+
+        gateway.Time.Advance(TimeSpan.FromMinutes(31));
+        Assert.Equal(1, await gateway.RunRemindersAsync());
+        Assert.Contains("dans 14 jour(s)", Assert.Single(MailTo(gateway, seeker.Email)).Text, StringComparison.Ordinal);
+    }
+
     /// <summary>Configured lead times replace the defaults (the binder added them to a filled list), and each is checked.</summary>
     [Fact]
     public void ConfiguredLeadTimesReplaceTheDefaultsAndMustFallInsideMaxAge()
