@@ -78,9 +78,14 @@ public sealed class Cv
         LastReminderLead = null;
     }
 
+    /// <summary>
+    /// Content gone, and a new version number for the erased state: a device still holding the old ETag must not publish
+    /// over the erasure with If-Match as if nothing had happened since it last looked.
+    /// </summary>
     public void Erase(DateTimeOffset at)
     {
         at = at.TruncateToMicroseconds();
+        Version = NextVersion;
         Sealed = null;
         ContentHash = null;
         State = CvState.Erased;

@@ -185,7 +185,8 @@ public static class CvEndpoints
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            // Cleared: the buffer held the CV in clear, and the pool hands it to whatever asks next.
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
         }
     }
 }

@@ -108,6 +108,10 @@ public sealed class CvWriter(
 
         await db.Set<SeekerKey>().Where(k => k.SeekerId == seekerId).ExecuteDeleteAsync(cancellationToken);
         var (now, entries, ended, obligations) = await EndSharingAsync(seekerId, grantedBefore: null, cancellationToken);
+        // The ledger keeps who received which version and when (the seeker's "who read my CV"), not the hash of what was
+        // sent: that hash would still recognise a copy of the erased CV, as erasing the account already rules out.
+        await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId && d.ContentHash != null)
+            .ExecuteUpdateAsync(d => d.SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
         cv.Erase(now);
         await db.SaveChangesAsync(cancellationToken);
         entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = ended }));

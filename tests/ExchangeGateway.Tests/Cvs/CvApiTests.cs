@@ -114,6 +114,27 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Equal(2, (await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync()).GetProperty("version").GetInt32());
     }
 
+    /// <summary>A device that last saw the CV before it was erased elsewhere cannot publish over the erasure with its old ETag.</summary>
+    [Fact]
+    public async Task AnIfMatchFromBeforeTheErasureGets412()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("before"));
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/api/v1/me/cv")).StatusCode);
+
+        using (var stale = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("over"), "\"v1\""))
+        {
+            await stale.AssertProblemAsync(HttpStatusCode.PreconditionFailed);
+        }
+
+        using var erased = await client.GetAsync("/api/v1/me/cv");
+        Assert.Equal("erased", (await erased.ReadJsonAsync()).GetProperty("state").GetString());
+        // The erased state's own ETag is the one to publish over it with.
+        using var again = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("again"), erased.Headers.ETag!.Tag);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+    }
+
     [Fact]
     public async Task AStaleIfMatchGets412AndChangesNothing()
     {
@@ -301,6 +322,10 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Equal(System.Text.Json.JsonValueKind.Null, cv.GetProperty("document").ValueKind);
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM seeker_keys WHERE seeker_id = '{seeker.Id}'"));
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM cvs WHERE seeker_id = '{seeker.Id}' AND sealed IS NOT NULL"));
+        // The ledger still says who received a version and when (the seeker's own record), but no hash that would
+        // recognise a copy of what was erased.
+        Assert.True(await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures WHERE seeker_id = '{seeker.Id}'") > 0);
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures WHERE seeker_id = '{seeker.Id}' AND content_hash IS NOT NULL"));
 
         using var siteClient = fixture.Client().WithToken(site);
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
