@@ -20,7 +20,7 @@ namespace ExchangeGateway.Cvs;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
-    IOptions<Pages.PagesOptions> pages, ILogger<ReminderJob> logger)
+    IOptions<Pages.PagesOptions> pages, Microsoft.AspNetCore.Identity.ILookupNormalizer normalizer, ILogger<ReminderJob> logger)
 {
     /// <summary>
     /// Well inside Hangfire's invisibility timeout (10 minutes), after which another worker would take the same job while
@@ -174,7 +174,9 @@ public sealed class ReminderJob(
         {
             try
             {
-                if (notices[i] is { } notice)
+                // Sending a batch can take a minute: a seeker who erased their account meanwhile is not mailed after all
+                // (one look-up per mail on Identity's normalized-address index, next to an SMTP exchange).
+                if (notices[i] is { } notice && await StillHeldAsync(notice.To, cancellationToken))
                 {
                     await SendAsync(notice, cancellationToken);
                 }
@@ -221,6 +223,12 @@ public sealed class ReminderJob(
         {
             throw new NotifierUnavailableException(e.GetType().Name);
         }
+    }
+
+    private Task<bool> StillHeldAsync(string address, CancellationToken cancellationToken)
+    {
+        var normalized = normalizer.NormalizeEmail(address);
+        return db.Users.AsNoTracking().AnyAsync(u => u.NormalizedEmail == normalized, cancellationToken);
     }
 
     private Task<Dictionary<string, string>> EmailsOfAsync(List<string> seekerIds, CancellationToken cancellationToken) =>

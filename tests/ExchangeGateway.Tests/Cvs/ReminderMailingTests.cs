@@ -77,6 +77,37 @@ public sealed class ReminderMailingTests
     }
 
     /// <summary>
+    /// The batch's addresses are read when it is claimed, and mailing it can take a minute: a seeker who erases their account
+    /// meanwhile ("forget me") is not mailed afterwards at an address the gateway no longer holds.
+    /// </summary>
+    [Fact]
+    public async Task ASeekerWhoErasesTheirAccountWhileTheBatchIsMailedIsNotMailed()
+    {
+        var notifier = new HeldNotifier();
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, services: s => s.Replace(ServiceDescriptor.Singleton<INotifier>(notifier)));
+        var actors = new Actors(node);
+        var first = await Propagation.SeekerWithCvAsync(node, actors, "first-" + Guid.NewGuid().ToString("N"));
+        clock.Advance(TimeSpan.FromMinutes(1));
+        var leaving = await Propagation.SeekerWithCvAsync(node, actors, "leaving-" + Guid.NewGuid().ToString("N"));
+
+        clock.Advance(TimeSpan.FromDays(77));
+        var token = await actors.FreshTokenAsync(leaving);
+        notifier.Armed = true;
+        var run = node.RunRemindersAsync();
+        await notifier.Sending.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        using (var me = node.CreateHttpClient().WithToken(token))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await me.DeleteAsync("/api/v1/me")).StatusCode);
+        }
+
+        notifier.Release.SetResult();
+        await run;
+        Assert.Equal(first.Email, Assert.Single(notifier.Sent).To);
+    }
+
+    /// <summary>
     /// A mail server the test holds once armed (account mails before that pass unrecorded): the first send waits for
     /// <see cref="Release"/>; when down, it cannot be reached.
     /// </summary>
