@@ -111,7 +111,8 @@ public sealed class StateMachineModelTests
                         break;
                     case CvOp.Erase when cv is not null:
                         cv.Erase(now);
-                        erased = true;
+                        // The erased state is a version of its own: an If-Match from before the erasure no longer matches.
+                        (erased, version) = (true, version + 1);
                         break;
                     case CvOp.Wait:
                         now += TimeSpan.FromDays(days);
