@@ -181,7 +181,9 @@ public sealed class ReminderJob(
                     await SendAsync(notice, cancellationToken);
                 }
             }
-            catch (Exception e) when (e is NotifierUnavailableException or OperationCanceledException)
+            // The database too, since each mail's address is checked there first: the rest of a claimed batch must be given
+            // back, or its seekers (already marked reminded) would never get this reminder.
+            catch (Exception e) when (e is NotifierUnavailableException or OperationCanceledException or System.Data.Common.DbException)
             {
                 try
                 {

@@ -99,7 +99,10 @@ public sealed class PickupFolderNotifier(IOptions<NotifierOptions> options) : Ma
         }
         else
         {
+            // Also when it already existed (created by an earlier run, or by someone else, in which case this fails and no
+            // mail is written into a folder another user controls).
             Directory.CreateDirectory(Options.PickupDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            File.SetUnixFileMode(Options.PickupDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
 
         // Named by the moment of writing (100 ns), so that a listing in name order is the order the messages were sent.

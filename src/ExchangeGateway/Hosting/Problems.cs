@@ -78,9 +78,13 @@ public static partial class Problems
     public static ProblemHttpResult Conflict(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 
-    // "on type 'ExchangeGateway.…'", and the JSON reader's "could not be converted to ExchangeGateway.Recipients.DeliveryMode."
-    [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'|(?<=converted to )[A-Za-z0-9_`+\[\]]+(\.[A-Za-z0-9_`+\[\]]+)*")]
+    [System.Text.RegularExpressions.GeneratedRegex(@"(type|on type|for type) '[A-Za-z0-9_.`\[\], ]+'")]
     private static partial System.Text.RegularExpressions.Regex Internals();
+
+    // The JSON reader's "could not be converted to ExchangeGateway.Recipients.DeliveryMode." (a type name has no spaces;
+    // generic ones have commas and brackets): the field and its path, kept alongside, say what was wrong.
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=converted to )\S+?(?=\.?(\s|$))")]
+    private static partial System.Text.RegularExpressions.Regex ConvertedTo();
 
     // "int? limit", "RegisterRecipientRequest request": a declaration as the framework quotes it; the name is what the client sent.
     [System.Text.RegularExpressions.GeneratedRegex(@"""[A-Za-z0-9_.?<>\[\], ]+ ([A-Za-z0-9_]+)""")]
@@ -133,6 +137,7 @@ public static partial class Problems
             // The JSON reader's message names the path and position of the fault, which helps; the server's type and
             // parameter declarations that the framework's messages quote do not, and are taken out.
             var detail = Internals().Replace(bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message, "the request");
+            detail = ConvertedTo().Replace(detail, "the expected type");
             detail = DeclaredParameter().Replace(detail, "\"$1\"");
             return await problems.WriteAsync(httpContext, exception, bad.StatusCode,
                 bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "The request body is too large." : "The request is invalid.", detail);

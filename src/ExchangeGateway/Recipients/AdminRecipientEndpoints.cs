@@ -570,12 +570,6 @@ public static partial class AdminRecipientEndpoints
         db.Recipients.FromSql($"SELECT * FROM recipients WHERE id = {id} FOR NO KEY UPDATE").SingleOrDefaultAsync(cancellationToken);
 
     /// <summary>
-    /// A status change's reason is free text an operator typed, and could name a person; the audit log is append-only and
-    /// keeps only pseudonyms (promise 4), so it keeps a keyed hash of the reason (a plain hash of a short text could be
-    /// confirmed by guessing it), which the gateway can check a text against, and the site's row keeps the text itself
-    /// (<c>statusReason</c>), where it can be corrected.
-    /// </summary>
-    /// <summary>
     /// A site's public description for the audit trail; redirect URIs only when given (an update that leaves them keeps
     /// the registered ones). Not the contact e-mail, which can be a person's address: the log is append-only.
     /// </summary>
@@ -598,6 +592,12 @@ public static partial class AdminRecipientEndpoints
         return described;
     }
 
+    /// <summary>
+    /// A status change's reason is free text an operator typed, and could name a person; the audit log is append-only and
+    /// keeps only pseudonyms (promise 4), so it keeps a keyed hash of the reason (a plain hash of a short text could be
+    /// confirmed by guessing it), which the gateway can check a text against, and the site's row keeps the text itself
+    /// (<c>statusReason</c>), where it can be corrected.
+    /// </summary>
     private static AuditEntry OperatorEntry(HttpContext context, AuditTrail audit, string action, Recipient recipient, string? reason = null)
     {
         var actor = AuditActor.From(context.User, audit.Pseudonyms);

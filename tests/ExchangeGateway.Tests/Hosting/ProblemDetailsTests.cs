@@ -37,6 +37,7 @@ public sealed class ProblemDetailsTests(GatewayFixture fixture)
     [InlineData("displayName", null)]
     [InlineData("deliveryMode", "carrier-pigeon")]
     [InlineData("pushEndpoint", 42)]
+    [InlineData("redirectUris", 5)]
     public async Task ABodyFaultNamesTheFieldButNoServerType(string field, object? value)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
