@@ -97,13 +97,10 @@ if (command is not null)
         : await AuditCommands.RunAsync(app.Services, command);
 }
 
-if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing")
-    && app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode == "pickup")
+if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enabled", false),
+        app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode) is { } refusal)
 {
-    // Refused, not warned about: nothing would reach the seekers, and files holding their addresses and password-reset
-    // links would pile up on the node, outside the erasure's reach.
-    throw new InvalidOperationException(
-        "Notifier:Mode is pickup (the default, for development): outside Development set Notifier:Mode=smtp and Notifier:SmtpHost.");
+    throw new InvalidOperationException(refusal);
 }
 
 app.UseGatewayProxies();

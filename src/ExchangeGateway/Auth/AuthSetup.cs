@@ -1,4 +1,5 @@
 using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
@@ -93,7 +94,7 @@ public static class AuthSetup
                     .EnableTokenEndpointPassthrough()
                     .EnableUserInfoEndpointPassthrough()
                     .EnableEndSessionEndpointPassthrough();
-                if (environment.IsDevelopment() || environment.IsEnvironment("Testing"))
+                if (environment.IsLocal())
                 {
                     aspNetCore.DisableTransportSecurityRequirement();
                 }

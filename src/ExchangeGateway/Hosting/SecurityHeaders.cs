@@ -17,7 +17,7 @@ public static class SecurityHeaders
 
     public static WebApplication UseSecurityHeaders(this WebApplication app)
     {
-        if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing"))
+        if (!app.Environment.IsLocal())
         {
             app.UseHsts();
         }

@@ -21,15 +21,9 @@ public static class Startup
         await using var scope = app.Services.CreateAsyncScope();
         await ClientRegistrations.EnsureAsync(scope.ServiceProvider, cancellationToken);
 
+        // Only where LocalOnly allows it: Program refuses to start with demo data anywhere else.
         if (app.Configuration.GetValue("DemoData:Enabled", false))
         {
-            // Development and Testing only, as for plain HTTP: a staging or any other environment is reachable by others.
-            if (!app.Environment.IsDevelopment() && !app.Environment.IsEnvironment("Testing"))
-            {
-                throw new InvalidOperationException(
-                    $"DemoData:Enabled is for Development only (this is {app.Environment.EnvironmentName}): the demo accounts have published passwords.");
-            }
-
             await DemoData.SeedAsync(scope.ServiceProvider, cancellationToken);
         }
     }

@@ -203,7 +203,7 @@ public static partial class AdminRecipientEndpoints
         registered["clientAuthentication"] = recipient.ClientAuthentication == ClientAuthentication.PrivateKeyJwt ? "private_key_jwt" : "client_secret_basic";
         if (keys is not null)
         {
-            registered["keys"] = keys.Keys.Select(k => Base64UrlEncoder.Encode(k.ComputeJwkThumbprint())).ToArray();
+            registered["keys"] = Thumbprints(keys);
         }
 
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientRegistered, recipient) with { Details = registered }, cancellationToken);
@@ -378,16 +378,16 @@ public static partial class AdminRecipientEndpoints
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var (recipient, application, descriptor, problem) = await CredentialsAsync(
+        var (credentials, problem) = await CredentialsAsync(
             db, applications, id, ClientAuthentication.ClientSecretBasic, "This recipient authenticates with private_key_jwt: it has no secret to rotate.", cancellationToken);
-        if (problem is not null)
+        if (credentials is not var (recipient, application, descriptor))
         {
-            return problem;
+            return problem!;
         }
 
         var secret = RecipientClients.NewSecret();
-        recipient!.SecretRotated(((OpenIddictEntityFrameworkCoreApplication)application!).ClientSecret, grace, time.GetUtcNow());
-        descriptor!.ClientSecret = secret;
+        recipient.SecretRotated(((OpenIddictEntityFrameworkCoreApplication)application).ClientSecret, grace, time.GetUtcNow());
+        descriptor.ClientSecret = secret;
         await applications.UpdateAsync(application, descriptor, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient), cancellationToken);
@@ -408,61 +408,66 @@ public static partial class AdminRecipientEndpoints
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        var (recipient, application, descriptor, problem) = await CredentialsAsync(
+        var (credentials, problem) = await CredentialsAsync(
             db, applications, id, ClientAuthentication.PrivateKeyJwt, "This recipient authenticates with a client secret: rotate it with rotate-secret.", cancellationToken);
-        if (problem is not null)
+        if (credentials is not var (recipient, application, descriptor))
         {
-            return problem;
+            return problem!;
         }
 
-        descriptor!.JsonWebKeySet = keys;
+        descriptor.JsonWebKeySet = keys;
         try
         {
-            await applications.UpdateAsync(application!, descriptor, cancellationToken);
+            await applications.UpdateAsync(application, descriptor, cancellationToken);
         }
         catch (OpenIddictExceptions.ValidationException e)
         {
             return Refused(e);
         }
 
-        // The keys' RFC 7638 thumbprints: which keys the site may sign with from now on, and nothing secret.
-        var entry = OperatorEntry(context, audit, AuditActions.RecipientKeysRotated, recipient!) with
+        var entry = OperatorEntry(context, audit, AuditActions.RecipientKeysRotated, recipient) with
         {
             Details = new Dictionary<string, object?>
             {
-                ["keys"] = keys.Keys.Select(k => Base64UrlEncoder.Encode(k.ComputeJwkThumbprint())).ToArray(),
+                ["keys"] = Thumbprints(keys),
             },
         };
         await audit.AppendAsync(entry, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient!.ClientId);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
+
+    /// <summary>The site locked for a credential change, its OAuth client, and a descriptor of that client to change.</summary>
+    private sealed record Credentials(Recipient Recipient, object Application, OpenIddictApplicationDescriptor Descriptor);
+
+    /// <summary>The keys' RFC 7638 thumbprints: which keys a site may sign with, and nothing secret.</summary>
+    private static string[] Thumbprints(JsonWebKeySet keys) => keys.Keys.Select(k => Base64UrlEncoder.Encode(k.ComputeJwkThumbprint())).ToArray();
 
     /// <summary>
     /// The opening of a credential change (secret or keys): the site's row locked, a 404 for no site, a 409 when it
     /// authenticates another way, and its OAuth client with a descriptor to change.
     /// </summary>
-    private static async Task<(Recipient? Recipient, object? Application, OpenIddictApplicationDescriptor? Descriptor, ProblemHttpResult? Problem)> CredentialsAsync(
+    private static async Task<(Credentials? Credentials, ProblemHttpResult? Problem)> CredentialsAsync(
         GatewayDbContext db, IOpenIddictApplicationManager applications, Guid id, ClientAuthentication expected, string otherwise,
         CancellationToken cancellationToken)
     {
         var recipient = await LockedAsync(db, id, cancellationToken);
         if (recipient is null)
         {
-            return (null, null, null, Problems.NotFound("No recipient with this id."));
+            return (null, Problems.NotFound("No recipient with this id."));
         }
 
         if (recipient.ClientAuthentication != expected)
         {
-            return (null, null, null, Problems.Conflict(otherwise));
+            return (null, Problems.Conflict(otherwise));
         }
 
         var application = await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken)
             ?? throw new InvalidOperationException("A registered recipient without its OAuth client.");
         var descriptor = new OpenIddictApplicationDescriptor();
         await applications.PopulateAsync(descriptor, application, cancellationToken);
-        return (recipient, application, descriptor, null);
+        return (new Credentials(recipient, application, descriptor), null);
     }
 
     /// <summary>A registration OpenIddict's own rules refuse (a redirect URI it does not allow, keys it cannot use): the client's error.</summary>

@@ -1,0 +1,30 @@
+using ExchangeGateway.Hosting;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Internal;
+
+namespace ExchangeGateway.Tests.Hosting;
+
+/// <summary>
+/// Demo accounts (published passwords) and pickup mail (seekers' addresses and reset links in files on the node) are for a
+/// developer's machine and the tests: any other environment, staging included, refuses to start with them.
+/// </summary>
+public sealed class LocalOnlyTests
+{
+    [Theory]
+    [InlineData("Production")]
+    [InlineData("Staging")]
+    [InlineData("Acceptance")]
+    public void DemoDataAndPickupMailAreRefusedOutsideDevelopmentAndTesting(string name)
+    {
+        var environment = new HostingEnvironment { EnvironmentName = name };
+        Assert.Contains("DemoData:Enabled", LocalOnly.Refusal(environment, demoData: true, notifierMode: "smtp"), StringComparison.Ordinal);
+        Assert.Contains("Notifier:Mode is pickup", LocalOnly.Refusal(environment, demoData: false, notifierMode: "pickup"), StringComparison.Ordinal);
+        Assert.Null(LocalOnly.Refusal(environment, demoData: false, notifierMode: "smtp"));
+    }
+
+    [Theory]
+    [InlineData("Development")]
+    [InlineData("Testing")]
+    public void DevelopmentAndTestingMayUseThem(string name) =>
+        Assert.Null(LocalOnly.Refusal(new HostingEnvironment { EnvironmentName = name }, demoData: true, notifierMode: "pickup"));
+}
