@@ -148,6 +148,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         var previousHash = AuditChain.Genesis;
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
+        var recent = new byte[MaxRenumbering + 2][];
         await foreach (var batch in batches.ReadAllAsync(CancellationToken.None))
         {
             for (var i = 0; i < batch.Length; i++)
@@ -189,21 +190,28 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 
                 if (!linked)
                 {
-                    // Neither linked nor self-consistent: the gateway never wrote this row here.
-                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted."));
+                    // Neither linked nor self-consistent: the gateway never wrote this row here. Either it was moved here by
+                    // renumbering (which hides an insertion or a removal from the gap check), or it is itself the intruder.
+                    return Stop(stop, Renumbered(row, recent, rows, lastCheckpoint, recomputed)
+                        ?? Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted."));
                 }
 
                 if (signed.TryGetValue(sequence, out var checkpoint))
                 {
                     if (!checkpoint.Hash.AsSpan().SequenceEqual(row.Hash))
                     {
-                        return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint", $"Row {sequence} differs from the signed checkpoint."));
+                        // The rows up to here hold together, so they were re-hashed after a change: a linear chain cannot tell which of
+                        // the rows since the last checkpoint that held was the first changed, but it bounds them.
+                        var since = lastCheckpoint is { } held ? $"after row {held}" : "from row 1";
+                        return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint",
+                            $"Row {sequence} differs from the signed checkpoint: a row {since} up to row {sequence} was changed, inserted or removed, and the rows after it re-hashed."));
                     }
 
                     lastCheckpoint = sequence;
                 }
 
                 previousHash = row.Hash;
+                recent[sequence % recent.Length] = row.Hash;
                 expected = sequence + 1;
             }
         }
@@ -216,6 +224,46 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }
 
         return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null);
+    }
+
+    /// <summary>How far a row may have been moved by renumbering and still be traced back to its place.</summary>
+    private const int MaxRenumbering = 64;
+
+    /// <summary>
+    /// A row that was renumbered still carries the hash of its old number, and its link. Moved down by n, it is
+    /// self-consistent at its old number and links to the row n places before its predecessor: the n rows before it were
+    /// inserted. Moved up by n, it is self-consistent at its old number: the n rows before it were removed. Null when
+    /// neither is the case (within <see cref="MaxRenumbering"/> places).
+    /// </summary>
+    private static AuditVerification? Renumbered(Row row, byte[]?[] recent, long rows, long? lastCheckpoint, byte[] scratch)
+    {
+        var now = row.Sequence;
+        for (var moved = 1; moved <= MaxRenumbering; moved++)
+        {
+            var was = now - moved;
+            if (was >= 1 && WasWrittenAs(row, was, scratch)
+                && row.PreviousHash.AsSpan().SequenceEqual(was == 1 ? AuditChain.Genesis : recent[(was - 1) % recent.Length]))
+            {
+                var what = moved == 1 ? $"Row {was} was inserted" : $"Rows {was} to {now - 1} were inserted";
+                return Fail(rows, now, lastCheckpoint, was, "inserted", $"{what}, and the rows after renumbered: row {now} was written as row {was}.");
+            }
+
+            was = now + moved;
+            if (WasWrittenAs(row, was, scratch))
+            {
+                var what = moved == 1 ? $"Row {now} was removed" : $"Rows {now} to {was - 1} were removed";
+                return Fail(rows, now, lastCheckpoint, now, "removed", $"{what}, and the rows after renumbered: row {now} was written as row {was}.");
+            }
+        }
+
+        return null;
+    }
+
+    private static bool WasWrittenAs(Row row, long sequence, byte[] scratch)
+    {
+        AuditChain.HashOf(sequence, row.OccurredAt, row.ActorKind, row.ActorId, row.Action, row.Subject, row.Recipient, row.Outcome,
+            row.Details, row.PreviousHash, scratch);
+        return scratch.AsSpan().SequenceEqual(row.Hash);
     }
 
     private static AuditVerification Stop(CancellationTokenSource stop, AuditVerification verdict)

@@ -51,7 +51,10 @@ internal sealed class IsolatedGateway : IAsyncDisposable
     /// Runs SQL as the superuser with triggers disabled for the session (session_replication_role = replica): what an
     /// attacker with full database access could do, and what the hash chain must expose.
     /// </summary>
-    public async Task TamperAsync(string sql, params NpgsqlParameter[] parameters)
+    public Task TamperAsync(string sql, params NpgsqlParameter[] parameters) => TamperAsync(1, sql, parameters);
+
+    /// <summary>Runs <paramref name="sql"/> past the append-only triggers; it must touch exactly <paramref name="rows"/> rows.</summary>
+    public async Task TamperAsync(int rows, string sql, params NpgsqlParameter[] parameters)
     {
         await using var connection = await Database.OpenOwnerConnectionAsync();
         await using (var replica = new NpgsqlCommand("SET session_replication_role = replica", connection))
@@ -61,7 +64,7 @@ internal sealed class IsolatedGateway : IAsyncDisposable
 
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.AddRange(parameters);
-        Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        Assert.Equal(rows, await command.ExecuteNonQueryAsync());
     }
 
     public async ValueTask DisposeAsync()

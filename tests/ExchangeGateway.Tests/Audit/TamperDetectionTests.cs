@@ -108,6 +108,60 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
     }
 
+    /// <summary>
+    /// Rows inserted with care: each self-consistent and linked to the one before, and the rows after them renumbered, so
+    /// that no number is missing or doubled. The first genuine row moved still carries its old number in its hash.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task RowsInsertedWithTheRestRenumberedAreNamedAsInserted(int count)
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        await RenumberAsync(gateway, Target, count);
+
+        var previous = (await ReadRowAsync(gateway, Target - 1)).Hash;
+        for (var i = 0; i < count; i++)
+        {
+            var forged = new AuditEvent
+            {
+                Sequence = Target + i, OccurredAt = DateTimeOffset.UnixEpoch, ActorKind = "operator", ActorId = "nobody",
+                Action = "recipient.reinstated", Recipient = "demo-jobsite", Outcome = "success", PreviousHash = previous, Hash = [],
+            };
+            var hash = AuditChain.HashOf(forged);
+            await gateway.TamperAsync(
+                $"""
+                INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
+                VALUES ({Target + i}, 'epoch', 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+                """,
+                new NpgsqlParameter { Value = previous }, new NpgsqlParameter { Value = hash });
+            previous = hash;
+        }
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal(("inserted", Target), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"was written as row {Target}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Rows deleted and the rows after them renumbered to close the gap.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task RowsRemovedWithTheRestRenumberedAreNamedAsRemoved(int count)
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        await gateway.TamperAsync(count, $"DELETE FROM audit_events WHERE sequence >= {Target} AND sequence < {Target + count}");
+        await RenumberAsync(gateway, Target + count, -count);
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal(("removed", Target), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"was written as row {Target + count}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ARowAppendedOutsideTheGatewayIsReportedAsInserted()
     {
@@ -267,6 +321,16 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "checkpoint"]));
         Assert.Equal(2, await gateway.Database.ScalarAsync<long>("SELECT max(sequence) FROM audit_checkpoints"));
         Assert.Equal(64, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "erase-everything"]));
+    }
+
+    /// <summary>Moves the rows from <paramref name="from"/> on by <paramref name="by"/>, in two steps so no number is held twice.</summary>
+    private static async Task RenumberAsync(IsolatedGateway gateway, long from, int by)
+    {
+        var rows = (int)await gateway.Database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE sequence >= {from}");
+        Assert.True(rows > 0);
+        await gateway.TamperAsync(
+            2 * rows,
+            $"UPDATE audit_events SET sequence = sequence + 1000000 WHERE sequence >= {from}; UPDATE audit_events SET sequence = sequence - {1000000 - by} WHERE sequence >= 1000000");
     }
 
     private static async Task<AuditEvent> ReadRowAsync(IsolatedGateway gateway, long sequence)
