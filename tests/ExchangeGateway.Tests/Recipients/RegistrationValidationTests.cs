@@ -40,6 +40,9 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("push host over 253 characters", "pushEndpoint")]
     [InlineData("redirect URI OpenIddict refuses", "client")]
     [InlineData("push endpoint relative", "pushEndpoint")]
+    [InlineData("deliveryMode as a number", "deliveryMode")]
+    [InlineData("deliveryMode as a numeric string", "deliveryMode")]
+    [InlineData("clientAuthentication as a number", "clientAuthentication")]
     public async Task AnInvalidRegistrationIs400ProblemAndCreatesNothing(string fault, string field)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
@@ -55,6 +58,10 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
             case "bad contactEmail": body["contactEmail"] = "dpo at example"; break;
             case "unknown field": body["favouriteColour"] = "blue"; break;
             case "unknown deliveryMode": body["deliveryMode"] = "carrier-pigeon"; break;
+            // Enum members by number: 2 is no mode at all, and 0 would bypass the name every client is documented to send.
+            case "deliveryMode as a number": Push(body, "https://events.example/set"); body["deliveryMode"] = 2; break;
+            case "deliveryMode as a numeric string": body["deliveryMode"] = "1"; break;
+            case "clientAuthentication as a number": body["clientAuthentication"] = 1; break;
             case "push without pushEndpoint": body["deliveryMode"] = "push"; break;
             case "poll with pushEndpoint": body["pushEndpoint"] = "https://events.example/set"; break;
             case "push to private 10.0.0.1": Push(body, "https://10.0.0.1/x"); break;
