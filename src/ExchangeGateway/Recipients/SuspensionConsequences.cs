@@ -10,7 +10,7 @@ namespace ExchangeGateway.Recipients;
 
 /// <summary>
 /// What a change of a recipient's status sets in motion. A suspension ends every active consent to the site (state Ended,
-/// cause recipient-suspended) with a receipt each, moves the site's feed, and writes an erasure obligation for every
+/// cause recipient-suspended; Expired, dated when it lapsed, for one the expiry job had not reached yet) with a receipt each, moves the site's feed, and writes an erasure obligation for every
 /// episode that disclosed something: the site may read nothing more, and must delete what it holds. A reinstatement
 /// restores nothing: seekers tick again if they wish. The episodes end in batches of <see cref="BatchSize"/>, each ended
 /// with its obligations in one transaction: a site with half a million consents is not one transaction holding the chain
@@ -48,27 +48,46 @@ public sealed class SuspensionConsequences(
         var now = time.GetUtcNow();
         var entries = new List<AuditEntry>(active.Count);
         var receipts = new List<Guid>(active.Count);
+        List<Guid> ended = [], lapsed = [];
         foreach (var consent in active)
         {
-            consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
+            // One that lapsed before the expiry job came round ends as what it is, expired when it lapsed, as a tick, an
+            // untick or an erasure would end it: the suspension did not end it, and its receipt must not say so.
+            var expired = consent.ExpiresAt <= now;
+            if (expired)
+            {
+                consent.Expire(now);
+                lapsed.Add(consent.Id);
+            }
+            else
+            {
+                consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
+                ended.Add(consent.Id);
+            }
+
             var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
-            receipts.Add(receipt.Id);
-            entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", AuditActions.ConsentEnded, Outcomes.Success,
-                SeekerId: consent.SeekerId, Recipient: recipient.ClientId,
-                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = ErasureCauses.RecipientSuspended }));
+            if (!expired)
+            {
+                receipts.Add(receipt.Id);
+            }
+
+            entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded,
+                Outcomes.Success, SeekerId: consent.SeekerId, Recipient: recipient.ClientId,
+                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = consent.EndCause }));
         }
 
         await db.SaveChangesAsync(cancellationToken);
-        var ids = active.Select(c => c.Id).ToList();
 
         // Written above and dated again under the chain lock, in two set-based statements: saving a batch's episodes under
-        // the lock would stall every read of the gateway.
+        // the lock would stall every read of the gateway. The lapsed keep the moment they lapsed.
         now = await Locks.ChainForEndAsync(db, time, cancellationToken);
-        await db.Set<Consent>().Where(c => ids.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
+        await db.Set<Consent>().Where(c => ended.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
         await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
-        await FeedPositions.BumpAsync(db, ids, cancellationToken);
-        var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken);
+        await FeedPositions.BumpAsync(db, active.Select(c => c.Id).ToList(), cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken)
+            + await Obligations.RequireErasureAsync(db, lapsed, ErasureCauses.ConsentExpired, now, confirmWithin, cancellationToken);
+
         await audit.AppendAsync(entries, cancellationToken);
         return (active.Count, obligations);
     }

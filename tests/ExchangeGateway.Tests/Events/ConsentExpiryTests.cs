@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using ExchangeGateway.Tests.Infrastructure;
 
 namespace ExchangeGateway.Tests.Events;
@@ -158,6 +159,42 @@ public sealed class ConsentExpiryTests(GatewayFixture fixture)
         Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{episode}'"));
         Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{episode}'"));
         Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{episode}'"));
+    }
+
+    /// <summary>
+    /// A site suspended while one of its episodes had lapsed unnoticed: that one ends as expired, when it lapsed, and is
+    /// chased as such; only the episodes still running end because of the suspension.
+    /// </summary>
+    [Fact]
+    public async Task SuspendingASiteEndsALapsedEpisodeAsExpiredAndTheOthersAsSuspended()
+    {
+        var (site, _, lapsed) = await DisclosedEpisodeAsync("suspend-lapsed");
+        fixture.Time.Advance(TimeSpan.FromDays(366));
+        var marker = "suspend-running-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        var running = await fixture.Database.ScalarAsync<Guid>($"SELECT id FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}'");
+
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using (var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken))
+        using (var suspended = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new { reason = "Audit of its deletion practice" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+        }
+
+        Assert.Equal(("Expired", "consent-expired", true), (
+            await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{lapsed}'"),
+            await fixture.Database.ScalarAsync<string>($"SELECT end_cause FROM consents WHERE id = '{lapsed}'"),
+            await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE id = '{lapsed}'")));
+        Assert.True(await fixture.Database.ScalarAsync<bool>(
+            $"SELECT e.kind = 'Expired' AND e.at = c.expires_at FROM consent_events e JOIN consents c ON c.id = e.consent_id WHERE e.consent_id = '{lapsed}' AND e.kind <> 'Granted'"));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{lapsed}'"));
+
+        Assert.Equal(("Ended", "recipient-suspended"), (
+            await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{running}'"),
+            await fixture.Database.ScalarAsync<string>($"SELECT end_cause FROM consents WHERE id = '{running}'")));
+        Assert.Equal("recipient-suspended", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE consent_id = '{running}'"));
     }
 
     /// <summary>
