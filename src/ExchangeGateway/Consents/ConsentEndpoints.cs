@@ -8,12 +8,16 @@ using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Consents;
 
-/// <summary>One named site and where my consent to it stands (<c>state</c> "none" when I never ticked it).</summary>
+/// <summary>
+/// One named site and where my consent to it stands (<c>state</c> "none" when I never ticked it; "ended" for a site the
+/// operator has suspended since, listed while it stays suspended, with the sharing the suspension ended).
+/// </summary>
 public sealed record ConsentStatus(
     Guid Id, Guid RecipientId, string RecipientName, Uri Website, Uri PrivacyPolicyUrl, string State,
     DateTimeOffset? Since, DateTimeOffset? ExpiresAt, Guid? ReceiptId)
 {
     public const string None = "none";
+    public const string Ended = "ended";
 
     [System.Text.Json.Serialization.JsonIgnore]
     public bool IsActive => State == "active";
@@ -33,7 +37,7 @@ public static class ConsentEndpoints
     public static RouteGroupBuilder MapConsentEndpoints(this RouteGroupBuilder api)
     {
         var me = api.MapGroup("/me").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
-        me.MapGet("/consents", List).WithName("ListMyConsents").WithSummary("Every named site, with where my consent to it stands.");
+        me.MapGet("/consents", List).WithName("ListMyConsents").WithSummary("Every named site, with where my consent to it stands, and the sites suspended since that ended a sharing of mine (state ended).");
         me.MapPut("/consents/{recipientId:guid}", Tick).WithName("GrantConsent")
             .WithSummary("Tick: share my CV with this site (idempotent). Returns the consent and its receipt id.");
         me.MapDelete("/consents/{recipientId:guid}", Untick).WithName("RevokeConsent")
@@ -44,8 +48,13 @@ public static class ConsentEndpoints
         return api;
     }
 
-    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time) =>
-        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.StatusesAsync(db, context.User.Subject(), time.GetUtcNow(), context.RequestAborted), null));
+    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time)
+    {
+        var seekerId = context.User.Subject();
+        var statuses = await ConsentQueries.StatusesAsync(db, seekerId, time.GetUtcNow(), context.RequestAborted);
+        statuses.AddRange(await ConsentQueries.EndedBySuspensionAsync(db, seekerId, context.RequestAborted));
+        return TypedResults.Ok(new Page<ConsentStatus>(statuses, null));
+    }
 
     private static async Task<Results<Ok<ConsentResponse>, Created<ConsentResponse>, ProblemHttpResult>> Tick(Guid recipientId, HttpContext context, ConsentDesk desk)
     {

@@ -33,18 +33,21 @@ public static class ConsentQueries
     }
 
     /// <summary>
-    /// The seeker's sharings that ended because the operator suspended the site, while it stays suspended: such a site
-    /// leaves the list of sites, and without this the share the seeker gave would vanish from the page unexplained.
+    /// The seeker's sharings that ended because the operator suspended the site, while it stays suspended (state "ended",
+    /// the latest episode per site): such a site leaves the list of sites, and without these the share the seeker gave
+    /// would vanish from the page and the API unexplained.
     /// </summary>
-    public static async Task<List<EndedBySuspension>> EndedBySuspensionAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
+    public static async Task<List<ConsentStatus>> EndedBySuspensionAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
     {
-        var ended = await (
-            from consent in db.Set<Consent>().AsNoTracking()
-            join site in db.Recipients.AsNoTracking() on consent.RecipientId equals site.Id
-            where consent.SeekerId == seekerId && consent.EndCause == ErasureCauses.RecipientSuspended && site.Status == RecipientStatus.Suspended
-            select new { consent.Id, site.DisplayName, consent.EndedAt }).ToListAsync(cancellationToken);
+        var ended = (await (
+                from consent in db.Set<Consent>().AsNoTracking()
+                join site in db.Recipients.AsNoTracking() on consent.RecipientId equals site.Id
+                where consent.SeekerId == seekerId && consent.EndCause == ErasureCauses.RecipientSuspended && site.Status == RecipientStatus.Suspended
+                select new { consent.Id, consent.EndedAt, Site = site }).ToListAsync(cancellationToken))
+            .GroupBy(e => e.Site.Id).Select(g => g.MaxBy(e => e.EndedAt)!).ToList();
         var receipts = await LatestReceiptsAsync(db, ended.Select(e => e.Id).ToList(), cancellationToken);
-        return ended.Select(e => new EndedBySuspension(e.DisplayName, e.EndedAt!.Value, receipts.GetValueOrDefault(e.Id)))
+        return ended.Select(e => new ConsentStatus(
+                e.Id, e.Site.Id, e.Site.DisplayName, e.Site.Website, e.Site.PrivacyPolicyUrl, ConsentStatus.Ended, e.EndedAt, null, receipts.GetValueOrDefault(e.Id)))
             .OrderBy(e => e.RecipientName, StringComparer.CurrentCulture).ToList();
     }
 
@@ -54,5 +57,3 @@ public static class ConsentQueries
         .GroupBy(e => e.ConsentId)
         .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.At).First().Id);
 }
-
-public sealed record EndedBySuspension(string RecipientName, DateTimeOffset EndedAt, Guid? ReceiptId);

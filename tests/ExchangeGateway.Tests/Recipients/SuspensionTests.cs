@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
@@ -63,6 +64,45 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await back.GetAsync(Sites.FeedPath)).StatusCode);
         Assert.Contains(site.Id, await Sites.DirectoryIdsAsync(directory));
     }
+
+    /// <summary>The API tells what the page tells: a sharing the site's suspension ended stays listed, as ended, with its receipt.</summary>
+    [Fact]
+    public async Task MyConsentsListASharingEndedByTheSitesSuspension()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+
+        using (var suspended = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new JsonObject { ["reason"] = "Inquiry" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+        }
+
+        var ended = await MineAsync(me, site.Id);
+        Assert.Equal("ended", ended.GetProperty("state").GetString());
+        Assert.Equal(site.DisplayName, ended.GetProperty("recipientName").GetString());
+        Assert.Equal(JsonValueKind.Null, ended.GetProperty("expiresAt").ValueKind);
+        var receipt = ended.GetProperty("receiptId").GetGuid();
+        using (var shown = await me.GetAsync($"/api/v1/me/receipts/{receipt}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, shown.StatusCode);
+        }
+
+        // Reinstated, the site is listed as any other again: once, where the sharing ended.
+        using (var reinstated = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/reinstate", new JsonObject { ["reason"] = "Closed" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, reinstated.StatusCode);
+        }
+
+        Assert.Equal(("ended", receipt), ((await MineAsync(me, site.Id)).GetProperty("state").GetString(), (await MineAsync(me, site.Id)).GetProperty("receiptId").GetGuid()));
+    }
+
+    private static async Task<JsonElement> MineAsync(HttpClient me, Guid siteId) =>
+        (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray()
+            .Single(c => c.GetProperty("recipientId").GetGuid() == siteId);
 
     [Fact]
     public async Task SuspendingTwiceKeepsTheFirstReason()

@@ -37,7 +37,7 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     public IReadOnlyList<ConsentReceipt> Receipts { get; private set; } = [];
 
     /// <summary>Sharings ended by a site's suspension, listed apart: the site is no longer offered.</summary>
-    public IReadOnlyList<EndedBySuspension> Suspended { get; private set; } = [];
+    public IReadOnlyList<ConsentStatus> Suspended { get; private set; } = [];
 
     /// <summary>When a consent given today would lapse, for the "what you agree to" text.</summary>
     public DateTimeOffset NewConsentEnds { get; private set; }
