@@ -215,7 +215,7 @@ public static partial class AdminRecipientEndpoints
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> Update(
         Guid id, UpdateRecipientRequest request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
-        PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time)
+        PushEndpointPolicy endpoints, IOptions<RecipientOptions> options, AuditTrail audit, TimeProvider time, DispatchSignal dispatch)
     {
         var cancellationToken = context.RequestAborted;
         // Validated before the row lock: checking a push endpoint resolves its host, which can take seconds, and every tick
@@ -259,8 +259,21 @@ public static partial class AdminRecipientEndpoints
             return Problems.Conflict("The site was changed meanwhile: it has no push endpoint now. Send pushEndpoint with deliveryMode push.");
         }
 
+        var delivery = (recipient.DeliveryMode, recipient.PushEndpoint);
+        var now = time.GetUtcNow();
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
-            request.ContactEmail, request.DeliveryMode, request.PushEndpoint, time.GetUtcNow());
+            request.ContactEmail, request.DeliveryMode, request.PushEndpoint, now);
+        var redirected = delivery != (recipient.DeliveryMode, recipient.PushEndpoint);
+        var due = 0;
+        if (redirected)
+        {
+            // The back-off and any hold were the old endpoint's answers. Left in place, a site switched to poll would be
+            // offered nothing for up to a day, and a fixed endpoint would wait as long, while the deadlines ran against it.
+            due = await db.Database.ExecuteSqlAsync(
+                $"UPDATE erasure_obligations SET next_attempt_at = {now} WHERE recipient_id = {id} AND status = 'Pending' AND next_attempt_at > {now}",
+                cancellationToken);
+            await db.Database.ExecuteSqlAsync($"DELETE FROM push_holds WHERE recipient_id = {id}", cancellationToken);
+        }
         if ((request.DisplayName is not null || request.RedirectUris is not null)
             && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
         {
@@ -295,6 +308,11 @@ public static partial class AdminRecipientEndpoints
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient) with { Details = changed }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
+        if (redirected && recipient.DeliveryMode == DeliveryMode.Push)
+        {
+            dispatch.After(due);
+        }
+
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
@@ -308,6 +309,47 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await dispatch;
         Assert.Equal("Confirmed", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
         Assert.NotNull(await Propagation.ObligationAsync<object>(fixture.Database, jti, "confirmed_at") as DateTime?);
+    }
+
+    /// <summary>
+    /// A site that asked for a day's pause and is then switched to poll (or given a new endpoint) gets its events at once:
+    /// the pause and the back-off were the old endpoint's, and its deadlines keep running.
+    /// </summary>
+    [Theory]
+    [InlineData("poll")]
+    [InlineData("new endpoint")]
+    public async Task ChangingASitesDeliveryMakesItsWaitingEventsDueAtOnce(string change)
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(503, RetryAfter: TimeSpan.FromDays(1)));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.True(await NextAttemptAsync(fixture.Database, jti) > Gateway.Time.GetUtcNow() + TimeSpan.FromHours(23));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM push_holds WHERE recipient_id = '{site.Id}'"));
+
+        await using var other = await PushReceiver.StartAsync();
+        using (var admin = Gateway.CreateHttpClient().WithToken((await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken))
+        using (var patched = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}",
+            change == "poll" ? new { deliveryMode = "poll", pushEndpoint = (string?)null } : new { deliveryMode = "push", pushEndpoint = (string?)other.Endpoint.AbsoluteUri }))
+        {
+            Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        }
+
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM push_holds WHERE recipient_id = '{site.Id}'"));
+        if (change == "poll")
+        {
+            using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+            using var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 10 });
+            Assert.Equal(HttpStatusCode.OK, poll.StatusCode);
+            Assert.True((await poll.ReadJsonAsync()).GetProperty("sets").TryGetProperty(jti, out _), "the waiting event is offered to the poll");
+        }
+        else
+        {
+            await Gateway.RunDispatchAsync();
+            Assert.Equal(jti, await JtiAsync(Gateway, site, Assert.Single(other.Received)));
+            Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+        }
     }
 
     /// <summary>
