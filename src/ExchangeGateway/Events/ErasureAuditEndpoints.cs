@@ -12,7 +12,11 @@ public sealed record ObligationItem(
     DateTimeOffset CreatedAt, DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt,
     DateTimeOffset? OverdueAt, int Attempts, string? LastError);
 
-/// <summary>How well a site keeps its erasure promises. <c>medianTimeToConfirmSeconds</c> is null until it confirmed one.</summary>
+/// <summary>
+/// How well a site keeps its promises to delete and to rectify: every obligation it was sent, erasures and rectifications
+/// (cv-updated) alike, since both have a deadline and both are escalated. <c>medianTimeToConfirmSeconds</c> is null until
+/// it confirmed one.
+/// </summary>
 public sealed record RecipientCompliance(
     Guid Id, string ClientId, long Obligations, long Pending, long Delivered, long Confirmed, long Overdue, double? MedianTimeToConfirmSeconds);
 
@@ -27,7 +31,7 @@ public static class ErasureAuditEndpoints
         audit.MapGet("/erasures", List).WithName("ListErasureObligations")
             .WithSummary("Erasure obligations, oldest first; status pending, delivered, confirmed or overdue (open past its deadline).");
         audit.MapGet("/recipients/{id:guid}/compliance", Compliance).WithName("GetRecipientCompliance")
-            .WithSummary("A site's record: obligations delivered, confirmed, overdue, and the median time to confirm.");
+            .WithSummary("A site's record: obligations (erasures and rectifications) delivered, confirmed, overdue, and the median time to confirm.");
         return api;
     }
 
@@ -86,7 +90,7 @@ public static class ErasureAuditEndpoints
                    count(*) FILTER (WHERE overdue) AS overdue,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM confirmed_at - created_at))
                        FILTER (WHERE confirmed_at IS NOT NULL) AS median_seconds
-            FROM erasure_obligations WHERE recipient_id = {id} AND kind = {EventKinds.ErasureRequired}
+            FROM erasure_obligations WHERE recipient_id = {id}
             """).SingleAsync(context.RequestAborted);
 
         var actor = AuditActor.From(context.User, trail.Pseudonyms);

@@ -92,6 +92,9 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         using var events = await auditor.GetAsync($"/api/v1/audit/events?action=erasure.overdue&recipient={site.ClientId}");
         var escalation = Assert.Single((await events.ReadJsonAsync()).GetProperty("items").EnumerateArray());
         Assert.Equal((set.Jti, "cv-updated"), (escalation.GetProperty("details").GetProperty("jti").GetString(), escalation.GetProperty("details").GetProperty("kind").GetString()));
+        // And counted against the site, as the list above shows it.
+        var compliance = await ComplianceAsync(auditor, site.Id);
+        Assert.Equal((1L, 1L), (compliance.GetProperty("obligations").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
     }
 
     /// <summary>A push site of its own that has read a seeker's CV (shared with it); returns the CV's marker.</summary>
