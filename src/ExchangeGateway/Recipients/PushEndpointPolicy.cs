@@ -120,8 +120,9 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
     }
 
     /// <summary>
-    /// The IPv4 address an IPv6 address carries to the IPv4 network: mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d,
-    /// which an IPv6-only host's NAT64 gateway forwards to a.b.c.d), compatible (::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
+    /// The IPv4 address an IPv6 address carries to the IPv4 network: mapped (::ffff:a.b.c.d), translated (::ffff:0:a.b.c.d,
+    /// which a SIIT translator forwards), NAT64 (64:ff9b::a.b.c.d, which an IPv6-only host's NAT64 gateway forwards to
+    /// a.b.c.d), compatible (::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
     /// Checked as itself, "64:ff9b::a00:5" would pass as a public IPv6 address and reach 10.0.0.5.
     /// </summary>
     private static IPAddress? EmbeddedIPv4(IPAddress address, IPNetwork[] nat64Prefixes)
@@ -138,7 +139,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
 
         var bytes = address.GetAddressBytes();
         // "::" and "::1" are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones (RFC 4291).
-        if (Nat64.Contains(address) || (Compatible.Contains(address) && !Unspecified.Contains(address))
+        if (Nat64.Contains(address) || Translated.Contains(address) || (Compatible.Contains(address) && !Unspecified.Contains(address))
             || nat64Prefixes.Any(prefix => prefix.Contains(address)))
         {
             return new IPAddress(bytes.AsSpan(12, 4));
@@ -148,6 +149,7 @@ public sealed class PushEndpointPolicy(IOptions<RecipientOptions> options)
     }
 
     private static readonly IPNetwork Nat64 = IPNetwork.Parse("64:ff9b::/96");
+    private static readonly IPNetwork Translated = IPNetwork.Parse("::ffff:0:0:0/96");
     private static readonly IPNetwork Compatible = IPNetwork.Parse("::/96");
     private static readonly IPNetwork Unspecified = IPNetwork.Parse("::/127");
     private static readonly IPNetwork SixToFour = IPNetwork.Parse("2002::/16");

@@ -19,6 +19,8 @@ public sealed class PushEndpointPolicyTests
     [InlineData("64:ff9b:1::a00:5")]        // local-use NAT64
     [InlineData("2002:a9fe:a9fe::1")]       // 6to4 of 169.254.169.254
     [InlineData("::c0a8:101")]              // IPv4-compatible 192.168.1.1
+    [InlineData("::ffff:0:7f00:1")]         // IPv4-translated (SIIT) 127.0.0.1
+    [InlineData("::ffff:0:a9fe:a9fe")]      // IPv4-translated 169.254.169.254
     [InlineData("2001:0:4136:e378:8000:63bf:3fff:fdd2")] // Teredo
     [InlineData("fd00::1")]
     [InlineData("fec0::1")]                 // site-local (deprecated, still routed in some networks)
@@ -30,6 +32,7 @@ public sealed class PushEndpointPolicyTests
     [InlineData("2606:4700::6810:84e5")]
     [InlineData("64:ff9b::5db8:d70e")]      // NAT64 of 93.184.215.14: how an IPv6-only node reaches an IPv4 site
     [InlineData("2002:5db8:d70e::1")]
+    [InlineData("::ffff:0:5db8:d70e")]      // IPv4-translated 93.184.215.14
     public void APublicAddressIsAllowed(string address) =>
         Assert.True(Policy.IsAllowed(IPAddress.Parse(address)));
 
