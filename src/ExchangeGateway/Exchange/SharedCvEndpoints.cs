@@ -11,7 +11,7 @@ public static class SharedCvEndpoints
     {
         var group = api.MapGroup("/shared-cvs").RequireAuthorization(ApiScopes.CvRead).AddEndpointFilter<RecipientGate>().WithTags("Recipient");
         group.MapGet("/", GetFeed).WithName("GetSharedCvs")
-            .WithSummary("The change feed of CVs shared with the calling site: available CVs with their document, and withdrawals.");
+            .WithSummary("The change feed of CVs shared with the calling site: available CVs with their document, and withdrawals. nextCursor while more is waiting; resumeCursor, on every page, is where to ask again once caught up.");
         group.MapGet("/{id}", GetOne).WithName("GetSharedCv")
             .WithSummary("One CV shared with the calling site, by the site's own id for it; 404 whenever it is not available.");
         return api;
