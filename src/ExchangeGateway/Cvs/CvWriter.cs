@@ -51,6 +51,7 @@ public sealed class CvWriter(
         var key = await sealer.GetOrCreateKeyAsync(db, seekerId, now, cancellationToken);
         var hash = SHA256.HashData(document);
         var created = cv is null;
+        var wasOffline = cv?.State == CvState.Offline;
         if (cv is null)
         {
             cv = Cv.Publish(seekerId, Guid.CreateVersion7(now), CvSealer.Seal(key, seekerId, 1, document), hash, now);
@@ -63,8 +64,14 @@ public sealed class CvWriter(
 
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
+        var published = new Dictionary<string, object?> { ["version"] = cv.Version };
+        if (wasOffline)
+        {
+            published["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
+        }
+
         var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, new() { ["version"] = cv.Version })], cancellationToken);
+        await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, published)], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(notices + obligations);
         return new CvWriteResult(created ? CvWriteOutcome.Created : CvWriteOutcome.Replaced, cv);
@@ -82,11 +89,18 @@ public sealed class CvWriter(
             return new CvWriteResult(CvWriteOutcome.NotFound, cv);
         }
 
+        var wasOffline = cv.State == CvState.Offline;
         cv.Refresh(now);
         await db.SaveChangesAsync(cancellationToken);
         // Back online: the sites' feeds show it again (a harmless move when it never left).
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, new() { ["version"] = cv.Version }), cancellationToken);
+        var refreshed = new Dictionary<string, object?> { ["version"] = cv.Version };
+        if (wasOffline)
+        {
+            refreshed["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
+        }
+
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, refreshed), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return new CvWriteResult(CvWriteOutcome.Refreshed, cv);
     }

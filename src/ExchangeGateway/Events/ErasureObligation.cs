@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using ExchangeGateway.Audit;
+using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
@@ -149,6 +150,24 @@ public static class Obligations
             """,
             cancellationToken);
     }
+}
+
+/// <summary>
+/// A CV back online (refreshed or published again) while its episodes still run: the cv-offline events that have not reached
+/// their site are withdrawn rather than sent late, since they would tell the site to delete a CV it may read again now. An
+/// event on the wire (leased) or already delivered stays; its toe tells the site it is older than the CV it reads.
+/// </summary>
+public static class OfflineEvents
+{
+    /// <summary>Returns how many were withdrawn. Under the CV's row lock: no sweep of this CV can be writing them meanwhile.</summary>
+    public static Task<int> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlAsync(
+            $"""
+            DELETE FROM erasure_obligations o USING consents c
+            WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND o.consent_id = c.id
+              AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND (o.leased_until IS NULL OR o.leased_until <= {now})
+            """,
+            cancellationToken);
 }
 
 /// <summary>The audit record of events reaching a site: one per site and round, listing the events' jtis.</summary>

@@ -135,8 +135,8 @@ public sealed class EventDispatchJob(
         {
             batch.Add(new ObligationToSend(
                 reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
-                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetInt32(9),
-                reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
+                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(11), reader.GetFieldValue<DateTimeOffset>(8),
+                reader.GetInt32(9), reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
         }
 
         return batch;
@@ -255,7 +255,7 @@ public sealed class EventDispatchJob(
         UPDATE erasure_obligations o SET leased_until = $3, attempts = o.attempts + 1
         FROM due, recipients r
         WHERE o.id = due.id AND r.id = o.recipient_id
-        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint
+        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint, o.created_at
         """;
 
     private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)

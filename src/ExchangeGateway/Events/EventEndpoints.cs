@@ -133,7 +133,7 @@ public static class EventEndpoints
             {
                 var sets = pending.Take(max).ToDictionary(
                     o => o.Jti.ToString(),
-                    o => tokens.Create(new ObligationToSend(o.Id, o.Jti, o.RecipientId, recipient.ClientId, o.ConsentId, o.PairwiseId, o.Kind, o.Cause, o.ConfirmBefore, o.Attempts, null), now));
+                    o => tokens.Create(new ObligationToSend(o.Id, o.Jti, o.RecipientId, recipient.ClientId, o.ConsentId, o.PairwiseId, o.Kind, o.Cause, o.CreatedAt, o.ConfirmBefore, o.Attempts, null), now));
                 return TypedResults.Ok(new PollResponse(sets, pending.Count > max));
             }
 

@@ -43,6 +43,10 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth,
             writer.WriteString("aud", obligation.ClientId);
             writer.WriteString("jti", obligation.Jti);
             writer.WriteNumber("iat", issuedAt.ToUnixTimeSeconds());
+            // When the change happened (RFC 8417 "toe"), which iat (stamped on every attempt) does not say: a site can then
+            // tell an event about an earlier state from the state it holds, say a cv-offline event that reaches it after it
+            // has read the CV again, refreshed since.
+            writer.WriteNumber("toe", obligation.CreatedAt.ToUnixTimeSeconds());
             // The episode's events share a txn, but not the gateway's id of the episode (promise 6: a site sees only opaque
             // ids): a keyed hash of it. Episodes are per site, so no two sites ever get the same txn.
             writer.WriteString("txn", pseudonyms.Of("txn:" + obligation.ConsentId.ToString()));
@@ -107,4 +111,4 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth,
 /// <summary>What a delivery needs to know about one obligation; ids only, no personal data.</summary>
 public sealed record ObligationToSend(
     long Id, Guid Jti, Guid RecipientId, string ClientId, Guid ConsentId, string PairwiseId, string Kind, string Cause,
-    DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint, DateTimeOffset? LeaseEnd = null);
+    DateTimeOffset CreatedAt, DateTimeOffset ConfirmBefore, int Attempts, Uri? PushEndpoint, DateTimeOffset? LeaseEnd = null);

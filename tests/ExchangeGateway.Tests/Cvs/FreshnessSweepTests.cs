@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
@@ -49,6 +50,59 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         }
 
         Assert.Equal("Published", await fixture.Database.ScalarAsync<string>($"SELECT state FROM cvs WHERE seeker_id = '{seeker.Id}'"));
+    }
+
+    /// <summary>
+    /// A CV swept offline and refreshed before a site heard of it: that site's cv-offline event is withdrawn, not sent late
+    /// to make it delete a CV it reads again now. An event already delivered stays, dated (toe) before the refresh.
+    /// </summary>
+    [Fact]
+    public async Task ARefreshWithdrawsTheOfflineEventsNoSiteHasReceivedYet()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var pushSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "back-online-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        var ids = new Dictionary<Guid, string>();
+        foreach (var site in new[] { pollSite, pushSite })
+        {
+            await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+            ids[site.Id] = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        }
+
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+        await Gateway.RunDispatchAsync();
+        var pushed = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, pushSite.ClientId);
+        Assert.Equal(("cv-offline", ids[pushSite.Id]), (pushed.Cause, pushed.SubjectId));
+
+        fixture.Time.Advance(TimeSpan.FromMinutes(5));
+        DateTimeOffset refreshedAt;
+        using (var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker)))
+        using (var refresh = await me.PostAsync("/api/v1/me/cv/refresh", null))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, refresh.StatusCode);
+            refreshedAt = (await refresh.ReadJsonAsync()).GetProperty("refreshedAt").GetDateTimeOffset();
+        }
+
+        // The poll site, which had not polled yet, is told nothing, and finds the CV again under the same id.
+        var pollToken = await fixture.Actors.TokenAsync(pollSite);
+        using (var site = Gateway.CreateHttpClient().WithToken(pollToken))
+        using (var poll = await site.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 100 }))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, poll.StatusCode);
+            Assert.Empty((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+        }
+
+        Assert.Equal(ids[pollSite.Id], await Propagation.ReadAsync(Gateway, pollToken, marker));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{pollSite.Id}'"));
+        Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvRefreshed}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
+
+        // The push site's event had reached it: it stays to be confirmed, and says when the CV went offline.
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, pushed.Jti, "status"));
+        Assert.True(pushed.TimeOfEvent < refreshedAt);
     }
 
     [Fact]

@@ -7,7 +7,8 @@ namespace ExchangeGateway.Tests.Infrastructure;
 
 /// <summary>A SET that passed verification, with the members a recipient acts on.</summary>
 public sealed record VerifiedSet(
-    string Jti, string Audience, string Txn, DateTimeOffset IssuedAt, string Kind, string SubjectId, string Cause, DateTimeOffset ConfirmBefore);
+    string Jti, string Audience, string Txn, DateTimeOffset IssuedAt, string Kind, string SubjectId, string Cause, DateTimeOffset ConfirmBefore,
+    DateTimeOffset TimeOfEvent);
 
 /// <summary>
 /// Verifies Security Event Tokens the way a recipient would: keys fetched from the gateway's JWKS over HTTP, signature and
@@ -58,6 +59,9 @@ public static class SecurityEventTokens
         var txn = payload.GetProperty("txn").GetString();
         Assert.False(string.IsNullOrEmpty(txn));
         var iat = DateTimeOffset.FromUnixTimeSeconds(payload.GetProperty("iat").GetInt64());
+        // RFC 8417's time of event: when the change happened, never after the token was issued.
+        var toe = DateTimeOffset.FromUnixTimeSeconds(payload.GetProperty("toe").GetInt64());
+        Assert.True(toe <= iat, $"toe {toe} after iat {iat}");
 
         var events = payload.GetProperty("events").EnumerateObject().ToList();
         var single = Assert.Single(events);
@@ -70,7 +74,7 @@ public static class SecurityEventTokens
         Assert.StartsWith("cv_", subjectId, StringComparison.Ordinal);
         var cause = body.GetProperty("cause").GetString()!;
         var confirmBefore = DateTimeOffset.FromUnixTimeSeconds(body.GetProperty("confirm_before").GetInt64());
-        return new VerifiedSet(jti, audience, txn!, iat, kind, subjectId, cause, confirmBefore);
+        return new VerifiedSet(jti, audience, txn!, iat, kind, subjectId, cause, confirmBefore, toe);
     }
 
     /// <summary>The claims of a SET, read without verifying it (to sort or count what a receiver got).</summary>
