@@ -94,7 +94,7 @@ public static class AuditEndpoints
     private const int MaxAnchorLength = 4096;
 
     private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
-        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys, AuditReads reads)
+        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys, AuditReads reads, GatewayDbContext primary)
     {
         AuditCheckpoint? kept = null;
         if (anchor is not null)
@@ -117,11 +117,13 @@ public static class AuditEndpoints
             verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
         }
 
-        if (kept is not null && reads.OnReplica && verdict.EndsBefore(kept.Sequence))
+        if (kept is not null && reads.OnReplica && verdict.EndsBefore(kept.Sequence)
+            && await primary.Set<AuditEvent>().AnyAsync(e => e.Sequence >= kept.Sequence, context.RequestAborted))
         {
-            // The replica has not replayed the kept row yet: that is lag, not a removal, and no verdict either way. Only a
-            // chain read to its end counts: a verdict that stopped early at a bad row is a verdict (an altered row 3 under a
-            // kept row 5000 is tampering, not lag, and would be a 503 on every retry).
+            // The replica has not replayed the kept row yet, which the primary holds: that is lag, not a removal, and no
+            // verdict either way. Only a chain read to its end counts: a verdict that stopped early at a bad row is a verdict
+            // (an altered row 3 under a kept row 5000 is tampering, not lag, and would be a 503 on every retry). And a
+            // primary that ends before the kept row too was cut: that is the verdict, not a 503 on every retry.
             return Problems.RetryLater(context, StatusCodes.Status503ServiceUnavailable, "Replica behind",
                 $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
         }

@@ -123,6 +123,72 @@ public sealed class AuditReplicaTests
         await database.ExecuteAsync($"DROP ROLE {reader}");
     }
 
+    /// <summary>
+    /// A kept checkpoint beyond the replica's end is lag while the primary holds its row: a 503, try again. Once the primary
+    /// ends before it too (the tail cut, and the database's own checkpoints over it), that is the verdict, not a 503 that
+    /// every retry would repeat.
+    /// </summary>
+    [Fact]
+    public async Task AKeptCheckpointBeyondTheReplicasEndIsLagOnlyWhileThePrimaryHoldsIt()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using (var first = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow)))
+        {
+            await AuditLog.RefuseTokenAsync(new Actors(first), AuditLog.NewGhostClientId());
+        }
+
+        // The replica: the database as it stood then, like a standby that has not replayed since; read-only.
+        NpgsqlConnection.ClearAllPools();
+        await using var standby = await TestDatabase.CreateAsync(database);
+        var reader = "eg_test_replica_" + Guid.NewGuid().ToString("N")[..8];
+        await database.ExecuteAsync($"""
+            CREATE ROLE {reader} LOGIN PASSWORD '{reader}' IN ROLE exchange_gateway_app;
+            ALTER ROLE {reader} SET default_transaction_read_only = on;
+            """);
+        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString)
+        {
+            Database = standby.Name, Username = reader, Password = reader, ApplicationName = "audit-replica",
+        };
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["ConnectionStrings:AuditReads"] = replica.ConnectionString });
+        var actors = new Actors(node);
+        await AuditLog.RefuseTokenAsync(actors, AuditLog.NewGhostClientId());
+        await using (var scope = node.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
+        }
+
+        var keptRow = await database.ScalarAsync<long>("SELECT max(sequence) FROM audit_checkpoints");
+        var kept = await database.ScalarAsync<string>($"SELECT signature FROM audit_checkpoints WHERE sequence = {keptRow}");
+        Assert.True(keptRow > await standby.ScalarAsync<long>("SELECT max(sequence) FROM audit_events"));
+        using var auditor = node.CreateHttpClient().WithToken(await actors.AuditorClientTokenAsync());
+        var path = $"{AuditLog.VerifyPath}?anchor={Uri.EscapeDataString(kept)}";
+        using (var behind = await auditor.GetAsync(path))
+        {
+            var problem = await behind.AssertProblemAsync(HttpStatusCode.ServiceUnavailable);
+            Assert.Equal("Replica behind", problem.GetProperty("title").GetString());
+        }
+
+        await using (var owner = await database.OpenOwnerConnectionAsync())
+        await using (var tamper = new NpgsqlCommand(
+            $"SET session_replication_role = replica; DELETE FROM audit_events WHERE sequence >= {keptRow}; DELETE FROM audit_checkpoints WHERE sequence >= {keptRow}",
+            owner))
+        {
+            await tamper.ExecuteNonQueryAsync();
+        }
+
+        using (var cut = await auditor.GetAsync(path))
+        {
+            Assert.Equal(HttpStatusCode.OK, cut.StatusCode);
+            var verdict = await cut.ReadJsonAsync();
+            Assert.Equal((false, "removed"), (verdict.GetProperty("ok").GetBoolean(), verdict.GetProperty("problem").GetString()));
+        }
+
+        await node.DisposeAsync();
+        NpgsqlConnection.ClearAllPools();
+        await database.ExecuteAsync($"DROP ROLE {reader}");
+    }
+
     /// <summary>A replica that is down costs the auditors a 503 that says to try again, not a 500; the rest of the gateway is unaffected.</summary>
     [Fact]
     public async Task AnUnreachableReplicaIsA503WithRetryAfter()
