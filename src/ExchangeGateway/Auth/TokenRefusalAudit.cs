@@ -11,7 +11,8 @@ namespace ExchangeGateway.Auth;
 
 /// <summary>
 /// Records refused token requests (wrong secret, bad grant, suspended site, unknown client) in the audit log.
-/// The claimed client id is recorded as claimed: it may be an impostor's guess, which is exactly what an auditor wants to see.
+/// The claimed client id is recorded as claimed when it is shaped like one (an impostor's guess is exactly what an auditor
+/// wants to see), as a keyed digest when it is free text.
 /// A refusal naming a registered client is always recorded. One naming nobody costs its sender nothing, so those are
 /// recorded up to <see cref="AuditOptions.UnknownClientRefusalsPerMinute"/> per address and minute and only counted beyond:
 /// otherwise anyone could grow the append-only log without end and queue every disclosure behind the chain lock.
@@ -34,11 +35,18 @@ public sealed class TokenRefusalAudit(
             return;
         }
 
-        var clientId = context.Request?.ClientId is { Length: <= 100 } claimed ? claimed : null;
+        var claimed = context.Request?.ClientId;
         // Looked up whatever the error: some (an unsupported grant type, a malformed request) come before OpenIddict looks
         // for the client, so the error alone does not say the client exists.
-        var known = clientId is not null && await applications.FindByClientIdAsync(clientId, context.CancellationToken) is not null;
-        var address = context.Transaction.GetHttpRequest()?.HttpContext.Connection.RemoteIpAddress?.ToString() ?? "";
+        var known = claimed is { Length: <= 100 } && await applications.FindByClientIdAsync(claimed, context.CancellationToken) is not null;
+        // A registered id, or one shaped like the ids the gateway gives out, is recorded as claimed. Anything else is text
+        // the sender chose (an e-mail address, a name) that the append-only log would keep forever: a keyed digest of it
+        // still shows the same guess coming back.
+        var clientId = claimed is null ? null
+            : known || Recipients.AdminRecipientEndpoints.IsWellFormedClientId(claimed) ? claimed
+            : audit.Pseudonyms.Of("claimed-client-id:" + claimed);
+        // Counted per network, as the rate limits count: an IPv6 host holds a whole /64.
+        var address = ClientNetwork.Of(context.Transaction.GetHttpRequest()?.HttpContext.Connection.RemoteIpAddress);
         if (!known && !window.Admit(address))
         {
             metrics.TokensRefused.Add(1, new KeyValuePair<string, object?>("audited", false));

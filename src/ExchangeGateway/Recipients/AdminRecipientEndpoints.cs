@@ -634,6 +634,9 @@ public static partial class AdminRecipientEndpoints
     /// <summary>The audit log's keyed digest of a status change's reason.</summary>
     public static string ReasonDigest(Pseudonyms pseudonyms, string reason) => pseudonyms.Of("status-reason:" + reason);
 
+    /// <summary>Shaped like the client ids the gateway accepts for a site (lower-case letters, digits, hyphens).</summary>
+    public static bool IsWellFormedClientId(string clientId) => ClientIdPattern().IsMatch(clientId);
+
     [GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]
     private static partial Regex ClientIdPattern();
 }

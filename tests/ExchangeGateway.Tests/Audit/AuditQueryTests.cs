@@ -143,6 +143,51 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
             $"SELECT count(*) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id = '{site.ClientId}'"));
     }
 
+    /// <summary>
+    /// Behind the load balancer, an IPv6 host that takes a fresh address of its /64 for every guess is still one sender
+    /// under the cap; and a claimed client id that is free text (an e-mail address) is kept only as a keyed digest.
+    /// </summary>
+    [Fact]
+    public async Task UnknownClientRefusalsAreCappedPerNetworkAndFreeTextIsNotKept()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["Audit:UnknownClientRefusalsPerMinute"] = "2", ["Proxies:KnownProxies:0"] = "127.0.0.1",
+        });
+        var ghosts = Enumerable.Range(0, 4).Select(_ => AuditLog.NewGhostClientId()).ToList();
+        using var client = gateway.CreateHttpClient();
+        async Task RefuseAsync(string clientId, string from)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string>
+                {
+                    ["grant_type"] = "client_credentials", ["client_id"] = clientId, ["client_secret"] = "guess",
+                }),
+            };
+            request.Headers.Add("X-Forwarded-For", from);
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        }
+
+        for (var i = 0; i < ghosts.Count; i++)
+        {
+            await RefuseAsync(ghosts[i], $"2001:db8:7:1::{i + 1}");
+        }
+
+        Assert.Equal(2, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id IN ('{string.Join("','", ghosts)}')"));
+
+        const string Address = "jeanne.dupont@example.test";
+        await RefuseAsync(Address, "2001:db8:7:2::1");
+        await RefuseAsync(Address, "2001:db8:7:2::2");
+        Assert.Equal(0, await database.ScalarAsync<long>($"SELECT count(*) FROM audit_events WHERE position('{Address}' in coalesce(actor_id, '') || coalesce(details, '')) > 0"));
+        var digests = await database.ScalarAsync<long>(
+            "SELECT count(DISTINCT actor_id) FROM audit_events WHERE action = 'auth.token-refused' AND actor_id LIKE 'p\\_%'");
+        Assert.Equal(1, digests);
+    }
+
     [Fact]
     public async Task AFailedSignInOnTheLoginPageIsRecordedAsDenied()
     {
