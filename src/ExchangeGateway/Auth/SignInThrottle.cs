@@ -3,6 +3,7 @@ using System.Net;
 using System.Security.Cryptography;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Data;
+using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
@@ -119,6 +120,18 @@ public sealed class SignInThrottle(
             return false;
         }
     }
+
+    /// <summary>
+    /// Marks the request's browser as one this account's holder signed in with: by password on the sign-in page, or by a
+    /// mailed link (sign-up, reset), which proves the mailbox. Without it, a holder who took the account back by a reset
+    /// would be kept out again, once that session ended, by whoever keeps guessing.
+    /// </summary>
+    public void RememberDevice(HttpContext http, GatewayUser user, IHostEnvironment environment) =>
+        http.Response.Cookies.Append(DeviceCookie, DeviceCookieFor(user), new CookieOptions
+        {
+            HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/Account", MaxAge = DeviceKept, IsEssential = true,
+            Secure = !environment.IsLocal() || http.Request.IsHttps,
+        });
 
     /// <summary>The device cookie's value for a browser that has just signed in to this account.</summary>
     public string DeviceCookieFor(GatewayUser user) =>

@@ -181,6 +181,13 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         Assert.False(await SignsInAsync(email, password, "192.0.2.31"));
         // The reset made every browser new: the one signed in before the reset is not trusted past the ceiling any more.
         Assert.False(await SignsInAsync(email, password, "192.0.2.32", before));
+        // The browser the link was opened in is the holder's: once that session has ended (the browser closed, its session
+        // cookie gone, the device cookie kept), it still signs in past the ceiling.
+        using var reopened = new PageSession(fixture.Factory);
+        var device = holder.Cookies.GetCookies(new Uri(holder.Http.BaseAddress!, "/Account/Login"))[ExchangeGateway.Auth.SignInThrottle.DeviceCookie];
+        Assert.NotNull(device);
+        reopened.Cookies.Add(device);
+        Assert.True(await SignsInAsync(email, password, "192.0.2.33", reopened));
         Assert.Contains("<h1>Mon CV</h1>", await holder.GetPageAsync("/Cv"), StringComparison.Ordinal);
         Assert.Contains("type=\"checkbox\"", await holder.GetPageAsync("/Sharing"), StringComparison.Ordinal);
     }
@@ -381,11 +388,16 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
             Assert.Contains("Ce lien n’est pas valide", await forged.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
+        // The page says whose account the link activates before a password is chosen (a link sent to someone else).
+        Assert.Contains($"Compte : {email}", System.Net.WebUtility.HtmlDecode(await visitor.GetPageAsync(first.PathAndQuery)), StringComparison.Ordinal);
         using (var confirmed = await visitor.ConfirmAsync(first, password))
         {
             Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
             Assert.Equal("/Sharing", confirmed.Headers.Location!.OriginalString);
         }
+
+        // And the browser that used the link is one its holder signed in with.
+        Assert.NotNull(visitor.Cookies.GetCookies(new Uri(visitor.Http.BaseAddress!, "/Account/Login"))[ExchangeGateway.Auth.SignInThrottle.DeviceCookie]);
 
         Assert.Contains("<h1>Mon CV</h1>", await visitor.GetPageAsync("/Cv"), StringComparison.Ordinal);
         using var other = new PageSession(fixture.Factory);

@@ -17,7 +17,8 @@ namespace ExchangeGateway.Pages.Account;
 /// link is spent.
 /// </summary>
 public sealed class ConfirmEmailModel(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text)
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text,
+    SignInThrottle throttle, IWebHostEnvironment environment)
     : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
@@ -30,8 +31,20 @@ public sealed class ConfirmEmailModel(
     [BindProperty, Required(ErrorMessage = "Error.Required"), Compare(nameof(Password), ErrorMessage = "Error.PasswordsDiffer")]
     public string ConfirmPassword { get; set; } = "";
 
-    public void OnGet()
+    /// <summary>
+    /// The account the link is for, shown once the link is known good: whoever signs up with their own address and sends
+    /// the link to someone else (to have them fill in a CV the sender can later read) is found out before a password is set.
+    /// </summary>
+    public string? AccountEmail { get; private set; }
+
+    public async Task OnGetAsync()
     {
+        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
+        if (user is { EmailConfirmed: false } && AccountLinks.Decode(Code) is { } token
+            && await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
+        {
+            AccountEmail = user.Email;
+        }
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -53,6 +66,7 @@ public sealed class ConfirmEmailModel(
             return RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
         }
 
+        AccountEmail = user.Email;
         if (!ModelState.IsValid)
         {
             return Page();
@@ -94,6 +108,7 @@ public sealed class ConfirmEmailModel(
         await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         await signIn.SignInAsync(user, isPersistent: false);
+        throttle.RememberDevice(HttpContext, user, environment);
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome");
     }
 }

@@ -57,11 +57,7 @@ public sealed class LoginModel(
         else if (result.Succeeded)
         {
             await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
-            Response.Cookies.Append(SignInThrottle.DeviceCookie, throttle.DeviceCookieFor(user), new CookieOptions
-            {
-                HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/Account", MaxAge = SignInThrottle.DeviceKept, IsEssential = true,
-                Secure = PagesSetup.SecurePolicy(environment) == CookieSecurePolicy.Always || Request.IsHttps,
-            });
+            throttle.RememberDevice(HttpContext, user, environment);
         }
         else
         {

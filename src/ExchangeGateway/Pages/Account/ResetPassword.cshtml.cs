@@ -12,7 +12,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
 public sealed class ResetPasswordModel(
     UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text)
+    IStringLocalizer<PageText> text, SignInThrottle throttle, IWebHostEnvironment environment)
     : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
@@ -105,6 +105,7 @@ public sealed class ResetPasswordModel(
         {
             await signIn.SignInAsync(user, isPersistent: false);
             await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted);
+            throttle.RememberDevice(HttpContext, user, environment);
             SignedIn = true;
         }
 
