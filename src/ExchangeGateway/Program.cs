@@ -12,7 +12,7 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) || StaffCommands.IsCommand(args) ? args : null;
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -94,6 +94,7 @@ if (command is not null)
 {
     return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
         : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
+        : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)
         : await AuditCommands.RunAsync(app.Services, command);
 }
 

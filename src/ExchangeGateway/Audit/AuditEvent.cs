@@ -91,6 +91,9 @@ public static class AuditActions
     public const string AccountConfirmed = "account.confirmed";
     public const string PasswordResetRequested = "account.password-reset-requested";
     public const string PasswordReset = "account.password-reset";
+    public const string StaffRoleGranted = "account.role-granted";
+    public const string StaffRoleRevoked = "account.role-revoked";
+    public const string AuditorClientRegistered = "auditor-client.registered";
     public const string TokenRefused = "auth.token-refused";
     public const string RecipientRegistered = "recipient.registered";
     public const string RecipientUpdated = "recipient.updated";

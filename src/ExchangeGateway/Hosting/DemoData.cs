@@ -90,19 +90,7 @@ public static class DemoData
 
         if (await applications.FindByClientIdAsync(AuditorClientId, cancellationToken) is null)
         {
-            var auditor = new OpenIddictApplicationDescriptor
-            {
-                ClientId = AuditorClientId,
-                ClientSecret = AuditorClientSecret,
-                ClientType = ClientTypes.Confidential,
-                DisplayName = "Demo auditor client",
-            };
-            auditor.Permissions.UnionWith(
-            [
-                Permissions.Endpoints.Token, Permissions.Endpoints.Introspection, Permissions.Endpoints.Revocation,
-                Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.AuditRead,
-            ]);
-            await applications.CreateAsync(auditor, cancellationToken);
+            await applications.CreateAsync(StaffCommands.AuditorClient(AuditorClientId, AuditorClientSecret, "Demo auditor client"), cancellationToken);
         }
     }
 }

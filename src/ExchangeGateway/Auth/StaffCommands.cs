@@ -1,0 +1,160 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Pages.Account;
+using ExchangeGateway.Recipients;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace ExchangeGateway.Auth;
+
+/// <summary>
+/// The `staff` commands, how a deployment gets its operators and auditors (sign-up on the pages makes job seekers only,
+/// and demo data is for Development): run by someone with the gateway's configuration and database access, each recorded
+/// in the audit log.
+/// <list type="bullet">
+/// <item>`staff grant EMAIL operator|auditor` gives an account the role, creating the account when there is none; an account
+/// with no password yet gets a link to set one (printed, for the operator to hand over), which also confirms the address.</item>
+/// <item>`staff revoke EMAIL operator|auditor` takes the role away and ends the account's sessions and tokens.</item>
+/// <item>`staff auditor-client CLIENT_ID` registers a client for an auditors' tool (client credentials, `audit:read`) and
+/// prints its secret, once.</item>
+/// </list>
+/// </summary>
+public static class StaffCommands
+{
+    private const string Usage = "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff auditor-client CLIENT_ID";
+    private const string Actor = "staff-command";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static bool IsCommand(string[] args) => args is ["staff", ..];
+
+    /// <param name="output">Where the result (JSON) goes: standard output unless given.</param>
+    public static async Task<int> RunAsync(IServiceProvider services, string[] args, TextWriter? output = null)
+    {
+        output ??= Console.Out;
+        await using var scope = services.CreateAsyncScope();
+        var provider = scope.ServiceProvider;
+        switch (args)
+        {
+            case ["staff", "grant" or "revoke", var email, Roles.Operator or Roles.Auditor]:
+                return await ChangeRoleAsync(provider, output, grant: args[1] == "grant", email, args[3]);
+            case ["staff", "auditor-client", var clientId]:
+                return await AddAuditorClientAsync(provider, output, clientId);
+            default:
+                await Console.Error.WriteLineAsync(Usage);
+                return 64;
+        }
+    }
+
+    private static async Task<int> ChangeRoleAsync(IServiceProvider provider, TextWriter output, bool grant, string email, string role)
+    {
+        var users = provider.GetRequiredService<UserManager<GatewayUser>>();
+        if (!await provider.GetRequiredService<RoleManager<IdentityRole>>().RoleExistsAsync(role))
+        {
+            await Console.Error.WriteLineAsync("staff: the roles do not exist yet; start the gateway once (it creates them and migrates the database)");
+            return 1;
+        }
+
+        var user = await users.FindByEmailAsync(email.Trim());
+        if (user is null && !grant)
+        {
+            await Console.Error.WriteLineAsync("staff revoke: no account has this address");
+            return 1;
+        }
+
+        if (user is null)
+        {
+            user = new GatewayUser { UserName = email.Trim(), Email = email.Trim(), CreatedAt = provider.GetRequiredService<TimeProvider>().GetUtcNow() };
+            if (!await SucceededAsync("staff grant", await users.CreateAsync(user)))
+            {
+                return 1;
+            }
+        }
+
+        var has = await users.IsInRoleAsync(user, role);
+        if (grant && !has && !await SucceededAsync("staff grant", await users.AddToRoleAsync(user, role)))
+        {
+            return 1;
+        }
+
+        if (!grant && has)
+        {
+            if (!await SucceededAsync("staff revoke", await users.RemoveFromRoleAsync(user, role)))
+            {
+                return 1;
+            }
+
+            // Pages sessions end at their next request (the stamp changed); refresh tokens and authorizations end now. An
+            // access token already issued runs its few minutes out, as after a password reset.
+            await users.UpdateSecurityStampAsync(user);
+            await provider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id, CancellationToken.None);
+        }
+
+        Uri? setPassword = null;
+        if (grant && !await users.HasPasswordAsync(user))
+        {
+            var issuer = provider.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
+            setPassword = AccountLinks.Build(issuer, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
+        }
+
+        await provider.GetRequiredService<AuditTrail>().AppendAsync(
+            new AuditEntry(ActorKinds.Operator, Actor, grant ? AuditActions.StaffRoleGranted : AuditActions.StaffRoleRevoked, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["account"] = user.Id, ["role"] = role, ["changed"] = grant != has }),
+            CancellationToken.None);
+        await output.WriteLineAsync(JsonSerializer.Serialize(new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword }, Json));
+        return 0;
+    }
+
+    private static async Task<int> AddAuditorClientAsync(IServiceProvider provider, TextWriter output, string clientId)
+    {
+        if (!AdminRecipientEndpoints.IsWellFormedClientId(clientId))
+        {
+            await Console.Error.WriteLineAsync("staff auditor-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
+            return 64;
+        }
+
+        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
+        if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not null)
+        {
+            await Console.Error.WriteLineAsync("staff auditor-client: this client id is taken");
+            return 1;
+        }
+
+        var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        await applications.CreateAsync(AuditorClient(clientId, secret, "Auditors' client " + clientId), CancellationToken.None);
+        await provider.GetRequiredService<AuditTrail>().AppendAsync(
+            new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["client"] = clientId }),
+            CancellationToken.None);
+        await output.WriteLineAsync(JsonSerializer.Serialize(new { clientId, clientSecret = secret }, Json));
+        return 0;
+    }
+
+    /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
+    public static OpenIddictApplicationDescriptor AuditorClient(string clientId, string secret, string displayName)
+    {
+        var descriptor = new OpenIddictApplicationDescriptor
+        {
+            ClientId = clientId, ClientSecret = secret, ClientType = ClientTypes.Confidential, DisplayName = displayName,
+        };
+        descriptor.Permissions.UnionWith(
+        [
+            Permissions.Endpoints.Token, Permissions.Endpoints.Introspection, Permissions.Endpoints.Revocation,
+            Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.AuditRead,
+        ]);
+        return descriptor;
+    }
+
+    private static async Task<bool> SucceededAsync(string command, IdentityResult result)
+    {
+        if (!result.Succeeded)
+        {
+            await Console.Error.WriteLineAsync($"{command}: " + string.Join("; ", result.Errors.Select(e => e.Description)));
+        }
+
+        return result.Succeeded;
+    }
+}
