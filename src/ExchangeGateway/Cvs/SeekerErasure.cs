@@ -76,9 +76,19 @@ public sealed class SeekerErasure(
             obligations += await Obligations.RequireErasureAsync(
                 db, cause.Select(c => c.Id).ToList(), cause.Key, now, erasure.Value.ConfirmWithin, cancellationToken);
         }
+        // Each ended episode under its site, as any other end is recorded: an auditor following a site sees why it was
+        // told to delete. The receipts are gone with the account; the episode's cause says it.
+        var sites = await db.Recipients.AsNoTracking().Where(r => active.Select(c => c.RecipientId).Contains(r.Id))
+            .ToDictionaryAsync(r => r.Id, r => r.ClientId, cancellationToken);
+        var actor = audit.Pseudonyms.Of(seekerId);
         await audit.AppendAsync(
-            new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
-                Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),
+            [
+                .. active.Select(c => new AuditEntry(ActorKinds.Seeker, actor,
+                    c.State == ConsentState.Expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded, Outcomes.Success,
+                    SeekerId: seekerId, Recipient: sites[c.RecipientId], Details: new Dictionary<string, object?> { ["cause"] = c.EndCause })),
+                new AuditEntry(ActorKinds.Seeker, actor, AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
+                    Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),
+            ],
             cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations);

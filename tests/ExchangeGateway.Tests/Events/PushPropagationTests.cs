@@ -96,6 +96,11 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         var erased = SecurityEventTokens.VerifyPush(receiverB.Received[1], keys, Gateway.Issuer, siteB.ClientId);
         Assert.Equal(("erasure-required", "subject-erased", idB), (erased.Kind, erased.Cause, erased.SubjectId));
         Assert.Single(receiverA.Received);
+        // The auditors see, under B, why B was told: the episode the erasure ended (A's had ended with the untick).
+        Assert.Equal(1, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'consent.ended' AND recipient = '{siteB.ClientId}' AND details LIKE '%subject-erased%'"));
+        Assert.Equal(0, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = 'consent.ended' AND recipient = '{siteA.ClientId}'"));
         Assert.Equal(3, new[] { revoked.Jti, offline.Jti, erased.Jti }.Distinct().Count());
         // An episode's events share a txn (B's CV going offline, then its seeker erased), another site's episode has its own,
         // and the gateway's id of an episode appears in none of the events (promise 6).
