@@ -37,6 +37,19 @@ public static class AuditCommands
                 Console.WriteLine(JsonSerializer.Serialize(verdict, Json));
                 // On stderr, so the verdict on stdout stays plain JSON.
                 await Console.Error.WriteLineAsync(FormattableString.Invariant($"audit verify: {verdict.RowsChecked} rows verified in {clock.Elapsed.TotalMilliseconds:0.0} ms"));
+                try
+                {
+                    // Recorded as the API's verification is: every look at the log is in the log.
+                    await scope.ServiceProvider.GetRequiredService<AuditTrail>().AppendAsync(
+                        new AuditEntry(ActorKinds.Auditor, "audit-command", AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
+                            Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = anchor?.Sequence }),
+                        CancellationToken.None);
+                }
+                catch (Npgsql.PostgresException e) when (e.SqlState == Npgsql.PostgresErrorCodes.ReadOnlySqlTransaction)
+                {
+                    await Console.Error.WriteLineAsync("audit verify: run against a read-only standby, so not recorded in the log");
+                }
+
                 return verdict.Ok ? 0 : 2;
             case ["audit", "checkpoint"]:
                 var checkpoint = await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None);

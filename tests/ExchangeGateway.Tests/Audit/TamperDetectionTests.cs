@@ -33,6 +33,9 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         // The verification was recorded as the sixth row, and the chain still holds with it.
         Assert.Equal(6, await gateway.HeadAsync());
         Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
+        // The command's verification is in the log too.
+        Assert.Equal(7, await gateway.HeadAsync());
+        Assert.Equal("audit-command", await gateway.Database.ScalarAsync<string>($"SELECT actor_id FROM audit_events WHERE sequence = 7 AND action = '{AuditActions.AuditVerified}'"));
     }
 
     /// <summary>An altered row must stay readable: details changed into something that is not JSON are shown as stored.</summary>
