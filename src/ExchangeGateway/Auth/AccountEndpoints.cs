@@ -1,4 +1,3 @@
-using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
 
@@ -15,11 +14,10 @@ public static class AccountEndpoints
         return api;
     }
 
-    private static async Task<Results<Ok<MeResponse>, ProblemHttpResult>> GetMe(HttpContext context, UserManager<GatewayUser> users)
+    /// <summary>A token that outlived its account is answered as every API call answers it: 401, the token's subject is gone.</summary>
+    private static async Task<Ok<MeResponse>> GetMe(HttpContext context, UserManager<GatewayUser> users)
     {
-        var user = await users.FindByIdAsync(context.User.Subject());
-        return user is null
-            ? Problems.NotFound("The account no longer exists.")
-            : TypedResults.Ok(new MeResponse(user.Id, user.Email!));
+        var user = await users.FindByIdAsync(context.User.Subject()) ?? throw new AccountGoneException();
+        return TypedResults.Ok(new MeResponse(user.Id, user.Email!));
     }
 }

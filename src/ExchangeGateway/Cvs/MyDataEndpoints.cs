@@ -103,11 +103,7 @@ public static class MyDataEndpoints
         IOptions<FreshnessOptions> freshness, TimeProvider time)
     {
         var seekerId = context.User.Subject();
-        var user = await users.FindByIdAsync(seekerId);
-        if (user is null)
-        {
-            return Problems.NotFound("The account no longer exists.");
-        }
+        var user = await users.FindByIdAsync(seekerId) ?? throw new AccountGoneException();
 
         var now = time.GetUtcNow();
         var cv = await cvs.ReadAsync(seekerId, context.RequestAborted);
@@ -165,10 +161,6 @@ public static class MyDataEndpoints
         }
     }
 
-    private static async Task<Results<NoContent, ProblemHttpResult>> Forget(HttpContext context, SeekerErasure erasure)
-    {
-        return await erasure.EraseAsync(context.User.Subject(), context.RequestAborted)
-            ? TypedResults.NoContent()
-            : Problems.NotFound("The account no longer exists.");
-    }
+    private static async Task<NoContent> Forget(HttpContext context, SeekerErasure erasure) =>
+        await erasure.EraseAsync(context.User.Subject(), context.RequestAborted) ? TypedResults.NoContent() : throw new AccountGoneException();
 }

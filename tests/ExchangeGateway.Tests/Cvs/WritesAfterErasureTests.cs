@@ -43,8 +43,13 @@ public sealed class WritesAfterErasureTests(GatewayFixture fixture)
             Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE seeker_id = '{seeker.Id}'"));
         }
 
-        // And "forget me" again is not needed: there is nothing to forget.
-        Assert.Equal(HttpStatusCode.NotFound, (await me.DeleteAsync("/api/v1/me")).StatusCode);
+        // Reads and "forget me" again answer as the writes do: the token's subject is gone.
+        foreach (var request in new Func<Task<HttpResponseMessage>>[] { () => me.DeleteAsync("/api/v1/me"), () => me.GetAsync("/api/v1/me"), () => me.GetAsync("/api/v1/me/export") })
+        {
+            using var gone = await request();
+            await gone.AssertProblemAsync(HttpStatusCode.Unauthorized);
+            Assert.Contains("invalid_token", gone.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);
+        }
     }
 
     /// <summary>
