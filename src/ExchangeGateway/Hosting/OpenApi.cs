@@ -33,12 +33,19 @@ public static class OpenApi
             });
             // A CV document is any JSON Resume object, written through as it was stored: the same open schema as a JsonElement.
             options.MapType<Exchange.CvDocument>(() => new OpenApiSchema());
-            var scopes = new Dictionary<string, string>
+            // Each flow lists the scopes it can actually obtain: sites and auditors' tools use their own credentials, people
+            // sign in (a person is granted only their role's scope, whatever the client asks for).
+            var machineScopes = new Dictionary<string, string>
+            {
+                [ApiScopes.CvRead] = "Recipient site: read the CVs shared with it, receive and confirm its events",
+                [ApiScopes.AuditRead] = "Auditors' client: read and verify the audit log",
+            };
+            var personScopes = new Dictionary<string, string>
             {
                 [ApiScopes.CvManage] = "Job seeker: manage my CV and my consents",
-                [ApiScopes.CvRead] = "Recipient site: read the CVs shared with it",
                 [ApiScopes.AuditRead] = "Auditor: read and verify the audit log",
                 [ApiScopes.RecipientsAdmin] = "Operator: manage recipient sites",
+                [ApiScopes.CvShare] = "Job site: ask the signed-in seeker to share their CV with it (a consent prompt; grants no API call)",
             };
             // Relative URLs resolve against the server the document is served from, so the document is the same everywhere.
             options.AddSecurityDefinition(SchemeId, new OpenApiSecurityScheme
@@ -46,12 +53,12 @@ public static class OpenApi
                 Type = SecuritySchemeType.OAuth2,
                 Flows = new OpenApiOAuthFlows
                 {
-                    ClientCredentials = new OpenApiOAuthFlow { TokenUrl = new Uri("/connect/token", UriKind.Relative), Scopes = scopes },
+                    ClientCredentials = new OpenApiOAuthFlow { TokenUrl = new Uri("/connect/token", UriKind.Relative), Scopes = machineScopes },
                     AuthorizationCode = new OpenApiOAuthFlow
                     {
                         AuthorizationUrl = new Uri("/connect/authorize", UriKind.Relative),
                         TokenUrl = new Uri("/connect/token", UriKind.Relative),
-                        Scopes = scopes,
+                        Scopes = personScopes,
                     },
                 },
             });
