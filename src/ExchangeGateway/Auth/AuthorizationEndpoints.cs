@@ -122,13 +122,15 @@ public static class AuthorizationEndpoints
         }
 
         // The decision arrives as a form post from our own page: without a valid antiforgery token it is nobody's decision.
+        // The question is asked again (a form left open past its token's life is the usual cause), rather than leaving the
+        // seeker on an empty error with no answer for the site either.
         try
         {
             await antiforgery.ValidateRequestAsync(context);
         }
         catch (AntiforgeryValidationException)
         {
-            return Results.BadRequest();
+            return Results.Redirect("/Consent/Share" + QueryString.Create(MetParameters(context)));
         }
 
         if (decision != ConsentForm.Accept)

@@ -121,6 +121,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>A decision without a valid antiforgery token is nobody's: nothing is shared, and the seeker is asked again.</summary>
     [Fact]
     public async Task ADecisionWithoutTheAntiforgeryTokenIsRefused()
     {
@@ -134,7 +135,9 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             fields.Add(new("eg_decision", "accept"));
             fields.Add(new("eg_share", "yes"));
             using var answer = await session.Http.PostAsync("/connect/authorize", new FormUrlEncodedContent(fields));
-            Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
+            Assert.Equal(HttpStatusCode.Redirect, answer.StatusCode);
+            Assert.StartsWith("/Consent/Share?", answer.Headers.Location!.OriginalString, StringComparison.Ordinal);
+            Assert.Contains("name=\"eg_decision\"", await session.GetPageAsync(answer.Headers.Location!.OriginalString), StringComparison.Ordinal);
             Assert.Equal(0L, await ConsentCountAsync(email));
         }
     }
