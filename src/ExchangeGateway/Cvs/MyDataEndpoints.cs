@@ -31,8 +31,9 @@ public sealed record ErasureStatusItem(
 /// Everything held about a seeker. The lists are streamed as they are read: the ledger gains a row on every read of the
 /// CV by any site, so a seeker's disclosures grow without bound, and the export is never held in memory whole.
 /// </summary>
+/// <summary>Everything held about me: the account, the CV, where each sharing stands, and the lists that record its past.</summary>
 public sealed record MyDataExport(
-    MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
+    MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentStatus> Consents, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
     IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures);
 
 public static class MyDataEndpoints
@@ -117,6 +118,9 @@ public static class MyDataEndpoints
             join c in db.Set<Consent>() on o.ConsentId equals c.Id
             where c.SeekerId == seekerId
             select (long?)o.Id).MaxAsync(context.RequestAborted) ?? 0;
+        // Where each sharing stands now (with its expiry, which no history event holds), as GET /me/consents lists them.
+        var consents = await ConsentQueries.StatusesAsync(db, seekerId, now, context.RequestAborted);
+        consents.AddRange(await ConsentQueries.EndedBySuspensionAsync(db, seekerId, context.RequestAborted));
         var events = Paged<ConsentHistoryItem>(
             last => MyDataQueries.ConsentHistoryAfter(db, seekerId, null, last is null ? null : new(last.At, last.Id), until: now),
             context.RequestAborted);
@@ -130,7 +134,7 @@ public static class MyDataEndpoints
         return TypedResults.Ok(new MyDataExport(
             new MeResponse(user.Id, user.Email!), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
-            events, disclosures, erasures));
+            consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures));
     }
 
     /// <summary>Rows of an export list read per page; the connection is the pool's again between pages.</summary>

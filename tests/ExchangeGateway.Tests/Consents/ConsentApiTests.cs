@@ -208,6 +208,10 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
 
         using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         var export = await (await client.GetAsync("/api/v1/me/export")).ReadJsonAsync();
+        // Where each sharing stands, with what no history event holds: until when it runs. Sites never ticked are not listed.
+        var sharing = Assert.Single(export.GetProperty("consents").EnumerateArray());
+        Assert.Equal((site.Id, "active"), (sharing.GetProperty("recipientId").GetGuid(), sharing.GetProperty("state").GetString()));
+        Assert.True(sharing.GetProperty("expiresAt").GetDateTimeOffset() > fixture.Time.GetUtcNow());
         var ids = export.GetProperty("disclosures").EnumerateArray().Select(d => d.GetProperty("id").GetInt64()).ToList();
         Assert.Equal(ExchangeGateway.Cvs.MyDataEndpoints.ExportPage + 1, ids.Count);
         Assert.Equal(ids.Order(), ids);
