@@ -19,15 +19,7 @@ public sealed class AuditReplicaTests
     public async Task ListingExportAndVerificationReadFromTheReplicaAndAreStillAudited()
     {
         await using var database = await TestDatabase.CreateAsync();
-        var reader = "eg_test_replica_" + Guid.NewGuid().ToString("N")[..8];
-        await database.ExecuteAsync($"""
-            CREATE ROLE {reader} LOGIN PASSWORD '{reader}' IN ROLE exchange_gateway_app;
-            ALTER ROLE {reader} SET default_transaction_read_only = on;
-            """);
-        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString)
-        {
-            Database = database.Name, Username = reader, Password = reader, ApplicationName = "audit-replica",
-        };
+        var (reader, replica) = await ReadOnlyLoginAsync(database, database);
 
         // The stand-in refuses writes, as a replica would (checked on a session of another name, not kept in a pool).
         await using (var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(replica.ConnectionString) { ApplicationName = "probe", Pooling = false }.ConnectionString))
@@ -140,15 +132,7 @@ public sealed class AuditReplicaTests
         // The replica: the database as it stood then, like a standby that has not replayed since; read-only.
         NpgsqlConnection.ClearAllPools();
         await using var standby = await TestDatabase.CreateAsync(database);
-        var reader = "eg_test_replica_" + Guid.NewGuid().ToString("N")[..8];
-        await database.ExecuteAsync($"""
-            CREATE ROLE {reader} LOGIN PASSWORD '{reader}' IN ROLE exchange_gateway_app;
-            ALTER ROLE {reader} SET default_transaction_read_only = on;
-            """);
-        var replica = new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString)
-        {
-            Database = standby.Name, Username = reader, Password = reader, ApplicationName = "audit-replica",
-        };
+        var (reader, replica) = await ReadOnlyLoginAsync(database, standby);
         await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
             settings: new Dictionary<string, string?> { ["ConnectionStrings:AuditReads"] = replica.ConnectionString });
         var actors = new Actors(node);
@@ -187,6 +171,23 @@ public sealed class AuditReplicaTests
         await node.DisposeAsync();
         NpgsqlConnection.ClearAllPools();
         await database.ExecuteAsync($"DROP ROLE {reader}");
+    }
+
+    /// <summary>
+    /// A stand-in for a hot standby: a login of its own (the cluster's, dropped by the test) whose every transaction is
+    /// read-only, connecting to <paramref name="target"/>.
+    /// </summary>
+    private static async Task<(string Login, NpgsqlConnectionStringBuilder Replica)> ReadOnlyLoginAsync(TestDatabase owner, TestDatabase target)
+    {
+        var login = "eg_test_replica_" + Guid.NewGuid().ToString("N")[..8];
+        await owner.ExecuteAsync($"""
+            CREATE ROLE {login} LOGIN PASSWORD '{login}' IN ROLE exchange_gateway_app;
+            ALTER ROLE {login} SET default_transaction_read_only = on;
+            """);
+        return (login, new NpgsqlConnectionStringBuilder(TestDatabase.ServerConnectionString)
+        {
+            Database = target.Name, Username = login, Password = login, ApplicationName = "audit-replica",
+        });
     }
 
     /// <summary>A replica that is down costs the auditors a 503 that says to try again, not a 500; the rest of the gateway is unaffected.</summary>
