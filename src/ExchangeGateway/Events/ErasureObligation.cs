@@ -153,9 +153,11 @@ public static class Obligations
 }
 
 /// <summary>
-/// A CV back online (refreshed or published again) while its episodes still run: the cv-offline events that have not reached
-/// their site are withdrawn rather than sent late, since they would tell the site to delete a CV it may read again now. An
-/// event on the wire (leased) or already delivered stays; its toe tells the site it is older than the CV it reads.
+/// A CV back online (refreshed or published again) while its episodes still run: the cv-offline events that never left for
+/// their site are withdrawn rather than sent late, since they would tell the site to delete a CV it may read again now.
+/// Only a push site's event never attempted (no claim, no lease) is known not to have left: a poll site may have been
+/// offered it already (a poll leaves no trace until its ack), and an attempt may have reached the site whatever its outcome.
+/// Those stay; their toe tells the site they are older than the CV it reads.
 /// </summary>
 public static class OfflineEvents
 {
@@ -163,9 +165,10 @@ public static class OfflineEvents
     public static Task<int> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync(
             $"""
-            DELETE FROM erasure_obligations o USING consents c
-            WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND o.consent_id = c.id
-              AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND (o.leased_until IS NULL OR o.leased_until <= {now})
+            DELETE FROM erasure_obligations o USING consents c, recipients r
+            WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND o.consent_id = c.id AND r.id = o.recipient_id AND r.delivery_mode = 'Push'
+              AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND o.attempts = 0
+              AND (o.leased_until IS NULL OR o.leased_until <= {now})
             """,
             cancellationToken);
 }

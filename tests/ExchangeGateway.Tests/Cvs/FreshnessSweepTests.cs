@@ -53,19 +53,22 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     }
 
     /// <summary>
-    /// A CV swept offline and refreshed before a site heard of it: that site's cv-offline event is withdrawn, not sent late
-    /// to make it delete a CV it reads again now. An event already delivered stays, dated (toe) before the refresh.
+    /// A CV swept offline and refreshed before a push site's event left (the site held off): that event is withdrawn, not
+    /// sent late to make the site delete a CV it reads again now. One already delivered stays, and so does a poll site's
+    /// (a poll may have offered it already): both are dated (toe) before the refresh.
     /// </summary>
     [Fact]
-    public async Task ARefreshWithdrawsTheOfflineEventsNoSiteHasReceivedYet()
+    public async Task ARefreshWithdrawsTheOfflineEventsThatNeverLeft()
     {
         await using var receiver = await PushReceiver.StartAsync();
+        await using var heldReceiver = await PushReceiver.StartAsync();
         var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
         var pushSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var heldSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(heldReceiver.Endpoint));
         var marker = "back-online-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var ids = new Dictionary<Guid, string>();
-        foreach (var site in new[] { pollSite, pushSite })
+        foreach (var site in new[] { pollSite, pushSite, heldSite })
         {
             await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
             ids[site.Id] = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
@@ -73,9 +76,14 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
 
         fixture.Time.Advance(TimeSpan.FromDays(91));
         Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+        // One push site asked for a pause (Retry-After) before any of its events left.
+        var heldUntil = (Gateway.Time.GetUtcNow() + TimeSpan.FromDays(1)).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        await fixture.Database.ExecuteAsync($"INSERT INTO push_holds (recipient_id, held_until) VALUES ('{heldSite.Id}', '{heldUntil}')");
         await Gateway.RunDispatchAsync();
-        var pushed = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, pushSite.ClientId);
+        var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
+        var pushed = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), keys, Gateway.Issuer, pushSite.ClientId);
         Assert.Equal(("cv-offline", ids[pushSite.Id]), (pushed.Cause, pushed.SubjectId));
+        Assert.Empty(heldReceiver.Received);
 
         fixture.Time.Advance(TimeSpan.FromMinutes(5));
         DateTimeOffset refreshedAt;
@@ -86,23 +94,24 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
             refreshedAt = (await refresh.ReadJsonAsync()).GetProperty("refreshedAt").GetDateTimeOffset();
         }
 
-        // The poll site, which had not polled yet, is told nothing, and finds the CV again under the same id.
-        var pollToken = await fixture.Actors.TokenAsync(pollSite);
-        using (var site = Gateway.CreateHttpClient().WithToken(pollToken))
-        using (var poll = await site.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 100 }))
-        {
-            Assert.Equal(System.Net.HttpStatusCode.OK, poll.StatusCode);
-            Assert.Empty((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
-        }
-
-        Assert.Equal(ids[pollSite.Id], await Propagation.ReadAsync(Gateway, pollToken, marker));
-        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{pollSite.Id}'"));
+        // The held site is never told, and finds the CV again under the same id.
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{heldSite.Id}'"));
+        Assert.Equal(ids[heldSite.Id], await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));
         Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvRefreshed}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
 
-        // The push site's event had reached it: it stays to be confirmed, and says when the CV went offline.
+        // The delivered event stays to be confirmed; the poll site's is still offered. Both say when the CV went offline.
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, pushed.Jti, "status"));
         Assert.True(pushed.TimeOfEvent < refreshedAt);
+        using (var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(pollSite)))
+        using (var poll = await site.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 100 }))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, poll.StatusCode);
+            var offered = SecurityEventTokens.Verify(
+                Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject()).Value.GetString()!, keys, Gateway.Issuer, pollSite.ClientId);
+            Assert.Equal(("cv-offline", ids[pollSite.Id]), (offered.Cause, offered.SubjectId));
+            Assert.True(offered.TimeOfEvent < refreshedAt);
+        }
     }
 
     [Fact]
