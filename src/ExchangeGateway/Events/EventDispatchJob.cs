@@ -181,10 +181,12 @@ public sealed class EventDispatchJob(
             },
         };
         var delivered = new HashSet<long>();
+        var recorded = new HashSet<long>();
         await using (var reader = await update.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
+                recorded.Add(reader.GetInt64(0));
                 if (reader.GetBoolean(1))
                 {
                     delivered.Add(reader.GetInt64(0));
@@ -194,8 +196,9 @@ public sealed class EventDispatchJob(
 
         // A site that said when to come back, or could not be reached in time, is held until then: one row per site, which
         // every claim (any run, any node) reads, so its other events, new ones included, wait without being rewritten.
-        // Upserted in site order, so two lanes holding the same sites take the rows in the same order.
-        var holds = batch.Zip(outcomes).Where(p => p.Second.HoldSiteUntil is not null).GroupBy(p => p.First.RecipientId)
+        // Only on an answer recorded under this run's lease: a site whose delivery was changed meanwhile (its leases ended)
+        // is not held for what its old endpoint said. Upserted in site order, so two lanes take the rows in the same order.
+        var holds = batch.Zip(outcomes).Where(p => p.Second.HoldSiteUntil is not null && recorded.Contains(p.First.Id)).GroupBy(p => p.First.RecipientId)
             .Select(g => (Site: g.Key, Until: g.Max(p => p.Second.HoldSiteUntil!.Value))).OrderBy(h => h.Site).ToList();
         if (holds.Count > 0)
         {

@@ -269,8 +269,13 @@ public static partial class AdminRecipientEndpoints
         {
             // The back-off and any hold were the old endpoint's answers. Left in place, a site switched to poll would be
             // offered nothing for up to a day, and a fixed endpoint would wait as long, while the deadlines ran against it.
+            // Leases end too: an attempt still on its way to the old endpoint then records neither its back-off nor a hold
+            // (both need the lease), and its event may go out again, to where the site now takes it (same jti).
             due = await db.Database.ExecuteSqlAsync(
-                $"UPDATE erasure_obligations SET next_attempt_at = {now} WHERE recipient_id = {id} AND status = 'Pending' AND next_attempt_at > {now}",
+                $"""
+                UPDATE erasure_obligations SET next_attempt_at = least(next_attempt_at, {now}), leased_until = NULL
+                WHERE recipient_id = {id} AND status = 'Pending' AND (next_attempt_at > {now} OR leased_until IS NOT NULL)
+                """,
                 cancellationToken);
             await db.Database.ExecuteSqlAsync($"DELETE FROM push_holds WHERE recipient_id = {id}", cancellationToken);
         }

@@ -353,6 +353,35 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A site switched to poll while an attempt to its old endpoint is still on the wire: what that endpoint answers (a
+    /// day's pause) no longer holds the site, and the event is offered to the poll.
+    /// </summary>
+    [Fact]
+    public async Task AnAnswerFromTheOldEndpointDoesNotHoldASiteSwitchedMeanwhile()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var release = new TaskCompletionSource();
+        receiver.ReplyNext(new PushReply(503, RetryAfter: TimeSpan.FromDays(1), Hold: release.Task));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var dispatch = Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(await receiver.WaitForAsync(1)));
+
+        using (var admin = Gateway.CreateHttpClient().WithToken((await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken))
+        using (var patched = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new { deliveryMode = "poll", pushEndpoint = (string?)null }))
+        {
+            Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        }
+
+        release.SetResult();
+        await dispatch;
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM push_holds WHERE recipient_id = '{site.Id}'"));
+        Assert.True(await NextAttemptAsync(fixture.Database, jti) <= Gateway.Time.GetUtcNow());
+        using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+        using var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 10 });
+        Assert.True((await poll.ReadJsonAsync()).GetProperty("sets").TryGetProperty(jti, out _), "the event is offered to the poll");
+    }
+
+    /// <summary>
     /// A new push site (or the one given) holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet
     /// sent.
     /// </summary>
