@@ -244,6 +244,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             if (was >= 1 && WasWrittenAs(row, was, scratch)
                 && row.PreviousHash.AsSpan().SequenceEqual(was == 1 ? AuditChain.Genesis : recent[(was - 1) % recent.Length]))
             {
+                if (recent[was % recent.Length].AsSpan().SequenceEqual(row.Hash))
+                {
+                    // Its old place still holds it: this is a copy of a genuine row, and the copy is the intruder.
+                    return Fail(rows, now, lastCheckpoint, now, "inserted", $"Row {now} is a copy of row {was}: it was inserted.");
+                }
+
                 var what = moved == 1 ? $"Row {was} was inserted" : $"Rows {was} to {now - 1} were inserted";
                 return Fail(rows, now, lastCheckpoint, was, "inserted", $"{what}, and the rows after renumbered: row {now} was written as row {was}.");
             }

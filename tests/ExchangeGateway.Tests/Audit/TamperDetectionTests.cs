@@ -148,6 +148,25 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Contains($"was written as row {Target}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>A genuine row copied further down, the rows after it renumbered: the copy is named, not the rows between.</summary>
+    [Fact]
+    public async Task ACopyOfAGenuineRowIsNamedAsTheInsertedRow()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        const long Copy = Target + 2;
+        await RenumberAsync(gateway, Copy, 1);
+        await gateway.TamperAsync(
+            $"""
+            INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
+            SELECT {Copy}, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash FROM audit_events WHERE sequence = {Target}
+            """);
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.Equal(("inserted", Copy), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"copy of row {Target}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     /// <summary>Rows deleted and the rows after them renumbered to close the gap.</summary>
     [Theory]
     [InlineData(1)]
