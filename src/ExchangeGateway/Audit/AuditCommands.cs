@@ -45,9 +45,10 @@ public static class AuditCommands
                             Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = anchor?.Sequence }),
                         CancellationToken.None);
                 }
-                catch (Npgsql.PostgresException e) when (e.SqlState == Npgsql.PostgresErrorCodes.ReadOnlySqlTransaction)
+                catch (Npgsql.PostgresException e) when (e.SqlState is Npgsql.PostgresErrorCodes.ReadOnlySqlTransaction or Npgsql.PostgresErrorCodes.InsufficientPrivilege)
                 {
-                    await Console.Error.WriteLineAsync("audit verify: run against a read-only standby, so not recorded in the log");
+                    // A standby, or a login that may only read: the verdict stands, the record of it cannot be written there.
+                    await Console.Error.WriteLineAsync("audit verify: this database login cannot append to the log, so the verification is not recorded in it");
                 }
 
                 return verdict.Ok ? 0 : 2;

@@ -35,34 +35,49 @@ public static class StaffCommands
     public static async Task<int> RunAsync(IServiceProvider services, string[] args, TextWriter? output = null)
     {
         output ??= Console.Out;
-        await using var scope = services.CreateAsyncScope();
-        var provider = scope.ServiceProvider;
+        Func<IServiceProvider, Task<(int Code, object? Result)>> change;
         switch (args)
         {
             case ["staff", "grant" or "revoke", var email, Roles.Operator or Roles.Auditor]:
-                return await ChangeRoleAsync(provider, output, grant: args[1] == "grant", email, args[3]);
+                change = provider => ChangeRoleAsync(provider, grant: args[1] == "grant", email, args[3]);
+                break;
             case ["staff", "auditor-client", var clientId]:
-                return await AddAuditorClientAsync(provider, output, clientId);
+                change = provider => AddAuditorClientAsync(provider, clientId);
+                break;
             default:
                 await Console.Error.WriteLineAsync(Usage);
                 return 64;
         }
+
+        // The change and its audit record commit together, or neither does (a client whose secret was never shown, a role
+        // changed with no record of it); the result is printed only once committed.
+        await using var scope = services.CreateAsyncScope();
+        await using var transaction = await scope.ServiceProvider.GetRequiredService<Data.GatewayDbContext>().Database.BeginTransactionAsync();
+        var (code, result) = await change(scope.ServiceProvider);
+        if (code != 0)
+        {
+            return code;
+        }
+
+        await transaction.CommitAsync();
+        await output.WriteLineAsync(JsonSerializer.Serialize(result, Json));
+        return 0;
     }
 
-    private static async Task<int> ChangeRoleAsync(IServiceProvider provider, TextWriter output, bool grant, string email, string role)
+    private static async Task<(int Code, object? Result)> ChangeRoleAsync(IServiceProvider provider, bool grant, string email, string role)
     {
         var users = provider.GetRequiredService<UserManager<GatewayUser>>();
         if (!await provider.GetRequiredService<RoleManager<IdentityRole>>().RoleExistsAsync(role))
         {
             await Console.Error.WriteLineAsync("staff: the roles do not exist yet; start the gateway once (it creates them and migrates the database)");
-            return 1;
+            return (1, null);
         }
 
         var user = await users.FindByEmailAsync(email.Trim());
         if (user is null && !grant)
         {
             await Console.Error.WriteLineAsync("staff revoke: no account has this address");
-            return 1;
+            return (1, null);
         }
 
         if (user is null)
@@ -70,21 +85,21 @@ public static class StaffCommands
             user = new GatewayUser { UserName = email.Trim(), Email = email.Trim(), CreatedAt = provider.GetRequiredService<TimeProvider>().GetUtcNow() };
             if (!await SucceededAsync("staff grant", await users.CreateAsync(user)))
             {
-                return 1;
+                return (1, null);
             }
         }
 
         var has = await users.IsInRoleAsync(user, role);
         if (grant && !has && !await SucceededAsync("staff grant", await users.AddToRoleAsync(user, role)))
         {
-            return 1;
+            return (1, null);
         }
 
         if (!grant && has)
         {
             if (!await SucceededAsync("staff revoke", await users.RemoveFromRoleAsync(user, role)))
             {
-                return 1;
+                return (1, null);
             }
 
             // Pages sessions end at their next request (the stamp changed); refresh tokens and authorizations end now. An
@@ -100,27 +115,29 @@ public static class StaffCommands
             setPassword = AccountLinks.Build(issuer, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
         }
 
-        await provider.GetRequiredService<AuditTrail>().AppendAsync(
+        // An account that is also a job seeker's appears in the log by its pseudonym, as everywhere else.
+        var audit = provider.GetRequiredService<AuditTrail>();
+        var recorded = (await users.GetRolesAsync(user)).Contains(Roles.Seeker) ? audit.Pseudonyms.Of(user.Id) : user.Id;
+        await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, grant ? AuditActions.StaffRoleGranted : AuditActions.StaffRoleRevoked, Outcomes.Success,
-                Details: new Dictionary<string, object?> { ["account"] = user.Id, ["role"] = role, ["changed"] = grant != has }),
+                Details: new Dictionary<string, object?> { ["account"] = recorded, ["role"] = role, ["changed"] = grant != has }),
             CancellationToken.None);
-        await output.WriteLineAsync(JsonSerializer.Serialize(new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword }, Json));
-        return 0;
+        return (0, new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword });
     }
 
-    private static async Task<int> AddAuditorClientAsync(IServiceProvider provider, TextWriter output, string clientId)
+    private static async Task<(int Code, object? Result)> AddAuditorClientAsync(IServiceProvider provider, string clientId)
     {
         if (!AdminRecipientEndpoints.IsWellFormedClientId(clientId))
         {
             await Console.Error.WriteLineAsync("staff auditor-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
-            return 64;
+            return (64, null);
         }
 
         var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
         if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not null)
         {
             await Console.Error.WriteLineAsync("staff auditor-client: this client id is taken");
-            return 1;
+            return (1, null);
         }
 
         var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
@@ -129,8 +146,7 @@ public static class StaffCommands
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
                 Details: new Dictionary<string, object?> { ["client"] = clientId }),
             CancellationToken.None);
-        await output.WriteLineAsync(JsonSerializer.Serialize(new { clientId, clientSecret = secret }, Json));
-        return 0;
+        return (0, new { clientId, clientSecret = secret });
     }
 
     /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
