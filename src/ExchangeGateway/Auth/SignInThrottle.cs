@@ -130,7 +130,7 @@ public sealed class SignInThrottle(
         http.Response.Cookies.Append(DeviceCookie, DeviceCookieFor(user), new CookieOptions
         {
             HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/Account", MaxAge = DeviceKept, IsEssential = true,
-            Secure = !environment.IsLocal() || http.Request.IsHttps,
+            Secure = Pages.PagesSetup.SecurePolicy(environment) == CookieSecurePolicy.Always || http.Request.IsHttps,
         });
 
     /// <summary>The device cookie's value for a browser that has just signed in to this account.</summary>

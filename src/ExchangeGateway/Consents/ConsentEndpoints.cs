@@ -48,13 +48,8 @@ public static class ConsentEndpoints
         return api;
     }
 
-    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time)
-    {
-        var seekerId = context.User.Subject();
-        var statuses = await ConsentQueries.StatusesAsync(db, seekerId, time.GetUtcNow(), context.RequestAborted);
-        statuses.AddRange(await ConsentQueries.EndedBySuspensionAsync(db, seekerId, context.RequestAborted));
-        return TypedResults.Ok(new Page<ConsentStatus>(statuses, null));
-    }
+    private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time) =>
+        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.AllAsync(db, context.User.Subject(), time.GetUtcNow(), context.RequestAborted), null));
 
     private static async Task<Results<Ok<ConsentResponse>, Created<ConsentResponse>, ProblemHttpResult>> Tick(Guid recipientId, HttpContext context, ConsentDesk desk)
     {

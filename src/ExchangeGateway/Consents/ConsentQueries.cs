@@ -39,16 +39,27 @@ public static class ConsentQueries
     /// </summary>
     public static async Task<List<ConsentStatus>> EndedBySuspensionAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
     {
+        // The latest episode per suspended site, listed when the suspension is what ended it: an older one that an earlier
+        // suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing stands.
         var ended = (await (
                 from consent in db.Set<Consent>().AsNoTracking()
                 join site in db.Recipients.AsNoTracking() on consent.RecipientId equals site.Id
-                where consent.SeekerId == seekerId && consent.EndCause == ErasureCauses.RecipientSuspended && site.Status == RecipientStatus.Suspended
-                select new { consent.Id, consent.EndedAt, Site = site }).ToListAsync(cancellationToken))
-            .GroupBy(e => e.Site.Id).Select(g => g.MaxBy(e => e.EndedAt)!).ToList();
+                where consent.SeekerId == seekerId && site.Status == RecipientStatus.Suspended
+                select new { consent.Id, consent.GrantedAt, consent.EndedAt, consent.EndCause, Site = site }).ToListAsync(cancellationToken))
+            .GroupBy(e => e.Site.Id).Select(g => g.MaxBy(e => e.GrantedAt)!)
+            .Where(e => e.EndCause == ErasureCauses.RecipientSuspended).ToList();
         var receipts = await LatestReceiptsAsync(db, ended.Select(e => e.Id).ToList(), cancellationToken);
         return ended.Select(e => new ConsentStatus(
                 e.Id, e.Site.Id, e.Site.DisplayName, e.Site.Website, e.Site.PrivacyPolicyUrl, ConsentStatus.Ended, e.EndedAt, null, receipts.GetValueOrDefault(e.Id)))
             .OrderBy(e => e.RecipientName, StringComparer.CurrentCulture).ToList();
+    }
+
+    /// <summary>Where every sharing stands, as the API and the export give it: the named sites, then the suspended ones.</summary>
+    public static async Task<List<ConsentStatus>> AllAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var statuses = await StatusesAsync(db, seekerId, now, cancellationToken);
+        statuses.AddRange(await EndedBySuspensionAsync(db, seekerId, cancellationToken));
+        return statuses;
     }
 
     private static async Task<Dictionary<Guid, Guid>> LatestReceiptsAsync(GatewayDbContext db, List<Guid> consentIds, CancellationToken cancellationToken) =>

@@ -28,10 +28,10 @@ public sealed record ErasureStatusItem(
     DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore);
 
 /// <summary>
-/// Everything held about a seeker. The lists are streamed as they are read: the ledger gains a row on every read of the
-/// CV by any site, so a seeker's disclosures grow without bound, and the export is never held in memory whole.
+/// Everything held about a seeker: the account, the CV, where each sharing stands, and the lists that record its past.
+/// The lists are streamed as they are read: the ledger gains a row on every read of the CV by any site, so a seeker's
+/// disclosures grow without bound, and the export is never held in memory whole.
 /// </summary>
-/// <summary>Everything held about me: the account, the CV, where each sharing stands, and the lists that record its past.</summary>
 public sealed record MyDataExport(
     MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentStatus> Consents, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
     IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures);
@@ -119,8 +119,7 @@ public static class MyDataEndpoints
             where c.SeekerId == seekerId
             select (long?)o.Id).MaxAsync(context.RequestAborted) ?? 0;
         // Where each sharing stands now (with its expiry, which no history event holds), as GET /me/consents lists them.
-        var consents = await ConsentQueries.StatusesAsync(db, seekerId, now, context.RequestAborted);
-        consents.AddRange(await ConsentQueries.EndedBySuspensionAsync(db, seekerId, context.RequestAborted));
+        var consents = await ConsentQueries.AllAsync(db, seekerId, now, context.RequestAborted);
         var events = Paged<ConsentHistoryItem>(
             last => MyDataQueries.ConsentHistoryAfter(db, seekerId, null, last is null ? null : new(last.At, last.Id), until: now),
             context.RequestAborted);
