@@ -100,6 +100,36 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         Assert.Equal(("ended", receipt), ((await MineAsync(me, site.Id)).GetProperty("state").GetString(), (await MineAsync(me, site.Id)).GetProperty("receiptId").GetGuid()));
     }
 
+    /// <summary>An episode an earlier suspension ended is history once the seeker ticked and unticked again after the reinstatement.</summary>
+    [Fact]
+    public async Task ASecondSuspensionDoesNotShowTheFirstOnesEndingAsWhereTheSharingStands()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        async Task StatusAsync(string change)
+        {
+            using var changed = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/{change}", new JsonObject { ["reason"] = "Inquiry" });
+            Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
+        }
+
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        await StatusAsync("suspend");
+        await StatusAsync("reinstate");
+        fixture.Time.Advance(TimeSpan.FromSeconds(1));
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        using (var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        await StatusAsync("suspend");
+        var mine = (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
+        Assert.DoesNotContain(mine, c => c.GetProperty("recipientId").GetGuid() == site.Id);
+    }
+
     private static async Task<JsonElement> MineAsync(HttpClient me, Guid siteId) =>
         (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray()
             .Single(c => c.GetProperty("recipientId").GetGuid() == siteId);
