@@ -27,7 +27,11 @@ public static class StaffCommands
 {
     private const string Usage = "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff auditor-client CLIENT_ID";
     private const string Actor = "staff-command";
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+    // Printed for a person to copy: the link's "&" as it is, not escaped as "\u0026" (this JSON never goes into HTML).
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     public static bool IsCommand(string[] args) => args is ["staff", ..];
 

@@ -23,6 +23,8 @@ public sealed class StaffCommandsTests(GatewayFixture fixture)
         var printed = JsonDocument.Parse(output).RootElement;
         var account = printed.GetProperty("account").GetString()!;
         var link = new Uri(printed.GetProperty("setPasswordLink").GetString()!);
+        // Printed for a person to copy, so as it is: no "\u0026" in place of the query's "&".
+        Assert.Contains("&code=", output, StringComparison.Ordinal);
 
         // The link is the reset page's: it names the account, sets the password and confirms the address.
         using var browser = new PageSession(fixture.Factory);
