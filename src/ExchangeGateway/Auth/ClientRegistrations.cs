@@ -52,4 +52,19 @@ public static class ClientRegistrations
             await applications.UpdateAsync(existing, descriptor, cancellationToken);
         }
     }
+
+    /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
+    public static OpenIddictApplicationDescriptor AuditorClient(string clientId, string secret, string displayName)
+    {
+        var descriptor = new OpenIddictApplicationDescriptor
+        {
+            ClientId = clientId, ClientSecret = secret, ClientType = ClientTypes.Confidential, DisplayName = displayName,
+        };
+        descriptor.Permissions.UnionWith(
+        [
+            Permissions.Endpoints.Token, Permissions.Endpoints.Introspection, Permissions.Endpoints.Revocation,
+            Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.AuditRead,
+        ]);
+        return descriptor;
+    }
 }

@@ -59,7 +59,7 @@ public sealed class SignInThrottle(
     public static readonly TimeSpan DeviceKept = TimeSpan.FromDays(180);
 
     /// <summary>The client's network: its IPv4 address, or the /64 of an IPv6 one (a single host is given a whole /64).</summary>
-    public string SourceOf(IPAddress? address) => pseudonyms.Of("sign-in-source:" + Hosting.ClientNetwork.Of(address));
+    public string SourceOf(IPAddress? address) => pseudonyms.Of("sign-in-source:" + ClientNetwork.Of(address));
 
     /// <summary>
     /// True when no password may be checked for this account from this source: the source has spent its wrong passwords,

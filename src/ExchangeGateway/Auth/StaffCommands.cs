@@ -7,7 +7,6 @@ using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
-using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace ExchangeGateway.Auth;
 
@@ -131,7 +130,7 @@ public static class StaffCommands
 
     private static async Task<(int Code, object? Result)> AddAuditorClientAsync(IServiceProvider provider, string clientId)
     {
-        if (!AdminRecipientEndpoints.IsWellFormedClientId(clientId))
+        if (!RecipientClients.IsWellFormedClientId(clientId))
         {
             await Console.Error.WriteLineAsync("staff auditor-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
             return (64, null);
@@ -145,27 +144,12 @@ public static class StaffCommands
         }
 
         var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
-        await applications.CreateAsync(AuditorClient(clientId, secret, "Auditors' client " + clientId), CancellationToken.None);
+        await applications.CreateAsync(ClientRegistrations.AuditorClient(clientId, secret, "Auditors' client " + clientId), CancellationToken.None);
         await provider.GetRequiredService<AuditTrail>().AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
                 Details: new Dictionary<string, object?> { ["client"] = clientId }),
             CancellationToken.None);
         return (0, new { clientId, clientSecret = secret });
-    }
-
-    /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
-    public static OpenIddictApplicationDescriptor AuditorClient(string clientId, string secret, string displayName)
-    {
-        var descriptor = new OpenIddictApplicationDescriptor
-        {
-            ClientId = clientId, ClientSecret = secret, ClientType = ClientTypes.Confidential, DisplayName = displayName,
-        };
-        descriptor.Permissions.UnionWith(
-        [
-            Permissions.Endpoints.Token, Permissions.Endpoints.Introspection, Permissions.Endpoints.Revocation,
-            Permissions.GrantTypes.ClientCredentials, Permissions.Prefixes.Scope + ApiScopes.AuditRead,
-        ]);
-        return descriptor;
     }
 
     private static async Task<bool> SucceededAsync(string command, IdentityResult result)

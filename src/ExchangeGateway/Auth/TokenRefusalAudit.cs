@@ -43,7 +43,7 @@ public sealed class TokenRefusalAudit(
         // the sender chose (an e-mail address, a name) that the append-only log would keep forever: a keyed digest of it
         // still shows the same guess coming back.
         var clientId = claimed is null ? null
-            : known || Recipients.AdminRecipientEndpoints.IsWellFormedClientId(claimed) ? claimed
+            : known || Recipients.RecipientClients.IsWellFormedClientId(claimed) ? claimed
             : audit.Pseudonyms.Of("claimed-client-id:" + claimed);
         // Counted per network, as the rate limits count: an IPv6 host holds a whole /64.
         var address = ClientNetwork.Of(context.Transaction.GetHttpRequest()?.HttpContext.Connection.RemoteIpAddress);

@@ -108,8 +108,12 @@ public sealed class Consent
     /// <summary>Ended by the gateway: the seeker was erased or the recipient suspended.</summary>
     public void EndBySystem(string cause, DateTimeOffset at) => End(ConsentState.Ended, cause, at);
 
-    /// <summary>Ended because the seeker's CV was erased, or expired if it had lapsed already (dated then).</summary>
-    public void EndForErasedCv(DateTimeOffset now)
+    /// <summary>
+    /// Ended by the gateway for <paramref name="cause"/> (the seeker's CV erased, the recipient suspended), or expired, dated
+    /// when it lapsed, if it had lapsed already: the gateway did not end an episode that was over, and its receipt must not
+    /// say so.
+    /// </summary>
+    public void EndByGateway(string cause, DateTimeOffset now)
     {
         if (ExpiresAt <= now)
         {
@@ -117,8 +121,24 @@ public sealed class Consent
         }
         else
         {
-            EndBySystem(ErasureCauses.SubjectErased, now);
+            EndBySystem(cause, now);
         }
+    }
+
+    /// <summary>
+    /// The audit record of an episode the gateway ended, under its site: consent.expired or consent.ended, with its cause,
+    /// and its receipt when it still has one (an account's erasure takes the receipts with it).
+    /// </summary>
+    public Audit.AuditEntry EndRecord(string actorKind, string? actorId, string seekerId, string clientId, Guid? receiptId)
+    {
+        var details = new Dictionary<string, object?> { ["cause"] = EndCause };
+        if (receiptId is { } receipt)
+        {
+            details["receipt"] = receipt;
+        }
+
+        return new Audit.AuditEntry(actorKind, actorId, State == ConsentState.Expired ? Audit.AuditActions.ConsentExpired : Audit.AuditActions.ConsentEnded,
+            Audit.Outcomes.Success, SeekerId: seekerId, Recipient: clientId, Details: details);
     }
 
     /// <summary>After erasure the episode keeps only what chasing the recipient's copy needs.</summary>

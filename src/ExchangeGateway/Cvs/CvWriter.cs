@@ -64,12 +64,7 @@ public sealed class CvWriter(
 
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
-        var published = new Dictionary<string, object?> { ["version"] = cv.Version };
-        if (wasOffline)
-        {
-            published["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
-        }
-
+        var published = await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken);
         var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
         await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, published)], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
@@ -94,15 +89,24 @@ public sealed class CvWriter(
         await db.SaveChangesAsync(cancellationToken);
         // Back online: the sites' feeds show it again (a harmless move when it never left).
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
-        var refreshed = new Dictionary<string, object?> { ["version"] = cv.Version };
-        if (wasOffline)
-        {
-            refreshed["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
-        }
-
-        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, refreshed), cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken)), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return new CvWriteResult(CvWriteOutcome.Refreshed, cv);
+    }
+
+    /// <summary>
+    /// The audit details of a write that left the CV published: its version and, when it was offline until now, how many
+    /// of its cv-offline events were withdrawn before they left (<see cref="OfflineEvents"/>).
+    /// </summary>
+    private async Task<Dictionary<string, object?>> BackOnlineAsync(string seekerId, Cv cv, bool wasOffline, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var details = new Dictionary<string, object?> { ["version"] = cv.Version };
+        if (wasOffline)
+        {
+            details["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
+        }
+
+        return details;
     }
 
     /// <summary>
@@ -153,24 +157,16 @@ public sealed class CvWriter(
         var entries = new List<AuditEntry>();
         foreach (var episode in episodes)
         {
-            episode.EndForErasedCv(now);
+            episode.EndByGateway(ErasureCauses.SubjectErased, now);
             var site = sites[episode.RecipientId];
             var receipt = ConsentEvent.EndOf(episode, site);
             db.Add(receipt);
-            var action = episode.State == ConsentState.Expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded;
-            entries.Add(new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), action, Outcomes.Success,
-                SeekerId: seekerId, Recipient: site.ClientId,
-                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = episode.EndCause }));
+            entries.Add(episode.EndRecord(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), seekerId, site.ClientId, receipt.Id));
         }
 
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, episodes.Select(c => c.Id).ToList(), cancellationToken);
-        var obligations = 0;
-        foreach (var cause in episodes.GroupBy(e => e.EndCause!))
-        {
-            obligations += await Obligations.RequireErasureAsync(db, cause.Select(c => c.Id).ToList(), cause.Key, now, erasure.Value.ConfirmWithin, cancellationToken);
-        }
-
+        var obligations = await Obligations.RequireErasureAsync(db, episodes, now, erasure.Value.ConfirmWithin, cancellationToken);
         return (now, entries, episodes.Count, obligations);
     }
 

@@ -62,7 +62,7 @@ public sealed class SeekerErasure(
         {
             // An episode that had lapsed before the expiry job came round ends as what it was, expired when it lapsed, as
             // a CV erasure ends it: no read was allowed after that.
-            consent.EndForErasedCv(now);
+            consent.EndByGateway(ErasureCauses.SubjectErased, now);
         }
 
         await db.SaveChangesAsync(cancellationToken);
@@ -70,12 +70,7 @@ public sealed class SeekerErasure(
         await FeedPositions.BumpAsync(db, ended, cancellationToken);
         await db.Set<Disclosure>().Where(d => d.SeekerId == seekerId)
             .ExecuteUpdateAsync(d => d.SetProperty(x => x.SeekerId, (string?)null).SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
-        var obligations = 0;
-        foreach (var cause in active.GroupBy(c => c.EndCause!))
-        {
-            obligations += await Obligations.RequireErasureAsync(
-                db, cause.Select(c => c.Id).ToList(), cause.Key, now, erasure.Value.ConfirmWithin, cancellationToken);
-        }
+        var obligations = await Obligations.RequireErasureAsync(db, active, now, erasure.Value.ConfirmWithin, cancellationToken);
         // Each ended episode under its site, as any other end is recorded: an auditor following a site sees why it was
         // told to delete. The receipts are gone with the account; the episode's cause says it.
         var sites = await db.Recipients.AsNoTracking().Where(r => active.Select(c => c.RecipientId).Contains(r.Id))
@@ -83,9 +78,7 @@ public sealed class SeekerErasure(
         var actor = audit.Pseudonyms.Of(seekerId);
         await audit.AppendAsync(
             [
-                .. active.Select(c => new AuditEntry(ActorKinds.Seeker, actor,
-                    c.State == ConsentState.Expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded, Outcomes.Success,
-                    SeekerId: seekerId, Recipient: sites[c.RecipientId], Details: new Dictionary<string, object?> { ["cause"] = c.EndCause })),
+                .. active.Select(c => c.EndRecord(ActorKinds.Seeker, actor, seekerId, sites[c.RecipientId], receiptId: null)),
                 new AuditEntry(ActorKinds.Seeker, actor, AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
                     Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),
             ],

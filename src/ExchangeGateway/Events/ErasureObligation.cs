@@ -128,6 +128,22 @@ public static class Obligations
     }
 
     /// <summary>
+    /// Erasure obligations for episodes just ended, each under its own cause (a batch may hold some ended by the gateway
+    /// and some that had lapsed): one statement per cause. Returns how many were written.
+    /// </summary>
+    public static async Task<int> RequireErasureAsync(
+        GatewayDbContext db, IEnumerable<Consent> ended, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
+    {
+        var written = 0;
+        foreach (var cause in ended.GroupBy(c => c.EndCause ?? throw new InvalidOperationException("An episode still active has no end cause.")))
+        {
+            written += await RequireErasureAsync(db, cause.Select(c => c.Id).ToList(), cause.Key, now, confirmWithin, cancellationToken);
+        }
+
+        return written;
+    }
+
+    /// <summary>
     /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. An event
     /// still waiting to reach the site already says so (it names no version), so a run of edits does not become a run of
     /// events, unless the site fetched the CV since that event was written (a polled event waits for its ack while the
@@ -171,6 +187,29 @@ public static class OfflineEvents
               AND (o.leased_until IS NULL OR o.leased_until <= {now})
             """,
             cancellationToken);
+}
+
+/// <summary>The push state that belongs to a site's endpoint rather than to its events (back-off, hold, leases).</summary>
+public static class PushDeliveries
+{
+    /// <summary>
+    /// A site now takes its events elsewhere (by poll, or at a new endpoint): its waiting events are due at once, and the
+    /// back-off, the hold and the leases its old endpoint caused end. Left in place, a site switched to poll would be
+    /// offered nothing for up to a day, and a new endpoint would wait as long, while the deadlines ran against it. An
+    /// attempt still on its way to the old endpoint then records neither its back-off nor a hold (both need the lease),
+    /// and its event may go out again, to where the site now takes it (same jti). Returns how many events became due.
+    /// </summary>
+    public static async Task<int> RedirectedAsync(GatewayDbContext db, Guid recipientId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var due = await db.Database.ExecuteSqlAsync(
+            $"""
+            UPDATE erasure_obligations SET next_attempt_at = least(next_attempt_at, {now}), leased_until = NULL
+            WHERE recipient_id = {recipientId} AND status = 'Pending' AND (next_attempt_at > {now} OR leased_until IS NOT NULL)
+            """,
+            cancellationToken);
+        await db.Database.ExecuteSqlAsync($"DELETE FROM push_holds WHERE recipient_id = {recipientId}", cancellationToken);
+        return due;
+    }
 }
 
 /// <summary>The audit record of events reaching a site: one per site and round, listing the events' jtis.</summary>

@@ -4,7 +4,6 @@ using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using OpenIddict.Abstractions;
-using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace ExchangeGateway.Hosting;
 
@@ -90,7 +89,7 @@ public static class DemoData
 
         if (await applications.FindByClientIdAsync(AuditorClientId, cancellationToken) is null)
         {
-            await applications.CreateAsync(StaffCommands.AuditorClient(AuditorClientId, AuditorClientSecret, "Demo auditor client"), cancellationToken);
+            await applications.CreateAsync(ClientRegistrations.AuditorClient(AuditorClientId, AuditorClientSecret, "Demo auditor client"), cancellationToken);
         }
     }
 }

@@ -144,7 +144,7 @@ public static partial class AdminRecipientEndpoints
         ValidateRedirectUris(errors, request.RedirectUris, options.Value);
 
         var clientId = request.ClientId ?? "site-" + Guid.NewGuid().ToString("N")[..16];
-        if (!ClientIdPattern().IsMatch(clientId))
+        if (!RecipientClients.IsWellFormedClientId(clientId))
         {
             errors.Add("clientId", "3 to 64 characters: lower-case letters, digits and hyphens, starting with a letter or digit.");
         }
@@ -264,21 +264,7 @@ public static partial class AdminRecipientEndpoints
         recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
             request.ContactEmail, request.DeliveryMode, request.PushEndpoint, now);
         var redirected = delivery != (recipient.DeliveryMode, recipient.PushEndpoint);
-        var due = 0;
-        if (redirected)
-        {
-            // The back-off and any hold were the old endpoint's answers. Left in place, a site switched to poll would be
-            // offered nothing for up to a day, and a fixed endpoint would wait as long, while the deadlines ran against it.
-            // Leases end too: an attempt still on its way to the old endpoint then records neither its back-off nor a hold
-            // (both need the lease), and its event may go out again, to where the site now takes it (same jti).
-            due = await db.Database.ExecuteSqlAsync(
-                $"""
-                UPDATE erasure_obligations SET next_attempt_at = least(next_attempt_at, {now}), leased_until = NULL
-                WHERE recipient_id = {id} AND status = 'Pending' AND (next_attempt_at > {now} OR leased_until IS NOT NULL)
-                """,
-                cancellationToken);
-            await db.Database.ExecuteSqlAsync($"DELETE FROM push_holds WHERE recipient_id = {id}", cancellationToken);
-        }
+        var due = redirected ? await PushDeliveries.RedirectedAsync(db, id, now, cancellationToken) : 0;
         if ((request.DisplayName is not null || request.RedirectUris is not null)
             && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
         {
@@ -639,9 +625,5 @@ public static partial class AdminRecipientEndpoints
     /// <summary>The audit log's keyed digest of a status change's reason.</summary>
     public static string ReasonDigest(Pseudonyms pseudonyms, string reason) => pseudonyms.Of("status-reason:" + reason);
 
-    /// <summary>Shaped like the client ids the gateway accepts for a site (lower-case letters, digits, hyphens).</summary>
-    public static bool IsWellFormedClientId(string clientId) => ClientIdPattern().IsMatch(clientId);
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]
-    private static partial Regex ClientIdPattern();
 }

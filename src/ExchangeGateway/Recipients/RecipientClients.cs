@@ -10,8 +10,14 @@ namespace ExchangeGateway.Recipients;
 /// registered redirect URIs may also send a seeker to /connect/authorize (code + PKCE) with scope cv:share, and only
 /// that scope: the answer is a consent, never access to the seeker's account.
 /// </summary>
-public static class RecipientClients
+public static partial class RecipientClients
 {
+    /// <summary>Shaped like the client ids the gateway gives out (lower-case letters, digits, hyphens; 3 to 64).</summary>
+    public static bool IsWellFormedClientId(string clientId) => ClientIdPattern().IsMatch(clientId);
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9][a-z0-9-]{2,63}$")]
+    private static partial System.Text.RegularExpressions.Regex ClientIdPattern();
+
     public static OpenIddictApplicationDescriptor Describe(
         string clientId, string displayName, string? secret, Microsoft.IdentityModel.Tokens.JsonWebKeySet? keys, IEnumerable<Uri>? redirectUris = null)
     {

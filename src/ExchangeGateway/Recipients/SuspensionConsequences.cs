@@ -48,35 +48,22 @@ public sealed class SuspensionConsequences(
         var now = time.GetUtcNow();
         var entries = new List<AuditEntry>(active.Count);
         var receipts = new List<Guid>(active.Count);
-        List<Guid> ended = [], lapsed = [];
         foreach (var consent in active)
         {
             // One that lapsed before the expiry job came round ends as what it is, expired when it lapsed, as a tick, an
             // untick or an erasure would end it: the suspension did not end it, and its receipt must not say so.
-            var expired = consent.ExpiresAt <= now;
-            if (expired)
-            {
-                consent.Expire(now);
-                lapsed.Add(consent.Id);
-            }
-            else
-            {
-                consent.EndBySystem(ErasureCauses.RecipientSuspended, now);
-                ended.Add(consent.Id);
-            }
-
+            consent.EndByGateway(ErasureCauses.RecipientSuspended, now);
             var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
-            if (!expired)
+            if (consent.State == ConsentState.Ended)
             {
                 receipts.Add(receipt.Id);
             }
 
-            entries.Add(new AuditEntry(ActorKinds.System, "recipient-suspension", expired ? AuditActions.ConsentExpired : AuditActions.ConsentEnded,
-                Outcomes.Success, SeekerId: consent.SeekerId, Recipient: recipient.ClientId,
-                Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id, ["cause"] = consent.EndCause }));
+            entries.Add(consent.EndRecord(ActorKinds.System, "recipient-suspension", consent.SeekerId!, recipient.ClientId, receipt.Id));
         }
 
+        var ended = active.Where(c => c.State == ConsentState.Ended).Select(c => c.Id).ToList();
         await db.SaveChangesAsync(cancellationToken);
 
         // Written above and dated again under the chain lock, in two set-based statements: saving a batch's episodes under
@@ -85,8 +72,7 @@ public sealed class SuspensionConsequences(
         await db.Set<Consent>().Where(c => ended.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
         await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
         await FeedPositions.BumpAsync(db, active.Select(c => c.Id).ToList(), cancellationToken);
-        var obligations = await Obligations.RequireErasureAsync(db, ended, ErasureCauses.RecipientSuspended, now, confirmWithin, cancellationToken)
-            + await Obligations.RequireErasureAsync(db, lapsed, ErasureCauses.ConsentExpired, now, confirmWithin, cancellationToken);
+        var obligations = await Obligations.RequireErasureAsync(db, active, now, confirmWithin, cancellationToken);
 
         await audit.AppendAsync(entries, cancellationToken);
         return (active.Count, obligations);

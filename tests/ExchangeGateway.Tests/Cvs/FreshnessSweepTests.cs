@@ -62,13 +62,16 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     {
         await using var receiver = await PushReceiver.StartAsync();
         await using var heldReceiver = await PushReceiver.StartAsync();
+        await using var failingReceiver = await PushReceiver.StartAsync();
+        failingReceiver.ReplyNext(new PushReply(500));
         var pollSite = await Sites.RegisterAsync(Gateway, fixture.Actors);
         var pushSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
         var heldSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(heldReceiver.Endpoint));
+        var failingSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(failingReceiver.Endpoint));
         var marker = "back-online-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         var ids = new Dictionary<Guid, string>();
-        foreach (var site in new[] { pollSite, pushSite, heldSite })
+        foreach (var site in new[] { pollSite, pushSite, heldSite, failingSite })
         {
             await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
             ids[site.Id] = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
@@ -99,6 +102,11 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         Assert.Equal(ids[heldSite.Id], await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));
         Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvRefreshed}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
+
+        // An attempt that failed may still have reached its site: that event stays, pending, to be sent again.
+        var attempted = await fixture.Database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{failingSite.Id}'");
+        Assert.Equal(("Pending", 1), (await Propagation.ObligationAsync<string>(fixture.Database, attempted.ToString(), "status"),
+            await Propagation.ObligationAsync<int>(fixture.Database, attempted.ToString(), "attempts")));
 
         // The delivered event stays to be confirmed; the poll site's is still offered. Both say when the CV went offline.
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, pushed.Jti, "status"));
