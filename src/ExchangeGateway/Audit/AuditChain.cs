@@ -6,7 +6,11 @@ using ExchangeGateway.Data;
 
 namespace ExchangeGateway.Audit;
 
-/// <summary>The canonical encoding of an audit row and its SHA-256 link to the previous row.</summary>
+/// <summary>
+/// The canonical encoding of an audit row and its SHA-256 link to the previous row. The encoding is PostgreSQL's binary COPY
+/// row of the same columns with the fixed-size columns' length prefixes dropped and the time counted from 1970: the verifier
+/// hashes rows straight from a binary COPY (<see cref="AuditVerifier"/>), so a change here must be made there too.
+/// </summary>
 public static class AuditChain
 {
     public static readonly byte[] Genesis = new byte[32];

@@ -1,6 +1,7 @@
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace ExchangeGateway.Audit;
 
@@ -16,6 +17,7 @@ public sealed class AuditReads : IDisposable
     public const string ConnectionStringName = "AuditReads";
 
     private readonly DbContextOptions<GatewayDbContext> _options;
+    private readonly string _scanConnectionString;
     private readonly SemaphoreSlim _scans;
 
     public AuditReads(IConfiguration configuration, IOptions<DatabaseOptions> database, IOptions<AuditOptions> audit, ILoggerFactory logging)
@@ -25,14 +27,22 @@ public sealed class AuditReads : IDisposable
         OnReplica = !string.IsNullOrWhiteSpace(replica);
         var connectionString = OnReplica ? replica! : configuration.GetConnectionString(GatewayDatabase.ConnectionStringName)!;
         var options = new DbContextOptionsBuilder<GatewayDbContext>();
-        options.UseGateway(GatewayDatabase.Pooled(connectionString, database.Value)).UseLoggerFactory(logging);
+        var pooled = GatewayDatabase.Pooled(connectionString, database.Value);
+        options.UseGateway(pooled).UseLoggerFactory(logging);
         _options = options.Options;
+        // A whole-log read takes its rows in large reads, with no timer armed and reset on each of them: on a million rows,
+        // the default 8 KiB buffer and the per-read command timeout cost a fifth of the verification's time. The caller's
+        // cancellation still stops it.
+        _scanConnectionString = new NpgsqlConnectionStringBuilder(pooled) { ReadBufferSize = 256 * 1024, CommandTimeout = 0 }.ConnectionString;
     }
 
     public bool OnReplica { get; }
 
     /// <summary>A context of its own for one read; the caller disposes it.</summary>
     public GatewayDbContext Open() => new(_options);
+
+    /// <summary>A connection (not yet open) for reading the whole log in one statement; the caller disposes it.</summary>
+    public NpgsqlConnection ScanConnection() => new(_scanConnectionString);
 
     /// <summary>
     /// A slot for a whole-log scan (an export or a verification), or null when <see cref="AuditOptions.MaxConcurrentScans"/>

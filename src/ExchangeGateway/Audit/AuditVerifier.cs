@@ -3,6 +3,9 @@ using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
 using System.Threading.Channels;
 using Npgsql;
 
@@ -65,105 +68,314 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             signed[anchor.Sequence] = anchor;
         }
 
-        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-        await db.Database.OpenConnectionAsync(cancellationToken);
+        // First in storage order, as a plain COPY reads the table: an append-only log is stored in sequence order, and
+        // reading it so spares the server an index scan that cost half the time again. A row out of that order (a row
+        // updated in place, space reused after an aborted insert, a scan that joined another one mid-table) sends the walk
+        // back to the start in sequence order, which alone judges gaps and order.
+        var verdict = await WalkAsync(signed, inStorageOrder: true, cancellationToken)
+            ?? await WalkAsync(signed, inStorageOrder: false, cancellationToken)
+            ?? throw new InvalidOperationException("A walk in sequence order always reaches a verdict.");
+
+        // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
+        // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
+        if (verdict.EndsShort)
+        {
+            // Only the auditor's kept checkpoint lies beyond the chain's end: a replica that has not replayed that far
+            // yet would read the same. A checkpoint the database itself holds beyond the end cannot be lag (its row is
+            // written after the rows it vouches for): the tail was cut.
+            verdict = verdict with { OnlyTheAnchorIsBeyond = !checkpoints.Any(c => c.Sequence > verdict.HeadSequence) };
+        }
+
+        return verdict.Ok && unsigned is { } bad
+            ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
+                $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")
+            : verdict;
+    }
+
+    /// <summary>One walk over the whole chain; null when, read in storage order, a row came out of sequence order.</summary>
+    private async Task<AuditVerification?> WalkAsync(Dictionary<long, AuditCheckpoint> signed, bool inStorageOrder, CancellationToken cancellationToken)
+    {
+        // A connection for each walk: one given up mid-stream is not reused for the next (the pool drops it if it broke).
+        await using var connection = reads.ScanConnection();
+        await connection.OpenAsync(cancellationToken);
+        // Two stages on two cores: this task reads rows in batches, another hashes each batch (the costly part) and then
+        // judges its rows in sequence order. Same verdicts as a row-by-row walk; memory stays bounded at any size.
+        var batches = Channel.CreateBounded<Batch>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
+        var free = new ConcurrentQueue<Batch>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var judge = Task.Run(() => JudgeAsync(batches.Reader, free, signed, inStorageOrder, stop), CancellationToken.None);
         try
         {
-            // Two stages on two cores: this task reads rows in batches, another hashes each batch (the costly part) and then
-            // judges its rows in sequence order. Same verdicts as a row-by-row walk; memory stays bounded at any size.
-            var batches = Channel.CreateBounded<Row[]>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var judge = Task.Run(() => JudgeAsync(batches.Reader, signed, stop), CancellationToken.None);
-            try
-            {
-                await ReadAsync(connection, batches.Writer, stop.Token);
-            }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                // The judge found a problem and stopped reading.
-            }
-            finally
-            {
-                batches.Writer.TryComplete();
-            }
-
-            // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
-            // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
-            var verdict = await judge;
-            if (verdict.EndsShort)
-            {
-                // Only the auditor's kept checkpoint lies beyond the chain's end: a replica that has not replayed that far
-                // yet would read the same. A checkpoint the database itself holds beyond the end cannot be lag (its row is
-                // written after the rows it vouches for): the tail was cut.
-                verdict = verdict with { OnlyTheAnchorIsBeyond = !checkpoints.Any(c => c.Sequence > verdict.HeadSequence) };
-            }
-
-            return verdict.Ok && unsigned is { } bad
-                ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
-                    $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")
-                : verdict;
+            await ReadAsync(connection, inStorageOrder, batches.Writer, free, stop.Token);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // The judge reached its verdict (or found the storage order broken) and stopped reading.
         }
         finally
         {
-            await db.Database.CloseConnectionAsync();
+            batches.Writer.TryComplete();
         }
+
+        return await judge;
     }
 
     private const int BatchSize = 4096;
 
-    private sealed record Row(
-        long Sequence, DateTimeOffset OccurredAt, string ActorKind, string? ActorId, string Action, string? Subject, string? Recipient,
-        string Outcome, string? Details, byte[] PreviousHash, byte[] Hash);
-
-    private static async Task ReadAsync(NpgsqlConnection connection, ChannelWriter<Row[]> batches, CancellationToken cancellationToken)
+    /// <summary>
+    /// A batch of rows as their hashes cover them: each row's canonical encoding (<see cref="AuditChain.HashOf(long, DateTimeOffset, string, string?, string, string?, string?, string, string?, ReadOnlySpan{byte}, Span{byte})"/>)
+    /// followed by its stored hash, in one buffer. Batches are recycled between the two stages.
+    /// </summary>
+    private sealed class Batch
     {
-        await using var command = new NpgsqlCommand(
-            "SELECT sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash FROM audit_events ORDER BY sequence",
-            connection);
-        await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
-        var batch = new List<Row>(BatchSize);
-        while (await reader.ReadAsync(cancellationToken))
+        public byte[] Data = new byte[1 << 20];
+        public int Length;
+        public readonly RowAt[] Rows = new RowAt[BatchSize];
+        public int Count;
+
+        public ReadOnlySpan<byte> Encoding(in RowAt row) => Data.AsSpan(row.Start, row.HashAt - row.Start);
+
+        public ReadOnlySpan<byte> PreviousHash(in RowAt row) => Data.AsSpan(row.PreviousAt, row.HashAt - row.PreviousAt);
+
+        public ReadOnlySpan<byte> Hash(in RowAt row) => Data.AsSpan(row.HashAt, row.End - row.HashAt);
+    }
+
+    private readonly record struct RowAt(long Sequence, int Start, int PreviousAt, int HashAt, int End);
+
+    private const string Columns = "sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash";
+    private const int ColumnCount = 11;
+
+    /// <summary>PostgreSQL's binary timestamps count microseconds from 2000-01-01; the chain's encoding counts from 1970.</summary>
+    private const long PostgresEpochMicroseconds = 946_684_800_000_000;
+
+    /// <summary>
+    /// Reads the rows by binary COPY and never decodes them: the chain's encoding is the COPY row itself (big-endian integers,
+    /// UTF-8 text with a length prefix, -1 for null) less the length prefixes of the fixed-size columns and the hash, with
+    /// the timestamp moved to the Unix epoch. Decoding a million rows into strings only to encode them again cost more than
+    /// hashing them.
+    /// </summary>
+    private static async Task ReadAsync(
+        NpgsqlConnection connection, bool inStorageOrder, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
+    {
+        await using var copy = await connection.BeginRawBinaryCopyAsync(
+            inStorageOrder
+                ? $"COPY audit_events ({Columns}) TO STDOUT (FORMAT BINARY)"
+                : $"COPY (SELECT {Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)",
+            cancellationToken);
+        var input = new byte[1 << 20];
+        int at = 0, end = 0;
+        var batch = Take(free);
+        var headerRead = false;
+        while (true)
         {
-            batch.Add(new Row(
-                reader.GetInt64(0), reader.GetFieldValue<DateTimeOffset>(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3),
-                reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6),
-                reader.GetString(7), reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetFieldValue<byte[]>(9), reader.GetFieldValue<byte[]>(10)));
-            if (batch.Count == BatchSize)
+            var parsed = headerRead ? TryParseRow(input.AsSpan(at, end - at), batch, out var consumed) : TryParseHeader(input.AsSpan(at, end - at), out consumed);
+            if (parsed == Parse.Done)
             {
-                await batches.WriteAsync([.. batch], cancellationToken);
-                batch.Clear();
+                at += consumed;
+                headerRead = true;
+                if (batch.Count == BatchSize)
+                {
+                    await batches.WriteAsync(batch, cancellationToken);
+                    batch = Take(free);
+                }
+
+                continue;
             }
+
+            if (parsed == Parse.End)
+            {
+                break;
+            }
+
+            // The rest of a row is still on its way: keep the part read, make room for the rest, read on.
+            if (at > 0)
+            {
+                Buffer.BlockCopy(input, at, input, 0, end - at);
+                end -= at;
+                at = 0;
+            }
+
+            if (end == input.Length)
+            {
+                Array.Resize(ref input, input.Length * 2);
+            }
+
+            var read = await copy.ReadAsync(input.AsMemory(end), cancellationToken);
+            if (read == 0)
+            {
+                throw new InvalidDataException("The audit log's COPY stream ended in the middle of a row.");
+            }
+
+            end += read;
         }
 
         if (batch.Count > 0)
         {
-            await batches.WriteAsync([.. batch], cancellationToken);
+            await batches.WriteAsync(batch, cancellationToken);
         }
     }
 
-    private static async Task<AuditVerification> JudgeAsync(ChannelReader<Row[]> batches, Dictionary<long, AuditCheckpoint> signed, CancellationTokenSource stop)
+    private static Batch Take(ConcurrentQueue<Batch> free)
+    {
+        if (!free.TryDequeue(out var batch))
+        {
+            return new Batch();
+        }
+
+        batch.Length = 0;
+        batch.Count = 0;
+        return batch;
+    }
+
+    private enum Parse { Done, More, End }
+
+    /// <summary>"PGCOPY\n\xff\r\n\0": the first bytes of every binary COPY stream.</summary>
+    private static ReadOnlySpan<byte> CopySignature => [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00];
+
+    private static Parse TryParseHeader(ReadOnlySpan<byte> input, out int consumed)
+    {
+        var signature = CopySignature;
+        consumed = 0;
+        if (input.Length < signature.Length + 8)
+        {
+            return Parse.More;
+        }
+
+        if (!input[..signature.Length].SequenceEqual(signature))
+        {
+            throw new InvalidDataException("The audit log's COPY stream does not start with PostgreSQL's binary COPY signature.");
+        }
+
+        var extension = BinaryPrimitives.ReadInt32BigEndian(input[(signature.Length + 4)..]);
+        if (input.Length < signature.Length + 8 + extension)
+        {
+            return Parse.More;
+        }
+
+        consumed = signature.Length + 8 + extension;
+        return Parse.Done;
+    }
+
+    /// <summary>One COPY row into <paramref name="batch"/>, or <see cref="Parse.More"/> when it is not all in <paramref name="input"/> yet.</summary>
+    private static Parse TryParseRow(ReadOnlySpan<byte> input, Batch batch, out int consumed)
+    {
+        consumed = 0;
+        if (input.Length < 2)
+        {
+            return Parse.More;
+        }
+
+        var fields = BinaryPrimitives.ReadInt16BigEndian(input);
+        if (fields == -1)
+        {
+            return Parse.End;
+        }
+
+        if (fields != ColumnCount)
+        {
+            throw new InvalidDataException($"The audit log's COPY rows have {fields} columns, not {ColumnCount}.");
+        }
+
+        var size = 2;
+        for (var field = 0; field < ColumnCount; field++)
+        {
+            if (input.Length < size + 4)
+            {
+                return Parse.More;
+            }
+
+            size += 4 + Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(input[size..]));
+            if (input.Length < size)
+            {
+                return Parse.More;
+            }
+        }
+
+        // The encoding is shorter than the COPY row (it drops four length prefixes and the field count).
+        if (batch.Data.Length - batch.Length < size)
+        {
+            Array.Resize(ref batch.Data, Math.Max(batch.Data.Length * 2, batch.Length + size));
+        }
+
+        var output = batch.Data.AsSpan(batch.Length);
+        var row = input[2..size];
+        var sequence = BinaryPrimitives.ReadInt64BigEndian(Fixed(ref row, 8));
+        BinaryPrimitives.WriteInt64BigEndian(output, sequence);
+        BinaryPrimitives.WriteInt64BigEndian(output[8..], BinaryPrimitives.ReadInt64BigEndian(Fixed(ref row, 8)) + PostgresEpochMicroseconds);
+        var written = 16;
+        for (var text = 0; text < 7; text++)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(row);
+            var whole = 4 + Math.Max(0, length);
+            row[..whole].CopyTo(output[written..]);
+            row = row[whole..];
+            written += whole;
+        }
+
+        var previousAt = written;
+        written += Bytes(ref row, output[written..]);
+        var hashAt = written;
+        written += Bytes(ref row, output[written..]);
+        batch.Rows[batch.Count++] = new RowAt(sequence, batch.Length, batch.Length + previousAt, batch.Length + hashAt, batch.Length + written);
+        batch.Length += written;
+        consumed = size;
+        return Parse.Done;
+    }
+
+    private static ReadOnlySpan<byte> Fixed(ref ReadOnlySpan<byte> row, int length)
+    {
+        if (BinaryPrimitives.ReadInt32BigEndian(row) != length)
+        {
+            throw new InvalidDataException("The audit log's sequence or timestamp column is null or not of its type.");
+        }
+
+        var value = row.Slice(4, length);
+        row = row[(4 + length)..];
+        return value;
+    }
+
+    private static int Bytes(ref ReadOnlySpan<byte> row, Span<byte> output)
+    {
+        var length = Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(row));
+        row.Slice(4, length).CopyTo(output);
+        row = row[(4 + length)..];
+        return length;
+    }
+
+    private static async Task<AuditVerification?> JudgeAsync(
+        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, bool inStorageOrder,
+        CancellationTokenSource stop)
     {
         long expected = 1, rows = 0;
         long? lastCheckpoint = null;
-        var previousHash = AuditChain.Genesis;
+        var previousHash = new byte[AuditChain.HashSize];
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
         var recent = new byte[MaxRenumbering + 2][];
+        for (var i = 0; i < recent.Length; i++)
+        {
+            recent[i] = new byte[AuditChain.HashSize];
+        }
+
         await foreach (var batch in batches.ReadAllAsync(CancellationToken.None))
         {
-            for (var i = 0; i < batch.Length; i++)
+            for (var i = 0; i < batch.Count; i++)
             {
-                var row = batch[i];
-                AuditChain.HashOf(row.Sequence, row.OccurredAt, row.ActorKind, row.ActorId, row.Action, row.Subject, row.Recipient, row.Outcome,
-                    row.Details, row.PreviousHash, recomputed);
-                selfConsistent[i] = recomputed.AsSpan().SequenceEqual(row.Hash);
+                SHA256.HashData(batch.Encoding(batch.Rows[i]), recomputed);
+                selfConsistent[i] = recomputed.AsSpan().SequenceEqual(batch.Hash(batch.Rows[i]));
             }
 
-            for (var i = 0; i < batch.Length; i++)
+            for (var i = 0; i < batch.Count; i++)
             {
-                var row = batch[i];
+                var row = batch.Rows[i];
                 var sequence = row.Sequence;
                 rows++;
+                if (sequence != expected && inStorageOrder)
+                {
+                    stop.Cancel();
+                    return null;
+                }
+
                 if (sequence > expected)
                 {
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain."));
@@ -176,7 +388,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} is numbered before the chain's first row: it was inserted."));
                 }
 
-                var linked = row.PreviousHash.AsSpan().SequenceEqual(previousHash);
+                var linked = batch.PreviousHash(row).SequenceEqual(previousHash);
                 if (!selfConsistent[i] && linked)
                 {
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "altered", $"Row {sequence} does not match its hash: its content was changed."));
@@ -192,13 +404,15 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                 {
                     // Neither linked nor self-consistent: the gateway never wrote this row here. Either it was moved here by
                     // renumbering (which hides an insertion or a removal from the gap check), or it is itself the intruder.
-                    return Stop(stop, Renumbered(row, recent, rows, lastCheckpoint, recomputed)
+                    return Stop(stop, Renumbered(batch, row, recent, rows, lastCheckpoint)
                         ?? Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted."));
                 }
 
+                // Linked and self-consistent: its hash is a SHA-256, of the size the buffers below hold.
+                var hash = batch.Hash(row);
                 if (signed.TryGetValue(sequence, out var checkpoint))
                 {
-                    if (!checkpoint.Hash.AsSpan().SequenceEqual(row.Hash))
+                    if (!checkpoint.Hash.AsSpan().SequenceEqual(hash))
                     {
                         // The rows up to here hold together, so they were re-hashed after a change: a linear chain cannot tell which of
                         // the rows since the last checkpoint that held was the first changed, but it bounds them.
@@ -210,10 +424,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     lastCheckpoint = sequence;
                 }
 
-                previousHash = row.Hash;
-                recent[sequence % recent.Length] = row.Hash;
+                hash.CopyTo(previousHash);
+                hash.CopyTo(recent[sequence % recent.Length]);
                 expected = sequence + 1;
             }
+
+            free.Enqueue(batch);
         }
 
         var head = expected - 1;
@@ -233,18 +449,22 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     /// A row that was renumbered still carries the hash of its old number, and its link. Moved down by n, it is
     /// self-consistent at its old number and links to the row n places before its predecessor: the n rows before it were
     /// inserted. Moved up by n, it is self-consistent at its old number: the n rows before it were removed. Null when
-    /// neither is the case (within <see cref="MaxRenumbering"/> places).
+    /// neither is the case (within <see cref="MaxRenumbering"/> places). Sequences before the row's own are all in
+    /// <paramref name="recent"/>: the walk reached it without a gap.
     /// </summary>
-    private static AuditVerification? Renumbered(Row row, byte[]?[] recent, long rows, long? lastCheckpoint, byte[] scratch)
+    private static AuditVerification? Renumbered(Batch batch, RowAt row, byte[][] recent, long rows, long? lastCheckpoint)
     {
         var now = row.Sequence;
+        var encoding = batch.Encoding(row).ToArray();
+        var previousHash = batch.PreviousHash(row);
+        var hash = batch.Hash(row);
         for (var moved = 1; moved <= MaxRenumbering; moved++)
         {
             var was = now - moved;
-            if (was >= 1 && WasWrittenAs(row, was, scratch)
-                && row.PreviousHash.AsSpan().SequenceEqual(was == 1 ? AuditChain.Genesis : recent[(was - 1) % recent.Length]))
+            if (was >= 1 && WasWrittenAs(encoding, hash, was)
+                && previousHash.SequenceEqual(was == 1 ? AuditChain.Genesis : recent[(was - 1) % recent.Length]))
             {
-                if (recent[was % recent.Length].AsSpan().SequenceEqual(row.Hash))
+                if (recent[was % recent.Length].AsSpan().SequenceEqual(hash))
                 {
                     // Its old place still holds it: this is a copy of a genuine row, and the copy is the intruder.
                     return Fail(rows, now, lastCheckpoint, now, "inserted", $"Row {now} is a copy of row {was}: it was inserted.");
@@ -255,7 +475,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             }
 
             was = now + moved;
-            if (WasWrittenAs(row, was, scratch))
+            if (WasWrittenAs(encoding, hash, was))
             {
                 var what = moved == 1 ? $"Row {now} was removed" : $"Rows {now} to {was - 1} were removed";
                 return Fail(rows, now, lastCheckpoint, now, "removed", $"{what}, and the rows after renumbered: row {now} was written as row {was}.");
@@ -265,11 +485,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         return null;
     }
 
-    private static bool WasWrittenAs(Row row, long sequence, byte[] scratch)
+    /// <summary>Whether the row's hash is that of its content under another sequence number (the encoding's first field).</summary>
+    private static bool WasWrittenAs(byte[] encoding, ReadOnlySpan<byte> hash, long sequence)
     {
-        AuditChain.HashOf(sequence, row.OccurredAt, row.ActorKind, row.ActorId, row.Action, row.Subject, row.Recipient, row.Outcome,
-            row.Details, row.PreviousHash, scratch);
-        return scratch.AsSpan().SequenceEqual(row.Hash);
+        BinaryPrimitives.WriteInt64BigEndian(encoding, sequence);
+        Span<byte> recomputed = stackalloc byte[AuditChain.HashSize];
+        SHA256.HashData(encoding, recomputed);
+        return recomputed.SequenceEqual(hash);
     }
 
     private static AuditVerification Stop(CancellationTokenSource stop, AuditVerification verdict)

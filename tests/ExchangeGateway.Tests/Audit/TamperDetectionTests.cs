@@ -112,6 +112,31 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     }
 
     /// <summary>
+    /// The verifier reads the table in storage order first (as a plain COPY would) and walks it again in sequence order when
+    /// a row comes out of order. A row rewritten unchanged is stored after the others: the chain still holds, and a row
+    /// then removed from the middle is named, not the one stored out of place.
+    /// </summary>
+    [Fact]
+    public async Task AChainStoredOutOfSequenceOrderIsJudgedInSequenceOrder()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        await gateway.TamperAsync("UPDATE audit_events SET outcome = outcome WHERE sequence = 2");
+        var stored = await gateway.Database.ScalarAsync<string>("SELECT string_agg(sequence::text, ',' ORDER BY ctid) FROM audit_events");
+        Assert.NotEqual("1,2,3,4,5,6", stored);
+
+        var intact = await gateway.VerifyAsync();
+        Assert.True(intact.GetProperty("ok").GetBoolean(), intact.ToString());
+        Assert.Equal(6, intact.GetProperty("rowsChecked").GetInt64());
+        Assert.Equal(6, intact.GetProperty("headSequence").GetInt64());
+
+        await gateway.TamperAsync("DELETE FROM audit_events WHERE sequence = 4");
+        var verdict = await gateway.VerifyAsync();
+        Assert.Equal("removed", verdict.GetProperty("problem").GetString());
+        Assert.Equal(4, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
+    /// <summary>
     /// Rows inserted with care: each self-consistent and linked to the one before, and the rows after them renumbered, so
     /// that no number is missing or doubled. The first genuine row moved still carries its old number in its hash.
     /// </summary>
