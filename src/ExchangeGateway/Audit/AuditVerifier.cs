@@ -68,13 +68,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             signed[anchor.Sequence] = anchor;
         }
 
-        // First in storage order, as a plain COPY reads the table: an append-only log is stored in sequence order, and
-        // reading it so spares the server an index scan that cost half the time again. A row out of that order (a row
-        // updated in place, space reused after an aborted insert, a scan that joined another one mid-table) sends the walk
-        // back to the start in sequence order, which alone judges gaps and order.
-        var verdict = await WalkAsync(signed, inStorageOrder: true, cancellationToken)
-            ?? await WalkAsync(signed, inStorageOrder: false, cancellationToken)
-            ?? throw new InvalidOperationException("A walk in sequence order always reaches a verdict.");
+        var verdict = await WalkAsync(signed, cancellationToken);
 
         // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
         // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
@@ -92,10 +86,8 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             : verdict;
     }
 
-    /// <summary>One walk over the whole chain; null when, read in storage order, a row came out of sequence order.</summary>
-    private async Task<AuditVerification?> WalkAsync(Dictionary<long, AuditCheckpoint> signed, bool inStorageOrder, CancellationToken cancellationToken)
+    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, CancellationToken cancellationToken)
     {
-        // A connection for each walk: one given up mid-stream is not reused for the next (the pool drops it if it broke).
         await using var connection = reads.ScanConnection();
         await connection.OpenAsync(cancellationToken);
         // Two stages on two cores: this task reads rows in batches, another hashes each batch (the costly part) and then
@@ -103,14 +95,14 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         var batches = Channel.CreateBounded<Batch>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
         var free = new ConcurrentQueue<Batch>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var judge = Task.Run(() => JudgeAsync(batches.Reader, free, signed, inStorageOrder, stop), CancellationToken.None);
+        var judge = Task.Run(() => JudgeAsync(batches.Reader, free, signed, stop), CancellationToken.None);
         try
         {
-            await ReadAsync(connection, inStorageOrder, batches.Writer, free, stop.Token);
+            await ReadAsync(connection, batches.Writer, free, stop.Token);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            // The judge reached its verdict (or found the storage order broken) and stopped reading.
+            // The judge found a problem and stopped reading.
         }
         finally
         {
@@ -155,13 +147,10 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     /// hashing them.
     /// </summary>
     private static async Task ReadAsync(
-        NpgsqlConnection connection, bool inStorageOrder, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
+        NpgsqlConnection connection, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
     {
         await using var copy = await connection.BeginRawBinaryCopyAsync(
-            inStorageOrder
-                ? $"COPY audit_events ({Columns}) TO STDOUT (FORMAT BINARY)"
-                : $"COPY (SELECT {Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)",
-            cancellationToken);
+            $"COPY (SELECT {Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
         var input = new byte[1 << 20];
         int at = 0, end = 0;
         var batch = Take(free);
@@ -342,9 +331,8 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         return length;
     }
 
-    private static async Task<AuditVerification?> JudgeAsync(
-        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, bool inStorageOrder,
-        CancellationTokenSource stop)
+    private static async Task<AuditVerification> JudgeAsync(
+        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, CancellationTokenSource stop)
     {
         long expected = 1, rows = 0;
         long? lastCheckpoint = null;
@@ -370,12 +358,6 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                 var row = batch.Rows[i];
                 var sequence = row.Sequence;
                 rows++;
-                if (sequence != expected && inStorageOrder)
-                {
-                    stop.Cancel();
-                    return null;
-                }
-
                 if (sequence > expected)
                 {
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain."));

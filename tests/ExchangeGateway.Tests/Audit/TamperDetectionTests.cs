@@ -112,9 +112,10 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     }
 
     /// <summary>
-    /// The verifier reads the table in storage order first (as a plain COPY would) and walks it again in sequence order when
-    /// a row comes out of order. A row rewritten unchanged is stored after the others: the chain still holds, and a row
-    /// then removed from the middle is named, not the one stored out of place.
+    /// A live log is not stored in sequence order (concurrent appenders fill different pages, and vacuumed pages take new
+    /// rows), and the verifier streams rows without decoding them: it must still judge them in sequence order. A row
+    /// rewritten unchanged is stored after the others: the chain holds, and a row then removed from the middle is named,
+    /// not the one stored out of place.
     /// </summary>
     [Fact]
     public async Task AChainStoredOutOfSequenceOrderIsJudgedInSequenceOrder()
