@@ -6,6 +6,7 @@ namespace ExchangeGateway.Hosting;
 public static class Health
 {
     private const string Ready = "ready";
+    private const string JobsTag = "jobs";
 
     public static IServiceCollection AddGatewayHealth(this IServiceCollection services, IConfiguration configuration)
     {
@@ -13,7 +14,8 @@ public static class Health
         // connections when it is called often.
         var probe = new Npgsql.NpgsqlConnectionStringBuilder(configuration.GetConnectionString(GatewayDatabase.ConnectionStringName)) { MaxPoolSize = 2 };
         services.AddHealthChecks()
-            .AddNpgSql(probe.ConnectionString, name: "postgresql", tags: [Ready], timeout: TimeSpan.FromSeconds(3));
+            .AddNpgSql(probe.ConnectionString, name: "postgresql", tags: [Ready], timeout: TimeSpan.FromSeconds(3))
+            .AddCheck<JobsHealthCheck>("jobs", tags: [JobsTag]);
         return services;
     }
 
@@ -21,12 +23,18 @@ public static class Health
     /// Live: the process answers; not rate limited (it touches nothing, and an orchestrator restarting a node for a 429
     /// would be worse than the traffic). Ready: it can reach PostgreSQL, so a load balancer may send it traffic; limited per
     /// address like everything else, since each call opens a database connection (configure <c>Proxies</c>, or every client
-    /// shares the proxy's address and allowance).
+    /// shares the proxy's address and allowance). Jobs: the background work runs somewhere (see <see cref="JobsHealthCheck"/>),
+    /// for monitoring, not for load balancers; limited like readiness.
     /// </summary>
     public static WebApplication MapGatewayHealth(this WebApplication app)
     {
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription().DisableRateLimiting();
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(Ready) }).ExcludeFromDescription();
+        app.MapHealthChecks("/health/jobs", new HealthCheckOptions
+        {
+            Predicate = check => check.Tags.Contains(JobsTag),
+            ResponseWriter = JobsHealthCheck.WriteAsync,
+        }).ExcludeFromDescription();
         return app;
     }
 }

@@ -1,0 +1,94 @@
+using System.Net;
+using System.Text.Json;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Hosting;
+using ExchangeGateway.Tests.Infrastructure;
+using Hangfire;
+using Hangfire.Common;
+using Hangfire.Server;
+using Hangfire.States;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Hosting;
+
+/// <summary>
+/// /health/jobs tells an operator whether the background work runs, from Hangfire's own storage: the test nodes run no
+/// job server, so one is announced here through the storage API, as a server on another node would be.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class JobsHealthTests(GatewayFixture fixture)
+{
+    [Fact]
+    public async Task JobsHealthNamesAMissingServerAnOverdueJobAndAFailedOne()
+    {
+        var services = fixture.Factory.Services;
+        var storage = services.GetRequiredService<JobStorage>();
+        using var client = fixture.Client();
+
+        // No server beats: the promises' jobs run nowhere.
+        var none = await GetAsync(client, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("Unhealthy", none.GetProperty("status").GetString());
+        Assert.Equal(0, none.GetProperty("servers").GetInt32());
+        Assert.Contains("No job server", none.GetProperty("description").GetString());
+
+        var serverId = "health-test:" + Guid.NewGuid().ToString("N");
+        using var connection = storage.GetConnection();
+        connection.AnnounceServer(serverId, new ServerContext { Queues = ["default"], WorkerCount = 1 });
+        var lastJob = connection.GetAllEntriesFromHash("recurring-job:token-pruning")?.GetValueOrDefault("LastJobId");
+        string? failed = null;
+        try
+        {
+            // Registered afresh, every recurring job is next due in the future: all is well.
+            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IConfiguration>());
+            var healthy = await GetAsync(client, HttpStatusCode.OK);
+            Assert.Equal("Healthy", healthy.GetProperty("status").GetString());
+            Assert.True(healthy.GetProperty("servers").GetInt32() >= 1);
+            Assert.Empty(healthy.GetProperty("overdue").EnumerateArray());
+
+            // A last run that failed for good (its retries spent, as Hangfire then records it): degraded (still 200), and named.
+            failed = services.GetRequiredService<IBackgroundJobClient>()
+                .Create<TokenPruningJob>(job => job.RunAsync(CancellationToken.None), new ScheduledState(TimeSpan.FromDays(365)));
+            using (var transaction = connection.CreateWriteTransaction())
+            {
+                transaction.SetJobState(failed, new FailedState(new InvalidOperationException("test")));
+                transaction.Commit();
+            }
+
+            connection.SetRangeInHash("recurring-job:token-pruning", [new("LastJobId", failed)]);
+            var degraded = await GetAsync(client, HttpStatusCode.OK);
+            Assert.Equal("Degraded", degraded.GetProperty("status").GetString());
+            Assert.Equal(["token-pruning"], degraded.GetProperty("failed").EnumerateArray().Select(e => e.GetString()));
+
+            // A job whose time came ten minutes ago and was never enqueued: no scheduler runs it.
+            connection.SetRangeInHash("recurring-job:event-dispatch", [new("NextExecution", JobHelper.SerializeDateTime(DateTime.UtcNow.AddMinutes(-10)))]);
+            var overdue = await GetAsync(client, HttpStatusCode.ServiceUnavailable);
+            Assert.Equal("Unhealthy", overdue.GetProperty("status").GetString());
+            Assert.Equal(["event-dispatch"], overdue.GetProperty("overdue").EnumerateArray().Select(e => e.GetString()));
+        }
+        finally
+        {
+            connection.RemoveServer(serverId);
+            if (failed is not null)
+            {
+                services.GetRequiredService<IBackgroundJobClient>().Delete(failed);
+            }
+
+            if (lastJob is not null)
+            {
+                connection.SetRangeInHash("recurring-job:token-pruning", [new("LastJobId", lastJob)]);
+            }
+
+            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IConfiguration>());
+        }
+    }
+
+    private static async Task<JsonElement> GetAsync(HttpClient client, HttpStatusCode expected)
+    {
+        using var response = await client.GetAsync("/health/jobs");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(expected == response.StatusCode, $"{(int)response.StatusCode}: {body}");
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+}
