@@ -107,6 +107,8 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         finally
         {
             batches.Writer.TryComplete();
+            // Whatever ended the reading, the judge ends with the channel; it must not outlive the token source it cancels.
+            await Task.WhenAny(judge);
         }
 
         return await judge;
@@ -151,6 +153,28 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     {
         await using var copy = await connection.BeginRawBinaryCopyAsync(
             $"COPY (SELECT {Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
+        try
+        {
+            await ReadRowsAsync(copy, batches, free, cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped early (a verdict, or the caller): the server is told to stop sending, or disposing the stream would
+            // read the rest of the table first. A read cancelled mid-wait has done so already and broken the connection.
+            try
+            {
+                await copy.CancelAsync();
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or ObjectDisposedException)
+            {
+            }
+
+            throw;
+        }
+    }
+
+    private static async Task ReadRowsAsync(NpgsqlRawCopyStream copy, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
+    {
         var input = new byte[1 << 20];
         int at = 0, end = 0;
         var batch = Take(free);
@@ -186,7 +210,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 
             if (end == input.Length)
             {
-                Array.Resize(ref input, input.Length * 2);
+                Array.Resize(ref input, Grown(input.Length, input.Length + 1));
             }
 
             var read = await copy.ReadAsync(input.AsMemory(end), cancellationToken);
@@ -283,7 +307,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         // The encoding is shorter than the COPY row (it drops four length prefixes and the field count).
         if (batch.Data.Length - batch.Length < size)
         {
-            Array.Resize(ref batch.Data, Math.Max(batch.Data.Length * 2, batch.Length + size));
+            Array.Resize(ref batch.Data, Grown(batch.Data.Length, (long)batch.Length + size));
         }
 
         var output = batch.Data.AsSpan(batch.Length);
@@ -309,6 +333,15 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         batch.Length += written;
         consumed = size;
         return Parse.Done;
+    }
+
+    /// <summary>A buffer's next size: doubled, at least <paramref name="needed"/>, within what an array may hold.</summary>
+    private static int Grown(int length, long needed)
+    {
+        var size = Math.Max(needed, Math.Min((long)length * 2, Array.MaxLength));
+        return size <= Array.MaxLength
+            ? (int)size
+            : throw new InvalidDataException($"An audit row of more than {Array.MaxLength} bytes cannot be verified.");
     }
 
     private static ReadOnlySpan<byte> Fixed(ref ReadOnlySpan<byte> row, int length)

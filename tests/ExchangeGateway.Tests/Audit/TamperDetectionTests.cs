@@ -112,6 +112,55 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     }
 
     /// <summary>
+    /// The verifier hashes rows as PostgreSQL's binary COPY sends them, never decoding them, so rows hashed by the writer's
+    /// encoding (<see cref="AuditChain.HashOf(long, DateTimeOffset, string, string?, string, string?, string?, string, string?, byte[])"/>)
+    /// must verify whatever they hold: nulls, empty and non-ASCII text, times before 1970 and before 2000, a row larger
+    /// than the reader's buffers, and more rows than one batch. One character changed in the large row is still caught.
+    /// </summary>
+    [Fact]
+    public async Task RowsOfEveryShapeHashedByTheWritersEncodingVerify()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(2);
+        var large = "{\"note\":\"" + new string('x', 3_000_000) + "\"}";
+        var rows = new List<(DateTimeOffset At, string Kind, string? Actor, string? Subject, string? Recipient, string? Details)>
+        {
+            (new DateTimeOffset(1969, 7, 20, 20, 17, 40, TimeSpan.Zero).AddTicks(1_234_560), "system", null, "", null, null),
+            (new DateTimeOffset(1999, 12, 31, 23, 59, 59, TimeSpan.Zero).AddTicks(9_999_990), "recipient", "site-é", "Zoë 東京 🚀", "site-é", "{\"naïve\":\"ß\"}"),
+            (gateway.Node.Time.GetUtcNow(), "system", "gateway", null, "", large),
+        };
+        rows.AddRange(Enumerable.Range(0, 5000).Select(i => (gateway.Node.Time.GetUtcNow().AddTicks(i * 10L), "system", (string?)$"gateway-{i}", (string?)null, (string?)null, (string?)$"{{\"i\":{i}}}")));
+
+        var head = await gateway.HeadAsync();
+        var previous = await gateway.Database.ScalarAsync<byte[]>($"SELECT hash FROM audit_events WHERE sequence = {head}");
+        await using (var connection = await gateway.Database.OpenOwnerConnectionAsync())
+        await using (var copy = await connection.BeginBinaryImportAsync(
+            "COPY audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash) FROM STDIN (FORMAT BINARY)"))
+        {
+            foreach (var row in rows)
+            {
+                var sequence = ++head;
+                var at = AuditChain.Truncate(row.At);
+                var hash = AuditChain.HashOf(sequence, at, row.Kind, row.Actor, "test.shape", row.Subject, row.Recipient, "success", row.Details, previous);
+                await copy.WriteRowAsync(default, sequence, at, row.Kind, row.Actor, "test.shape", row.Subject, row.Recipient, "success", row.Details, previous, hash);
+                previous = hash;
+            }
+
+            await copy.CompleteAsync();
+        }
+
+        var intact = await gateway.VerifyAsync();
+        Assert.True(intact.GetProperty("ok").GetBoolean(), intact.ToString());
+        Assert.Equal(head, intact.GetProperty("headSequence").GetInt64());
+
+        var bigRow = head - 5000;
+        await gateway.TamperAsync($"UPDATE audit_events SET details = overlay(details placing 'y' from 2000000 for 1) WHERE sequence = {bigRow}");
+        var verdict = await gateway.VerifyAsync();
+        Assert.Equal("altered", verdict.GetProperty("problem").GetString());
+        Assert.Equal(bigRow, verdict.GetProperty("firstBadSequence").GetInt64());
+    }
+
+    /// <summary>
     /// A live log is not stored in sequence order (concurrent appenders fill different pages, and vacuumed pages take new
     /// rows), and the verifier streams rows without decoding them: it must still judge them in sequence order. A row
     /// rewritten unchanged is stored after the others: the chain holds, and a row then removed from the middle is named,
