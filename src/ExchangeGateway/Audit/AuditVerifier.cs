@@ -95,7 +95,19 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         var batches = Channel.CreateBounded<Batch>(new BoundedChannelOptions(4) { SingleReader = true, SingleWriter = true });
         var free = new ConcurrentQueue<Batch>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var judge = Task.Run(() => JudgeAsync(batches.Reader, free, signed, stop), CancellationToken.None);
+        var judge = Task.Run(async () =>
+        {
+            try
+            {
+                return await JudgeAsync(batches.Reader, free, signed, stop);
+            }
+            catch
+            {
+                // A judge that failed reads no more batches: the reader, waiting for room in the channel, must stop too.
+                await stop.CancelAsync();
+                throw;
+            }
+        }, CancellationToken.None);
         try
         {
             await ReadAsync(connection, batches.Writer, free, stop.Token);
