@@ -7,12 +7,19 @@ using ExchangeGateway.Data;
 namespace ExchangeGateway.Audit;
 
 /// <summary>
-/// The canonical encoding of an audit row and its SHA-256 link to the previous row. The encoding is PostgreSQL's binary COPY
-/// row of the same columns with the fixed-size columns' length prefixes dropped and the time counted from 1970: the verifier
-/// hashes rows straight from a binary COPY (<see cref="AuditVerifier"/>), so a change here must be made there too.
+/// The canonical encoding of an audit row and its SHA-256 link to the previous row, built from the row's values (the
+/// writer) or from its binary COPY form (the verifier): the two encoders below must stay in step, and a test holds them to it.
 /// </summary>
 public static class AuditChain
 {
+    /// <summary>The columns in the encoding's order, as the verifier copies them out.</summary>
+    public const string Columns = "sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash";
+
+    public const int ColumnCount = 11;
+
+    /// <summary>PostgreSQL's binary timestamps count microseconds from 2000-01-01; the encoding counts from 1970.</summary>
+    private const long PostgresEpochMicroseconds = 946_684_800_000_000;
+
     public static readonly byte[] Genesis = new byte[32];
 
     /// <summary>PostgreSQL keeps microseconds; hashing anything finer would break verification after a round trip.</summary>
@@ -85,4 +92,51 @@ public static class AuditChain
     public static byte[] HashOf(AuditEvent row) => HashOf(
         row.Sequence, row.OccurredAt, row.ActorKind, row.ActorId, row.Action, row.Subject, row.Recipient, row.Outcome,
         row.Details, row.PreviousHash);
+
+    /// <summary>
+    /// The encoding of a row from its binary COPY form (the <see cref="Columns"/>, each an int32 length, -1 for null, and its
+    /// bytes; text as UTF-8) into <paramref name="output"/>, with no decoding: the COPY row less the length prefixes of the
+    /// fixed-size fields and of the previous hash, the time moved to 1970. The row's stored hash follows it there, up to
+    /// <paramref name="end"/>. Returns the encoding's length; <paramref name="previousAt"/> is where the previous hash starts
+    /// in it. <paramref name="output"/> must hold the COPY row's size.
+    /// </summary>
+    public static int EncodeCopyRow(ReadOnlySpan<byte> fields, Span<byte> output, out int previousAt, out int end)
+    {
+        BinaryPrimitives.WriteInt64BigEndian(output, BinaryPrimitives.ReadInt64BigEndian(Fixed(ref fields)));
+        BinaryPrimitives.WriteInt64BigEndian(output[8..], BinaryPrimitives.ReadInt64BigEndian(Fixed(ref fields)) + PostgresEpochMicroseconds);
+        var written = 16;
+        for (var text = 0; text < 7; text++)
+        {
+            // Already in the encoding's form: length (-1 for null), then the UTF-8 bytes.
+            var whole = 4 + Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(fields));
+            fields[..whole].CopyTo(output[written..]);
+            fields = fields[whole..];
+            written += whole;
+        }
+
+        previousAt = written;
+        written += Bytes(ref fields, output[written..]);
+        end = written + Bytes(ref fields, output[written..]);
+        return written;
+    }
+
+    private static ReadOnlySpan<byte> Fixed(ref ReadOnlySpan<byte> fields)
+    {
+        if (BinaryPrimitives.ReadInt32BigEndian(fields) != 8)
+        {
+            throw new InvalidDataException("The audit log's sequence or timestamp column is null or not of its type.");
+        }
+
+        var value = fields.Slice(4, 8);
+        fields = fields[12..];
+        return value;
+    }
+
+    private static int Bytes(ref ReadOnlySpan<byte> fields, Span<byte> output)
+    {
+        var length = Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(fields));
+        fields.Slice(4, length).CopyTo(output);
+        fields = fields[(4 + length)..];
+        return length;
+    }
 }

@@ -39,11 +39,8 @@ public static class AuditCommands
                 await Console.Error.WriteLineAsync(FormattableString.Invariant($"audit verify: {verdict.RowsChecked} rows verified in {clock.Elapsed.TotalMilliseconds:0.0} ms"));
                 try
                 {
-                    // Recorded as the API's verification is: every look at the log is in the log.
                     await scope.ServiceProvider.GetRequiredService<AuditTrail>().AppendAsync(
-                        new AuditEntry(ActorKinds.Auditor, "audit-command", AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
-                            Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = anchor?.Sequence }),
-                        CancellationToken.None);
+                        verdict.Record(new AuditActor(ActorKinds.Auditor, "audit-command"), anchor), CancellationToken.None);
                 }
                 catch (Npgsql.PostgresException e) when (e.SqlState is Npgsql.PostgresErrorCodes.ReadOnlySqlTransaction or Npgsql.PostgresErrorCodes.InsufficientPrivilege)
                 {

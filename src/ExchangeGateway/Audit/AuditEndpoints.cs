@@ -128,11 +128,7 @@ public static class AuditEndpoints
                 $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
         }
 
-        var actor = AuditActor.From(context.User, trail.Pseudonyms);
-        await trail.AppendAsync(
-            new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditVerified, verdict.Ok ? Outcomes.Success : Outcomes.Failure,
-                Details: new Dictionary<string, object?> { ["head"] = verdict.HeadSequence, ["firstBad"] = verdict.FirstBadSequence, ["anchor"] = kept?.Sequence }),
-            context.RequestAborted);
+        await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept), context.RequestAborted);
         return TypedResults.Ok(verdict);
     }
 

@@ -35,6 +35,11 @@ public sealed record AuditVerification(
     /// stopped at a bad row on the way names that row; a checkpoint of the database's own beyond the end means a cut tail.
     /// </summary>
     public bool EndsBefore(long sequence) => HeadSequence < sequence && EndsShort && OnlyTheAnchorIsBeyond;
+
+    /// <summary>The audit record of this verification, by whoever asked for it (every look at the log is in the log).</summary>
+    public AuditEntry Record(AuditActor by, AuditCheckpoint? anchor) =>
+        new(by.Kind, by.Id, AuditActions.AuditVerified, Ok ? Outcomes.Success : Outcomes.Failure,
+            Details: new Dictionary<string, object?> { ["head"] = HeadSequence, ["firstBad"] = FirstBadSequence, ["anchor"] = anchor?.Sequence });
 }
 
 /// <summary>
@@ -148,23 +153,15 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 
     private readonly record struct RowAt(long Sequence, int Start, int PreviousAt, int HashAt, int End);
 
-    private const string Columns = "sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash";
-    private const int ColumnCount = 11;
-
-    /// <summary>PostgreSQL's binary timestamps count microseconds from 2000-01-01; the chain's encoding counts from 1970.</summary>
-    private const long PostgresEpochMicroseconds = 946_684_800_000_000;
-
     /// <summary>
-    /// Reads the rows by binary COPY and never decodes them: the chain's encoding is the COPY row itself (big-endian integers,
-    /// UTF-8 text with a length prefix, -1 for null) less the length prefixes of the fixed-size columns and the hash, with
-    /// the timestamp moved to the Unix epoch. Decoding a million rows into strings only to encode them again cost more than
-    /// hashing them.
+    /// Reads the rows by binary COPY and never decodes them (<see cref="AuditChain.EncodeCopyRow"/>): decoding a million
+    /// rows into strings only to encode them again cost more than hashing them.
     /// </summary>
     private static async Task ReadAsync(
         NpgsqlConnection connection, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
     {
         await using var copy = await connection.BeginRawBinaryCopyAsync(
-            $"COPY (SELECT {Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
+            $"COPY (SELECT {AuditChain.Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
         try
         {
             await ReadRowsAsync(copy, batches, free, cancellationToken);
@@ -296,13 +293,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             return Parse.End;
         }
 
-        if (fields != ColumnCount)
+        if (fields != AuditChain.ColumnCount)
         {
-            throw new InvalidDataException($"The audit log's COPY rows have {fields} columns, not {ColumnCount}.");
+            throw new InvalidDataException($"The audit log's COPY rows have {fields} columns, not {AuditChain.ColumnCount}.");
         }
 
         var size = 2;
-        for (var field = 0; field < ColumnCount; field++)
+        for (var field = 0; field < AuditChain.ColumnCount; field++)
         {
             if (input.Length < size + 4)
             {
@@ -323,26 +320,10 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }
 
         var output = batch.Data.AsSpan(batch.Length);
-        var row = input[2..size];
-        var sequence = BinaryPrimitives.ReadInt64BigEndian(Fixed(ref row, 8));
-        BinaryPrimitives.WriteInt64BigEndian(output, sequence);
-        BinaryPrimitives.WriteInt64BigEndian(output[8..], BinaryPrimitives.ReadInt64BigEndian(Fixed(ref row, 8)) + PostgresEpochMicroseconds);
-        var written = 16;
-        for (var text = 0; text < 7; text++)
-        {
-            var length = BinaryPrimitives.ReadInt32BigEndian(row);
-            var whole = 4 + Math.Max(0, length);
-            row[..whole].CopyTo(output[written..]);
-            row = row[whole..];
-            written += whole;
-        }
-
-        var previousAt = written;
-        written += Bytes(ref row, output[written..]);
-        var hashAt = written;
-        written += Bytes(ref row, output[written..]);
-        batch.Rows[batch.Count++] = new RowAt(sequence, batch.Length, batch.Length + previousAt, batch.Length + hashAt, batch.Length + written);
-        batch.Length += written;
+        var encoded = AuditChain.EncodeCopyRow(input[2..size], output, out var previousAt, out var end);
+        batch.Rows[batch.Count++] = new RowAt(
+            BinaryPrimitives.ReadInt64BigEndian(output), batch.Length, batch.Length + previousAt, batch.Length + encoded, batch.Length + end);
+        batch.Length += end;
         consumed = size;
         return Parse.Done;
     }
@@ -354,26 +335,6 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         return size <= Array.MaxLength
             ? (int)size
             : throw new InvalidDataException($"An audit row of more than {Array.MaxLength} bytes cannot be verified.");
-    }
-
-    private static ReadOnlySpan<byte> Fixed(ref ReadOnlySpan<byte> row, int length)
-    {
-        if (BinaryPrimitives.ReadInt32BigEndian(row) != length)
-        {
-            throw new InvalidDataException("The audit log's sequence or timestamp column is null or not of its type.");
-        }
-
-        var value = row.Slice(4, length);
-        row = row[(4 + length)..];
-        return value;
-    }
-
-    private static int Bytes(ref ReadOnlySpan<byte> row, Span<byte> output)
-    {
-        var length = Math.Max(0, BinaryPrimitives.ReadInt32BigEndian(row));
-        row.Slice(4, length).CopyTo(output);
-        row = row[(4 + length)..];
-        return length;
     }
 
     private static async Task<AuditVerification> JudgeAsync(

@@ -122,6 +122,41 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A new version put over a CV swept offline brings it back online as a refresh does, and withdraws the same events: a
+    /// push site's cv-offline event that never left. The site is told of the new version instead (cv-updated).
+    /// </summary>
+    [Fact]
+    public async Task ANewVersionWithdrawsTheOfflineEventsThatNeverLeft()
+    {
+        await using var heldReceiver = await PushReceiver.StartAsync();
+        var heldSite = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(heldReceiver.Endpoint));
+        var marker = "new-version-online-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, heldSite.Id);
+        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker);
+
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+        var heldUntil = (Gateway.Time.GetUtcNow() + TimeSpan.FromDays(1)).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        await fixture.Database.ExecuteAsync($"INSERT INTO push_holds (recipient_id, held_until) VALUES ('{heldSite.Id}', '{heldUntil}')");
+        await Gateway.RunDispatchAsync();
+        Assert.Empty(heldReceiver.Received);
+        var offline = $"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{heldSite.Id}' AND cause = 'cv-offline'";
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(offline));
+
+        fixture.Time.Advance(TimeSpan.FromMinutes(5));
+        using (var put = await Sharing.PutCvAsync(Gateway, await fixture.Actors.FreshTokenAsync(seeker), Sharing.Resume(marker)))
+        {
+            Assert.True(put.IsSuccessStatusCode, $"{(int)put.StatusCode}");
+        }
+
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(offline));
+        Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvPublished}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
+        Assert.Equal(id, await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));
+    }
+
     [Fact]
     public async Task ManySmallBatchesTakeEveryStaleCvOfflineOnceWithOneObligationPerHolder()
     {
