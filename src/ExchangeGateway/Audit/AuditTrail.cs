@@ -189,7 +189,6 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
     /// </summary>
     public Task RecordAccountAsync(string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken)
     {
-        var isSeeker = user is not null && roles.Contains(Roles.Seeker);
         var kind = user is null ? ActorKinds.Anonymous
             : roles.Contains(Roles.Operator) ? ActorKinds.Operator
             : roles.Contains(Roles.Auditor) ? ActorKinds.Auditor
@@ -197,10 +196,13 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
         return AppendAsync(
             new AuditEntry(
                 kind,
-                user is null ? null : isSeeker ? pseudonyms.Of(user.Id) : user.Id,
+                user is null ? null : AccountInLog(user, roles),
                 action,
                 succeeded ? Outcomes.Success : Outcomes.Denied,
-                SeekerId: isSeeker ? user!.Id : null),
+                SeekerId: user is not null && roles.Contains(Roles.Seeker) ? user.Id : null),
             cancellationToken);
     }
+
+    /// <summary>How an account is named in the log: a job seeker's by pseudonym (erasure must leave nothing that names them), staff by id.</summary>
+    public string AccountInLog(GatewayUser user, IList<string> roles) => roles.Contains(Roles.Seeker) ? pseudonyms.Of(user.Id) : user.Id;
 }

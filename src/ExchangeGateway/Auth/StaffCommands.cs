@@ -118,12 +118,10 @@ public static class StaffCommands
             setPassword = AccountLinks.Build(issuer, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
         }
 
-        // An account that is also a job seeker's appears in the log by its pseudonym, as everywhere else.
         var audit = provider.GetRequiredService<AuditTrail>();
-        var recorded = (await users.GetRolesAsync(user)).Contains(Roles.Seeker) ? audit.Pseudonyms.Of(user.Id) : user.Id;
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, grant ? AuditActions.StaffRoleGranted : AuditActions.StaffRoleRevoked, Outcomes.Success,
-                Details: new Dictionary<string, object?> { ["account"] = recorded, ["role"] = role, ["changed"] = grant != has }),
+                Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, await users.GetRolesAsync(user)), ["role"] = role, ["changed"] = grant != has }),
             CancellationToken.None);
         return (0, new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword });
     }

@@ -49,7 +49,7 @@ public static class ConsentEndpoints
     }
 
     private static async Task<Ok<Page<ConsentStatus>>> List(HttpContext context, GatewayDbContext db, TimeProvider time) =>
-        TypedResults.Ok(new Page<ConsentStatus>(await ConsentQueries.AllAsync(db, context.User.Subject(), time.GetUtcNow(), context.RequestAborted), null));
+        TypedResults.Ok(new Page<ConsentStatus>((await ConsentQueries.SharingsAsync(db, context.User.Subject(), time.GetUtcNow(), context.RequestAborted)).All, null));
 
     private static async Task<Results<Ok<ConsentResponse>, Created<ConsentResponse>, ProblemHttpResult>> Tick(Guid recipientId, HttpContext context, ConsentDesk desk)
     {

@@ -4,62 +4,61 @@ using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Consents;
 
-/// <summary>Where a seeker's consents stand; the API and the Partage page read them through this same query.</summary>
+/// <summary>
+/// Where a seeker's sharings stand: <paramref name="Sites"/>, every active named site with the seeker's latest episode
+/// towards it; <paramref name="EndedBySuspension"/>, the sharings a site's suspension ended while the site stays suspended
+/// (such a site leaves the list of sites, and without these the share the seeker gave would vanish unexplained).
+/// </summary>
+public sealed record Sharings(List<ConsentStatus> Sites, List<ConsentStatus> EndedBySuspension)
+{
+    /// <summary>Both lists, as the API and the export give them: the named sites, then the suspended ones.</summary>
+    public List<ConsentStatus> All => [.. Sites, .. EndedBySuspension];
+}
+
+/// <summary>Where a seeker's consents stand; the API, the export and the Partage page read them through this one query.</summary>
 public static class ConsentQueries
 {
     /// <summary>
-    /// Every active named site, with the seeker's latest episode towards it and that episode's latest receipt. An episode
-    /// past its expiry shows as expired at once (no CV leaves under it any more), not only once the expiry job has run.
+    /// The seeker's latest episode towards each site and that episode's latest receipt, in two queries whatever the number of
+    /// sites. An episode past its expiry shows as expired at once (no CV leaves under it any more), not only once the expiry
+    /// job has run. Of a suspended site, only a latest episode that the suspension ended is listed: an older one that an
+    /// earlier suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing stands.
     /// </summary>
-    public static async Task<List<ConsentStatus>> StatusesAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
+    public static async Task<Sharings> SharingsAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var sites = await db.Recipients.AsNoTracking().Where(r => r.Status == RecipientStatus.Active).OrderBy(r => r.Id).ToListAsync(cancellationToken);
-        var latest = await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
-            .GroupBy(c => c.RecipientId)
-            .Select(g => g.OrderByDescending(c => c.GrantedAt).First())
-            .ToListAsync(cancellationToken);
-        var receipts = await LatestReceiptsAsync(db, latest.Select(c => c.Id).ToList(), cancellationToken);
-        var byRecipient = latest.ToDictionary(c => c.RecipientId);
-        return sites.Select(site =>
+        var sites = await db.Recipients.AsNoTracking().OrderBy(r => r.Id).ToListAsync(cancellationToken);
+        var latest = (await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
+                .GroupBy(c => c.RecipientId)
+                .Select(g => g.OrderByDescending(c => c.GrantedAt).First())
+                .ToListAsync(cancellationToken))
+            .ToDictionary(c => c.RecipientId);
+        var receipts = await LatestReceiptsAsync(db, latest.Values.Select(c => c.Id).ToList(), cancellationToken);
+
+        var named = new List<ConsentStatus>();
+        var endedBySuspension = new List<ConsentStatus>();
+        foreach (var site in sites)
         {
-            byRecipient.TryGetValue(site.Id, out var consent);
-            return new ConsentStatus(
-                consent?.Id ?? site.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl,
-                consent is null ? ConsentStatus.None : consent.StateAt(now).ToString().ToLowerInvariant(),
-                consent is null ? null : consent.EndedAt ?? (consent.StateAt(now) == ConsentState.Expired ? consent.ExpiresAt : consent.GrantedAt),
-                consent?.StateAt(now) == ConsentState.Active ? consent.ExpiresAt : null,
-                consent is null ? null : receipts.GetValueOrDefault(consent.Id));
-        }).ToList();
-    }
+            var consent = latest.GetValueOrDefault(site.Id);
+            if (site.IsActive)
+            {
+                var state = consent?.StateAt(now);
+                named.Add(new ConsentStatus(
+                    consent?.Id ?? site.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl,
+                    state?.ToString().ToLowerInvariant() ?? ConsentStatus.None,
+                    consent is null ? null : consent.EndedAt ?? (state == ConsentState.Expired ? consent.ExpiresAt : consent.GrantedAt),
+                    state == ConsentState.Active ? consent!.ExpiresAt : null,
+                    consent is null ? null : receipts.GetValueOrDefault(consent.Id)));
+            }
+            else if (consent?.EndCause == ErasureCauses.RecipientSuspended)
+            {
+                endedBySuspension.Add(new ConsentStatus(
+                    consent.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl, ConsentStatus.Ended, consent.EndedAt, null,
+                    receipts.GetValueOrDefault(consent.Id)));
+            }
+        }
 
-    /// <summary>
-    /// The seeker's sharings that ended because the operator suspended the site, while it stays suspended (state "ended",
-    /// the latest episode per site): such a site leaves the list of sites, and without these the share the seeker gave
-    /// would vanish from the page and the API unexplained.
-    /// </summary>
-    public static async Task<List<ConsentStatus>> EndedBySuspensionAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken)
-    {
-        // The latest episode per suspended site, listed when the suspension is what ended it: an older one that an earlier
-        // suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing stands.
-        var ended = (await (
-                from consent in db.Set<Consent>().AsNoTracking()
-                join site in db.Recipients.AsNoTracking() on consent.RecipientId equals site.Id
-                where consent.SeekerId == seekerId && site.Status == RecipientStatus.Suspended
-                select new { consent.Id, consent.GrantedAt, consent.EndedAt, consent.EndCause, Site = site }).ToListAsync(cancellationToken))
-            .GroupBy(e => e.Site.Id).Select(g => g.MaxBy(e => e.GrantedAt)!)
-            .Where(e => e.EndCause == ErasureCauses.RecipientSuspended).ToList();
-        var receipts = await LatestReceiptsAsync(db, ended.Select(e => e.Id).ToList(), cancellationToken);
-        return ended.Select(e => new ConsentStatus(
-                e.Id, e.Site.Id, e.Site.DisplayName, e.Site.Website, e.Site.PrivacyPolicyUrl, ConsentStatus.Ended, e.EndedAt, null, receipts.GetValueOrDefault(e.Id)))
-            .OrderBy(e => e.RecipientName, StringComparer.CurrentCulture).ToList();
-    }
-
-    /// <summary>Where every sharing stands, as the API and the export give it: the named sites, then the suspended ones.</summary>
-    public static async Task<List<ConsentStatus>> AllAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var statuses = await StatusesAsync(db, seekerId, now, cancellationToken);
-        statuses.AddRange(await EndedBySuspensionAsync(db, seekerId, cancellationToken));
-        return statuses;
+        endedBySuspension.Sort((a, b) => StringComparer.CurrentCulture.Compare(a.RecipientName, b.RecipientName));
+        return new Sharings(named, endedBySuspension);
     }
 
     private static async Task<Dictionary<Guid, Guid>> LatestReceiptsAsync(GatewayDbContext db, List<Guid> consentIds, CancellationToken cancellationToken) =>

@@ -119,7 +119,7 @@ public static class MyDataEndpoints
             where c.SeekerId == seekerId
             select (long?)o.Id).MaxAsync(context.RequestAborted) ?? 0;
         // Where each sharing stands now (with its expiry, which no history event holds), as GET /me/consents lists them.
-        var consents = await ConsentQueries.AllAsync(db, seekerId, now, context.RequestAborted);
+        var consents = (await ConsentQueries.SharingsAsync(db, seekerId, now, context.RequestAborted)).All;
         var events = Paged<ConsentHistoryItem>(
             last => MyDataQueries.ConsentHistoryAfter(db, seekerId, null, last is null ? null : new(last.At, last.Id), until: now),
             context.RequestAborted);

@@ -133,10 +133,11 @@ public sealed class EventDispatchJob(
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
+            // The columns come in the record's order.
             batch.Add(new ObligationToSend(
                 reader.GetInt64(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetGuid(4), reader.GetString(5),
-                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(11), reader.GetFieldValue<DateTimeOffset>(8),
-                reader.GetInt32(9), reader.IsDBNull(10) ? null : new Uri(reader.GetString(10)), leaseEnd));
+                reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<DateTimeOffset>(9),
+                reader.GetInt32(10), reader.IsDBNull(11) ? null : new Uri(reader.GetString(11)), leaseEnd));
         }
 
         return batch;
@@ -258,7 +259,7 @@ public sealed class EventDispatchJob(
         UPDATE erasure_obligations o SET leased_until = $3, attempts = o.attempts + 1
         FROM due, recipients r
         WHERE o.id = due.id AND r.id = o.recipient_id
-        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.confirm_before, o.attempts, r.push_endpoint, o.created_at
+        RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.created_at, o.confirm_before, o.attempts, r.push_endpoint
         """;
 
     private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)

@@ -14,8 +14,7 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [Fact]
     public async Task ASuspendedSiteIsRefusedAtOnceWithItsLiveTokenAndComesBackWhenReinstated()
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         var seeker = await fixture.Actors.NewSeekerAsync();
         using var directory = fixture.Client().WithToken(seeker.Tokens.AccessToken);
         var site = await Sites.RegisterAsync(admin);
@@ -69,17 +68,13 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [Fact]
     public async Task MyConsentsListASharingEndedByTheSitesSuspension()
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         var site = await Sites.RegisterAsync(admin);
         var seeker = await fixture.Actors.NewSeekerAsync();
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
 
-        using (var suspended = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new JsonObject { ["reason"] = "Inquiry" }))
-        {
-            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
-        }
+        await ChangeStatusAsync(admin, site.Id, "suspend");
 
         var ended = await MineAsync(me, site.Id);
         Assert.Equal("ended", ended.GetProperty("state").GetString());
@@ -92,10 +87,7 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         }
 
         // Reinstated, the site is listed as any other again: once, where the sharing ended.
-        using (var reinstated = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/reinstate", new JsonObject { ["reason"] = "Closed" }))
-        {
-            Assert.Equal(HttpStatusCode.OK, reinstated.StatusCode);
-        }
+        await ChangeStatusAsync(admin, site.Id, "reinstate");
 
         Assert.Equal(("ended", receipt), ((await MineAsync(me, site.Id)).GetProperty("state").GetString(), (await MineAsync(me, site.Id)).GetProperty("receiptId").GetGuid()));
     }
@@ -104,20 +96,13 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [Fact]
     public async Task ASecondSuspensionDoesNotShowTheFirstOnesEndingAsWhereTheSharingStands()
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         var site = await Sites.RegisterAsync(admin);
         var seeker = await fixture.Actors.NewSeekerAsync();
         using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
-        async Task StatusAsync(string change)
-        {
-            using var changed = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/{change}", new JsonObject { ["reason"] = "Inquiry" });
-            Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
-        }
-
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
-        await StatusAsync("suspend");
-        await StatusAsync("reinstate");
+        await ChangeStatusAsync(admin, site.Id, "suspend");
+        await ChangeStatusAsync(admin, site.Id, "reinstate");
         fixture.Time.Advance(TimeSpan.FromSeconds(1));
         await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
         using (var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
@@ -125,9 +110,18 @@ public sealed class SuspensionTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
         }
 
-        await StatusAsync("suspend");
+        await ChangeStatusAsync(admin, site.Id, "suspend");
         var mine = (await (await me.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
         Assert.DoesNotContain(mine, c => c.GetProperty("recipientId").GetGuid() == site.Id);
+    }
+
+    private async Task<HttpClient> AdminAsync() => fixture.Client().WithToken((await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken);
+
+    /// <summary>Suspends or reinstates the site, for a reason that does not matter to the test.</summary>
+    private static async Task ChangeStatusAsync(HttpClient admin, Guid siteId, string change)
+    {
+        using var changed = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{siteId}/{change}", new JsonObject { ["reason"] = "Inquiry" });
+        Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
     }
 
     private static async Task<JsonElement> MineAsync(HttpClient me, Guid siteId) =>
@@ -137,8 +131,7 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [Fact]
     public async Task SuspendingTwiceKeepsTheFirstReason()
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         var site = await Sites.RegisterAsync(admin);
 
         Assert.Equal(HttpStatusCode.OK, (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new JsonObject { ["reason"] = "first" })).StatusCode);
@@ -156,8 +149,7 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [InlineData("{\"reason\": null}")]
     public async Task ASuspensionWithoutAReasonIs400ProblemAndSuspendsNothing(string body)
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         var site = await Sites.RegisterAsync(admin);
 
         using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
@@ -171,8 +163,7 @@ public sealed class SuspensionTests(GatewayFixture fixture)
     [Fact]
     public async Task SuspendingAnUnknownRecipientIs404Problem()
     {
-        var @operator = await fixture.Actors.NewOperatorAsync();
-        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var admin = await AdminAsync();
         await (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{Guid.CreateVersion7()}/suspend", new JsonObject { ["reason"] = "x" }))
             .AssertProblemAsync(HttpStatusCode.NotFound);
     }

@@ -45,8 +45,7 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     public async Task OnGetAsync()
     {
         var seekerId = User.Subject();
-        Sites = await ConsentQueries.StatusesAsync(db, seekerId, time.GetUtcNow(), HttpContext.RequestAborted);
-        Suspended = await ConsentQueries.EndedBySuspensionAsync(db, seekerId, HttpContext.RequestAborted);
+        (Sites, Suspended) = await ConsentQueries.SharingsAsync(db, seekerId, time.GetUtcNow(), HttpContext.RequestAborted);
         NewConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
         var receipts = new List<ConsentReceipt>();
         foreach (var id in ReceiptIds.Distinct().Take(MaxReceiptsShown))
@@ -64,7 +63,7 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     {
         var seekerId = User.Subject();
         var cancellationToken = HttpContext.RequestAborted;
-        var current = (await ConsentQueries.StatusesAsync(db, seekerId, time.GetUtcNow(), cancellationToken)).ToDictionary(s => s.RecipientId);
+        var current = (await ConsentQueries.SharingsAsync(db, seekerId, time.GetUtcNow(), cancellationToken)).Sites.ToDictionary(s => s.RecipientId);
         var changed = new List<Guid>();
         foreach (var siteId in Shown.Distinct())
         {
