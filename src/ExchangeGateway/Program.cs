@@ -78,15 +78,7 @@ builder.Services.AddGatewayOpenApi();
 builder.Services.AddGatewayHealth(builder.Configuration);
 builder.Services.AddGatewayPages(builder.Environment);
 builder.Services.AddGatewayRateLimits(builder.Configuration);
-// CORS stays closed unless origins are configured: browsers elsewhere cannot call the API with a user's token.
-var corsOrigins = builder.Configuration.GetSection("Cors:AllowedOrigins").Get<string[]>() ?? [];
-if (corsOrigins.Length > 0)
-{
-    builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
-        .WithOrigins(corsOrigins).WithMethods("GET", "PUT", "POST", "DELETE", "PATCH").WithHeaders("Authorization", "Content-Type", "If-Match")
-        // What a browser client needs to read: the version for If-Match, when to retry, where a new resource is.
-        .WithExposedHeaders("ETag", "Retry-After", "Location")));
-}
+builder.Services.AddGatewayCors(builder.Configuration);
 
 var app = builder.Build();
 
@@ -112,10 +104,7 @@ app.UseSecurityHeaders();
 app.UseStaticFiles();
 app.UseGatewayPages();
 app.UseRouting();
-if (corsOrigins.Length > 0)
-{
-    app.UseCors();
-}
+app.UseGatewayCors();
 
 app.UseRateLimiter();
 app.UseAuthentication();
@@ -143,6 +132,6 @@ api.MapBenchmarkEndpoints(app.Configuration);
 app.MapGatewayDashboard();
 
 await app.PrepareAsync();
-Jobs.RegisterRecurringJobs(app.Services.GetRequiredService<IRecurringJobManager>(), app.Configuration);
+Jobs.RegisterRecurringJobs(app.Services.GetRequiredService<IRecurringJobManager>(), app.Services.GetRequiredService<IOptions<JobOptions>>().Value);
 await app.RunAsync();
 return 0;

@@ -49,11 +49,12 @@ public static class Jobs
             .UseStorage(provider.GetRequiredService<JobStorage>()));
 
         // Tests (and nodes meant only to serve requests) run without a server and call the jobs directly.
-        if (configuration.GetValue("Jobs:RunServer", true))
+        var jobs = StartupOptions.Bind<JobOptions>(services, configuration, JobOptions.Section);
+        if (jobs.RunServer)
         {
             services.AddHangfireServer(server =>
             {
-                server.WorkerCount = configuration.GetValue("Jobs:Workers", 4);
+                server.WorkerCount = jobs.Workers;
                 server.ServerName = $"{Environment.MachineName}:{Environment.ProcessId}";
             });
         }
@@ -70,18 +71,33 @@ public static class Jobs
         return services;
     }
 
-    /// <summary>The recurring schedule, (re)registered at every start so a deployment's schedule is the code's.</summary>
-    public static void RegisterRecurringJobs(IRecurringJobManager jobs, IConfiguration configuration)
+    /// <summary>
+    /// The recurring schedule, (re)registered at every start so a deployment's schedule is the code's. A cron expression
+    /// Hangfire cannot read stops the start with the setting's name (Hangfire's own message names only its parameter).
+    /// </summary>
+    public static void RegisterRecurringJobs(IRecurringJobManager jobs, JobOptions options)
     {
-        string Schedule(string name, string fallback) => configuration[$"Jobs:Schedules:{name}"] ?? fallback;
-        jobs.AddOrUpdate<EventDispatchJob>("event-dispatch", job => job.RunAsync(CancellationToken.None), Schedule("EventDispatch", Cron.Minutely()));
-        jobs.AddOrUpdate<FreshnessSweepJob>("freshness-sweep", job => job.RunAsync(CancellationToken.None), Schedule("FreshnessSweep", "*/10 * * * *"));
-        jobs.AddOrUpdate<ReminderJob>("reminders", job => job.RunAsync(CancellationToken.None), Schedule("Reminders", "15 * * * *"));
-        jobs.AddOrUpdate<ConsentExpiryJob>("consent-expiry", job => job.RunAsync(CancellationToken.None), Schedule("ConsentExpiry", "*/10 * * * *"));
-        jobs.AddOrUpdate<OverdueEscalationJob>("overdue-escalation", job => job.RunAsync(CancellationToken.None), Schedule("OverdueEscalation", "*/15 * * * *"));
-        jobs.AddOrUpdate<AuditCheckpointJob>("audit-checkpoint", job => job.RunAsync(CancellationToken.None), Schedule("AuditCheckpoint", Cron.Hourly()));
-        jobs.AddOrUpdate<TokenPruningJob>("token-pruning", job => job.RunAsync(CancellationToken.None), Schedule("TokenPruning", Cron.Daily(3)));
-        jobs.AddOrUpdate<DataKeyRotationJob>("data-key-rotation", job => job.RunAsync(CancellationToken.None), Schedule("DataKeyRotation", Cron.Daily(4)));
+        void Add<TJob>(string id, string name, System.Linq.Expressions.Expression<Func<TJob, Task>> run)
+        {
+            var cron = options.ScheduleOf(name);
+            try
+            {
+                jobs.AddOrUpdate(id, run, cron);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InvalidOperationException($"{JobOptions.Section}:Schedules:{name}: '{cron}' is not a cron expression.", e);
+            }
+        }
+
+        Add<EventDispatchJob>("event-dispatch", "EventDispatch", job => job.RunAsync(CancellationToken.None));
+        Add<FreshnessSweepJob>("freshness-sweep", "FreshnessSweep", job => job.RunAsync(CancellationToken.None));
+        Add<ReminderJob>("reminders", "Reminders", job => job.RunAsync(CancellationToken.None));
+        Add<ConsentExpiryJob>("consent-expiry", "ConsentExpiry", job => job.RunAsync(CancellationToken.None));
+        Add<OverdueEscalationJob>("overdue-escalation", "OverdueEscalation", job => job.RunAsync(CancellationToken.None));
+        Add<AuditCheckpointJob>("audit-checkpoint", "AuditCheckpoint", job => job.RunAsync(CancellationToken.None));
+        Add<TokenPruningJob>("token-pruning", "TokenPruning", job => job.RunAsync(CancellationToken.None));
+        Add<DataKeyRotationJob>("data-key-rotation", "DataKeyRotation", job => job.RunAsync(CancellationToken.None));
     }
 
     public static WebApplication MapGatewayDashboard(this WebApplication app)

@@ -7,7 +7,7 @@ using Hangfire;
 using Hangfire.Common;
 using Hangfire.Server;
 using Hangfire.States;
-using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Hosting;
@@ -40,7 +40,7 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
         try
         {
             // Registered afresh, every recurring job is next due in the future: all is well.
-            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IConfiguration>());
+            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IOptions<JobOptions>>().Value);
             var healthy = await GetAsync(client, HttpStatusCode.OK);
             Assert.Equal("Healthy", healthy.GetProperty("status").GetString());
             Assert.True(healthy.GetProperty("servers").GetInt32() >= 1);
@@ -79,7 +79,7 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
                 connection.SetRangeInHash("recurring-job:token-pruning", [new("LastJobId", lastJob)]);
             }
 
-            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IConfiguration>());
+            Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IOptions<JobOptions>>().Value);
         }
     }
 

@@ -1,0 +1,49 @@
+using System.ComponentModel.DataAnnotations;
+using Hangfire;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>Where the background work runs and when (configuration section <c>Jobs</c>).</summary>
+public sealed class JobOptions : IValidatableObject
+{
+    public const string Section = "Jobs";
+
+    /// <summary>The recurring jobs and their cron schedules (UTC), as run unless <see cref="Schedules"/> says otherwise.</summary>
+    public static readonly IReadOnlyDictionary<string, string> DefaultSchedules = new Dictionary<string, string>
+    {
+        ["EventDispatch"] = Cron.Minutely(),
+        ["FreshnessSweep"] = "*/10 * * * *",
+        ["Reminders"] = "15 * * * *",
+        ["ConsentExpiry"] = "*/10 * * * *",
+        ["OverdueEscalation"] = "*/15 * * * *",
+        ["AuditCheckpoint"] = Cron.Hourly(),
+        ["TokenPruning"] = Cron.Daily(3),
+        ["DataKeyRotation"] = Cron.Daily(4),
+    };
+
+    /// <summary>Whether this node runs a Hangfire server; nodes meant only to serve requests say false.</summary>
+    public bool RunServer { get; set; } = true;
+
+    [Range(1, 64)]
+    public int Workers { get; set; } = 4;
+
+    /// <summary>Cron overrides by job name (a key of <see cref="DefaultSchedules"/>).</summary>
+    public Dictionary<string, string> Schedules { get; set; } = [];
+
+    public string ScheduleOf(string job) => Schedules.GetValueOrDefault(job) ?? DefaultSchedules[job];
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A misspelt job name would otherwise leave the job on its default schedule without a word.
+        foreach (var name in Schedules.Keys.Where(n => !DefaultSchedules.ContainsKey(n)))
+        {
+            yield return new ValidationResult(
+                $"no recurring job is called '{name}'; the jobs are {string.Join(", ", DefaultSchedules.Keys)}", [nameof(Schedules)]);
+        }
+
+        foreach (var (name, cron) in Schedules.Where(s => DefaultSchedules.ContainsKey(s.Key) && string.IsNullOrWhiteSpace(s.Value)))
+        {
+            yield return new ValidationResult($"the schedule of '{name}' is empty", [nameof(Schedules)]);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Net;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Hosting;
+
+/// <summary>
+/// Settings read before the container exists (whether a node runs jobs, when they run, which browser origins may call)
+/// are validated at start like every other option: a wrong value stops the gateway with the setting's name, instead of
+/// a job left on another schedule or a site's browser calls failing without a word.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class StartupSettingsTests(GatewayFixture fixture)
+{
+    [Theory]
+    [InlineData("Cors:AllowedOrigins:0", "https://jobs.example/", "Cors:AllowedOrigins: 'https://jobs.example/' is not an origin")]
+    [InlineData("Cors:AllowedOrigins:0", "*", "Cors:AllowedOrigins: '*' is not an origin")]
+    [InlineData("Cors:AllowedOrigins:0", "ftp://jobs.example", "Cors:AllowedOrigins: 'ftp://jobs.example' is not an origin")]
+    [InlineData("Jobs:Workers", "0", "Jobs:Workers")]
+    [InlineData("Jobs:Schedules:FreshnesSweep", "*/5 * * * *", "no recurring job is called 'FreshnesSweep'")]
+    [InlineData("Jobs:Schedules:FreshnessSweep", "every ten minutes", "Jobs:Schedules:FreshnessSweep: 'every ten minutes' is not a cron expression")]
+    public async Task AWrongSettingStopsTheStartNamingIt(string key, string value, string message)
+    {
+        await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,
+            settings: new Dictionary<string, string?> { [key] = value });
+
+        var refused = Record.Exception(() => node.Services);
+
+        Assert.NotNull(refused);
+        var messages = Chain(refused).Select(e => e.Message).ToList();
+        Assert.Contains(messages, m => m.Contains(message, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AConfiguredOriginMayCallTheApiAndNoOtherMay()
+    {
+        await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,
+            settings: new Dictionary<string, string?> { ["Cors:AllowedOrigins:0"] = "https://jobs.example" });
+        using var client = node.CreateHttpClient();
+
+        Assert.Equal("https://jobs.example", await PreflightAsync(client, "https://jobs.example"));
+        Assert.Null(await PreflightAsync(client, "https://evil.example"));
+    }
+
+    private static async Task<string?> PreflightAsync(HttpClient client, string origin)
+    {
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "/api/v1/shared-cvs");
+        preflight.Headers.Add("Origin", origin);
+        preflight.Headers.Add("Access-Control-Request-Method", "GET");
+        preflight.Headers.Add("Access-Control-Request-Headers", "authorization");
+        using var response = await client.SendAsync(preflight);
+        Assert.True(response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.OK, $"preflight answered {response.StatusCode}");
+        return response.Headers.TryGetValues("Access-Control-Allow-Origin", out var allowed) ? allowed.Single() : null;
+    }
+
+    private static IEnumerable<Exception> Chain(Exception e)
+    {
+        for (Exception? current = e; current is not null; current = current.InnerException)
+        {
+            yield return current;
+            if (current is AggregateException aggregate)
+            {
+                foreach (var inner in aggregate.InnerExceptions.SelectMany(Chain))
+                {
+                    yield return inner;
+                }
+            }
+        }
+    }
+}
