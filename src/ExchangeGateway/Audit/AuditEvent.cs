@@ -93,6 +93,8 @@ public static class AuditActions
     public const string PasswordReset = "account.password-reset";
     public const string StaffRoleGranted = "account.role-granted";
     public const string StaffRoleRevoked = "account.role-revoked";
+    public const string TwoFactorEnabled = "account.two-factor-enabled";
+    public const string TwoFactorReset = "account.two-factor-reset";
     public const string AuditorClientRegistered = "auditor-client.registered";
     public const string TokenRefused = "auth.token-refused";
     public const string RecipientRegistered = "recipient.registered";

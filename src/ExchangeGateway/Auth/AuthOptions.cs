@@ -16,6 +16,12 @@ public sealed class AuthOptions : IValidatableObject
     /// <summary>Remember validated access tokens until they expire (see <see cref="ValidatedTokens"/>).</summary>
     public bool CacheValidatedTokens { get; set; } = true;
 
+    /// <summary>
+    /// Operators and auditors sign in with a one-time code besides their password (see <see cref="StaffTwoFactor"/>).
+    /// Off only where the demo accounts must work without an authenticator app (Development).
+    /// </summary>
+    public bool RequireStaffTwoFactor { get; set; } = true;
+
     [Range(typeof(TimeSpan), "00:05:00", "90.00:00:00")]
     public TimeSpan RefreshTokenLifetime { get; set; } = TimeSpan.FromDays(14);
 

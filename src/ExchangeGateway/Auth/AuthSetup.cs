@@ -38,6 +38,16 @@ public static class AuthSetup
         // Wrong passwords are counted by SignInThrottle, per account and network, in windows that end; Identity's lockout
         // (a count that never expires) is not used.
         services.AddScoped<SignInThrottle>();
+        services.AddScoped<StaffTwoFactor>();
+        // Between the password and the code: long enough to install an authenticator app and add the account at enrolment.
+        services.Configure<Microsoft.AspNetCore.Authentication.Cookies.CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, options =>
+        {
+            options.ExpireTimeSpan = TimeSpan.FromMinutes(15);
+            options.Cookie.Name = "eg.two-factor";
+            options.Cookie.HttpOnly = true;
+            options.Cookie.SameSite = SameSiteMode.Lax;
+            options.Cookie.SecurePolicy = Pages.PagesSetup.SecurePolicy(environment);
+        });
 
         // A session cookie is checked against the account on every request, not every 30 minutes: a password reset or an
         // erasure ends every browser's session at its next page. One indexed read per page; the API uses tokens.

@@ -22,7 +22,7 @@ public sealed class AuthTimeClaimsFactory(
         return identity;
     }
 
-    /// <summary>The check's new principal keeps the sign-in's time, not the check's.</summary>
+    /// <summary>The check's new principal keeps the sign-in's time (not the check's) and its second factor.</summary>
     public static Task KeepSignInTime(SecurityStampRefreshingPrincipalContext context)
     {
         if (context.CurrentPrincipal?.FindFirst(Claims.AuthenticationTime) is { } signedIn && context.NewPrincipal?.Identity is ClaimsIdentity identity)
@@ -33,6 +33,13 @@ public sealed class AuthTimeClaimsFactory(
             }
 
             identity.AddClaim(new Claim(signedIn.Type, signedIn.Value, signedIn.ValueType));
+        }
+
+        // And how: a session opened with both factors stays one when the stamp check renews it.
+        if (context.CurrentPrincipal is { } current && StaffTwoFactor.HasBothFactors(current) && context.NewPrincipal?.Identity is ClaimsIdentity renewed
+            && !StaffTwoFactor.HasBothFactors(context.NewPrincipal))
+        {
+            renewed.AddClaim(new Claim(StaffTwoFactor.AmrClaim, StaffTwoFactor.Mfa));
         }
 
         return Task.CompletedTask;

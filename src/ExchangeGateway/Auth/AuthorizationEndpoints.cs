@@ -33,7 +33,7 @@ public static class AuthorizationEndpoints
 
     private static async Task<IResult> Authorize(
         HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk,
-        IDataProtectionProvider dataProtection, TimeProvider time)
+        IDataProtectionProvider dataProtection, TimeProvider time, StaffTwoFactor twoFactor)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -64,7 +64,10 @@ public static class AuthorizationEndpoints
         var signInAfter = context.Request.Query[SignInAfterParameter] is { Count: 1 } marker ? SignInAfter.Read(dataProtection, marker.ToString()) : null;
         var notSignedInSince = context.Request.Query.ContainsKey(SignInAfterParameter)
             && (signInAfter is null || signedIn is null || signedIn.Value.ToUnixTimeSeconds() < signInAfter.Value);
-        if (!session.Succeeded || request.HasPromptValue(PromptValues.Login) || tooOld || notSignedInSince)
+        // A staff session opened with a password alone (before the second factor was required, or while it was not) must
+        // be opened again with both before staff scopes are issued from it.
+        var oneFactorOnly = session.Succeeded && !twoFactor.Accepts(session.Principal!);
+        if (!session.Succeeded || request.HasPromptValue(PromptValues.Login) || tooOld || notSignedInSince || oneFactorOnly)
         {
             if (request.HasPromptValue(PromptValues.None))
             {

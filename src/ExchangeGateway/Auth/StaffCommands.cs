@@ -18,13 +18,16 @@ namespace ExchangeGateway.Auth;
 /// <item>`staff grant EMAIL operator|auditor` gives an account the role, creating the account when there is none; an account
 /// with no password yet gets a link to set one (printed, for the operator to hand over), which also confirms the address.</item>
 /// <item>`staff revoke EMAIL operator|auditor` takes the role away and ends the account's sessions and tokens.</item>
+/// <item>`staff reset-two-factor EMAIL` turns off a staff member's second factor (a lost phone): their next sign-in adds an
+/// authenticator again; their sessions and tokens end.</item>
 /// <item>`staff auditor-client CLIENT_ID` registers a client for an auditors' tool (client credentials, `audit:read`) and
 /// prints its secret, once.</item>
 /// </list>
 /// </summary>
 public static class StaffCommands
 {
-    private const string Usage = "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff auditor-client CLIENT_ID";
+    private const string Usage =
+        "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff reset-two-factor EMAIL | staff auditor-client CLIENT_ID";
     private const string Actor = "staff-command";
     // Printed for a person to copy: the link's "&" as it is, not escaped as "\u0026" (this JSON never goes into HTML).
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -43,6 +46,9 @@ public static class StaffCommands
         {
             case ["staff", "grant" or "revoke", var email, Roles.Operator or Roles.Auditor]:
                 change = provider => ChangeRoleAsync(provider, grant: args[1] == "grant", email, args[3]);
+                break;
+            case ["staff", "reset-two-factor", var email]:
+                change = provider => ResetTwoFactorAsync(provider, email);
                 break;
             case ["staff", "auditor-client", var clientId]:
                 change = provider => AddAuditorClientAsync(provider, clientId);
@@ -124,6 +130,36 @@ public static class StaffCommands
                 Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, await users.GetRolesAsync(user)), ["role"] = role, ["changed"] = grant != has }),
             CancellationToken.None);
         return (0, new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword });
+    }
+
+    private static async Task<(int Code, object? Result)> ResetTwoFactorAsync(IServiceProvider provider, string email)
+    {
+        var users = provider.GetRequiredService<UserManager<GatewayUser>>();
+        var user = await users.FindByEmailAsync(email.Trim());
+        if (user is null)
+        {
+            await Console.Error.WriteLineAsync("staff reset-two-factor: no account has this address");
+            return (1, null);
+        }
+
+        var roles = await users.GetRolesAsync(user);
+        if (!StaffTwoFactor.IsStaff(roles))
+        {
+            await Console.Error.WriteLineAsync("staff reset-two-factor: this account is not an operator's or an auditor's");
+            return (1, null);
+        }
+
+        // Whoever holds the old authenticator (or its recovery codes) is out as well: a new key, the stamp moved (sessions
+        // end at their next page), refresh tokens and authorizations revoked.
+        await provider.GetRequiredService<StaffTwoFactor>().ResetAsync(user);
+        await users.UpdateSecurityStampAsync(user);
+        await provider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id, CancellationToken.None);
+        var audit = provider.GetRequiredService<AuditTrail>();
+        await audit.AppendAsync(
+            new AuditEntry(ActorKinds.Operator, Actor, AuditActions.TwoFactorReset, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, roles) }),
+            CancellationToken.None);
+        return (0, new { account = user.Id, twoFactor = "reset: the next sign-in adds an authenticator" });
     }
 
     private static async Task<(int Code, object? Result)> AddAuditorClientAsync(IServiceProvider provider, string clientId)

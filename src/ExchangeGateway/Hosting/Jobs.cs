@@ -152,8 +152,9 @@ public static class Jobs
     {
         public bool Authorize(DashboardContext context)
         {
-            var user = context.GetHttpContext().User;
-            return user.Identity?.IsAuthenticated == true && user.IsInRole(Roles.Operator);
+            var http = context.GetHttpContext();
+            return http.User.Identity?.IsAuthenticated == true && http.User.IsInRole(Roles.Operator)
+                && http.RequestServices.GetRequiredService<StaffTwoFactor>().Accepts(http.User);
         }
     }
 }

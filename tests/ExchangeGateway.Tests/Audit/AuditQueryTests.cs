@@ -70,16 +70,16 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
 
         await AuditLog.VerifyAsync(auditor);
 
-        // The auditor's sign-in (code flow) comes first, then what they did.
+        // The auditor's sign-in (code flow, adding an authenticator the first time) comes first, then what they did.
         var own = await AuditLog.EventsAsync(auditor, $"actor={person.Id}");
-        Assert.Equal(["auth.sign-in", "audit.queried", "audit.exported", "audit.verified"], AuditLog.Actions(own));
+        Assert.Equal(["account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified"], AuditLog.Actions(own));
         Assert.All(own, e => Assert.Equal("auditor", e.GetProperty("actorKind").GetString()));
-        Assert.Equal(lookedFor, own[1].GetProperty("details").GetProperty("recipient").GetString());
         Assert.Equal(lookedFor, own[2].GetProperty("details").GetProperty("recipient").GetString());
-        Assert.Equal("success", own[3].GetProperty("outcome").GetString());
+        Assert.Equal(lookedFor, own[3].GetProperty("details").GetProperty("recipient").GetString());
+        Assert.Equal("success", own[4].GetProperty("outcome").GetString());
 
         // The query that read these rows was recorded too, after it read them.
-        Assert.Equal(["auth.sign-in", "audit.queried", "audit.exported", "audit.verified", "audit.queried"],
+        Assert.Equal(["account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified", "audit.queried"],
             AuditLog.Actions(await AuditLog.EventsAsync(auditor, $"actor={person.Id}")));
     }
 

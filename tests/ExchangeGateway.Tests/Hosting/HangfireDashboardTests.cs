@@ -47,7 +47,8 @@ public sealed class HangfireDashboardTests(GatewayFixture fixture)
     private async Task<HttpClient> SignedInAsync(Person person)
     {
         var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
-        var landing = await Actors.SubmitLoginAsync(browser, new Uri("/Account/Login?ReturnUrl=%2Fhangfire", UriKind.Relative), person.Email, person.Password);
+        var landing = await fixture.Actors.SecondFactorAsync(browser,
+            await Actors.SubmitLoginAsync(browser, new Uri("/Account/Login?ReturnUrl=%2Fhangfire", UriKind.Relative), person.Email, person.Password), person.Email);
         Assert.Equal("/hangfire", landing.OriginalString);
         return browser;
     }

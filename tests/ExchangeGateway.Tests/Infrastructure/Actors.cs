@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -84,7 +85,7 @@ public sealed partial class Actors(GatewayFactory factory)
         var loginUrl = toLogin.Headers.Location!;
         Assert.StartsWith("/Account/Login", loginUrl.IsAbsoluteUri ? loginUrl.PathAndQuery : loginUrl.OriginalString, StringComparison.Ordinal);
 
-        var location = await SubmitLoginAsync(browser, loginUrl, email, password);
+        var location = await SecondFactorAsync(browser, await SubmitLoginAsync(browser, loginUrl, email, password), email);
         using var toClient = await browser.GetAsync(location);
         Assert.Equal(HttpStatusCode.Redirect, toClient.StatusCode);
         var callback = toClient.Headers.Location!;
@@ -130,6 +131,106 @@ public sealed partial class Actors(GatewayFactory factory)
             ["client_id"] = ClientRegistrations.SwaggerClientId,
         }));
         return await ReadTokensAsync(response);
+    }
+
+    /// <summary>
+    /// The authenticators the tests hold, by database and account address: staff add one at their first sign-in, through
+    /// the enrolment page, as a person would (reading the key it shows).
+    /// </summary>
+    private static readonly ConcurrentDictionary<(string Database, string Email), string> Authenticators = new();
+
+    /// <summary>The last time step used with each key: the gateway takes each code once.</summary>
+    private static readonly ConcurrentDictionary<string, long> LastSteps = new();
+
+    /// <summary>
+    /// Where a sign-in that stopped at <paramref name="location"/> goes once its second factor is given: the code page gets
+    /// a code from the account's authenticator; the enrolment page is read for its key, answered, and left by its link.
+    /// Any other location is returned as it is.
+    /// </summary>
+    public async Task<Uri> SecondFactorAsync(HttpClient browser, Uri location, string email)
+    {
+        var path = (location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString).Split('?')[0];
+        if (path == "/Account/EnrollTwoFactor")
+        {
+            var page = await browser.GetStringAsync(location);
+            var key = AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+            Assert.False(string.IsNullOrEmpty(key), "the enrolment page shows no key");
+            Authenticators[(factory.DatabaseName, email)] = key;
+            using var enrolled = await PostFormAsync(browser, location, page, new() { ["Code"] = NextCode(key) });
+            var done = await enrolled.Content.ReadAsStringAsync();
+            Assert.True(enrolled.StatusCode == HttpStatusCode.OK, $"enrolment answered {(int)enrolled.StatusCode}");
+            var onward = ContinueLink().Match(done).Groups[1].Value;
+            Assert.False(string.IsNullOrEmpty(onward), "the enrolment did not finish: " + done);
+            return new Uri(System.Net.WebUtility.HtmlDecode(onward), UriKind.Relative);
+        }
+
+        if (path == "/Account/TwoFactor")
+        {
+            Assert.True(Authenticators.TryGetValue((factory.DatabaseName, email), out var key), $"no authenticator is held for {email}");
+            var page = await browser.GetStringAsync(location);
+            using var answered = await PostFormAsync(browser, location, page, new() { ["Code"] = NextCode(key) });
+            Assert.True(answered.StatusCode == HttpStatusCode.Redirect, $"the code was refused: {(int)answered.StatusCode}");
+            return answered.Headers.Location!;
+        }
+
+        return location;
+    }
+
+    /// <summary>A code the gateway has not seen yet, from its own clock: the step now, or one either side; else the clock moves on a step.</summary>
+    public string NextCode(string key)
+    {
+        while (true)
+        {
+            var now = factory.Time.GetUtcNow().ToUnixTimeSeconds() / 30;
+            var last = LastSteps.GetValueOrDefault(key, long.MinValue);
+            for (var step = now - 1; step <= now + 1; step++)
+            {
+                if (step > last)
+                {
+                    LastSteps[key] = step;
+                    return ExchangeGateway.Auth.StaffTwoFactor.Code(ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key), step);
+                }
+            }
+
+            factory.Time.Advance(TimeSpan.FromSeconds(30));
+        }
+    }
+
+    /// <summary>The authenticator key a test holds for an account, once it has enrolled.</summary>
+    public string AuthenticatorOf(string email) => Authenticators[(factory.DatabaseName, email)];
+
+    public void HoldAuthenticator(string email, string key) => Authenticators[(factory.DatabaseName, email)] = key;
+
+    /// <summary>The code of the step last used with this key (which the gateway must not take again).</summary>
+    public static string LastCode(string key) => ExchangeGateway.Auth.StaffTwoFactor.Code(ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key), LastSteps[key]);
+
+    /// <summary>Every code the gateway could take from this key now (a step either side), used or not.</summary>
+    public IReadOnlySet<string> CodesNear(string key)
+    {
+        var now = factory.Time.GetUtcNow().ToUnixTimeSeconds() / 30;
+        var secret = ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key);
+        return new HashSet<string> { ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now - 1), ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now), ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now + 1) };
+    }
+
+    /// <summary>A six-digit code this key cannot make now.</summary>
+    public string WrongCode(string key) =>
+        Enumerable.Range(0, 10).Select(d => new string((char)('0' + d), 6)).First(c => !CodesNear(key).Contains(c));
+
+    /// <summary>Posts a page's form with its antiforgery token and these fields.</summary>
+    public static async Task<HttpResponseMessage> PostFormAsync(HttpClient browser, Uri pageUrl, string page, Dictionary<string, string> fields)
+    {
+        var antiforgery = AntiforgeryField().Match(page).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(antiforgery), "the form has no antiforgery token");
+        fields["__RequestVerificationToken"] = System.Net.WebUtility.HtmlDecode(antiforgery);
+        var query = (pageUrl.IsAbsoluteUri ? pageUrl.PathAndQuery : pageUrl.OriginalString) is var url && url.Contains('?', StringComparison.Ordinal)
+            ? url[url.IndexOf('?', StringComparison.Ordinal)..] : "";
+        if (System.Web.HttpUtility.ParseQueryString(query)["ReturnUrl"] is { } returnUrl)
+        {
+            fields.TryAdd("ReturnUrl", returnUrl);
+        }
+
+        using var form = new FormUrlEncodedContent(fields);
+        return await browser.PostAsync(pageUrl, form);
     }
 
     /// <summary>Fills in and posts the sign-in form (with its antiforgery token); returns where the page redirects.</summary>
@@ -189,6 +290,12 @@ public sealed partial class Actors(GatewayFactory factory)
             json.TryGetProperty("refresh_token", out var refresh) ? refresh.GetString() : null,
             json.TryGetProperty("id_token", out var id) ? id.GetString() : null);
     }
+
+    [GeneratedRegex("id=\"authenticator-key\">([^<]+)<")]
+    private static partial Regex AuthenticatorKeyField();
+
+    [GeneratedRegex("id=\"continue\" href=\"([^\"]+)\"")]
+    private static partial Regex ContinueLink();
 
     [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();

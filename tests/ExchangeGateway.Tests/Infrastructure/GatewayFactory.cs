@@ -42,6 +42,9 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
 
     public FakeTimeProvider Time { get; }
 
+    /// <summary>Which database this host serves (several hosts may share one).</summary>
+    public string DatabaseName => new Npgsql.NpgsqlConnectionStringBuilder(_ownerConnectionString).Database ?? "";
+
     /// <summary>Where this host's notifier drops its e-mails (.eml files).</summary>
     public string MailDirectory { get; } = Path.Combine(Path.GetTempPath(), "eg-test-mail-" + Guid.NewGuid().ToString("N")[..8]);
     public int Port { get; }

@@ -155,6 +155,10 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await page.GetByLabel("Adresse e-mail").FillAsync(@operator.Email);
             await page.GetByLabel("Mot de passe").FillAsync(@operator.Password);
             await page.GetByRole(AriaRole.Button, new() { Name = "Se connecter" }).ClickAsync();
+            // Staff give a code from their authenticator (the test holds the one this operator added at its first sign-in).
+            await Expect(page).ToHaveTitleAsync(new Regex("Code de vérification"));
+            await page.GetByLabel("Code").FillAsync(gateway.Actors.NextCode(gateway.Actors.AuthenticatorOf(@operator.Email)));
+            await page.GetByRole(AriaRole.Button, new() { Name = "Vérifier" }).ClickAsync();
             await Expect(page).ToHaveTitleAsync(new Regex("ExchangeGateway jobs"));
             // The dashboard's stats are fetched by its script; they answer only if the script ran and was allowed to connect.
             var stats = await page.WaitForResponseAsync(r => r.Url.Contains("/hangfire/stats", StringComparison.Ordinal));

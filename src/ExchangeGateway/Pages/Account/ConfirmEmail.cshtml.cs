@@ -17,7 +17,7 @@ namespace ExchangeGateway.Pages.Account;
 /// link is spent.
 /// </summary>
 public sealed class ConfirmEmailModel(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text,
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, StaffTwoFactor twoFactor, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text,
     SignInThrottle throttle, IWebHostEnvironment environment)
     : PageModel
 {
@@ -105,10 +105,19 @@ public sealed class ConfirmEmailModel(
             return Page();
         }
 
-        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
+        var roles = await users.GetRolesAsync(user);
+        await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, roles, succeeded: true, HttpContext.RequestAborted);
         await transaction.CommitAsync(HttpContext.RequestAborted);
+        var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome";
+        // The mailbox and the new password are one factor's worth for staff: they still give a code (or add an authenticator).
+        if (StaffTwoFactor.PageAfter(await twoFactor.NextStepAsync(user, roles)) is { } secondStep)
+        {
+            await twoFactor.BeginAsync(HttpContext, user);
+            return RedirectToPage(secondStep, new { ReturnUrl = returnUrl });
+        }
+
         await signIn.SignInAsync(user, isPersistent: false);
         throttle.RememberDevice(HttpContext, user, environment);
-        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome");
+        return LocalRedirect(returnUrl);
     }
 }

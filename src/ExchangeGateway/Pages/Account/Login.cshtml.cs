@@ -13,7 +13,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
 public sealed class LoginModel(
     SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications, IWebHostEnvironment environment) : PageModel
+    StaffTwoFactor twoFactor, IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
@@ -45,26 +45,40 @@ public sealed class LoginModel(
         // the holder signing in from elsewhere, or from a browser that signed in before, does. The count is read for an
         // unknown address too (of no account), so that both cost the same queries.
         var refused = await throttle.IsRefusedAsync(user?.Id ?? "", source, known, HttpContext.RequestAborted) && user is not null;
+        // The password only: what follows it (a session, or a second factor first) is decided below.
         var result = user is null || refused
             ? Microsoft.AspNetCore.Identity.SignInResult.Failed
-            : await signIn.PasswordSignInAsync(user, Password, isPersistent: false, lockoutOnFailure: false);
+            : await signIn.CheckPasswordSignInAsync(user, Password, lockoutOnFailure: false);
+        var roles = user is null ? [] : await users.GetRolesAsync(user);
+        var next = AfterPassword.SignedIn;
         if (user is null || refused || result.IsNotAllowed || result.IsLockedOut)
         {
             // Identity checked no password on these paths; hash one anyway, so that only the answer's words (the same for
             // all) could tell an account from none, not its time.
             _ = users.PasswordHasher.VerifyHashedPassword(TimingDecoy.User, TimingDecoy.Hash, Password);
         }
-        else if (result.Succeeded)
+        else if (!result.Succeeded)
         {
+            await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
+        }
+        else if ((next = await twoFactor.NextStepAsync(user, roles)) == AfterPassword.SignedIn)
+        {
+            await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
             await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
             throttle.RememberDevice(HttpContext, user, environment);
         }
         else
         {
-            await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
+            // The count of failures stands until the code is right too: a right password must not buy more guesses at it.
+            await twoFactor.BeginAsync(HttpContext, user);
         }
 
-        await audit.RecordSignInAsync(user, user is null ? [] : await users.GetRolesAsync(user), result.Succeeded, HttpContext.RequestAborted);
+        // A right password before a second factor is not a sign-in yet: the code's page records the outcome.
+        if (!result.Succeeded || next == AfterPassword.SignedIn)
+        {
+            await audit.RecordSignInAsync(user, roles, result.Succeeded, HttpContext.RequestAborted);
+        }
+
         await transaction.CommitAsync(HttpContext.RequestAborted);
         if (!result.Succeeded)
         {
@@ -74,7 +88,8 @@ public sealed class LoginModel(
             return await PageAgainAsync();
         }
 
-        return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
+        var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/";
+        return StaffTwoFactor.PageAfter(next) is { } secondStep ? RedirectToPage(secondStep, new { ReturnUrl = returnUrl }) : LocalRedirect(returnUrl);
     }
 
     /// <summary>The form again: its policy is looked up only when there is a page to send, not for a sign-in that redirects.</summary>

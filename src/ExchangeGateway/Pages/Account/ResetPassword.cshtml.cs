@@ -99,9 +99,9 @@ public sealed class ResetPasswordModel(
 
         // A seeker is signed in by the link itself, which proves the mailbox: someone who keeps the account locked with wrong
         // passwords (anyone who knows the address can) must not also keep its holder from their pages, and from unticking.
-        // Staff sign in through their applications, as before.
+        // Staff sign in through their applications, with their second factor; a seeker's account that is also staff's too.
         var roles = await users.GetRolesAsync(user);
-        if (roles.Contains(Roles.Seeker))
+        if (roles.Contains(Roles.Seeker) && !StaffTwoFactor.IsStaff(roles))
         {
             await signIn.SignInAsync(user, isPersistent: false);
             await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted);

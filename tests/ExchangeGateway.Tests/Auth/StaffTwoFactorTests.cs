@@ -1,0 +1,273 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+using ExchangeGateway.Tests.Pages;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ExchangeGateway.Tests.Auth;
+
+/// <summary>
+/// Operators and auditors give a one-time code besides their password (the test hosts require it, as production does):
+/// they add an authenticator at their first sign-in, a password alone opens nothing, a code is good once, wrong codes
+/// count with wrong passwords, and a lost authenticator is reset from the shell.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
+{
+    private const string AdminScope = "openid offline_access " + ApiScopes.RecipientsAdmin;
+
+    [Theory]
+    // RFC 6238, appendix B (SHA-1 key), the last six of its eight digits.
+    [InlineData(59L, "287082")]
+    [InlineData(1111111109L, "081804")]
+    [InlineData(1234567890L, "005924")]
+    [InlineData(2000000000L, "279037")]
+    public void CodesAreThoseOfRfc6238(long unixTime, string code) =>
+        Assert.Equal(code, StaffTwoFactor.Code("12345678901234567890"u8.ToArray(), unixTime / 30));
+
+    [Fact]
+    public void KeysAreBase32()
+    {
+        Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("MZXW6YTBOI======"));
+        Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("mzxw6ytboi"));
+        Assert.Throws<FormatException>(() => StaffTwoFactor.Base32.Decode("MZXW1"));
+    }
+
+    [Fact]
+    public async Task AnOperatorAddsAnAuthenticatorAtTheFirstSignInAndAPasswordAloneOpensNothing()
+    {
+        var (email, password, id) = await NewStaffAsync(Roles.Operator);
+        using var browser = new PageSession(fixture.Factory);
+        var (verifier, challenge) = PageSession.Pkce();
+        var authorize = fixture.Actors.AuthorizeUrl(AdminScope, challenge);
+        using var toLogin = await browser.Http.GetAsync(authorize);
+        var enrol = await Actors.SubmitLoginAsync(browser.Http, toLogin.Headers.Location!, email, password);
+        Assert.StartsWith("/Account/EnrollTwoFactor", enrol.OriginalString, StringComparison.Ordinal);
+
+        // The right password gave no session: the authorization asks for a sign-in, the dashboard stays shut.
+        using (var again = await browser.Http.GetAsync(authorize))
+        {
+            Assert.StartsWith("/Account/Login", PathOf(again.Headers.Location!), StringComparison.Ordinal);
+        }
+
+        using (var dashboard = await browser.Http.GetAsync("/hangfire"))
+        {
+            Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+        }
+
+        var page = await browser.GetPageAsync(enrol.OriginalString);
+        var key = KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+        Assert.Equal(32, key.Length);
+        Assert.Contains($"otpauth://totp/ExchangeGateway:{Uri.EscapeDataString(email)}?secret={key}", WebUtility.HtmlDecode(page), StringComparison.Ordinal);
+
+        // A wrong code turns nothing on.
+        using (var wrong = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.WrongCode(key) }))
+        {
+            Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+            Assert.Contains("Code incorrect.", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.False(await TwoFactorEnabledAsync(id));
+
+        // The right one does, hands out ten recovery codes once, and opens the session the authorization was waiting for.
+        using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
+        var shown = await done.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        Assert.Equal(StaffTwoFactor.RecoveryCodes, RecoveryCodeShown().Count(shown));
+        Assert.True(await TwoFactorEnabledAsync(id));
+        using var onward = await browser.Http.GetAsync(WebUtility.HtmlDecode(ContinueLink().Match(shown).Groups[1].Value));
+        Assert.Equal(HttpStatusCode.Redirect, onward.StatusCode);
+        Assert.Contains("code=", onward.Headers.Location!.Query, StringComparison.Ordinal);
+
+        // Enrolled, the page does not offer a new key to someone who has only the password: it asks for the code.
+        using var other = new PageSession(fixture.Factory);
+        Assert.StartsWith("/Account/TwoFactor", (await Actors.SubmitLoginAsync(other.Http, new Uri("/Account/Login", UriKind.Relative), email, password)).OriginalString, StringComparison.Ordinal);
+        using (var enrolAgain = await other.Http.GetAsync("/Account/EnrollTwoFactor"))
+        {
+            Assert.StartsWith("/Account/TwoFactor", PathOf(enrolAgain.Headers.Location!), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(
+            [AuditActions.TwoFactorEnabled, AuditActions.SignIn],
+            await fixture.Database.ScalarAsync<string[]>($"SELECT array_agg(action ORDER BY sequence) FROM audit_events WHERE actor_id = '{id}' AND outcome = 'success'"));
+    }
+
+    [Fact]
+    public async Task ACodeIsGoodOnceAndARecoveryCodeToo()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Auditor);
+        var recovery = await EnrolAsync(email, password);
+        var key = fixture.Actors.AuthenticatorOf(email);
+
+        // The code that was just used, again (the same time step): refused. The next step's: accepted.
+        var used = Actors.LastCode(key);
+        using (var replay = new PageSession(fixture.Factory))
+        {
+            var codePage = await Actors.SubmitLoginAsync(replay.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            using var refused = await Actors.PostFormAsync(replay.Http, codePage, await replay.GetPageAsync(codePage.OriginalString), new() { ["Code"] = used });
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+            using var accepted = await Actors.PostFormAsync(replay.Http, codePage, await replay.GetPageAsync(codePage.OriginalString), new() { ["Code"] = fixture.Actors.NextCode(key) });
+            Assert.Equal(HttpStatusCode.Redirect, accepted.StatusCode);
+        }
+
+        // A recovery code (as shown, with its hyphen) signs in once.
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            using var session = new PageSession(fixture.Factory);
+            var codePage = await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            using var answer = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = recovery[0] });
+            Assert.Equal(attempt == 0 ? HttpStatusCode.Redirect : HttpStatusCode.OK, answer.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task WrongCodesCountWithWrongPasswordsAndThenEvenTheRightCodeIsRefused()
+    {
+        var (email, password, id) = await NewStaffAsync(Roles.Operator);
+        await EnrolAsync(email, password);
+        var key = fixture.Actors.AuthenticatorOf(email);
+        using var session = new PageSession(fixture.Factory);
+        var codePage = await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        var wrong = fixture.Actors.WrongCode(key);
+        for (var i = 0; i < 5; i++)
+        {
+            using var refused = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = wrong });
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        // The password is still right, and gets the code page, but this network has spent its guesses on the account.
+        using var stillRefused = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = fixture.Actors.NextCode(key) });
+        Assert.Equal(HttpStatusCode.OK, stillRefused.StatusCode);
+        Assert.Equal(6, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.SignIn}' AND actor_id = '{id}' AND outcome = 'denied'"));
+    }
+
+    [Fact]
+    public async Task AStaffSessionOpenedWithAPasswordAloneIsAskedForTheCodeWhereTheSecondFactorIsRequired()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Operator);
+        // A node of a deployment that did not require it (as Development does not): the password opens a session.
+        await using var lenient = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,
+            settings: new Dictionary<string, string?> { ["Auth:RequireStaffTwoFactor"] = "false" });
+        var cookies = new CookieContainer();
+        using (var before = lenient.CreateHttpClient(cookies))
+        {
+            Assert.Equal("/hangfire", (await Actors.SubmitLoginAsync(before, new Uri("/Account/Login?ReturnUrl=%2Fhangfire", UriKind.Relative), email, password)).OriginalString);
+            using var dashboard = await before.GetAsync("/hangfire");
+            Assert.Equal(HttpStatusCode.OK, dashboard.StatusCode);
+        }
+
+        // The same session cookie, on a node that requires the second factor: no dashboard, no staff scopes without a sign-in.
+        cookies.Add(fixture.Factory.BaseAddress, cookies.GetCookies(lenient.BaseAddress));
+        using var after = fixture.Factory.CreateHttpClient(cookies);
+        using (var dashboard = await after.GetAsync("/hangfire"))
+        {
+            Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+        }
+
+        var (_, challenge) = PageSession.Pkce();
+        using var authorize = await after.GetAsync(fixture.Actors.AuthorizeUrl(AdminScope, challenge));
+        Assert.StartsWith("/Account/Login", PathOf(authorize.Headers.Location!), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ALostAuthenticatorIsResetFromTheShellAndTheNextSignInAddsANewOne()
+    {
+        var (email, password, id) = await NewStaffAsync(Roles.Auditor);
+        await EnrolAsync(email, password);
+        var oldKey = fixture.Actors.AuthenticatorOf(email);
+        var tokens = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid offline_access " + ApiScopes.AuditRead);
+
+        await using var output = new StringWriter();
+        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
+        Assert.False(await TwoFactorEnabledAsync(id));
+
+        // Its refresh tokens are revoked; the next sign-in goes through the enrolment again, with a new key.
+        using (var client = fixture.Client())
+        using (var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = tokens.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
+        })))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
+        }
+
+        await EnrolAsync(email, password);
+        Assert.NotEqual(oldKey, fixture.Actors.AuthenticatorOf(email));
+        Assert.Equal(1, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.TwoFactorReset}' AND details LIKE '%{id}%'"));
+
+        // A seeker has none to reset.
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        Assert.Equal(1, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", seeker.Email], new StringWriter()));
+    }
+
+    /// <summary>
+    /// A staff account granted from the shell has no password until its link is used; a sign-up with its address mails a
+    /// confirmation link instead, which sets a password too. That proves the mailbox, one factor's worth: the staff
+    /// member still adds an authenticator before any session.
+    /// </summary>
+    [Fact]
+    public async Task AStaffAddressConfirmedThroughTheSignUpLinkStillAddsItsSecondFactor()
+    {
+        var email = $"granted-{Guid.NewGuid():N}@example.test";
+        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "grant", email, Roles.Operator], new StringWriter()));
+        using var browser = new PageSession(fixture.Factory);
+        using (var signUp = await browser.SubmitAsync("/Account/Register", new() { ["Email"] = email }))
+        {
+            Assert.Equal(HttpStatusCode.OK, signUp.StatusCode);
+        }
+
+        var link = Mailbox.LinkTo((await Mailbox.ForAsync(fixture.Factory, email)).Last(), "ConfirmEmail");
+        Assert.NotNull(link);
+        using var confirmed = await browser.ConfirmAsync(link, "Staff-Password-5" + Guid.NewGuid().ToString("N")[..6] + "!");
+        Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
+        Assert.StartsWith("/Account/EnrollTwoFactor", PathOf(confirmed.Headers.Location!), StringComparison.Ordinal);
+        using var dashboard = await browser.Http.GetAsync("/hangfire");
+        Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+    }
+
+    /// <summary>A staff account with a password and no second factor yet (as `staff grant` and its link leave it).</summary>
+    private async Task<(string Email, string Password, string Id)> NewStaffAsync(string role)
+    {
+        var email = $"{role}-2fa-{Guid.NewGuid():N}@example.test";
+        var password = "Staff-Password-9" + Guid.NewGuid().ToString("N")[..8] + "!";
+        await using var scope = fixture.Factory.Services.CreateAsyncScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
+        var user = new GatewayUser { UserName = email, Email = email, EmailConfirmed = true };
+        Assert.True((await users.CreateAsync(user, password)).Succeeded);
+        Assert.True((await users.AddToRoleAsync(user, role)).Succeeded);
+        return (email, password, user.Id);
+    }
+
+    /// <summary>Signs in through the enrolment page (the helper reads the key it shows); returns the recovery codes.</summary>
+    private async Task<List<string>> EnrolAsync(string email, string password)
+    {
+        using var browser = new PageSession(fixture.Factory);
+        var enrol = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        Assert.StartsWith("/Account/EnrollTwoFactor", enrol.OriginalString, StringComparison.Ordinal);
+        var page = await browser.GetPageAsync(enrol.OriginalString);
+        var key = KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+        using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
+        var shown = await done.Content.ReadAsStringAsync();
+        fixture.Actors.HoldAuthenticator(email, key);
+        return RecoveryCodeShown().Matches(shown).Select(m => m.Groups[1].Value).ToList();
+    }
+
+    private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
+
+    private async Task<bool> TwoFactorEnabledAsync(string id) =>
+        await fixture.Database.ScalarAsync<bool>($"SELECT two_factor_enabled FROM \"AspNetUsers\" WHERE id = '{id}'");
+
+    [GeneratedRegex("id=\"authenticator-key\">([^<]+)<")]
+    private static partial Regex KeyShown();
+
+    [GeneratedRegex("<li><code>([^<]+)</code></li>")]
+    private static partial Regex RecoveryCodeShown();
+
+    [GeneratedRegex("id=\"continue\" href=\"([^\"]+)\"")]
+    private static partial Regex ContinueLink();
+}
