@@ -93,7 +93,7 @@ public static class AuthorizationEndpoints
             return await ShareAsync(context, request, user, recipient, users, antiforgery, desk);
         }
 
-        var identity = await CreateIdentityAsync(users, user, request.GetScopes(), signedIn);
+        var identity = await CreateIdentityAsync(users, user, request.GetScopes(), signedIn, StaffTwoFactor.HasBothFactors(session.Principal!));
         return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
@@ -186,7 +186,8 @@ public static class AuthorizationEndpoints
     }
 
     private static async Task<IResult> Exchange(
-        HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db, TimeProvider time)
+        HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db, TimeProvider time,
+        StaffTwoFactor twoFactor)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -241,8 +242,16 @@ public static class AuthorizationEndpoints
                 return Forbid(Errors.InvalidGrant, "The account's password changed since: sign in again.");
             }
 
+            // A staff member's code or refresh token from a sign-in without the second factor (made before it was required,
+            // or on a node that did not require it) is not renewed: its holder signs in again, with the code.
+            var bothFactors = StaffTwoFactor.HasBothFactors(result.Principal!);
+            if (!bothFactors && twoFactor.Required && StaffTwoFactor.IsStaff(await users.GetRolesAsync(user)))
+            {
+                return Forbid(Errors.InvalidGrant, "Sign in again, with your second factor.");
+            }
+
             // Rebuilt from the live account so that a role removed since sign-in is not carried by a refreshed token.
-            var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes(), AuthTimeClaimsFactory.Of(result.Principal));
+            var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes(), AuthTimeClaimsFactory.Of(result.Principal), bothFactors);
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 
@@ -309,7 +318,7 @@ public static class AuthorizationEndpoints
     /// to the id_token, where OIDC clients that sent max_age or prompt=login check it.
     /// </summary>
     private static async Task<ClaimsIdentity> CreateIdentityAsync(
-        UserManager<GatewayUser> users, GatewayUser user, IEnumerable<string> requested, DateTimeOffset? signedIn)
+        UserManager<GatewayUser> users, GatewayUser user, IEnumerable<string> requested, DateTimeOffset? signedIn, bool bothFactors)
     {
         var roles = await users.GetRolesAsync(user);
         var grantable = ApiScopes.GrantableTo(roles).ToHashSet(StringComparer.Ordinal);
@@ -327,6 +336,11 @@ public static class AuthorizationEndpoints
             identity.AddClaim(new Claim(Claims.AuthenticationTime, at.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), ClaimValueTypes.Integer64));
         }
 
+        if (bothFactors)
+        {
+            identity.AddClaim(new Claim(StaffTwoFactor.AmrClaim, StaffTwoFactor.Mfa));
+        }
+
         identity.SetScopes(granted);
         identity.SetResources(ApiScopes.Audience);
         identity.SetDestinations(claim => claim.Type switch
@@ -338,8 +352,8 @@ public static class AuthorizationEndpoints
             Claims.Name => [],
             Claims.Role => [Destinations.AccessToken],
             Claims.AuthenticationTime => [Destinations.IdentityToken],
-            // Kept only in codes and refresh tokens (OpenIddict keeps every claim there), for the check above.
-            StampClaim => [],
+            // Kept only in codes and refresh tokens (OpenIddict keeps every claim there), for the checks above.
+            StampClaim or StaffTwoFactor.AmrClaim => [],
             _ => [Destinations.AccessToken],
         });
         return identity;

@@ -171,6 +171,26 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         var (_, challenge) = PageSession.Pkce();
         using var authorize = await after.GetAsync(fixture.Actors.AuthorizeUrl(AdminScope, challenge));
         Assert.StartsWith("/Account/Login", PathOf(authorize.Headers.Location!), StringComparison.Ordinal);
+
+        // Nor is a refresh token from such a sign-in renewed there (the lenient node itself renews it).
+        var tokens = await new Actors(lenient).SignInWithCodeFlowAsync(email, password, AdminScope);
+        using (var renewed = await RefreshAsync(lenient, tokens.RefreshToken!))
+        {
+            Assert.Equal(HttpStatusCode.OK, renewed.StatusCode);
+        }
+
+        using var refused = await RefreshAsync(fixture.Factory, (await new Actors(lenient).SignInWithCodeFlowAsync(email, password, AdminScope)).RefreshToken!);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("second factor", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    private static async Task<HttpResponseMessage> RefreshAsync(GatewayFactory node, string refreshToken)
+    {
+        using var client = node.CreateHttpClient();
+        return await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["grant_type"] = "refresh_token", ["refresh_token"] = refreshToken, ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
     }
 
     [Fact]
