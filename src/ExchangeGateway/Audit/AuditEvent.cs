@@ -87,6 +87,7 @@ public static class Outcomes
 public static class AuditActions
 {
     public const string SignIn = "auth.sign-in";
+    public const string PasswordAccepted = "auth.password-accepted";
     public const string AccountCreated = "account.created";
     public const string AccountConfirmed = "account.confirmed";
     public const string PasswordResetRequested = "account.password-reset-requested";

@@ -180,14 +180,15 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
     }
 
     /// <summary>Sign-in attempts by people; a failed attempt on an unknown account names no one.</summary>
-    public Task RecordSignInAsync(GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken) =>
-        RecordAccountAsync(AuditActions.SignIn, user, roles, succeeded, cancellationToken);
+    public Task RecordSignInAsync(GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken, string? factor = null) =>
+        RecordAccountAsync(AuditActions.SignIn, user, roles, succeeded, cancellationToken, factor);
 
     /// <summary>
     /// Something done to an account by its holder or by someone claiming to be (sign-in, creation, password reset): a
     /// seeker appears only as a pseudonym, an unknown account as an anonymous actor, never by e-mail address.
     /// </summary>
-    public Task RecordAccountAsync(string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken)
+    /// <param name="factor">Which factor the attempt gave (password, code, recovery-code), where a sign-in has more than one.</param>
+    public Task RecordAccountAsync(string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken, string? factor = null)
     {
         var kind = user is null ? ActorKinds.Anonymous
             : roles.Contains(Roles.Operator) ? ActorKinds.Operator
@@ -199,7 +200,8 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
                 user is null ? null : AccountInLog(user, roles),
                 action,
                 succeeded ? Outcomes.Success : Outcomes.Denied,
-                SeekerId: user is not null && roles.Contains(Roles.Seeker) ? user.Id : null),
+                SeekerId: user is not null && roles.Contains(Roles.Seeker) ? user.Id : null,
+                Details: factor is null ? null : new Dictionary<string, object?> { ["factor"] = factor }),
             cancellationToken);
     }
 

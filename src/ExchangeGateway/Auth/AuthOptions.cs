@@ -22,6 +22,13 @@ public sealed class AuthOptions : IValidatableObject
     /// </summary>
     public bool RequireStaffTwoFactor { get; set; } = true;
 
+    /// <summary>
+    /// Wrong second-factor codes one account may receive in a day, from all networks together, before no code (not even
+    /// a right one, or a recovery code) is checked for it until the day is over or <c>staff reset-two-factor</c>.
+    /// </summary>
+    [Range(3, 100)]
+    public int SecondFactorFailuresPerDay { get; set; } = 10;
+
     [Range(typeof(TimeSpan), "00:05:00", "90.00:00:00")]
     public TimeSpan RefreshTokenLifetime { get; set; } = TimeSpan.FromDays(14);
 

@@ -42,7 +42,8 @@ public static class AuthSetup
         // Between the password and the code: long enough to install an authenticator app and add the account at enrolment.
         services.Configure<Microsoft.AspNetCore.Authentication.Cookies.CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, options =>
         {
-            options.ExpireTimeSpan = TimeSpan.FromMinutes(15);
+            options.ExpireTimeSpan = StaffTwoFactor.Pending;
+            options.SlidingExpiration = false;
             options.Cookie.Name = "eg.two-factor";
             options.Cookie.HttpOnly = true;
             options.Cookie.SameSite = SameSiteMode.Lax;

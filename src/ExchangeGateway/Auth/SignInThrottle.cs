@@ -69,7 +69,7 @@ public sealed class SignInThrottle(
     {
         var now = time.GetUtcNow();
         var live = db.Set<SignInFailures>().Where(f => f.UserId == userId && f.WindowEnds > now);
-        var counts = await live
+        var counts = await live.Where(f => f.Source != SecondFactorSource)
             .GroupBy(_ => 1)
             .Select(g => new { FromSource = g.Where(f => f.Source == source).Sum(f => f.Failures), All = g.Sum(f => f.Failures) })
             .SingleOrDefaultAsync(cancellationToken);
@@ -77,11 +77,35 @@ public sealed class SignInThrottle(
             && (counts.FromSource >= options.Value.SignInFailuresPerSource || (!knownDevice && counts.All >= options.Value.AccountLockoutFailures));
     }
 
-    /// <summary>Counts a wrong password; the first failure after a window has ended opens a new one.</summary>
-    public Task FailedAsync(string userId, string source, CancellationToken cancellationToken)
+    /// <summary>
+    /// The account-wide count of wrong second-factor codes, from every network, in a day: a code is six digits, and the
+    /// password's allowance (which a reset link starts again) would leave hundreds of guesses at it a day.
+    /// </summary>
+    public const string SecondFactorSource = "second-factor";
+
+    public static readonly TimeSpan SecondFactorWindow = TimeSpan.FromDays(1);
+
+    /// <summary>Whether this account's code may be checked at all: not after its day's wrong codes, whatever the network.</summary>
+    public async Task<bool> IsCodeRefusedAsync(string userId, string source, bool knownDevice, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var windowEnds = now + options.Value.SignInFailureWindow;
+        var wrongCodes = await db.Set<SignInFailures>()
+            .Where(f => f.UserId == userId && f.Source == SecondFactorSource && f.WindowEnds > now).SumAsync(f => f.Failures, cancellationToken);
+        return wrongCodes >= options.Value.SecondFactorFailuresPerDay || await IsRefusedAsync(userId, source, knownDevice, cancellationToken);
+    }
+
+    /// <summary>A wrong code: counted for its network, as a wrong password is, and in the account's day of wrong codes.</summary>
+    public async Task CodeFailedAsync(string userId, string source, CancellationToken cancellationToken)
+    {
+        await FailedAsync(userId, source, cancellationToken);
+        await FailedAsync(userId, SecondFactorSource, cancellationToken, SecondFactorWindow);
+    }
+
+    /// <summary>Counts a wrong password; the first failure after a window has ended opens a new one.</summary>
+    public Task FailedAsync(string userId, string source, CancellationToken cancellationToken, TimeSpan? window = null)
+    {
+        var now = time.GetUtcNow();
+        var windowEnds = now + (window ?? options.Value.SignInFailureWindow);
         return db.Database.ExecuteSqlAsync(
             $"""
             INSERT INTO sign_in_failures AS f (user_id, source, failures, window_ends) VALUES ({userId}, {source}, 1, {windowEnds})
@@ -144,9 +168,16 @@ public sealed class SignInThrottle(
     /// </summary>
     public string SourceOfDevice(string cookie) => pseudonyms.Of("sign-in-device:" + cookie);
 
-    /// <summary>A new password (the reset link proves the mailbox): every source's count starts again.</summary>
+    /// <summary>
+    /// A new password (the reset link proves the mailbox): every network's count starts again. Not the day's wrong codes:
+    /// a reset proves the mailbox, not the authenticator, and must not buy more guesses at the code.
+    /// </summary>
     public static Task ForgetAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>
-        db.Set<SignInFailures>().Where(f => f.UserId == userId).ExecuteDeleteAsync(cancellationToken);
+        db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source != SecondFactorSource).ExecuteDeleteAsync(cancellationToken);
+
+    /// <summary>A right code, or a new authenticator: the account's day of wrong codes starts again.</summary>
+    public static Task ForgetCodesAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>
+        db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source == SecondFactorSource).ExecuteDeleteAsync(cancellationToken);
 
     /// <summary>Windows that have ended say nothing any more (the pruning job).</summary>
     public static Task<int> PruneAsync(GatewayDbContext db, DateTimeOffset now, CancellationToken cancellationToken) =>

@@ -153,6 +153,7 @@ public static class StaffCommands
         // end at their next page), refresh tokens and authorizations revoked.
         await provider.GetRequiredService<StaffTwoFactor>().ResetAsync(user);
         await users.UpdateSecurityStampAsync(user);
+        await SignInThrottle.ForgetCodesAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.Id, CancellationToken.None);
         await provider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id, CancellationToken.None);
         var audit = provider.GetRequiredService<AuditTrail>();
         await audit.AppendAsync(

@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Security.Claims;
 using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
@@ -27,11 +29,14 @@ public enum AfterPassword
 /// code (RFC 6238, as authenticator apps make it) or a recovery code. Staff can suspend sites and read every access in
 /// the log, so a password alone, which can be phished or guessed, must not open their sessions. Job seekers keep the
 /// password (and the mailbox links): the service must stay usable by everyone.
-/// A right password gives only Identity's short-lived two-factor cookie, which opens nothing; the session is issued with
-/// <c>amr=mfa</c> once the code is right, and staff sessions without it are not accepted where staff act.
+/// A right password gives only a short two-factor cookie (the account and its security stamp), which opens nothing; the
+/// session is issued with <c>amr=mfa</c> once the code is right, and staff sessions without it are not accepted where
+/// staff act. The key is stored only once an authenticator has proved it holds it, protected by Data Protection; the
+/// recovery codes only as hashes: a copy of the database opens no second factor.
 /// </summary>
 public sealed class StaffTwoFactor(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOptions<AuthOptions> options, TimeProvider time)
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOptions<AuthOptions> options, TimeProvider time,
+    IDataProtectionProvider dataProtection)
 {
     /// <summary>The session's claim after both factors, as Identity's own two-factor sign-in writes it.</summary>
     public const string AmrClaim = "amr";
@@ -39,10 +44,21 @@ public sealed class StaffTwoFactor(
 
     public const int RecoveryCodes = 10;
 
+    /// <summary>How long a right password waits for its code, and an enrolment for its first code.</summary>
+    public static readonly TimeSpan Pending = TimeSpan.FromMinutes(15);
+
     private const string TokenProvider = "[ExchangeGateway]";
+    private const string KeyToken = "TotpKey";
     private const string LastStepToken = "TotpLastStep";
+    private const string RecoveryToken = "RecoveryCodeHashes";
+    private const string StampClaim = "eg_stamp";
     private const int StepSeconds = 30;
     private const int Digits = 6;
+
+    private IDataProtector KeyProtector => dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Key.v1");
+
+    private ITimeLimitedDataProtector EnrolmentProtector =>
+        dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Enrolment.v1").ToTimeLimitedDataProtector();
 
     public bool Required => options.Value.RequireStaffTwoFactor;
 
@@ -68,13 +84,23 @@ public sealed class StaffTwoFactor(
         _ => null,
     };
 
-    /// <summary>After the password: only Identity's two-factor cookie (minutes long), naming the account and opening nothing.</summary>
-    public Task BeginAsync(HttpContext http, GatewayUser user) =>
-        http.SignInAsync(IdentityConstants.TwoFactorUserIdScheme,
-            new ClaimsPrincipal(new ClaimsIdentity([new Claim(ClaimTypes.Name, user.Id)], IdentityConstants.TwoFactorUserIdScheme)));
+    /// <summary>
+    /// After the password: only the two-factor cookie (<see cref="Pending"/>, not renewed by use), naming the account and
+    /// its security stamp, so that a new password or a reset of the factor ends it.
+    /// </summary>
+    public async Task BeginAsync(HttpContext http, GatewayUser user) =>
+        await http.SignInAsync(IdentityConstants.TwoFactorUserIdScheme, new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(ClaimTypes.Name, user.Id), new Claim(StampClaim, await users.GetSecurityStampAsync(user))], IdentityConstants.TwoFactorUserIdScheme)));
 
-    /// <summary>The account whose password was right in this browser a few minutes ago, or null.</summary>
-    public Task<GatewayUser?> PendingAsync() => signIn.GetTwoFactorAuthenticationUserAsync();
+    /// <summary>The account whose password was right in this browser a few minutes ago, unchanged since; or null.</summary>
+    public async Task<GatewayUser?> PendingAsync(HttpContext http)
+    {
+        var pending = await http.AuthenticateAsync(IdentityConstants.TwoFactorUserIdScheme);
+        var id = pending.Principal?.FindFirstValue(ClaimTypes.Name);
+        var stamp = pending.Principal?.FindFirstValue(StampClaim);
+        var user = id is null ? null : await users.FindByIdAsync(id);
+        return user is not null && stamp is not null && stamp == await users.GetSecurityStampAsync(user) ? user : null;
+    }
 
     /// <summary>Both factors given: the session, marked as such, replaces the two-factor cookie.</summary>
     public async Task CompleteAsync(HttpContext http, GatewayUser user)
@@ -83,17 +109,29 @@ public sealed class StaffTwoFactor(
         await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new Claim(AmrClaim, Mfa)]);
     }
 
-    /// <summary>The account's authenticator key (base32), made on first use and kept until enrolment succeeds or is reset.</summary>
-    public async Task<string> KeyAsync(GatewayUser user)
+    /// <summary>
+    /// A new key for one enrolment attempt, and the form's sealed copy of it (bound to the account and its stamp, good for
+    /// <see cref="Pending"/>). Nothing is stored: whoever opens the page with a stolen password learns a key that will
+    /// never be the account's unless their own authenticator answers with it, which the holder would not then be using.
+    /// </summary>
+    public (string Key, string Sealed) NewEnrolment(GatewayUser user)
     {
-        var key = await users.GetAuthenticatorKeyAsync(user);
-        if (string.IsNullOrEmpty(key))
-        {
-            await users.ResetAuthenticatorKeyAsync(user);
-            key = await users.GetAuthenticatorKeyAsync(user);
-        }
+        var key = Base32.Encode(RandomNumberGenerator.GetBytes(20));
+        return (key, EnrolmentProtector.Protect(string.Join('\n', user.Id, user.SecurityStamp, key), Pending));
+    }
 
-        return key!;
+    /// <summary>The key of an enrolment form, if it is this account's, unchanged, and not expired.</summary>
+    public string? OpenEnrolment(GatewayUser user, string? sealedKey)
+    {
+        try
+        {
+            var parts = EnrolmentProtector.Unprotect(sealedKey ?? "").Split('\n');
+            return parts.Length == 3 && parts[0] == user.Id && parts[1] == user.SecurityStamp ? parts[2] : null;
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The otpauth URI authenticator apps read (as a QR code or pasted), naming the gateway and the account.</summary>
@@ -101,63 +139,111 @@ public sealed class StaffTwoFactor(
         $"otpauth://totp/{Uri.EscapeDataString(issuer)}:{Uri.EscapeDataString(account)}?secret={key}&issuer={Uri.EscapeDataString(issuer)}&digits={Digits}&period={StepSeconds}";
 
     /// <summary>
-    /// Checks a one-time code against the account's key, within one step either side of now (clocks drift), and refuses
-    /// a step already used or older: a code seen over someone's shoulder or in a proxy's log does not open a second session.
-    /// The caller holds the account's sign-in lock, so two requests with one code take turns.
+    /// Turns the factor on once the authenticator has shown it holds the form's key (a right code for it); returns the
+    /// recovery codes, shown once; null for a wrong code. The caller holds the account's sign-in lock.
     /// </summary>
-    public async Task<bool> VerifyCodeAsync(GatewayUser user, string code)
+    public async Task<IReadOnlyList<string>?> EnrollAsync(GatewayUser user, string key, string entered)
     {
-        var key = await users.GetAuthenticatorKeyAsync(user);
-        if (string.IsNullOrEmpty(key) || code.Length != Digits || !code.All(char.IsAsciiDigit))
-        {
-            return false;
-        }
-
-        var secret = Base32.Decode(key);
-        var now = time.GetUtcNow().ToUnixTimeSeconds() / StepSeconds;
-        var last = long.TryParse(await users.GetAuthenticationTokenAsync(user, TokenProvider, LastStepToken), NumberStyles.None, CultureInfo.InvariantCulture, out var used)
-            ? used : long.MinValue;
-        for (var step = now - 1; step <= now + 1; step++)
-        {
-            if (step > last && CryptographicOperations.FixedTimeEquals(System.Text.Encoding.ASCII.GetBytes(Code(secret, step)), System.Text.Encoding.ASCII.GetBytes(code)))
-            {
-                await users.SetAuthenticationTokenAsync(user, TokenProvider, LastStepToken, step.ToString(CultureInfo.InvariantCulture));
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    /// <summary>A one-time code, or else one of the account's recovery codes (each good once).</summary>
-    public async Task<bool> VerifyAsync(GatewayUser user, string entered)
-    {
-        var code = new string(entered.Where(c => !char.IsWhiteSpace(c)).ToArray());
-        return code.Length == Digits && code.All(char.IsAsciiDigit)
-            ? await VerifyCodeAsync(user, code)
-            : code.Length is > 0 and <= 64 && (await users.RedeemTwoFactorRecoveryCodeAsync(user, code.ToUpperInvariant())).Succeeded;
-    }
-
-    /// <summary>Turns the second factor on once the authenticator has shown it holds the key; returns the recovery codes, shown once.</summary>
-    public async Task<IReadOnlyList<string>?> EnrollAsync(GatewayUser user, string entered)
-    {
-        var code = new string(entered.Where(c => !char.IsWhiteSpace(c)).ToArray());
-        if (!await VerifyCodeAsync(user, code))
+        var step = MatchingStep(Base32.Decode(key), Normalised(entered), long.MinValue);
+        if (step is null)
         {
             return null;
         }
 
-        await users.SetTwoFactorEnabledAsync(user, true);
-        return (await users.GenerateNewTwoFactorRecoveryCodesAsync(user, RecoveryCodes))!.ToList();
+        var codes = Enumerable.Range(0, RecoveryCodes).Select(_ => NewRecoveryCode()).ToList();
+        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, KeyToken, KeyProtector.Protect(key)));
+        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, LastStepToken, step.Value.ToString(CultureInfo.InvariantCulture)));
+        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken, string.Join(';', codes.Select(HashOf))));
+        Succeeded(await users.SetTwoFactorEnabledAsync(user, true));
+        return codes;
     }
 
-    /// <summary>A lost authenticator: off, with a new key and no recovery codes; the next sign-in enrols again.</summary>
+    /// <summary>
+    /// A one-time code (the step now or one either side: clocks drift; never a step already used, so a code seen over a
+    /// shoulder or in a log does not open a second session), or else one of the account's recovery codes, each good once.
+    /// The caller holds the account's sign-in lock, so two requests with one code take turns.
+    /// </summary>
+    public async Task<(bool Passed, string Factor)> VerifyAsync(GatewayUser user, string entered)
+    {
+        var code = Normalised(entered);
+        if (code.Length == Digits && code.All(char.IsAsciiDigit))
+        {
+            var stored = await users.GetAuthenticationTokenAsync(user, TokenProvider, KeyToken);
+            if (stored is null)
+            {
+                return (false, "code");
+            }
+
+            var last = long.TryParse(await users.GetAuthenticationTokenAsync(user, TokenProvider, LastStepToken), NumberStyles.AllowLeadingSign,
+                CultureInfo.InvariantCulture, out var used) ? used : long.MinValue;
+            var step = MatchingStep(Base32.Decode(KeyProtector.Unprotect(stored)), code, last);
+            if (step is null)
+            {
+                return (false, "code");
+            }
+
+            // Saved before the answer, or refused: a step accepted but not remembered could be used again.
+            Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, LastStepToken, step.Value.ToString(CultureInfo.InvariantCulture)));
+            return (true, "code");
+        }
+
+        var hashes = (await users.GetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken))?.Split(';', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        var hash = code.Length is > 0 and <= 64 ? HashOf(code) : null;
+        if (hash is null || !hashes.Contains(hash, StringComparer.Ordinal))
+        {
+            return (false, "recovery-code");
+        }
+
+        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken, string.Join(';', hashes.Where(h => h != hash))));
+        return (true, "recovery-code");
+    }
+
+    /// <summary>A lost authenticator: off, key, last step and recovery codes gone; the next sign-in enrols again.</summary>
     public async Task ResetAsync(GatewayUser user)
     {
-        await users.SetTwoFactorEnabledAsync(user, false);
-        await users.ResetAuthenticatorKeyAsync(user);
-        await users.GenerateNewTwoFactorRecoveryCodesAsync(user, 0);
-        await users.RemoveAuthenticationTokenAsync(user, TokenProvider, LastStepToken);
+        Succeeded(await users.SetTwoFactorEnabledAsync(user, false));
+        foreach (var name in new[] { KeyToken, LastStepToken, RecoveryToken })
+        {
+            Succeeded(await users.RemoveAuthenticationTokenAsync(user, TokenProvider, name));
+        }
+    }
+
+    private long? MatchingStep(byte[] secret, string code, long after)
+    {
+        if (code.Length != Digits || !code.All(char.IsAsciiDigit))
+        {
+            return null;
+        }
+
+        var now = time.GetUtcNow().ToUnixTimeSeconds() / StepSeconds;
+        for (var step = now - 1; step <= now + 1; step++)
+        {
+            if (step > after && CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Code(secret, step)), Encoding.ASCII.GetBytes(code)))
+            {
+                return step;
+            }
+        }
+
+        return null;
+    }
+
+    private static string Normalised(string entered) => new string(entered.Where(c => !char.IsWhiteSpace(c)).ToArray()).ToUpperInvariant();
+
+    /// <summary>Ten characters from an alphabet without look-alikes, shown as two groups of five.</summary>
+    private static string NewRecoveryCode()
+    {
+        var code = RandomNumberGenerator.GetString("23456789BCDFGHJKMNPQRTVWXY", 10);
+        return code[..5] + "-" + code[5..];
+    }
+
+    private static string HashOf(string recoveryCode) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(recoveryCode.Replace("-", "", StringComparison.Ordinal))));
+
+    private static void Succeeded(IdentityResult result)
+    {
+        if (!result.Succeeded)
+        {
+            throw new InvalidOperationException("The second factor could not be saved: " + string.Join(", ", result.Errors.Select(e => e.Code)));
+        }
     }
 
     /// <summary>RFC 6238 with HMAC-SHA1, six digits, 30-second steps: what authenticator apps make from an otpauth URI.</summary>
@@ -180,6 +266,31 @@ public sealed class StaffTwoFactor(
     public static class Base32
     {
         private const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+        public static string Encode(byte[] data)
+        {
+            var output = new StringBuilder((data.Length * 8 + 4) / 5);
+            int buffer = 0, bits = 0;
+            foreach (var b in data)
+            {
+                buffer = (buffer << 8) | b;
+                bits += 8;
+                while (bits >= 5)
+                {
+                    bits -= 5;
+                    output.Append(Alphabet[(buffer >> bits) & 31]);
+                }
+
+                buffer &= (1 << bits) - 1;
+            }
+
+            if (bits > 0)
+            {
+                output.Append(Alphabet[(buffer << (5 - bits)) & 31]);
+            }
+
+            return output.ToString();
+        }
 
         public static byte[] Decode(string text)
         {

@@ -72,14 +72,14 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
 
         // The auditor's sign-in (code flow, adding an authenticator the first time) comes first, then what they did.
         var own = await AuditLog.EventsAsync(auditor, $"actor={person.Id}");
-        Assert.Equal(["account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified"], AuditLog.Actions(own));
+        Assert.Equal(["auth.password-accepted", "account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified"], AuditLog.Actions(own));
         Assert.All(own, e => Assert.Equal("auditor", e.GetProperty("actorKind").GetString()));
-        Assert.Equal(lookedFor, own[2].GetProperty("details").GetProperty("recipient").GetString());
         Assert.Equal(lookedFor, own[3].GetProperty("details").GetProperty("recipient").GetString());
-        Assert.Equal("success", own[4].GetProperty("outcome").GetString());
+        Assert.Equal(lookedFor, own[4].GetProperty("details").GetProperty("recipient").GetString());
+        Assert.Equal("success", own[5].GetProperty("outcome").GetString());
 
         // The query that read these rows was recorded too, after it read them.
-        Assert.Equal(["account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified", "audit.queried"],
+        Assert.Equal(["auth.password-accepted", "account.two-factor-enabled", "auth.sign-in", "audit.queried", "audit.exported", "audit.verified", "audit.queried"],
             AuditLog.Actions(await AuditLog.EventsAsync(auditor, $"actor={person.Id}")));
     }
 

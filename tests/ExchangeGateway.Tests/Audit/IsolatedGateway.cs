@@ -93,7 +93,6 @@ public sealed class SeededTemplate : IAsyncLifetime
 
         // A template must have no sessions. The stopped gateway's pool (its own connection string, not ours) may keep idle
         // connections to it, and CREATE DATABASE ... TEMPLATE would wait for them, then fail: end them and wait until gone.
-        NpgsqlConnection.ClearAllPools();
         await using var server = new NpgsqlConnection(TestDatabase.ServerConnectionString);
         await server.OpenAsync();
         var clock = System.Diagnostics.Stopwatch.StartNew();

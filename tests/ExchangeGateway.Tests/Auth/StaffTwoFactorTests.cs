@@ -34,6 +34,9 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("MZXW6YTBOI======"));
         Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("mzxw6ytboi"));
         Assert.Throws<FormatException>(() => StaffTwoFactor.Base32.Decode("MZXW1"));
+        Assert.Equal("MZXW6YTBOI", StaffTwoFactor.Base32.Encode("foobar"u8.ToArray()));
+        var key = System.Security.Cryptography.RandomNumberGenerator.GetBytes(20);
+        Assert.Equal(key, StaffTwoFactor.Base32.Decode(StaffTwoFactor.Base32.Encode(key)));
     }
 
     [Fact]
@@ -46,6 +49,9 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         using var toLogin = await browser.Http.GetAsync(authorize);
         var enrol = await Actors.SubmitLoginAsync(browser.Http, toLogin.Headers.Location!, email, password);
         Assert.StartsWith("/Account/EnrollTwoFactor", enrol.OriginalString, StringComparison.Ordinal);
+        var cookies = browser.Cookies.GetCookies(fixture.Factory.BaseAddress).Select(c => c.Name).ToList();
+        Assert.DoesNotContain("eg.session", cookies);
+        Assert.Contains("eg.two-factor", cookies);
 
         // The right password gave no session: the authorization asks for a sign-in, the dashboard stays shut.
         using (var again = await browser.Http.GetAsync(authorize))
@@ -90,9 +96,12 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
             Assert.StartsWith("/Account/TwoFactor", PathOf(enrolAgain.Headers.Location!), StringComparison.Ordinal);
         }
 
+        // The password, then the factor turned on with the first code, then the password of the second browser; each step
+        // says which factor it was.
         Assert.Equal(
-            [AuditActions.TwoFactorEnabled, AuditActions.SignIn],
-            await fixture.Database.ScalarAsync<string[]>($"SELECT array_agg(action ORDER BY sequence) FROM audit_events WHERE actor_id = '{id}' AND outcome = 'success'"));
+            [$"{AuditActions.PasswordAccepted} password", $"{AuditActions.TwoFactorEnabled} ", $"{AuditActions.SignIn} code", $"{AuditActions.PasswordAccepted} password"],
+            await fixture.Database.ScalarAsync<string[]>(
+                $"SELECT array_agg(action || ' ' || coalesce(details::json->>'factor', '') ORDER BY sequence) FROM audit_events WHERE actor_id = '{id}' AND outcome = 'success'"));
     }
 
     [Fact]
@@ -163,6 +172,8 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         // The same session cookie, on a node that requires the second factor: no dashboard, no staff scopes without a sign-in.
         cookies.Add(fixture.Factory.BaseAddress, cookies.GetCookies(lenient.BaseAddress));
         using var after = fixture.Factory.CreateHttpClient(cookies);
+        // The strict node reads the session (it shows the sign-out button), it only does not let it act for staff.
+        Assert.Contains("action=\"/Account/Logout\"", await after.GetStringAsync("/"), StringComparison.Ordinal);
         using (var dashboard = await after.GetAsync("/hangfire"))
         {
             Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
@@ -200,10 +211,20 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         await EnrolAsync(email, password);
         var oldKey = fixture.Actors.AuthenticatorOf(email);
         var tokens = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid offline_access " + ApiScopes.AuditRead);
+        using var waiting = new PageSession(fixture.Factory);
+        var codePage = await Actors.SubmitLoginAsync(waiting.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        var codeForm = await waiting.GetPageAsync(codePage.OriginalString);
 
         await using var output = new StringWriter();
         Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
         Assert.False(await TwoFactorEnabledAsync(id));
+
+        // A code page waiting in a browser ends with it (the old key's code included).
+        using (var stale = await Actors.PostFormAsync(waiting.Http, codePage, codeForm, new() { ["Code"] = StaffTwoFactor.Code(StaffTwoFactor.Base32.Decode(oldKey), fixture.Time.GetUtcNow().ToUnixTimeSeconds() / 30 + 1) }))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, stale.StatusCode);
+            Assert.StartsWith("/Account/Login", PathOf(stale.Headers.Location!), StringComparison.Ordinal);
+        }
 
         // Its refresh tokens are revoked; the next sign-in goes through the enrolment again, with a new key.
         using (var client = fixture.Client())
@@ -223,6 +244,90 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         // A seeker has none to reset.
         var seeker = await fixture.Actors.NewSeekerAsync();
         Assert.Equal(1, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", seeker.Email], new StringWriter()));
+    }
+
+    /// <summary>
+    /// Someone with the password alone who opens the enrolment first sees a key that is never stored: the holder's own
+    /// enrolment makes another, and codes from the first open nothing.
+    /// </summary>
+    [Fact]
+    public async Task AKeyShownToSomeoneWithThePasswordAloneNeverBecomesTheAccounts()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Operator);
+        using var intruder = new PageSession(fixture.Factory);
+        var intruderEnrol = await Actors.SubmitLoginAsync(intruder.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        var intruderPage = await intruder.GetPageAsync(intruderEnrol.OriginalString);
+        var seen = KeyOf(intruderPage);
+
+        await EnrolAsync(email, password);
+        Assert.NotEqual(seen, fixture.Actors.AuthenticatorOf(email));
+
+        using (var again = new PageSession(fixture.Factory))
+        {
+            var codePage = await Actors.SubmitLoginAsync(again.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            Assert.StartsWith("/Account/TwoFactor", codePage.OriginalString, StringComparison.Ordinal);
+            using var refused = await Actors.PostFormAsync(again.Http, codePage, await again.GetPageAsync(codePage.OriginalString), new() { ["Code"] = fixture.Actors.NextCode(seen) });
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        // The intruder's form, answered with its own key's code, turns nothing on either: the account changed since.
+        using var late = await Actors.PostFormAsync(intruder.Http, intruderEnrol, intruderPage, new() { ["Code"] = fixture.Actors.NextCode(seen) });
+        Assert.Equal(HttpStatusCode.Redirect, late.StatusCode);
+        Assert.StartsWith("/Account/Login", PathOf(late.Headers.Location!), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ACodeTwoStepsAwayIsRefused()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Auditor);
+        await EnrolAsync(email, password);
+        var secret = StaffTwoFactor.Base32.Decode(fixture.Actors.AuthenticatorOf(email));
+        var now = fixture.Time.GetUtcNow().ToUnixTimeSeconds() / 30;
+        using var session = new PageSession(fixture.Factory);
+        var codePage = await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        foreach (var step in new[] { now + 2, now - 2 })
+        {
+            using var refused = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = StaffTwoFactor.Code(secret, step) });
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+    }
+
+    /// <summary>
+    /// A guess at the code from each of ten networks stays under every network's allowance, but not under the account's
+    /// day of wrong codes: then not even the right code is checked, from anywhere, and a new password does not start the
+    /// day again; only a reset of the factor does.
+    /// </summary>
+    [Fact]
+    public async Task TheDaysWrongCodesStopEveryNetworkUntilTheFactorIsReset()
+    {
+        var (email, password, id) = await NewStaffAsync(Roles.Operator);
+        await EnrolAsync(email, password);
+        var key = fixture.Actors.AuthenticatorOf(email);
+        for (var network = 1; network <= 10; network++)
+        {
+            using var guesser = new PageSession(fixture.Factory);
+            using var signedIn = await Actors.PostLoginFormAsync(guesser.Http, new Uri("/Account/Login", UriKind.Relative), email, password, $"198.51.100.{network}");
+            var codePage = signedIn.Headers.Location!;
+            using var wrong = await Actors.PostFormAsync(guesser.Http, codePage, await guesser.GetPageAsync(codePage.OriginalString),
+                new() { ["Code"] = fixture.Actors.WrongCode(key) }, $"198.51.100.{network}");
+            Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+        }
+
+        await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+        {
+            // What a password reset does to the counts.
+            await SignInThrottle.ForgetAsync(scope.ServiceProvider.GetRequiredService<ExchangeGateway.Data.GatewayDbContext>(), id, CancellationToken.None);
+        }
+
+        using (var holder = new PageSession(fixture.Factory))
+        {
+            var codePage = await Actors.SubmitLoginAsync(holder.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            using var refused = await Actors.PostFormAsync(holder.Http, codePage, await holder.GetPageAsync(codePage.OriginalString), new() { ["Code"] = fixture.Actors.NextCode(key) });
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], new StringWriter()));
+        await EnrolAsync(email, password);
     }
 
     /// <summary>
@@ -270,12 +375,14 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         var enrol = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
         Assert.StartsWith("/Account/EnrollTwoFactor", enrol.OriginalString, StringComparison.Ordinal);
         var page = await browser.GetPageAsync(enrol.OriginalString);
-        var key = KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+        var key = KeyOf(page);
         using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
         var shown = await done.Content.ReadAsStringAsync();
         fixture.Actors.HoldAuthenticator(email, key);
         return RecoveryCodeShown().Matches(shown).Select(m => m.Groups[1].Value).ToList();
     }
+
+    private static string KeyOf(string page) => KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
 
     private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
 

@@ -66,7 +66,11 @@ public sealed class TestDatabase : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        NpgsqlConnection.ClearAllPools();
+        // This database's own pools only: clearing every pool in the process closed the idle connections of tests still
+        // running in other collections (the replica test looks for its replica's pooled sessions). FORCE ends the sessions
+        // of the hosts that used this database; their pools are never used again.
+        NpgsqlConnection.ClearPool(new NpgsqlConnection(OwnerConnectionString));
+        NpgsqlConnection.ClearPool(new NpgsqlConnection(AppConnectionString));
         await using var connection = new NpgsqlConnection(ServerConnectionString);
         await connection.OpenAsync();
         await Execute(connection, $"DROP DATABASE IF EXISTS {Name} WITH (FORCE)");

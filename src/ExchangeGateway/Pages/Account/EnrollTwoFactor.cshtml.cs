@@ -5,22 +5,25 @@ using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
-/// A staff member's first sign-in where the second factor is required: the page shows the account's authenticator key
-/// (and its otpauth URI), and turns the factor on once a code made from it is right, handing out the recovery codes once.
-/// Only for an account without a second factor yet: one that has it signs in with a code, and only an operator's
-/// <c>staff reset-two-factor</c> takes it away (a password alone must never be enough to put in another authenticator).
+/// A staff member's sign-in where the second factor is required and the account has none: the page shows a new key (and
+/// its otpauth URI) and turns the factor on once a code made from it is right, handing out the recovery codes once. The
+/// key lives only in the form (sealed, bound to the account, fifteen minutes) until then. Only for an account without a
+/// second factor: one that has it signs in with a code, and only an operator's <c>staff reset-two-factor</c> takes it away.
 /// </summary>
 public sealed class EnrollTwoFactorModel(
-    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, AuditTrail audit, GatewayDbContext db, IStringLocalizer<PageText> text) : PageModel
+    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
+    IStringLocalizer<PageText> text, IWebHostEnvironment environment) : PageModel
 {
     public const string Issuer = "ExchangeGateway";
 
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(16, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
+    [BindProperty] public string? Sealed { get; set; }
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
 
     /// <summary>The key in groups of four, as people type it into an app.</summary>
@@ -35,59 +38,87 @@ public sealed class EnrollTwoFactorModel(
 
     public async Task<IActionResult> OnGetAsync()
     {
-        var user = await twoFactor.PendingAsync();
-        if (user is null || await users.GetTwoFactorEnabledAsync(user))
+        var user = await twoFactor.PendingAsync(HttpContext);
+        if (await NotEnrollingAsync(user) is { } elsewhere)
         {
-            return NotEnrolling(user);
+            return elsewhere;
         }
 
-        await ShowKeyAsync(user);
+        Show(user!, twoFactor.NewEnrolment(user!));
         return Page();
     }
 
     public async Task<IActionResult> OnPostAsync()
     {
-        var user = await twoFactor.PendingAsync();
-        if (user is null || await users.GetTwoFactorEnabledAsync(user))
+        var user = await twoFactor.PendingAsync(HttpContext);
+        if (await NotEnrollingAsync(user) is { } elsewhere)
         {
-            return NotEnrolling(user);
+            return elsewhere;
+        }
+
+        // The form's key, if it is still this account's and fresh; else a new one, and the code asked for again.
+        if (twoFactor.OpenEnrolment(user!, Sealed) is not { } key)
+        {
+            ModelState.AddModelError(nameof(Code), text["Enroll.Expired"]);
+            ModelState.SetModelValue(nameof(Code), "", "");
+            Show(user!, twoFactor.NewEnrolment(user!));
+            return Page();
         }
 
         if (!ModelState.IsValid)
         {
-            await ShowKeyAsync(user);
+            Show(user!, (key, Sealed!));
             return Page();
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        await Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
-        var codes = await twoFactor.EnrollAsync(user, Code);
+        await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
+        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
+        if (await users.GetTwoFactorEnabledAsync(user))
+        {
+            // Enrolled meanwhile in another tab or by another request: this form's key is not the account's.
+            return RedirectToPage("/Account/TwoFactor", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+        }
+
+        var codes = await twoFactor.EnrollAsync(user, key, Code);
         if (codes is null)
         {
             await transaction.RollbackAsync(HttpContext.RequestAborted);
             ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
-            Code = "";
-            await ShowKeyAsync(user);
+            ModelState.SetModelValue(nameof(Code), "", "");
+            Show(user, (key, Sealed!));
             return Page();
         }
 
         var roles = await users.GetRolesAsync(user);
+        var device = Request.Cookies[SignInThrottle.DeviceCookie];
+        var source = throttle.IsKnownDevice(device, user) ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
         await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, roles, succeeded: true, HttpContext.RequestAborted);
         await twoFactor.CompleteAsync(HttpContext, user);
-        await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted);
+        await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
+        await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
+        throttle.RememberDevice(HttpContext, user, environment);
+        await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted, factor: "code");
         await transaction.CommitAsync(HttpContext.RequestAborted);
         RecoveryCodes = codes;
         return Page();
     }
 
-    private async Task ShowKeyAsync(GatewayUser user)
+    private void Show(GatewayUser user, (string Key, string Sealed) enrolment)
     {
-        var key = await twoFactor.KeyAsync(user);
-        Key = string.Join(' ', key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
-        AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(Issuer, user.Email ?? user.Id, key);
+        // The form carries this key, not the one posted.
+        ModelState.Remove(nameof(Sealed));
+        Key = string.Join(' ', enrolment.Key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
+        AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(Issuer, user.Email ?? user.Id, enrolment.Key);
+        Sealed = enrolment.Sealed;
     }
 
     /// <summary>No password given in this browser lately: sign in. A factor already on: the code, not a new key.</summary>
-    private RedirectToPageResult NotEnrolling(GatewayUser? user) =>
-        RedirectToPage(user is null ? "/Account/Login" : "/Account/TwoFactor", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+    private async Task<IActionResult?> NotEnrollingAsync(GatewayUser? user)
+    {
+        var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null;
+        return user is null ? RedirectToPage("/Account/Login", new { ReturnUrl = returnUrl })
+            : await users.GetTwoFactorEnabledAsync(user) ? RedirectToPage("/Account/TwoFactor", new { ReturnUrl = returnUrl })
+            : null;
+    }
 }

@@ -73,10 +73,15 @@ public sealed class LoginModel(
             await twoFactor.BeginAsync(HttpContext, user);
         }
 
-        // A right password before a second factor is not a sign-in yet: the code's page records the outcome.
+        // A right password before a second factor is not a sign-in yet (the code's page records that), but an auditor must
+        // see a password known to someone whose codes then fail.
         if (!result.Succeeded || next == AfterPassword.SignedIn)
         {
-            await audit.RecordSignInAsync(user, roles, result.Succeeded, HttpContext.RequestAborted);
+            await audit.RecordSignInAsync(user, roles, result.Succeeded, HttpContext.RequestAborted, factor: "password");
+        }
+        else
+        {
+            await audit.RecordAccountAsync(AuditActions.PasswordAccepted, user, roles, succeeded: true, HttpContext.RequestAborted, factor: "password");
         }
 
         await transaction.CommitAsync(HttpContext.RequestAborted);

@@ -5,13 +5,15 @@ using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
 
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
 /// The second step of a staff sign-in: a code from the authenticator, or a recovery code. Wrong codes are counted with
-/// wrong passwords (<see cref="SignInThrottle"/>, per account and network), so a known password buys no more guesses.
+/// wrong passwords (<see cref="SignInThrottle"/>, per account and network) and in the account's day of wrong codes, so a
+/// known password buys no more guesses.
 /// </summary>
 public sealed class TwoFactorModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
@@ -20,15 +22,14 @@ public sealed class TwoFactorModel(
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
 
-    public async Task<IActionResult> OnGetAsync() =>
-        await twoFactor.PendingAsync() is null ? SignInAgain() : Page();
+    public async Task<IActionResult> OnGetAsync() => await NotAskingAsync(await twoFactor.PendingAsync(HttpContext)) ?? Page();
 
     public async Task<IActionResult> OnPostAsync()
     {
-        var user = await twoFactor.PendingAsync();
-        if (user is null)
+        var user = await twoFactor.PendingAsync(HttpContext);
+        if (await NotAskingAsync(user) is { } elsewhere)
         {
-            return SignInAgain();
+            return elsewhere;
         }
 
         if (!ModelState.IsValid)
@@ -37,12 +38,16 @@ public sealed class TwoFactorModel(
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        // The same turns as the password's (one address at a time): two requests with one code cannot both be first.
-        await Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
+        // The same turns as the password's (one address at a time): two requests with one code cannot both be first, and
+        // the account is read again once it is this request's turn.
+        await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
+        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
         var device = Request.Cookies[SignInThrottle.DeviceCookie];
         var known = throttle.IsKnownDevice(device, user);
         var source = known ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
-        var passed = !await throttle.IsRefusedAsync(user.Id, source, known, HttpContext.RequestAborted) && await twoFactor.VerifyAsync(user, Code);
+        var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
+            ? (false, "code")
+            : await twoFactor.VerifyAsync(user, Code);
         if (passed)
         {
             await twoFactor.CompleteAsync(HttpContext, user);
@@ -51,21 +56,31 @@ public sealed class TwoFactorModel(
         }
         else
         {
-            await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
+            await throttle.CodeFailedAsync(user.Id, source, HttpContext.RequestAborted);
         }
 
-        await audit.RecordSignInAsync(user, await users.GetRolesAsync(user), passed, HttpContext.RequestAborted);
+        await audit.RecordSignInAsync(user, await users.GetRolesAsync(user), passed, HttpContext.RequestAborted, factor);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         if (!passed)
         {
+            // A fresh field for the next try: the wrong code is not shown again.
+            ModelState.SetModelValue(nameof(Code), "", "");
             ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
-            Code = "";
             return Page();
         }
 
         return LocalRedirect(Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/");
     }
 
-    /// <summary>The password step lapsed (or never happened in this browser): back to it, keeping where the sign-in was going.</summary>
-    private RedirectToPageResult SignInAgain() => RedirectToPage("/Account/Login", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+    /// <summary>
+    /// Where to go instead of asking for a code: back to the password when none was given here lately (or the account
+    /// changed since), to the enrolment when the account has no second factor (yet, or any more).
+    /// </summary>
+    private async Task<IActionResult?> NotAskingAsync(GatewayUser? user)
+    {
+        var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null;
+        return user is null ? RedirectToPage("/Account/Login", new { ReturnUrl = returnUrl })
+            : !await users.GetTwoFactorEnabledAsync(user) ? RedirectToPage("/Account/EnrollTwoFactor", new { ReturnUrl = returnUrl })
+            : null;
+    }
 }
