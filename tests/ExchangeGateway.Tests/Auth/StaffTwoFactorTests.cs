@@ -84,6 +84,8 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, done.StatusCode);
         Assert.Equal(StaffTwoFactor.RecoveryCodes, RecoveryCodeShown().Count(shown));
         Assert.True(await TwoFactorEnabledAsync(id));
+        // The holder hears of it by mail, in case it was not them.
+        Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "Un second facteur a été ajouté à votre compte");
         using var onward = await browser.Http.GetAsync(WebUtility.HtmlDecode(ContinueLink().Match(shown).Groups[1].Value));
         Assert.Equal(HttpStatusCode.Redirect, onward.StatusCode);
         Assert.Contains("code=", onward.Headers.Location!.Query, StringComparison.Ordinal);

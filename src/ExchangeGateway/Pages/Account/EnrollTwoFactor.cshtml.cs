@@ -18,7 +18,7 @@ namespace ExchangeGateway.Pages.Account;
 /// </summary>
 public sealed class EnrollTwoFactorModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
-    IStringLocalizer<PageText> text, IWebHostEnvironment environment) : PageModel
+    IStringLocalizer<PageText> text, IWebHostEnvironment environment, Hosting.AccountMail mail) : PageModel
 {
     public const string Issuer = "ExchangeGateway";
 
@@ -100,6 +100,13 @@ public sealed class EnrollTwoFactorModel(
         throttle.RememberDevice(HttpContext, user, environment);
         await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted, factor: "code");
         await transaction.CommitAsync(HttpContext.RequestAborted);
+        // Enrolling takes only the password: the holder hears of it, in case it was not them.
+        var address = user.Email!;
+        mail.Enqueue(address, (services, _) =>
+        {
+            var texts = services.GetRequiredService<IStringLocalizer<PageText>>();
+            return Task.FromResult<Hosting.Notice?>(new Hosting.Notice(address, texts["Enroll.MailSubject"], texts["Enroll.MailBody"]));
+        });
         RecoveryCodes = codes;
         return Page();
     }
