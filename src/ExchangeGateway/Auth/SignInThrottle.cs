@@ -175,7 +175,7 @@ public sealed class SignInThrottle(
     public static Task ForgetAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>
         db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source != SecondFactorSource).ExecuteDeleteAsync(cancellationToken);
 
-    /// <summary>A right code, or a new authenticator: the account's day of wrong codes starts again.</summary>
+    /// <summary>A new authenticator (enrolment, or an operator's reset): the account's day of wrong codes starts again.</summary>
     public static Task ForgetCodesAsync(GatewayDbContext db, string userId, CancellationToken cancellationToken) =>
         db.Set<SignInFailures>().Where(f => f.UserId == userId && f.Source == SecondFactorSource).ExecuteDeleteAsync(cancellationToken);
 

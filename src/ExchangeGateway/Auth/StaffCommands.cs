@@ -118,10 +118,16 @@ public static class StaffCommands
         }
 
         Uri? setPassword = null;
+        var twoFactor = provider.GetRequiredService<StaffTwoFactor>();
         if (grant && !await users.HasPasswordAsync(user))
         {
-            var issuer = provider.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
-            setPassword = AccountLinks.Build(issuer, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
+            setPassword = await SetPasswordLinkAsync(provider, user);
+        }
+        else if (grant && !has && twoFactor.Required && !await users.GetTwoFactorEnabledAsync(user))
+        {
+            // An account that becomes staff with a password of its own (a job seeker's): whoever else may know that password
+            // must not be the one to add the authenticator at the first staff sign-in. The holder sets a new one by the link.
+            setPassword = await NewPasswordByLinkAsync(provider, user);
         }
 
         var audit = provider.GetRequiredService<AuditTrail>();
@@ -149,18 +155,40 @@ public static class StaffCommands
             return (1, null);
         }
 
-        // Whoever holds the old authenticator (or its recovery codes) is out as well: a new key, the stamp moved (sessions
-        // end at their next page), refresh tokens and authorizations revoked.
+        // Whoever holds the old authenticator (or its recovery codes) is out, and so is whoever knows the password: the
+        // next sign-in enrols a new authenticator, and it must be the holder's. So the password goes too, and the holder
+        // sets a new one by the printed link (sessions end at their next page; refresh tokens are revoked).
         await provider.GetRequiredService<StaffTwoFactor>().ResetAsync(user);
-        await users.UpdateSecurityStampAsync(user);
         await SignInThrottle.ForgetCodesAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.Id, CancellationToken.None);
-        await provider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id, CancellationToken.None);
+        var setPassword = await NewPasswordByLinkAsync(provider, user);
         var audit = provider.GetRequiredService<AuditTrail>();
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.TwoFactorReset, Outcomes.Success,
                 Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, roles) }),
             CancellationToken.None);
-        return (0, new { account = user.Id, twoFactor = "reset: the next sign-in adds an authenticator" });
+        return (0, new { account = user.Id, twoFactor = "reset: set a new password by the link, then sign in and add an authenticator", setPasswordLink = setPassword });
+    }
+
+    /// <summary>Removes the account's password, ends its sessions and refresh tokens, and returns a link to set a new one.</summary>
+    private static async Task<Uri> NewPasswordByLinkAsync(IServiceProvider provider, GatewayUser user)
+    {
+        var users = provider.GetRequiredService<UserManager<GatewayUser>>();
+        if (await users.HasPasswordAsync(user) && !await SucceededAsync("staff", await users.RemovePasswordAsync(user)))
+        {
+            throw new InvalidOperationException("The password could not be removed.");
+        }
+
+        await users.UpdateSecurityStampAsync(user);
+        await provider.GetRequiredService<IOpenIddictTokenManager>().RevokeBySubjectAsync(user.Id, CancellationToken.None);
+        return await SetPasswordLinkAsync(provider, user);
+    }
+
+    /// <summary>The reset page's link for this account (printed for a person to hand over; it also confirms the address).</summary>
+    private static async Task<Uri> SetPasswordLinkAsync(IServiceProvider provider, GatewayUser user)
+    {
+        var users = provider.GetRequiredService<UserManager<GatewayUser>>();
+        var issuer = provider.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
+        return AccountLinks.Build(issuer, "ResetPassword", user.Id, await users.GeneratePasswordResetTokenAsync(user));
     }
 
     private static async Task<(int Code, object? Result)> AddAuditorClientAsync(IServiceProvider provider, string clientId)

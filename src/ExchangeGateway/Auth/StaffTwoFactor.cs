@@ -31,12 +31,13 @@ public enum AfterPassword
 /// password (and the mailbox links): the service must stay usable by everyone.
 /// A right password gives only a short two-factor cookie (the account and its security stamp), which opens nothing; the
 /// session is issued with <c>amr=mfa</c> once the code is right, and staff sessions without it are not accepted where
-/// staff act. The key is stored only once an authenticator has proved it holds it, protected by Data Protection; the
-/// recovery codes only as hashes: a copy of the database opens no second factor.
+/// staff act. The key is stored only once an authenticator has proved it holds it, protected by Data Protection (whose
+/// key ring is in the database as well: protect it at rest for the key to resist a copy of the database); the recovery
+/// codes only as keyed hashes, under the pseudonym key, which lives outside the database.
 /// </summary>
 public sealed class StaffTwoFactor(
     UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOptions<AuthOptions> options, TimeProvider time,
-    IDataProtectionProvider dataProtection)
+    IDataProtectionProvider dataProtection, Audit.Pseudonyms pseudonyms, ILogger<StaffTwoFactor> logger)
 {
     /// <summary>The session's claim after both factors, as Identity's own two-factor sign-in writes it.</summary>
     public const string AmrClaim = "amr";
@@ -153,7 +154,7 @@ public sealed class StaffTwoFactor(
         var codes = Enumerable.Range(0, RecoveryCodes).Select(_ => NewRecoveryCode()).ToList();
         Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, KeyToken, KeyProtector.Protect(key)));
         Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, LastStepToken, step.Value.ToString(CultureInfo.InvariantCulture)));
-        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken, string.Join(';', codes.Select(HashOf))));
+        Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken, string.Join(';', codes.Select(c => HashOf(RecoveryCharacters(c))))));
         Succeeded(await users.SetTwoFactorEnabledAsync(user, true));
         return codes;
     }
@@ -169,14 +170,21 @@ public sealed class StaffTwoFactor(
         if (code.Length == Digits && code.All(char.IsAsciiDigit))
         {
             var stored = await users.GetAuthenticationTokenAsync(user, TokenProvider, KeyToken);
-            if (stored is null)
+            byte[] secret;
+            try
             {
+                secret = Base32.Decode(KeyProtector.Unprotect(stored ?? throw new FormatException("No key.")));
+            }
+            catch (Exception e) when (e is CryptographicException or FormatException)
+            {
+                // A key ring that lost the key's protector, or a damaged row: no code can be right; the operator resets it.
+                logger.LogError("The second-factor key of account {UserId} cannot be read ({Error}); reset it with staff reset-two-factor", user.Id, e.GetType().Name);
                 return (false, "code");
             }
 
             var last = long.TryParse(await users.GetAuthenticationTokenAsync(user, TokenProvider, LastStepToken), NumberStyles.AllowLeadingSign,
                 CultureInfo.InvariantCulture, out var used) ? used : long.MinValue;
-            var step = MatchingStep(Base32.Decode(KeyProtector.Unprotect(stored)), code, last);
+            var step = MatchingStep(secret, code, last);
             if (step is null)
             {
                 return (false, "code");
@@ -188,7 +196,7 @@ public sealed class StaffTwoFactor(
         }
 
         var hashes = (await users.GetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken))?.Split(';', StringSplitOptions.RemoveEmptyEntries) ?? [];
-        var hash = code.Length is > 0 and <= 64 ? HashOf(code) : null;
+        var hash = code.Length is > 0 and <= 64 ? HashOf(RecoveryCharacters(code)) : null;
         if (hash is null || !hashes.Contains(hash, StringComparer.Ordinal))
         {
             return (false, "recovery-code");
@@ -197,6 +205,9 @@ public sealed class StaffTwoFactor(
         Succeeded(await users.SetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken, string.Join(';', hashes.Where(h => h != hash))));
         return (true, "recovery-code");
     }
+
+    /// <summary>What was typed, by its shape: a one-time code, or a recovery code.</summary>
+    public static string FactorOf(string entered) => Normalised(entered) is { Length: Digits } code && code.All(char.IsAsciiDigit) ? "code" : "recovery-code";
 
     /// <summary>A lost authenticator: off, key, last step and recovery codes gone; the next sign-in enrols again.</summary>
     public async Task ResetAsync(GatewayUser user)
@@ -229,14 +240,20 @@ public sealed class StaffTwoFactor(
 
     private static string Normalised(string entered) => new string(entered.Where(c => !char.IsWhiteSpace(c)).ToArray()).ToUpperInvariant();
 
+    private const string RecoveryAlphabet = "23456789BCDFGHJKMNPQRTVWXY";
+
     /// <summary>Ten characters from an alphabet without look-alikes, shown as two groups of five.</summary>
     private static string NewRecoveryCode()
     {
-        var code = RandomNumberGenerator.GetString("23456789BCDFGHJKMNPQRTVWXY", 10);
+        var code = RandomNumberGenerator.GetString(RecoveryAlphabet, 10);
         return code[..5] + "-" + code[5..];
     }
 
-    private static string HashOf(string recoveryCode) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(recoveryCode.Replace("-", "", StringComparison.Ordinal))));
+    /// <summary>The code's own characters only: whatever dash or space a copy and paste brought along does not count.</summary>
+    private static string RecoveryCharacters(string code) => new(code.ToUpperInvariant().Where(c => RecoveryAlphabet.Contains(c, StringComparison.Ordinal)).ToArray());
+
+    /// <summary>Keyed, with a key outside the database: ten characters are too few to resist guessing against a plain hash.</summary>
+    private string HashOf(string recoveryCharacters) => pseudonyms.Of("staff-recovery-code:" + recoveryCharacters);
 
     private static void Succeeded(IdentityResult result)
     {

@@ -61,9 +61,13 @@ public sealed class AccountMail : BackgroundService
     /// Queues the work for <paramref name="address"/> (as typed) unless that address had its share this hour or the queue is
     /// full; the caller answers the same either way. <paramref name="prepare"/> must not capture the request's services.
     /// </summary>
-    public void Enqueue(string address, Preparation prepare)
+    /// <param name="capped">
+    /// False for a security notice that only the account's holder can set off (an authenticator added): the hourly share
+    /// is there so that the public forms cannot flood an inbox, and must not let anyone silence such a notice first.
+    /// </param>
+    public void Enqueue(string address, Preparation prepare, bool capped = true)
     {
-        if (!TakeShare(address))
+        if (capped && !TakeShare(address))
         {
             _metrics.MailDropped.Add(1, new KeyValuePair<string, object?>("reason", "per-address-limit"));
             return;

@@ -217,8 +217,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         var codePage = await Actors.SubmitLoginAsync(waiting.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
         var codeForm = await waiting.GetPageAsync(codePage.OriginalString);
 
-        await using var output = new StringWriter();
-        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
+        var newPassword = await ResetTwoFactorAsync(email);
         Assert.False(await TwoFactorEnabledAsync(id));
 
         // A code page waiting in a browser ends with it (the old key's code included).
@@ -238,7 +237,14 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
         }
 
-        await EnrolAsync(email, password);
+        // Whoever knew the old password cannot be the one to add the new authenticator: the password went with the reset.
+        using (var old = new PageSession(fixture.Factory))
+        using (var refusedPassword = await Actors.PostLoginFormAsync(old.Http, new Uri("/Account/Login", UriKind.Relative), email, password))
+        {
+            Assert.Equal(HttpStatusCode.OK, refusedPassword.StatusCode);
+        }
+
+        await EnrolAsync(email, newPassword);
         Assert.NotEqual(oldKey, fixture.Actors.AuthenticatorOf(email));
         Assert.Equal(1, await fixture.Database.ScalarAsync<long>(
             $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.TwoFactorReset}' AND details LIKE '%{id}%'"));
@@ -328,8 +334,8 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
         }
 
-        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], new StringWriter()));
-        await EnrolAsync(email, password);
+        var newPassword = await ResetTwoFactorAsync(email);
+        await EnrolAsync(email, newPassword);
     }
 
     /// <summary>
@@ -355,6 +361,49 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.StartsWith("/Account/EnrollTwoFactor", PathOf(confirmed.Headers.Location!), StringComparison.Ordinal);
         using var dashboard = await browser.Http.GetAsync("/hangfire");
         Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+    }
+
+    /// <summary>
+    /// A job seeker's account made an operator keeps no password it had: someone else who knows it must not be the one to
+    /// add the authenticator at the first staff sign-in. The holder sets a new one by the printed link.
+    /// </summary>
+    [Fact]
+    public async Task AnAccountMadeStaffWithAPasswordOfItsOwnSetsANewOneByTheLinkFirst()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        await using var output = new StringWriter();
+        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "grant", seeker.Email, Roles.Operator], output));
+        var link = System.Text.Json.JsonDocument.Parse(output.ToString()).RootElement.GetProperty("setPasswordLink").GetString();
+        Assert.NotNull(link);
+        using (var old = new PageSession(fixture.Factory))
+        using (var refused = await Actors.PostLoginFormAsync(old.Http, new Uri("/Account/Login", UriKind.Relative), seeker.Email, seeker.Password))
+        {
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        await EnrolAsync(seeker.Email, await SetPasswordByLinkAsync(new Uri(link!)));
+    }
+
+    /// <summary>Runs `staff reset-two-factor` and sets the new password by the link it prints; returns that password.</summary>
+    private async Task<string> ResetTwoFactorAsync(string email)
+    {
+        await using var output = new StringWriter();
+        Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
+        return await SetPasswordByLinkAsync(new Uri(System.Text.Json.JsonDocument.Parse(output.ToString()).RootElement.GetProperty("setPasswordLink").GetString()!));
+    }
+
+    private async Task<string> SetPasswordByLinkAsync(Uri link)
+    {
+        var password = "Staff-Password-6" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        using var browser = new PageSession(fixture.Factory);
+        using var set = await browser.SubmitAsync(link.PathAndQuery, new()
+        {
+            ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,
+        });
+        Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+        Assert.DoesNotContain("eg.session", browser.Cookies.GetCookies(fixture.Factory.BaseAddress).Select(c => c.Name));
+        return password;
     }
 
     /// <summary>A staff account with a password and no second factor yet (as `staff grant` and its link leave it).</summary>

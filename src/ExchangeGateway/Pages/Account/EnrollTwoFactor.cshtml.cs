@@ -74,6 +74,12 @@ public sealed class EnrollTwoFactorModel(
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
         await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
         await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
+        if (twoFactor.OpenEnrolment(user, Sealed) is null || await twoFactor.PendingAsync(HttpContext) is null)
+        {
+            // A new password or a reset landed while this request waited its turn: this form is not the account's any more.
+            return RedirectToPage("/Account/Login", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+        }
+
         if (await users.GetTwoFactorEnabledAsync(user))
         {
             // Enrolled meanwhile in another tab or by another request: this form's key is not the account's.
@@ -102,7 +108,7 @@ public sealed class EnrollTwoFactorModel(
         await transaction.CommitAsync(HttpContext.RequestAborted);
         // Enrolling takes only the password: the holder hears of it, in case it was not them.
         var address = user.Email!;
-        mail.Enqueue(address, (services, _) =>
+        mail.Enqueue(address, capped: false, prepare: (services, _) =>
         {
             var texts = services.GetRequiredService<IStringLocalizer<PageText>>();
             return Task.FromResult<Hosting.Notice?>(new Hosting.Notice(address, texts["Enroll.MailSubject"], texts["Enroll.MailBody"]));

@@ -42,11 +42,17 @@ public sealed class TwoFactorModel(
         // the account is read again once it is this request's turn.
         await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
         await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
+        if (await twoFactor.PendingAsync(HttpContext) is null)
+        {
+            // A new password or a reset of the factor landed while this request waited its turn.
+            return await NotAskingAsync(null) ?? Page();
+        }
+
         var device = Request.Cookies[SignInThrottle.DeviceCookie];
         var known = throttle.IsKnownDevice(device, user);
         var source = known ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
-            ? (false, "code")
+            ? (false, StaffTwoFactor.FactorOf(Code))
             : await twoFactor.VerifyAsync(user, Code);
         if (passed)
         {
