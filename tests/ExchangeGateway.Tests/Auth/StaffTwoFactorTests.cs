@@ -65,7 +65,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         }
 
         var page = await browser.GetPageAsync(enrol.OriginalString);
-        var key = KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+        var key = Actors.AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
         Assert.Equal(32, key.Length);
         Assert.Contains($"otpauth://totp/ExchangeGateway:{Uri.EscapeDataString(email)}?secret={key}", WebUtility.HtmlDecode(page), StringComparison.Ordinal);
 
@@ -86,7 +86,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.True(await TwoFactorEnabledAsync(id));
         // The holder hears of it by mail, in case it was not them.
         Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "Un second facteur a été ajouté à votre compte");
-        using var onward = await browser.Http.GetAsync(WebUtility.HtmlDecode(ContinueLink().Match(shown).Groups[1].Value));
+        using var onward = await browser.Http.GetAsync(WebUtility.HtmlDecode(Actors.ContinueLink().Match(shown).Groups[1].Value));
         Assert.Equal(HttpStatusCode.Redirect, onward.StatusCode);
         Assert.Contains("code=", onward.Headers.Location!.Query, StringComparison.Ordinal);
 
@@ -433,19 +433,13 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         return RecoveryCodeShown().Matches(shown).Select(m => m.Groups[1].Value).ToList();
     }
 
-    private static string KeyOf(string page) => KeyShown().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
+    private static string KeyOf(string page) => Actors.AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
 
     private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
 
     private async Task<bool> TwoFactorEnabledAsync(string id) =>
         await fixture.Database.ScalarAsync<bool>($"SELECT two_factor_enabled FROM \"AspNetUsers\" WHERE id = '{id}'");
 
-    [GeneratedRegex("id=\"authenticator-key\">([^<]+)<")]
-    private static partial Regex KeyShown();
-
     [GeneratedRegex("<li><code>([^<]+)</code></li>")]
     private static partial Regex RecoveryCodeShown();
-
-    [GeneratedRegex("id=\"continue\" href=\"([^\"]+)\"")]
-    private static partial Regex ContinueLink();
 }

@@ -307,10 +307,10 @@ public sealed partial class Actors(GatewayFactory factory)
     private static partial Regex HiddenField();
 
     [GeneratedRegex("id=\"authenticator-key\">([^<]+)<")]
-    private static partial Regex AuthenticatorKeyField();
+    internal static partial Regex AuthenticatorKeyField();
 
     [GeneratedRegex("id=\"continue\" href=\"([^\"]+)\"")]
-    private static partial Regex ContinueLink();
+    internal static partial Regex ContinueLink();
 
     [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();
