@@ -284,6 +284,31 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.StartsWith("/Account/Login", PathOf(late.Headers.Location!), StringComparison.Ordinal);
     }
 
+    /// <summary>Two browsers that both know the password send the same code at the same moment: one session, not two.</summary>
+    [Fact]
+    public async Task OneCodeSentTwiceAtOnceOpensOneSession()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Operator);
+        await EnrolAsync(email, password);
+        var key = fixture.Actors.AuthenticatorOf(email);
+        using var first = new PageSession(fixture.Factory);
+        using var second = new PageSession(fixture.Factory);
+        var pages = new List<(PageSession Session, Uri Url, string Page)>();
+        foreach (var session in new[] { first, second })
+        {
+            var codePage = await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            pages.Add((session, codePage, await session.GetPageAsync(codePage.OriginalString)));
+        }
+
+        var code = fixture.Actors.NextCode(key);
+        var answers = await Task.WhenAll(pages.Select(p => Actors.PostFormAsync(p.Session.Http, p.Url, p.Page, new() { ["Code"] = code })));
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.Redirect], answers.Select(a => a.StatusCode).Order());
+        foreach (var answer in answers)
+        {
+            answer.Dispose();
+        }
+    }
+
     [Fact]
     public async Task ACodeTwoStepsAwayIsRefused()
     {
