@@ -93,7 +93,7 @@ public static class AuthorizationEndpoints
             return await ShareAsync(context, request, user, recipient, users, antiforgery, desk);
         }
 
-        var identity = await CreateIdentityAsync(users, user, request.GetScopes(), signedIn, StaffTwoFactor.HasBothFactors(session.Principal!));
+        var identity = await CreateIdentityAsync(users, user, await users.GetRolesAsync(user), request.GetScopes(), signedIn, StaffTwoFactor.HasBothFactors(session.Principal!));
         return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
@@ -245,13 +245,14 @@ public static class AuthorizationEndpoints
             // A staff member's code or refresh token from a sign-in without the second factor (made before it was required,
             // or on a node that did not require it) is not renewed: its holder signs in again, with the code.
             var bothFactors = StaffTwoFactor.HasBothFactors(result.Principal!);
-            if (!bothFactors && twoFactor.Required && StaffTwoFactor.IsStaff(await users.GetRolesAsync(user)))
+            var roles = await users.GetRolesAsync(user);
+            if (!bothFactors && twoFactor.Required && StaffTwoFactor.IsStaff(roles))
             {
                 return Forbid(Errors.InvalidGrant, "Sign in again, with your second factor.");
             }
 
             // Rebuilt from the live account so that a role removed since sign-in is not carried by a refreshed token.
-            var identity = await CreateIdentityAsync(users, user, result.Principal!.GetScopes(), AuthTimeClaimsFactory.Of(result.Principal), bothFactors);
+            var identity = await CreateIdentityAsync(users, user, roles, result.Principal!.GetScopes(), AuthTimeClaimsFactory.Of(result.Principal), bothFactors);
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }
 
@@ -318,9 +319,8 @@ public static class AuthorizationEndpoints
     /// to the id_token, where OIDC clients that sent max_age or prompt=login check it.
     /// </summary>
     private static async Task<ClaimsIdentity> CreateIdentityAsync(
-        UserManager<GatewayUser> users, GatewayUser user, IEnumerable<string> requested, DateTimeOffset? signedIn, bool bothFactors)
+        UserManager<GatewayUser> users, GatewayUser user, IList<string> roles, IEnumerable<string> requested, DateTimeOffset? signedIn, bool bothFactors)
     {
-        var roles = await users.GetRolesAsync(user);
         var grantable = ApiScopes.GrantableTo(roles).ToHashSet(StringComparer.Ordinal);
         // People get the identity scopes they asked for, and of the API scopes only those their role permits.
         var granted = requested.Where(scope => grantable.Contains(scope) || !ApiScopes.Api.Contains(scope)).ToArray();

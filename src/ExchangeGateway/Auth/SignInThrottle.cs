@@ -58,8 +58,20 @@ public sealed class SignInThrottle(
     /// <summary>How long a browser that signed in is still recognised by its device cookie.</summary>
     public static readonly TimeSpan DeviceKept = TimeSpan.FromDays(180);
 
+    /// <summary>
+    /// Where an attempt on <paramref name="user"/>'s account comes from: the browser itself when it signed in to the account
+    /// before (its device cookie), else the client's network.
+    /// </summary>
+    public (string Source, bool KnownDevice) SourceOf(HttpContext http, GatewayUser? user)
+    {
+        var device = http.Request.Cookies[DeviceCookie];
+        return user is not null && IsKnownDevice(device, user)
+            ? (SourceOfDevice(device!), true)
+            : (SourceOf(http.Connection.RemoteIpAddress), false);
+    }
+
     /// <summary>The client's network: its IPv4 address, or the /64 of an IPv6 one (a single host is given a whole /64).</summary>
-    public string SourceOf(IPAddress? address) => pseudonyms.Of("sign-in-source:" + ClientNetwork.Of(address));
+    private string SourceOf(IPAddress? address) => pseudonyms.Of("sign-in-source:" + ClientNetwork.Of(address));
 
     /// <summary>
     /// True when no password may be checked for this account from this source: the source has spent its wrong passwords,
@@ -125,7 +137,7 @@ public sealed class SignInThrottle(
     /// account's last password change: a reset, which ends every session, also makes every browser new again, so a
     /// browser someone else once signed in with is not trusted past the ceiling after the holder took the account back.
     /// </summary>
-    public bool IsKnownDevice(string? cookie, GatewayUser user)
+    private bool IsKnownDevice(string? cookie, GatewayUser user)
     {
         if (string.IsNullOrEmpty(cookie))
         {
@@ -166,7 +178,7 @@ public sealed class SignInThrottle(
     /// A known browser counts its wrong passwords as a source of its own, not its network's: someone on the holder's shared
     /// network (a job centre, a carrier's NAT) cannot spend the holder's own browser's allowance.
     /// </summary>
-    public string SourceOfDevice(string cookie) => pseudonyms.Of("sign-in-device:" + cookie);
+    private string SourceOfDevice(string cookie) => pseudonyms.Of("sign-in-device:" + cookie);
 
     /// <summary>
     /// A new password (the reset link proves the mailbox): every network's count starts again. Not the day's wrong codes:

@@ -52,11 +52,7 @@ public sealed class StaffCommandsTests(GatewayFixture fixture)
         Assert.Equal((false, JsonValueKind.Null), (second.GetProperty("changed").GetBoolean(), second.GetProperty("setPasswordLink").ValueKind));
 
         Assert.Equal(0, (await RunAsync("staff", "revoke", email, Roles.Operator)).Code);
-        using (var client = fixture.Client())
-        using (var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "refresh_token", ["refresh_token"] = tokens.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
-        })))
+        using (var refresh = await fixture.Actors.RequestRefreshAsync(tokens.RefreshToken!))
         {
             Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
         }

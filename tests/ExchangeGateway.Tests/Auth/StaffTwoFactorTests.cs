@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
@@ -15,7 +14,7 @@ namespace ExchangeGateway.Tests.Auth;
 /// count with wrong passwords, and a lost authenticator is reset from the shell.
 /// </summary>
 [Collection(GatewayCollection.Name)]
-public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
+public sealed class StaffTwoFactorTests(GatewayFixture fixture)
 {
     private const string AdminScope = "openid offline_access " + ApiScopes.RecipientsAdmin;
 
@@ -82,7 +81,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
         var shown = await done.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.OK, done.StatusCode);
-        Assert.Equal(StaffTwoFactor.RecoveryCodes, RecoveryCodeShown().Count(shown));
+        Assert.Equal(StaffTwoFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(shown));
         Assert.True(await TwoFactorEnabledAsync(id));
         // The holder hears of it by mail, in case it was not them.
         Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "Un second facteur a été ajouté à votre compte");
@@ -187,24 +186,16 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
 
         // Nor is a refresh token from such a sign-in renewed there (the lenient node itself renews it).
         var tokens = await new Actors(lenient).SignInWithCodeFlowAsync(email, password, AdminScope);
-        using (var renewed = await RefreshAsync(lenient, tokens.RefreshToken!))
+        using (var renewed = await new Actors(lenient).RequestRefreshAsync(tokens.RefreshToken!))
         {
             Assert.Equal(HttpStatusCode.OK, renewed.StatusCode);
         }
 
-        using var refused = await RefreshAsync(fixture.Factory, (await new Actors(lenient).SignInWithCodeFlowAsync(email, password, AdminScope)).RefreshToken!);
+        using var refused = await fixture.Actors.RequestRefreshAsync((await new Actors(lenient).SignInWithCodeFlowAsync(email, password, AdminScope)).RefreshToken!);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Contains("second factor", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
-    private static async Task<HttpResponseMessage> RefreshAsync(GatewayFactory node, string refreshToken)
-    {
-        using var client = node.CreateHttpClient();
-        return await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "refresh_token", ["refresh_token"] = refreshToken, ["client_id"] = ClientRegistrations.SwaggerClientId,
-        }));
-    }
 
     [Fact]
     public async Task ALostAuthenticatorIsResetFromTheShellAndTheNextSignInAddsANewOne()
@@ -228,11 +219,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         }
 
         // Its refresh tokens are revoked; the next sign-in goes through the enrolment again, with a new key.
-        using (var client = fixture.Client())
-        using (var refresh = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "refresh_token", ["refresh_token"] = tokens.RefreshToken!, ["client_id"] = ClientRegistrations.SwaggerClientId,
-        })))
+        using (var refresh = await fixture.Actors.RequestRefreshAsync(tokens.RefreshToken!))
         {
             Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
         }
@@ -265,7 +252,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         using var intruder = new PageSession(fixture.Factory);
         var intruderEnrol = await Actors.SubmitLoginAsync(intruder.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
         var intruderPage = await intruder.GetPageAsync(intruderEnrol.OriginalString);
-        var seen = KeyOf(intruderPage);
+        var seen = Actors.KeyShown(intruderPage);
 
         await EnrolAsync(email, password);
         Assert.NotEqual(seen, fixture.Actors.AuthenticatorOf(email));
@@ -450,21 +437,12 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         using var browser = new PageSession(fixture.Factory);
         var enrol = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
         Assert.StartsWith("/Account/EnrollTwoFactor", enrol.OriginalString, StringComparison.Ordinal);
-        var page = await browser.GetPageAsync(enrol.OriginalString);
-        var key = KeyOf(page);
-        using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
-        var shown = await done.Content.ReadAsStringAsync();
-        fixture.Actors.HoldAuthenticator(email, key);
-        return RecoveryCodeShown().Matches(shown).Select(m => m.Groups[1].Value).ToList();
+        return (await fixture.Actors.EnrolAsync(browser.Http, enrol, email)).RecoveryCodes;
     }
-
-    private static string KeyOf(string page) => Actors.AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
 
     private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
 
     private async Task<bool> TwoFactorEnabledAsync(string id) =>
         await fixture.Database.ScalarAsync<bool>($"SELECT two_factor_enabled FROM \"AspNetUsers\" WHERE id = '{id}'");
 
-    [GeneratedRegex("<li><code>([^<]+)</code></li>")]
-    private static partial Regex RecoveryCodeShown();
 }

@@ -123,14 +123,20 @@ public sealed partial class Actors(GatewayFactory factory)
 
     public async Task<TokenSet> RefreshAsync(string refreshToken)
     {
+        using var response = await RequestRefreshAsync(refreshToken);
+        return await ReadTokensAsync(response);
+    }
+
+    /// <summary>The Swagger client's refresh_token request, answered as it is (the caller judges it).</summary>
+    public async Task<HttpResponseMessage> RequestRefreshAsync(string refreshToken)
+    {
         using var client = factory.CreateHttpClient();
-        using var response = await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+        return await client.PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
         {
             ["grant_type"] = "refresh_token",
             ["refresh_token"] = refreshToken,
             ["client_id"] = ClientRegistrations.SwaggerClientId,
         }));
-        return await ReadTokensAsync(response);
     }
 
     /// <summary>
@@ -152,16 +158,7 @@ public sealed partial class Actors(GatewayFactory factory)
         var path = (location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString).Split('?')[0];
         if (path == "/Account/EnrollTwoFactor")
         {
-            var page = await browser.GetStringAsync(location);
-            var key = AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
-            Assert.False(string.IsNullOrEmpty(key), "the enrolment page shows no key");
-            Authenticators[(factory.DatabaseName, email)] = key;
-            using var enrolled = await PostFormAsync(browser, location, page, new() { ["Code"] = NextCode(key) });
-            var done = await enrolled.Content.ReadAsStringAsync();
-            Assert.True(enrolled.StatusCode == HttpStatusCode.OK, $"enrolment answered {(int)enrolled.StatusCode}");
-            var onward = ContinueLink().Match(done).Groups[1].Value;
-            Assert.False(string.IsNullOrEmpty(onward), "the enrolment did not finish: " + done);
-            return new Uri(System.Net.WebUtility.HtmlDecode(onward), UriKind.Relative);
+            return (await EnrolAsync(browser, location, email)).Onward;
         }
 
         if (path == "/Account/TwoFactor")
@@ -175,6 +172,28 @@ public sealed partial class Actors(GatewayFactory factory)
 
         return location;
     }
+
+    /// <summary>
+    /// Answers the enrolment page at <paramref name="location"/> as a person would: reads the key it shows, adds it to the
+    /// test's authenticators, sends a code made from it. Returns where the page leads on and the recovery codes it showed.
+    /// </summary>
+    public async Task<(Uri Onward, List<string> RecoveryCodes)> EnrolAsync(HttpClient browser, Uri location, string email)
+    {
+        var page = await browser.GetStringAsync(location);
+        var key = KeyShown(page);
+        Assert.False(string.IsNullOrEmpty(key), "the enrolment page shows no key");
+        Authenticators[(factory.DatabaseName, email)] = key;
+        using var enrolled = await PostFormAsync(browser, location, page, new() { ["Code"] = NextCode(key) });
+        var done = await enrolled.Content.ReadAsStringAsync();
+        Assert.True(enrolled.StatusCode == HttpStatusCode.OK, $"enrolment answered {(int)enrolled.StatusCode}");
+        var onward = ContinueLink().Match(done).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(onward), "the enrolment did not finish: " + done);
+        return (new Uri(System.Net.WebUtility.HtmlDecode(onward), UriKind.Relative), RecoveryCodeShown().Matches(done).Select(m => m.Groups[1].Value).ToList());
+    }
+
+    /// <summary>The authenticator key an enrolment page shows, as an app takes it.</summary>
+    public static string KeyShown(string page) =>
+        AuthenticatorKeyField().Match(page).Groups[1].Value.Replace(" ", "", StringComparison.Ordinal).ToUpperInvariant();
 
     /// <summary>
     /// A code the gateway has not seen yet, from its own clock: the step a step ago, now, or a step ahead (it takes each
@@ -199,8 +218,6 @@ public sealed partial class Actors(GatewayFactory factory)
 
     /// <summary>The authenticator key a test holds for an account, once it has enrolled.</summary>
     public string AuthenticatorOf(string email) => Authenticators[(factory.DatabaseName, email)];
-
-    public void HoldAuthenticator(string email, string key) => Authenticators[(factory.DatabaseName, email)] = key;
 
     /// <summary>The code of the step last used with this key (which the gateway must not take again).</summary>
     public static string LastCode(string key) => ExchangeGateway.Auth.StaffTwoFactor.Code(ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key), LastSteps[key]);
@@ -311,6 +328,9 @@ public sealed partial class Actors(GatewayFactory factory)
 
     [GeneratedRegex("id=\"continue\" href=\"([^\"]+)\"")]
     internal static partial Regex ContinueLink();
+
+    [GeneratedRegex("<li><code>([^<]+)</code></li>")]
+    internal static partial Regex RecoveryCodeShown();
 
     [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();

@@ -97,8 +97,7 @@ public sealed class EnrollTwoFactorModel(
         }
 
         var roles = await users.GetRolesAsync(user);
-        var device = Request.Cookies[SignInThrottle.DeviceCookie];
-        var source = throttle.IsKnownDevice(device, user) ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
+        var (source, _) = throttle.SourceOf(HttpContext, user);
         await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, roles, succeeded: true, HttpContext.RequestAborted);
         await twoFactor.CompleteAsync(HttpContext, user);
         await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);

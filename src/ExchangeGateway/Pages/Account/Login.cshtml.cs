@@ -37,9 +37,7 @@ public sealed class LoginModel(
         Email = Email.Trim();
         await Locks.SignInAsync(db, users.NormalizeEmail(Email), HttpContext.RequestAborted);
         var user = await users.FindByEmailAsync(Email);
-        var device = Request.Cookies[SignInThrottle.DeviceCookie];
-        var known = user is not null && throttle.IsKnownDevice(device, user);
-        var source = known ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
+        var (source, known) = throttle.SourceOf(HttpContext, user);
         // A network that has spent its wrong passwords on this account, or a browser new to an account that has met its
         // ceiling, gets no password check: not even the right password gets in from there until the window ends, while
         // the holder signing in from elsewhere, or from a browser that signed in before, does. The count is read for an

@@ -12,7 +12,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
 public sealed class ResetPasswordModel(
     UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text, SignInThrottle throttle, IWebHostEnvironment environment)
+    IStringLocalizer<PageText> text, SignInThrottle throttle, StaffTwoFactor twoFactor, IWebHostEnvironment environment)
     : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }
@@ -99,9 +99,10 @@ public sealed class ResetPasswordModel(
 
         // A seeker is signed in by the link itself, which proves the mailbox: someone who keeps the account locked with wrong
         // passwords (anyone who knows the address can) must not also keep its holder from their pages, and from unticking.
-        // Staff sign in through their applications, with their second factor; a seeker's account that is also staff's too.
+        // Staff sign in through their applications, with their second factor where it applies (a seeker's account that is
+        // also staff's too): the link is one factor's worth.
         var roles = await users.GetRolesAsync(user);
-        if (roles.Contains(Roles.Seeker) && !StaffTwoFactor.IsStaff(roles))
+        if (roles.Contains(Roles.Seeker) && await twoFactor.NextStepAsync(user, roles) == AfterPassword.SignedIn)
         {
             await signIn.SignInAsync(user, isPersistent: false);
             await audit.RecordSignInAsync(user, roles, succeeded: true, HttpContext.RequestAborted);

@@ -48,9 +48,7 @@ public sealed class TwoFactorModel(
             return await NotAskingAsync(null) ?? Page();
         }
 
-        var device = Request.Cookies[SignInThrottle.DeviceCookie];
-        var known = throttle.IsKnownDevice(device, user);
-        var source = known ? throttle.SourceOfDevice(device!) : throttle.SourceOf(HttpContext.Connection.RemoteIpAddress);
+        var (source, known) = throttle.SourceOf(HttpContext, user);
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
             ? (false, StaffTwoFactor.FactorOf(Code))
             : await twoFactor.VerifyAsync(user, Code);
