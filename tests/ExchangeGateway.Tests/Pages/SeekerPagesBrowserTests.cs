@@ -192,6 +192,7 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await TabUntilAsync(page, "Enregistrer mes choix", by: "text");
             await page.Keyboard.PressAsync("Enter");
             await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Partage accordé à Démo Emploi" })).ToBeVisibleAsync();
+            await LandedOnMainAsync(page);
 
             await TabUntilAsync(page, "Partager mon CV avec Démo Emploi", by: "label");
             await page.Keyboard.PressAsync("Space");
@@ -236,6 +237,13 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await page.GetByRole(AriaRole.Link, new() { Name = "Dernier reçu pour Démo Emploi" }).ClickAsync();
             await Expect(page.Locator(".receipt")).ToContainTextAsync("à la demande du site, après connexion");
         });
+
+    /// <summary>
+    /// A save redirects to the page's #main, which the browser focuses once the document is ready; a Tab pressed
+    /// before that starts from the top, and the focus then jumps back to main under the test.
+    /// </summary>
+    private static async Task LandedOnMainAsync(IPage page) =>
+        await page.WaitForFunctionAsync("() => document.activeElement && document.activeElement.id === 'main'");
 
     private static Task<string> FocusedTextAsync(IPage page) =>
         page.EvaluateAsync<string>("() => (document.activeElement.innerText || '').trim()");
