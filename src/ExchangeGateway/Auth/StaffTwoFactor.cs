@@ -58,8 +58,7 @@ public sealed class StaffTwoFactor(
 
     private IDataProtector KeyProtector => dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Key.v1");
 
-    private ITimeLimitedDataProtector EnrolmentProtector =>
-        dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Enrolment.v1").ToTimeLimitedDataProtector();
+    private IDataProtector EnrolmentProtector => dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Enrolment.v2");
 
     public bool Required => options.Value.RequireStaffTwoFactor;
 
@@ -118,7 +117,9 @@ public sealed class StaffTwoFactor(
     public (string Key, string Sealed) NewEnrolment(GatewayUser user)
     {
         var key = Base32.Encode(RandomNumberGenerator.GetBytes(20));
-        return (key, EnrolmentProtector.Protect(string.Join('\n', user.Id, user.SecurityStamp, key), Pending));
+        // The expiry is the gateway's clock, not the time-limited protector's own wall clock, so that it can be tested.
+        var expires = (time.GetUtcNow() + Pending).ToUnixTimeSeconds();
+        return (key, EnrolmentProtector.Protect(string.Join('\n', user.Id, user.SecurityStamp, key, expires.ToString(CultureInfo.InvariantCulture))));
     }
 
     /// <summary>The key of an enrolment form, if it is this account's, unchanged, and not expired.</summary>
@@ -127,7 +128,10 @@ public sealed class StaffTwoFactor(
         try
         {
             var parts = EnrolmentProtector.Unprotect(sealedKey ?? "").Split('\n');
-            return parts.Length == 3 && parts[0] == user.Id && parts[1] == user.SecurityStamp ? parts[2] : null;
+            return parts.Length == 4 && parts[0] == user.Id && parts[1] == user.SecurityStamp
+                && long.TryParse(parts[3], NumberStyles.None, CultureInfo.InvariantCulture, out var expires)
+                && time.GetUtcNow().ToUnixTimeSeconds() < expires
+                ? parts[2] : null;
         }
         catch (CryptographicException)
         {

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
@@ -14,7 +15,7 @@ namespace ExchangeGateway.Tests.Auth;
 /// count with wrong passwords, and a lost authenticator is reset from the shell.
 /// </summary>
 [Collection(GatewayCollection.Name)]
-public sealed class StaffTwoFactorTests(GatewayFixture fixture)
+public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
 {
     private const string AdminScope = "openid offline_access " + ApiScopes.RecipientsAdmin;
 
@@ -270,6 +271,88 @@ public sealed class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.Redirect, late.StatusCode);
         Assert.StartsWith("/Account/Login", PathOf(late.Headers.Location!), StringComparison.Ordinal);
     }
+
+    /// <summary>The QR code on the enrolment page is the otpauth URI the page writes out, read back by another library's decoder.</summary>
+    [Fact]
+    public async Task TheEnrolmentPagesQrCodeReadsAsTheAuthenticatorUri()
+    {
+        var (email, password, _) = await NewStaffAsync(Roles.Auditor);
+        using var browser = new PageSession(fixture.Factory);
+        var enrol = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        var page = await browser.GetPageAsync(enrol.OriginalString);
+        var uri = WebUtility.HtmlDecode(AuthenticatorUriField().Match(page).Groups[1].Value);
+        Assert.StartsWith($"otpauth://totp/ExchangeGateway:{Uri.EscapeDataString(email)}?secret={Actors.KeyShown(page)}&", uri, StringComparison.Ordinal);
+
+        var svg = QrSvg().Match(page);
+        Assert.True(svg.Success, "no QR code on the enrolment page");
+        var side = int.Parse(svg.Groups["size"].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var dark = new bool[side, side];
+        foreach (Match run in QrRun().Matches(svg.Groups["path"].Value))
+        {
+            var (x, y, length) = (int.Parse(run.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(run.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(run.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
+            for (var i = 0; i < length; i++)
+            {
+                dark[x + i, y] = true;
+            }
+        }
+
+        // The symbol without its quiet zone: from the first dark module to the last, the finder patterns at its corners.
+        var cells = Enumerable.Range(0, side).SelectMany(x => Enumerable.Range(0, side).Where(y => dark[x, y]).Select(y => (x, y))).ToList();
+        var (left, top) = (cells.Min(c => c.x), cells.Min(c => c.y));
+        var width = cells.Max(c => c.x) - left + 1;
+        Assert.Equal(width, cells.Max(c => c.y) - top + 1);
+        var symbol = new ZXing.Common.BitMatrix(width, width);
+        foreach (var (x, y) in cells)
+        {
+            symbol[x - left, y - top] = true;
+        }
+
+        Assert.Equal(uri, new ZXing.QrCode.Internal.Decoder().decode(symbol, null).Text);
+    }
+
+    /// <summary>
+    /// An enrolment form left open longer than fifteen minutes (on the gateway's clock) is not taken, even from a browser
+    /// whose password is fresh again: the page gives a new key, and only that one turns the factor on.
+    /// </summary>
+    [Fact]
+    public async Task AnEnrolmentFormOlderThanFifteenMinutesGivesANewKey()
+    {
+        var (email, password, id) = await NewStaffAsync(Roles.Operator);
+        using var browser = new PageSession(fixture.Factory);
+        var enrol = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        var oldPage = await browser.GetPageAsync(enrol.OriginalString);
+        var oldKey = Actors.KeyShown(oldPage);
+
+        // Past the fifteen minutes the password itself is forgotten too: sign in again.
+        fixture.Time.Advance(StaffTwoFactor.Pending + TimeSpan.FromSeconds(1));
+        using (var stale = await Actors.PostFormAsync(browser.Http, enrol, oldPage, new() { ["Code"] = fixture.Actors.NextCode(oldKey) }))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, stale.StatusCode);
+            Assert.StartsWith("/Account/Login", PathOf(stale.Headers.Location!), StringComparison.Ordinal);
+        }
+
+        Assert.StartsWith("/Account/EnrollTwoFactor", (await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password)).OriginalString, StringComparison.Ordinal);
+        using var expired = await Actors.PostFormAsync(browser.Http, enrol, oldPage, new() { ["Code"] = fixture.Actors.NextCode(oldKey) });
+        var newPage = await expired.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, expired.StatusCode);
+        Assert.Contains("Ce formulaire a expiré", WebUtility.HtmlDecode(newPage), StringComparison.Ordinal);
+        Assert.False(await TwoFactorEnabledAsync(id));
+        var newKey = Actors.KeyShown(newPage);
+        Assert.NotEqual(oldKey, newKey);
+
+        using var done = await Actors.PostFormAsync(browser.Http, enrol, newPage, new() { ["Code"] = fixture.Actors.NextCode(newKey) });
+        Assert.Equal(StaffTwoFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(await done.Content.ReadAsStringAsync()));
+        Assert.True(await TwoFactorEnabledAsync(id));
+    }
+
+    [GeneratedRegex("id=\"authenticator-uri\">([^<]+)<")]
+    private static partial Regex AuthenticatorUriField();
+
+    [GeneratedRegex("<svg id=\"authenticator-qr\"[^>]*viewBox=\"0 0 (?<size>\\d+) \\d+\"[\\s\\S]*?<path d=\"(?<path>[^\"]*)\"")]
+    private static partial Regex QrSvg();
+
+    [GeneratedRegex("M(\\d+),(\\d+)h(\\d+)v1h-\\d+z")]
+    private static partial Regex QrRun();
 
     /// <summary>Two browsers that both know the password send the same code at the same moment: one session, not two.</summary>
     [Fact]

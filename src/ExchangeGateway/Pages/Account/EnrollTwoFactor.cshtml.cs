@@ -12,7 +12,7 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
 /// A staff member's sign-in where the second factor is required and the account has none: the page shows a new key (and
-/// its otpauth URI) and turns the factor on once a code made from it is right, handing out the recovery codes once. The
+/// its otpauth URI, as text and as a QR code) and turns the factor on once a code made from it is right, handing out the recovery codes once. The
 /// key lives only in the form (sealed, bound to the account, fifteen minutes) until then. Only for an account without a
 /// second factor: one that has it signs in with a code, and only an operator's <c>staff reset-two-factor</c> takes it away.
 /// </summary>
@@ -30,6 +30,9 @@ public sealed class EnrollTwoFactorModel(
     public string Key { get; private set; } = "";
 
     public string AuthenticatorUri { get; private set; } = "";
+
+    /// <summary>The same URI as a QR code, which is how most apps add a key.</summary>
+    public QrSymbol Qr { get; private set; } = new(0, "");
 
     /// <summary>Set once the factor is on: shown this once.</summary>
     public IReadOnlyList<string>? RecoveryCodes { get; private set; }
@@ -122,6 +125,7 @@ public sealed class EnrollTwoFactorModel(
         ModelState.Remove(nameof(Sealed));
         Key = string.Join(' ', enrolment.Key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
         AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(Issuer, user.Email ?? user.Id, enrolment.Key);
+        Qr = QrSymbol.Of(AuthenticatorUri);
         Sealed = enrolment.Sealed;
     }
 
