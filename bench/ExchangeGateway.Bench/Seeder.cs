@@ -10,6 +10,7 @@ using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.Tokens;
 using Npgsql;
@@ -102,13 +103,15 @@ internal static class Seeder
         return 0;
     }
 
-    /// <summary>Data Protection and the key ring exactly as the gateway configures them: same application name, keys in the same tables.</summary>
+    /// <summary>Data Protection and the key ring exactly as the gateway configures them: same application name, keys in the same tables, sealed with the same key.</summary>
     public static ServiceProvider DataProtectionServices(string conn)
     {
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddDbContext<GatewayDbContext>(o => o.UseNpgsql(conn).UseSnakeCaseNamingConvention().UseOpenIddict());
-        services.AddDataProtection().SetApplicationName("ExchangeGateway").PersistKeysToDbContext<GatewayDbContext>();
+        // The ring's key-encryption key as the gateway is given it: DataProtection__KeyEncryptionKey (scripts/bench sets it for both).
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddEnvironmentVariables().Build());
+        services.AddGatewayDataProtection();
         services.AddSingleton(TimeProvider.System);
         services.AddOptions<AuthOptions>();
         services.AddSingleton<SigningKeyRing>();

@@ -25,7 +25,7 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddGatewayProxies();
 builder.Services.AddGatewayDatabase(builder.Configuration);
-builder.Services.AddDataProtection().SetApplicationName("ExchangeGateway").PersistKeysToDbContext<GatewayDbContext>();
+builder.Services.AddGatewayDataProtection();
 builder.Services.AddGatewayAuth(builder.Environment);
 builder.Services.AddOptions<AuditOptions>().BindConfiguration(AuditOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton(sp => new Pseudonyms(sp.GetRequiredService<IOptions<AuditOptions>>()));

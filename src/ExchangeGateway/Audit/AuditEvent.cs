@@ -110,6 +110,7 @@ public static class AuditActions
     public const string AuditCheckpointed = "audit.checkpointed";
     public const string DataKeyAdded = "data-key.added";
     public const string DataKeysRewrapped = "data-key.rewrapped";
+    public const string KeyRingSealed = "key-ring.sealed";
     public const string CvPublished = "cv.published";
     public const string CvRefreshed = "cv.refreshed";
     public const string CvWentOffline = "cv.went-offline";

@@ -13,7 +13,8 @@ namespace ExchangeGateway.Hosting;
 /// `keys rotate-data-key` adds a data-key wrapping key that every node starts using at the same
 /// instant, <see cref="DataKeyOptions.ActivationDelay"/> from now (by then each has read it), and schedules the passes
 /// that re-wrap the stored data keys under it and, once it has been in use as long again, delete the old wrapping key
-/// (the daily run would do both too).
+/// (the daily run would do both too). `keys seal-ring` seals the Data Protection keys stored before the ring had a
+/// key-encryption key, and reseals under the current one those sealed under a previous one (<see cref="KeyRingOptions"/>).
 /// </summary>
 public static class KeyCommands
 {
@@ -36,9 +37,22 @@ public static class KeyCommands
             return 0;
         }
 
+        if (args is ["keys", "seal-ring"])
+        {
+            await using var sealing = services.CreateAsyncScope();
+            var report = await KeyRingProtection.SealStoredKeysAsync(
+                sealing.ServiceProvider.GetRequiredService<GatewayDbContext>(), services.GetRequiredService<IOptions<KeyRingOptions>>().Value, CancellationToken.None);
+            await sealing.ServiceProvider.GetRequiredService<AuditTrail>().AppendAsync(
+                new AuditEntry(ActorKinds.Operator, "keys-command", AuditActions.KeyRingSealed, Outcomes.Success,
+                    Details: new Dictionary<string, object?> { ["sealed"] = report.Sealed, ["resealed"] = report.Resealed }),
+                CancellationToken.None);
+            Console.WriteLine(JsonSerializer.Serialize(report, Json));
+            return 0;
+        }
+
         if (args is not ["keys", "rotate-data-key"])
         {
-            await Console.Error.WriteLineAsync("usage: keys rotate-data-key | keys export-public DIR");
+            await Console.Error.WriteLineAsync("usage: keys rotate-data-key | keys seal-ring | keys export-public DIR");
             return 64;
         }
 

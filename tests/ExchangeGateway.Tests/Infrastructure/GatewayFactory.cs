@@ -18,6 +18,7 @@ namespace ExchangeGateway.Tests.Infrastructure;
 public sealed class GatewayFactory : WebApplicationFactory<Program>
 {
     public const string PseudonymKey = "dGVzdC1vbmx5LXBzZXVkb255bS1rZXktMDAwMDAwMDAwMDAwMDA=";
+    public const string KeyEncryptionKey = "dGVzdC1vbmx5LWtleS1yaW5nLWtlay0wMDAwMDAwMDAwMDAwMDAwMA==";
 
     private readonly string _appConnectionString;
     private readonly string _ownerConnectionString;
@@ -62,6 +63,7 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         builder.UseSetting("Auth:Issuer", Issuer.AbsoluteUri);
         builder.UseSetting("Auth:AllowInsecureHttp", "true");
         builder.UseSetting("Audit:PseudonymKey", PseudonymKey);
+        builder.UseSetting("DataProtection:KeyEncryptionKey", KeyEncryptionKey);
         builder.UseSetting("DemoData:Enabled", "true");
         builder.UseSetting("Recipients:RequireHttps", "false");
         // Jobs are called directly by the tests (deterministic); a test that wants the Hangfire server turns it on.

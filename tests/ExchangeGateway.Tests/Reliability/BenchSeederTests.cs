@@ -32,6 +32,8 @@ public sealed class BenchSeederTests
                     seeder, "seed", "--conn", database.OwnerConnectionString, "--cvs", "20", "--recipients", "3", "--shares", "2",
                     "--audit-events", "50", "--out", output.FullName,
                 },
+                // The key ring's key-encryption key, as scripts/bench gives it to both.
+                Environment = { ["DataProtection__KeyEncryptionKey"] = GatewayFactory.KeyEncryptionKey },
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
             })!;
