@@ -173,6 +173,21 @@ public sealed partial class Actors(GatewayFactory factory)
         return location;
     }
 
+    /// <summary>Sets a new password by the link `staff grant` or `staff reset-two-factor` printed (which signs nobody in); returns it.</summary>
+    public async Task<string> SetPasswordByLinkAsync(Uri link)
+    {
+        var password = "Staff-Password-6" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        using var browser = new Pages.PageSession(factory);
+        using var set = await browser.SubmitAsync(link.PathAndQuery, new()
+        {
+            ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,
+        });
+        Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+        Assert.DoesNotContain("eg.session", browser.Cookies.GetCookies(factory.BaseAddress).Select(c => c.Name));
+        return password;
+    }
+
     /// <summary>
     /// Answers the enrolment page at <paramref name="location"/> as a person would: reads the key it shows, adds it to the
     /// test's authenticators, sends a code made from it. Returns where the page leads on and the recovery codes it showed.
