@@ -83,6 +83,12 @@ public static class KeyRingProtection
     /// Stops a node whose key-encryption key cannot open a stored key: it would fail every cookie, token and CV, and,
     /// finding no usable key, make one of its own that no other node could read.
     /// </summary>
+    public static async Task RequireOpenableAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        await RequireOpenableAsync(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), services.GetRequiredService<IOptions<KeyRingOptions>>().Value, cancellationToken);
+    }
+
     public static async Task RequireOpenableAsync(GatewayDbContext db, KeyRingOptions options, CancellationToken cancellationToken)
     {
         var known = options.PreviousKeyEncryptionKeys.Append(options.KeyEncryptionKey).Select(k => SealingKey.Of(k).Id).ToHashSet(StringComparer.Ordinal);
@@ -157,7 +163,10 @@ public static class KeyRingProtection
         public EncryptedXmlInfo Encrypt(XElement plaintextElement) => new(key.Seal(plaintextElement), typeof(Decryptor));
     }
 
-    /// <summary>Made by Data Protection (by type name, with the application's services) for each sealed key it reads.</summary>
+    /// <summary>
+    /// Made by Data Protection (by type name, with the application's services) for each sealed key it reads. Its full
+    /// name is stored in every sealed key: renaming or moving it leaves the ring unreadable.
+    /// </summary>
     public sealed class Decryptor(IServiceProvider services) : IXmlDecryptor
     {
         public XElement Decrypt(XElement encryptedElement)

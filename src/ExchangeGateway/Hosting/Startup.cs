@@ -13,11 +13,7 @@ public static class Startup
             await GatewayDatabase.MigrateAsync(app.Services, cancellationToken);
         }
 
-        await using (var ring = app.Services.CreateAsyncScope())
-        {
-            await KeyRingProtection.RequireOpenableAsync(ring.ServiceProvider.GetRequiredService<GatewayDbContext>(),
-                app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<KeyRingOptions>>().Value, cancellationToken);
-        }
+        await KeyRingProtection.RequireOpenableAsync(app.Services, cancellationToken);
 
         await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
         // Built now, so that a malformed ConnectionStrings:AuditReads stops the node instead of failing an auditor later.

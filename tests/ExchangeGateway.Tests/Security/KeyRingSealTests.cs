@@ -107,7 +107,13 @@ public sealed class KeyRingSealTests(GatewayFixture fixture)
             Assert.Contains(Chain(refused), e => e.Message.Contains("DataProtection:KeyEncryptionKey", StringComparison.Ordinal));
         }
 
-        // Nothing was added to the ring by the node that did not start.
+        // Nor does a command run with that key (they run without starting the server), which would otherwise open no key
+        // and write one of its own.
+        var (exitCode, output) = await RunCommandAsync(database, OtherKey, "keys", "export-public", Path.Combine(Path.GetTempPath(), "eg-keys-" + Guid.NewGuid().ToString("N")));
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("DataProtection:KeyEncryptionKey", output, StringComparison.Ordinal);
+
+        // Nothing was added to the ring by the node that did not start or the command that did not run.
         Assert.Equal(1L, await database.ScalarAsync<long>("SELECT count(*) FROM data_protection_keys"));
 
         await using (var rotating = RingOver(database.OwnerConnectionString, OtherKey, previous: GatewayFactory.KeyEncryptionKey))
@@ -171,6 +177,42 @@ public sealed class KeyRingSealTests(GatewayFixture fixture)
         }
 
         return services.BuildServiceProvider();
+    }
+
+    /// <summary>The built gateway's command line (`dotnet ExchangeGateway.dll ARGS`) against a database, with this key-encryption key.</summary>
+    private static async Task<(int ExitCode, string Output)> RunCommandAsync(TestDatabase database, string kek, params string[] args)
+    {
+        var configuration = Path.GetFileName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)))!;
+        var gateway = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..",
+            "src", "ExchangeGateway", "bin", configuration, "net10.0", "ExchangeGateway.dll"));
+        Assert.True(File.Exists(gateway), $"the gateway is not built at {gateway}");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Path.GetDirectoryName(gateway)!,
+            Environment =
+            {
+                ["ASPNETCORE_ENVIRONMENT"] = "Testing",
+                ["ConnectionStrings__Gateway"] = database.AppConnectionString,
+                ["Auth__Issuer"] = "http://127.0.0.1:1/",
+                ["Auth__AllowInsecureHttp"] = "true",
+                ["Audit__PseudonymKey"] = GatewayFactory.PseudonymKey,
+                ["DataProtection__KeyEncryptionKey"] = kek,
+            },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(gateway);
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout + await stderr);
     }
 
     private static IEnumerable<Exception> Chain(Exception e)
