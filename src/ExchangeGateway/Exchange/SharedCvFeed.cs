@@ -81,10 +81,18 @@ public sealed class SharedCvFeed(
 
     public async Task<SharedCvPage> ReadPageAsync(Recipient recipient, long after, int limit, Func<long, string> cursorOf, CancellationToken cancellationToken)
     {
-        var rows = await QueryAsync(PageSql, [new() { Value = recipient.Id }, new() { Value = after }, new() { Value = limit }], cancellationToken);
+        // One row more than the page says whether another page follows (the last page carries no next cursor); it is
+        // neither opened nor recorded.
+        var rows = await QueryAsync(PageSql, [new() { Value = recipient.Id }, new() { Value = after }, new() { Value = limit + 1 }], cancellationToken);
+        var more = rows.Count > limit;
+        if (more)
+        {
+            rows.RemoveAt(limit);
+        }
+
         var items = await DiscloseAsync(recipient, rows);
         var last = rows.Count > 0 ? rows[^1].Position : after;
-        return new SharedCvPage(items, rows.Count == limit ? cursorOf(last) : null, cursorOf(last));
+        return new SharedCvPage(items, more ? cursorOf(last) : null, cursorOf(last));
     }
 
     /// <summary>One CV, or null: the same null whether the id never existed, is another site's, or is no longer available.</summary>

@@ -301,6 +301,34 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         Assert.Equal([2], notYetSeen.Select(i => i.GetProperty("version").GetInt32()));
     }
 
+    /// <summary>The last page carries no next cursor, also when it is exactly full; the resume cursor is there for later changes.</summary>
+    [Fact]
+    public async Task AFullLastPageSaysItIsTheLast()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        for (var i = 0; i < 3; i++)
+        {
+            var seeker = await fixture.Actors.NewSeekerAsync();
+            await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume("full-page-" + i));
+            await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        }
+
+        using var client = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+        var whole = await (await client.GetAsync("/api/v1/shared-cvs?limit=3")).ReadJsonAsync();
+        Assert.Equal(3, whole.GetProperty("items").GetArrayLength());
+        Assert.Equal(JsonValueKind.Null, whole.GetProperty("nextCursor").ValueKind);
+        Assert.Equal(JsonValueKind.String, whole.GetProperty("resumeCursor").ValueKind);
+
+        var first = await (await client.GetAsync("/api/v1/shared-cvs?limit=2")).ReadJsonAsync();
+        Assert.Equal(2, first.GetProperty("items").GetArrayLength());
+        var second = await (await client.GetAsync("/api/v1/shared-cvs?limit=2&cursor=" + Uri.EscapeDataString(first.GetProperty("nextCursor").GetString()!))).ReadJsonAsync();
+        Assert.Equal(1, second.GetProperty("items").GetArrayLength());
+        Assert.Equal(JsonValueKind.Null, second.GetProperty("nextCursor").ValueKind);
+
+        // Only what was sent is recorded (3 + 2 + 1): the row read to look ahead is not a disclosure.
+        Assert.Equal(6L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM disclosures d JOIN consents c ON c.id = d.consent_id WHERE c.recipient_id = '{site.Id}'"));
+    }
+
     [Fact]
     public async Task ACursorFromAnotherSiteOrForgedIsRefused()
     {
