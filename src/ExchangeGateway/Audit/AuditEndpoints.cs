@@ -33,7 +33,8 @@ public static class AuditEndpoints
     }
 
     private static async Task<Results<Ok<Page<AuditEventResponse>>, ProblemHttpResult>> GetEvents(
-        [AsParameters] AuditFilter filter, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail)
+        [AsParameters] AuditFilter filter, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail,
+        GatewayDbContext primary)
     {
         if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } badPage)
         {
@@ -50,12 +51,13 @@ public static class AuditEndpoints
             filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > after).OrderBy(e => e.Sequence),
             take, e => e.Sequence, context.RequestAborted);
 
-        await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditQueried, filter), context.RequestAborted);
+        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditQueried, filter), context.RequestAborted);
         return TypedResults.Ok(new Page<AuditEventResponse>(page.Items.Select(ToResponse).ToList(), page.NextCursor));
     }
 
     private static async Task<IResult> ExportEvents(
-        [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json)
+        [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
+        GatewayDbContext primary)
     {
         if (filter.Validate() is { } badFilter)
         {
@@ -70,7 +72,7 @@ public static class AuditEndpoints
 
         // Released when the stream ends, or with the response if the stream never runs.
         context.Response.RegisterForDispose(scan);
-        await trail.AppendAsync(QueryRecord(context, trail, AuditActions.AuditExported, filter), context.RequestAborted);
+        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditExported, filter), context.RequestAborted);
         return TypedResults.Stream(async body =>
         {
             using var held = scan;
@@ -135,10 +137,31 @@ public static class AuditEndpoints
     private static ProblemHttpResult Busy(HttpContext context) => Problems.RetryLater(context, StatusCodes.Status429TooManyRequests,
         "Too many requests", "Other exports or verifications of the whole log are running on this node.");
 
-    private static AuditEntry QueryRecord(HttpContext context, AuditTrail trail, string action, AuditFilter filter)
+    /// <summary>
+    /// The record of a search repeats only names the log already holds (pseudonyms, staff ids, client ids). Anything else
+    /// an auditor typed (a seeker's raw account id, an e-mail address) would stay in the append-only log after that
+    /// person's erasure: it is kept as a keyed digest, which still shows the same search coming back.
+    /// </summary>
+    private static async Task<AuditEntry> QueryRecordAsync(HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter)
     {
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
-        return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Details: filter.Describe());
+        var details = filter.Describe();
+        var events = primary.Set<AuditEvent>().AsNoTracking();
+        foreach (var (name, value, named) in new (string, string?, System.Linq.Expressions.Expression<Func<AuditEvent, bool>>)[]
+        {
+            ("actor", filter.Actor, e => e.ActorId == filter.Actor),
+            ("subject", filter.Subject, e => e.Subject == filter.Subject),
+            ("recipient", filter.Recipient, e => e.Recipient == filter.Recipient),
+        })
+        {
+            if (value is not null && !await events.AnyAsync(named, context.RequestAborted))
+            {
+                details[name] = null;
+                details[name + "Digest"] = trail.Pseudonyms.Of("audit-filter:" + value);
+            }
+        }
+
+        return new AuditEntry(actor.Kind, actor.Id, action, Outcomes.Success, Details: details);
     }
 
     private static AuditEventResponse ToResponse(AuditEvent e) => new(

@@ -19,7 +19,7 @@ public sealed record AuditEntry(
     string? Recipient = null,
     IReadOnlyDictionary<string, object?>? Details = null);
 
-/// <summary>Who acts, as the audit log names them: seekers by pseudonym, staff by account id, clients by client id.</summary>
+/// <summary>Who acts, as the audit log names them: seekers by pseudonym (also when staff), staff by account id, clients by client id.</summary>
 public sealed record AuditActor(string Kind, string? Id)
 {
     public static AuditActor System { get; } = new(ActorKinds.System, "gateway");
@@ -33,9 +33,12 @@ public sealed record AuditActor(string Kind, string? Id)
         }
 
         var roles = user.FindAll("role").Select(c => c.Value).ToHashSet(StringComparer.Ordinal);
-        if (roles.Contains(Roles.Operator)) return new AuditActor(ActorKinds.Operator, subject);
-        if (roles.Contains(Roles.Auditor)) return new AuditActor(ActorKinds.Auditor, subject);
-        if (roles.Contains(Roles.Seeker)) return new AuditActor(ActorKinds.Seeker, pseudonyms.Of(subject));
+        // A job seeker's account may also be staff: named by pseudonym whatever it does, as AuditTrail.AccountInLog
+        // names it, since the log outlives the account's erasure.
+        var id = roles.Contains(Roles.Seeker) ? pseudonyms.Of(subject) : subject;
+        if (roles.Contains(Roles.Operator)) return new AuditActor(ActorKinds.Operator, id);
+        if (roles.Contains(Roles.Auditor)) return new AuditActor(ActorKinds.Auditor, id);
+        if (roles.Contains(Roles.Seeker)) return new AuditActor(ActorKinds.Seeker, id);
         if (ApiScopes.Has(user, ApiScopes.AuditRead)) return new AuditActor(ActorKinds.Auditor, subject);
         return new AuditActor(ActorKinds.Recipient, subject);
     }

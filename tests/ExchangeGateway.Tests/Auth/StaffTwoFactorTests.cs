@@ -481,7 +481,8 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
 
     /// <summary>
     /// Promise 4 for a job seeker who is also staff and has enrolled: "forget me" takes the second factor with the account
-    /// (the stored key, the last step, the recovery codes, the day's wrong codes), and nothing in any table names them.
+    /// (the stored key, the last step, the recovery codes, the day's wrong codes), and nothing in any table names them,
+    /// not even the audit rows of what they did as staff.
     /// </summary>
     [Fact]
     public async Task AnEnrolledStaffMembersOwnSeekerAccountIsErasedWithItsSecondFactor()
@@ -503,6 +504,15 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
             using var wrong = await Actors.PostFormAsync(guesser.Http, codePage, await guesser.GetPageAsync(codePage.OriginalString),
                 new() { ["Code"] = fixture.Actors.WrongCode(fixture.Actors.AuthenticatorOf(seeker.Email)) });
             Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+        }
+
+        // An auditor's search, made by that account, for its own raw account id and address: the log keeps neither (the
+        // searcher is named by pseudonym, the values typed by keyed digest), since the log outlives the account.
+        var auditor = await fixture.Actors.SignInWithCodeFlowAsync(seeker.Email, password, "openid " + ApiScopes.AuditRead);
+        using (var audit = fixture.Factory.CreateHttpClient().WithToken(auditor.AccessToken))
+        using (var searched = await audit.GetAsync($"/api/v1/audit/events?subject={seeker.Id}&actor={Uri.EscapeDataString(seeker.Email)}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, searched.StatusCode);
         }
 
         var traces = $"""
