@@ -31,7 +31,7 @@ public static class ErasureAuditEndpoints
         audit.MapGet("/erasures", List).WithName("ListErasureObligations")
             .WithSummary("Erasure obligations, oldest first; status pending, delivered, confirmed or overdue (open past its deadline).");
         audit.MapGet("/recipients/{id:guid}/compliance", Compliance).WithName("GetRecipientCompliance")
-            .WithSummary("A site's record: obligations (erasures and rectifications) delivered, confirmed, overdue, and the median time to confirm.");
+            .WithSummary("A site's record: obligations (erasures and rectifications) in all; pending now; ever delivered (the confirmed included); confirmed; ever overdue (those confirmed late included); and the median time to confirm.");
         return api;
     }
 
@@ -43,6 +43,8 @@ public static class ErasureAuditEndpoints
             return problem;
         }
 
+        // DESIGN spells the states Pending, Delivered...; the API sends them lowercase. Either is taken.
+        status = status?.ToLowerInvariant();
         if (status is not null && !Statuses.Contains(status))
         {
             return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });

@@ -62,10 +62,7 @@ public static class OpenApi
                     },
                 },
             });
-            options.AddSecurityRequirement(document => new OpenApiSecurityRequirement
-            {
-                [new OpenApiSecuritySchemeReference(SchemeId, document)] = [.. ApiScopes.Api],
-            });
+            options.OperationFilter<ScopeRequirements>();
         });
         return services;
     }
@@ -110,6 +107,33 @@ public static class OpenApi
             Add(StatusCodes.Status403Forbidden, "The token does not grant the scope this operation needs.");
             Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.");
             Add(StatusCodes.Status503ServiceUnavailable, "The database could not answer just now: retry after the seconds in Retry-After.");
+        }
+    }
+
+    /// <summary>
+    /// Each operation asks for the scope its endpoint's policy is named after (policies are named by scope), not for all of
+    /// them: one requirement lists scopes that are all needed, so a global one would make clients ask for every scope.
+    /// </summary>
+    private sealed class ScopeRequirements : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            var scopes = context.ApiDescription.ActionDescriptor.EndpointMetadata
+                .OfType<Microsoft.AspNetCore.Authorization.IAuthorizeData>()
+                .Select(a => a.Policy)
+                .Where(policy => policy is not null && ApiScopes.Api.Contains(policy))
+                .Distinct()
+                .ToList();
+            if (scopes.Count == 0)
+            {
+                return;
+            }
+
+            // Alternatives (any one scope admits) are separate requirements.
+            operation.Security = [.. scopes.Select(scope => new OpenApiSecurityRequirement
+            {
+                [new OpenApiSecuritySchemeReference(SchemeId, context.Document)] = [scope!],
+            })];
         }
     }
 

@@ -28,7 +28,7 @@ public class RecipientGate : IEndpointFilter
 
         if (!recipient.IsActive && !AdmitsSuspended)
         {
-            return TypedResults.Problem("This recipient is suspended: it may not read CVs or receive events.", statusCode: StatusCodes.Status403Forbidden, title: "Recipient suspended");
+            return TypedResults.Problem("This recipient is suspended: it may not read CVs. It may still poll and confirm its erasure events.", statusCode: StatusCodes.Status403Forbidden, title: "Recipient suspended");
         }
 
         http.Items[ItemKey] = recipient;

@@ -34,6 +34,8 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         await Gateway.RunOverdueEscalationAsync();
         using var auditorNow = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
         var overdue = Assert.Single(await ListAsync(auditorNow, "overdue"), o => o.GetProperty("jti").GetString() == jti);
+        // The state as DESIGN spells it is taken too.
+        Assert.Single(await ListAsync(auditorNow, "Overdue"), o => o.GetProperty("jti").GetString() == jti);
         Assert.Equal((site.ClientId, "delivered", true, "consent-revoked"),
             (overdue.GetProperty("clientId").GetString(), overdue.GetProperty("status").GetString(), overdue.GetProperty("overdue").GetBoolean(), overdue.GetProperty("cause").GetString()));
 

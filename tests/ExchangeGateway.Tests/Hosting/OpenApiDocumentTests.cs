@@ -47,6 +47,32 @@ public sealed class OpenApiDocumentTests(GatewayFixture fixture)
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
     }
 
+    /// <summary>
+    /// Each operation asks for the one scope its actor has (a requirement lists scopes that are all needed, so asking for
+    /// all four would send generated clients and Swagger UI after every scope), and that scope is the one the API checks.
+    /// </summary>
+    [Fact]
+    public async Task EachOperationAsksForItsActorsScopeAlone()
+    {
+        using var client = fixture.Client();
+        var document = JsonNode.Parse(await client.GetStringAsync("/swagger/v1/swagger.json"))!;
+        Assert.Null(document["security"]);
+        var scopes = document["paths"]!.AsObject()
+            .SelectMany(path => path.Value!.AsObject().Select(operation => (Key: $"{operation.Key.ToUpperInvariant()} {path.Key}",
+                Scopes: operation.Value!["security"]!.AsArray().Select(r => string.Join(' ', r!.AsObject().Single().Value!.AsArray().Select(s => s!.GetValue<string>()))).ToList())))
+            .ToDictionary(o => o.Key, o => o.Scopes);
+        Assert.All(scopes, o => Assert.Single(o.Value));
+        Assert.Equal(["cv:read"], scopes["GET /api/v1/shared-cvs"]);
+        Assert.Equal(["cv:manage"], scopes["DELETE /api/v1/me"]);
+        Assert.Equal(["audit:read"], scopes["GET /api/v1/audit/verify"]);
+        Assert.Equal(["recipients:admin"], scopes["POST /api/v1/admin/recipients/{id}/suspend"]);
+
+        // A site's token, which holds cv:read only, is what the feed takes and what the operators' list refuses.
+        using var site = fixture.Client().WithToken(await fixture.Actors.DemoSiteTokenAsync());
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await site.GetAsync("/api/v1/shared-cvs?limit=1")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await site.GetAsync("/api/v1/admin/recipients")).StatusCode);
+    }
+
     private static string RepositoryRoot()
     {
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
