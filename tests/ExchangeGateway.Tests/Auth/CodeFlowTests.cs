@@ -272,6 +272,26 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// An access token is a JWT the API checks by signature: the revocation endpoint says it does not revoke one
+    /// (unsupported_token_type) instead of answering 200 while the token goes on working.
+    /// </summary>
+    [Fact]
+    public async Task RevokingAnAccessTokenIsRefusedRatherThanPretended()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var client = fixture.Client();
+        using var revoked = await client.PostAsync("/connect/revoke", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["token"] = seeker.Tokens.AccessToken, ["token_type_hint"] = "access_token", ["client_id"] = ClientRegistrations.SwaggerClientId,
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, revoked.StatusCode);
+        Assert.Equal("unsupported_token_type", (await revoked.ReadJsonAsync()).GetProperty("error").GetString());
+
+        using var api = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        Assert.Equal(HttpStatusCode.OK, (await api.GetAsync("/api/v1/me")).StatusCode);
+    }
+
+    /// <summary>
     /// A password reset changes the account's stamp; a refresh token issued before it is refused even when the reset's
     /// revocation of the account's tokens did not run (here the stamp changes without any revocation).
     /// </summary>
