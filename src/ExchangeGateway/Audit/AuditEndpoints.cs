@@ -46,6 +46,7 @@ public static class AuditEndpoints
             return badFilter;
         }
 
+        filter = await filter.ResolveRecipientAsync(primary, context.RequestAborted);
         await using var db = reads.Open();
         var page = await cursors.PageAsync(Collection,
             filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > after).OrderBy(e => e.Sequence),
@@ -64,6 +65,7 @@ public static class AuditEndpoints
             return badFilter;
         }
 
+        filter = await filter.ResolveRecipientAsync(primary, context.RequestAborted);
         var scan = reads.TryStartScan();
         if (scan is null)
         {
@@ -221,6 +223,16 @@ public sealed record AuditFilter(
 
         return null;
     }
+
+    /// <summary>
+    /// The log names a site by its client id; the admin API and the compliance endpoint by its id. Either is taken: an id
+    /// that is a site's becomes its client id, so it does not silently match nothing.
+    /// </summary>
+    public async Task<AuditFilter> ResolveRecipientAsync(GatewayDbContext db, CancellationToken cancellationToken) =>
+        Guid.TryParse(Recipient, out var id)
+        && await db.Recipients.AsNoTracking().Where(r => r.Id == id).Select(r => r.ClientId).SingleOrDefaultAsync(cancellationToken) is { } clientId
+            ? this with { Recipient = clientId }
+            : this;
 
     public IQueryable<AuditEvent> Apply(IQueryable<AuditEvent> query)
     {
