@@ -102,6 +102,7 @@ app.UseGatewayProxies();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseGatewayPageErrors();
+app.UseNulCharacterRefusal();
 app.UseSecurityHeaders();
 app.UseStaticFiles();
 app.UseGatewayPages();

@@ -348,7 +348,7 @@ public sealed partial class Actors(GatewayFactory factory)
     internal static partial Regex RecoveryCodeShown();
 
     [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
-    private static partial Regex AntiforgeryField();
+    internal static partial Regex AntiforgeryField();
 }
 
 public static class HttpClientExtensions

@@ -21,6 +21,60 @@ public sealed class HostileInputTests(GatewayFixture fixture)
         public string? IfMatch { get; init; }
     }
 
+    /// <summary>
+    /// PostgreSQL stores no U+0000 in text: a NUL in a query string, a form field or a Basic credential is a 400 at the door,
+    /// never a 500 from the lookup it would reach (an account, a client, the sign-in lock, an audit filter). Sent as a
+    /// literal %00 in the URL and as a raw byte in the form, which is how a client gets one through.
+    /// </summary>
+    [Fact]
+    public async Task ANulCharacterIsRefusedAsABadRequestWhereverItIsSent()
+    {
+        using var anonymous = fixture.Client();
+        foreach (var (url, expected) in new[]
+        {
+            ("/Account/ResetPassword?user=%00&code=x", HttpStatusCode.BadRequest),
+            ("/Account/ConfirmEmail?user=%00&code=x", HttpStatusCode.BadRequest),
+            ("/connect/authorize?client_id=%00&response_type=code&scope=openid&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&code_challenge=x&code_challenge_method=S256", HttpStatusCode.BadRequest),
+            // Encoded twice, the NUL is only in the page's own reading of where it leads: the sign-in page, without that.
+            ("/Account/Login?ReturnUrl=%2Fconnect%2Fauthorize%3Fclient_id%3D%2500", HttpStatusCode.OK),
+            // Nor is a return address without a redirect_uri a 500.
+            ("/Account/Login?ReturnUrl=%2Fconnect%2Fauthorize%3Fclient_id%3Ddemo-jobsite", HttpStatusCode.OK),
+        })
+        {
+            using var response = await anonymous.GetAsync(url);
+            Assert.True(response.StatusCode == expected, $"GET {url}: {(int)response.StatusCode}");
+        }
+
+        using (var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync()))
+        {
+            foreach (var filter in new[] { "actor", "subject", "recipient" })
+            {
+                using var response = await auditor.GetAsync($"/api/v1/audit/events?{filter}=a%00b");
+                await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+            }
+        }
+
+        using (var token = new HttpRequestMessage(HttpMethod.Post, "/connect/token"))
+        {
+            token.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String("demo%00jobsite:secret"u8.ToArray()));
+            token.Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["grant_type"] = "client_credentials", ["scope"] = "cv:read" });
+            using var response = await anonymous.SendAsync(token);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        }
+
+        // A raw NUL byte in the sign-in form's address, with a valid antiforgery token: it would reach the sign-in lock.
+        using var browser = new Pages.PageSession(fixture.Factory);
+        var page = await browser.GetPageAsync("/Account/Login");
+        var antiforgery = System.Net.WebUtility.HtmlDecode(Actors.AntiforgeryField().Match(page).Groups[1].Value);
+        using var login = new HttpRequestMessage(HttpMethod.Post, "/Account/Login")
+        {
+            Content = new StringContent($"Email=a\0b%40example.test&Password=x&__RequestVerificationToken={Uri.EscapeDataString(antiforgery)}",
+                System.Text.Encoding.UTF8, "application/x-www-form-urlencoded"),
+        };
+        using var refused = await browser.Http.SendAsync(login);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+    }
+
     [Fact]
     public async Task HostileRequestsGet4xxProblemsAndChangeNothing()
     {

@@ -115,9 +115,13 @@ public sealed class LoginModel(
         }
 
         var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(ReturnUrl[ReturnUrl.IndexOf('?', StringComparison.Ordinal)..]);
-        var clientId = query[OpenIddictConstants.Parameters.ClientId].ToString();
-        var redirectUri = query[OpenIddictConstants.Parameters.RedirectUri].ToString();
-        var application = string.IsNullOrEmpty(clientId) ? null : await applications.FindByClientIdAsync(clientId, HttpContext.RequestAborted);
+        // ParseQuery's dictionary throws on a missing key: a ReturnUrl without one of them is still a sign-in page.
+        var clientId = query.GetValueOrDefault(OpenIddictConstants.Parameters.ClientId).ToString();
+        var redirectUri = query.GetValueOrDefault(OpenIddictConstants.Parameters.RedirectUri).ToString();
+        // A NUL would reach PostgreSQL, which stores none; no registered client has one, or is that long.
+        var application = clientId is { Length: > 0 and <= 100 } && !clientId.Contains('\0', StringComparison.Ordinal)
+            ? await applications.FindByClientIdAsync(clientId, HttpContext.RequestAborted)
+            : null;
         if (application is not null && Uri.TryCreate(redirectUri, UriKind.Absolute, out var target)
             && await applications.ValidateRedirectUriAsync(application, redirectUri, HttpContext.RequestAborted))
         {

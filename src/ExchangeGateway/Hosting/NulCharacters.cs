@@ -1,0 +1,49 @@
+using System.Text;
+using Microsoft.Extensions.Primitives;
+
+namespace ExchangeGateway.Hosting;
+
+/// <summary>
+/// PostgreSQL stores no U+0000 in text, and a query string, form field or Basic credential carrying one reached a lookup
+/// (an account, a client, the sign-in lock, an audit filter) and came back as a 500. It is refused at the door as the 400
+/// it is: the API and the OAuth endpoints answer a problem, the pages their 400 page.
+/// </summary>
+public static class NulCharacters
+{
+    public static IApplicationBuilder UseNulCharacterRefusal(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        var request = context.Request;
+        // The error page runs again for the same request (query string and all): it must not be refused in turn.
+        var reExecuted = context.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>() is not null
+            || context.Features.Get<Microsoft.AspNetCore.Diagnostics.IStatusCodeReExecuteFeature>() is not null;
+        if (!reExecuted && (Carries(request.Query) || BasicCarries(request.Headers.Authorization)
+            || (request.HasFormContentType && Carries(await request.ReadFormAsync(context.RequestAborted)))))
+        {
+            throw new BadHttpRequestException("The request contains a NUL character (U+0000), which no field accepts.", StatusCodes.Status400BadRequest);
+        }
+
+        await next(context);
+    });
+
+    private static bool Carries(IEnumerable<KeyValuePair<string, StringValues>> fields) =>
+        fields.Any(field => field.Key.Contains('\0', StringComparison.Ordinal) || field.Value.Any(value => value?.Contains('\0', StringComparison.Ordinal) == true));
+
+    private static bool BasicCarries(StringValues authorization)
+    {
+        var value = authorization.ToString();
+        if (!value.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        var bytes = new byte[value.Length];
+        if (!Convert.TryFromBase64String(value[6..].Trim(), bytes, out var length))
+        {
+            return false;
+        }
+
+        // The client id and secret are form-encoded inside the credential (RFC 6749 2.3.1): "%00" is a NUL too.
+        var credential = Encoding.UTF8.GetString(bytes, 0, length);
+        return credential.Contains('\0', StringComparison.Ordinal) || Uri.UnescapeDataString(credential).Contains('\0', StringComparison.Ordinal);
+    }
+}
