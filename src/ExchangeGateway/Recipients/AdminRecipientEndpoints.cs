@@ -566,6 +566,10 @@ public static partial class AdminRecipientEndpoints
             {
                 errors.Add("jwks", "Only public RSA or EC keys: never send a private or symmetric key.");
             }
+            else if (set.Keys.Select((key, index) => (key, index)).FirstOrDefault(k => UsableKeyFault(k.key) is not null) is { key: not null } bad)
+            {
+                errors.Add($"jwks.keys[{bad.index}]", UsableKeyFault(bad.key)!);
+            }
 
             return set;
         }
@@ -573,6 +577,52 @@ public static partial class AdminRecipientEndpoints
         {
             errors.Add("jwks", "Not a JSON Web Key Set.");
             return null;
+        }
+    }
+
+    /// <summary>
+    /// Why a public key cannot verify a site's assertions, or null: its members must make a key (a key without them made
+    /// the thumbprint step throw, a 500), an RSA modulus of at least 2048 bits, an EC key on P-256, P-384 or P-521.
+    /// </summary>
+    private static string? UsableKeyFault(JsonWebKey key)
+    {
+        try
+        {
+            if (!key.CanComputeJwkThumbprint())
+            {
+                return key.Kty == "RSA" ? "An RSA key needs n and e." : "An EC key needs crv, x and y.";
+            }
+
+            if (key.Kty == "RSA")
+            {
+                using var rsa = System.Security.Cryptography.RSA.Create(new System.Security.Cryptography.RSAParameters
+                {
+                    Modulus = Base64UrlEncoder.DecodeBytes(key.N), Exponent = Base64UrlEncoder.DecodeBytes(key.E),
+                });
+                return rsa.KeySize < 2048 ? "An RSA key must have at least 2048 bits." : null;
+            }
+
+            var curve = key.Crv switch
+            {
+                "P-256" => System.Security.Cryptography.ECCurve.NamedCurves.nistP256,
+                "P-384" => System.Security.Cryptography.ECCurve.NamedCurves.nistP384,
+                "P-521" => System.Security.Cryptography.ECCurve.NamedCurves.nistP521,
+                _ => (System.Security.Cryptography.ECCurve?)null,
+            };
+            if (curve is null)
+            {
+                return "An EC key must be on P-256, P-384 or P-521.";
+            }
+
+            using var ec = System.Security.Cryptography.ECDsa.Create(new System.Security.Cryptography.ECParameters
+            {
+                Curve = curve.Value, Q = new() { X = Base64UrlEncoder.DecodeBytes(key.X), Y = Base64UrlEncoder.DecodeBytes(key.Y) },
+            });
+            return null;
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or FormatException or ArgumentException)
+        {
+            return "Not a valid public key.";
         }
     }
 

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.IdentityModel.Tokens;
 
 namespace ExchangeGateway.Tests.Recipients;
 
@@ -36,6 +37,10 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("jwks holding a private key", "jwks")]
     [InlineData("jwks holding a symmetric key", "jwks")]
     [InlineData("jwks with client_secret_basic", "jwks")]
+    [InlineData("jwks RSA key without n and e", "jwks.keys[0]")]
+    [InlineData("jwks RSA key of 1024 bits", "jwks.keys[0]")]
+    [InlineData("jwks EC key on secp256k1", "jwks.keys[0]")]
+    [InlineData("jwks EC point off the curve", "jwks.keys[0]")]
     [InlineData("privacy policy URL long once escaped", "privacyPolicyUrl")]
     [InlineData("push host over 253 characters", "pushEndpoint")]
     [InlineData("redirect URI OpenIddict refuses", "client")]
@@ -87,6 +92,18 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
                 body["jwks"] = new JsonObject { ["keys"] = new JsonArray(new JsonObject { ["kty"] = "oct", ["k"] = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0" }) };
                 break;
             case "jwks with client_secret_basic": body["jwks"] = key.PublicJwks(); break;
+            // Keys without what makes a key answered 500 (the thumbprint step threw).
+            case "jwks RSA key without n and e": OneKey(body, new JsonObject { ["kty"] = "RSA" }); break;
+            case "jwks RSA key of 1024 bits":
+                using (var weak = System.Security.Cryptography.RSA.Create(1024))
+                {
+                    var p = weak.ExportParameters(false);
+                    OneKey(body, new JsonObject { ["kty"] = "RSA", ["n"] = Base64UrlEncoder.Encode(p.Modulus), ["e"] = Base64UrlEncoder.Encode(p.Exponent) });
+                }
+
+                break;
+            case "jwks EC key on secp256k1": OneKey(body, new JsonObject { ["kty"] = "EC", ["crv"] = "secp256k1", ["x"] = Base64UrlEncoder.Encode(new byte[32]), ["y"] = Base64UrlEncoder.Encode(new byte[32]) }); break;
+            case "jwks EC point off the curve": OneKey(body, new JsonObject { ["kty"] = "EC", ["crv"] = "P-256", ["x"] = Base64UrlEncoder.Encode(new byte[32]), ["y"] = Base64UrlEncoder.Encode(new byte[32]) }); break;
             // 1 000 characters as sent, six thousand once percent-encoded: the column holds 2 000.
             case "privacy policy URL long once escaped": body["privacyPolicyUrl"] = "https://site.example/" + new string('é', 1000); break;
             case "push host over 253 characters": Push(body, "https://" + string.Join('.', Enumerable.Repeat(new string('a', 63), 5)) + "/events"); break;
@@ -174,6 +191,12 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
         using var content = new StringContent("{\"displayName\": \"Unclosed", Encoding.UTF8, "application/json");
         await (await admin.PostAsync(Sites.AdminPath, content)).AssertProblemAsync(HttpStatusCode.BadRequest);
         Assert.Equal(before, await Sites.CountRowsAsync(fixture));
+    }
+
+    private static void OneKey(JsonObject body, JsonObject key)
+    {
+        body["clientAuthentication"] = "private_key_jwt";
+        body["jwks"] = new JsonObject { ["keys"] = new JsonArray(key) };
     }
 
     private static void Push(JsonObject body, string endpoint)
