@@ -1,4 +1,5 @@
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace ExchangeGateway.Tests.Audit;
@@ -39,10 +40,19 @@ public sealed class AppendOnlyTests(GatewayFixture fixture)
     [InlineData("UPDATE audit_events SET action = 'auth.sign-in' WHERE sequence = {0}")]
     [InlineData("DELETE FROM audit_events WHERE sequence = {0}")]
     [InlineData("TRUNCATE audit_events")]
+    [InlineData("UPDATE audit_checkpoints SET signature = 'x'")]
+    [InlineData("DELETE FROM audit_checkpoints")]
     [InlineData("TRUNCATE audit_checkpoints")]
     public async Task EvenTheOwnerIsStoppedByTheAppendOnlyTrigger(string statement)
     {
         var head = await RowToTargetAsync();
+        // A checkpoint over that row, so the row-level trigger has a row to stop (with none, the statement changes nothing).
+        await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<ExchangeGateway.Audit.AuditCheckpoints>().CreateAsync(CancellationToken.None);
+        }
+
+        Assert.True(await fixture.Database.ScalarAsync<long>("SELECT count(*) FROM audit_checkpoints") > 0);
         await using var connection = await fixture.Database.OpenOwnerConnectionAsync();
         Assert.True(await ScalarAsync<bool>(connection, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"));
 

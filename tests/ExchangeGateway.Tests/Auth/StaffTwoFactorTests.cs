@@ -61,7 +61,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
 
         using (var dashboard = await browser.Http.GetAsync("/hangfire"))
         {
-            Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, dashboard.StatusCode);
         }
 
         var page = await browser.GetPageAsync(enrol.OriginalString);
@@ -178,7 +178,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.Contains("action=\"/Account/Logout\"", await after.GetStringAsync("/"), StringComparison.Ordinal);
         using (var dashboard = await after.GetAsync("/hangfire"))
         {
-            Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+            Assert.Equal(HttpStatusCode.Forbidden, dashboard.StatusCode);
         }
 
         var (_, challenge) = PageSession.Pkce();
@@ -455,7 +455,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.Redirect, confirmed.StatusCode);
         Assert.StartsWith("/Account/EnrollTwoFactor", PathOf(confirmed.Headers.Location!), StringComparison.Ordinal);
         using var dashboard = await browser.Http.GetAsync("/hangfire");
-        Assert.NotEqual(HttpStatusCode.OK, dashboard.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, dashboard.StatusCode);
     }
 
     /// <summary>

@@ -235,7 +235,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         var jti = await PendingJtiAsync(receiver);
 
         var dispatch = Gateway.RunDispatchAsync();
-        await receiver.WaitForAsync(1);
+        Assert.Single(await receiver.WaitForAsync(1));
         var otherLease = new DateTimeOffset(2099, 1, 1, 0, 0, 0, TimeSpan.Zero);
         await fixture.Database.ExecuteAsync(
             $"UPDATE erasure_obligations SET leased_until = '{otherLease:O}', attempts = attempts + 1 WHERE jti = '{jti}'");
@@ -266,7 +266,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await ObligationForNewSiteAsync(gateway, actors, receiver, site);
 
         var dispatch = gateway.RunDispatchAsync();
-        await receiver.WaitForAsync(1);
+        Assert.Single(await receiver.WaitForAsync(1));
         // The second delivery waits behind the first for the site's only slot while the lease (two minutes) nearly runs out:
         // too late to start an attempt of up to ten seconds, too early for a claim to take the rows again.
         gateway.Time.Advance(TimeSpan.FromSeconds(115));
@@ -299,7 +299,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
 
         // The site has the event in hand (and deletes its copy) before its answer to the push gets back to the gateway.
         var dispatch = Gateway.RunDispatchAsync();
-        await receiver.WaitForAsync(1);
+        Assert.Single(await receiver.WaitForAsync(1));
         using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
         {
             Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);

@@ -80,7 +80,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             }
 
             using var userinfo = await api.GetAsync("/connect/userinfo");
-            Assert.NotEqual(HttpStatusCode.OK, userinfo.StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, userinfo.StatusCode);
         }
     }
 
