@@ -99,6 +99,37 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.Equal((1L, 1L), (compliance.GetProperty("obligations").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
     }
 
+    /// <summary>
+    /// An erasure never delivered (a poll site that stopped polling) is overdue after 72 hours as well, still Pending: the
+    /// deadline runs from the change, not from the delivery.
+    /// </summary>
+    [Fact]
+    public async Task AnErasureNeverDeliveredIsOverdueAfter72HoursStillPending()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "never-polled-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        fixture.Time.Advance(TimeSpan.FromHours(71));
+        await Gateway.RunOverdueEscalationAsync();
+        Assert.False(await fixture.Database.ScalarAsync<bool>($"SELECT overdue FROM erasure_obligations WHERE pairwise_id = '{id}'"));
+
+        fixture.Time.Advance(TimeSpan.FromHours(2));
+        Assert.True(await Gateway.RunOverdueEscalationAsync() >= 1);
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var overdue = Assert.Single(await ListAsync(auditor, "overdue"), o => o.GetProperty("clientId").GetString() == site.ClientId);
+        Assert.Equal(("pending", true, JsonValueKind.Null), (overdue.GetProperty("status").GetString(), overdue.GetProperty("overdue").GetBoolean(), overdue.GetProperty("deliveredAt").ValueKind));
+        var compliance = await ComplianceAsync(auditor, site.Id);
+        Assert.Equal((1L, 1L, 0L, 1L), (compliance.GetProperty("obligations").GetInt64(), compliance.GetProperty("pending").GetInt64(),
+            compliance.GetProperty("delivered").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
+    }
+
     /// <summary>A push site of its own that has read a seeker's CV (shared with it); returns the CV's marker.</summary>
     private async Task<(TestSite Site, Person Seeker, string Marker)> PushSiteThatReadACvAsync(PushReceiver receiver, string prefix)
     {

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ExchangeGateway.Tests.Infrastructure;
 
 namespace ExchangeGateway.Tests.Exchange;
@@ -99,6 +100,49 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         Assert.Equal("withdrawal", withdrawal.GetProperty("kind").GetString());
         Assert.Equal("consent-revoked", withdrawal.GetProperty("cause").GetString());
         Assert.Equal(JsonValueKind.Null, withdrawal.GetProperty("document").ValueKind);
+    }
+
+    /// <summary>
+    /// Promise 6 across a suspension: the episode the suspension ended keeps its id, dead; ticked again after the site is
+    /// reinstated, the CV comes under a new one. And what a site reads carries no id of the gateway's own (seeker, account,
+    /// consent) that another site could join on.
+    /// </summary>
+    [Fact]
+    public async Task AnEpisodeAfterASuspensionHasANewIdAndTheFeedCarriesNoGatewayId()
+    {
+        var marker = "reinstated-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
+        var site = await Sites.RegisterAsync(fixture.Factory, operatorToken);
+        var consentId = (await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetString()!;
+        var first = await Propagation.ReadAsync(fixture.Factory, await fixture.Actors.TokenAsync(site), marker);
+
+        using (var admin = fixture.Client().WithToken(operatorToken))
+        {
+            foreach (var step in new[] { "suspend", "reinstate" })
+            {
+                using var answer = await admin.PostAsync($"/api/v1/admin/recipients/{site.Id}/{step}", Sharing.Json(new JsonObject { ["reason"] = "pairwise test" }));
+                Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            }
+        }
+
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        var second = await Propagation.ReadAsync(fixture.Factory, siteToken, marker);
+        Assert.NotEqual(first, second);
+        using var client = fixture.Client().WithToken(siteToken);
+        await (await client.GetAsync($"/api/v1/shared-cvs/{first}")).AssertProblemAsync(HttpStatusCode.NotFound);
+
+        var (items, _) = await Sharing.ReadFeedAsync(fixture.Factory, siteToken);
+        var text = string.Join("\n", items.Select(i => i.GetRawText()));
+        Assert.Contains(second, text, StringComparison.Ordinal);
+        Assert.DoesNotContain(seeker.Id, text, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain(consentId, text, StringComparison.OrdinalIgnoreCase);
+        using var one = await client.GetAsync($"/api/v1/shared-cvs/{second}");
+        var single = await one.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, one.StatusCode);
+        Assert.DoesNotContain(seeker.Id, single, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain(consentId, single, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]

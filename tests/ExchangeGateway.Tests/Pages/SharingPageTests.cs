@@ -80,6 +80,40 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// Promise 7 on the page, without a browser: one form post with the box unticked ends the sharing, the site's very next
+    /// read is a 404, and the site is asked to erase its copy.
+    /// </summary>
+    [Fact]
+    public async Task OnePostWithTheBoxUntickedStopsTheSitesNextRead()
+    {
+        var marker = "page-untick-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        using var session = new PageSession(fixture.Factory);
+        await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), seeker.Email, seeker.Password);
+        using (await PostAsync(session, shown: [site.Id.ToString()], shared: [site.Id.ToString()], wasShared: []))
+        {
+        }
+
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        var id = await Propagation.ReadAsync(fixture.Factory, siteToken, marker);
+        using var client = fixture.Client().WithToken(siteToken);
+
+        using (await PostAsync(session, shown: [site.Id.ToString()], shared: [], wasShared: [site.Id.ToString()]))
+        {
+        }
+
+        using (var next = await client.GetAsync($"/api/v1/shared-cvs/{id}"))
+        {
+            Assert.DoesNotContain(marker, (await next.AssertProblemAsync(HttpStatusCode.NotFound)).GetRawText(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal("Revoked", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}'"));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND cause = 'consent-revoked' AND pairwise_id = '{id}'"));
+    }
+
     private static async Task<HttpResponseMessage> PostAsync(PageSession session, string[] shown, string[] shared, string[] wasShared, string? page = null)
     {
         page ??= await session.GetPageAsync("/Sharing");
