@@ -41,7 +41,7 @@ public static class AuditEndpoints
             return badPage;
         }
 
-        if (filter.Validate() is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
         }
@@ -60,7 +60,7 @@ public static class AuditEndpoints
         [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
         GatewayDbContext primary)
     {
-        if (filter.Validate() is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
         }
@@ -201,6 +201,17 @@ public sealed record AuditFilter(
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "subject")] string? Subject,
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "recipient")] string? Recipient)
 {
+    private static readonly string[] Names = ["from", "to", "actor", "action", "subject", "recipient"];
+
+    /// <summary>
+    /// Each filter once: a repeated one would bind as the values joined by commas ("a,b"), match nothing, and answer 200
+    /// as if the log held no such rows.
+    /// </summary>
+    public static ProblemHttpResult? RepeatedIn(HttpRequest request) =>
+        Names.FirstOrDefault(name => request.Query[name].Count > 1) is { } repeated
+            ? Problems.Validation($"{repeated} is given more than once.", new Dictionary<string, string[]> { [repeated] = ["Give it once."] })
+            : null;
+
     public ProblemHttpResult? Validate()
     {
         if (Action is not null && !AuditActions.All.Contains(Action))

@@ -180,7 +180,7 @@ public sealed class HostileInputTests(GatewayFixture fixture)
             yield return new Case("operator", "GET", "/api/v1/admin/recipients?" + query, null);
         }
 
-        foreach (var query in new[] { "from=yesterday", "to=2026-13-45", "action=" + Uri.EscapeDataString(SqlPayload), "actor=" + new string('a', 500), "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z" })
+        foreach (var query in new[] { "from=yesterday", "to=2026-13-45", "action=" + Uri.EscapeDataString(SqlPayload), "actor=" + new string('a', 500), "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", "actor=a&actor=b", "subject=p_a&subject=p_b" })
         {
             yield return new Case("auditor", "GET", "/api/v1/audit/events?" + query, null);
             yield return new Case("auditor", "GET", "/api/v1/audit/events/export?" + query, null);
