@@ -45,6 +45,7 @@ builder.Services.AddSingleton<DataKeyRing>();
 builder.Services.AddSingleton<CvSealer>();
 builder.Services.AddSingleton<RecipientLookup>();
 builder.Services.AddSingleton<EventTokens>();
+builder.Services.AddSingleton<LongPollSlots>();
 builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
 builder.Services.AddScoped<SuspensionConsequences>();

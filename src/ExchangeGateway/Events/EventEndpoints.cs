@@ -50,7 +50,7 @@ public static class EventEndpoints
 
     private static async Task<Results<Ok<PollResponse>, ProblemHttpResult>> Poll(
         PollRequest request, HttpContext context, GatewayDbContext db, EventTokens tokens, AuditTrail audit, TimeProvider time,
-        IOptions<DeliveryOptions> options)
+        IOptions<DeliveryOptions> options, LongPollSlots slots)
     {
         var recipient = context.Recipient();
         var cancellationToken = context.RequestAborted;
@@ -120,6 +120,24 @@ public static class EventEndpoints
             await transaction.CommitAsync(cancellationToken);
         }
 
+        var waits = !request.ReturnImmediately && max > 0 && slots.TryEnter(recipient.Id);
+        try
+        {
+            return await PendingAsync(db, tokens, time, recipient, max, waits, now, cancellationToken);
+        }
+        finally
+        {
+            if (waits)
+            {
+                slots.Leave(recipient.Id);
+            }
+        }
+    }
+
+    /// <summary>What is due for the site, up to <paramref name="max"/>; if nothing is and it may wait, asked again until something is or the long poll ends.</summary>
+    private static async Task<Ok<PollResponse>> PendingAsync(
+        GatewayDbContext db, EventTokens tokens, TimeProvider time, Recipients.Recipient recipient, int max, bool waits, DateTimeOffset now, CancellationToken cancellationToken)
+    {
         var waited = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
@@ -129,7 +147,7 @@ public static class EventEndpoints
                 .OrderBy(o => o.Id)
                 .Take(max + 1)
                 .ToListAsync(cancellationToken);
-            if (pending.Count > 0 || max == 0 || request.ReturnImmediately || waited.Elapsed >= LongPoll)
+            if (pending.Count > 0 || !waits || waited.Elapsed >= LongPoll)
             {
                 var sets = pending.Take(max).ToDictionary(
                     o => o.Jti.ToString(),

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Events;
 
@@ -160,6 +161,47 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         using var response = await poll;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Single((await response.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+    }
+
+    /// <summary>
+    /// A waiting long poll asks the database twice a second: a site holds at most two on a node, and its third poll answers
+    /// at once with what is due (nothing here) instead of waiting too. Once the two end, the slots are free again.
+    /// </summary>
+    [Fact]
+    public async Task ASiteHoldsAtMostTwoLongPollsAndAThirdAnswersAtOnce()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var slots = Gateway.Services.GetRequiredService<ExchangeGateway.Events.LongPollSlots>();
+        using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+        using var cancel = new CancellationTokenSource();
+        var waiting = Enumerable.Range(0, ExchangeGateway.Events.LongPollSlots.PerSite)
+            .Select(_ => client.PostAsJsonAsync(Poll, new { maxEvents = 10 }, cancel.Token)).ToList();
+        await UntilAsync(() => slots.Waiting(site.Id) == ExchangeGateway.Events.LongPollSlots.PerSite);
+
+        var third = client.PostAsJsonAsync(Poll, new { maxEvents = 10 });
+        // Long polls wait ten seconds: an answer within five is one that did not wait.
+        Assert.Same(third, await Task.WhenAny(third, Task.Delay(TimeSpan.FromSeconds(5))));
+        using (var response = await third)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Empty((await response.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+        }
+
+        Assert.All(waiting, poll => Assert.False(poll.IsCompleted));
+        await cancel.CancelAsync();
+        await Task.WhenAll(waiting.Select(poll => poll.ContinueWith(_ => { }, TaskScheduler.Default)));
+        await UntilAsync(() => slots.Waiting(site.Id) == 0);
+    }
+
+    private static async Task UntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!condition() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.True(condition(), "the condition did not hold within ten seconds");
     }
 
     /// <summary>
