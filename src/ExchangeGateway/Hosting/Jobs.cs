@@ -41,6 +41,10 @@ public static class Jobs
         // Each host gets its own storage instance from DI: Hangfire's JobStorage.Current is process-wide, and several
         // hosts in one process (tests, or a worker and a web host) must not end up writing into each other's storage.
         services.AddSingleton<JobStorage>(_ => new PostgreSqlStorage(new NpgsqlConnectionFactory(connectionString, storageOptions), storageOptions));
+        // And activates jobs from its own container: Hangfire's default is JobActivator.Current, which each host sets as it
+        // starts, so with several hosts in a process one host's server could run its jobs in another host's container
+        // (another database): seen as a test whose dispatch never came.
+        services.AddSingleton<JobActivator>(provider => new HostJobActivator(provider.GetRequiredService<IServiceScopeFactory>()));
         services.AddHangfire((provider, hangfire) => hangfire
             .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
             .UseSimpleAssemblyNameTypeSerializer()
@@ -98,6 +102,20 @@ public static class Jobs
         Add<AuditCheckpointJob>("audit-checkpoint", "AuditCheckpoint", job => job.RunAsync(CancellationToken.None));
         Add<TokenPruningJob>("token-pruning", "TokenPruning", job => job.RunAsync(CancellationToken.None));
         Add<DataKeyRotationJob>("data-key-rotation", "DataKeyRotation", job => job.RunAsync(CancellationToken.None));
+    }
+
+    /// <summary>One DI scope per job, from this host's container.</summary>
+    private sealed class HostJobActivator(IServiceScopeFactory scopes) : JobActivator
+    {
+        public override JobActivatorScope BeginScope(JobActivatorContext context) => new Scope(scopes.CreateAsyncScope());
+
+        private sealed class Scope(AsyncServiceScope scope) : JobActivatorScope
+        {
+            public override object Resolve(Type type) => ActivatorUtilities.GetServiceOrCreateInstance(scope.ServiceProvider, type);
+
+            // Hangfire ends a scope synchronously, on its own worker thread; the scope may hold services that dispose asynchronously.
+            public override void DisposeScope() => scope.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
     public static WebApplication MapGatewayDashboard(this WebApplication app)

@@ -92,10 +92,18 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
             Assert.Equal(System.Text.Json.JsonValueKind.String, grant.GetProperty("expiresAt").ValueKind);
         }
 
+        // Unticking again changes nothing: no new event, receipt or obligation.
+        var traces = $"""
+            SELECT (SELECT count(*) FROM consent_events WHERE seeker_id = '{seeker.Id}')
+                 + (SELECT count(*) FROM erasure_obligations o JOIN consents c ON c.id = o.consent_id WHERE c.seeker_id = '{seeker.Id}')
+            """;
+        var before = await fixture.Database.ScalarAsync<long>(traces);
         using (var again = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
         {
             Assert.Equal(HttpStatusCode.NoContent, again.StatusCode);
         }
+
+        Assert.Equal(before, await fixture.Database.ScalarAsync<long>(traces));
     }
 
     /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a tick or an untick answers must be what a later read returns.</summary>

@@ -37,6 +37,10 @@ public sealed class LockOrderTests(GatewayFixture fixture)
 
         using var response = await suspension;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // And the suspension did its work: the episode ended by it, its copy chased for that cause too.
+        Assert.Equal("Ended", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE id = '{consent}'"));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}' AND cause = 'recipient-suspended'"));
     }
 
     [Fact]

@@ -126,10 +126,21 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     [Fact]
     public async Task AMaxEventsAboveTheGatewaysPageGetsThePage()
     {
-        using var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.DemoSiteTokenAsync());
+        // A site of its own with more events waiting than a page holds (written as the changes write them).
+        var own = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        // A second back: PostgreSQL keeps microseconds, and rounding the clock's ticks up would put them in the future.
+        var now = fixture.Time.GetUtcNow().AddSeconds(-1).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        await fixture.Database.ExecuteAsync($"""
+            INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+            SELECT gen_random_uuid(), '{own.Id}', gen_random_uuid(), 'p' || n, 'erasure-required', 'consent-revoked', '{now}', timestamptz '{now}' + interval '72 hours', 'Pending', false, 0, '{now}'
+            FROM generate_series(1, 150) AS n
+            """);
+        using var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(own));
         using var response = await site.PostAsync(Poll, new StringContent("""{"maxEvents": 100000, "returnImmediately": true}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.InRange((await response.ReadJsonAsync()).GetProperty("sets").EnumerateObject().Count(), 0, 100);
+        var page = await response.ReadJsonAsync();
+        Assert.Equal(100, page.GetProperty("sets").EnumerateObject().Count());
+        Assert.True(page.GetProperty("moreAvailable").GetBoolean());
     }
 
     /// <summary>The first answer carries the clock's ticks, later ones what PostgreSQL kept (microseconds).</summary>
