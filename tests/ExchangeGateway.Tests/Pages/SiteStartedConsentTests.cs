@@ -280,6 +280,37 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
 
     /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
+    /// <summary>
+    /// Asked again while the sharing stands, the page gives that sharing's own end (a yes keeps it), not twelve months from
+    /// now, which it promised before.
+    /// </summary>
+    [Fact]
+    public async Task AskedAgainWhileSharingThePageGivesTheSharingsOwnEnd()
+    {
+        var site = await RegisterSiteAsync();
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var (_, challenge) = PageSession.Pkce();
+            var (page, fields) = await OpenConsentPageAsync(session, site, challenge, "first");
+            using (await PostDecisionAsync(session, page, fields, "accept", tick: true))
+            {
+            }
+
+            var active = $"FROM consents c JOIN recipients r ON r.id = c.recipient_id WHERE r.client_id = '{site.ClientId}' AND c.state = 'Active'";
+            var fresh = new DateTimeOffset(await fixture.Database.ScalarAsync<DateTime>($"SELECT expires_at {active}"), TimeSpan.Zero);
+            // As if it had been given a hundred days earlier.
+            await fixture.Database.ExecuteAsync($"UPDATE consents SET expires_at = expires_at - interval '100 days' WHERE id = (SELECT c.id {active})");
+
+            var (again, _) = await OpenConsentPageAsync(session, site, challenge, "second");
+            var text = WebUtility.HtmlDecode(again);
+            static string Shown(DateTimeOffset at) =>
+                TimeZoneInfo.ConvertTime(at, TimeZoneInfo.FindSystemTimeZoneById("Europe/Paris")).ToString("D", new System.Globalization.CultureInfo("fr-FR"));
+            Assert.Contains(Shown(fresh.AddDays(-100)), text, StringComparison.Ordinal);
+            Assert.DoesNotContain(Shown(fresh), text, StringComparison.Ordinal);
+        }
+    }
+
     private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, TestSite site, string challenge, string state)
     {
         using var authorize = await session.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, state));

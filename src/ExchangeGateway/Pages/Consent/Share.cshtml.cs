@@ -44,7 +44,15 @@ public sealed class ShareModel(
         // Whatever the seeker answers, /connect/authorize then sends the browser on to the site's registered address.
         PageSecurityHeaders.Apply(HttpContext, target);
         Missing = Request.Query[ConsentForm.Missing] == "1";
-        ConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
+        // Already shared (and not lapsed): a yes keeps that sharing and its end, which is what the page must say.
+        var now = time.GetUtcNow();
+        var seekerId = User.Subject();
+        var siteId = Site.Id;
+        ConsentEnds = await db.Set<Consents.Consent>().AsNoTracking()
+            .Where(c => c.SeekerId == seekerId && c.RecipientId == siteId && c.State == Consents.ConsentState.Active && c.ExpiresAt > now)
+            .Select(c => (DateTimeOffset?)c.ExpiresAt)
+            .SingleOrDefaultAsync(HttpContext.RequestAborted)
+            ?? now + options.Value.MaxAge;
         Parameters = Request.Query
             .Where(p => !ConsentForm.IsOwnField(p.Key))
             .SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string>(p.Key, v ?? "")))
