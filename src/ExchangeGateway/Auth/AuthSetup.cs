@@ -35,6 +35,9 @@ public static class AuthSetup
             .AddDefaultTokenProviders()
             .AddClaimsPrincipalFactory<AuthTimeClaimsFactory>();
 
+        // Confirmation and reset links: a day, as the pages and mails say (Identity's default, stated here so it stays so).
+        services.Configure<DataProtectionTokenProviderOptions>(options => options.TokenLifespan = TimeSpan.FromDays(1));
+
         // Wrong passwords are counted by SignInThrottle, per account and network, in windows that end; Identity's lockout
         // (a count that never expires) is not used.
         services.AddScoped<SignInThrottle>();
