@@ -86,7 +86,7 @@ var app = builder.Build();
 if (command is not null)
 {
     // A command with the wrong key-encryption key would otherwise find no key it can open and write one of its own.
-    await KeyRingProtection.RequireOpenableAsync(app.Services, CancellationToken.None);
+    await KeyRingProtection.CheckStoredKeysAsync(app.Services, CancellationToken.None);
     return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
         : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
         : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)

@@ -102,6 +102,18 @@ public sealed class StaffTwoFactor(
         return user is not null && stamp is not null && stamp == await users.GetSecurityStampAsync(user) ? user : null;
     }
 
+    /// <summary>
+    /// Takes the account's sign-in turn (the lock the password page takes) and reads the account again: true while the
+    /// password given in this browser still stands. Two requests with one code cannot both be first, and a new password or
+    /// a reset of the factor that landed while this request waited ends it.
+    /// </summary>
+    public async Task<bool> StillPendingInTurnAsync(HttpContext http, Data.GatewayDbContext db, GatewayUser user)
+    {
+        await Data.Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, http.RequestAborted);
+        await db.Entry(user).ReloadAsync(http.RequestAborted);
+        return await PendingAsync(http) is not null;
+    }
+
     /// <summary>Both factors given: the session, marked as such, replaces the two-factor cookie.</summary>
     public async Task CompleteAsync(HttpContext http, GatewayUser user)
     {

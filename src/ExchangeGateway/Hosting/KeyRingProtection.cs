@@ -81,32 +81,39 @@ public static class KeyRingProtection
 
     /// <summary>
     /// Stops a node whose key-encryption key cannot open a stored key: it would fail every cookie, token and CV, and,
-    /// finding no usable key, make one of its own that no other node could read.
+    /// finding no usable key, make one of its own that no other node could read. Returns how many stored keys are still in
+    /// clear (written before the ring had a key-encryption key), which <c>keys seal-ring</c> seals.
     /// </summary>
-    public static async Task RequireOpenableAsync(IServiceProvider services, CancellationToken cancellationToken)
+    public static async Task<int> CheckStoredKeysAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         await using var scope = services.CreateAsyncScope();
-        await RequireOpenableAsync(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), services.GetRequiredService<IOptions<KeyRingOptions>>().Value, cancellationToken);
+        return await CheckStoredKeysAsync(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), services.GetRequiredService<IOptions<KeyRingOptions>>().Value, cancellationToken);
     }
 
-    public static async Task RequireOpenableAsync(GatewayDbContext db, KeyRingOptions options, CancellationToken cancellationToken)
+    public static async Task<int> CheckStoredKeysAsync(GatewayDbContext db, KeyRingOptions options, CancellationToken cancellationToken)
     {
         var known = options.PreviousKeyEncryptionKeys.Append(options.KeyEncryptionKey).Select(k => SealingKey.Of(k).Id).ToHashSet(StringComparer.Ordinal);
+        var unsealed = 0;
         foreach (var xml in await db.DataProtectionKeys.Select(k => k.Xml).ToListAsync(cancellationToken))
         {
-            var unknown = XElement.Parse(xml ?? "").Descendants(SealedName).Select(s => (string?)s.Attribute("kek") ?? "").FirstOrDefault(kek => !known.Contains(kek));
+            var root = XElement.Parse(xml ?? "");
+            var unknown = root.Descendants(SealedName).Select(s => (string?)s.Attribute("kek") ?? "").FirstOrDefault(kek => !known.Contains(kek));
             if (unknown is not null)
             {
                 throw new InvalidOperationException(
                     $"The Data Protection key ring is sealed under a key-encryption key (id {unknown}) that is neither {KeyRingOptions.Section}:{nameof(KeyRingOptions.KeyEncryptionKey)} " +
                     $"nor one of {KeyRingOptions.Section}:{nameof(KeyRingOptions.PreviousKeyEncryptionKeys)}: give this node the key the other nodes have.");
             }
+
+            unsealed += InClear(root).Count > 0 ? 1 : 0;
         }
+
+        return unsealed;
     }
 
-    /// <summary>Stored keys whose master key is in clear: written before the ring was sealed.</summary>
-    public static Task<int> CountUnsealedAsync(GatewayDbContext db, CancellationToken cancellationToken) =>
-        db.DataProtectionKeys.CountAsync(k => k.Xml!.Contains("requiresEncryption=\"true\""), cancellationToken);
+    /// <summary>The parts of a stored key that Data Protection marked for encryption and that are still in clear.</summary>
+    private static List<XElement> InClear(XElement key) =>
+        key.DescendantsAndSelf().Where(e => (bool?)e.Attribute(RequiresEncryptionName) == true).ToList();
 
     /// <summary>
     /// Seals every stored key still in clear and reseals those sealed under a previous key-encryption key, in one
@@ -122,7 +129,7 @@ public static class KeyRingProtection
         foreach (var row in rows)
         {
             var root = XElement.Parse(row.Xml ?? "");
-            var clear = root.DescendantsAndSelf().Where(e => (bool?)e.Attribute(RequiresEncryptionName) == true).ToList();
+            var clear = InClear(root);
             foreach (var element in clear)
             {
                 element.ReplaceWith(Wrapped(current.Seal(new XElement(element))));

@@ -13,7 +13,13 @@ public static class Startup
             await GatewayDatabase.MigrateAsync(app.Services, cancellationToken);
         }
 
-        await KeyRingProtection.RequireOpenableAsync(app.Services, cancellationToken);
+        var unsealed = await KeyRingProtection.CheckStoredKeysAsync(app.Services, cancellationToken);
+        if (unsealed > 0)
+        {
+            app.Logger.LogWarning(
+                "{Count} Data Protection keys are stored unsealed (written before the ring had a key-encryption key): a copy of the database opens them. Once every node has DataProtection:KeyEncryptionKey, run `keys seal-ring`.",
+                unsealed);
+        }
 
         await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
         // Built now, so that a malformed ConnectionStrings:AuditReads stops the node instead of failing an auditor later.
@@ -21,13 +27,6 @@ public static class Startup
         await app.Services.GetRequiredService<Cvs.DataKeyRing>().LoadAsync(cancellationToken);
 
         await using var scope = app.Services.CreateAsyncScope();
-        if (await KeyRingProtection.CountUnsealedAsync(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), cancellationToken) is > 0 and var unsealed)
-        {
-            app.Logger.LogWarning(
-                "{Count} Data Protection keys are stored unsealed (written before the ring had a key-encryption key): a copy of the database opens them. Once every node has DataProtection:KeyEncryptionKey, run `keys seal-ring`.",
-                unsealed);
-        }
-
         await ClientRegistrations.EnsureAsync(scope.ServiceProvider, cancellationToken);
 
         // Only where LocalOnly allows it: Program refuses to start with demo data anywhere else.

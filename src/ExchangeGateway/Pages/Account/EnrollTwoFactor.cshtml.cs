@@ -59,25 +59,26 @@ public sealed class EnrollTwoFactorModel(
             return elsewhere;
         }
 
+        // The guard sent a browser without a pending password elsewhere.
+        System.Diagnostics.Debug.Assert(user is not null);
+
         // The form's key, if it is still this account's and fresh; else a new one, and the code asked for again.
-        if (twoFactor.OpenEnrolment(user!, Sealed) is not { } key)
+        if (twoFactor.OpenEnrolment(user, Sealed) is not { } key)
         {
             ModelState.AddModelError(nameof(Code), text["Enroll.Expired"]);
             ModelState.SetModelValue(nameof(Code), "", "");
-            Show(user!, twoFactor.NewEnrolment(user!));
+            Show(user, twoFactor.NewEnrolment(user));
             return Page();
         }
 
         if (!ModelState.IsValid)
         {
-            Show(user!, (key, Sealed!));
+            Show(user, (key, Sealed!));
             return Page();
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
-        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
-        if (twoFactor.OpenEnrolment(user, Sealed) is null || await twoFactor.PendingAsync(HttpContext) is null)
+        if (!await twoFactor.StillPendingInTurnAsync(HttpContext, db, user) || twoFactor.OpenEnrolment(user, Sealed) is null)
         {
             // A new password or a reset landed while this request waited its turn: this form is not the account's any more.
             return RedirectToPage("/Account/Login", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });

@@ -32,19 +32,17 @@ public sealed class TwoFactorModel(
             return elsewhere;
         }
 
+        // The guard sent a browser without a pending password elsewhere.
+        System.Diagnostics.Debug.Assert(user is not null);
+
         if (!ModelState.IsValid)
         {
             return Page();
         }
 
         await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
-        // The same turns as the password's (one address at a time): two requests with one code cannot both be first, and
-        // the account is read again once it is this request's turn.
-        await Locks.SignInAsync(db, user!.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
-        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
-        if (await twoFactor.PendingAsync(HttpContext) is null)
+        if (!await twoFactor.StillPendingInTurnAsync(HttpContext, db, user))
         {
-            // A new password or a reset of the factor landed while this request waited its turn.
             return await NotAskingAsync(null) ?? Page();
         }
 
