@@ -133,7 +133,7 @@ public static class AuthorizationEndpoints
         }
         catch (AntiforgeryValidationException)
         {
-            return Results.Redirect("/Consent/Share" + QueryString.Create(MetParameters(context)));
+            return Results.Redirect("/Consent/Share" + QueryString.Create(MetParameters(context).Append(new(ConsentForm.Expired, "1"))));
         }
 
         if (decision != ConsentForm.Accept)
@@ -169,11 +169,11 @@ public static class AuthorizationEndpoints
         return identity;
     }
 
-    /// <summary>The OAuth parameters of the request, without the consent form's own fields.</summary>
     /// <summary>The request's parameters once the sign-in it asks for (prompt, max_age) is dealt with: without those two.</summary>
     private static IEnumerable<KeyValuePair<string, string?>> MetParameters(HttpContext context) =>
         RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge);
 
+    /// <summary>The OAuth parameters of the request, without the consent form's own fields.</summary>
     private static List<KeyValuePair<string, string?>> RequestParameters(HttpContext context)
     {
         var source = context.Request.HasFormContentType
@@ -412,6 +412,7 @@ public static class ConsentForm
     public const string Share = "eg_share";
     public const string ShareValue = "yes";
     public const string Missing = "eg_missing";
+    public const string Expired = "eg_expired";
 
     public static bool IsOwnField(string name) =>
         name.StartsWith("eg_", StringComparison.Ordinal) || name == "__RequestVerificationToken";

@@ -19,14 +19,16 @@ public sealed record Sharings(List<ConsentStatus> Sites, List<ConsentStatus> End
 public static class ConsentQueries
 {
     /// <summary>
-    /// The seeker's latest episode towards each site and that episode's latest receipt, in two queries whatever the number of
+    /// The seeker's latest episode towards each site and that episode's latest receipt, in three queries whatever the number of
     /// sites. An episode past its expiry shows as expired at once (no CV leaves under it any more), not only once the expiry
     /// job has run. Of a suspended site, only a latest episode that the suspension ended is listed: an older one that an
     /// earlier suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing stands.
     /// </summary>
     public static async Task<Sharings> SharingsAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var sites = await db.Recipients.AsNoTracking().OrderBy(r => r.Id).ToListAsync(cancellationToken);
+        // By name, as a seeker looks for a site (the id order is a registration accident); the id breaks a tie of names.
+        var sites = (await db.Recipients.AsNoTracking().ToListAsync(cancellationToken))
+            .OrderBy(r => r.DisplayName, StringComparer.CurrentCulture).ThenBy(r => r.Id).ToList();
         var latest = (await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
                 .GroupBy(c => c.RecipientId)
                 .Select(g => g.OrderByDescending(c => c.GrantedAt).First())
@@ -57,13 +59,13 @@ public static class ConsentQueries
             }
         }
 
-        endedBySuspension.Sort((a, b) => StringComparer.CurrentCulture.Compare(a.RecipientName, b.RecipientName));
         return new Sharings(named, endedBySuspension);
     }
 
     private static async Task<Dictionary<Guid, Guid>> LatestReceiptsAsync(GatewayDbContext db, List<Guid> consentIds, CancellationToken cancellationToken) =>
         (await db.Set<ConsentEvent>().AsNoTracking().Where(e => consentIds.Contains(e.ConsentId))
-            .Select(e => new { e.ConsentId, e.Id, e.At }).ToListAsync(cancellationToken))
+            .Select(e => new { e.ConsentId, e.Id, e.At, e.Kind }).ToListAsync(cancellationToken))
         .GroupBy(e => e.ConsentId)
-        .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.At).First().Id);
+        // A consent's end never comes before its grant: at the same instant (a clock's resolution) the end is the latest.
+        .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.At).ThenBy(e => e.Kind == ConsentEventKind.Granted).First().Id);
 }

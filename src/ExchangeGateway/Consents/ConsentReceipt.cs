@@ -1,4 +1,5 @@
 using ExchangeGateway.Data;
+using System.Text.Json.Serialization;
 using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Consents;
@@ -28,6 +29,13 @@ public sealed record ConsentReceipt(
     Guid ConsentId,
     DateTimeOffset? ExpiresAt)
 {
+    /// <summary>
+    /// Whether the site is offered on the Partage page today, for the page's "to share again" (a suspended site is not); not
+    /// part of the receipt, which records the event as it was.
+    /// </summary>
+    [JsonIgnore]
+    public bool CanShareAgain { get; init; }
+
     public static async Task<ConsentReceipt?> FindAsync(GatewayDbContext db, string seekerId, Guid receiptId, ConsentOptions options, CancellationToken cancellationToken)
     {
         var found = await (
@@ -52,7 +60,10 @@ public sealed record ConsentReceipt(
             fact.PolicyUrl,
             TerminationOf(fact, found.Consent),
             fact.ConsentId,
-            fact.Kind == ConsentEventKind.Granted ? found.Consent.ExpiresAt : null);
+            fact.Kind == ConsentEventKind.Granted ? found.Consent.ExpiresAt : null)
+        {
+            CanShareAgain = found.Recipient.Status == Recipients.RecipientStatus.Active,
+        };
     }
 
     /// <summary>
@@ -65,8 +76,9 @@ public sealed record ConsentReceipt(
         const string Told = " The site was told to delete its copy, if it had received one.";
         return fact.Kind switch
         {
-            ConsentEventKind.Granted => "Untick the site (or DELETE /api/v1/me/consents/{recipientId}) at any time; the consent also lapses on " +
-                consent.ExpiresAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) + ". The site is then told to delete its copy.",
+            // The instant, not a UTC date: a date alone may be the day before the one the seeker's pages show in local time.
+            ConsentEventKind.Granted => "Untick the site (or DELETE /api/v1/me/consents/{recipientId}) at any time; the consent also lapses at " +
+                When(consent.ExpiresAt) + ". The site is then told to delete its copy.",
             ConsentEventKind.Revoked => $"Withdrawn by the data subject at {When(fact.At)}." + Told,
             ConsentEventKind.Expired => $"Lapsed at {When(fact.At)}, the end of the period it was given for." + Told,
             _ => consent.EndCause switch

@@ -446,6 +446,49 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         Assert.Equal("/", (await Actors.SubmitLoginAsync(holder.Http, new Uri("/Account/Login?ReturnUrl=%2F", UriKind.Relative), email, password)).OriginalString);
     }
 
+    /// <summary>
+    /// A bad, spent or expired link is said when its page opens, with the way to a new one and no password form to fill in
+    /// for nothing; a good link's form names the account for password managers (a username field they can read).
+    /// </summary>
+    [Fact]
+    public async Task ABadLinkIsSaidWhenItsPageOpensAndAGoodOneNamesTheAccount()
+    {
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        session.Dispose();
+        using var visitor = new PageSession(fixture.Factory);
+        using (await visitor.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = email }))
+        {
+        }
+
+        var reset = (await Mailbox.ForAsync(fixture.Factory, email)).Select(m => Mailbox.LinkTo(m, "ResetPassword")).OfType<Uri>().Single();
+        var good = WebUtility.HtmlDecode(await visitor.GetPageAsync(reset.PathAndQuery));
+        Assert.Contains("type=\"password\"", good, StringComparison.Ordinal);
+        Assert.Matches($"<input type=\"email\" autocomplete=\"username\" value=\"{Regex.Escape(email)}\" readonly hidden", good);
+        Assert.DoesNotContain("Ce lien n’est pas valide", good, StringComparison.Ordinal);
+
+        var forgedReset = reset.PathAndQuery.Replace("code=", "code=AAAA", StringComparison.Ordinal);
+        var stranger = Regex.Replace(reset.PathAndQuery, "user=[^&]+", "user=" + Guid.NewGuid());
+        foreach (var bad in new[] { forgedReset, stranger, "/Account/ResetPassword" })
+        {
+            var html = WebUtility.HtmlDecode(await visitor.GetPageAsync(bad));
+            Assert.Contains("role=\"alert\"", html, StringComparison.Ordinal);
+            Assert.Contains("Ce lien n’est pas valide ou a expiré", html, StringComparison.Ordinal);
+            Assert.Contains("href=\"/Account/ForgotPassword\"", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("type=\"password\"", html, StringComparison.Ordinal);
+            Assert.DoesNotContain(email, html, StringComparison.Ordinal);
+        }
+
+        // A sign-up link: spent once the account has its password, and forged.
+        var signUp = Mailbox.LinkTo((await Mailbox.ForAsync(fixture.Factory, email)).First(), "ConfirmEmail")!;
+        foreach (var bad in new[] { signUp.PathAndQuery, signUp.PathAndQuery.Replace("code=", "code=AAAA", StringComparison.Ordinal) })
+        {
+            var html = WebUtility.HtmlDecode(await visitor.GetPageAsync(bad));
+            Assert.Contains("Ce lien n’est pas valide ou a expiré", html, StringComparison.Ordinal);
+            Assert.Contains("href=\"/Account/Register", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("type=\"password\"", html, StringComparison.Ordinal);
+        }
+    }
+
     /// <summary>An address typed into the sign-up page and never confirmed is not kept: the pruning job removes it a week on.</summary>
     [Fact]
     public async Task AnUnfinishedSignUpIsRemovedOnceItsLinkIsLongDead()

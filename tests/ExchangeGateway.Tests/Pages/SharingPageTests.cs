@@ -77,6 +77,40 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
             Assert.Contains("<h2 id=\"suspended-title\">Sites suspendus</h2>", page, StringComparison.Ordinal);
             Assert.Contains($"{site.DisplayName} a été suspendu par le service public de l’emploi le ", page, StringComparison.Ordinal);
             Assert.Contains($"Dernier reçu pour {site.DisplayName}", page, StringComparison.Ordinal);
+
+            // The end receipt does not send the seeker to tick a site the page no longer offers.
+            var receiptLink = ReceiptLink().Matches(page).Select(m => m.Groups[1].Value).Last();
+            var receipt = System.Net.WebUtility.HtmlDecode(await session.GetPageAsync(receiptLink));
+            Assert.Contains("Le site n’est pas proposé dans Partage pour le moment.", receipt, StringComparison.Ordinal);
+            Assert.DoesNotContain("pour partager de nouveau", receipt, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>The sites are listed by name, as a seeker looks for one, not in the order they were registered.</summary>
+    [Fact]
+    public async Task TheSitesAreListedByName()
+    {
+        var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
+        // Registered in reverse order of their names, one of them starting with an accented capital.
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        using (var admin = fixture.Factory.CreateHttpClient().WithToken(operatorToken))
+        {
+            foreach (var name in new[] { $"Zèbre Emploi {suffix}", $"Élan Travail {suffix}", $"abeille jobs {suffix}" })
+            {
+                var body = Sites.RegistrationBody();
+                body["displayName"] = name;
+                await Sites.RegisterAsync(admin, body);
+            }
+        }
+
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var page = System.Net.WebUtility.HtmlDecode(await session.GetPageAsync("/Sharing"));
+            var names = SiteLabels().Matches(page).Select(m => m.Groups[1].Value).ToList();
+            Assert.Equal(names.Order(StringComparer.Create(CultureInfo.GetCultureInfo("fr-FR"), ignoreCase: false)), names);
+            var ours = names.Where(n => n.EndsWith(suffix, StringComparison.Ordinal)).ToList();
+            Assert.Equal([$"abeille jobs {suffix}", $"Élan Travail {suffix}", $"Zèbre Emploi {suffix}"], ours);
         }
     }
 
@@ -128,4 +162,10 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
 
     [GeneratedRegex("name=\"Shown\" value=\"([0-9a-f-]+)\"")]
     private static partial Regex ShownSites();
+
+    [GeneratedRegex("<label for=\"site-[0-9a-f]{32}\">Partager mon CV avec (.+?)</label>")]
+    private static partial Regex SiteLabels();
+
+    [GeneratedRegex("href=\"(/Sharing/Receipt/[0-9a-f-]+)\"")]
+    private static partial Regex ReceiptLink();
 }

@@ -117,11 +117,12 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             Assert.StartsWith("/Consent/Share?", answer.Headers.Location!.OriginalString, StringComparison.Ordinal);
             var again = await session.GetPageAsync(answer.Headers.Location!.OriginalString);
             Assert.Contains("role=\"alert\"", again, StringComparison.Ordinal);
+            Assert.DoesNotContain("rien n’a encore été partagé", System.Net.WebUtility.HtmlDecode(again), StringComparison.Ordinal);
             Assert.Equal(0L, await ConsentCountAsync(email));
         }
     }
 
-    /// <summary>A decision without a valid antiforgery token is nobody's: nothing is shared, and the seeker is asked again.</summary>
+    /// <summary>A decision without a valid antiforgery token is nobody's: nothing is shared, and the seeker is asked again, and told why.</summary>
     [Fact]
     public async Task ADecisionWithoutTheAntiforgeryTokenIsRefused()
     {
@@ -137,7 +138,11 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             using var answer = await session.Http.PostAsync("/connect/authorize", new FormUrlEncodedContent(fields));
             Assert.Equal(HttpStatusCode.Redirect, answer.StatusCode);
             Assert.StartsWith("/Consent/Share?", answer.Headers.Location!.OriginalString, StringComparison.Ordinal);
-            Assert.Contains("name=\"eg_decision\"", await session.GetPageAsync(answer.Headers.Location!.OriginalString), StringComparison.Ordinal);
+            var again = await session.GetPageAsync(answer.Headers.Location!.OriginalString);
+            Assert.Contains("name=\"eg_decision\"", again, StringComparison.Ordinal);
+            // Told why the question comes back, and that nothing was shared (not the same question again in silence).
+            Assert.Contains("rien n’a encore été partagé", System.Net.WebUtility.HtmlDecode(again), StringComparison.Ordinal);
+            Assert.DoesNotContain("name=\"eg_expired\"", again, StringComparison.Ordinal);
             Assert.Equal(0L, await ConsentCountAsync(email));
         }
     }

@@ -37,14 +37,34 @@ public sealed class ConfirmEmailModel(
     /// </summary>
     public string? AccountEmail { get; private set; }
 
-    public async Task OnGetAsync()
+    /// <summary>The link is bad, spent or expired: said when the page opens, with no form to fill in for nothing.</summary>
+    public bool LinkInvalid { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync()
     {
         var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
-        if (user is { EmailConfirmed: false } && AccountLinks.Decode(Code) is { } token
-            && await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
+        if (user is null || AccountLinks.Decode(Code) is not { } token
+            || !await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
         {
-            AccountEmail = user.Email;
+            RefuseLink();
+            return Page();
         }
+
+        if (user.EmailConfirmed)
+        {
+            // As the form would: a valid link to an account that already has its password leads to the sign-in page.
+            return RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+        }
+
+        AccountEmail = user.Email;
+        return Page();
+    }
+
+    private void RefuseLink()
+    {
+        LinkInvalid = true;
+        ModelState.Clear();
+        ModelState.AddModelError("", text["Confirm.InvalidLink"]);
     }
 
     public async Task<IActionResult> OnPostAsync()
@@ -55,8 +75,7 @@ public sealed class ConfirmEmailModel(
         if (user is null || token is null
             || !await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
         {
-            ModelState.Clear();
-            ModelState.AddModelError("", text["Confirm.InvalidLink"]);
+            RefuseLink();
             return Page();
         }
 
@@ -101,7 +120,8 @@ public sealed class ConfirmEmailModel(
             // Rolled back first, then recorded in a transaction of its own: the refusal must outlive the rollback.
             await transaction.RollbackAsync(HttpContext.RequestAborted);
             await audit.RecordAccountAsync(AuditActions.AccountConfirmed, user, await users.GetRolesAsync(user), succeeded: false, HttpContext.RequestAborted);
-            ModelState.AddModelError("", text["Confirm.InvalidLink"]);
+            AccountEmail = null;
+            RefuseLink();
             return Page();
         }
 

@@ -34,6 +34,9 @@ public sealed class ResetPasswordModel(
 
     public bool SignedIn { get; private set; }
 
+    /// <summary>The link is bad, spent or expired: said when the page opens, with no form to fill in for nothing.</summary>
+    public bool LinkInvalid { get; private set; }
+
     public async Task OnGetAsync()
     {
         var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
@@ -42,41 +45,64 @@ public sealed class ResetPasswordModel(
         {
             AccountEmail = user.Email;
         }
+        else
+        {
+            RefuseLink();
+        }
+    }
+
+    private void RefuseLink()
+    {
+        LinkInvalid = true;
+        ModelState.Clear();
+        ModelState.AddModelError("", text["Reset.InvalidLink"]);
     }
 
     public async Task<IActionResult> OnPostAsync()
     {
+        // The link first, whatever else was typed: without a valid one, the page says nothing about the account.
+        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
+        var token = AccountLinks.Decode(Code);
+        if (user is null || token is null)
+        {
+            RefuseLink();
+            return Page();
+        }
+
+        if (!await users.VerifyUserTokenAsync(user, users.Options.Tokens.PasswordResetTokenProvider, UserManager<GatewayUser>.ResetPasswordTokenPurpose, token))
+        {
+            // A link refused is an event on the account; a password too weak is only the holder's typing.
+            await audit.RecordAccountAsync(AuditActions.PasswordReset, user, await users.GetRolesAsync(user), succeeded: false, HttpContext.RequestAborted);
+            RefuseLink();
+            return Page();
+        }
+
+        AccountEmail = user.Email;
         if (!ModelState.IsValid)
         {
             return Page();
         }
 
-        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
-        var token = AccountLinks.Decode(Code);
-        if (user is null || token is null)
-        {
-            ModelState.AddModelError("", text["Reset.InvalidLink"]);
-            return Page();
-        }
-
         var reset = await users.ResetPasswordAsync(user, token, Password);
-        var invalidLink = reset.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.InvalidToken));
-        if (reset.Succeeded || invalidLink)
-        {
-            // A password too weak is the holder's typing, not an event; a reset done or a link refused is.
-            await audit.RecordAccountAsync(AuditActions.PasswordReset, user, await users.GetRolesAsync(user), reset.Succeeded, HttpContext.RequestAborted);
-        }
-
         if (!reset.Succeeded)
         {
+            if (reset.Errors.Any(e => e.Code == nameof(IdentityErrorDescriber.InvalidToken)))
+            {
+                // Spent between the check and now (the same link used twice at once).
+                await audit.RecordAccountAsync(AuditActions.PasswordReset, user, await users.GetRolesAsync(user), succeeded: false, HttpContext.RequestAborted);
+                RefuseLink();
+                return Page();
+            }
+
             foreach (var error in reset.Errors)
             {
-                ModelState.AddModelError(error.Code == nameof(IdentityErrorDescriber.InvalidToken) ? "" : nameof(Password),
-                    error.Code == nameof(IdentityErrorDescriber.InvalidToken) ? text["Reset.InvalidLink"] : error.Description);
+                ModelState.AddModelError(nameof(Password), error.Description);
             }
 
             return Page();
         }
+
+        await audit.RecordAccountAsync(AuditActions.PasswordReset, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
 
         // A new password ends the account's sessions elsewhere: its refresh tokens and codes are revoked (access tokens lapse
         // within minutes), so whoever knew the old password, or opened the account with this address, is out.
@@ -110,7 +136,6 @@ public sealed class ResetPasswordModel(
             SignedIn = true;
         }
 
-        AccountEmail = user.Email;
         Done = true;
         return Page();
     }

@@ -23,6 +23,9 @@ public sealed class ShareModel(
 
     public bool Missing { get; private set; }
 
+    /// <summary>The answer came back on a form too old to trust (its antiforgery token had expired): asked again, and told so.</summary>
+    public bool Expired { get; private set; }
+
     public DateTimeOffset ConsentEnds { get; private set; }
 
     public async Task<IActionResult> OnGetAsync()
@@ -44,6 +47,7 @@ public sealed class ShareModel(
         // Whatever the seeker answers, /connect/authorize then sends the browser on to the site's registered address.
         PageSecurityHeaders.Apply(HttpContext, target);
         Missing = Request.Query[ConsentForm.Missing] == "1";
+        Expired = !Missing && Request.Query[ConsentForm.Expired] == "1";
         // Already shared (and not lapsed): a yes keeps that sharing and its end, which is what the page must say.
         var now = time.GetUtcNow();
         var seekerId = User.Subject();
