@@ -169,6 +169,19 @@ public static class AuthorizationEndpoints
         return identity;
     }
 
+    /// <summary>
+    /// RFC 6749 §3.3's default for a client_credentials request without <c>scope</c>: the API scopes the client may ask for
+    /// with its own credentials (cv:read for a site, audit:read for an auditors' client), rather than a token that opens
+    /// nothing. cv:share is a seeker's answer, never the client's own.
+    /// </summary>
+    private static async Task<IEnumerable<string>> OwnCredentialScopesAsync(
+        IOpenIddictApplicationManager applications, object application, CancellationToken cancellationToken) =>
+        (await applications.GetPermissionsAsync(application, cancellationToken))
+            .Where(p => p.StartsWith(Permissions.Prefixes.Scope, StringComparison.Ordinal))
+            .Select(p => p[Permissions.Prefixes.Scope.Length..])
+            .Where(ApiScopes.Api.Contains)
+            .ToList();
+
     /// <summary>The request's parameters once the sign-in it asks for (prompt, max_age) is dealt with: without those two.</summary>
     private static IEnumerable<KeyValuePair<string, string?>> MetParameters(HttpContext context) =>
         RequestParameters(context).Where(p => p.Key is not Parameters.Prompt and not Parameters.MaxAge);
@@ -203,7 +216,7 @@ public static class AuthorizationEndpoints
             var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
             identity.SetClaim(Claims.Subject, request.ClientId)
                 .SetClaim(Claims.Name, await applications.GetDisplayNameAsync(application, context.RequestAborted));
-            identity.SetScopes(request.GetScopes());
+            identity.SetScopes(request.GetScopes() is { IsEmpty: false } asked ? asked : await OwnCredentialScopesAsync(applications, application, context.RequestAborted));
             identity.SetResources(ApiScopes.Audience);
             identity.SetDestinations(_ => [Destinations.AccessToken]);
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);

@@ -85,6 +85,31 @@ public sealed class TokenEndpointTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
 
+    /// <summary>Without <c>scope</c>, a client gets what it may ask for with its own credentials, not a token that opens nothing.</summary>
+    [Fact]
+    public async Task ClientCredentialsWithoutScopeGetTheClientsOwnScope()
+    {
+        foreach (var (clientId, secret, expected, path) in new[]
+        {
+            ("demo-jobsite", "demo-jobsite-secret", "cv:read", "/api/v1/shared-cvs?limit=1"),
+            ("demo-auditor", "demo-auditor-secret", "audit:read", "/api/v1/audit/verify"),
+        })
+        {
+            using var response = await fixture.Client().PostAsync("/connect/token", new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["grant_type"] = "client_credentials", ["client_id"] = clientId, ["client_secret"] = secret,
+            }));
+            var json = await response.ReadJsonAsync();
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var token = json.GetProperty("access_token").GetString()!;
+            var payload = JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(token.Split('.')[1])).RootElement;
+            Assert.Equal(expected, payload.GetProperty("scope").GetString());
+            using var api = fixture.Client().WithToken(token);
+            using var read = await api.GetAsync(path);
+            Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        }
+    }
+
     [Fact]
     public async Task AnUnknownScopeIsInvalidScope()
     {
