@@ -12,7 +12,17 @@ using Hangfire;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
-var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) || StaffCommands.IsCommand(args) ? args : null;
+var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) || StaffCommands.IsCommand(args)
+    || args is ["migrate"] ? args : null;
+// A first word that is neither a command nor a setting (--key value, key=value) is a mistyped command: starting the
+// server instead would migrate the database the command was meant for.
+if (command is null && args is [var first, ..] && !first.StartsWith('-') && !first.StartsWith('/') && !first.Contains('='))
+{
+    await Console.Error.WriteLineAsync(
+        $"unknown command '{first}': migrate | audit verify [--anchor TOKEN] | audit checkpoint | jobs run freshness-sweep|event-dispatch | keys rotate-data-key|seal-ring|export-public DIR | staff …");
+    return 64;
+}
+
 var builder = WebApplication.CreateBuilder(command is null ? args : []);
 
 builder.AddGatewayTelemetry();
@@ -85,12 +95,26 @@ var app = builder.Build();
 
 if (command is not null)
 {
-    // A command with the wrong key-encryption key would otherwise find no key it can open and write one of its own.
-    await KeyRingProtection.CheckStoredKeysAsync(app.Services, CancellationToken.None);
-    return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
-        : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
-        : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)
-        : await AuditCommands.RunAsync(app.Services, command);
+    try
+    {
+        if (command is ["migrate"])
+        {
+            return await Startup.MigrateCommandAsync(app.Services);
+        }
+
+        // A command with the wrong key-encryption key would otherwise find no key it can open and write one of its own.
+        await KeyRingProtection.CheckStoredKeysAsync(app.Services, CancellationToken.None);
+        return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
+            : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
+            : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)
+            : await AuditCommands.RunAsync(app.Services, command);
+    }
+    catch (Exception e) when (e is InvalidOperationException or OptionsValidationException or Npgsql.NpgsqlException)
+    {
+        // What the operator must change (a setting, a key, the database), not a stack trace.
+        await Console.Error.WriteLineAsync($"{command[0]}: {e.Message}");
+        return 1;
+    }
 }
 
 if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enabled", false),

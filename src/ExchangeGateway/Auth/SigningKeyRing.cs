@@ -72,7 +72,12 @@ public sealed class SigningKeyRing(
 
     private Loaded Keys => _loaded ?? LoadAsync(CancellationToken.None).GetAwaiter().GetResult();
 
-    public async Task<Loaded> LoadAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Loads the keys once. Only a node's start creates a key that is neither configured nor stored
+    /// (<paramref name="createMissing"/>): a command run without the node's key settings would otherwise store keys of its
+    /// own, sign with them (a checkpoint, events) and make the node's signatures look forged to itself.
+    /// </summary>
+    public async Task<Loaded> LoadAsync(CancellationToken cancellationToken, bool createMissing = false)
     {
         if (_loaded is not null)
         {
@@ -89,14 +94,14 @@ public sealed class SigningKeyRing(
 
             var rsa = options.Value.RsaSigningKeyFile is { Length: > 0 } rsaFile
                 ? ImportRsa(await File.ReadAllTextAsync(rsaFile, cancellationToken))
-                : ImportRsa(await GetOrCreateStoredAsync(Rs256, CreateRsaPem, cancellationToken));
+                : ImportRsa(await GetOrCreateStoredAsync(Rs256, createMissing ? CreateRsaPem : null, "Auth:RsaSigningKeyFile", cancellationToken));
             var ecdsa = options.Value.EcdsaSigningKeyFile is { Length: > 0 } ecFile
                 ? ImportEcdsa(await File.ReadAllTextAsync(ecFile, cancellationToken))
-                : ImportEcdsa(await GetOrCreateStoredAsync(Es256, CreateEcdsaPem, cancellationToken));
+                : ImportEcdsa(await GetOrCreateStoredAsync(Es256, createMissing ? CreateEcdsaPem : null, "Auth:EcdsaSigningKeyFile", cancellationToken));
 
             var encryption = new SymmetricSecurityKey(Convert.FromBase64String(options.Value.EncryptionKey is { Length: > 0 } configured
                 ? configured
-                : await GetOrCreateStoredAsync(A256Kw, CreateSymmetricKey, cancellationToken)));
+                : await GetOrCreateStoredAsync(A256Kw, createMissing ? CreateSymmetricKey : null, "Auth:EncryptionKey", cancellationToken)));
             var decryption = options.Value.DecryptionKeys.ToList();
             if (options.Value.EncryptionKey is { Length: > 0 } && await ReadStoredAsync(A256Kw, cancellationToken) is { } superseded)
             {
@@ -148,7 +153,8 @@ public sealed class SigningKeyRing(
         }
     }
 
-    private async Task<string> GetOrCreateStoredAsync(string algorithm, Func<(string Pem, string KeyId)> create, CancellationToken cancellationToken)
+    private async Task<string> GetOrCreateStoredAsync(
+        string algorithm, Func<(string Pem, string KeyId)>? create, string setting, CancellationToken cancellationToken)
     {
         await using var scope = scopeFactory.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
@@ -156,6 +162,12 @@ public sealed class SigningKeyRing(
         var stored = await db.SigningKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Algorithm == algorithm, cancellationToken);
         if (stored is null)
         {
+            if (create is null)
+            {
+                throw new InvalidOperationException(
+                    $"No {algorithm} key is stored and {setting} is not set: give this command the same key settings as the nodes (Auth:*), or start a node first.");
+            }
+
             var (pem, keyId) = create();
             // Two nodes may start together: the unique index lets exactly one key win, and both then read it.
             await db.Database.ExecuteSqlAsync(

@@ -49,25 +49,74 @@ public static class GatewayDatabase
     private static readonly HashSet<string> PoolSizeKeywords = new(["MaximumPoolSize", "MaxPoolSize"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
-    /// Applies pending migrations (EF Core serialises concurrent migrators with a lock). When ConnectionStrings:GatewayOwner
-    /// is set, migrations run as that owner role, so the gateway itself can log in as a role that may only append to the
-    /// audit log.
+    /// Applies pending migrations. When ConnectionStrings:GatewayOwner is set, migrations run as that owner role, so the
+    /// gateway itself can log in as a role that may only append to the audit log. Take <see cref="StartTurnAsync"/> first:
+    /// EF Core's own migration lock lasts one transaction, and the migrations that build an index concurrently run outside one.
     /// </summary>
     public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken = default)
     {
-        var configuration = services.GetRequiredService<IConfiguration>();
-        var owner = configuration.GetConnectionString(OwnerConnectionStringName);
-        await using var scope = services.CreateAsyncScope();
-        if (string.IsNullOrWhiteSpace(owner))
-        {
-            await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Database.MigrateAsync(cancellationToken);
-            return;
-        }
-
-        var options = new DbContextOptionsBuilder<GatewayDbContext>();
-        options.UseGateway(owner);
-        await using var db = new GatewayDbContext(options.Options);
+        await using var db = OwnerContext(services);
         await db.Database.MigrateAsync(cancellationToken);
+    }
+
+    /// <summary>The migrations this version has and the database has not applied.</summary>
+    public static async Task<IReadOnlyList<string>> PendingMigrationsAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        await using var db = OwnerContext(services);
+        return (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
+    }
+
+    /// <summary>The schema owner's connection string where one is set; else the node's own.</summary>
+    private static string OwnerConnectionString(IServiceProvider services)
+    {
+        var configuration = services.GetRequiredService<IConfiguration>();
+        return configuration.GetConnectionString(OwnerConnectionStringName) is { } owner && !string.IsNullOrWhiteSpace(owner)
+            ? owner
+            : configuration.GetConnectionString(ConnectionStringName)
+                ?? throw new InvalidOperationException($"ConnectionStrings:{ConnectionStringName} is not set.");
+    }
+
+    private static GatewayDbContext OwnerContext(IServiceProvider services)
+    {
+        var connectionString = OwnerConnectionString(services);
+        var options = new DbContextOptionsBuilder<GatewayDbContext>();
+        options.UseGateway(connectionString);
+        return new GatewayDbContext(options.Options);
+    }
+
+    /// <summary>
+    /// A session-level advisory lock (<see cref="Locks.Start"/>) on a connection of its own, outside every pool: held while a
+    /// node (or the <c>migrate</c> command) prepares the database, released when disposed or when the process dies. A
+    /// database that does not exist yet has nobody to take turns with: EF Core creates it.
+    /// </summary>
+    public static async Task<IAsyncDisposable> StartTurnAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        var connectionString = OwnerConnectionString(services);
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, CommandTimeout = 0 }.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var command = new NpgsqlCommand($"SELECT pg_advisory_lock({Locks.Start})", connection);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            return connection;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            await connection.DisposeAsync();
+            return NoTurn.Instance;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed class NoTurn : IAsyncDisposable
+    {
+        public static readonly NoTurn Instance = new();
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
 

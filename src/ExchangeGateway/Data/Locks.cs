@@ -15,6 +15,12 @@ public static class Locks
     /// </summary>
     public const long Chain = 0x4547_4155_4449_54; // "EGAUDIT"
 
+    /// <summary>
+    /// Held, at session level, by a node preparing the database at start (migrations, roles, registered clients), so that
+    /// nodes starting together take turns. The only advisory lock not scoped to a transaction.
+    /// </summary>
+    public const long Start = 0x4547_5354_4152_54; // "EGSTART"
+
     /// <summary>Taken to create a deployment's first data-key wrapping key, so that nodes starting together agree on one.</summary>
     public const long DataKeys = 0x4547_4445_4B; // "EGDEK"
 

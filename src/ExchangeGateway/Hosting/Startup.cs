@@ -8,9 +8,22 @@ public static class Startup
     /// <summary>Schema, keys and registrations, before the first request: a node that cannot do these must not serve.</summary>
     public static async Task PrepareAsync(this WebApplication app, CancellationToken cancellationToken = default)
     {
-        if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value.MigrateOnStart)
+        // Every setting first: a node with a bad one must stop before it changes the schema the other nodes run on.
+        app.Services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
+
+        // One node at a time: migrations that build indexes outside a transaction, the roles and the registered clients
+        // are each checked and then written, and two nodes starting together would otherwise both write.
+        await using var turn = await GatewayDatabase.StartTurnAsync(app.Services, cancellationToken);
+        var database = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value;
+        if (database.MigrateOnStart)
         {
             await GatewayDatabase.MigrateAsync(app.Services, cancellationToken);
+        }
+        else if (await GatewayDatabase.PendingMigrationsAsync(app.Services, cancellationToken) is { Count: > 0 } pending)
+        {
+            // A node newer than its schema would fail request by request; it must not start at all.
+            throw new InvalidOperationException(
+                $"The database lacks {pending.Count} migration(s) this version needs (the first: {pending[0]}), and Database:MigrateOnStart is false: run `migrate` first.");
         }
 
         var unsealed = await KeyRingProtection.CheckStoredKeysAsync(app.Services, cancellationToken);
@@ -21,7 +34,7 @@ public static class Startup
                 unsealed);
         }
 
-        await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken);
+        await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken, createMissing: true);
         // Built now, so that a malformed ConnectionStrings:AuditReads stops the node instead of failing an auditor later.
         app.Services.GetRequiredService<Audit.AuditReads>();
         await app.Services.GetRequiredService<Cvs.DataKeyRing>().LoadAsync(cancellationToken);
@@ -34,5 +47,18 @@ public static class Startup
         {
             await DemoData.SeedAsync(scope.ServiceProvider, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// `migrate`: applies this version's migrations and stops, for deployments whose nodes run with
+    /// Database:MigrateOnStart=false (they refuse to start on a schema that lacks one). Takes the same turn as a starting node.
+    /// </summary>
+    public static async Task<int> MigrateCommandAsync(IServiceProvider services)
+    {
+        await using var turn = await GatewayDatabase.StartTurnAsync(services);
+        var pending = await GatewayDatabase.PendingMigrationsAsync(services);
+        await GatewayDatabase.MigrateAsync(services);
+        Console.WriteLine(pending.Count == 0 ? "migrate: the database is up to date" : $"migrate: applied {pending.Count} migration(s), the last {pending[^1]}");
+        return 0;
     }
 }

@@ -26,7 +26,7 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
         var refused = Record.Exception(() => node.Services);
 
         Assert.NotNull(refused);
-        var messages = Chain(refused).Select(e => e.Message).ToList();
+        var messages = GatewayCommand.Chain(refused).Select(e => e.Message).ToList();
         Assert.Contains(messages, m => m.Contains(message, StringComparison.Ordinal));
     }
 
@@ -50,20 +50,5 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
         using var response = await client.SendAsync(preflight);
         Assert.True(response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.OK, $"preflight answered {response.StatusCode}");
         return response.Headers.TryGetValues("Access-Control-Allow-Origin", out var allowed) ? allowed.Single() : null;
-    }
-
-    private static IEnumerable<Exception> Chain(Exception e)
-    {
-        for (Exception? current = e; current is not null; current = current.InnerException)
-        {
-            yield return current;
-            if (current is AggregateException aggregate)
-            {
-                foreach (var inner in aggregate.InnerExceptions.SelectMany(Chain))
-                {
-                    yield return inner;
-                }
-            }
-        }
     }
 }

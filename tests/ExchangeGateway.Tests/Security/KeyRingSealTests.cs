@@ -104,12 +104,12 @@ public sealed class KeyRingSealTests(GatewayFixture fixture)
         {
             var refused = Record.Exception(() => wrongNode.Services);
             Assert.NotNull(refused);
-            Assert.Contains(Chain(refused), e => e.Message.Contains("DataProtection:KeyEncryptionKey", StringComparison.Ordinal));
+            Assert.Contains(GatewayCommand.Chain(refused), e => e.Message.Contains("DataProtection:KeyEncryptionKey", StringComparison.Ordinal));
         }
 
         // Nor does a command run with that key (they run without starting the server), which would otherwise open no key
         // and write one of its own.
-        var (exitCode, output) = await RunCommandAsync(database, OtherKey, "keys", "export-public", Path.Combine(Path.GetTempPath(), "eg-keys-" + Guid.NewGuid().ToString("N")));
+        var (exitCode, output) = await GatewayCommand.RunAsync(database, OtherKey, "keys", "export-public", Path.Combine(Path.GetTempPath(), "eg-keys-" + Guid.NewGuid().ToString("N")));
         Assert.NotEqual(0, exitCode);
         Assert.Contains("DataProtection:KeyEncryptionKey", output, StringComparison.Ordinal);
 
@@ -177,56 +177,5 @@ public sealed class KeyRingSealTests(GatewayFixture fixture)
         }
 
         return services.BuildServiceProvider();
-    }
-
-    /// <summary>The built gateway's command line (`dotnet ExchangeGateway.dll ARGS`) against a database, with this key-encryption key.</summary>
-    private static async Task<(int ExitCode, string Output)> RunCommandAsync(TestDatabase database, string kek, params string[] args)
-    {
-        var configuration = Path.GetFileName(Path.GetDirectoryName(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)))!;
-        var gateway = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..",
-            "src", "ExchangeGateway", "bin", configuration, "net10.0", "ExchangeGateway.dll"));
-        Assert.True(File.Exists(gateway), $"the gateway is not built at {gateway}");
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = Path.GetDirectoryName(gateway)!,
-            Environment =
-            {
-                ["ASPNETCORE_ENVIRONMENT"] = "Testing",
-                ["ConnectionStrings__Gateway"] = database.AppConnectionString,
-                ["Auth__Issuer"] = "http://127.0.0.1:1/",
-                ["Auth__AllowInsecureHttp"] = "true",
-                ["Audit__PseudonymKey"] = GatewayFactory.PseudonymKey,
-                ["DataProtection__KeyEncryptionKey"] = kek,
-            },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.ArgumentList.Add(gateway);
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = System.Diagnostics.Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static IEnumerable<Exception> Chain(Exception e)
-    {
-        for (Exception? current = e; current is not null; current = current.InnerException)
-        {
-            yield return current;
-            if (current is AggregateException aggregate)
-            {
-                foreach (var inner in aggregate.InnerExceptions.SelectMany(Chain))
-                {
-                    yield return inner;
-                }
-            }
-        }
     }
 }
