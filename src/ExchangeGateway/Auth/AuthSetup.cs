@@ -47,7 +47,7 @@ public static class AuthSetup
         {
             options.ExpireTimeSpan = StaffTwoFactor.Pending;
             options.SlidingExpiration = false;
-            options.Cookie.Name = "eg.two-factor";
+            options.Cookie.Name = Pages.PagesSetup.CookieName(environment, "eg.two-factor");
             options.Cookie.HttpOnly = true;
             options.Cookie.SameSite = SameSiteMode.Lax;
             options.Cookie.SecurePolicy = Pages.PagesSetup.SecurePolicy(environment);
@@ -65,7 +65,7 @@ public static class AuthSetup
             options.LoginPath = "/Account/Login";
             options.LogoutPath = "/Account/Logout";
             options.AccessDeniedPath = "/Account/AccessDenied";
-            options.Cookie.Name = "eg.session";
+            options.Cookie.Name = Pages.PagesSetup.CookieName(environment, "eg.session");
             options.Cookie.HttpOnly = true;
             options.Cookie.SameSite = SameSiteMode.Lax;
             options.Cookie.SecurePolicy = Pages.PagesSetup.SecurePolicy(environment);

@@ -51,6 +51,14 @@ public static class AuthorizationEndpoints
             {
                 return Forbid(Errors.UnauthorizedClient, "This client is suspended.");
             }
+
+            // A site's question always needs the seeker's answer, so prompt=none can never succeed: one answer, given before
+            // the session is read, so that a site bouncing its visitors through here learns nothing about them (signed in
+            // or not, a job seeker or staff, since when), which the different errors would tell it.
+            if (request.HasPromptValue(PromptValues.None))
+            {
+                return Forbid(Errors.InteractionRequired, "A job site's request needs the job seeker's answer.");
+            }
         }
 
         var session = await context.AuthenticateAsync(IdentityConstants.ApplicationScheme);
@@ -106,11 +114,6 @@ public static class AuthorizationEndpoints
         HttpContext context, OpenIddictRequest request, GatewayUser user, Recipients.Recipient recipient,
         UserManager<GatewayUser> users, IAntiforgery antiforgery, ConsentDesk desk)
     {
-        if (!await users.IsInRoleAsync(user, Roles.Seeker))
-        {
-            return Forbid(Errors.AccessDenied, "Only a job seeker can share a CV.");
-        }
-
         var decision = context.Request.HasFormContentType ? context.Request.Form[ConsentForm.Decision].ToString() : "";
         if (decision.Length == 0)
         {
@@ -139,6 +142,13 @@ public static class AuthorizationEndpoints
         if (decision != ConsentForm.Accept)
         {
             return Forbid(Errors.AccessDenied, "The job seeker did not share the CV.");
+        }
+
+        // Staff are shown the page too (it tells them, and offers only the way back): sending them straight back to the site
+        // would tell the site, without a click, that its visitor is signed in with a staff account.
+        if (!await users.IsInRoleAsync(user, Roles.Seeker))
+        {
+            return Forbid(Errors.AccessDenied, "Only a job seeker can share a CV.");
         }
 
         if (context.Request.Form[ConsentForm.Share] != ConsentForm.ShareValue)

@@ -108,7 +108,9 @@ public sealed class SigningKeyRing(
                 decryption.Add(superseded);
             }
 
-            var validation = new List<SecurityKey> { rsa, ecdsa };
+            // Public halves only: these are also what the JWKS publishes beside OpenIddict's own list, and a private key
+            // object there would be exported whole (d, p, q…) the day OpenIddict stopped listing that key itself.
+            var validation = new List<SecurityKey> { PublicHalf(rsa.Rsa), PublicHalf(ecdsa.ECDsa) };
             foreach (var file in options.Value.VerificationKeyFiles)
             {
                 var key = ImportPublic(await File.ReadAllTextAsync(file, cancellationToken));
@@ -236,21 +238,29 @@ public sealed class SigningKeyRing(
             if (TryImportFromPem(ecdsa, pem))
             {
                 RequireP256(ecdsa, "A verification key file");
-                var spki = ecdsa.ExportSubjectPublicKeyInfo();
-                var publicOnly = ECDsa.Create();
-                publicOnly.ImportSubjectPublicKeyInfo(spki, out _);
-                return new ECDsaSecurityKey(publicOnly) { KeyId = KeyIdOf(spki) };
+                return PublicHalf(ecdsa);
             }
         }
 
-        using (var rsa = RSA.Create())
+        using var rsa = RSA.Create();
+        rsa.ImportFromPem(pem);
+        return PublicHalf(rsa);
+    }
+
+    /// <summary>A key holding only the public half of <paramref name="key"/>, with the key id the gateway gives it.</summary>
+    private static SecurityKey PublicHalf(AsymmetricAlgorithm key)
+    {
+        var spki = key.ExportSubjectPublicKeyInfo();
+        if (key is ECDsa)
         {
-            rsa.ImportFromPem(pem);
-            var spki = rsa.ExportSubjectPublicKeyInfo();
-            var publicOnly = RSA.Create();
+            var publicOnly = ECDsa.Create();
             publicOnly.ImportSubjectPublicKeyInfo(spki, out _);
-            return new RsaSecurityKey(publicOnly) { KeyId = KeyIdOf(spki) };
+            return new ECDsaSecurityKey(publicOnly) { KeyId = KeyIdOf(spki) };
         }
+
+        var rsaPublic = RSA.Create();
+        rsaPublic.ImportSubjectPublicKeyInfo(spki, out _);
+        return new RsaSecurityKey(rsaPublic) { KeyId = KeyIdOf(spki) };
     }
 
     private static bool TryImportFromPem(AsymmetricAlgorithm key, string pem)

@@ -55,12 +55,14 @@ public sealed class TokenRefusalAudit(
 
         metrics.TokensRefused.Add(1, new KeyValuePair<string, object?>("audited", true));
         await audit.AppendAsync(
+            // Anonymous whatever id it names: the request did not authenticate, and anyone can name a site (client ids are
+            // in every authorize URL). A registered site is the refusal's recipient, so its record shows who tried it.
             new AuditEntry(
-                context.Request?.ClientId is null ? ActorKinds.Anonymous : ActorKinds.Recipient,
+                ActorKinds.Anonymous,
                 clientId,
                 AuditActions.TokenRefused,
                 Outcomes.Denied,
-                Recipient: null,
+                Recipient: known ? claimed : null,
                 Details: new Dictionary<string, object?>
                 {
                     ["error"] = context.Response.Error,

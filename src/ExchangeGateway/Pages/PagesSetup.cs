@@ -15,6 +15,9 @@ public static class PagesSetup
 {
     public const string SeekerPolicy = "seeker-pages";
 
+    /// <summary>Any signed-in account: the site's consent page tells staff it is not for them (see Consent/Share).</summary>
+    public const string SignedInPolicy = "signed-in-pages";
+
     public static readonly CultureInfo[] Cultures = [new("fr"), new("en")];
 
     public static IServiceCollection AddGatewayPages(this IServiceCollection services, IHostEnvironment environment)
@@ -40,11 +43,14 @@ public static class PagesSetup
 
         services.AddAuthorizationBuilder().AddPolicy(SeekerPolicy, policy => policy
             .AddAuthenticationSchemes(IdentityConstants.ApplicationScheme)
-            .RequireRole(Roles.Seeker));
+            .RequireRole(Roles.Seeker))
+            .AddPolicy(SignedInPolicy, policy => policy
+                .AddAuthenticationSchemes(IdentityConstants.ApplicationScheme)
+                .RequireAuthenticatedUser());
 
         services.AddAntiforgery(options =>
         {
-            options.Cookie.Name = "eg.antiforgery";
+            options.Cookie.Name = CookieName(environment, "eg.antiforgery");
             options.Cookie.SecurePolicy = SecurePolicy(environment);
             options.FormFieldName = "__RequestVerificationToken";
         });
@@ -66,7 +72,7 @@ public static class PagesSetup
                         page.EndpointMetadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(Hosting.RateLimits.AccountFormsPolicy));
                     }
                 });
-                options.Conventions.AuthorizePage("/Consent/Share", SeekerPolicy);
+                options.Conventions.AuthorizePage("/Consent/Share", SignedInPolicy);
                 options.Conventions.ConfigureFilter(new PageSecurityHeaders());
             })
             .AddViewLocalization()
@@ -105,6 +111,13 @@ public static class PagesSetup
 
     /// <summary>A request for the pages (or their assets), not for the API, the OAuth endpoints or the operators' tools.</summary>
     public static bool IsPageRequest(HttpContext context) => IsPage(context.Request.Path);
+
+    /// <summary>
+    /// A cookie's name: with the __Host- prefix wherever cookies are Secure, so the browser takes it only from this host,
+    /// Secure, for the whole path and no domain (a sibling subdomain cannot plant its own session or antiforgery cookie);
+    /// plain over the plain http of development and tests, where the prefix would make the browser refuse the cookie.
+    /// </summary>
+    public static string CookieName(IHostEnvironment environment, string name) => environment.IsLocal() ? name : "__Host-" + name;
 
     /// <summary>The same rule as the session cookie's: Secure always, except over plain http in development and tests.</summary>
     public static CookieSecurePolicy SecurePolicy(IHostEnvironment environment) =>

@@ -105,7 +105,10 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
 
         using var auditor = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
         var refused = Assert.Single(await AuditLog.EventsAsync(auditor, $"actor={site.ClientId}&action=auth.token-refused"));
-        Assert.Equal("recipient", refused.GetProperty("actorKind").GetString());
+        // Named, not authenticated: the site is the refusal's recipient, the sender anonymous.
+        Assert.Equal("anonymous", refused.GetProperty("actorKind").GetString());
+        Assert.Equal(site.ClientId, Assert.Single(await AuditLog.EventsAsync(auditor, $"recipient={site.ClientId}&action=auth.token-refused"))
+            .GetProperty("recipient").GetString());
         Assert.Equal("denied", refused.GetProperty("outcome").GetString());
         Assert.Equal("invalid_client", refused.GetProperty("details").GetProperty("error").GetString());
         Assert.Equal("client_credentials", refused.GetProperty("details").GetProperty("grantType").GetString());

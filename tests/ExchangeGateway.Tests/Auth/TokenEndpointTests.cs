@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Auth;
 
@@ -42,6 +43,9 @@ public sealed class TokenEndpointTests(GatewayFixture fixture)
         Assert.Contains(keys, k => k.GetProperty("kty").GetString() == "RSA");
         Assert.Contains(keys, k => k.GetProperty("kty").GetString() == "EC" && k.GetProperty("crv").GetString() == "P-256");
         Assert.All(keys, k => Assert.False(k.TryGetProperty("d", out _), "a private key part is published"));
+        // Nor could one be: the keys the gateway adds to OpenIddict's list hold no private half to export.
+        var ring = fixture.Factory.Services.GetRequiredService<ExchangeGateway.Auth.SigningKeyRing>();
+        Assert.All(ring.ValidationKeys, k => Assert.Null(Microsoft.IdentityModel.Tokens.JsonWebKeyConverter.ConvertFromSecurityKey(k).D));
 
         var token = await fixture.Actors.DemoSiteTokenAsync();
         var header = JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(token.Split('.')[0])).RootElement;

@@ -28,3 +28,23 @@ public sealed class LocalOnlyTests
     public void DevelopmentAndTestingMayUseThem(string name) =>
         Assert.Null(LocalOnly.Refusal(new HostingEnvironment { EnvironmentName = name }, demoData: true, notifierMode: "pickup"));
 }
+
+/// <summary>
+/// Wherever cookies are Secure, the session, second-factor and antiforgery cookies carry the __Host- prefix, so a browser
+/// takes them only from this host (a sibling subdomain cannot plant its own session); over development's plain http the
+/// prefix would make the browser drop them.
+/// </summary>
+public sealed class CookieNameTests
+{
+    [Theory]
+    [InlineData("Production", "__Host-eg.session")]
+    [InlineData("Staging", "__Host-eg.session")]
+    [InlineData("Development", "eg.session")]
+    [InlineData("Testing", "eg.session")]
+    public void SecureCookiesAreHostLocked(string name, string expected)
+    {
+        var environment = new HostingEnvironment { EnvironmentName = name };
+        Assert.Equal(expected, ExchangeGateway.Pages.PagesSetup.CookieName(environment, "eg.session"));
+        Assert.Equal(expected != "eg.session", ExchangeGateway.Pages.PagesSetup.SecurePolicy(environment) == Microsoft.AspNetCore.Http.CookieSecurePolicy.Always);
+    }
+}

@@ -147,6 +147,62 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// A site bouncing its visitors through /connect/authorize without showing them anything (prompt=none, or a staff
+    /// visitor sent straight back) must learn nothing about them: not whether they are signed in, nor whether they are a
+    /// job seeker or staff, nor since when (max_age).
+    /// </summary>
+    [Fact]
+    public async Task ASiteLearnsNothingAboutItsVisitorWithoutTheirClick()
+    {
+        var site = await RegisterSiteAsync();
+        var (_, challenge) = PageSession.Pkce();
+        var (seeker, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        var staff = await fixture.Actors.NewOperatorAsync();
+        using var staffSession = new PageSession(fixture.Factory);
+        await fixture.Actors.SecondFactorAsync(staffSession.Http,
+            await Actors.SubmitLoginAsync(staffSession.Http, new Uri("/Account/Login", UriKind.Relative), staff.Email, staff.Password), staff.Email);
+        using var anonymous = new PageSession(fixture.Factory);
+        using (seeker)
+        {
+            var silent = new List<string>();
+            foreach (var (who, session) in new[] { ("anonymous", anonymous), ("seeker", seeker), ("staff", staffSession) })
+            {
+                foreach (var extra in new[] { "&prompt=none", "&prompt=none&max_age=0", "&prompt=none&max_age=100000" })
+                {
+                    using var answer = await session.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s") + extra);
+                    Assert.Equal(HttpStatusCode.Redirect, answer.StatusCode);
+                    var location = answer.Headers.Location!;
+                    Assert.StartsWith(Callback, location.AbsoluteUri, StringComparison.Ordinal);
+                    var query = System.Web.HttpUtility.ParseQueryString(location.Query);
+                    silent.Add($"{query["error"]} {query["error_description"]}");
+                }
+            }
+
+            Assert.Single(silent.Distinct());
+            Assert.StartsWith("interaction_required ", silent[0], StringComparison.Ordinal);
+
+            // Without prompt=none, staff land on the consent page (which tells them, and offers only the way back), as a
+            // seeker does, instead of going straight back to the site.
+            using var asked = await staffSession.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, "s"));
+            Assert.StartsWith("/Consent/Share?", asked.Headers.Location!.OriginalString, StringComparison.Ordinal);
+            var page = WebUtility.HtmlDecode(await staffSession.GetPageAsync(asked.Headers.Location!.OriginalString));
+            Assert.Contains("seul un demandeur d’emploi peut partager un CV", page, StringComparison.Ordinal);
+            Assert.DoesNotContain("name=\"eg_share\"", page, StringComparison.Ordinal);
+            var fields = HiddenField().Matches(page)
+                .Select(m => new KeyValuePair<string, string>(WebUtility.HtmlDecode(m.Groups[1].Value), WebUtility.HtmlDecode(m.Groups[2].Value)))
+                .Append(new("__RequestVerificationToken", PageSession.AntiforgeryToken(page)))
+                .Append(new("eg_decision", "accept"))
+                .Append(new("eg_share", "yes"))
+                .ToList();
+            // Even a crafted "accept" from a staff account shares nothing.
+            using var back = await staffSession.Http.PostAsync("/connect/authorize", new FormUrlEncodedContent(fields));
+            Assert.StartsWith(Callback, back.Headers.Location!.AbsoluteUri, StringComparison.Ordinal);
+            Assert.Equal("access_denied", System.Web.HttpUtility.ParseQueryString(back.Headers.Location!.Query)["error"]);
+            Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE seeker_id = '{staff.Id}'"));
+        }
+    }
+
     [Fact]
     public async Task ASiteAskingForAnythingButCvShareIsRefusedBeforeSignIn()
     {
@@ -284,7 +340,6 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             ["code_challenge_method"] = "S256",
         }.Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
 
-    /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
     /// <summary>
     /// Asked again while the sharing stands, the page gives that sharing's own end (a yes keeps it), not twelve months from
     /// now, which it promised before.
@@ -316,6 +371,7 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
     private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, TestSite site, string challenge, string state)
     {
         using var authorize = await session.Http.GetAsync(AuthorizeUrl(site.ClientId, challenge, state));

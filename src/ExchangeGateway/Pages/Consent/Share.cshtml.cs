@@ -28,6 +28,9 @@ public sealed class ShareModel(
 
     public DateTimeOffset ConsentEnds { get; private set; }
 
+    /// <summary>Signed in with an account that is not a job seeker's (staff): told so, and offered only the way back.</summary>
+    public bool NotSeeker { get; private set; }
+
     public async Task<IActionResult> OnGetAsync()
     {
         var clientId = Request.Query[OpenIddictConstants.Parameters.ClientId].ToString();
@@ -46,6 +49,7 @@ public sealed class ShareModel(
 
         // Whatever the seeker answers, /connect/authorize then sends the browser on to the site's registered address.
         PageSecurityHeaders.Apply(HttpContext, target);
+        NotSeeker = !User.IsInRole(Roles.Seeker);
         Missing = Request.Query[ConsentForm.Missing] == "1";
         Expired = !Missing && Request.Query[ConsentForm.Expired] == "1";
         // Already shared (and not lapsed): a yes keeps that sharing and its end, which is what the page must say.
