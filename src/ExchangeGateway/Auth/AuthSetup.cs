@@ -169,6 +169,22 @@ public static class AuthSetup
                 parameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
                 parameters.ClockSkew = TimeSpan.FromSeconds(30);
             })
+            .Configure(jwt =>
+            {
+                // RFC 6750 §3.1: a token that is valid but lacks the scope is told so, and which scope the operation needs.
+                jwt.Events ??= new JwtBearerEvents();
+                jwt.Events.OnForbidden = context =>
+                {
+                    var needed = context.HttpContext.GetEndpoint()?.Metadata.GetOrderedMetadata<Microsoft.AspNetCore.Authorization.IAuthorizeData>()
+                        .Select(a => a.Policy).FirstOrDefault(p => p is not null && ApiScopes.Api.Contains(p));
+                    if (needed is not null && !ApiScopes.Has(context.HttpContext.User, needed))
+                    {
+                        context.Response.Headers.WWWAuthenticate = $"Bearer error=\"insufficient_scope\", scope=\"{needed}\"";
+                    }
+
+                    return Task.CompletedTask;
+                };
+            })
             .Configure<IOptions<AuthOptions>, ValidatedTokens>((jwt, auth, validated) =>
             {
                 if (auth.Value.CacheValidatedTokens)

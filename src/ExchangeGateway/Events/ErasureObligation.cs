@@ -93,6 +93,9 @@ public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<Er
         // (compliance) reads by the same prefix: one index for both, where there were two on the hottest table to write.
         builder.HasIndex(o => new { o.RecipientId, o.Jti }).IsUnique();
         builder.HasIndex(o => o.ConsentId);
+        // A site's events still open (GET /erasures): small, since a confirmed row leaves it, and what lets a site that lost
+        // a jti it had acknowledged find it again without reading its whole history.
+        builder.HasIndex(o => new { o.RecipientId, o.Id }).HasFilter("status <> 'Confirmed'").HasDatabaseName("ix_erasure_obligations_open_by_site");
         builder.HasIndex(o => o.ConfirmBefore).HasFilter("status <> 'Confirmed' AND NOT overdue");
         // No foreign keys, on purpose: every row is written by an INSERT … SELECT from consents in the transaction that ends
         // the share, and consents and recipients are never deleted, so the checks could only ever pass; they were a fifth

@@ -34,6 +34,14 @@ public sealed record PollResponse(IReadOnlyDictionary<string, string> Sets, bool
 
 public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, ObligationStatus Status, DateTimeOffset? ConfirmedAt);
 
+/// <summary>
+/// One of the calling site's events it has not confirmed yet: what its SET says (jti, kind, the CV's id for the site,
+/// cause, toe as <c>createdAt</c>, confirm_before), and where it stands (pending: not yet delivered or acknowledged).
+/// </summary>
+public sealed record OpenEvent(
+    Guid Jti, string Kind, string Cause, string CvId, ObligationStatus Status, bool Overdue, DateTimeOffset CreatedAt,
+    DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt);
+
 public static class EventEndpoints
 {
     private static readonly TimeSpan LongPoll = TimeSpan.FromSeconds(10);
@@ -45,7 +53,33 @@ public static class EventEndpoints
             .WithSummary("RFC 8936 poll delivery of the calling site's security event tokens (ack, setErrs, maxEvents, returnImmediately).");
         site.MapPost("/erasures/{jti:guid}/confirmation", Confirm).WithName("ConfirmErasure")
             .WithSummary("The site confirms it deleted (or updated) its copy: closes the obligation.");
+        site.MapGet("/erasures", Open).WithName("ListOpenEvents")
+            .WithSummary("The calling site's events not confirmed yet, delivered or not, oldest first: what it still has to do (and the jtis to confirm it with).");
         return api;
+    }
+
+    private const string OpenCollection = "site-open-events";
+
+    /// <summary>
+    /// A SET acknowledged (by a push's 202 or a poll's ack) is never offered again; a site that lost it before acting on it
+    /// would otherwise have no way to the jti it must confirm, and stay overdue. The cursor is bound to the site.
+    /// </summary>
+    private static async Task<Results<Ok<Page<OpenEvent>>, ProblemHttpResult>> Open(
+        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
+    {
+        var recipient = context.Recipient();
+        if (cursors.Read<long>(OpenCollection + ":" + recipient.Id, cursor, limit, out var after, out var take) is { } problem)
+        {
+            return problem;
+        }
+
+        var page = await cursors.PageAsync(OpenCollection + ":" + recipient.Id,
+            db.Set<ErasureObligation>().AsNoTracking()
+                .Where(o => o.RecipientId == recipient.Id && o.Status != ObligationStatus.Confirmed && o.Id > after)
+                .OrderBy(o => o.Id)
+                .Select(o => new { o.Id, Item = new OpenEvent(o.Jti, o.Kind, o.Cause, o.PairwiseId, o.Status, o.Overdue, o.CreatedAt, o.ConfirmBefore, o.DeliveredAt) }),
+            take, o => o.Id, context.RequestAborted);
+        return TypedResults.Ok(new Page<OpenEvent>([.. page.Items.Select(o => o.Item)], page.NextCursor));
     }
 
     private static async Task<Results<Ok<PollResponse>, ProblemHttpResult>> Poll(

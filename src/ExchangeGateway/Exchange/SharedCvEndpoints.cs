@@ -10,7 +10,7 @@ public static class SharedCvEndpoints
     public static RouteGroupBuilder MapSharedCvEndpoints(this RouteGroupBuilder api)
     {
         var group = api.MapGroup("/shared-cvs").RequireAuthorization(ApiScopes.CvRead).AddEndpointFilter<RecipientGate>().WithTags("Recipient");
-        group.MapGet("/", GetFeed).WithName("GetSharedCvs")
+        group.MapGet("/", GetFeed).WithName("GetSharedCvs").WithMetadata(new PageLimit(MaxPage))
             .WithSummary("The change feed of CVs shared with the calling site: available CVs with their document, and withdrawals. nextCursor while more is waiting; resumeCursor, on every page, is where to ask again once caught up.");
         group.MapGet("/{id}", GetOne).WithName("GetSharedCv")
             .WithSummary("One CV shared with the calling site, by the site's own id for it; 404 whenever it is not available.");

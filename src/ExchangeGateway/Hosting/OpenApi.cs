@@ -22,6 +22,7 @@ public static class OpenApi
         services.AddSwaggerGen(options =>
         {
             options.OperationFilter<ProblemResponses>();
+            options.OperationFilter<PageParameters>();
             options.SchemaFilter<ConstructorParameters>();
             options.SchemaFilter<UrlLengths>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
@@ -68,9 +69,10 @@ public static class OpenApi
     }
 
     /// <summary>
-    /// The problem answers every API operation can give, declared once instead of on each endpoint: 401, 403 and 429
-    /// everywhere, 400 where the caller sends something (query, route, body), 404 where a path names a resource.
-    /// Endpoint-specific ones (409, 412, 413, 415, 422) are declared on their endpoints.
+    /// The problem answers every API operation can give, declared once instead of on each endpoint: 401, 403, 429 and 503
+    /// everywhere, 400 where the caller sends something (query, route, body), 404 where a path names a resource, 415 where
+    /// it sends a JSON body; with the headers that come with them (WWW-Authenticate, Retry-After, Location on a 201).
+    /// Endpoint-specific ones (409, 412, 413, 422) are declared on their endpoints. Only a 400 carries <c>errors</c>.
     /// </summary>
     private sealed class ProblemResponses : IOperationFilter
     {
@@ -82,31 +84,97 @@ public static class OpenApi
                 return;
             }
 
-            var problem = context.SchemaGenerator.GenerateSchema(typeof(Microsoft.AspNetCore.Http.HttpValidationProblemDetails), context.SchemaRepository);
-            void Add(int status, string description)
+            var validation = context.SchemaGenerator.GenerateSchema(typeof(Microsoft.AspNetCore.Http.HttpValidationProblemDetails), context.SchemaRepository);
+            var problem = context.SchemaGenerator.GenerateSchema(typeof(Microsoft.AspNetCore.Mvc.ProblemDetails), context.SchemaRepository);
+            operation.Responses ??= new OpenApiResponses();
+            void Add(int status, string description, IOpenApiSchema schema, params (string Name, string Description, JsonSchemaType Type)[] headers)
             {
-                operation.Responses ??= new OpenApiResponses();
-                operation.Responses.TryAdd(status.ToString(CultureInfo.InvariantCulture), new OpenApiResponse
+                var response = new OpenApiResponse
                 {
                     Description = description,
-                    Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = problem } },
-                });
+                    Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = schema } },
+                };
+                if (operation.Responses.TryAdd(status.ToString(CultureInfo.InvariantCulture), response))
+                {
+                    AddHeaders(response, headers);
+                }
             }
 
             if (context.ApiDescription.ParameterDescriptions.Count > 0)
             {
-                Add(StatusCodes.Status400BadRequest, "The request is invalid; the problem names each faulty field.");
+                Add(StatusCodes.Status400BadRequest, "The request is invalid; the problem names each faulty field.", validation);
+            }
+
+            if (context.ApiDescription.ParameterDescriptions.Any(p => p.Source == Microsoft.AspNetCore.Mvc.ModelBinding.BindingSource.Body))
+            {
+                Add(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.", problem);
             }
 
             if (path.Contains('{', StringComparison.Ordinal))
             {
-                Add(StatusCodes.Status404NotFound, "No such resource, or none of yours (the answer is the same).");
+                Add(StatusCodes.Status404NotFound, "No such resource, or none of yours (the answer is the same).", problem);
             }
 
-            Add(StatusCodes.Status401Unauthorized, "No valid access token.");
-            Add(StatusCodes.Status403Forbidden, "The token does not grant the scope this operation needs.");
-            Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.");
-            Add(StatusCodes.Status503ServiceUnavailable, "The database could not answer just now: retry after the seconds in Retry-After.");
+            Add(StatusCodes.Status401Unauthorized, "No valid access token.", problem,
+                ("WWW-Authenticate", "Bearer, with error=\"invalid_token\" when a token was sent (RFC 6750 §3).", JsonSchemaType.String));
+            Add(StatusCodes.Status403Forbidden, ForbiddenBecause(path), problem,
+                ("WWW-Authenticate", "Bearer error=\"insufficient_scope\" and the scope needed, when that is why (RFC 6750 §3.1).", JsonSchemaType.String));
+            Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.", problem,
+                ("Retry-After", "Seconds to wait before the next request.", JsonSchemaType.Integer));
+            Add(StatusCodes.Status503ServiceUnavailable, "The database could not answer just now: retry after the seconds in Retry-After.", problem,
+                ("Retry-After", "Seconds to wait before retrying.", JsonSchemaType.Integer));
+            if (operation.Responses.TryGetValue("201", out var created) && created is OpenApiResponse createdResponse)
+            {
+                AddHeaders(createdResponse, ("Location", "Where the created resource is read.", JsonSchemaType.String));
+            }
+        }
+
+        /// <summary>Why a 403, as the recipient gate adds its own reasons to the scope check.</summary>
+        private static string ForbiddenBecause(string path) =>
+            path.StartsWith("api/v1/shared-cvs", StringComparison.Ordinal)
+                ? "The token does not grant cv:read, the client is not a registered recipient, or the site is suspended (\"Recipient suspended\": it reads no CV, but may still poll and confirm its events)."
+                : path.StartsWith("api/v1/events", StringComparison.Ordinal) || path.StartsWith("api/v1/erasures", StringComparison.Ordinal)
+                    ? "The token does not grant cv:read, or the client is not a registered recipient."
+                    : "The token does not grant the scope this operation needs.";
+
+        private static void AddHeaders(OpenApiResponse response, params (string Name, string Description, JsonSchemaType Type)[] headers)
+        {
+            foreach (var (name, description, type) in headers)
+            {
+                response.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                response.Headers.TryAdd(name, new OpenApiHeader { Description = description, Schema = new OpenApiSchema { Type = type } });
+            }
+        }
+    }
+
+    /// <summary>
+    /// The paging parameters as the API reads them: <c>limit</c> from 1 to the collection's page (100 for the shared CVs,
+    /// whose items are whole documents; 500 elsewhere), that page by default; <c>cursor</c> the previous page's nextCursor.
+    /// </summary>
+    private sealed class PageParameters : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            var max = context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<PageLimit>().FirstOrDefault()?.Max ?? Cursors.MaxLimit;
+            foreach (var parameter in operation.Parameters ?? [])
+            {
+                if (parameter is not OpenApiParameter { In: ParameterLocation.Query } query)
+                {
+                    continue;
+                }
+
+                if (query.Name == "limit" && query.Schema is OpenApiSchema schema)
+                {
+                    schema.Minimum = "1";
+                    schema.Maximum = max.ToString(CultureInfo.InvariantCulture);
+                    schema.Default = System.Text.Json.Nodes.JsonValue.Create(Math.Min(Cursors.DefaultLimit, max));
+                    query.Description = $"Items per page, 1 to {max}.";
+                }
+                else if (query.Name == "cursor")
+                {
+                    query.Description = "The nextCursor of the previous page (absent for the first). Go on while nextCursor is not null, even after a page with no items.";
+                }
+            }
         }
     }
 

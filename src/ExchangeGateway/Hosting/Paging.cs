@@ -4,6 +4,9 @@ using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Hosting;
 
+/// <summary>A collection whose page is smaller than <see cref="Cursors.MaxLimit"/>: said in the OpenAPI document.</summary>
+public sealed record PageLimit(int Max);
+
 /// <summary>The shape of every collection: items and an opaque cursor to the next page (null on the last page).</summary>
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
 

@@ -136,6 +136,8 @@ public sealed class TokenEndpointTests(GatewayFixture fixture)
         using var client = fixture.Client().WithToken(await fixture.Actors.AuditorClientTokenAsync());
         using var response = await client.GetAsync("/api/v1/shared-cvs");
         await response.AssertProblemAsync(HttpStatusCode.Forbidden);
+        // RFC 6750 §3.1: told why, and which scope the operation needs.
+        Assert.Equal("Bearer error=\"insufficient_scope\", scope=\"cv:read\"", response.Headers.WwwAuthenticate.ToString());
     }
 
     [Fact]

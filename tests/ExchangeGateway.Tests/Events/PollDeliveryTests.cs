@@ -55,6 +55,59 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         AssertSameInstant(confirmedAt, status.GetProperty("confirmedAt").GetDateTimeOffset());
     }
 
+    /// <summary>
+    /// A site that acknowledged a SET and lost it before acting finds it again, with the jti to confirm it, in its list of
+    /// open events; a confirmed one leaves the list; another site sees none of them.
+    /// </summary>
+    [Fact]
+    public async Task ASiteFindsTheEventsItHasNotConfirmedEvenOnceAcknowledged()
+    {
+        var (pollSite, _, siteToken, id) = await ReadThenUntickedAsync("open");
+        using var site = Gateway.CreateHttpClient().WithToken(siteToken);
+        var set = await FindAsync(site, pollSite, id);
+
+        async Task<List<JsonElement>> OpenAsync(HttpClient client)
+        {
+            var items = new List<JsonElement>();
+            string? cursor = null;
+            do
+            {
+                using var response = await client.GetAsync("/api/v1/erasures?limit=1" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                var page = await response.ReadJsonAsync();
+                items.AddRange(page.GetProperty("items").EnumerateArray().Select(i => i.Clone()));
+                cursor = page.GetProperty("nextCursor").GetString();
+            }
+            while (cursor is not null);
+            return items;
+        }
+
+        var pending = Assert.Single(await OpenAsync(site));
+        Assert.Equal(set.Jti, pending.GetProperty("jti").GetString());
+        Assert.Equal(("erasure-required", "consent-revoked", id, "pending"),
+            (pending.GetProperty("kind").GetString(), pending.GetProperty("cause").GetString(), pending.GetProperty("cvId").GetString(), pending.GetProperty("status").GetString()));
+        Assert.False(pending.GetProperty("overdue").GetBoolean());
+
+        // Acknowledged, hence never offered by a poll again: the list still has it, now delivered.
+        await PollAsync(site, new { ack = new[] { set.Jti }, returnImmediately = true });
+        Assert.False((await PollAsync(site, new { returnImmediately = true })).GetProperty("sets").TryGetProperty(set.Jti, out _));
+        var delivered = Assert.Single(await OpenAsync(site));
+        Assert.Equal((set.Jti, "delivered"), (delivered.GetProperty("jti").GetString(), delivered.GetProperty("status").GetString()));
+        Assert.Equal(JsonValueKind.String, delivered.GetProperty("deliveredAt").ValueKind);
+
+        // Another site's list never shows it, nor does its cursor open this site's list.
+        using var other = Gateway.CreateHttpClient().WithToken(await fixture.Actors.OtherSiteTokenAsync());
+        Assert.DoesNotContain(await OpenAsync(other), e => e.GetProperty("jti").GetString() == set.Jti);
+
+        using (await site.PostAsync($"/api/v1/erasures/{set.Jti}/confirmation", null))
+        {
+        }
+
+        Assert.Empty(await OpenAsync(site));
+        await (await site.GetAsync("/api/v1/erasures?limit=0")).AssertProblemAsync(HttpStatusCode.BadRequest);
+        await (await site.GetAsync("/api/v1/erasures?cursor=not-a-cursor")).AssertProblemAsync(HttpStatusCode.BadRequest);
+    }
+
     [Fact]
     public async Task ASetReportedInSetErrsStaysPendingAndIsOfferedAgainAfterTheBackOff()
     {

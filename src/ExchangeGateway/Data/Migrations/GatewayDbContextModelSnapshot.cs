@@ -627,6 +627,10 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasIndex("ConsentId")
                         .HasDatabaseName("ix_erasure_obligations_consent_id");
 
+                    b.HasIndex("RecipientId", "Id")
+                        .HasDatabaseName("ix_erasure_obligations_open_by_site")
+                        .HasFilter("status <> 'Confirmed'");
+
                     b.HasIndex("RecipientId", "Jti")
                         .IsUnique()
                         .HasDatabaseName("ix_erasure_obligations_recipient_id_jti");
