@@ -25,6 +25,7 @@ public static class OpenApi
             options.OperationFilter<PageParameters>();
             options.SchemaFilter<ConstructorParameters>();
             options.SchemaFilter<UrlLengths>();
+            options.SchemaFilter<NonNullableMembers>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
             {
                 Title = "ExchangeGateway API",
@@ -226,6 +227,36 @@ public static class OpenApi
                 {
                     target.Required ??= new HashSet<string>();
                     target.Required.Add(name);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// What the compiler knows (nullable reference types are on): a member declared <c>string</c>, not <c>string?</c>, is
+    /// never null, and a generated client must not be told it may be. Swashbuckle's own option left every string nullable
+    /// with the serializer's contract resolver this API uses.
+    /// </summary>
+    private sealed class NonNullableMembers : ISchemaFilter
+    {
+        public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
+        {
+            if (schema is not OpenApiSchema target || target.Properties is not { Count: > 0 } properties)
+            {
+                return;
+            }
+
+            var nullability = new System.Reflection.NullabilityInfoContext();
+            foreach (var property in context.Type.GetProperties())
+            {
+                var name = property.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonPropertyNameAttribute), true)
+                    .OfType<System.Text.Json.Serialization.JsonPropertyNameAttribute>().FirstOrDefault()?.Name
+                    ?? System.Text.Json.JsonNamingPolicy.CamelCase.ConvertName(property.Name);
+                if (properties.TryGetValue(name, out var member) && member is OpenApiSchema { Type: { } type } memberSchema
+                    && Nullable.GetUnderlyingType(property.PropertyType) is null
+                    && (property.PropertyType.IsValueType || nullability.Create(property).ReadState == System.Reflection.NullabilityState.NotNull))
+                {
+                    memberSchema.Type = type & ~JsonSchemaType.Null;
                 }
             }
         }
