@@ -117,8 +117,11 @@ if (command is not null)
     }
 }
 
-if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enabled", false),
-        app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NotifierOptions>>().Value.Mode) is { } refusal)
+var consentOptions = app.Services.GetRequiredService<IOptions<ConsentOptions>>().Value;
+var notifierOptions = app.Services.GetRequiredService<IOptions<NotifierOptions>>().Value;
+if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enabled", false), notifierOptions.Mode,
+        ("Consent:ControllerContact", consentOptions.ControllerContact), ("Consent:ControllerUrl", consentOptions.ControllerUrl.AbsoluteUri),
+        ("Notifier:From", notifierOptions.From)) is { } refusal)
 {
     throw new InvalidOperationException(refusal);
 }

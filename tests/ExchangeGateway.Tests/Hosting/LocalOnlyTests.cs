@@ -20,13 +20,21 @@ public sealed class LocalOnlyTests
         Assert.Contains("DemoData:Enabled", LocalOnly.Refusal(environment, demoData: true, notifierMode: "smtp"), StringComparison.Ordinal);
         Assert.Contains("Notifier:Mode is pickup", LocalOnly.Refusal(environment, demoData: false, notifierMode: "pickup"), StringComparison.Ordinal);
         Assert.Null(LocalOnly.Refusal(environment, demoData: false, notifierMode: "smtp"));
+        // What receipts and mails show seekers must not be left at the example defaults.
+        Assert.Contains("Consent:ControllerContact is still the example 'dpo@employment-service.example'",
+            LocalOnly.Refusal(environment, demoData: false, notifierMode: "smtp", ("Consent:ControllerContact", "dpo@employment-service.example")), StringComparison.Ordinal);
+        Assert.Contains("Consent:ControllerUrl",
+            LocalOnly.Refusal(environment, demoData: false, notifierMode: "smtp", ("Consent:ControllerUrl", "https://employment-service.example/privacy")), StringComparison.Ordinal);
+        Assert.Null(LocalOnly.Refusal(environment, demoData: false, notifierMode: "smtp",
+            ("Consent:ControllerContact", "dpo@emploi.gouv.fr"), ("Notifier:From", "Service <no-reply@emploi.gouv.fr>")));
     }
 
     [Theory]
     [InlineData("Development")]
     [InlineData("Testing")]
     public void DevelopmentAndTestingMayUseThem(string name) =>
-        Assert.Null(LocalOnly.Refusal(new HostingEnvironment { EnvironmentName = name }, demoData: true, notifierMode: "pickup"));
+        Assert.Null(LocalOnly.Refusal(new HostingEnvironment { EnvironmentName = name }, demoData: true, notifierMode: "pickup",
+            ("Consent:ControllerContact", "dpo@employment-service.example")));
 }
 
 /// <summary>
