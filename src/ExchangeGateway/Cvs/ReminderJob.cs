@@ -20,7 +20,8 @@ namespace ExchangeGateway.Cvs;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ReminderJob(
     GatewayDbContext db, INotifier notifier, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ConsentOptions> consents,
-    IOptions<Pages.PagesOptions> pages, Microsoft.AspNetCore.Identity.ILookupNormalizer normalizer, ILogger<ReminderJob> logger)
+    IOptions<Pages.PagesOptions> pages, Microsoft.AspNetCore.Identity.ILookupNormalizer normalizer, ILogger<ReminderJob> logger,
+    Hosting.GatewayMetrics metrics)
 {
     /// <summary>
     /// Well inside Hangfire's invisibility timeout (10 minutes), after which another worker would take the same job while
@@ -212,13 +213,16 @@ public sealed class ReminderJob(
         try
         {
             await notifier.SendAsync(notice, cancellationToken);
+            metrics.MailSent.Add(1, new KeyValuePair<string, object?>("kind", "reminder"));
         }
         catch (SmtpCommandException e)
         {
+            metrics.MailFailed.Add(1, new KeyValuePair<string, object?>("kind", "reminder"));
             logger.LogWarning("The mail server refused a reminder ({Error}, SMTP status {Status}); it is not sent again", e.ErrorCode, (int)e.StatusCode);
         }
         catch (MimeKit.ParseException)
         {
+            metrics.MailFailed.Add(1, new KeyValuePair<string, object?>("kind", "reminder"));
             logger.LogWarning("A reminder's address could not be written as a mailbox; it is not sent");
         }
         catch (Exception e) when (e is not OperationCanceledException)
