@@ -13,7 +13,7 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
 var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) || StaffCommands.IsCommand(args)
-    || args is ["migrate"] ? args : null;
+    || args is ["migrate", ..] ? args : null;
 // A first word that is neither a command nor a setting (--key value, key=value) is a mistyped command: starting the
 // server instead would migrate the database the command was meant for.
 if (command is null && args is [var first, ..] && !first.StartsWith('-') && !first.StartsWith('/') && !first.Contains('='))
@@ -97,8 +97,14 @@ if (command is not null)
 {
     try
     {
-        if (command is ["migrate"])
+        if (command is ["migrate", ..])
         {
+            if (command is not ["migrate"])
+            {
+                await Console.Error.WriteLineAsync("usage: migrate");
+                return 64;
+            }
+
             return await Startup.MigrateCommandAsync(app.Services);
         }
 
@@ -109,7 +115,8 @@ if (command is not null)
             : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)
             : await AuditCommands.RunAsync(app.Services, command);
     }
-    catch (Exception e) when (e is InvalidOperationException or OptionsValidationException or Npgsql.NpgsqlException)
+    catch (Exception e) when (e is InvalidOperationException or OptionsValidationException or Npgsql.NpgsqlException or IOException
+        or System.Security.Cryptography.CryptographicException)
     {
         // What the operator must change (a setting, a key, the database), not a stack trace.
         await Console.Error.WriteLineAsync($"{command[0]}: {e.Message}");
@@ -120,7 +127,7 @@ if (command is not null)
 var consentOptions = app.Services.GetRequiredService<IOptions<ConsentOptions>>().Value;
 var notifierOptions = app.Services.GetRequiredService<IOptions<NotifierOptions>>().Value;
 if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enabled", false), notifierOptions.Mode,
-        ("Consent:ControllerContact", consentOptions.ControllerContact), ("Consent:ControllerUrl", consentOptions.ControllerUrl.AbsoluteUri),
+        ("Consent:ControllerContact", consentOptions.ControllerContact), ("Consent:ControllerUrl", consentOptions.ControllerUrl.OriginalString),
         ("Notifier:From", notifierOptions.From)) is { } refusal)
 {
     throw new InvalidOperationException(refusal);

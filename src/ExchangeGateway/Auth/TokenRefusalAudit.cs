@@ -18,7 +18,8 @@ namespace ExchangeGateway.Auth;
 /// otherwise anyone could grow the append-only log without end and queue every disclosure behind the chain lock.
 /// </summary>
 public sealed class TokenRefusalAudit(
-    AuditTrail audit, IOpenIddictApplicationManager applications, TokenRefusalAudit.Window window, GatewayMetrics metrics)
+    AuditTrail audit, IOpenIddictApplicationManager applications, TokenRefusalAudit.Window window, GatewayMetrics metrics,
+    Data.GatewayDbContext db)
     : IOpenIddictServerHandler<ApplyTokenResponseContext>
 {
     public static OpenIddictServerHandlerDescriptor Descriptor { get; } =
@@ -54,6 +55,9 @@ public sealed class TokenRefusalAudit(
         }
 
         metrics.TokensRefused.Add(1, new KeyValuePair<string, object?>("audited", true));
+        // A site's refusals show in its record; another registered client (an auditors' tool, the Swagger UI) is no recipient.
+        var site = known && await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.AnyAsync(
+            db.Recipients, r => r.ClientId == claimed, context.CancellationToken);
         await audit.AppendAsync(
             // Anonymous whatever id it names: the request did not authenticate, and anyone can name a site (client ids are
             // in every authorize URL). A registered site is the refusal's recipient, so its record shows who tried it.
@@ -62,7 +66,7 @@ public sealed class TokenRefusalAudit(
                 clientId,
                 AuditActions.TokenRefused,
                 Outcomes.Denied,
-                Recipient: known ? claimed : null,
+                Recipient: site ? claimed : null,
                 Details: new Dictionary<string, object?>
                 {
                     ["error"] = context.Response.Error,

@@ -17,6 +17,12 @@ public sealed class ConsentOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (ControllerUrl is { IsAbsoluteUri: false })
+        {
+            // Receipts link to it from wherever they are read.
+            yield return new ValidationResult("Consent:ControllerUrl must be an absolute URL.", [nameof(ControllerUrl)]);
+        }
+
         if (RemindBefore >= MaxAge)
         {
             // The "ends soon" mail would go out the moment a consent is given.

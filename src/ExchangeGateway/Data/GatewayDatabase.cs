@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -87,36 +88,50 @@ public static class GatewayDatabase
     /// <summary>
     /// A session-level advisory lock (<see cref="Locks.Start"/>) on a connection of its own, outside every pool: held while a
     /// node (or the <c>migrate</c> command) prepares the database, released when disposed or when the process dies. A
-    /// database that does not exist yet has nobody to take turns with: EF Core creates it.
+    /// database that does not exist yet is created first, by whichever node gets there first.
     /// </summary>
-    public static async Task<IAsyncDisposable> StartTurnAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    public static async Task<IAsyncDisposable> StartTurnAsync(IServiceProvider services, CancellationToken cancellationToken = default) =>
+        await StartTurnAsync(services, createDatabase: true, cancellationToken);
+
+    private static async Task<IAsyncDisposable> StartTurnAsync(IServiceProvider services, bool createDatabase, CancellationToken cancellationToken)
     {
         var connectionString = OwnerConnectionString(services);
         var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, CommandTimeout = 0 }.ConnectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
-            await using var command = new NpgsqlCommand($"SELECT pg_advisory_lock({Locks.Start})", connection);
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            // Tried, not waited for in one statement: a session blocked in pg_advisory_lock holds a snapshot, and the node
+            // holding the lock would wait for that snapshot in CREATE INDEX CONCURRENTLY, each waiting for the other.
+            await using var command = new NpgsqlCommand($"SELECT pg_try_advisory_lock({Locks.Start})", connection);
+            while (await command.ExecuteScalarAsync(cancellationToken) is not true)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250), cancellationToken);
+            }
+
             return connection;
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName && createDatabase)
         {
+            // No database yet: created here (by whichever node gets there first), so that the turn is taken in it.
             await connection.DisposeAsync();
-            return NoTurn.Instance;
+            await using (var db = OwnerContext(services))
+            {
+                try
+                {
+                    await db.Database.GetService<Microsoft.EntityFrameworkCore.Storage.IRelationalDatabaseCreator>().CreateAsync(cancellationToken);
+                }
+                catch (PostgresException exists) when (exists.SqlState == PostgresErrorCodes.DuplicateDatabase)
+                {
+                }
+            }
+
+            return await StartTurnAsync(services, createDatabase: false, cancellationToken);
         }
         catch
         {
             await connection.DisposeAsync();
             throw;
         }
-    }
-
-    private sealed class NoTurn : IAsyncDisposable
-    {
-        public static readonly NoTurn Instance = new();
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
 

@@ -57,7 +57,8 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
 
     /// <summary>
     /// A site that acknowledged a SET and lost it before acting finds it again, with the jti to confirm it, in its list of
-    /// open events; a confirmed one leaves the list; another site sees none of them.
+    /// open events, page by page; a confirmed one leaves the list; another site sees none of them, nor opens the list with
+    /// this site's cursor.
     /// </summary>
     [Fact]
     public async Task ASiteFindsTheEventsItHasNotConfirmedEvenOnceAcknowledged()
@@ -82,7 +83,19 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
             return items;
         }
 
-        var pending = Assert.Single(await OpenAsync(site));
+        // A second event for the same site, so that the list takes two pages of one.
+        var marker = "open-second-" + Guid.NewGuid().ToString("N");
+        var second = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, second.Tokens.AccessToken, pollSite.Id);
+        var secondId = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, second.Tokens.AccessToken, pollSite.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        var both = await OpenAsync(site);
+        Assert.Equal([id, secondId], both.Select(e => e.GetProperty("cvId").GetString()));
+        var pending = both[0];
         Assert.Equal(set.Jti, pending.GetProperty("jti").GetString());
         Assert.Equal(("erasure-required", "consent-revoked", id, "pending"),
             (pending.GetProperty("kind").GetString(), pending.GetProperty("cause").GetString(), pending.GetProperty("cvId").GetString(), pending.GetProperty("status").GetString()));
@@ -91,19 +104,24 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         // Acknowledged, hence never offered by a poll again: the list still has it, now delivered.
         await PollAsync(site, new { ack = new[] { set.Jti }, returnImmediately = true });
         Assert.False((await PollAsync(site, new { returnImmediately = true })).GetProperty("sets").TryGetProperty(set.Jti, out _));
-        var delivered = Assert.Single(await OpenAsync(site));
+        var delivered = (await OpenAsync(site))[0];
         Assert.Equal((set.Jti, "delivered"), (delivered.GetProperty("jti").GetString(), delivered.GetProperty("status").GetString()));
         Assert.Equal(JsonValueKind.String, delivered.GetProperty("deliveredAt").ValueKind);
 
-        // Another site's list never shows it, nor does its cursor open this site's list.
+        // Another site's list never shows them, and this site's cursor is refused to it.
         using var other = Gateway.CreateHttpClient().WithToken(await fixture.Actors.OtherSiteTokenAsync());
-        Assert.DoesNotContain(await OpenAsync(other), e => e.GetProperty("jti").GetString() == set.Jti);
+        Assert.DoesNotContain(await OpenAsync(other), e => e.GetProperty("cvId").GetString() is { } cv && (cv == id || cv == secondId));
+        using (var first = await site.GetAsync("/api/v1/erasures?limit=1"))
+        {
+            var cursor = (await first.ReadJsonAsync()).GetProperty("nextCursor").GetString()!;
+            await (await other.GetAsync("/api/v1/erasures?limit=1&cursor=" + Uri.EscapeDataString(cursor))).AssertProblemAsync(HttpStatusCode.BadRequest);
+        }
 
         using (await site.PostAsync($"/api/v1/erasures/{set.Jti}/confirmation", null))
         {
         }
 
-        Assert.Empty(await OpenAsync(site));
+        Assert.Equal([secondId], (await OpenAsync(site)).Select(e => e.GetProperty("cvId").GetString()));
         await (await site.GetAsync("/api/v1/erasures?limit=0")).AssertProblemAsync(HttpStatusCode.BadRequest);
         await (await site.GetAsync("/api/v1/erasures?cursor=not-a-cursor")).AssertProblemAsync(HttpStatusCode.BadRequest);
     }

@@ -28,10 +28,21 @@ public sealed class StartTurnTests
         Assert.False(await database.ScalarAsync<bool>(MigrationsTable), "the node migrated the database before finding its setting wrong");
     }
 
-    [Fact]
-    public async Task NodesStartingTogetherOnANewDatabaseAllStart()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task NodesStartingTogetherOnANewDatabaseAllStart(bool databaseExists)
     {
         await using var database = await TestDatabase.CreateAsync();
+        if (!databaseExists)
+        {
+            // Not even created yet: the first node creates it, the others find it and take their turns in it.
+            await using var server = new Npgsql.NpgsqlConnection(TestDatabase.ServerConnectionString);
+            await server.OpenAsync();
+            await using var drop = new Npgsql.NpgsqlCommand($"DROP DATABASE {database.Name}", server);
+            await drop.ExecuteNonQueryAsync();
+        }
+
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var nodes = Enumerable.Range(0, 3).Select(_ => new GatewayFactory(database, time)).ToList();
         try

@@ -175,6 +175,8 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             new("GET", "/api/v1/shared-cvs", "/api/v1/shared-cvs", null, Sites(Ok, Ok, HttpStatusCode.Forbidden)),
             new("GET", "/api/v1/shared-cvs/{id}", $"/api/v1/shared-cvs/{w.PairwiseX}", null, Sites(Ok, NotFound, HttpStatusCode.Forbidden)),
             new("POST", "/api/v1/events/poll", "/api/v1/events/poll", () => Json(new JsonObject { ["returnImmediately"] = true, ["maxEvents"] = 0 }), Sites(Ok, Ok, Ok)),
+            // A suspended site still lists its open events: it holds copies and must go on confirming.
+            new("GET", "/api/v1/erasures", "/api/v1/erasures?limit=1", null, Sites(Ok, Ok, Ok)),
             new("POST", "/api/v1/erasures/{jti:guid}/confirmation", $"/api/v1/erasures/{w.JtiX}/confirmation", null, Sites(Ok, NotFound, NotFound)),
             new("GET", "/api/v1/audit/events", "/api/v1/audit/events?limit=1", null, Auditors(Ok)),
             new("GET", "/api/v1/audit/events/export", $"/api/v1/audit/events/export?recipient={w.X.ClientId}", null, Auditors(Ok)),
