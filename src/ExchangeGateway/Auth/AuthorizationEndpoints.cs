@@ -208,6 +208,9 @@ public static class AuthorizationEndpoints
             .ToList();
     }
 
+    /// <summary>The token response's parameter naming the shared CV by the site's own id for it (the feed's <c>id</c>).</summary>
+    public const string CvIdParameter = "cv_id";
+
     private static async Task<IResult> Exchange(
         HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db, TimeProvider time,
         StaffTwoFactor twoFactor)
@@ -244,8 +247,12 @@ public static class AuthorizationEndpoints
                     c => c.PairwiseId == subject && c.State == ConsentState.Active && c.ExpiresAt > now
                         && db.Recipients.Any(r => r.Id == c.RecipientId && r.ClientId == request.ClientId && r.Status == Recipients.RecipientStatus.Active),
                     context.RequestAborted);
+                // The CV's id for the site also as a parameter of the token response: OAuth has the site treat the access
+                // token as opaque, so it should not have to decode it to learn which CV the seeker shared.
                 return standing
-                    ? Results.SignIn(new ClaimsPrincipal(ShareIdentity(subject!)), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)
+                    ? Results.SignIn(new ClaimsPrincipal(ShareIdentity(subject!)),
+                        new AuthenticationProperties(items: null, parameters: new Dictionary<string, object?> { [CvIdParameter] = subject }),
+                        OpenIddictServerAspNetCoreDefaults.AuthenticationScheme)
                     : Forbid(Errors.InvalidGrant, "The consent no longer stands.");
             }
 

@@ -43,6 +43,8 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
             var claims = JsonDocument.Parse(Base64UrlEncoder.Decode(accessToken.Split('.')[1])).RootElement;
             var subject = claims.GetProperty("sub").GetString()!;
             Assert.StartsWith("cv_", subject, StringComparison.Ordinal);
+            // Also said in the token response, so that the site need not decode a token OAuth has it treat as opaque.
+            Assert.Equal(subject, tokens.GetProperty("cv_id").GetString());
             Assert.False(claims.TryGetProperty("aud", out _), "a cv:share token must name no API audience");
 
             // Exactly the Partage page's consent: one active episode, a granted receipt, the consent.granted audit event.
