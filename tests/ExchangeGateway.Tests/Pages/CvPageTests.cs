@@ -46,6 +46,62 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// What an imported file brought beyond the form's fields (a street address, a photo, references...) is shared like the
+    /// rest, so My CV lists it, and each part can be taken out: gone from the stored CV, hence from what sites read.
+    /// Nothing the form shows can be removed that way, whatever a crafted post names.
+    /// </summary>
+    [Fact]
+    public async Task WhatAnImportBroughtBeyondTheFormIsListedAndCanBeRemoved()
+    {
+        var (seeker, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            var marker = "parts-" + Guid.NewGuid().ToString("N");
+            using (await ImportAsync(session, Encoding.UTF8.GetBytes(Sharing.Resume(marker).ToJsonString())))
+            {
+            }
+
+            var page = WebUtility.HtmlDecode(await session.GetPageAsync("/Cv"));
+            Assert.Contains("<legend>Autres parties de votre CV</legend>", page, StringComparison.Ordinal);
+            foreach (var (path, label) in new[]
+            {
+                ("/references", "Retirer : Références (1 élément)"), ("/projects", "Retirer : Projets (1 élément)"),
+                ("/basics/image", "Retirer : Photo</label>"), ("/basics/profiles", "Retirer : Profils en ligne (2 éléments)"),
+                ("/basics/location/address", "Retirer : Adresse (2712 Broadway St)"),
+            })
+            {
+                Assert.Contains($"value=\"{path}\"", page, StringComparison.Ordinal);
+                Assert.Contains(label, page, StringComparison.Ordinal);
+            }
+
+            Assert.DoesNotContain("value=\"/basics/location/city\"", page, StringComparison.Ordinal);
+            var fields = FormFields(page, "Save");
+            fields.AddRange(new KeyValuePair<string, string>[]
+            {
+                new("Form.RemoveParts", "/references"), new("Form.RemoveParts", "/basics/location/address"), new("Form.RemoveParts", "/basics/image"),
+                // Not offered: the form's own fields stay.
+                new("Form.RemoveParts", "/basics/name"), new("Form.RemoveParts", "/work"), new("Form.RemoveParts", "/basics/location/city"),
+            });
+            using (var saved = await session.Http.PostAsync("/Cv?handler=Save", new FormUrlEncodedContent(fields)))
+            {
+                Assert.Equal("/Cv?done=saved", saved.Headers.Location!.OriginalString);
+            }
+
+            using var api = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var document = JsonNode.Parse(await api.GetStringAsync("/api/v1/me/cv"))!["document"]!.AsObject();
+            Assert.False(document.ContainsKey("references"));
+            Assert.False(document["basics"]!.AsObject().ContainsKey("image"));
+            Assert.False(document["basics"]!["location"]!.AsObject().ContainsKey("address"));
+            Assert.Equal("San Francisco", document["basics"]!["location"]!["city"]!.GetValue<string>());
+            Assert.Equal("CA 94115", document["basics"]!["location"]!["postalCode"]!.GetValue<string>());
+            Assert.True(document.ContainsKey("projects"));
+            Assert.True(document.ContainsKey("work"));
+            Assert.False(string.IsNullOrEmpty(document["basics"]!["name"]!.GetValue<string>()));
+            Assert.DoesNotContain("2712 Broadway St", document.ToJsonString(), StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task AFileThatIsNotAJsonResumeIsExplainedNextToTheFileField()
     {

@@ -68,4 +68,37 @@ public sealed class SecretsInLogsTests
 
         Assert.DoesNotContain(lines, line => line.Contains("seeker@example.org", StringComparison.OrdinalIgnoreCase));
     }
+
+    /// <summary>
+    /// The reset and sign-up links carry an account id and a one-time code in their query string. Raising
+    /// Microsoft.AspNetCore to Information, as one does for a diagnosis, must not bring back the request URLs that would
+    /// write them into the logs.
+    /// </summary>
+    [Fact]
+    public async Task ALinksCodeStaysOutOfTheLogsWhenAspNetCoreLogsMore()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?>
+            {
+                ["Logging:LogLevel:Microsoft.AspNetCore"] = "Information", ["Logging:Console:LogLevel:Default"] = "Warning",
+            },
+            captureLogs: true);
+        using var browser = node.CreateHttpClient();
+        var code = "code-" + Guid.NewGuid().ToString("N");
+        var account = Guid.NewGuid().ToString();
+        using (var page = await browser.GetAsync($"/Account/ResetPassword?user={account}&code={code}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        }
+
+        using (var page = await browser.GetAsync($"/Account/ConfirmEmail?user={account}&code={code}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        }
+
+        // The raised level is in force (some Microsoft.AspNetCore line was written), yet no line holds the code or the id.
+        Assert.Contains(node.Logs!, line => line.Contains("Microsoft.AspNetCore", StringComparison.Ordinal) && line.StartsWith("Information", StringComparison.Ordinal));
+        Assert.DoesNotContain(node.Logs!, line => line.Contains(code, StringComparison.Ordinal) || line.Contains(account, StringComparison.Ordinal));
+    }
 }

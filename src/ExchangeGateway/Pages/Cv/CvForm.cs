@@ -31,6 +31,57 @@ public sealed class CvForm
     public List<SkillRow> Skills { get; set; } = [];
     public List<LanguageRow> Languages { get; set; } = [];
 
+    /// <summary>The parts of the stored CV the form does not show (<see cref="OtherParts"/>) that the seeker ticked to remove.</summary>
+    public List<string> RemoveParts { get; set; } = [];
+
+    private static readonly HashSet<string> ShownSections = ["basics", "work", "education", "skills", "languages", "$schema"];
+    private static readonly HashSet<string> ShownBasics = ["name", "label", "email", "phone", "url", "summary", "location"];
+    private static readonly HashSet<string> ShownLocation = ["city", "countryCode"];
+
+    /// <summary>
+    /// What the stored CV holds beyond the form's fields, as an imported JSON Resume brings it (projects, references, a
+    /// photo, profiles, a street address...): shared with the sites like the rest, so listed on the page, where each can be
+    /// taken out. By JSON pointer, in the document's order.
+    /// </summary>
+    public static IReadOnlyList<CvPart> OtherParts(JsonObject? document)
+    {
+        var parts = new List<CvPart>();
+        foreach (var (key, value) in document ?? [])
+        {
+            if (!ShownSections.Contains(key))
+            {
+                parts.Add(new CvPart("/" + Escape(key), key, value));
+            }
+        }
+
+        if (document?["basics"] is JsonObject basics)
+        {
+            foreach (var (key, value) in basics)
+            {
+                if (!ShownBasics.Contains(key))
+                {
+                    parts.Add(new CvPart("/basics/" + Escape(key), key, value));
+                }
+            }
+
+            if (basics["location"] is JsonObject location)
+            {
+                foreach (var (key, value) in location)
+                {
+                    if (!ShownLocation.Contains(key))
+                    {
+                        parts.Add(new CvPart("/basics/location/" + Escape(key), key, value));
+                    }
+                }
+            }
+        }
+
+        return parts;
+
+        // RFC 6901: "~" and "/" in a member name.
+        static string Escape(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+    }
+
     public static CvForm From(JsonObject? document, int? version)
     {
         var basics = document?["basics"] as JsonObject;
@@ -132,6 +183,26 @@ public sealed class CvForm
         {
             Set(o, "language", r.Language); Set(o, "fluency", r.Fluency);
         }, ("Language", "language"), ("Fluency", "fluency"));
+
+        // Only a part the page listed (so nothing the form shows, whatever a crafted post names).
+        var removable = OtherParts(stored).ToDictionary(p => p.Path, StringComparer.Ordinal);
+        foreach (var pointer in RemoveParts.Distinct(StringComparer.Ordinal).Where(removable.ContainsKey))
+        {
+            var segments = pointer.Split('/')[1..].Select(k => k.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal)).ToArray();
+            var parent = segments[..^1].Aggregate((JsonNode?)document, (node, key) => node?[key]) as JsonObject;
+            parent?.Remove(segments[^1]);
+        }
+
+        if (document["basics"] is JsonObject { } keptBasics)
+        {
+            if (keptBasics["location"] is JsonObject keptLocation)
+            {
+                Attach(keptBasics, "location", keptLocation);
+            }
+
+            Attach(document, "basics", keptBasics);
+        }
+
         return document;
     }
 
@@ -221,6 +292,23 @@ public sealed class CvForm
         {
             parent[key] = child;
         }
+    }
+}
+
+/// <summary>A part of the CV the form does not show: where it is, its JSON Resume name, and its content.</summary>
+public sealed record CvPart(string Path, string Key, JsonNode? Value)
+{
+    /// <summary>A line of the content for the page: a text as it is (cut), a list by its count, an object by its texts.</summary>
+    public string Preview(Func<int, string> entries)
+    {
+        var text = Value switch
+        {
+            JsonArray array => entries(array.Count),
+            JsonObject o => string.Join(", ", o.Select(p => p.Value).OfType<JsonValue>().Select(v => v.ToString()).Where(v => v.Length > 0)),
+            JsonValue v => v.ToString(),
+            _ => "",
+        };
+        return text.Length > 80 ? text[..79] + "…" : text;
     }
 }
 

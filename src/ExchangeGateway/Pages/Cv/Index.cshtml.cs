@@ -27,6 +27,9 @@ public sealed class IndexModel(
     /// <summary>How many entries of each list section the stored CV has: those rows offer "remove" rather than being new.</summary>
     public Dictionary<string, int> StoredRows { get; } = [];
 
+    /// <summary>What the stored CV holds beyond the form's fields (from an imported file), each of which can be removed.</summary>
+    public IReadOnlyList<CvPart> OtherParts { get; private set; } = [];
+
     public async Task OnGetAsync()
     {
         var stored = await LoadAsync();
@@ -163,6 +166,8 @@ public sealed class IndexModel(
         {
             StoredRows[section] = document?[section] is JsonArray array ? array.Count : 0;
         }
+
+        OtherParts = CvForm.OtherParts(document);
 
         return document;
     }
