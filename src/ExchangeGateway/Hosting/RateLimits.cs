@@ -35,6 +35,13 @@ public sealed class RateLimitOptions
     /// </summary>
     [Range(0, 100_000)]
     public int AccountFormsPerMinute { get; set; } = 10;
+
+    /// <summary>
+    /// Forms a signed-in account sends to its pages per minute (0 turns this limit off): each save, tick or untick writes
+    /// rows, receipts and audit events, and the per-address limit alone lets one account send thousands.
+    /// </summary>
+    [Range(0, 100_000)]
+    public int SignedInFormsPerMinute { get; set; } = 60;
 }
 
 /// <summary>
@@ -83,13 +90,7 @@ public static class RateLimits
                 if (context.HttpContext.Request.Path.StartsWithSegments("/Account"))
                 {
                     // A person at a browser sent the form: a page in their language, not a JSON document.
-                    var text = context.HttpContext.RequestServices.GetRequiredService<IStringLocalizer<Pages.PageText>>();
-                    response.ContentType = "text/html; charset=utf-8";
-                    await response.WriteAsync(
-                        $"<!DOCTYPE html><html lang=\"{(CultureInfo.CurrentUICulture.TwoLetterISOLanguageName == "en" ? "en" : "fr")}\"><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
-                        + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text["TooMany.Body", seconds])}</p>"
-                        + $"<p><a href=\"{Html.Encode(context.HttpContext.Request.Path)}\">{Html.Encode(text["TooMany.Back"])}</a></p></body></html>",
-                        cancellationToken);
+                    await WriteTooManyPageAsync(context.HttpContext, seconds, cancellationToken);
                     return;
                 }
 
@@ -106,6 +107,21 @@ public static class RateLimits
             };
         });
         return services;
+    }
+
+    /// <summary>The 429 a person at a browser gets: a small page in their language, with the wait and the way back.</summary>
+    public static Task WriteTooManyPageAsync(HttpContext context, int seconds, CancellationToken cancellationToken)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status429TooManyRequests;
+        response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        var text = context.RequestServices.GetRequiredService<IStringLocalizer<Pages.PageText>>();
+        response.ContentType = "text/html; charset=utf-8";
+        return response.WriteAsync(
+            $"<!DOCTYPE html><html lang=\"{(CultureInfo.CurrentUICulture.TwoLetterISOLanguageName == "en" ? "en" : "fr")}\"><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
+            + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text["TooMany.Body", seconds])}</p>"
+            + $"<p><a href=\"{Html.Encode(context.Request.Path)}\">{Html.Encode(text["TooMany.Back"])}</a></p></body></html>",
+            cancellationToken);
     }
 
     // Letters as they are (é, not &#xE9;); markup characters still encoded.
@@ -168,4 +184,51 @@ public static class RateLimits
 
     private static bool ChecksClientSecrets(PathString path) =>
         path.StartsWithSegments("/connect/token") || path.StartsWithSegments("/connect/introspect") || path.StartsWithSegments("/connect/revoke");
+}
+
+/// <summary>
+/// <see cref="RateLimitOptions.SignedInFormsPerMinute"/>, per account: the rate limiter runs before authentication and
+/// knows only the address, so forms from a signed-in session are counted here, once the page knows whose they are.
+/// </summary>
+public sealed class SignedInFormLimit : Microsoft.AspNetCore.Mvc.Filters.IAsyncPageFilter, IDisposable
+{
+    private readonly PartitionedRateLimiter<string>? _limiter;
+
+    public SignedInFormLimit(Microsoft.Extensions.Options.IOptions<RateLimitOptions> options)
+    {
+        var permits = options.Value.SignedInFormsPerMinute;
+        _limiter = permits == 0 ? null : PartitionedRateLimiter.Create<string, string>(account =>
+            RateLimitPartition.GetFixedWindowLimiter(account, _ => new FixedWindowRateLimiterOptions
+            {
+                PermitLimit = permits, Window = TimeSpan.FromMinutes(1), QueueLimit = 0,
+            }));
+    }
+
+    public Task OnPageHandlerSelectionAsync(Microsoft.AspNetCore.Mvc.Filters.PageHandlerSelectedContext context) => Task.CompletedTask;
+
+    public async Task OnPageHandlerExecutionAsync(
+        Microsoft.AspNetCore.Mvc.Filters.PageHandlerExecutingContext context, Microsoft.AspNetCore.Mvc.Filters.PageHandlerExecutionDelegate next)
+    {
+        var account = context.HttpContext.User.Identity?.IsAuthenticated == true ? context.HttpContext.User.FindFirst("sub")?.Value : null;
+        // Signing out and "forget me" are never held back: a seeker must always be able to leave.
+        if (_limiter is null || account is null || !HttpMethods.IsPost(context.HttpContext.Request.Method)
+            || context.ActionDescriptor.ViewEnginePath is "/Account/Logout" or "/Account/Delete")
+        {
+            await next();
+            return;
+        }
+
+        using var lease = _limiter.AttemptAcquire(account);
+        if (!lease.IsAcquired)
+        {
+            var wait = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
+            await RateLimits.WriteTooManyPageAsync(context.HttpContext, Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)), context.HttpContext.RequestAborted);
+            context.Result = new Microsoft.AspNetCore.Mvc.EmptyResult();
+            return;
+        }
+
+        await next();
+    }
+
+    public void Dispose() => _limiter?.Dispose();
 }

@@ -55,6 +55,7 @@ public static class PagesSetup
             options.FormFieldName = "__RequestVerificationToken";
         });
 
+        services.AddSingleton<Hosting.SignedInFormLimit>();
         services.AddRazorPages(options =>
             {
                 foreach (var folder in (string[])["/Cv", "/Sharing", "/Disclosures", "/Erasures"])
@@ -74,6 +75,7 @@ public static class PagesSetup
                 });
                 options.Conventions.AuthorizePage("/Consent/Share", SignedInPolicy);
                 options.Conventions.ConfigureFilter(new PageSecurityHeaders());
+                options.Conventions.ConfigureFilter(new Microsoft.AspNetCore.Mvc.ServiceFilterAttribute(typeof(Hosting.SignedInFormLimit)));
             })
             .AddViewLocalization()
             .AddDataAnnotationsLocalization(options =>

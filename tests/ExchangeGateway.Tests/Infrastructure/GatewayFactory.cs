@@ -71,6 +71,7 @@ public sealed class GatewayFactory : WebApplicationFactory<Program>
         // Every test comes from 127.0.0.1 and mints many tokens; the limits themselves are tested on a host of their own.
         builder.UseSetting("RateLimits:PerAddressPerMinute", "0");
         builder.UseSetting("RateLimits:AccountFormsPerMinute", "0");
+        builder.UseSetting("RateLimits:SignedInFormsPerMinute", "0");
         builder.UseSetting("RateLimits:TokenRequestsPerMinute", "100000");
         builder.UseSetting("RateLimits:ApiRequestsPerMinute", "1000000");
         // Refused token requests of unknown clients are how many tests write audit rows; their cap is tested on its own host.

@@ -208,4 +208,50 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         using var afterwards = await holder.Http.GetAsync("/Cv");
         Assert.Equal(HttpStatusCode.Redirect, afterwards.StatusCode);
     }
+
+    /// <summary>
+    /// A signed-in account's forms are limited per account (each tick writes rows, a receipt and audit events), whatever
+    /// address they come from; another account is not held back, and signing out or leaving never is.
+    /// </summary>
+    [Fact]
+    public async Task FormsFromOneSignedInAccountAreLimitedPerAccount()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:SignedInFormsPerMinute"] = "2",
+        });
+        var actors = new Actors(node);
+        var seeker = await actors.NewSeekerAsync();
+        var other = await actors.NewSeekerAsync();
+        using var session = new Pages.PageSession(node);
+        await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), seeker.Email, seeker.Password);
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await session.SubmitAsync("/Cv", [], "/Cv?handler=Refresh");
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.Redirect, HttpStatusCode.Redirect, HttpStatusCode.TooManyRequests], statuses);
+        using (var refused = await session.SubmitAsync("/Sharing", []))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter);
+            Assert.Contains("Réessayez dans", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // Another account from the same address is not held back.
+        using (var second = new Pages.PageSession(node))
+        {
+            await Actors.SubmitLoginAsync(second.Http, new Uri("/Account/Login", UriKind.Relative), other.Email, other.Password);
+            using var response = await second.SubmitAsync("/Cv", [], "/Cv?handler=Refresh");
+            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        }
+
+        using var signedOut = await session.SubmitAsync("/Cv", [], "/Account/Logout");
+        Assert.Equal(HttpStatusCode.Redirect, signedOut.StatusCode);
+        using var afterwards = await session.Http.GetAsync("/Cv");
+        Assert.Equal(HttpStatusCode.Redirect, afterwards.StatusCode);
+    }
 }
