@@ -63,8 +63,10 @@ public sealed class CvWriter(
         }
 
         await db.SaveChangesAsync(cancellationToken);
-        await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
+        // Before the chain lock (the feed move takes it): the withdrawal locks obligation rows, and a dispatcher that holds
+        // one of them waits for the chain lock in turn.
         var published = await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken);
+        await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
         var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
         await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, published)], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
@@ -87,9 +89,11 @@ public sealed class CvWriter(
         var wasOffline = cv.State == CvState.Offline;
         cv.Refresh(now);
         await db.SaveChangesAsync(cancellationToken);
+        // Withdrawn before the chain lock, as in SaveAsync.
+        var details = await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken);
         // Back online: the sites' feeds show it again (a harmless move when it never left).
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken)), cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.CvRefreshed, details), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return new CvWriteResult(CvWriteOutcome.Refreshed, cv);
     }

@@ -180,14 +180,22 @@ public static class Obligations
 /// </summary>
 public static class OfflineEvents
 {
-    /// <summary>Returns how many were withdrawn. Under the CV's row lock: no sweep of this CV can be writing them meanwhile.</summary>
+    /// <summary>
+    /// Returns how many were withdrawn. Under the CV's row lock: no sweep of this CV can be writing them meanwhile. Take it
+    /// before the chain lock. A row another transaction holds (a dispatcher claiming it, a site confirming it, the
+    /// escalation) is skipped, not waited for: it may be leaving right now, so it counts as possibly sent and stays.
+    /// </summary>
     public static Task<int> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync(
             $"""
-            DELETE FROM erasure_obligations o USING consents c, recipients r
-            WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND o.consent_id = c.id AND r.id = o.recipient_id AND r.delivery_mode = 'Push'
-              AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND o.attempts = 0
-              AND (o.leased_until IS NULL OR o.leased_until <= {now})
+            DELETE FROM erasure_obligations WHERE id IN (
+                SELECT o.id FROM erasure_obligations o
+                JOIN consents c ON c.id = o.consent_id
+                JOIN recipients r ON r.id = o.recipient_id
+                WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND r.delivery_mode = 'Push'
+                  AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND o.attempts = 0
+                  AND (o.leased_until IS NULL OR o.leased_until <= {now})
+                FOR UPDATE OF o SKIP LOCKED)
             """,
             cancellationToken);
 }

@@ -123,6 +123,60 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A refresh meets a dispatcher that has claimed the CV's offline event and waits for the chain lock to record its
+    /// batch. The refresh must not wait for that event's row while it holds the chain lock (each would wait for the other
+    /// until PostgreSQL killed one): the event, held by someone else, may be leaving, so it stays; both finish.
+    /// </summary>
+    [Fact]
+    public async Task ARefreshAndADispatcherHoldingItsOfflineEventBothFinish()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "refresh-vs-claim-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+        var jti = await fixture.Database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'");
+        var token = await fixture.Actors.FreshTokenAsync(seeker);
+
+        // A disclosure batch holds the chain lock; a dispatcher has claimed the event (its row is locked).
+        await using var batch = await HeldTransaction.BeginAsync(fixture.Database);
+        await batch.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
+        await using var dispatcher = await HeldTransaction.BeginAsync(fixture.Database);
+        await dispatcher.ExecuteAsync($"SELECT 1 FROM erasure_obligations WHERE jti = '{jti}' FOR UPDATE");
+
+        // The refresh queues for the chain lock first, then the dispatcher, to record its batch.
+        using var me = Gateway.CreateHttpClient().WithToken(token);
+        var refresh = me.PostAsync("/api/v1/me/cv/refresh", null);
+        await AdvisoryWaitersAsync(1);
+        var record = dispatcher.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
+        await AdvisoryWaitersAsync(2);
+        await batch.CommitAsync();
+
+        using (var refreshed = await refresh.WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, refreshed.StatusCode);
+        }
+
+        await record.WaitAsync(TimeSpan.FromSeconds(30));
+        await dispatcher.CommitAsync();
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE jti = '{jti}'"));
+    }
+
+    private async Task AdvisoryWaitersAsync(int count)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (await fixture.Database.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") < count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} sessions ever waited for an advisory lock");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>
     /// A new version put over a CV swept offline brings it back online as a refresh does, and withdraws the same events: a
     /// push site's cv-offline event that never left. The site is told of the new version instead (cv-updated).
     /// </summary>
