@@ -48,7 +48,9 @@ public sealed class AccessibleValidationTagHelper(IHtmlGenerator generator) : Ta
             return;
         }
 
-        if (ViewContext.ModelState.TryGetValue(name, out var entry) && entry.Errors.Count > 0)
+        // A hidden input is nobody's to correct, and may carry no ARIA: its error stays in the summary, unlinked.
+        var hidden = output.Attributes.TryGetAttribute("type", out var type) && string.Equals(type.Value?.ToString(), "hidden", StringComparison.OrdinalIgnoreCase);
+        if (!hidden && ViewContext.ModelState.TryGetValue(name, out var entry) && entry.Errors.Count > 0)
         {
             var id = output.Attributes.TryGetAttribute("id", out var idAttribute) ? idAttribute.Value?.ToString() ?? fieldId : fieldId;
             var describedBy = output.Attributes.TryGetAttribute("aria-describedby", out var existing) ? existing.Value?.ToString() + " " : "";

@@ -484,7 +484,9 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
         {
             var html = WebUtility.HtmlDecode(await visitor.GetPageAsync(bad));
             Assert.Contains("Ce lien n’est pas valide ou a expiré", html, StringComparison.Ordinal);
-            Assert.Contains("href=\"/Account/Register", html, StringComparison.Ordinal);
+            // The way on: signing in (a spent link usually means the password is set), or a new link.
+            Assert.Contains("href=\"/Account/Login", html, StringComparison.Ordinal);
+            Assert.Contains("href=\"/Account/ForgotPassword\"", html, StringComparison.Ordinal);
             Assert.DoesNotContain("type=\"password\"", html, StringComparison.Ordinal);
         }
     }

@@ -75,7 +75,7 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
             var page = System.Net.WebUtility.HtmlDecode(await session.GetPageAsync("/Sharing"));
             Assert.DoesNotContain($"name=\"Shown\" value=\"{site.Id}\"", page, StringComparison.Ordinal);
             Assert.Contains("<h2 id=\"suspended-title\">Sites suspendus</h2>", page, StringComparison.Ordinal);
-            Assert.Contains($"{site.DisplayName} a été suspendu par le service public de l’emploi le ", page, StringComparison.Ordinal);
+            Assert.Contains($"{site.DisplayName} a été suspendu par Service public de l'emploi le ", page, StringComparison.Ordinal);
             Assert.Contains($"Dernier reçu pour {site.DisplayName}", page, StringComparison.Ordinal);
 
             // The end receipt does not send the seeker to tick a site the page no longer offers.

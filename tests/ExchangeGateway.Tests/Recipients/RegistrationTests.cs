@@ -181,6 +181,31 @@ public sealed class RegistrationTests(GatewayFixture fixture)
         Assert.Equal("poll", (await again.ReadJsonAsync()).GetProperty("deliveryMode").GetString());
     }
 
+    /// <summary>Seekers choose sites by name: a second site with a name already taken (in any case) is refused, by registration or rename.</summary>
+    [Fact]
+    public async Task ANameAnotherSiteHasIs409AndChangesNothing()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var first = await Sites.RegisterAsync(admin);
+        var second = await Sites.RegisterAsync(admin);
+        var name = first.DisplayName;
+
+        var body = Sites.RegistrationBody();
+        body["displayName"] = " " + name.ToUpperInvariant() + " ";
+        var refused = await (await admin.PostAsJsonAsync(Sites.AdminPath, body)).AssertProblemAsync(HttpStatusCode.Conflict);
+        Assert.Contains("already named", refused.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM recipients WHERE contact_email = '{body["contactEmail"]}'"));
+
+        await (await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{second.Id}", new JsonObject { ["displayName"] = name })).AssertProblemAsync(HttpStatusCode.Conflict);
+        var kept = await (await admin.GetAsync($"{Sites.AdminPath}/{second.Id}")).ReadJsonAsync();
+        Assert.Equal(second.DisplayName, kept.GetProperty("displayName").GetString());
+
+        // Its own name, sent again, is no conflict.
+        using var same = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{first.Id}", new JsonObject { ["displayName"] = name });
+        Assert.Equal(HttpStatusCode.OK, same.StatusCode);
+    }
+
     [Fact]
     public async Task AChosenClientIdThatIsTakenIs409ProblemAndCreatesNothing()
     {

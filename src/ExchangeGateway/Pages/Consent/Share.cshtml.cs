@@ -52,6 +52,11 @@ public sealed class ShareModel(
         NotSeeker = !User.IsInRole(Roles.Seeker);
         Missing = Request.Query[ConsentForm.Missing] == "1";
         Expired = !Missing && Request.Query[ConsentForm.Expired] == "1";
+        if (Missing || Expired)
+        {
+            // What the layout reads to mark the title "Erreur :", as on every form page whose answer was not taken.
+            ModelState.AddModelError("", Missing ? "missing" : "expired");
+        }
         // Already shared (and not lapsed): a yes keeps that sharing and its end, which is what the page must say.
         var now = time.GetUtcNow();
         var seekerId = User.Subject();

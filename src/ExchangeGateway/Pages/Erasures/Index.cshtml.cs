@@ -17,7 +17,8 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
 
     [BindProperty(SupportsGet = true, Name = "cursor")] public string? Cursor { get; set; }
 
-    public IReadOnlyList<IGrouping<string, ErasureStatusItem>> BySite { get; private set; } = [];
+    /// <summary>Grouped by site, not by name: two sites may carry the same name.</summary>
+    public IReadOnlyList<IGrouping<Guid, ErasureStatusItem>> BySite { get; private set; } = [];
 
     public string? Next { get; private set; }
 
@@ -30,7 +31,7 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
 
         var page = await cursors.PageAsync(MyDataQueries.ErasuresCollection,
             MyDataQueries.ErasuresOf(db, User.Subject(), before), PageSize, e => e.Id, HttpContext.RequestAborted);
-        BySite = page.Items.GroupBy(i => i.RecipientName).OrderBy(g => g.Key, StringComparer.CurrentCulture).ToList();
+        BySite = page.Items.GroupBy(i => i.RecipientId).OrderBy(g => g.First().RecipientName, StringComparer.CurrentCulture).ToList();
         Next = page.NextCursor;
         return Page();
     }

@@ -42,6 +42,9 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     /// <summary>When a consent given today would lapse, for the "what you agree to" text.</summary>
     public DateTimeOffset NewConsentEnds { get; private set; }
 
+    /// <summary>Who suspends sites: the controller named on the receipts.</summary>
+    public string ControllerName => options.Value.ControllerName;
+
     public async Task OnGetAsync()
     {
         var seekerId = User.Subject();
