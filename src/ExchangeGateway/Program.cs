@@ -133,6 +133,10 @@ if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enab
     throw new InvalidOperationException(refusal);
 }
 
+// Every setting first: a node with a bad one must stop before it touches the database (Hangfire's dashboard, mapped below,
+// opens its storage and installs its schema; the start's migrations change the schema the other nodes run on).
+app.Services.GetService<IStartupValidator>()?.Validate();
+
 app.UseGatewayProxies();
 app.UseExceptionHandler();
 app.UseStatusCodePages();

@@ -32,7 +32,11 @@ public sealed record PollRequest(
 /// <summary>RFC 8936 poll response: SETs keyed by jti; unacknowledged ones are offered again on the next poll.</summary>
 public sealed record PollResponse(IReadOnlyDictionary<string, string> Sets, bool MoreAvailable);
 
-public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, ObligationStatus Status, DateTimeOffset? ConfirmedAt);
+public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, ObligationStatus Status, DateTimeOffset? ConfirmedAt)
+{
+    /// <summary>The event's jti, under the name the open-events list gives it (<c>id</c>, the same value, is kept for the clients built on it).</summary>
+    public Guid Jti => Id;
+}
 
 /// <summary>
 /// One of the calling site's events it has not confirmed yet: what its SET says (jti, kind, the CV's id for the site,

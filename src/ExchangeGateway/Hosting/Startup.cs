@@ -8,9 +8,6 @@ public static class Startup
     /// <summary>Schema, keys and registrations, before the first request: a node that cannot do these must not serve.</summary>
     public static async Task PrepareAsync(this WebApplication app, CancellationToken cancellationToken = default)
     {
-        // Every setting first: a node with a bad one must stop before it changes the schema the other nodes run on.
-        app.Services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
-
         // One node at a time: migrations that build indexes outside a transaction, the roles and the registered clients
         // are each checked and then written, and two nodes starting together would otherwise both write.
         await using var turn = await GatewayDatabase.StartTurnAsync(app.Services, cancellationToken);

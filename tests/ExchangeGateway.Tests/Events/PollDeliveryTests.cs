@@ -34,6 +34,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, confirm.StatusCode);
         var confirmation = await confirm.ReadJsonAsync();
         Assert.Equal(("confirmed", first.Jti), (confirmation.GetProperty("status").GetString(), confirmation.GetProperty("id").GetString()));
+        Assert.Equal(first.Jti, confirmation.GetProperty("jti").GetString());
         var confirmedAt = confirmation.GetProperty("confirmedAt").GetDateTimeOffset();
 
         // Confirming twice is harmless and changes nothing.

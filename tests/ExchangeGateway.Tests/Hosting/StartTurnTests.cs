@@ -26,6 +26,7 @@ public sealed class StartTurnTests
         Assert.NotNull(refused);
         Assert.Contains(GatewayCommand.Chain(refused), e => e.Message.Contains("MaxAge", StringComparison.Ordinal));
         Assert.False(await database.ScalarAsync<bool>(MigrationsTable), "the node migrated the database before finding its setting wrong");
+        Assert.True(await database.ScalarAsync<bool>("SELECT to_regnamespace('hangfire') IS NULL"), "Hangfire installed its schema before the setting was found wrong");
     }
 
     [Theory]
