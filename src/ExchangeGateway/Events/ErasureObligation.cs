@@ -183,7 +183,8 @@ public static class OfflineEvents
     /// <summary>
     /// Returns how many were withdrawn. Under the CV's row lock: no sweep of this CV can be writing them meanwhile. Take it
     /// before the chain lock. A row another transaction holds (a dispatcher claiming it, a site confirming it, the
-    /// escalation) is skipped, not waited for: it may be leaving right now, so it counts as possibly sent and stays.
+    /// escalation) is skipped, not waited for: waiting there could close a cycle through the chain lock. Such a row stays,
+    /// like a poll site's, and its toe tells the site it is older than the CV it reads.
     /// </summary>
     public static Task<int> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync(

@@ -85,14 +85,15 @@ public static class RateLimits
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
                 var response = context.HttpContext.Response;
                 var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-                response.StatusCode = StatusCodes.Status429TooManyRequests;
-                response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
                 if (context.HttpContext.Request.Path.StartsWithSegments("/Account"))
                 {
                     // A person at a browser sent the form: a page in their language, not a JSON document.
-                    await WriteTooManyPageAsync(context.HttpContext, seconds, cancellationToken);
+                    await WriteTooManyPageAsync(context.HttpContext, seconds, "TooMany.Body", cancellationToken);
                     return;
                 }
+
+                response.StatusCode = StatusCodes.Status429TooManyRequests;
+                response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
 
                 await context.HttpContext.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
                 {
@@ -109,8 +110,8 @@ public static class RateLimits
         return services;
     }
 
-    /// <summary>The 429 a person at a browser gets: a small page in their language, with the wait and the way back.</summary>
-    public static Task WriteTooManyPageAsync(HttpContext context, int seconds, CancellationToken cancellationToken)
+    /// <summary>The 429 a person at a browser gets: a small page in their language, with why, the wait and the way back.</summary>
+    public static Task WriteTooManyPageAsync(HttpContext context, int seconds, string why, CancellationToken cancellationToken)
     {
         var response = context.Response;
         response.StatusCode = StatusCodes.Status429TooManyRequests;
@@ -119,7 +120,7 @@ public static class RateLimits
         response.ContentType = "text/html; charset=utf-8";
         return response.WriteAsync(
             $"<!DOCTYPE html><html lang=\"{(CultureInfo.CurrentUICulture.TwoLetterISOLanguageName == "en" ? "en" : "fr")}\"><head><meta charset=\"utf-8\"><title>{Html.Encode(text["TooMany.Title"])}</title></head>"
-            + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text["TooMany.Body", seconds])}</p>"
+            + $"<body><h1>{Html.Encode(text["TooMany.Title"])}</h1><p>{Html.Encode(text[why, seconds])}</p>"
             + $"<p><a href=\"{Html.Encode(context.Request.Path)}\">{Html.Encode(text["TooMany.Back"])}</a></p></body></html>",
             cancellationToken);
     }
@@ -187,8 +188,10 @@ public static class RateLimits
 }
 
 /// <summary>
-/// <see cref="RateLimitOptions.SignedInFormsPerMinute"/>, per account: the rate limiter runs before authentication and
-/// knows only the address, so forms from a signed-in session are counted here, once the page knows whose they are.
+/// <see cref="RateLimitOptions.SignedInFormsPerMinute"/>, per account and node: the rate limiter runs before
+/// authentication and knows only the address, so forms from a signed-in session are counted here, once the page knows
+/// whose they are. Pages only: the answer to a site's consent page goes to /connect/authorize, which every answer leaves
+/// through a redirect to the site.
 /// </summary>
 public sealed class SignedInFormLimit : Microsoft.AspNetCore.Mvc.Filters.IAsyncPageFilter, IDisposable
 {
@@ -222,7 +225,7 @@ public sealed class SignedInFormLimit : Microsoft.AspNetCore.Mvc.Filters.IAsyncP
         if (!lease.IsAcquired)
         {
             var wait = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
-            await RateLimits.WriteTooManyPageAsync(context.HttpContext, Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)), context.HttpContext.RequestAborted);
+            await RateLimits.WriteTooManyPageAsync(context.HttpContext, Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)), "TooMany.Account.Body", context.HttpContext.RequestAborted);
             context.Result = new Microsoft.AspNetCore.Mvc.EmptyResult();
             return;
         }

@@ -48,7 +48,7 @@ public sealed class AccessibleValidationTagHelper(IHtmlGenerator generator) : Ta
             return;
         }
 
-        // A hidden input is nobody's to correct, and may carry no ARIA: its error stays in the summary, unlinked.
+        // A hidden input is nobody's to correct, and may carry no ARIA: its error shows in the summary only.
         var hidden = output.Attributes.TryGetAttribute("type", out var type) && string.Equals(type.Value?.ToString(), "hidden", StringComparison.OrdinalIgnoreCase);
         if (!hidden && ViewContext.ModelState.TryGetValue(name, out var entry) && entry.Errors.Count > 0)
         {

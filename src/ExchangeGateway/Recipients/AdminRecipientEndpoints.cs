@@ -496,15 +496,17 @@ public static partial class AdminRecipientEndpoints
 
     /// <summary>
     /// Seekers choose sites by their display name (the Partage page's boxes, receipts, the erasure list): two sites with
-    /// one name could not be told apart there. Checked, not indexed: registrations are rare operator acts, and a unique
-    /// index would fail the upgrade of a deployment that already has two.
+    /// one name could not be told apart there. Checked, not indexed: registrations are rare operator acts (two at the very
+    /// same moment could both pass), and a unique index would fail the upgrade of a deployment that already has two.
     /// </summary>
     private static async Task<ProblemHttpResult?> NameTakenAsync(GatewayDbContext db, string displayName, Guid? except, CancellationToken cancellationToken)
     {
-        // Compared here, not in SQL: a few hundred names, and the same comparison as the page's eyes (case aside).
+        // Compared here, not in SQL (a few hundred names), as a reader sees them: case, Unicode forms and runs of spaces aside.
+        static string Seen(string name) =>
+            string.Join(' ', name.Normalize(System.Text.NormalizationForm.FormKC).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)).ToUpperInvariant();
         var name = displayName.Trim();
         var others = await db.Recipients.AsNoTracking().Where(r => r.Id != except).Select(r => r.DisplayName).ToListAsync(cancellationToken);
-        return others.Any(other => string.Equals(other.Trim(), name, StringComparison.OrdinalIgnoreCase))
+        return others.Any(other => Seen(other) == Seen(name))
             ? Problems.Conflict($"Another site is already named '{name}': seekers choose sites by name, so each name must name one site.")
             : null;
     }

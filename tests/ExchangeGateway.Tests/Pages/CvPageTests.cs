@@ -76,6 +76,8 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
             }
 
             Assert.DoesNotContain("value=\"/basics/location/city\"", page, StringComparison.Ordinal);
+            // The file's own metadata (which the gateway writes itself) is not the seeker's to manage.
+            Assert.DoesNotContain("value=\"/meta\"", page, StringComparison.Ordinal);
             var fields = FormFields(page, "Save");
             fields.AddRange(new KeyValuePair<string, string>[]
             {
@@ -99,6 +101,25 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
             Assert.True(document.ContainsKey("work"));
             Assert.False(string.IsNullOrEmpty(document["basics"]!["name"]!.GetValue<string>()));
             Assert.DoesNotContain("2712 Broadway St", document.ToJsonString(), StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>A CV typed into the form alone has no other parts to list (the gateway's own metadata is not one).</summary>
+    [Fact]
+    public async Task ACvMadeWithTheFormAloneListsNoOtherParts()
+    {
+        var (_, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            var fields = FormFields(await session.GetPageAsync("/Cv"), "Save");
+            fields.RemoveAll(f => f.Key == "Form.Name");
+            fields.Add(new("Form.Name", "Form Only"));
+            using (var saved = await session.Http.PostAsync("/Cv?handler=Save", new FormUrlEncodedContent(fields)))
+            {
+                Assert.Equal("/Cv?done=saved", saved.Headers.Location!.OriginalString);
+            }
+
+            Assert.DoesNotContain("Autres parties de votre CV", WebUtility.HtmlDecode(await session.GetPageAsync("/Cv")), StringComparison.Ordinal);
         }
     }
 

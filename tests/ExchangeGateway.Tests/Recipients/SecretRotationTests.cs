@@ -123,7 +123,7 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         var site = await Sites.RegisterAsync(admin);
 
         var rotations = Enumerable.Range(0, 4).Select(_ => admin.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null)).ToList();
-        var edits = Enumerable.Range(0, 3).Select(i => admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new JsonObject { ["displayName"] = $"Renamed {i}" })).ToList();
+        var edits = Enumerable.Range(0, 3).Select(i => admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new JsonObject { ["displayName"] = $"Renamed {i} {site.ClientId}" })).ToList();
         await Task.WhenAll(rotations.Concat(edits));
         foreach (var response in rotations.Concat(edits).Select(t => t.Result))
         {

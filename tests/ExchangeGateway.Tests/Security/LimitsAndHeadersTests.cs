@@ -238,7 +238,7 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         {
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.NotNull(refused.Headers.RetryAfter);
-            Assert.Contains("Réessayez dans", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.Contains("depuis votre compte. Réessayez dans", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
         // Another account from the same address is not held back.

@@ -15,7 +15,8 @@ namespace ExchangeGateway.Pages.Consent;
 /// the decision is carried out.
 /// </summary>
 public sealed class ShareModel(
-    GatewayDbContext db, IOpenIddictApplicationManager applications, IOptions<Consents.ConsentOptions> options, TimeProvider time) : PageModel
+    GatewayDbContext db, IOpenIddictApplicationManager applications, IOptions<Consents.ConsentOptions> options, TimeProvider time,
+    Microsoft.Extensions.Localization.IStringLocalizer<PageText> text) : PageModel
 {
     public Recipient? Site { get; private set; }
 
@@ -52,10 +53,10 @@ public sealed class ShareModel(
         NotSeeker = !User.IsInRole(Roles.Seeker);
         Missing = Request.Query[ConsentForm.Missing] == "1";
         Expired = !Missing && Request.Query[ConsentForm.Expired] == "1";
-        if (Missing || Expired)
+        if ((Missing || Expired) && !NotSeeker)
         {
             // What the layout reads to mark the title "Erreur :", as on every form page whose answer was not taken.
-            ModelState.AddModelError("", Missing ? "missing" : "expired");
+            ModelState.AddModelError(Missing ? "share" : "", Missing ? text["Share.Missing", Site.DisplayName] : text["Share.Expired"]);
         }
         // Already shared (and not lapsed): a yes keeps that sharing and its end, which is what the page must say.
         var now = time.GetUtcNow();

@@ -34,7 +34,8 @@ public sealed class CvForm
     /// <summary>The parts of the stored CV the form does not show (<see cref="OtherParts"/>) that the seeker ticked to remove.</summary>
     public List<string> RemoveParts { get; set; } = [];
 
-    private static readonly HashSet<string> ShownSections = ["basics", "work", "education", "skills", "languages", "$schema"];
+    // meta (when the CV was last modified, and the like) is the file's, not the seeker's: the gateway itself writes it.
+    private static readonly HashSet<string> ShownSections = ["basics", "work", "education", "skills", "languages", "$schema", "meta"];
     private static readonly HashSet<string> ShownBasics = ["name", "label", "email", "phone", "url", "summary", "location"];
     private static readonly HashSet<string> ShownLocation = ["city", "countryCode"];
 
@@ -193,7 +194,7 @@ public sealed class CvForm
             parent?.Remove(segments[^1]);
         }
 
-        if (document["basics"] is JsonObject { } keptBasics)
+        if (document["basics"] is JsonObject keptBasics)
         {
             if (keptBasics["location"] is JsonObject keptLocation)
             {
@@ -308,7 +309,14 @@ public sealed record CvPart(string Path, string Key, JsonNode? Value)
             JsonValue v => v.ToString(),
             _ => "",
         };
-        return text.Length > 80 ? text[..79] + "…" : text;
+        if (text.Length <= 80)
+        {
+            return text;
+        }
+
+        // Not between the two halves of a surrogate pair (an emoji).
+        var cut = char.IsHighSurrogate(text[78]) ? 78 : 79;
+        return text[..cut] + "…";
     }
 }
 
