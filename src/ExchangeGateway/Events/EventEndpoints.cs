@@ -77,9 +77,13 @@ public static class EventEndpoints
             return problem;
         }
 
+        // A push site is shown what a push has tried at least once: one never tried may still be withdrawn (the CV back
+        // online before it left, see OfflineEvents), which only holds while the site cannot have seen it anywhere.
+        var triedOnly = recipient.DeliveryMode == DeliveryMode.Push;
         var page = await cursors.PageAsync(OpenCollection + ":" + recipient.Id,
             db.Set<ErasureObligation>().AsNoTracking()
-                .Where(o => o.RecipientId == recipient.Id && o.Status != ObligationStatus.Confirmed && o.Id > after)
+                .Where(o => o.RecipientId == recipient.Id && o.Status != ObligationStatus.Confirmed && o.Id > after
+                    && (!triedOnly || o.Status == ObligationStatus.Delivered || o.Attempts > 0))
                 .OrderBy(o => o.Id)
                 .Select(o => new { o.Id, Item = new OpenEvent(o.Jti, o.Kind, o.Cause, o.PairwiseId, o.Status, o.Overdue, o.CreatedAt, o.ConfirmBefore, o.DeliveredAt) }),
             take, o => o.Id, context.RequestAborted);

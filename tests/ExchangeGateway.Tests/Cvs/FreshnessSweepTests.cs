@@ -165,6 +165,33 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE jti = '{jti}'"));
     }
 
+    /// <summary>
+    /// A push site's list of open events shows what a push has tried: an event never tried may still be withdrawn if the
+    /// CV comes back online first, and the site must not have acted on it (deleted its copy, confirmed a jti that vanishes).
+    /// </summary>
+    [Fact]
+    public async Task APushSiteListsOnlyTheEventsAPushHasTried()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var marker = "push-open-list-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        var siteToken = await fixture.Actors.TokenAsync(site);
+        var id = await Propagation.ReadAsync(Gateway, siteToken, marker);
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+
+        // A token of the new day: the one that read the CV ran out during the ninety days.
+        using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+        async Task<List<string?>> ListedAsync() =>
+            (await (await client.GetAsync("/api/v1/erasures")).ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(i => i.GetProperty("cvId").GetString()).ToList();
+
+        Assert.DoesNotContain(id, await ListedAsync());
+        await fixture.Database.ExecuteAsync($"UPDATE erasure_obligations SET attempts = 1 WHERE recipient_id = '{site.Id}'");
+        Assert.Contains(id, await ListedAsync());
+    }
+
     private async Task AdvisoryWaitersAsync(int count)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
