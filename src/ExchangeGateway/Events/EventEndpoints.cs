@@ -58,7 +58,7 @@ public static class EventEndpoints
         site.MapPost("/erasures/{jti:guid}/confirmation", Confirm).WithName("ConfirmErasure")
             .WithSummary("The site confirms it deleted (or updated) its copy: closes the obligation.");
         site.MapGet("/erasures", Open).WithName("ListOpenEvents")
-            .WithSummary("The calling site's events not confirmed yet, delivered or not, oldest first: what it still has to do (and the jtis to confirm it with).");
+            .WithSummary("The calling site's events not confirmed yet, delivered or not (a push site's once a push has tried them), oldest first: what it still has to do, and the jtis to confirm it with.");
         return api;
     }
 
