@@ -42,22 +42,32 @@ public sealed class ConfirmEmailModel(
 
     public async Task<IActionResult> OnGetAsync()
     {
+        if (await LinkedAccountAsync() is not { } link)
+        {
+            return Page();
+        }
+
+        if (link.User.EmailConfirmed)
+        {
+            return ToSignIn();
+        }
+
+        AccountEmail = link.User.Email;
+        return Page();
+    }
+
+    /// <summary>The account the link is for and the link's token, when the link is good; otherwise the page says it is not.</summary>
+    private async Task<(GatewayUser User, string Token)?> LinkedAccountAsync()
+    {
         var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
         if (user is null || AccountLinks.Decode(Code) is not { } token
             || !await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
         {
             RefuseLink();
-            return Page();
+            return null;
         }
 
-        if (user.EmailConfirmed)
-        {
-            // As the form would: a valid link to an account that already has its password leads to the sign-in page.
-            return RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
-        }
-
-        AccountEmail = user.Email;
-        return Page();
+        return (user, token);
     }
 
     private void RefuseLink()
@@ -67,22 +77,21 @@ public sealed class ConfirmEmailModel(
         ModelState.AddModelError("", text["Confirm.InvalidLink"]);
     }
 
+    /// <summary>A valid link to an account that already has its password (its stamp unchanged since): no sign-in from a link.</summary>
+    private RedirectToPageResult ToSignIn() => RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+
     public async Task<IActionResult> OnPostAsync()
     {
         // The link first, whatever else was typed: without a valid one, the page says nothing about the account.
-        var user = string.IsNullOrEmpty(UserId) ? null : await users.FindByIdAsync(UserId);
-        var token = AccountLinks.Decode(Code);
-        if (user is null || token is null
-            || !await users.VerifyUserTokenAsync(user, users.Options.Tokens.EmailConfirmationTokenProvider, UserManager<GatewayUser>.ConfirmEmailTokenPurpose, token))
+        if (await LinkedAccountAsync() is not { } link)
         {
-            RefuseLink();
             return Page();
         }
 
+        var (user, token) = link;
         if (user.EmailConfirmed)
         {
-            // A valid link to an account that already has its password (its stamp unchanged since): no sign-in from a link.
-            return RedirectToPage("/Account/Login", new { returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
+            return ToSignIn();
         }
 
         AccountEmail = user.Email;
