@@ -241,12 +241,24 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
             Assert.Contains("depuis votre compte. Réessayez dans", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        // Another account from the same address is not held back.
+        // Another account from the same address is not held back; and one past its allowance can still leave.
         using (var second = new Pages.PageSession(node))
         {
             await Actors.SubmitLoginAsync(second.Http, new Uri("/Account/Login", UriKind.Relative), other.Email, other.Password);
-            using var response = await second.SubmitAsync("/Cv", [], "/Cv?handler=Refresh");
-            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            for (var i = 0; i < 2; i++)
+            {
+                using var response = await second.SubmitAsync("/Cv", [], "/Cv?handler=Refresh");
+                Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            }
+
+            using (var refused = await second.SubmitAsync("/Cv", [], "/Cv?handler=Refresh"))
+            {
+                Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            }
+
+            using var forgotten = await second.SubmitAsync("/Account/Delete", new() { ["Confirm"] = "true" });
+            Assert.Equal(HttpStatusCode.Redirect, forgotten.StatusCode);
+            Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUsers\" WHERE id = '{other.Id}'"));
         }
 
         using var signedOut = await session.SubmitAsync("/Cv", [], "/Account/Logout");
