@@ -183,9 +183,12 @@ public static class EventEndpoints
         var waited = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
+            // A push site that polls (its endpoint down, say) is offered what a push has tried, as its list of open events
+            // shows it: one never tried may still be withdrawn (see OfflineEvents).
             var pending = await db.Set<ErasureObligation>().AsNoTracking()
                 .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending && o.NextAttemptAt <= now
-                    && (o.LeasedUntil == null || o.LeasedUntil <= now))
+                    && (o.LeasedUntil == null || o.LeasedUntil <= now)
+                    && (recipient.DeliveryMode == DeliveryMode.Poll || o.Attempts > 0))
                 .OrderBy(o => o.Id)
                 .Take(max + 1)
                 .ToListAsync(cancellationToken);

@@ -166,11 +166,12 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     }
 
     /// <summary>
-    /// A push site's list of open events shows what a push has tried: an event never tried may still be withdrawn if the
-    /// CV comes back online first, and the site must not have acted on it (deleted its copy, confirmed a jti that vanishes).
+    /// A push site's list of open events, and its polls, show what a push has tried: an event never tried may still be
+    /// withdrawn if the CV comes back online first, and the site must not have acted on it (deleted its copy, confirmed a
+    /// jti that vanishes).
     /// </summary>
     [Fact]
-    public async Task APushSiteListsOnlyTheEventsAPushHasTried()
+    public async Task APushSiteSeesOnlyTheEventsAPushHasTried()
     {
         await using var receiver = await PushReceiver.StartAsync();
         var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
@@ -187,9 +188,17 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         async Task<List<string?>> ListedAsync() =>
             (await (await client.GetAsync("/api/v1/erasures")).ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(i => i.GetProperty("cvId").GetString()).ToList();
 
+        async Task<int> PolledAsync()
+        {
+            using var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true });
+            return (await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject().Count();
+        }
+
         Assert.DoesNotContain(id, await ListedAsync());
+        Assert.Equal(0, await PolledAsync());
         await fixture.Database.ExecuteAsync($"UPDATE erasure_obligations SET attempts = 1 WHERE recipient_id = '{site.Id}'");
         Assert.Contains(id, await ListedAsync());
+        Assert.Equal(1, await PolledAsync());
     }
 
     private async Task AdvisoryWaitersAsync(int count)
