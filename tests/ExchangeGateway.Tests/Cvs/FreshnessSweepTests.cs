@@ -201,13 +201,15 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         Assert.Equal(1, await PolledAsync());
     }
 
+    /// <summary>Until <paramref name="count"/> sessions wait for the chain lock itself (a one-key advisory lock: its key split in two, objsubid 1).</summary>
     private async Task AdvisoryWaitersAsync(int count)
     {
+        var (high, low) = ((long)((ulong)Locks.Chain >> 32), (long)((ulong)Locks.Chain & 0xFFFF_FFFF));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (await fixture.Database.ScalarAsync<long>(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") < count)
+            $"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = {high} AND objid::bigint = {low} AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") < count)
         {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} sessions ever waited for an advisory lock");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} sessions ever waited for the chain lock");
             await Task.Delay(20);
         }
     }
