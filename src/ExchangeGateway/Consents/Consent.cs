@@ -111,6 +111,22 @@ public sealed class Consent
         End(ConsentState.Expired, ErasureCauses.ConsentExpired, ExpiresAt);
     }
 
+    /// <summary>
+    /// An end by the gateway decided before its moment was final (a suspension's batch is written before its time is read
+    /// under the chain lock) for an episode that lapsed in between: it expired, when it lapsed; the gateway did not end it.
+    /// </summary>
+    public void LapsedBeforeItsEnd()
+    {
+        if (State != ConsentState.Ended)
+        {
+            throw new InvalidOperationException($"A {State} consent was not ended by the gateway.");
+        }
+
+        State = ConsentState.Expired;
+        EndCause = ErasureCauses.ConsentExpired;
+        EndedAt = ExpiresAt.TruncateToMicroseconds();
+    }
+
     /// <summary>Ended by the gateway: the seeker was erased or the recipient suspended.</summary>
     public void EndBySystem(string cause, DateTimeOffset at) => End(ConsentState.Ended, cause, at);
 

@@ -46,8 +46,7 @@ public sealed class SuspensionConsequences(
         }
 
         var now = time.GetUtcNow();
-        var entries = new List<AuditEntry>(active.Count);
-        var receipts = new List<Guid>(active.Count);
+        var receiptOf = new Dictionary<Guid, Guid>(active.Count);
         foreach (var consent in active)
         {
             // One that lapsed before the expiry job came round ends as what it is, expired when it lapsed, as a tick, an
@@ -55,26 +54,43 @@ public sealed class SuspensionConsequences(
             consent.EndByGateway(ErasureCauses.RecipientSuspended, now);
             var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
-            if (consent.State == ConsentState.Ended)
+            receiptOf[consent.Id] = receipt.Id;
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+
+        // Written above and dated again under the chain lock, in set-based statements: saving a batch's episodes under the
+        // lock would stall every read of the gateway. The lapsed keep the moment they lapsed, and so do those that lapsed
+        // while the batch was being written: by the moment the suspension takes effect they were over, so they expired.
+        now = await Locks.ChainForEndAsync(db, time, cancellationToken);
+        var lapsedMeanwhile = active.Where(c => c.State == ConsentState.Ended && c.ExpiresAt <= now).ToList();
+        if (lapsedMeanwhile.Count > 0)
+        {
+            foreach (var consent in lapsedMeanwhile)
             {
-                receipts.Add(receipt.Id);
+                consent.LapsedBeforeItsEnd();
             }
 
-            entries.Add(consent.EndRecord(ActorKinds.System, "recipient-suspension", consent.SeekerId!, recipient.ClientId, receipt.Id));
+            var lapsedIds = lapsedMeanwhile.Select(c => c.Id).ToArray();
+            var lapsedReceipts = lapsedMeanwhile.Select(c => receiptOf[c.Id]).ToArray();
+            await db.Database.ExecuteSqlAsync(
+                $"UPDATE consents SET state = 'Expired', end_cause = {ErasureCauses.ConsentExpired}, ended_at = expires_at WHERE id = ANY({lapsedIds})",
+                cancellationToken);
+            await db.Database.ExecuteSqlAsync(
+                $"UPDATE consent_events e SET kind = 'Expired', at = c.expires_at FROM consents c WHERE c.id = e.consent_id AND e.id = ANY({lapsedReceipts})",
+                cancellationToken);
         }
 
         var ended = active.Where(c => c.State == ConsentState.Ended).Select(c => c.Id).ToList();
-        await db.SaveChangesAsync(cancellationToken);
-
-        // Written above and dated again under the chain lock, in two set-based statements: saving a batch's episodes under
-        // the lock would stall every read of the gateway. The lapsed keep the moment they lapsed.
-        now = await Locks.ChainForEndAsync(db, time, cancellationToken);
+        var endReceipts = ended.Select(id => receiptOf[id]).ToList();
         await db.Set<Consent>().Where(c => ended.Contains(c.Id)).ExecuteUpdateAsync(c => c.SetProperty(x => x.EndedAt, now), cancellationToken);
-        await db.Set<ConsentEvent>().Where(e => receipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
+        await db.Set<ConsentEvent>().Where(e => endReceipts.Contains(e.Id)).ExecuteUpdateAsync(e => e.SetProperty(x => x.At, now), cancellationToken);
         await FeedPositions.BumpAsync(db, active.Select(c => c.Id).ToList(), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, active, now, confirmWithin, cancellationToken);
 
-        await audit.AppendAsync(entries, cancellationToken);
+        await audit.AppendAsync(
+            [.. active.Select(c => c.EndRecord(ActorKinds.System, "recipient-suspension", c.SeekerId!, recipient.ClientId, receiptOf[c.Id]))],
+            cancellationToken);
         return (active.Count, obligations);
     }
 

@@ -11,6 +11,53 @@ namespace ExchangeGateway.Tests.Recipients;
 [Collection(GatewayCollection.Name)]
 public sealed class SuspensionTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// A suspension decides each episode's end before it takes the chain lock, and takes effect under it. An episode that
+    /// lapses in between was over by the time the suspension took effect: it expired, when it lapsed, and its receipt,
+    /// audit record and erasure event say so, not that the suspension ended it.
+    /// </summary>
+    [Fact]
+    public async Task AnEpisodeThatLapsesWhileTheSuspensionWaitsForTheChainLockExpired()
+    {
+        using var admin = await AdminAsync();
+        var site = await Sites.RegisterAsync(admin);
+        var marker = "lapse-during-suspension-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(fixture.Factory, await fixture.Actors.TokenAsync(site), marker);
+        var lapse = fixture.Time.GetUtcNow().AddSeconds(30);
+        await fixture.Database.ExecuteAsync(
+            $"UPDATE consents SET expires_at = '{lapse.ToString("O", System.Globalization.CultureInfo.InvariantCulture)}' WHERE recipient_id = '{site.Id}'");
+
+        Task<HttpResponseMessage> suspension;
+        await using (var batch = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await batch.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
+            suspension = admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/suspend", new JsonObject { ["reason"] = "lapse race" });
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            fixture.Time.Advance(TimeSpan.FromMinutes(1));
+            await batch.CommitAsync();
+        }
+
+        using (var suspended = await suspension)
+        {
+            Assert.Equal(HttpStatusCode.OK, suspended.StatusCode);
+        }
+
+        var where = $"recipient_id = '{site.Id}'";
+        Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT state FROM consents WHERE {where}"));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT end_cause FROM consents WHERE {where}"));
+        Assert.True(await fixture.Database.ScalarAsync<bool>($"SELECT ended_at = expires_at FROM consents WHERE {where}"));
+        Assert.Equal("Expired", await fixture.Database.ScalarAsync<string>($"SELECT kind FROM consent_events WHERE {where} ORDER BY at DESC LIMIT 1"));
+        Assert.True(await fixture.Database.ScalarAsync<bool>(
+            $"SELECT e.at = c.expires_at FROM consent_events e JOIN consents c ON c.id = e.consent_id WHERE c.{where} AND e.kind = 'Expired'"));
+        Assert.Equal("consent-expired", await fixture.Database.ScalarAsync<string>($"SELECT cause FROM erasure_obligations WHERE {where}"));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.ConsentExpired}' AND recipient = '{site.ClientId}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.ConsentEnded}' AND recipient = '{site.ClientId}'"));
+    }
+
     [Fact]
     public async Task ASuspendedSiteIsRefusedAtOnceWithItsLiveTokenAndComesBackWhenReinstated()
     {
