@@ -213,9 +213,8 @@ public sealed class SignedInFormLimit : Microsoft.AspNetCore.Mvc.Filters.IAsyncP
         Microsoft.AspNetCore.Mvc.Filters.PageHandlerExecutingContext context, Microsoft.AspNetCore.Mvc.Filters.PageHandlerExecutionDelegate next)
     {
         var account = context.HttpContext.User.Identity?.IsAuthenticated == true ? context.HttpContext.User.FindFirst("sub")?.Value : null;
-        // Signing out and "forget me" are never held back: a seeker must always be able to leave.
         if (_limiter is null || account is null || !HttpMethods.IsPost(context.HttpContext.Request.Method)
-            || context.ActionDescriptor.ViewEnginePath is "/Account/Logout" or "/Account/Delete")
+            || Pages.PagesSetup.IsAlwaysOpen(context.ActionDescriptor.ViewEnginePath))
         {
             await next();
             return;

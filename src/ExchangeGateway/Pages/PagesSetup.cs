@@ -15,6 +15,12 @@ public static class PagesSetup
 {
     public const string SeekerPolicy = "seeker-pages";
 
+    /// <summary>
+    /// Pages no form limit holds back: a shared address (a job centre, a carrier's NAT) that spent its allowance, or an
+    /// account that spent its own, must not leave a session open on a public computer, nor keep a seeker from leaving.
+    /// </summary>
+    public static bool IsAlwaysOpen(string? viewEnginePath) => viewEnginePath is "/Account/Logout" or "/Account/Delete";
+
     /// <summary>Any signed-in account: the site's consent page tells staff it is not for them (see Consent/Share).</summary>
     public const string SignedInPolicy = "signed-in-pages";
 
@@ -64,11 +70,9 @@ public static class PagesSetup
                 }
 
                 options.Conventions.AuthorizePage("/Account/Delete", SeekerPolicy);
-                // Not signing out or "forget me": a shared address (a job centre, a carrier's NAT) that spent its allowance on
-                // sign-ins must not leave a session open on a public computer, nor keep a seeker from leaving.
                 options.Conventions.AddFolderApplicationModelConvention("/Account", page =>
                 {
-                    if (page.ViewEnginePath is not "/Account/Logout" and not "/Account/Delete")
+                    if (!IsAlwaysOpen(page.ViewEnginePath))
                     {
                         page.EndpointMetadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(Hosting.RateLimits.AccountFormsPolicy));
                     }

@@ -150,9 +150,9 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         // The refresh queues for the chain lock first, then the dispatcher, to record its batch.
         using var me = Gateway.CreateHttpClient().WithToken(token);
         var refresh = me.PostAsync("/api/v1/me/cv/refresh", null);
-        await AdvisoryWaitersAsync(1);
+        await HeldTransaction.WaitForChainWaitersAsync(fixture.Database, 1);
         var record = dispatcher.ExecuteAsync($"SELECT pg_advisory_xact_lock({ExchangeGateway.Data.Locks.Chain})");
-        await AdvisoryWaitersAsync(2);
+        await HeldTransaction.WaitForChainWaitersAsync(fixture.Database, 2);
         await batch.CommitAsync();
 
         using (var refreshed = await refresh.WaitAsync(TimeSpan.FromSeconds(30)))
@@ -199,19 +199,6 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         await fixture.Database.ExecuteAsync($"UPDATE erasure_obligations SET attempts = 1 WHERE recipient_id = '{site.Id}'");
         Assert.Contains(id, await ListedAsync());
         Assert.Equal(1, await PolledAsync());
-    }
-
-    /// <summary>Until <paramref name="count"/> sessions wait for the chain lock itself (a one-key advisory lock: its key split in two, objsubid 1).</summary>
-    private async Task AdvisoryWaitersAsync(int count)
-    {
-        var (high, low) = ((long)((ulong)Locks.Chain >> 32), (long)((ulong)Locks.Chain & 0xFFFF_FFFF));
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (await fixture.Database.ScalarAsync<long>(
-            $"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = {high} AND objid::bigint = {low} AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") < count)
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} sessions ever waited for the chain lock");
-            await Task.Delay(20);
-        }
     }
 
     /// <summary>

@@ -50,6 +50,22 @@ public sealed class HeldTransaction : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Until <paramref name="count"/> sessions of this database wait for the chain lock itself (a one-key advisory lock: its
+    /// key split in two, objsubid 1), not for any advisory lock (the seeker locks are advisory too).
+    /// </summary>
+    public static async Task WaitForChainWaitersAsync(TestDatabase database, int count)
+    {
+        var (high, low) = ((long)((ulong)ExchangeGateway.Data.Locks.Chain >> 32), (long)((ulong)ExchangeGateway.Data.Locks.Chain & 0xFFFF_FFFF));
+        var clock = Stopwatch.StartNew();
+        while (await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = {high} AND objid::bigint = {low} AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") < count)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} sessions ever waited for the chain lock");
+            await Task.Delay(20);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _transaction.DisposeAsync();

@@ -36,8 +36,14 @@ public sealed class CvForm
 
     // meta (when the CV was last modified, and the like) is the file's, not the seeker's: the gateway itself writes it.
     private static readonly HashSet<string> ShownSections = ["basics", "work", "education", "skills", "languages", "$schema", "meta"];
-    private static readonly HashSet<string> ShownBasics = ["name", "label", "email", "phone", "url", "summary", "location"];
-    private static readonly HashSet<string> ShownLocation = ["city", "countryCode"];
+    // The form's fields in basics and basics.location, by form property and JSON member: what the page edits, hence not
+    // among the "other parts", and where a schema finding about them is shown.
+    private static readonly (string Field, string Json)[] BasicsFields =
+        [("Name", "name"), ("Label", "label"), ("Email", "email"), ("Phone", "phone"), ("Url", "url"), ("Summary", "summary")];
+
+    private static readonly (string Field, string Json)[] LocationFields = [("City", "city"), ("CountryCode", "countryCode")];
+    private static readonly HashSet<string> ShownBasics = [.. BasicsFields.Select(f => f.Json), "location"];
+    private static readonly HashSet<string> ShownLocation = [.. LocationFields.Select(f => f.Json)];
 
     /// <summary>
     /// What the stored CV holds beyond the form's fields, as an imported JSON Resume brings it (projects, references, a
@@ -145,13 +151,15 @@ public sealed class CvForm
         Set(location, "countryCode", CountryCode?.ToUpperInvariant());
         Attach(basics, "location", location);
         Attach(document, "basics", basics);
-        foreach (var (field, pointer) in new[] { ("Name", "name"), ("Label", "label"), ("Email", "email"), ("Phone", "phone"), ("Url", "url"), ("Summary", "summary") })
+        foreach (var (field, json) in BasicsFields)
         {
-            rowPointers[$"Form.{field}"] = "/basics/" + pointer;
+            rowPointers[$"Form.{field}"] = "/basics/" + json;
         }
 
-        rowPointers["Form.City"] = "/basics/location/city";
-        rowPointers["Form.CountryCode"] = "/basics/location/countryCode";
+        foreach (var (field, json) in LocationFields)
+        {
+            rowPointers[$"Form.{field}"] = "/basics/location/" + json;
+        }
 
         Merge(document, "work", nameof(Work), Work, rowPointers, (o, r) =>
         {
