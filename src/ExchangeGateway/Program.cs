@@ -32,6 +32,9 @@ builder.WebHost.ConfigureKestrel(kestrel =>
     kestrel.Limits.MaxRequestBodySize = 1024 * 1024;
 });
 
+// The sharing page posts up to three values a site (shown, was shared, shared): the default 1 024 values refused the
+// form of a seeker offered some 340 sites. The body limit above still bounds the form's size.
+builder.Services.Configure<Microsoft.AspNetCore.Http.Features.FormOptions>(form => form.ValueCountLimit = 10_000);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddGatewayProxies();
 builder.Services.AddGatewayDatabase(builder.Configuration);
@@ -141,6 +144,7 @@ app.UseGatewayProxies();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseGatewayPageErrors();
+app.UseJsonCharsetCheck();
 app.UseNulCharacterRefusal();
 app.UseSecurityHeaders();
 app.UseStaticFiles();

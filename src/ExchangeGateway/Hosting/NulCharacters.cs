@@ -13,17 +13,40 @@ public static class NulCharacters
     public static IApplicationBuilder UseNulCharacterRefusal(this IApplicationBuilder app) => app.Use(async (context, next) =>
     {
         var request = context.Request;
-        // The error page runs again for the same request (query string and all): it must not be refused in turn.
-        var reExecuted = context.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>() is not null
-            || context.Features.Get<Microsoft.AspNetCore.Diagnostics.IStatusCodeReExecuteFeature>() is not null;
-        if (!reExecuted && (Carries(request.Query) || BasicCarries(request.Headers.Authorization)
-            || (request.HasFormContentType && Carries(await request.ReadFormAsync(context.RequestAborted)))))
+        if (!IsReExecution(context) && (Carries(request.Query) || BasicCarries(request.Headers.Authorization)
+            || (request.HasFormContentType && Carries(await ReadFormAsync(request, context.RequestAborted)))))
         {
             throw new BadHttpRequestException("The request contains a NUL character (U+0000), which no field accepts.", StatusCodes.Status400BadRequest);
         }
 
         await next(context);
     });
+
+    /// <summary>The error page runs again for the same request (query string, headers and all): it must not be refused in turn.</summary>
+    public static bool IsReExecution(HttpContext context) =>
+        context.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>() is not null
+        || context.Features.Get<Microsoft.AspNetCore.Diagnostics.IStatusCodeReExecuteFeature>() is not null;
+
+    /// <summary>
+    /// The form reader throws its own exceptions for a body it cannot parse (a multipart type without a boundary, a cut
+    /// multipart body, more values or a longer key than its limits): this runs before routing, so they were 500s, for
+    /// anyone, on any path, before the rate limiter. They are the client's 400 (413 stays 413).
+    /// </summary>
+    private static async Task<IFormCollection> ReadFormAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await request.ReadFormAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is InvalidDataException or InvalidOperationException or IOException && e is not BadHttpRequestException
+                                  && !cancellationToken.IsCancellationRequested)
+        {
+            throw new BadHttpRequestException("The form body could not be read: " + FormFault(e), StatusCodes.Status400BadRequest, e);
+        }
+    }
+
+    // The reader's messages name a limit or a missing part, never a field's value; anything else is said in general terms.
+    private static string FormFault(Exception e) => e is InvalidDataException ? e.Message : "it is not a well-formed form or multipart body.";
 
     private static bool Carries(IEnumerable<KeyValuePair<string, StringValues>> fields) =>
         fields.Any(field => field.Key.Contains('\0', StringComparison.Ordinal) || field.Value.Any(value => value?.Contains('\0', StringComparison.Ordinal) == true));

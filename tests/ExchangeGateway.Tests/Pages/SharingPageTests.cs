@@ -148,6 +148,42 @@ public sealed partial class SharingPageTests(GatewayFixture fixture)
             $"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND cause = 'consent-revoked' AND pairwise_id = '{id}'"));
     }
 
+    /// <summary>
+    /// A seeker offered hundreds of sites can still save the page: the form carries up to three values a site, which passed
+    /// the form reader's default 1 024 and was a 500. Ticking more sites at once than the page shows receipts for saves them
+    /// all and says how many more changed, instead of a redirect longer than a request line may be (a bare 414).
+    /// </summary>
+    [Fact]
+    public async Task ALongListOfSitesIsSavedInOnePost()
+    {
+        var operatorToken = (await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken;
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var shown = ShownSites().Matches(await session.GetPageAsync("/Sharing")).Select(m => m.Groups[1].Value).ToList();
+            using (var admin = fixture.Factory.CreateHttpClient().WithToken(operatorToken))
+            {
+                while (shown.Count < 60)
+                {
+                    shown.Add((await Sites.RegisterAsync(admin)).Id.ToString());
+                }
+            }
+
+            // Sites the page did not show (registered since, or made up) are left alone, but still count as form values.
+            var unknown = Enumerable.Range(0, 1200).Select(_ => Guid.NewGuid().ToString()).ToArray();
+            using var saved = await PostAsync(session, shown: [.. shown, .. unknown], shared: [.. shown], wasShared: []);
+            var location = saved.Headers.Location!.OriginalString;
+            Assert.True(location.Length < 4096, $"redirect of {location.Length} characters");
+            var receipts = location.Split('&', '?').Count(part => part.StartsWith("receipt=", StringComparison.Ordinal));
+            Assert.Equal(50, receipts);
+            Assert.Contains($"more={shown.Count - 50}", location, StringComparison.Ordinal);
+
+            var page = System.Net.WebUtility.HtmlDecode(await session.GetPageAsync(location));
+            Assert.Contains($"{shown.Count - 50} autre(s) changement(s) enregistré(s)", page, StringComparison.Ordinal);
+            Assert.Equal(shown.Count, Regex.Count(page, "name=\"WasShared\""));
+        }
+    }
+
     private static async Task<HttpResponseMessage> PostAsync(PageSession session, string[] shown, string[] shared, string[] wasShared, string? page = null)
     {
         page ??= await session.GetPageAsync("/Sharing");

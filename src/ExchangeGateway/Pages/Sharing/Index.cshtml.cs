@@ -32,6 +32,9 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
 
     [BindProperty(SupportsGet = true, Name = "unchanged")] public bool Unchanged { get; set; }
 
+    /// <summary>Changes saved beyond the receipts the redirect carries; each site's latest receipt stays under its name.</summary>
+    [BindProperty(SupportsGet = true, Name = "more")] public int More { get; set; }
+
     public IReadOnlyList<ConsentStatus> Sites { get; private set; } = [];
 
     public IReadOnlyList<ConsentReceipt> Receipts { get; private set; } = [];
@@ -90,8 +93,12 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
             }
         }
 
+        // A redirect naming every receipt of a few hundred changes passed the request line's 8 KB: the changes were saved
+        // and the browser was shown a bare 414.
         return changed.Count == 0
             ? RedirectToPage(new { unchanged = true })
-            : RedirectToPage(new { receipt = changed });
+            : changed.Count <= MaxReceiptsShown
+                ? RedirectToPage(new { receipt = changed })
+                : RedirectToPage(new { receipt = changed.Take(MaxReceiptsShown), more = changed.Count - MaxReceiptsShown });
     }
 }
