@@ -75,18 +75,31 @@ public static class Jobs
         return services;
     }
 
+    /// <summary>The recurring jobs' ids in Hangfire, by their name in <see cref="JobOptions.DefaultSchedules"/>.</summary>
+    public static readonly IReadOnlyDictionary<string, string> RecurringJobIds = new Dictionary<string, string>
+    {
+        ["EventDispatch"] = "event-dispatch",
+        ["FreshnessSweep"] = "freshness-sweep",
+        ["Reminders"] = "reminders",
+        ["ConsentExpiry"] = "consent-expiry",
+        ["OverdueEscalation"] = "overdue-escalation",
+        ["AuditCheckpoint"] = "audit-checkpoint",
+        ["TokenPruning"] = "token-pruning",
+        ["DataKeyRotation"] = "data-key-rotation",
+    };
+
     /// <summary>
     /// The recurring schedule, (re)registered at every start so a deployment's schedule is the code's. A cron expression
     /// Hangfire cannot read stops the start with the setting's name (Hangfire's own message names only its parameter).
     /// </summary>
     public static void RegisterRecurringJobs(IRecurringJobManager jobs, JobOptions options)
     {
-        void Add<TJob>(string id, string name, System.Linq.Expressions.Expression<Func<TJob, Task>> run)
+        void Add<TJob>(string name, System.Linq.Expressions.Expression<Func<TJob, Task>> run)
         {
             var cron = options.ScheduleOf(name);
             try
             {
-                jobs.AddOrUpdate(id, run, cron);
+                jobs.AddOrUpdate(RecurringJobIds[name], run, cron);
             }
             catch (ArgumentException e)
             {
@@ -94,14 +107,14 @@ public static class Jobs
             }
         }
 
-        Add<EventDispatchJob>("event-dispatch", "EventDispatch", job => job.RunAsync(CancellationToken.None));
-        Add<FreshnessSweepJob>("freshness-sweep", "FreshnessSweep", job => job.RunAsync(CancellationToken.None));
-        Add<ReminderJob>("reminders", "Reminders", job => job.RunAsync(CancellationToken.None));
-        Add<ConsentExpiryJob>("consent-expiry", "ConsentExpiry", job => job.RunAsync(CancellationToken.None));
-        Add<OverdueEscalationJob>("overdue-escalation", "OverdueEscalation", job => job.RunAsync(CancellationToken.None));
-        Add<AuditCheckpointJob>("audit-checkpoint", "AuditCheckpoint", job => job.RunAsync(CancellationToken.None));
-        Add<TokenPruningJob>("token-pruning", "TokenPruning", job => job.RunAsync(CancellationToken.None));
-        Add<DataKeyRotationJob>("data-key-rotation", "DataKeyRotation", job => job.RunAsync(CancellationToken.None));
+        Add<EventDispatchJob>("EventDispatch", job => job.RunAsync(CancellationToken.None));
+        Add<FreshnessSweepJob>("FreshnessSweep", job => job.RunAsync(CancellationToken.None));
+        Add<ReminderJob>("Reminders", job => job.RunAsync(CancellationToken.None));
+        Add<ConsentExpiryJob>("ConsentExpiry", job => job.RunAsync(CancellationToken.None));
+        Add<OverdueEscalationJob>("OverdueEscalation", job => job.RunAsync(CancellationToken.None));
+        Add<AuditCheckpointJob>("AuditCheckpoint", job => job.RunAsync(CancellationToken.None));
+        Add<TokenPruningJob>("TokenPruning", job => job.RunAsync(CancellationToken.None));
+        Add<DataKeyRotationJob>("DataKeyRotation", job => job.RunAsync(CancellationToken.None));
     }
 
     /// <summary>One DI scope per job, from this host's container.</summary>

@@ -130,6 +130,43 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
             compliance.GetProperty("delivered").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
     }
 
+    /// <summary>
+    /// Overdue is the deadline passing, not the escalation job having run since: with no run (it runs every quarter of an
+    /// hour, and an operator can delete it from the dashboard) the auditors still see the late site, and a confirmation
+    /// that came late stays on its record as late.
+    /// </summary>
+    [Fact]
+    public async Task AnErasurePastItsDeadlineIsOverdueForTheAuditorsBeforeTheJobFlagsIt()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "unflagged-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        fixture.Time.Advance(TimeSpan.FromHours(73));
+        Assert.False(await fixture.Database.ScalarAsync<bool>($"SELECT overdue FROM erasure_obligations WHERE pairwise_id = '{id}'"));
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var overdue = Assert.Single(await ListAsync(auditor, "overdue"), o => o.GetProperty("clientId").GetString() == site.ClientId);
+        Assert.True(overdue.GetProperty("overdue").GetBoolean());
+        Assert.Equal(1L, (await ComplianceAsync(auditor, site.Id)).GetProperty("overdue").GetInt64());
+
+        var jti = overdue.GetProperty("jti").GetString();
+        using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
+        }
+
+        Assert.DoesNotContain(await ListAsync(auditor, "overdue"), o => o.GetProperty("jti").GetString() == jti);
+        Assert.True(Assert.Single(await ListAsync(auditor, "confirmed"), o => o.GetProperty("jti").GetString() == jti).GetProperty("overdue").GetBoolean());
+        var after = await ComplianceAsync(auditor, site.Id);
+        Assert.Equal((1L, 1L), (after.GetProperty("confirmed").GetInt64(), after.GetProperty("overdue").GetInt64()));
+    }
+
     /// <summary>A push site of its own that has read a seeker's CV (shared with it); returns the CV's marker.</summary>
     private async Task<(TestSite Site, Person Seeker, string Marker)> PushSiteThatReadACvAsync(PushReceiver receiver, string prefix)
     {

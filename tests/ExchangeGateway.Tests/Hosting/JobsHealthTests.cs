@@ -20,7 +20,7 @@ namespace ExchangeGateway.Tests.Hosting;
 public sealed class JobsHealthTests(GatewayFixture fixture)
 {
     [Fact]
-    public async Task JobsHealthNamesAMissingServerAnOverdueJobAndAFailedOne()
+    public async Task JobsHealthNamesAMissingServerAnOverdueJobAFailedOneAndADeletedOne()
     {
         var services = fixture.Factory.Services;
         var storage = services.GetRequiredService<JobStorage>();
@@ -65,6 +65,12 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
             var overdue = await GetAsync(client, HttpStatusCode.ServiceUnavailable);
             Assert.Equal("Unhealthy", overdue.GetProperty("status").GetString());
             Assert.Equal(["event-dispatch"], overdue.GetProperty("overdue").EnumerateArray().Select(e => e.GetString()));
+
+            // A job deleted from the dashboard: nothing runs it until a node restarts, so it is named as missing.
+            services.GetRequiredService<IRecurringJobManager>().RemoveIfExists("audit-checkpoint");
+            var missing = await GetAsync(client, HttpStatusCode.ServiceUnavailable);
+            Assert.Equal(["audit-checkpoint"], missing.GetProperty("missing").EnumerateArray().Select(e => e.GetString()));
+            Assert.Contains("audit-checkpoint", missing.GetProperty("description").GetString(), StringComparison.Ordinal);
         }
         finally
         {
