@@ -14,7 +14,7 @@ namespace ExchangeGateway.Cvs;
 /// consent lapsing. Rows are claimed with SKIP LOCKED and marked before the mails go, so several nodes never remind twice
 /// and nothing waits for the mail server. A run takes batch after batch until one comes back short or its time is spent
 /// (a single batch an hour capped reminders at 12 000 a day per lead, far below a day's CVs at scale, and the rest went
-/// offline unwarned). A reminder is sent at most once: a run that fails (mail server unreachable, cancelled) gives its
+/// offline unwarned); the mails of a run share one SMTP session (<see cref="SmtpNotifier"/>). A reminder is sent at most once: a run that fails (mail server unreachable, cancelled) gives its
 /// unsent claims back, but a node that dies mid-batch loses the rest of that batch.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using Microsoft.Extensions.Options;
@@ -118,18 +119,114 @@ public sealed class PickupFolderNotifier(IOptions<NotifierOptions> options) : Ma
     }
 }
 
-public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifier(options)
+/// <summary>
+/// Sends over one SMTP session kept open while mails follow each other: a session per mail (connection, TLS handshake,
+/// login) held a reminder run to a few mails a second, far below the reminders a day at scale. One mail at a time per
+/// node; a session idle for longer than <see cref="IdleLimit"/> is not trusted (servers close idle ones) and is replaced.
+/// </summary>
+public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifier(options), IAsyncDisposable
 {
+    public static readonly TimeSpan IdleLimit = TimeSpan.FromSeconds(30);
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private SmtpClient? _session;
+    private long _lastUsed;
+
     protected override async Task DeliverAsync(MimeMessage message, CancellationToken cancellationToken)
     {
-        using var smtp = new SmtpClient { Timeout = 15_000 };
-        await smtp.ConnectAsync(Options.SmtpHost ?? throw new InvalidOperationException("Notifier:SmtpHost is not set."), Options.SmtpPort, Options.SmtpSocketOptions, cancellationToken);
-        if (!string.IsNullOrEmpty(Options.SmtpUser))
+        await _gate.WaitAsync(cancellationToken);
+        try
         {
-            await smtp.AuthenticateAsync(Options.SmtpUser, Options.SmtpPassword ?? "", cancellationToken);
+            var reused = _session is { IsConnected: true } && Environment.TickCount64 - _lastUsed < IdleLimit.TotalMilliseconds;
+            if (!reused)
+            {
+                await CloseAsync();
+                _session = await OpenAsync(cancellationToken);
+            }
+
+            try
+            {
+                await _session!.SendAsync(message, cancellationToken);
+            }
+            catch (Exception e) when (reused && e is IOException or ServiceNotConnectedException or SmtpProtocolException)
+            {
+                // The server closed the session between two mails (the message was not taken): once more on a new one.
+                await CloseAsync();
+                _session = await OpenAsync(cancellationToken);
+                await _session.SendAsync(message, cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is not SmtpCommandException)
+        {
+            // A refused mailbox leaves the session usable (the client resets the transaction); anything else may have
+            // left it half-way through a command.
+            await CloseAsync();
+            throw;
+        }
+        finally
+        {
+            // A refused mailbox is a session used too.
+            _lastUsed = Environment.TickCount64;
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            await CloseAsync();
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task<SmtpClient> OpenAsync(CancellationToken cancellationToken)
+    {
+        var smtp = new SmtpClient { Timeout = 15_000 };
+        try
+        {
+            await smtp.ConnectAsync(Options.SmtpHost ?? throw new InvalidOperationException("Notifier:SmtpHost is not set."), Options.SmtpPort, Options.SmtpSocketOptions, cancellationToken);
+            if (!string.IsNullOrEmpty(Options.SmtpUser))
+            {
+                await smtp.AuthenticateAsync(Options.SmtpUser, Options.SmtpPassword ?? "", cancellationToken);
+            }
+
+            return smtp;
+        }
+        catch
+        {
+            smtp.Dispose();
+            throw;
+        }
+    }
+
+    private async Task CloseAsync()
+    {
+        if (_session is not { } session)
+        {
+            return;
         }
 
-        await smtp.SendAsync(message, cancellationToken);
-        await smtp.DisconnectAsync(quit: true, cancellationToken);
+        _session = null;
+        try
+        {
+            if (session.IsConnected)
+            {
+                using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await session.DisconnectAsync(quit: true, quick.Token);
+            }
+        }
+        catch (Exception e) when (e is IOException or SmtpProtocolException or OperationCanceledException or ServiceNotConnectedException)
+        {
+            // Closing a session that is already broken: nothing to tell anyone.
+        }
+        finally
+        {
+            session.Dispose();
+        }
     }
 }

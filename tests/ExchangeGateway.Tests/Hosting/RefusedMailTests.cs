@@ -55,6 +55,35 @@ public sealed class RefusedMailTests
     }
 
     /// <summary>
+    /// A run's reminders go over one SMTP session, not one each (a connection, a TLS handshake and a login per mail held a
+    /// run to a few mails a second), and a mailbox the server refuses does not end the session for the others.
+    /// </summary>
+    [Fact]
+    public async Task ARunsRemindersShareOneSession()
+    {
+        await using var smtp = SmtpStub.Start();
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
+        {
+            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Notifier:SmtpSecurity"] = "none",
+        });
+        var actors = new Actors(node);
+        var seekers = new List<Person>();
+        for (var i = 0; i < 3; i++)
+        {
+            seekers.Add(await Propagation.SeekerWithCvAsync(node, actors, "session-" + Guid.NewGuid().ToString("N")));
+        }
+
+        clock.Advance(TimeSpan.FromDays(77));
+        Assert.Equal(3, await node.RunRemindersAsync());
+        Assert.All(seekers, seeker => Assert.Contains(seeker.Email, smtp.Refused));
+        Assert.True(smtp.Sessions == 1, $"{smtp.Sessions} sessions: {string.Join(" ", smtp.Verbs)}");
+        Assert.Equal(3, smtp.Verbs.Count(v => v == "MAIL"));
+    }
+
+    /// <summary>
     /// By default the mail server must offer STARTTLS: one that does not (or whose offer a man in the middle stripped) gets
     /// no address, no reset link and no login in clear. The run fails (Hangfire retries it) and has sent nothing.
     /// </summary>

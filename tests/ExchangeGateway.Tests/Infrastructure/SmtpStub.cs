@@ -26,6 +26,11 @@ public sealed class SmtpStub : IAsyncDisposable
     /// <summary>Every address a client tried to send to, in order.</summary>
     public ConcurrentQueue<string> Refused { get; } = new();
 
+    /// <summary>How many SMTP sessions clients opened.</summary>
+    public int Sessions => _sessions;
+
+    private int _sessions;
+
     /// <summary>Every command's verb, in arrival order (EHLO, MAIL, RCPT, QUIT...).</summary>
     public ConcurrentQueue<string> Verbs { get; } = new();
 
@@ -45,6 +50,7 @@ public sealed class SmtpStub : IAsyncDisposable
                 return;
             }
 
+            Interlocked.Increment(ref _sessions);
             _ = ServeAsync(client);
         }
     }
