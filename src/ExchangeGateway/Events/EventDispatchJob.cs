@@ -389,10 +389,16 @@ public sealed class EventDispatchJob(
 
             if (response.Headers.RetryAfter is { } retryAfter && (int)response.StatusCode is 429 or 503)
             {
+                // The site's word is a floor, never a shortcut: "Retry-After: 0" (or a date gone by) would otherwise have the
+                // gateway knock every second for ever. Its event waits at least its own back-off, the site's other events
+                // at least the schedule's first step, both with their jitter.
                 var wait = retryAfter.Delta ?? (retryAfter.Date - time.GetUtcNow()) ?? TimeSpan.Zero;
-                wait = wait < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : wait > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : wait;
-                var until = time.GetUtcNow() + wait;
-                return new Outcome(false, until, $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s", HoldSiteUntil: until);
+                wait = wait > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : wait;
+                var now = time.GetUtcNow();
+                var backoff = options.Value.Backoff(obligation.Attempts, Random.Shared);
+                var siteBackoff = options.Value.Backoff(0, Random.Shared);
+                return new Outcome(false, now + (wait > backoff ? wait : backoff), $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s",
+                    HoldSiteUntil: now + (wait > siteBackoff ? wait : siteBackoff));
             }
 
             return Retry(obligation, $"HTTP {(int)response.StatusCode}");
