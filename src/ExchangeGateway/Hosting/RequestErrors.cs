@@ -43,6 +43,20 @@ public sealed class RequestErrors
         }
     }
 
+    /// <summary>
+    /// A name seekers read (a site's boxes, receipts, consent pages): text, and no invisible formatting characters. A
+    /// zero-width space made a second "Démo Emploi" the duplicate check could not see, and a bidirectional override turned
+    /// the sentences around the name backwards.
+    /// </summary>
+    public void Name(string field, string? value)
+    {
+        Text(field, value, MaxNameLength);
+        if (value is not null && value.Any(c => char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format))
+        {
+            Add(field, "Must not contain invisible formatting characters (zero-width, bidirectional controls, soft hyphen).");
+        }
+    }
+
     public void WebUrl(string field, Uri? value, bool requireHttps, bool required = true)
     {
         if (value is null)
@@ -62,6 +76,11 @@ public sealed class RequestErrors
         else if (requireHttps && value.Scheme != Uri.UriSchemeHttps)
         {
             Add(field, "Must use https.");
+        }
+        else if (!string.IsNullOrEmpty(value.UserInfo))
+        {
+            // It would be shown to every seeker on the pages and receipts, and kept in the append-only trail.
+            Add(field, "Must not carry a user name or password.");
         }
         else if (IsTooLong(value))
         {

@@ -271,41 +271,50 @@ public static partial class AdminRecipientEndpoints
 
         var delivery = (recipient.DeliveryMode, recipient.PushEndpoint);
         var now = time.GetUtcNow();
-        recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
-            request.ContactEmail, request.DeliveryMode, request.PushEndpoint, now);
+        var fields = recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
+            request.ContactEmail, request.DeliveryMode, request.PushEndpoint, now).ToList();
         var redirected = delivery != (recipient.DeliveryMode, recipient.PushEndpoint);
         var due = redirected ? await PushDeliveries.RedirectedAsync(db, id, now, cancellationToken) : 0;
-        if ((request.DisplayName is not null || request.RedirectUris is not null)
+        if ((fields.Contains("displayName") || request.RedirectUris is not null)
             && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
         {
             var descriptor = new OpenIddictApplicationDescriptor();
             await applications.PopulateAsync(descriptor, application, cancellationToken);
+            var before = (descriptor.DisplayName, Redirects: descriptor.RedirectUris.Select(u => u.AbsoluteUri).Order().ToList());
             descriptor.DisplayName = recipient.DisplayName;
             if (request.RedirectUris is not null)
             {
                 RecipientClients.SetRedirectUris(descriptor, request.RedirectUris);
+                if (!before.Redirects.SequenceEqual(descriptor.RedirectUris.Select(u => u.AbsoluteUri).Order()))
+                {
+                    fields.Add("redirectUris");
+                }
             }
 
-            try
+            if (fields.Contains("redirectUris") || before.DisplayName != descriptor.DisplayName)
             {
-                await applications.UpdateAsync(application, descriptor, cancellationToken);
-            }
-            catch (OpenIddictExceptions.ValidationException e)
-            {
-                return Refused(e);
+                try
+                {
+                    await applications.UpdateAsync(application, descriptor, cancellationToken);
+                }
+                catch (OpenIddictExceptions.ValidationException e)
+                {
+                    return Refused(e);
+                }
             }
         }
 
-        await db.SaveChangesAsync(cancellationToken);
-        // Which fields the operator sent, and the site's description as it stands now (the name and policy seekers consent
-        // to, where its events and its users' authorization codes go), so the trail alone tells what was in force when.
-        var changed = Description(recipient, request.RedirectUris);
-        changed["fields"] = new[]
+        if (fields.Count == 0)
         {
-            ("displayName", request.DisplayName is not null), ("legalName", request.LegalName is not null), ("website", request.Website is not null),
-            ("privacyPolicyUrl", request.PrivacyPolicyUrl is not null), ("contactEmail", request.ContactEmail is not null),
-            ("deliveryMode", request.DeliveryMode is not null), ("pushEndpoint", request.PushEndpoint is not null), ("redirectUris", request.RedirectUris is not null),
-        }.Where(f => f.Item2).Select(f => f.Item1).ToArray();
+            // Nothing the site had changes: no write, and no trail entry claiming a change.
+            return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        // Which fields changed, and the site's description as it stands now (the name and policy seekers consent to, where
+        // its events and its users' authorization codes go), so the trail alone tells what was in force when.
+        var changed = Description(recipient, request.RedirectUris);
+        changed["fields"] = fields.ToArray();
         await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientUpdated, recipient) with { Details = changed }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
@@ -517,8 +526,8 @@ public static partial class AdminRecipientEndpoints
     private static void ValidateDescription(
         RequestErrors errors, string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail, RecipientOptions options)
     {
-        errors.Text("displayName", displayName, RequestErrors.MaxNameLength);
-        errors.Text("legalName", legalName, RequestErrors.MaxNameLength);
+        errors.Name("displayName", displayName);
+        errors.Name("legalName", legalName);
         errors.WebUrl("website", website, options.RequireHttps);
         errors.WebUrl("privacyPolicyUrl", privacyPolicyUrl, options.RequireHttps);
         errors.Email("contactEmail", contactEmail);

@@ -87,25 +87,56 @@ public sealed class Recipient
         UpdatedAt = at;
     }
 
-    public void Edit(
+    /// <summary>
+    /// Applies the fields given (null: unchanged) and returns the names of those that really changed: an edit re-sending
+    /// what is already there changes nothing, not even <see cref="UpdatedAt"/>, so the trail records only real changes.
+    /// </summary>
+    public IReadOnlyList<string> Edit(
         string? displayName, string? legalName, Uri? website, Uri? privacyPolicyUrl, string? contactEmail,
         DeliveryMode? deliveryMode, Uri? pushEndpoint, DateTimeOffset at)
     {
         var mode = deliveryMode ?? DeliveryMode;
-        var endpoint = pushEndpoint ?? PushEndpoint;
+        var endpoint = mode == DeliveryMode.Push ? pushEndpoint ?? PushEndpoint : null;
         if (mode == DeliveryMode.Push && endpoint is null)
         {
             throw new ArgumentException("A push recipient needs a push endpoint.", nameof(pushEndpoint));
         }
 
-        DisplayName = displayName ?? DisplayName;
-        LegalName = legalName ?? LegalName;
-        Website = website ?? Website;
-        PrivacyPolicyUrl = privacyPolicyUrl ?? PrivacyPolicyUrl;
-        ContactEmail = contactEmail ?? ContactEmail;
-        DeliveryMode = mode;
-        PushEndpoint = mode == DeliveryMode.Push ? endpoint : null;
-        UpdatedAt = at.TruncateToMicroseconds();
+        var changed = new List<string>();
+        void Set<T>(string field, T current, T? wanted, Action<T> apply, Func<T, T, bool> same)
+        {
+            if (wanted is not null && (current is null || !same(current, wanted)))
+            {
+                apply(wanted);
+                changed.Add(field);
+            }
+        }
+
+        // AbsoluteUri, not Uri.Equals, which ignores the user info and the fragment.
+        static bool SameUri(Uri a, Uri b) => a.AbsoluteUri == b.AbsoluteUri;
+        Set("displayName", DisplayName, displayName, v => DisplayName = v, string.Equals);
+        Set("legalName", LegalName, legalName, v => LegalName = v, string.Equals);
+        Set("website", Website, website, v => Website = v, SameUri);
+        Set("privacyPolicyUrl", PrivacyPolicyUrl, privacyPolicyUrl, v => PrivacyPolicyUrl = v, SameUri);
+        Set("contactEmail", ContactEmail, contactEmail, v => ContactEmail = v, string.Equals);
+        if (mode != DeliveryMode)
+        {
+            DeliveryMode = mode;
+            changed.Add("deliveryMode");
+        }
+
+        if (endpoint?.AbsoluteUri != PushEndpoint?.AbsoluteUri)
+        {
+            PushEndpoint = endpoint;
+            changed.Add("pushEndpoint");
+        }
+
+        if (changed.Count > 0)
+        {
+            UpdatedAt = at.TruncateToMicroseconds();
+        }
+
+        return changed;
     }
 
     /// <summary>Returns false when already suspended, so the caller records (and propagates) only real changes.</summary>

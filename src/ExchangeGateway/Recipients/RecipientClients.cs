@@ -66,7 +66,7 @@ public static partial class RecipientClients
         }
     }
 
-    /// <summary>Absolute https, or http on a loopback address where plain http is allowed (development); no fragment (RFC 6749 §3.1.2).</summary>
+    /// <summary>Absolute https, or http on a loopback address where plain http is allowed (development); no fragment (RFC 6749 §3.1.2), no user info.</summary>
     public static string? CheckRedirectUri(Uri uri, bool requireHttps)
     {
         if (!uri.IsAbsoluteUri)
@@ -77,6 +77,11 @@ public static partial class RecipientClients
         if (!string.IsNullOrEmpty(uri.Fragment))
         {
             return "Must not have a fragment.";
+        }
+
+        if (!string.IsNullOrEmpty(uri.UserInfo))
+        {
+            return "Must not carry a user name or password.";
         }
 
         if (uri.Scheme == Uri.UriSchemeHttps)

@@ -48,6 +48,12 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
     [InlineData("deliveryMode as a number", "deliveryMode")]
     [InlineData("deliveryMode as a numeric string", "deliveryMode")]
     [InlineData("clientAuthentication as a number", "clientAuthentication")]
+    [InlineData("displayName with a zero-width space", "displayName")]
+    [InlineData("displayName with a bidirectional override", "displayName")]
+    [InlineData("legalName with a soft hyphen", "legalName")]
+    [InlineData("website with credentials", "website")]
+    [InlineData("privacy policy URL with credentials", "privacyPolicyUrl")]
+    [InlineData("redirect URI with credentials", "redirectUris[0]")]
     public async Task AnInvalidRegistrationIs400ProblemAndCreatesNothing(string fault, string field)
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
@@ -109,6 +115,14 @@ public sealed class RegistrationValidationTests(GatewayFixture fixture)
             case "push host over 253 characters": Push(body, "https://" + string.Join('.', Enumerable.Repeat(new string('a', 63), 5)) + "/events"); break;
             case "push endpoint relative": Push(body, "/events"); break;
             case "redirect URI OpenIddict refuses": body["redirectUris"] = new JsonArray("https://site.example/callback?iss=someone"); break;
+            // Seekers would see two identical boxes, or the sentence around the name turned backwards.
+            case "displayName with a zero-width space": body["displayName"] = "Démo\u200b Emploi " + Guid.NewGuid().ToString("N")[..6]; break;
+            case "displayName with a bidirectional override": body["displayName"] = "Emploi \u202e" + Guid.NewGuid().ToString("N")[..6]; break;
+            case "legalName with a soft hyphen": body["legalName"] = "Em\u00adploi SAS"; break;
+            // Shown to every seeker and kept in the append-only trail.
+            case "website with credentials": body["website"] = "https://user:pass@site.example/"; break;
+            case "privacy policy URL with credentials": body["privacyPolicyUrl"] = "https://user:pass@site.example/privacy"; break;
+            case "redirect URI with credentials": body["redirectUris"] = new JsonArray("https://user:pass@site.example/callback"); break;
             default: throw new ArgumentOutOfRangeException(nameof(fault), fault, "no such case");
         }
 

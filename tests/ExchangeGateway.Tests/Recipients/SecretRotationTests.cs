@@ -147,6 +147,44 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         Assert.Equal(1, working);
     }
 
+    /// <summary>
+    /// An edit that changes nothing (an empty body, or the values the site already has) writes nothing: no trail entry
+    /// claiming a rename that did not happen, and the site's updatedAt stays. An edit that changes one of two fields sent
+    /// names that one only.
+    /// </summary>
+    [Fact]
+    public async Task AnEditThatChangesNothingRecordsNothing()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var updated = site.Recipient.GetProperty("updatedAt").GetString();
+        string Count() => $"SELECT count(*) FROM audit_events WHERE action = 'recipient.updated' AND recipient = '{site.ClientId}'";
+
+        foreach (var body in new[]
+        {
+            new JsonObject(),
+            new JsonObject { ["displayName"] = site.DisplayName, ["website"] = site.Recipient.GetProperty("website").GetString() },
+        })
+        {
+            using var edited = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", body);
+            Assert.Equal(HttpStatusCode.OK, edited.StatusCode);
+            Assert.Equal(updated, (await edited.ReadJsonAsync()).GetProperty("updatedAt").GetString());
+            Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(Count()));
+        }
+
+        using (var edited = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}",
+                   new JsonObject { ["displayName"] = site.DisplayName, ["legalName"] = "Renamed SAS " + Guid.NewGuid().ToString("N")[..6] }))
+        {
+            Assert.Equal(HttpStatusCode.OK, edited.StatusCode);
+        }
+
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(Count()));
+        var details = JsonNode.Parse(await fixture.Database.ScalarAsync<string>(
+            $"SELECT details FROM audit_events WHERE action = 'recipient.updated' AND recipient = '{site.ClientId}'"))!;
+        Assert.Equal(["legalName"], details["fields"]!.AsArray().Select(f => f!.GetValue<string>()));
+    }
+
     [Fact]
     public async Task AnEditOfThePushEndpointIsInTheAuditTrail()
     {
