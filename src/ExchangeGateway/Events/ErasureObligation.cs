@@ -147,6 +147,25 @@ public static class Obligations
     }
 
     /// <summary>
+    /// A site that confirms it deleted its copy has nothing left to rectify: the same episode's cv-updated events written
+    /// before that erasure event are closed with it. Otherwise a seeker who saved a new version and then unticked left the
+    /// site an "update" it could only confirm by pretending to keep a copy, and the auditors an overdue it did not earn.
+    /// A row another transaction holds (a dispatcher recording it) is skipped, not waited for, and stays open.
+    /// Returns the jtis closed.
+    /// </summary>
+    public static Task<List<Guid>> CloseRectificationsAsync(GatewayDbContext db, ErasureObligation erasure, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.Database.SqlQuery<Guid>(
+            $"""
+            UPDATE erasure_obligations SET status = 'Confirmed', confirmed_at = {now}, delivered_at = coalesce(delivered_at, {now})
+            WHERE id IN (
+                SELECT id FROM erasure_obligations
+                WHERE consent_id = {erasure.ConsentId} AND recipient_id = {erasure.RecipientId} AND kind = {EventKinds.CvUpdated}
+                  AND status <> 'Confirmed' AND created_at <= {erasure.CreatedAt}
+                FOR UPDATE SKIP LOCKED)
+            RETURNING jti AS "Value"
+            """).ToListAsync(cancellationToken);
+
+    /// <summary>
     /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. An event
     /// still waiting to reach the site already says so (it names no version), so a run of edits does not become a run of
     /// events, unless the site fetched the CV since that event was written (a polled event waits for its ack while the

@@ -221,13 +221,18 @@ public static class EventEndpoints
             return Problems.NotFound("No event with this jti was sent to you.");
         }
 
-        if (obligation.Confirm(time.GetUtcNow()))
+        var now = time.GetUtcNow();
+        if (obligation.Confirm(now))
         {
             await db.SaveChangesAsync(cancellationToken);
+            var details = new Dictionary<string, object?> { ["jti"] = obligation.Jti, ["kind"] = obligation.Kind, ["cause"] = obligation.Cause, ["overdue"] = obligation.Overdue };
+            if (obligation.Kind == EventKinds.ErasureRequired && await Obligations.CloseRectificationsAsync(db, obligation, now, cancellationToken) is { Count: > 0 } closed)
+            {
+                details["rectificationsClosed"] = closed;
+            }
+
             await audit.AppendAsync(new AuditEntry(ActorKinds.Recipient, recipient.ClientId, AuditActions.ErasureConfirmed, Outcomes.Success,
-                Recipient: recipient.ClientId,
-                Details: new Dictionary<string, object?> { ["jti"] = obligation.Jti, ["kind"] = obligation.Kind, ["cause"] = obligation.Cause, ["overdue"] = obligation.Overdue }),
-                cancellationToken);
+                Recipient: recipient.ClientId, Details: details), cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);

@@ -100,6 +100,48 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A seeker saves a new version, then unticks: the site is told "update", then "delete". Confirming the deletion closes
+    /// the update too (a deleted copy has nothing left to rectify), so the site is not overdue on an event it could only
+    /// confirm by keeping a copy; the confirmation's audit row names the update it closed.
+    /// </summary>
+    [Fact]
+    public async Task ConfirmingTheErasureClosesTheEpisodesEarlierRectification()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var (site, seeker, marker) = await PushSiteThatReadACvAsync(receiver, "update-then-untick");
+        using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
+        {
+            Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        }
+
+        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        await Gateway.RunDispatchAsync();
+        var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
+        var sets = receiver.Received.Select(r => SecurityEventTokens.VerifyPush(r, keys, Gateway.Issuer, site.ClientId)).ToList();
+        var update = Assert.Single(sets, s => s.Kind == "cv-updated");
+        var erasure = Assert.Single(sets, s => s.Kind == "erasure-required");
+
+        using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{erasure.Jti}/confirmation", null)).StatusCode);
+        }
+
+        Assert.Equal("Confirmed", await Propagation.ObligationAsync<string>(fixture.Database, update.Jti, "status"));
+        fixture.Time.Advance(TimeSpan.FromHours(73));
+        await Gateway.RunOverdueEscalationAsync();
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var compliance = await ComplianceAsync(auditor, site.Id);
+        Assert.Equal((2L, 2L, 0L), (compliance.GetProperty("obligations").GetInt64(), compliance.GetProperty("confirmed").GetInt64(), compliance.GetProperty("overdue").GetInt64()));
+        using var events = await auditor.GetAsync($"/api/v1/audit/events?action=erasure.confirmed&recipient={site.ClientId}");
+        var confirmed = Assert.Single((await events.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+        Assert.Equal([update.Jti], confirmed.GetProperty("details").GetProperty("rectificationsClosed").EnumerateArray().Select(j => j.GetString()));
+    }
+
+    /// <summary>
     /// An erasure never delivered (a poll site that stopped polling) is overdue after 72 hours as well, still Pending: the
     /// deadline runs from the change, not from the delivery.
     /// </summary>
