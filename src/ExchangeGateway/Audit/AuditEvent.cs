@@ -107,7 +107,6 @@ public static class AuditActions
     public const string AuditQueried = "audit.queried";
     public const string AuditExported = "audit.exported";
     public const string AuditVerified = "audit.verified";
-    public const string AuditCheckpointed = "audit.checkpointed";
     public const string DataKeyAdded = "data-key.added";
     public const string DataKeysRewrapped = "data-key.rewrapped";
     public const string KeyRingSealed = "key-ring.sealed";
@@ -122,7 +121,6 @@ public static class AuditActions
     public const string ConsentEnded = "consent.ended";
     public const string SeekerExported = "seeker.exported";
     public const string SeekerErased = "seeker.erased";
-    public const string ErasureRequired = "erasure.required";
     public const string ErasureDelivered = "erasure.delivered";
     public const string ErasureConfirmed = "erasure.confirmed";
     public const string ErasureOverdue = "erasure.overdue";

@@ -49,12 +49,12 @@ public sealed class ConsentDesk(
         }
 
         var entries = new List<AuditEntry>();
-        var obligations = 0;
+        List<WrittenObligation> obligations = [];
         if (active is not null)
         {
             // Lapsed but not yet swept: it ends as expired here, so the new tick opens a new episode as it should.
             (var expired, obligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
-            entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired));
+            entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(obligations, active.Id));
         }
 
         var consent = Consent.Grant(seekerId, recipientId, method, now, consentOptions.Value.MaxAge);
@@ -66,7 +66,7 @@ public sealed class ConsentDesk(
         entries.Add(Entry(seekerId, AuditActions.ConsentGranted, recipient, granted));
         await audit.AppendAsync(entries, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
+        dispatch.After(obligations.Count);
         return new ConsentDecision(ConsentChange.Granted, consent, granted, recipient);
     }
 
@@ -93,9 +93,9 @@ public sealed class ConsentDesk(
         {
             // Lapsed but not yet swept: there is nothing left to revoke; it ends as what it is, expired, when it lapsed.
             var (expired, expiredObligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
-            await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired), cancellationToken);
+            await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(expiredObligations, active.Id), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
-            dispatch.After(expiredObligations);
+            dispatch.After(expiredObligations.Count);
             return new ConsentDecision(ConsentChange.NothingToRevoke, null, null, null);
         }
 
@@ -105,9 +105,9 @@ public sealed class ConsentDesk(
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, [active.Id], cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentRevoked, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentRevoked, recipient, revoked), cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentRevoked, recipient, revoked).WithEvent(obligations, active.Id), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
+        dispatch.After(obligations.Count);
         return new ConsentDecision(ConsentChange.Revoked, active, revoked, recipient);
     }
 
@@ -115,7 +115,7 @@ public sealed class ConsentDesk(
     /// Ends an episode found lapsed before the expiry job came round, as that job would: dated when it lapsed (no read was
     /// allowed after that), with its receipt, the site's feed moved and an obligation if it disclosed anything.
     /// </summary>
-    private async Task<(ConsentEvent Receipt, int Obligations)> ExpireLapsedAsync(Consent active, Recipient recipient, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<(ConsentEvent Receipt, List<WrittenObligation> Obligations)> ExpireLapsedAsync(Consent active, Recipient recipient, DateTimeOffset now, CancellationToken cancellationToken)
     {
         active.Expire(now);
         var expired = ConsentEvent.EndOf(active, recipient);

@@ -58,24 +58,24 @@ public sealed class ConsentExpiryJob(
         }
 
         var recipients = await db.Recipients.AsNoTracking().Where(r => due.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-        var entries = new List<AuditEntry>(due.Count);
+        var entries = new List<(Guid ConsentId, AuditEntry Entry)>(due.Count);
         foreach (var consent in due)
         {
             consent.Expire(now);
             var recipient = recipients[consent.RecipientId];
             var receipt = ConsentEvent.EndOf(consent, recipient);
             db.Add(receipt);
-            entries.Add(new AuditEntry(ActorKinds.System, "consent-expiry", AuditActions.ConsentExpired, Outcomes.Success,
-                SeekerId: consent.SeekerId, Recipient: recipient.ClientId, Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id }));
+            entries.Add((consent.Id, new AuditEntry(ActorKinds.System, "consent-expiry", AuditActions.ConsentExpired, Outcomes.Success,
+                SeekerId: consent.SeekerId, Recipient: recipient.ClientId, Details: new Dictionary<string, object?> { ["receipt"] = receipt.Id })));
         }
 
         await db.SaveChangesAsync(cancellationToken);
         var ids = due.Select(c => c.Id).ToList();
         await FeedPositions.BumpAsync(db, ids, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync(entries, cancellationToken);
+        await audit.AppendAsync([.. entries.Select(e => e.Entry.WithEvent(obligations, e.ConsentId))], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
+        dispatch.After(obligations.Count);
         return due.Count;
     }
 }

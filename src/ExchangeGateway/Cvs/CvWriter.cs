@@ -38,7 +38,7 @@ public sealed class CvWriter(
         }
 
         var endings = new List<AuditEntry>();
-        var obligations = 0;
+        List<WrittenObligation> obligations = [];
         if (cv is { State: CvState.Erased, ErasedAt: { } erasedAt })
         {
             // Erased before an erasure ended the sharing too (an earlier release): the sites told to delete the old CV do
@@ -68,9 +68,14 @@ public sealed class CvWriter(
         var published = await BackOnlineAsync(seekerId, cv, wasOffline, now, cancellationToken);
         await FeedPositions.BumpSeekerAsync(db, seekerId, cancellationToken);
         var notices = await Obligations.NotifyUpdateAsync(db, seekerId, cv.Version, now, erasure.Value.ConfirmWithin, cancellationToken);
+        if (notices.Count > 0)
+        {
+            published["updateEvents"] = Obligations.Listed(notices);
+        }
+
         await audit.AppendAsync([.. endings, Entry(seekerId, AuditActions.CvPublished, published)], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(notices + obligations);
+        dispatch.After(notices.Count + obligations.Count);
         return new CvWriteResult(created ? CvWriteOutcome.Created : CvWriteOutcome.Replaced, cv);
     }
 
@@ -136,10 +141,10 @@ public sealed class CvWriter(
             .ExecuteUpdateAsync(d => d.SetProperty(x => x.ContentHash, (byte[]?)null), cancellationToken);
         cv.Erase(now);
         await db.SaveChangesAsync(cancellationToken);
-        entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations, ["consentsEnded"] = ended }));
+        entries.Add(Entry(seekerId, AuditActions.CvErased, new() { ["obligations"] = obligations.Count, ["consentsEnded"] = ended }));
         await audit.AppendAsync(entries, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
+        dispatch.After(obligations.Count);
         return new CvWriteResult(CvWriteOutcome.Erased, cv);
     }
 
@@ -148,7 +153,7 @@ public sealed class CvWriter(
     /// expired when it had already lapsed (dated then, as the expiry job would), each with its receipt, its audit entry
     /// (returned, for the caller's append) and its obligation where something was disclosed; the feeds move.
     /// </summary>
-    private async Task<(DateTimeOffset Now, List<AuditEntry> Entries, int Ended, int Obligations)> EndSharingAsync(
+    private async Task<(DateTimeOffset Now, List<AuditEntry> Entries, int Ended, List<WrittenObligation> Obligations)> EndSharingAsync(
         string seekerId, DateTimeOffset? grantedBefore, CancellationToken cancellationToken)
     {
         // Locked like an untick (in id order, as a suspension locks them): an expiry or suspension ending the same episode
@@ -158,20 +163,20 @@ public sealed class CvWriter(
             .ToListAsync(cancellationToken);
         var sites = await db.Recipients.AsNoTracking().Where(r => episodes.Select(c => c.RecipientId).Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
         var now = await Locks.ChainForEndAsync(db, time, cancellationToken);
-        var entries = new List<AuditEntry>();
+        var ends = new List<(Guid ConsentId, AuditEntry Entry)>();
         foreach (var episode in episodes)
         {
             episode.EndByGateway(ErasureCauses.SubjectErased, now);
             var site = sites[episode.RecipientId];
             var receipt = ConsentEvent.EndOf(episode, site);
             db.Add(receipt);
-            entries.Add(episode.EndRecord(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), seekerId, site.ClientId, receipt.Id));
+            ends.Add((episode.Id, episode.EndRecord(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), seekerId, site.ClientId, receipt.Id)));
         }
 
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, episodes.Select(c => c.Id).ToList(), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, episodes, now, erasure.Value.ConfirmWithin, cancellationToken);
-        return (now, entries, episodes.Count, obligations);
+        return (now, [.. ends.Select(e => e.Entry.WithEvent(obligations, e.ConsentId))], episodes.Count, obligations);
     }
 
     /// <summary>

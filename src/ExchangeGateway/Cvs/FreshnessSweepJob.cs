@@ -34,15 +34,18 @@ public sealed class FreshnessSweepJob(
     // committed under the chain lock, so every disclosure this statement could not see has a greater id.
     private static readonly string ObligationsSql = $"""
         WITH held AS MATERIALIZED (
-            SELECT c.id, c.recipient_id, c.pairwise_id
+            SELECT c.id, c.recipient_id, c.pairwise_id, c.seeker_id
             FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active'),
         written AS (
             {ObligationColumns}
             SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
                    $2, $3, 'Pending', false, 0, $2
             FROM held WHERE EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)
-            RETURNING 1)
-        SELECT (SELECT count(*)::int FROM written), (SELECT coalesce(max(id), 0) FROM disclosures), (SELECT coalesce(array_agg(id), ARRAY[]::uuid[]) FROM held)
+            RETURNING consent_id, recipient_id, jti)
+        SELECT coalesce(x.seekers, ARRAY[]::text[]), coalesce(x.consents, ARRAY[]::uuid[]), coalesce(x.clients, ARRAY[]::text[]), coalesce(x.jtis, ARRAY[]::uuid[]),
+               (SELECT coalesce(max(id), 0) FROM disclosures), (SELECT coalesce(array_agg(id), ARRAY[]::uuid[]) FROM held)
+        FROM (SELECT array_agg(h.seeker_id) AS seekers, array_agg(w.consent_id) AS consents, array_agg(r.client_id) AS clients, array_agg(w.jti) AS jtis
+              FROM written w JOIN held h ON h.id = w.consent_id JOIN recipients r ON r.id = w.recipient_id) AS x
         """;
 
     // Under the chain lock nothing more can be disclosed until commit: the holders' feeds ($1) move in commit order, and an
@@ -58,12 +61,14 @@ public sealed class FreshnessSweepJob(
             WHERE c.id IN (SELECT d.consent_id FROM disclosures d WHERE d.id > $5)
               AND c.seeker_id = ANY($2::text[]) AND c.state = 'Active'
               AND NOT EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.id <= $5)
-            RETURNING consent_id),
+            RETURNING consent_id, recipient_id, jti),
         -- One array, not "= ANY($1) OR IN (late)": the OR made the planner scan the whole of feed_entries for every batch.
         moved AS (
             UPDATE feed_entries f SET position = nextval('feed_positions')
             WHERE f.consent_id = ANY($1::uuid[] || ARRAY(SELECT consent_id FROM late)))
-        SELECT count(*)::int FROM late
+        SELECT coalesce(array_agg(c.seeker_id), ARRAY[]::text[]), coalesce(array_agg(l.consent_id), ARRAY[]::uuid[]), coalesce(array_agg(r.client_id), ARRAY[]::text[]),
+               coalesce(array_agg(l.jti), ARRAY[]::uuid[])
+        FROM late l JOIN consents c ON c.id = l.consent_id JOIN recipients r ON r.id = l.recipient_id
         """;
 
     /// <summary>Returns how many CVs went offline.</summary>
@@ -131,7 +136,21 @@ public sealed class FreshnessSweepJob(
         }
 
         var confirmBefore = now + erasure.Value.ConfirmWithin;
-        int obligations;
+        // Every event written, by seeker, for the seeker's audit row: which site was told to delete, under which jti.
+        var written = new Dictionary<string, List<WrittenObligation>>(StringComparer.Ordinal);
+        void Collect(string[] seekerIds, Guid[] consents, string[] clients, Guid[] jtis)
+        {
+            for (var i = 0; i < jtis.Length; i++)
+            {
+                if (!written.TryGetValue(seekerIds[i], out var list))
+                {
+                    written[seekerIds[i]] = list = [];
+                }
+
+                list.Add(new WrittenObligation(consents[i], clients[i], jtis[i]));
+            }
+        }
+
         long ledgerSeen;
         Guid[] holders;
         await using (var write = new NpgsqlCommand(ObligationsSql, connection, npgsqlTransaction)
@@ -141,9 +160,9 @@ public sealed class FreshnessSweepJob(
         {
             await using var reader = await write.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
-            obligations = reader.GetInt32(0);
-            ledgerSeen = reader.GetInt64(1);
-            holders = reader.GetFieldValue<Guid[]>(2);
+            Collect(reader.GetFieldValue<string[]>(0), reader.GetFieldValue<Guid[]>(1), reader.GetFieldValue<string[]>(2), reader.GetFieldValue<Guid[]>(3));
+            ledgerSeen = reader.GetInt64(4);
+            holders = reader.GetFieldValue<Guid[]>(5);
         }
 
         // One round trip under the lock: the lock, the feeds and late obligations, the audit head.
@@ -168,16 +187,18 @@ public sealed class FreshnessSweepJob(
         {
             await reader.NextResultAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
-            obligations += reader.GetInt32(0);
+            Collect(reader.GetFieldValue<string[]>(0), reader.GetFieldValue<Guid[]>(1), reader.GetFieldValue<string[]>(2), reader.GetFieldValue<Guid[]>(3));
             await reader.NextResultAsync(cancellationToken);
             head = await AuditTrail.ReadHeadResultAsync(reader, cancellationToken);
         }
 
-        // One event per CV, not one per batch: a seeker's (pseudonymous) trail shows when their CV went offline.
+        // One event per CV, not one per batch: a seeker's (pseudonymous) trail shows when their CV went offline, and which
+        // sites were told to delete it.
         await audit.AppendAsync(
-            seekers.Select(seeker => new AuditEntry(ActorKinds.System, "freshness-sweep", AuditActions.CvWentOffline, Outcomes.Success, SeekerId: seeker)).ToList(),
+            seekers.Select(seeker => new AuditEntry(ActorKinds.System, "freshness-sweep", AuditActions.CvWentOffline, Outcomes.Success, SeekerId: seeker,
+                Details: written.TryGetValue(seeker, out var events) ? new Dictionary<string, object?> { ["erasureEvents"] = Obligations.Listed(events) } : null)).ToList(),
             head, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        return (seekers.Count, obligations);
+        return (seekers.Count, written.Values.Sum(list => list.Count));
     }
 }

@@ -78,13 +78,13 @@ public sealed class SeekerErasure(
         var actor = audit.Pseudonyms.Of(seekerId);
         await audit.AppendAsync(
             [
-                .. active.Select(c => c.EndRecord(ActorKinds.Seeker, actor, seekerId, sites[c.RecipientId], receiptId: null)),
+                .. active.Select(c => c.EndRecord(ActorKinds.Seeker, actor, seekerId, sites[c.RecipientId], receiptId: null).WithEvent(obligations, c.Id)),
                 new AuditEntry(ActorKinds.Seeker, actor, AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
-                    Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations }),
+                    Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations.Count }),
             ],
             cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        dispatch.After(obligations);
+        dispatch.After(obligations.Count);
         return true;
     }
 }

@@ -103,47 +103,90 @@ public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<Er
     }
 }
 
+/// <summary>What an obligation-writing statement wrote: the episode, its site's client id, and the event's jti.</summary>
+public sealed record WrittenObligation(Guid ConsentId, string ClientId, Guid Jti);
+
 /// <summary>
 /// Writes obligations set-based from the disclosure ledger: only sites that actually received something are chased.
 /// Must run under the chain lock (after <see cref="Locks.ChainAsync"/>), so no disclosure can commit unseen in between.
+/// Each returns what it wrote, for the audit row of the change that caused it: the tamper-evident log then shows which
+/// site was sent which event, not only the table a database owner could edit.
 /// </summary>
 public static class Obligations
 {
-    /// <summary>Erasure obligations for the given episodes that disclosed anything; returns how many were written.</summary>
-    public static Task<int> RequireErasureAsync(
+    /// <summary>Erasure obligations for the given episodes that disclosed anything.</summary>
+    public static async Task<List<WrittenObligation>> RequireErasureAsync(
         GatewayDbContext db, IReadOnlyCollection<Guid> consentIds, string cause, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
     {
         if (consentIds.Count == 0)
         {
-            return Task.FromResult(0);
+            return [];
         }
 
         var ids = consentIds.ToArray();
         var confirmBefore = now + confirmWithin;
-        return db.Database.ExecuteSqlAsync(
+        return await db.Database.SqlQuery<WrittenObligation>(
             $"""
-            INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
-            SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.ErasureRequired}, {cause}, {now}, {confirmBefore}, 'Pending', false, 0, {now}
-            FROM consents c
-            WHERE c.id = ANY({ids}) AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id)
-            """,
-            cancellationToken);
+            WITH written AS (
+                INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+                SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.ErasureRequired}, {cause}, {now}, {confirmBefore}, 'Pending', false, 0, {now}
+                FROM consents c
+                WHERE c.id = ANY({ids}) AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id)
+                RETURNING consent_id, recipient_id, jti)
+            SELECT w.consent_id, r.client_id, w.jti FROM written w JOIN recipients r ON r.id = w.recipient_id
+            """).ToListAsync(cancellationToken);
     }
 
     /// <summary>
     /// Erasure obligations for episodes just ended, each under its own cause (a batch may hold some ended by the gateway
-    /// and some that had lapsed): one statement per cause. Returns how many were written.
+    /// and some that had lapsed): one statement per cause.
     /// </summary>
-    public static async Task<int> RequireErasureAsync(
+    public static async Task<List<WrittenObligation>> RequireErasureAsync(
         GatewayDbContext db, IEnumerable<Consent> ended, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
     {
-        var written = 0;
+        var written = new List<WrittenObligation>();
         foreach (var cause in ended.GroupBy(c => c.EndCause ?? throw new InvalidOperationException("An episode still active has no end cause.")))
         {
-            written += await RequireErasureAsync(db, cause.Select(c => c.Id).ToList(), cause.Key, now, confirmWithin, cancellationToken);
+            written.AddRange(await RequireErasureAsync(db, cause.Select(c => c.Id).ToList(), cause.Key, now, confirmWithin, cancellationToken));
         }
 
         return written;
+    }
+
+    /// <summary>An episode's end as the audit log records it, with the erasure event it sent the site, if any.</summary>
+    public static AuditEntry WithEvent(this AuditEntry entry, IReadOnlyCollection<WrittenObligation> written, Guid consentId) =>
+        written.FirstOrDefault(w => w.ConsentId == consentId) is { } obligation
+            ? entry with { Details = new Dictionary<string, object?>(entry.Details ?? new Dictionary<string, object?>()) { ["erasureEvent"] = obligation.Jti } }
+            : entry;
+
+    /// <summary>The events a change of a CV sent, by site, for its audit row: <c>[{ "recipient": clientId, "jti": … }]</c>.</summary>
+    public static object[] Listed(IEnumerable<WrittenObligation> written) =>
+        [.. written.OrderBy(w => w.ClientId, StringComparer.Ordinal).Select(w => new Dictionary<string, object?> { ["recipient"] = w.ClientId, ["jti"] = w.Jti })];
+
+    /// <summary>
+    /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. An event
+    /// still waiting to reach the site already says so (it names no version), so a run of edits does not become a run of
+    /// events, unless the site fetched the CV since that event was written (a polled event waits for its ack while the
+    /// site may already hold the version it announced): then the new version is news again.
+    /// </summary>
+    public static Task<List<WrittenObligation>> NotifyUpdateAsync(
+        GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
+    {
+        var confirmBefore = now + confirmWithin;
+        return db.Database.SqlQuery<WrittenObligation>(
+            $"""
+            WITH written AS (
+                INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
+                SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.CvUpdated}, 'cv-updated', {now}, {confirmBefore}, 'Pending', false, 0, {now}
+                FROM consents c
+                WHERE c.seeker_id = {seekerId} AND c.state = 'Active'
+                  AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.cv_version < {newVersion})
+                  AND NOT EXISTS (SELECT 1 FROM erasure_obligations o
+                                  WHERE o.consent_id = c.id AND o.kind = {EventKinds.CvUpdated} AND o.status = 'Pending'
+                                    AND NOT EXISTS (SELECT 1 FROM disclosures f WHERE f.consent_id = c.id AND f.disclosed_at > o.created_at))
+                RETURNING consent_id, recipient_id, jti)
+            SELECT w.consent_id, r.client_id, w.jti FROM written w JOIN recipients r ON r.id = w.recipient_id
+            """).ToListAsync(cancellationToken);
     }
 
     /// <summary>
@@ -164,30 +207,6 @@ public static class Obligations
                 FOR UPDATE SKIP LOCKED)
             RETURNING jti AS "Value"
             """).ToListAsync(cancellationToken);
-
-    /// <summary>
-    /// Rectification (GDPR art. 16/19): sites holding an older version of a seeker's CV are told it changed. An event
-    /// still waiting to reach the site already says so (it names no version), so a run of edits does not become a run of
-    /// events, unless the site fetched the CV since that event was written (a polled event waits for its ack while the
-    /// site may already hold the version it announced): then the new version is news again.
-    /// </summary>
-    public static Task<int> NotifyUpdateAsync(
-        GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
-    {
-        var confirmBefore = now + confirmWithin;
-        return db.Database.ExecuteSqlAsync(
-            $"""
-            INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)
-            SELECT gen_random_uuid(), c.recipient_id, c.id, c.pairwise_id, {EventKinds.CvUpdated}, 'cv-updated', {now}, {confirmBefore}, 'Pending', false, 0, {now}
-            FROM consents c
-            WHERE c.seeker_id = {seekerId} AND c.state = 'Active'
-              AND EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = c.id AND d.cv_version < {newVersion})
-              AND NOT EXISTS (SELECT 1 FROM erasure_obligations o
-                              WHERE o.consent_id = c.id AND o.kind = {EventKinds.CvUpdated} AND o.status = 'Pending'
-                                AND NOT EXISTS (SELECT 1 FROM disclosures f WHERE f.consent_id = c.id AND f.disclosed_at > o.created_at))
-            """,
-            cancellationToken);
-    }
 }
 
 /// <summary>

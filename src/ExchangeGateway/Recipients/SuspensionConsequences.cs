@@ -89,9 +89,9 @@ public sealed class SuspensionConsequences(
         var obligations = await Obligations.RequireErasureAsync(db, active, now, confirmWithin, cancellationToken);
 
         await audit.AppendAsync(
-            [.. active.Select(c => c.EndRecord(ActorKinds.System, "recipient-suspension", c.SeekerId!, recipient.ClientId, receiptOf[c.Id]))],
+            [.. active.Select(c => c.EndRecord(ActorKinds.System, "recipient-suspension", c.SeekerId!, recipient.ClientId, receiptOf[c.Id]).WithEvent(obligations, c.Id))],
             cancellationToken);
-        return (active.Count, obligations);
+        return (active.Count, obligations.Count);
     }
 
     /// <summary>

@@ -22,7 +22,7 @@ public sealed class ConcurrentAppendTests(GatewayFixture fixture)
             for (var i = 0; i < AppendsPerWriter; i++)
             {
                 var batch = Enumerable.Range(0, 1 + i % 3)
-                    .Select(n => new AuditEntry(ActorKinds.System, $"writer-{run}-{writer}", AuditActions.AuditCheckpointed, Outcomes.Success,
+                    .Select(n => new AuditEntry(ActorKinds.System, $"writer-{run}-{writer}", AuditActions.AuditVerified, Outcomes.Success,
                         Details: new Dictionary<string, object?> { ["append"] = i, ["n"] = n }))
                     .ToList();
                 await trail.AppendAsync(batch, CancellationToken.None);
