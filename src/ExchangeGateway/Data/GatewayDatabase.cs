@@ -67,6 +67,25 @@ public static class GatewayDatabase
         return (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToList();
     }
 
+    /// <summary>
+    /// Whether the node's own login could switch off the audit log's append-only triggers: a superuser, or a member of
+    /// the role that owns the table (the case when no separate schema owner is configured).
+    /// </summary>
+    public static async Task<bool> LoginCanAlterAuditLogAsync(IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        var connectionString = services.GetRequiredService<IConfiguration>().GetConnectionString(ConnectionStringName)
+            ?? throw new InvalidOperationException($"ConnectionStrings:{ConnectionStringName} is not set.");
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var check = new NpgsqlCommand(
+            """
+            SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'MEMBER')
+            FROM pg_roles r, pg_class c
+            WHERE r.rolname = current_user AND c.oid = 'audit_events'::regclass
+            """, connection);
+        return await check.ExecuteScalarAsync(cancellationToken) is true;
+    }
+
     /// <summary>The schema owner's connection string where one is set; else the node's own.</summary>
     private static string OwnerConnectionString(IServiceProvider services)
     {

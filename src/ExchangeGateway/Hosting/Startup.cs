@@ -23,6 +23,14 @@ public static class Startup
                 $"The database lacks {pending.Count} migration(s) this version needs (the first: {pending[0]}), and Database:MigrateOnStart is false: run `migrate` first.");
         }
 
+        if (!app.Environment.IsDevelopment() && await GatewayDatabase.LoginCanAlterAuditLogAsync(app.Services, cancellationToken))
+        {
+            // Not refused: a single-login deployment (the compose file's) is legitimate, but its operators must know the
+            // append-only rule then holds against other logins only.
+            app.Logger.LogWarning(
+                "The gateway's database login owns the audit log or is a superuser: it could disable the triggers that keep the log append-only. Give the schema its own owner (ConnectionStrings:GatewayOwner) and the nodes a login that is only a member of exchange_gateway_app.");
+        }
+
         var unsealed = await KeyRingProtection.CheckStoredKeysAsync(app.Services, cancellationToken);
         if (unsealed > 0)
         {

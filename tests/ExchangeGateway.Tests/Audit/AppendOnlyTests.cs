@@ -11,6 +11,28 @@ namespace ExchangeGateway.Tests.Audit;
 [Collection(GatewayCollection.Name)]
 public sealed class AppendOnlyTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// The append-only rule holds against the gateway's own login only when that login neither owns the log nor is a
+    /// superuser (a single-login deployment: no ConnectionStrings:GatewayOwner). A node in that case says so when it
+    /// starts; a node with the split logins the README describes does not.
+    /// </summary>
+    [Fact]
+    public async Task ANodeWhoseLoginCouldDisableTheTriggersSaysSoAtStart()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        const string Warning = "The gateway's database login owns the audit log or is a superuser";
+        await using (var split = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow), captureLogs: true))
+        {
+            split.StartServer();
+            Assert.DoesNotContain(split.Logs!, line => line.Contains(Warning, StringComparison.Ordinal));
+        }
+
+        await using var single = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow),
+            appConnectionString: database.OwnerConnectionString, captureLogs: true);
+        single.StartServer();
+        Assert.Contains(single.Logs!, line => line.Contains(Warning, StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("UPDATE audit_events SET action = 'auth.sign-in' WHERE sequence = {0}")]
     [InlineData("UPDATE audit_events SET hash = previous_hash")]
