@@ -90,6 +90,16 @@ public sealed class RegisterModel(AccountMail mail, IStringLocalizer<PageText> t
         try
         {
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+            // The address's turn, as a sign-in takes it: two sign-ups for one address at once (a double click reaching two
+            // nodes) no longer both insert, and the loser's unique violation no longer writes the address into PostgreSQL's
+            // own log, where an erasure cannot reach it.
+            await Locks.SignInAsync(db, users.NormalizeEmail(email), cancellationToken);
+            if (await users.FindByEmailAsync(email) is { } racing)
+            {
+                await transaction.RollbackAsync(cancellationToken);
+                return racing;
+            }
+
             var created = await users.CreateAsync(account);
             if (created.Succeeded)
             {
