@@ -222,9 +222,12 @@ public sealed class ConsentEvent
     public ConsentEventKind Kind { get; init; }
     public DateTimeOffset At { get; init; }
     public CollectionMethod CollectionMethod { get; init; }
-    /// <summary>The recipient's name and policy as they were when the seeker decided.</summary>
+    /// <summary>The recipient's name, policy and website as they were when the seeker decided.</summary>
     public required string RecipientName { get; init; }
     public required string PolicyUrl { get; init; }
+
+    /// <summary>Null on receipts written before it was kept: they show the site's current website.</summary>
+    public string? RecipientWebsite { get; init; }
 
     /// <summary>
     /// The receipt of an episode the gateway ended (expired, or ended by an erasure or a suspension): its kind and time
@@ -254,6 +257,7 @@ public sealed class ConsentEvent
             CollectionMethod = method,
             RecipientName = recipient.DisplayName,
             PolicyUrl = recipient.PrivacyPolicyUrl.AbsoluteUri,
+            RecipientWebsite = recipient.Website.AbsoluteUri,
         };
     }
 }
@@ -268,6 +272,7 @@ public sealed class ConsentEventConfiguration : IEntityTypeConfiguration<Consent
         builder.Property(e => e.CollectionMethod).HasConversion<string>().HasMaxLength(8);
         builder.Property(e => e.RecipientName).HasMaxLength(200);
         builder.Property(e => e.PolicyUrl).HasMaxLength(2000);
+        builder.Property(e => e.RecipientWebsite).HasMaxLength(2000);
         builder.HasIndex(e => new { e.SeekerId, e.RecipientId, e.At });
         builder.HasIndex(e => e.ConsentId);
         builder.HasOne<Consent>().WithMany().HasForeignKey(e => e.ConsentId).OnDelete(DeleteBehavior.Cascade);

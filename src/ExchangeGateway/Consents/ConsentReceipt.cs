@@ -53,7 +53,7 @@ public sealed record ConsentReceipt(
         return new ConsentReceipt(
             fact.Id, fact.Id, "KI-CR-v1.1.0", fact.Kind.ToString().ToLowerInvariant(), fact.At, options.Jurisdiction,
             new ReceiptController(options.ControllerName, options.ControllerContact, options.ControllerUrl),
-            new ReceiptRecipient(found.Recipient.Id, fact.RecipientName, found.Recipient.Website),
+            new ReceiptRecipient(found.Recipient.Id, fact.RecipientName, fact.RecipientWebsite is { } website ? new Uri(website) : found.Recipient.Website),
             "recruitment",
             ["cv"],
             fact.CollectionMethod.ToString().ToLowerInvariant(),

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using ExchangeGateway.Tests.Infrastructure;
 
 namespace ExchangeGateway.Tests.Consents;
@@ -104,6 +105,33 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         }
 
         Assert.Equal(before, await fixture.Database.ScalarAsync<long>(traces));
+    }
+
+    /// <summary>
+    /// A receipt records the event as it was: the site's name, policy and website when the seeker decided, not what the
+    /// operator changed them to since.
+    /// </summary>
+    [Fact]
+    public async Task AReceiptKeepsTheSitesDescriptionAsItWasWhenTheSeekerDecided()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(admin);
+        var website = site.Recipient.GetProperty("website").GetString();
+        var ticked = await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        using (var edited = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new System.Text.Json.Nodes.JsonObject
+               {
+                   ["displayName"] = "Renamed " + Guid.NewGuid().ToString("N")[..6], ["website"] = "https://moved.example/", ["privacyPolicyUrl"] = "https://moved.example/privacy",
+               }))
+        {
+            Assert.Equal(HttpStatusCode.OK, edited.StatusCode);
+        }
+
+        using var client = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+        var receipt = await (await client.GetAsync($"/api/v1/me/receipts/{ticked.GetProperty("receiptId").GetGuid()}")).ReadJsonAsync();
+        Assert.Equal((site.DisplayName, website), (receipt.GetProperty("recipient").GetProperty("name").GetString(), receipt.GetProperty("recipient").GetProperty("website").GetString()));
+        Assert.Equal(site.Recipient.GetProperty("privacyPolicyUrl").GetString(), receipt.GetProperty("policyUrl").GetString());
     }
 
     /// <summary>.NET keeps 100 ns ticks, PostgreSQL whole microseconds: what a tick or an untick answers must be what a later read returns.</summary>

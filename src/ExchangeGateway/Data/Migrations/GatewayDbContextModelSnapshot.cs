@@ -401,6 +401,11 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnType("character varying(200)")
                         .HasColumnName("recipient_name");
 
+                    b.Property<string>("RecipientWebsite")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("recipient_website");
+
                     b.Property<string>("SeekerId")
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)")
