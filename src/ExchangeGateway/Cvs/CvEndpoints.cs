@@ -66,7 +66,7 @@ public static class CvEndpoints
             {
                 Status = StatusCodes.Status422UnprocessableEntity,
                 Title = "The CV is not a valid JSON Resume document.",
-                Detail = "See errors: each key is a JSON pointer into the document.",
+                Detail = "See errors: each key is a JSON pointer into the document (the empty pointer for the document as a whole).",
             });
         }
 

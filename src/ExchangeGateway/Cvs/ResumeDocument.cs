@@ -22,8 +22,16 @@ public sealed class ResumeDocument
     // served as JSON and shown through HTML encoding, never placed raw in a page.
     private static readonly JsonSerializerOptions Stored = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    /// <summary>The JSON pointer of the whole document (RFC 6901), where faults of the document as a whole are reported.</summary>
+    public const string WholeDocument = "";
+
+    private const string TooLargeText = "The CV is larger than the limit";
+
     private static Dictionary<string, string[]> UnpairedSurrogate() =>
-        new() { ["$"] = ["A string holds an escape that is not a character (an unpaired surrogate)."] };
+        new() { [WholeDocument] = ["A string holds an escape that is not a character (an unpaired surrogate)."] };
+
+    /// <summary>Whether a message of the whole document's is the size refusal (as stored: a form's save can grow it past the limit).</summary>
+    public static bool SaysTooLarge(string message) => message.StartsWith(TooLargeText, StringComparison.Ordinal);
 
     private readonly JsonSchema _schema;
     private readonly int _maxBytes;
@@ -41,18 +49,30 @@ public sealed class ResumeDocument
 
     private static string? FirstControlCharacter(JsonNode? node) => node switch
     {
-        JsonObject o => o.Select(p => p.Key.Any(IsForbidden) ? ToPointer(o.GetPath()) : FirstControlCharacter(p.Value)).FirstOrDefault(p => p is not null),
+        JsonObject o => o.Select(p => p.Key.Any(IsForbidden) ? Pointer(o) : FirstControlCharacter(p.Value)).FirstOrDefault(p => p is not null),
         JsonArray a => a.Select(FirstControlCharacter).FirstOrDefault(p => p is not null),
-        JsonValue v when v.TryGetValue<string>(out var text) && text.Any(IsForbidden) => ToPointer(v.GetPath()),
+        JsonValue v when v.TryGetValue<string>(out var text) && text.Any(IsForbidden) => Pointer(v),
         _ => null,
     };
 
     private static bool IsForbidden(char c) => char.IsControl(c) && c is not ('\t' or '\n' or '\r');
 
-    /// <summary>"$.basics.name" → "/basics/name", the form the schema errors use.</summary>
-    private static string ToPointer(string path) =>
-        path == "$" ? "/" : path.TrimStart('$').Replace("['", "/", StringComparison.Ordinal).Replace("']", "", StringComparison.Ordinal)
-            .Replace('.', '/').Replace("[", "/", StringComparison.Ordinal).Replace("]", "", StringComparison.Ordinal);
+    /// <summary>
+    /// The node's JSON pointer, built from its parents (RFC 6901: "~" and "/" in a name escaped): read back from the node's
+    /// path text, a name holding ".", "/" or "~" pointed somewhere else.
+    /// </summary>
+    private static string Pointer(JsonNode node)
+    {
+        var steps = new Stack<string>();
+        for (var current = node; current.Parent is { } parent; current = parent)
+        {
+            steps.Push(parent is JsonArray
+                ? current.GetElementIndex().ToString(System.Globalization.CultureInfo.InvariantCulture)
+                : current.GetPropertyName().Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal));
+        }
+
+        return string.Concat(steps.Select(step => "/" + step));
+    }
 
     /// <summary>Parses and validates; returns the normalised document bytes or the problems found, by JSON pointer.</summary>
     public (byte[]? Document, Dictionary<string, string[]>? Errors) Validate(ReadOnlySpan<byte> utf8, DateTimeOffset now)
@@ -66,7 +86,7 @@ public sealed class ResumeDocument
 
         if (!System.Text.Unicode.Utf8.IsValid(utf8))
         {
-            return (null, new Dictionary<string, string[]> { ["$"] = ["The body is not valid UTF-8."] });
+            return (null, new Dictionary<string, string[]> { [WholeDocument] = ["The body is not valid UTF-8."] });
         }
 
         JsonNode? node;
@@ -77,7 +97,7 @@ public sealed class ResumeDocument
         }
         catch (JsonException e)
         {
-            return (null, new Dictionary<string, string[]> { ["$"] = [$"Not valid JSON: {e.Message}"] });
+            return (null, new Dictionary<string, string[]> { [WholeDocument] = [$"Not valid JSON: {e.Message}"] });
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
@@ -87,7 +107,7 @@ public sealed class ResumeDocument
 
         if (node is not JsonObject document)
         {
-            return (null, new Dictionary<string, string[]> { ["$"] = ["A JSON Resume document is a JSON object."] });
+            return (null, new Dictionary<string, string[]> { [WholeDocument] = ["A JSON Resume document is a JSON object."] });
         }
 
         string text;
@@ -110,15 +130,15 @@ public sealed class ResumeDocument
                 // memory first) is a cheap way to spend the gateway's CPU and bandwidth.
                 var failing = (results.Details ?? [])
                     .Where(d => d.Errors is { Count: > 0 })
-                    .GroupBy(d => d.InstanceLocation.ToString() is { Length: > 0 } pointer ? pointer : "/")
+                    .GroupBy(d => d.InstanceLocation.ToString())
                     .ToList();
                 var errors = failing.Take(MaxErrorPlaces).ToDictionary(g => g.Key, g => g.SelectMany(d => d.Errors!.Values).Distinct().Take(5).ToArray());
                 if (failing.Count > MaxErrorPlaces)
                 {
-                    errors["/"] = [.. errors.GetValueOrDefault("/") ?? [], $"… and {failing.Count - MaxErrorPlaces} more places that do not follow the schema."];
+                    errors[WholeDocument] = [.. errors.GetValueOrDefault(WholeDocument) ?? [], $"… and {failing.Count - MaxErrorPlaces} more places that do not follow the schema."];
                 }
 
-                return (null, errors.Count > 0 ? errors : new Dictionary<string, string[]> { ["/"] = ["The document does not follow the JSON Resume schema."] });
+                return (null, errors.Count > 0 ? errors : new Dictionary<string, string[]> { [WholeDocument] = ["The document does not follow the JSON Resume schema."] });
             }
         }
 
@@ -137,7 +157,7 @@ public sealed class ResumeDocument
         // Checked on what is stored, for every way in: the web form adds to what it keeps, and the feed's memory bound
         // (a page of documents held until recorded) rests on this limit.
         return stored.Length > _maxBytes
-            ? (null, new Dictionary<string, string[]> { ["$"] = [$"The CV is larger than {_maxBytes / 1024} KiB."] })
+            ? (null, new Dictionary<string, string[]> { [WholeDocument] = [$"{TooLargeText} of {_maxBytes / 1024} KiB as stored."] })
             : (stored, null);
     }
 }

@@ -213,6 +213,25 @@ public sealed partial class CvPageTests(GatewayFixture fixture)
         return (seeker, session);
     }
 
+    /// <summary>
+    /// A file within the limit as sent but over it as stored (the server adds meta.lastModified) is refused as too large,
+    /// in those words: it used to be told it was not a JSON Resume at all.
+    /// </summary>
+    [Fact]
+    public async Task ACvOverTheLimitAsStoredIsSaidToBeTooLarge()
+    {
+        var (_, session) = await SignedInSeekerAsync();
+        using (session)
+        {
+            const string Head = "{\"basics\":{\"summary\":\"", Tail = "\"}}";
+            var file = Encoding.UTF8.GetBytes(Head + new string('x', (256 * 1024) - Head.Length - Tail.Length) + Tail);
+            using var imported = await ImportAsync(session, file);
+            var page = System.Net.WebUtility.HtmlDecode(await imported.Content.ReadAsStringAsync());
+            Assert.Contains("Votre CV dépasse la taille permise", page, StringComparison.Ordinal);
+            Assert.DoesNotContain("n’est pas un CV au format JSON Resume", page, StringComparison.Ordinal);
+        }
+    }
+
     private static async Task<HttpResponseMessage> ImportAsync(PageSession session, byte[] file)
     {
         var page = await session.GetPageAsync("/Cv");

@@ -58,7 +58,7 @@ public sealed class IndexModel(
             foreach (var (pointer, messages) in errors)
             {
                 var field = fields.GetValueOrDefault(pointer);
-                ModelState.AddModelError(field ?? "", field is null ? Explain(pointer) : text["Error.Invalid"]);
+                ModelState.AddModelError(field ?? "", field is null ? Explain(pointer, messages) : text["Error.Invalid"]);
             }
 
             Form.WithBlankRows();
@@ -95,7 +95,7 @@ public sealed class IndexModel(
         {
             foreach (var (pointer, messages) in errors.Take(20))
             {
-                ModelState.AddModelError(nameof(Upload), Explain(pointer));
+                ModelState.AddModelError(nameof(Upload), Explain(pointer, messages));
             }
 
             Form = CvForm.From(stored, Current?.Version).WithBlankRows();
@@ -106,7 +106,13 @@ public sealed class IndexModel(
     /// A problem the validator found, in the person's words: where it is, and what a JSON Resume expects there. The
     /// validator's own messages (the API's) are English and technical, so the page does not pass them on.
     /// </summary>
-    private string Explain(string pointer) => pointer == "$" ? text["Cv.Unreadable"] : text["Cv.FieldInvalid", pointer];
+    private string Explain(string pointer, string[] messages) => pointer switch
+    {
+        // Too large as stored: said as such, since the form's save (which adds to what the CV holds) can be the cause.
+        ResumeDocument.WholeDocument when messages.Any(ResumeDocument.SaysTooLarge) => text["Cv.TooLarge"],
+        ResumeDocument.WholeDocument => text["Cv.Unreadable"],
+        _ => text["Cv.FieldInvalid", pointer],
+    };
 
     public async Task<IActionResult> OnPostRefreshAsync()
     {
