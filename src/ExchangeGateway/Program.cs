@@ -59,6 +59,7 @@ builder.Services.AddSingleton<CvSealer>();
 builder.Services.AddSingleton<RecipientLookup>();
 builder.Services.AddSingleton<EventTokens>();
 builder.Services.AddSingleton<LongPollSlots>();
+builder.Services.AddSingleton<FeedPageSlots>();
 builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
 builder.Services.AddScoped<SuspensionConsequences>();

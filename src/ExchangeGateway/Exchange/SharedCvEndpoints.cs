@@ -18,13 +18,13 @@ public static class SharedCvEndpoints
     }
 
     /// <summary>
-    /// Documents per page at most: each is decrypted and held until the page is recorded and sent, and a CV may be 256 KiB,
-    /// so a page is bounded at 25 MiB (the other collections' rows are small and go to 500).
+    /// Documents per page at most (the other collections' rows are small and go to 500); a page also stops at
+    /// <see cref="SharedCvFeed.PageBytes"/> of documents.
     /// </summary>
     public const int MaxPage = 100;
 
     private static async Task<Results<Ok<SharedCvPage>, ProblemHttpResult>> GetFeed(
-        string? cursor, int? limit, HttpContext context, Cursors cursors, SharedCvFeed feed)
+        string? cursor, int? limit, HttpContext context, Cursors cursors, SharedCvFeed feed, FeedPageSlots slots)
     {
         var recipient = context.Recipient();
         // The collection name includes the site, so a cursor is worthless to any other site.
@@ -34,6 +34,18 @@ public static class SharedCvEndpoints
             return problem;
         }
 
+        if (!slots.TryEnter(recipient.Id))
+        {
+            return Problems.RetryLater(context, StatusCodes.Status429TooManyRequests, "Too many pages at once",
+                $"At most {FeedPageSlots.Limit} pages of the feed at a time per site: wait for one to finish, then ask again.");
+        }
+
+        // Held until the page is written out, however slowly the site reads it: that is when its documents are let go.
+        context.Response.OnCompleted(() =>
+        {
+            slots.Leave(recipient.Id);
+            return Task.CompletedTask;
+        });
         var page = await feed.ReadPageAsync(recipient, after, take, position => cursors.Encode(collection, position), context.RequestAborted);
         return TypedResults.Ok(page);
     }

@@ -79,13 +79,19 @@ public sealed class SharedCvFeed(
         WHERE c.recipient_id = $1 AND c.pairwise_id = $2
         """;
 
+    /// <summary>
+    /// The sealed documents a page takes at most (the first always goes, whatever its size): each is decrypted and held
+    /// until the page is recorded and sent, and at the largest CV allowed a hundred of them made a page of 100 MiB.
+    /// </summary>
+    public const long PageBytes = 8 * 1024 * 1024;
+
     public async Task<SharedCvPage> ReadPageAsync(Recipient recipient, long after, int limit, Func<long, string> cursorOf, CancellationToken cancellationToken)
     {
         // One row more than the page says whether another page follows (the last page carries no next cursor); it is
         // neither opened nor recorded.
-        var rows = await QueryAsync(PageSql, [new() { Value = recipient.Id }, new() { Value = after }, new() { Value = limit + 1 }], cancellationToken);
-        var more = rows.Count > limit;
-        if (more)
+        var (rows, cut) = await QueryAsync(PageSql, [new() { Value = recipient.Id }, new() { Value = after }, new() { Value = limit + 1 }], PageBytes, cancellationToken);
+        var more = cut || rows.Count > limit;
+        if (rows.Count > limit)
         {
             rows.RemoveAt(limit);
         }
@@ -103,12 +109,13 @@ public sealed class SharedCvFeed(
             return null;
         }
 
-        var rows = await QueryAsync(OneSql, [new() { Value = recipient.Id }, new() { Value = pairwiseId }], cancellationToken);
+        var (rows, _) = await QueryAsync(OneSql, [new() { Value = recipient.Id }, new() { Value = pairwiseId }], long.MaxValue, cancellationToken);
         var items = await DiscloseAsync(recipient, rows);
         return items.SingleOrDefault(i => i.Kind == "cv");
     }
 
-    private async Task<List<FeedRow>> QueryAsync(string sql, NpgsqlParameter[] parameters, CancellationToken cancellationToken)
+    /// <summary>The rows, up to <paramref name="byteBudget"/> of sealed documents; whether the budget cut the list short.</summary>
+    private async Task<(List<FeedRow> Rows, bool Cut)> QueryAsync(string sql, NpgsqlParameter[] parameters, long byteBudget, CancellationToken cancellationToken)
     {
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         await db.Database.OpenConnectionAsync(cancellationToken);
@@ -120,8 +127,16 @@ public sealed class SharedCvFeed(
             await command.PrepareAsync(cancellationToken);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             var rows = new List<FeedRow>();
+            long bytes = 0;
             while (await reader.ReadAsync(cancellationToken))
             {
+                var size = reader.IsDBNull(9) ? 0 : reader.GetBytes(9, 0, null, 0, 0);
+                if (rows.Count > 0 && bytes + size > byteBudget)
+                {
+                    return (rows, true);
+                }
+
+                bytes += size;
                 rows.Add(new FeedRow(
                     reader.GetGuid(0), reader.GetString(1), Enum.Parse<ConsentState>(reader.GetString(2)),
                     reader.IsDBNull(3) ? null : reader.GetString(3), reader.GetInt64(4), reader.IsDBNull(5) ? null : reader.GetString(5),
@@ -132,7 +147,7 @@ public sealed class SharedCvFeed(
                     reader.GetFieldValue<DateTimeOffset>(13)));
             }
 
-            return rows;
+            return (rows, false);
         }
         finally
         {

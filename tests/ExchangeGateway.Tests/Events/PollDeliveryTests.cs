@@ -257,9 +257,9 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         var slots = Gateway.Services.GetRequiredService<ExchangeGateway.Events.LongPollSlots>();
         using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
         using var cancel = new CancellationTokenSource();
-        var waiting = Enumerable.Range(0, ExchangeGateway.Events.LongPollSlots.PerSite)
+        var waiting = Enumerable.Range(0, ExchangeGateway.Events.LongPollSlots.Limit)
             .Select(_ => client.PostAsJsonAsync(Poll, new { maxEvents = 10 }, cancel.Token)).ToList();
-        await UntilAsync(() => slots.Waiting(site.Id) == ExchangeGateway.Events.LongPollSlots.PerSite);
+        await UntilAsync(() => slots.InFlight(site.Id) == ExchangeGateway.Events.LongPollSlots.Limit);
 
         var third = client.PostAsJsonAsync(Poll, new { maxEvents = 10 });
         // Long polls wait ten seconds: an answer within five is one that did not wait.
@@ -273,7 +273,7 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
         Assert.All(waiting, poll => Assert.False(poll.IsCompleted));
         await cancel.CancelAsync();
         await Task.WhenAll(waiting.Select(poll => poll.ContinueWith(_ => { }, TaskScheduler.Default)));
-        await UntilAsync(() => slots.Waiting(site.Id) == 0);
+        await UntilAsync(() => slots.InFlight(site.Id) == 0);
     }
 
     private static async Task UntilAsync(Func<bool> condition)
