@@ -303,15 +303,20 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, marker));
     }
 
+    /// <summary>
+    /// Erasing the CV alone (not the account): the content and its key are gone, and the site holding a copy is told why,
+    /// subject-erased (not consent-revoked), on the obligation, on the SET it polls and in its feed's withdrawal.
+    /// </summary>
     [Fact]
     public async Task ErasingTheCvShredsItsKeyAndNoSiteCanReadIt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "erase-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var demo = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
-        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
-        var site = await fixture.Actors.DemoSiteTokenAsync();
+        // A poll site of its own: what it polls and reads is this test's alone.
+        var recipient = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, recipient.Id);
+        var site = await fixture.Actors.TokenAsync(recipient);
         var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker);
         Assert.NotNull(id);
 
@@ -330,13 +335,26 @@ public sealed class CvApiTests(GatewayFixture fixture)
         using var siteClient = fixture.Client().WithToken(site);
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
 
+        Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
+            $"SELECT string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', ') FROM erasure_obligations WHERE recipient_id = '{recipient.Id}'"));
+        using (var poll = await siteClient.PostAsync("/api/v1/events/poll", Sharing.Json(new JsonObject { ["returnImmediately"] = true })))
+        {
+            Assert.Equal(HttpStatusCode.OK, poll.StatusCode);
+            var polled = Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+            var set = await SecurityEventTokens.VerifyAsync(fixture.Factory, polled.Value.GetString()!, recipient.ClientId);
+            Assert.Equal(("erasure-required", "subject-erased", id), (set.Kind, set.Cause, set.SubjectId));
+        }
+
+        var withdrawal = Assert.Single((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, i => i.GetProperty("id").GetString() == id);
+        Assert.Equal(("withdrawal", "subject-erased"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));
+
         // The sharing ended with it: a CV published again is not sent to the site told to delete the old one (under the
         // same id, without a new tick); ticking again shares it under a new id.
         var consents = (await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
-        Assert.Equal("ended", consents.Single(c => c.GetProperty("recipientId").GetGuid() == demo).GetProperty("state").GetString());
+        Assert.Equal("ended", consents.Single(c => c.GetProperty("recipientId").GetGuid() == recipient.Id).GetProperty("state").GetString());
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-again"));
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
-        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, recipient.Id);
         var again = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker + "-again");
         Assert.NotNull(again);
         Assert.NotEqual(id, again);
@@ -364,6 +382,9 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
         Assert.Equal("Ended", await fixture.Database.ScalarAsync<string>(
             $"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{demo}' ORDER BY granted_at DESC LIMIT 1"));
+        // The site told to delete the old CV is told why: the CV was erased.
+        Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
+            $"SELECT string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', ') FROM erasure_obligations WHERE pairwise_id = '{id}'"));
     }
 
     /// <summary>
