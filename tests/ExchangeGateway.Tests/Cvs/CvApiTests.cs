@@ -336,7 +336,7 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
 
         Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
-            $"SELECT string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', ') FROM erasure_obligations WHERE recipient_id = '{recipient.Id}'"));
+            $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE recipient_id = '{recipient.Id}'"));
         using (var poll = await siteClient.PostAsync("/api/v1/events/poll", Sharing.Json(new JsonObject { ["returnImmediately"] = true })))
         {
             Assert.Equal(HttpStatusCode.OK, poll.StatusCode);
@@ -384,7 +384,7 @@ public sealed class CvApiTests(GatewayFixture fixture)
             $"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{demo}' ORDER BY granted_at DESC LIMIT 1"));
         // The site told to delete the old CV is told why: the CV was erased.
         Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
-            $"SELECT string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', ') FROM erasure_obligations WHERE pairwise_id = '{id}'"));
+            $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE pairwise_id = '{id}'"));
     }
 
     /// <summary>
