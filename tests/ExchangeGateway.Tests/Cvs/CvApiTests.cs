@@ -13,12 +13,17 @@ namespace ExchangeGateway.Tests.Cvs;
 [Collection(GatewayCollection.Name)]
 public sealed class CvApiTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// meta.lastModified is the server's: the instant of the write on its own clock (to the second, as JSON Resume writes
+    /// it), the same as the CV's updatedAt, whatever the client sent, and moved by the next version.
+    /// </summary>
     [Fact]
     public async Task PutThenGetReturnsTheDocumentWithServerSetLastModifiedAndAnETag()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         var document = Sharing.Resume("get-" + Guid.NewGuid());
         document["meta"] = new JsonObject { ["lastModified"] = "1999-01-01T00:00:00Z" };
+        var firstAt = fixture.Time.GetUtcNow();
         using var put = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
         Assert.Equal(HttpStatusCode.Created, put.StatusCode);
         Assert.Equal("\"v1\"", put.Headers.ETag?.ToString());
@@ -29,11 +34,26 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Equal("\"v1\"", get.Headers.ETag?.ToString());
         Assert.Equal("published", cv.GetProperty("state").GetString());
         Assert.Equal(1, cv.GetProperty("version").GetInt32());
-        var lastModified = cv.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString();
-        Assert.NotEqual("1999-01-01T00:00:00Z", lastModified);
+        Assert.Equal(ToTheSecond(firstAt), cv.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString());
+        Assert.Equal(ToTheSecond(firstAt), ToTheSecond(cv.GetProperty("updatedAt").GetDateTimeOffset()));
         var offlineAt = cv.GetProperty("offlineAt").GetDateTimeOffset();
         var refreshedAt = cv.GetProperty("refreshedAt").GetDateTimeOffset();
         Assert.Equal(TimeSpan.FromDays(90), offlineAt - refreshedAt);
+
+        // A minute on, a new version with the client's stale date again: the server's date moves with it.
+        fixture.Time.Advance(TimeSpan.FromSeconds(61));
+        var secondAt = fixture.Time.GetUtcNow();
+        using (var second = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document))
+        {
+            Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        }
+
+        var v2 = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Equal(2, v2.GetProperty("version").GetInt32());
+        Assert.Equal(ToTheSecond(secondAt), v2.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString());
+        Assert.Equal(ToTheSecond(secondAt), ToTheSecond(v2.GetProperty("updatedAt").GetDateTimeOffset()));
+
+        static string ToTheSecond(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>A file saved with a UTF-8 byte order mark (Notepad, PowerShell 5) is the same document, stored without it.</summary>
