@@ -16,6 +16,14 @@ namespace ExchangeGateway.Tests.Events;
 [Collection(GatewayCollection.Name)]
 public sealed class DeliveryFaultTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// The attempt timeout of the tests that need a receiver to time out. It also bounds their healthy deliveries, which
+    /// take milliseconds on loopback but can take over a second on a loaded 2-core CI machine (the other collections,
+    /// Chromium, dozens of databases): one second failed good deliveries as "timed out" for no defect. Each of these tests
+    /// waits out exactly one timeout, so this is what it costs; the hung receiver holds far longer (30 s) either way.
+    /// </summary>
+    private const string AttemptTimeout = "00:00:04";
+
     private GatewayFactory Gateway => fixture.Factory;
 
     [Fact]
@@ -138,7 +146,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await using var database = await TestDatabase.CreateAsync();
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
         {
-            ["Delivery:AttemptTimeout"] = "00:00:01", ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1",
+            ["Delivery:AttemptTimeout"] = AttemptTimeout, ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1",
         });
         var actors = new Actors(gateway);
         await using var hung = await PushReceiver.StartAsync();
@@ -231,7 +239,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     {
         await using var database = await TestDatabase.CreateAsync();
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = "00:00:01" });
+            settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = AttemptTimeout });
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(202, Delay: TimeSpan.FromSeconds(30)));
         var site = await ObligationForNewSiteAsync(gateway, new Actors(gateway), receiver);
