@@ -210,6 +210,11 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
             $"plain PKCE was not refused: {(int)response.StatusCode} {location} {body}");
     }
 
+    /// <summary>
+    /// Refused before any sign-in page, with OAuth's error for a missing parameter. The gateway (OpenIddict) checks PKCE
+    /// before it has vetted the redirect URI, so it answers the browser itself, 400 with error=invalid_request naming
+    /// code_challenge, rather than redirecting the error to the client: never a code, never the login form, never a 500.
+    /// </summary>
     [Fact]
     public async Task ACodeRequestWithoutPkceIsRefused()
     {
@@ -217,8 +222,14 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         var redirect = new Uri(fixture.Factory.Issuer, Actors.SwaggerRedirect).AbsoluteUri;
         using var response = await client.GetAsync(
             $"/connect/authorize?client_id={ClientRegistrations.SwaggerClientId}&response_type=code&scope=cv%3Amanage&redirect_uri={Uri.EscapeDataString(redirect)}&state=x");
-        var location = response.Headers.Location?.ToString() ?? "";
-        Assert.DoesNotContain("/Account/Login", location, StringComparison.Ordinal);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest && response.Headers.Location is null,
+            $"not refused: {(int)response.StatusCode} {response.Headers.Location} {body}");
+        // OpenIddict's error page: one "name:value" line per OAuth error parameter.
+        var error = body.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(line => line.Split(':', 2)).Where(pair => pair.Length == 2).ToDictionary(pair => pair[0], pair => pair[1]);
+        Assert.Equal("invalid_request", error.GetValueOrDefault("error"));
+        Assert.Contains("'code_challenge'", error.GetValueOrDefault("error_description") ?? "", StringComparison.Ordinal);
     }
 
     [Fact]

@@ -13,12 +13,17 @@ namespace ExchangeGateway.Tests.Cvs;
 [Collection(GatewayCollection.Name)]
 public sealed class CvApiTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// meta.lastModified is the server's: the instant of the write on its own clock (to the second, as JSON Resume writes
+    /// it), the same as the CV's updatedAt, whatever the client sent, and moved by the next version.
+    /// </summary>
     [Fact]
     public async Task PutThenGetReturnsTheDocumentWithServerSetLastModifiedAndAnETag()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         var document = Sharing.Resume("get-" + Guid.NewGuid());
         document["meta"] = new JsonObject { ["lastModified"] = "1999-01-01T00:00:00Z" };
+        var firstAt = fixture.Time.GetUtcNow();
         using var put = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document);
         Assert.Equal(HttpStatusCode.Created, put.StatusCode);
         Assert.Equal("\"v1\"", put.Headers.ETag?.ToString());
@@ -29,11 +34,26 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Equal("\"v1\"", get.Headers.ETag?.ToString());
         Assert.Equal("published", cv.GetProperty("state").GetString());
         Assert.Equal(1, cv.GetProperty("version").GetInt32());
-        var lastModified = cv.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString();
-        Assert.NotEqual("1999-01-01T00:00:00Z", lastModified);
+        Assert.Equal(ToTheSecond(firstAt), cv.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString());
+        Assert.Equal(ToTheSecond(firstAt), ToTheSecond(cv.GetProperty("updatedAt").GetDateTimeOffset()));
         var offlineAt = cv.GetProperty("offlineAt").GetDateTimeOffset();
         var refreshedAt = cv.GetProperty("refreshedAt").GetDateTimeOffset();
         Assert.Equal(TimeSpan.FromDays(90), offlineAt - refreshedAt);
+
+        // A minute on, a new version with the client's stale date again: the server's date moves with it.
+        fixture.Time.Advance(TimeSpan.FromSeconds(61));
+        var secondAt = fixture.Time.GetUtcNow();
+        using (var second = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, document))
+        {
+            Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        }
+
+        var v2 = await (await client.GetAsync("/api/v1/me/cv")).ReadJsonAsync();
+        Assert.Equal(2, v2.GetProperty("version").GetInt32());
+        Assert.Equal(ToTheSecond(secondAt), v2.GetProperty("document").GetProperty("meta").GetProperty("lastModified").GetString());
+        Assert.Equal(ToTheSecond(secondAt), ToTheSecond(v2.GetProperty("updatedAt").GetDateTimeOffset()));
+
+        static string ToTheSecond(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>A file saved with a UTF-8 byte order mark (Notepad, PowerShell 5) is the same document, stored without it.</summary>
@@ -303,15 +323,20 @@ public sealed class CvApiTests(GatewayFixture fixture)
         Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, marker));
     }
 
+    /// <summary>
+    /// Erasing the CV alone (not the account): the content and its key are gone, and the site holding a copy is told why,
+    /// subject-erased (not consent-revoked), on the obligation, on the SET it polls and in its feed's withdrawal.
+    /// </summary>
     [Fact]
     public async Task ErasingTheCvShredsItsKeyAndNoSiteCanReadIt()
     {
         var seeker = await fixture.Actors.NewSeekerAsync();
         var marker = "erase-" + Guid.NewGuid().ToString("N");
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker));
-        var demo = await Sharing.RecipientIdAsync(fixture.Factory, seeker.Tokens.AccessToken, "Démo Emploi");
-        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
-        var site = await fixture.Actors.DemoSiteTokenAsync();
+        // A poll site of its own: what it polls and reads is this test's alone.
+        var recipient = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, recipient.Id);
+        var site = await fixture.Actors.TokenAsync(recipient);
         var id = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker);
         Assert.NotNull(id);
 
@@ -330,13 +355,26 @@ public sealed class CvApiTests(GatewayFixture fixture)
         using var siteClient = fixture.Client().WithToken(site);
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
 
+        Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
+            $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE recipient_id = '{recipient.Id}'"));
+        using (var poll = await siteClient.PostAsync("/api/v1/events/poll", Sharing.Json(new JsonObject { ["returnImmediately"] = true })))
+        {
+            Assert.Equal(HttpStatusCode.OK, poll.StatusCode);
+            var polled = Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject());
+            var set = await SecurityEventTokens.VerifyAsync(fixture.Factory, polled.Value.GetString()!, recipient.ClientId);
+            Assert.Equal(("erasure-required", "subject-erased", id), (set.Kind, set.Cause, set.SubjectId));
+        }
+
+        var withdrawal = Assert.Single((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, i => i.GetProperty("id").GetString() == id);
+        Assert.Equal(("withdrawal", "subject-erased"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));
+
         // The sharing ended with it: a CV published again is not sent to the site told to delete the old one (under the
         // same id, without a new tick); ticking again shares it under a new id.
         var consents = (await (await client.GetAsync("/api/v1/me/consents")).ReadJsonAsync()).GetProperty("items").EnumerateArray();
-        Assert.Equal("ended", consents.Single(c => c.GetProperty("recipientId").GetGuid() == demo).GetProperty("state").GetString());
+        Assert.Equal("ended", consents.Single(c => c.GetProperty("recipientId").GetGuid() == recipient.Id).GetProperty("state").GetString());
         await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-again"));
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
-        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, demo);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, recipient.Id);
         var again = Sharing.PairwiseIdOf((await Sharing.ReadFeedAsync(fixture.Factory, site)).Items, marker + "-again");
         Assert.NotNull(again);
         Assert.NotEqual(id, again);
@@ -364,6 +402,9 @@ public sealed class CvApiTests(GatewayFixture fixture)
         await (await siteClient.GetAsync($"/api/v1/shared-cvs/{id}")).AssertProblemAsync(HttpStatusCode.NotFound);
         Assert.Equal("Ended", await fixture.Database.ScalarAsync<string>(
             $"SELECT state FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{demo}' ORDER BY granted_at DESC LIMIT 1"));
+        // The site told to delete the old CV is told why: the CV was erased.
+        Assert.Equal($"{id} erasure-required subject-erased", await fixture.Database.ScalarAsync<string>(
+            $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE pairwise_id = '{id}'"));
     }
 
     /// <summary>

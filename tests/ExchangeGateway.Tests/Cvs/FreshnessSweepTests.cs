@@ -231,6 +231,9 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         }
 
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(offline));
+        // What the site has left to hear is the new version, under the same id.
+        Assert.Equal($"{id} cv-updated cv-updated", await fixture.Database.ScalarAsync<string>(
+            $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE recipient_id = '{heldSite.Id}' AND status = 'Pending'"));
         Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvPublished}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
         Assert.Equal(id, await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));

@@ -52,7 +52,6 @@ public sealed class ReminderTests(GatewayFixture fixture)
         Assert.Single(MailTo(seeker.Email));
     }
 
-    /// <summary>The .eml files the pickup notifier wrote to this address (other seekers get reminders in the same folder).</summary>
     /// <summary>
     /// One run takes batch after batch: with batches of two, five CVs nearing their end all hear in the same run (a run of
     /// one batch an hour fell behind a day's CVs at scale, and the rest went offline unwarned). A consent that had
@@ -139,6 +138,60 @@ public sealed class ReminderTests(GatewayFixture fixture)
     public void AnEndAfterElevenPmUtcIsTheNextDayInParis() =>
         Assert.Equal(new DateTime(2026, 7, 1), ExchangeGateway.Pages.PageFormat.InZone(new DateTimeOffset(2026, 6, 30, 22, 30, 0, TimeSpan.Zero), "Europe/Paris").Date);
 
+    /// <summary>
+    /// The consent-expiry reminder (Consent:RemindBefore, 30 days, ahead of the year's end): one mail per episode however
+    /// often the hourly job runs, naming the site and the end date as the seeker's Sharing page shows it (Paris time: the
+    /// consent ends at 23:30 UTC, already the next day there), and nothing of the CV. A seeker who unticked gets none.
+    /// </summary>
+    [Fact]
+    public async Task AConsentNearingItsEndGetsOneReminderNamingTheSiteAndTheEndDate()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(
+            new DateTimeOffset(2027, 3, 1, 23, 30, 0, TimeSpan.Zero)));
+        var actors = new Actors(gateway);
+        var site = await Sites.RegisterAsync(gateway, actors);
+        var marker = "consent-remind-" + Guid.NewGuid().ToString("N");
+        var sharing = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
+        await Sharing.TickAsync(gateway, sharing.Tokens.AccessToken, site.Id);
+        var unticked = await Propagation.SeekerWithCvAsync(gateway, actors, "consent-unticked-" + Guid.NewGuid().ToString("N"));
+        await Sharing.TickAsync(gateway, unticked.Tokens.AccessToken, site.Id);
+        using (var untick = await Sharing.UntickAsync(gateway, unticked.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        var expiresAt = new DateTimeOffset(await database.ScalarAsync<DateTime>(
+            $"SELECT expires_at FROM consents WHERE seeker_id = '{sharing.Id}' AND recipient_id = '{site.Id}'"), TimeSpan.Zero);
+        var endDate = TimeZoneInfo.ConvertTime(expiresAt, TimeZoneInfo.FindSystemTimeZoneById("Europe/Paris")).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        // The setup must tell the zones apart, or a mail dated in UTC would pass.
+        Assert.NotEqual(expiresAt.UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), endDate);
+
+        // Day 340: inside the 30 days before the end. Both CVs refreshed, so no freshness reminder is due for either.
+        gateway.Time.Advance(TimeSpan.FromDays(340));
+        foreach (var seeker in new[] { sharing, unticked })
+        {
+            using var me = gateway.CreateHttpClient().WithToken(await actors.FreshTokenAsync(seeker));
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await me.PostAsync("/api/v1/me/cv/refresh", null)).StatusCode);
+        }
+
+        Assert.Equal(1, await gateway.RunRemindersAsync());
+        var mail = Assert.Single(MailTo(gateway, sharing.Email));
+        Assert.Contains($"Sharing your CV with {site.DisplayName} ends on {endDate}.", mail.Text, StringComparison.Ordinal);
+        Assert.Contains($"Le partage de votre CV avec {site.DisplayName} prend fin le {endDate}.", mail.Text, StringComparison.Ordinal);
+        Assert.DoesNotContain(marker, mail.Raw, StringComparison.Ordinal);
+        Assert.Empty(MailTo(gateway, unticked.Email));
+
+        // The job runs every hour: the episode was reminded once, and stays so.
+        gateway.Time.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(0, await gateway.RunRemindersAsync());
+        gateway.Time.Advance(TimeSpan.FromDays(10));
+        Assert.Equal(0, await gateway.RunRemindersAsync());
+        Assert.Single(MailTo(gateway, sharing.Email));
+        Assert.Empty(MailTo(gateway, unticked.Email));
+    }
+
+    /// <summary>The .eml files the pickup notifier wrote to this address (other seekers get reminders in the same folder).</summary>
     private List<(string Path, string Text, string Raw)> MailTo(string address) => MailTo(fixture.Factory, address);
 
     private static List<(string Path, string Text, string Raw)> MailTo(GatewayFactory factory, string address)

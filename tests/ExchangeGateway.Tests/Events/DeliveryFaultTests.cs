@@ -2,6 +2,9 @@ using System.Net;
 using System.Net.Http.Json;
 using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ExchangeGateway.Tests.Events;
@@ -13,6 +16,14 @@ namespace ExchangeGateway.Tests.Events;
 [Collection(GatewayCollection.Name)]
 public sealed class DeliveryFaultTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// The attempt timeout of the tests that need a receiver to time out. It also bounds their healthy deliveries, which
+    /// take milliseconds on loopback but can take over a second on a loaded 2-core CI machine (the other collections,
+    /// Chromium, dozens of databases): one second failed good deliveries as "timed out" for no defect. Each of these tests
+    /// waits out exactly one timeout, so this is what it costs; the hung receiver holds far longer (30 s) either way.
+    /// </summary>
+    private const string AttemptTimeout = "00:00:04";
+
     private GatewayFactory Gateway => fixture.Factory;
 
     [Fact]
@@ -135,7 +146,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         await using var database = await TestDatabase.CreateAsync();
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: new Dictionary<string, string?>
         {
-            ["Delivery:AttemptTimeout"] = "00:00:01", ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1",
+            ["Delivery:AttemptTimeout"] = AttemptTimeout, ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1",
         });
         var actors = new Actors(gateway);
         await using var hung = await PushReceiver.StartAsync();
@@ -200,12 +211,35 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, goodJti, "status"));
     }
 
+    /// <summary>
+    /// A push endpoint answering a redirect that keeps the method and body (307, 308) to another address: the gateway does
+    /// not follow it. Followed, any endpoint could forward the SET, and collect a 202 for it, from wherever it named (the
+    /// internal network included). The answer is that site's failed attempt, and the other address gets nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(307)]
+    [InlineData(308)]
+    public async Task ARedirectFromAPushEndpointIsNotFollowed(int status)
+    {
+        await using var elsewhere = await PushReceiver.StartAsync();
+        await using var redirecting = await Redirector.StartAsync(status, elsewhere.Endpoint);
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, redirecting.Endpoint);
+        var jti = (await fixture.Database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString();
+
+        await Gateway.RunDispatchAsync();
+        // The run awaits every delivery it started: had the redirect been followed, the other receiver would have it now.
+        Assert.Equal(1, redirecting.Requests);
+        Assert.True(elsewhere.Received.Count == 0, "the redirect was followed: the other address got the SET");
+        Assert.Equal(("Pending", 1, $"HTTP {status}"), await StateAsync(fixture.Database, jti));
+        Assert.Empty(await Propagation.DeliveryAuditAsync(fixture.Database, jti));
+    }
+
     [Fact]
     public async Task AReceiverSlowerThanTheAttemptTimeoutIsRetriedLater()
     {
         await using var database = await TestDatabase.CreateAsync();
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = "00:00:01" });
+            settings: new Dictionary<string, string?> { ["Delivery:AttemptTimeout"] = AttemptTimeout });
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(202, Delay: TimeSpan.FromSeconds(30)));
         var site = await ObligationForNewSiteAsync(gateway, new Actors(gateway), receiver);
@@ -385,9 +419,12 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     /// A new push site (or the one given) holding a copy of a new seeker's CV, then unticked: one erasure obligation, not yet
     /// sent.
     /// </summary>
-    private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver, TestSite? existing = null)
+    private static Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, PushReceiver receiver, TestSite? existing = null) =>
+        ObligationForNewSiteAsync(gateway, actors, receiver.Endpoint, existing);
+
+    private static async Task<TestSite> ObligationForNewSiteAsync(GatewayFactory gateway, Actors actors, Uri endpoint, TestSite? existing = null)
     {
-        var site = existing ?? await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(receiver.Endpoint));
+        var site = existing ?? await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(endpoint));
         var marker = "fault-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
         await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id);
@@ -414,6 +451,43 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
 
     private static async Task<DateTimeOffset> NextAttemptAsync(TestDatabase database, string jti) =>
         new(await Propagation.ObligationAsync<DateTime>(database, jti, "next_attempt_at"), TimeSpan.Zero);
+
+    /// <summary>A push endpoint on a loopback port that answers every request with a redirect to <c>location</c>.</summary>
+    private sealed class Redirector : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+        private int _requests;
+
+        private Redirector(WebApplication app) => _app = app;
+
+        public Uri Endpoint => new(new Uri(_app.Urls.Single()), "/events/redirect");
+
+        public int Requests => Volatile.Read(ref _requests);
+
+        public static async Task<Redirector> StartAsync(int status, Uri location)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
+            var app = builder.Build();
+            var redirector = new Redirector(app);
+            app.Run(context =>
+            {
+                Interlocked.Increment(ref redirector._requests);
+                context.Response.StatusCode = status;
+                context.Response.Headers.Location = location.AbsoluteUri;
+                return Task.CompletedTask;
+            });
+            await app.StartAsync();
+            return redirector;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
 
     [Fact]
     public void ALeaseTooShortForTheAttemptTimeoutIsRefusedAtStart()

@@ -97,8 +97,9 @@ public sealed class DeliveryGuardTests
     /// <summary>
     /// A site holding copies of three seekers' CVs: three unticks are three committed changes, three dispatch jobs; then the
     /// operator suspends a second such site, one change writing three obligations: one job, which delivers all three in a
-    /// single run. An untick that writes no obligation (the site never read the CV) enqueues nothing. No job carries
-    /// anything of the seekers.
+    /// single run. An untick that writes no obligation (the site never read the CV) enqueues nothing. Every other change
+    /// that writes obligations wakes the dispatcher the same way, one job each: "forget me", erasing the CV, a new version
+    /// the site must hear of, the freshness sweep and the consent-expiry job. No job carries anything of the seekers.
     /// </summary>
     [Fact]
     public async Task EachChangeThatWritesObligationsEnqueuesOneDispatchJobAndNothingPersonal()
@@ -111,6 +112,7 @@ public sealed class DeliveryGuardTests
         var revokedSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
         var suspendedSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
         var unreadSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
+        var holderSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
 
         var seekers = new List<(Person Seeker, string Marker)>();
         for (var i = 0; i < 3; i++)
@@ -132,6 +134,18 @@ public sealed class DeliveryGuardTests
             {
                 await Propagation.ReadAsync(gateway, token, marker);
             }
+        }
+
+        // One seeker per remaining kind of change, each sharing with a site that read the CV.
+        var holders = new List<(Person Seeker, string Marker)>();
+        var holderToken = await actors.TokenAsync(holderSite);
+        for (var i = 0; i < 5; i++)
+        {
+            var marker = "jobs-holder-" + Guid.NewGuid().ToString("N");
+            var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, marker);
+            await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, holderSite.Id);
+            await Propagation.ReadAsync(gateway, holderToken, marker);
+            holders.Add((seeker, marker));
         }
 
         // Putting CVs, ticking and reading wrote no obligation and woke no dispatcher.
@@ -173,16 +187,44 @@ public sealed class DeliveryGuardTests
             $"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{suspendedSite.Id}' AND cause = 'recipient-suspended' AND status = 'Pending'"));
         Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE recipient_id = '{suspendedSite.Id}' AND state = 'Active'"));
         Assert.Equal(4L, await DispatchJobsAsync(database));
+
+        // Each of the other changes: its obligation, and exactly one more job.
+        using (var me = gateway.CreateHttpClient().WithToken(holders[0].Seeker.Tokens.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await me.DeleteAsync("/api/v1/me")).StatusCode);
+        }
+
+        await AssertOneMoreJobAsync("forget me", "subject-erased", 1, 5);
+        using (var me = gateway.CreateHttpClient().WithToken(holders[1].Seeker.Tokens.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await me.DeleteAsync("/api/v1/me/cv")).StatusCode);
+        }
+
+        await AssertOneMoreJobAsync("erasing the CV", "subject-erased", 2, 6);
+        using (var put = await Sharing.PutCvAsync(gateway, holders[2].Seeker.Tokens.AccessToken, Sharing.Resume(holders[2].Marker + "-v2")))
+        {
+            Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        }
+
+        await AssertOneMoreJobAsync("a new version", "cv-updated", 1, 7);
+        // Stale and lapsed by moving their dates in the table: the clock stays, so nothing else goes offline or lapses.
+        await database.ExecuteAsync($"UPDATE cvs SET refreshed_at = refreshed_at - interval '91 days' WHERE seeker_id = '{holders[3].Seeker.Id}'");
+        Assert.Equal(1, await gateway.RunFreshnessSweepAsync());
+        await AssertOneMoreJobAsync("the freshness sweep", "cv-offline", 1, 8);
+        await database.ExecuteAsync($"UPDATE consents SET expires_at = granted_at WHERE seeker_id = '{holders[4].Seeker.Id}'");
+        Assert.Equal(1, await gateway.RunConsentExpiryAsync());
+        await AssertOneMoreJobAsync("the consent-expiry job", "consent-expired", 1, 9);
+
         // Every job Hangfire holds is one of these: nothing else was enqueued (no job per obligation, of any kind).
-        Assert.Equal(4L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.job"));
-        Assert.Equal(4L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.jobqueue"));
+        Assert.Equal(9L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.job"));
+        Assert.Equal(9L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.jobqueue"));
 
         // A job takes no argument but its cancellation token: ids only, and here not even that.
         var invocations = await database.ScalarAsync<string[]>(
             "SELECT array_agg(invocationdata::text || ' ' || coalesce(arguments::text, '') ORDER BY id) FROM hangfire.job");
         var everything = string.Join("\n", invocations) + "\n" + await database.ScalarAsync<string>(
             "SELECT coalesce(string_agg(name || '=' || coalesce(value, ''), '\n'), '') FROM hangfire.jobparameter");
-        foreach (var (seeker, marker) in seekers)
+        foreach (var (seeker, marker) in seekers.Concat(holders))
         {
             Assert.DoesNotContain(seeker.Id, everything, StringComparison.OrdinalIgnoreCase);
             Assert.DoesNotContain(seeker.Email, everything, StringComparison.OrdinalIgnoreCase);
@@ -190,7 +232,7 @@ public sealed class DeliveryGuardTests
         }
 
         var pairwiseIds = await database.ScalarAsync<string[]>("SELECT array_agg(pairwise_id) FROM erasure_obligations");
-        Assert.Equal(6, pairwiseIds.Length);
+        Assert.Equal(11, pairwiseIds.Length);
         Assert.All(pairwiseIds, id => Assert.DoesNotContain(id, everything, StringComparison.Ordinal));
         Assert.All(invocations, invocation =>
         {
@@ -198,13 +240,20 @@ public sealed class DeliveryGuardTests
             Assert.Contains("RunAsync", invocation, StringComparison.Ordinal);
         });
 
-        // The one job of the suspension is enough for its whole batch: a single run delivers all six obligations.
-        Assert.Equal(6, await gateway.RunDispatchAsync());
-        Assert.Equal(6, (await receiver.WaitForAsync(6)).Count);
-        Assert.Equal(6L, await database.ScalarAsync<long>("SELECT count(*) FROM erasure_obligations WHERE status = 'Delivered'"));
+        // The one job of the suspension is enough for its whole batch: a single run delivers all eleven obligations.
+        Assert.Equal(11, await gateway.RunDispatchAsync());
+        Assert.Equal(11, (await receiver.WaitForAsync(11)).Count);
+        Assert.Equal(11L, await database.ScalarAsync<long>("SELECT count(*) FROM erasure_obligations WHERE status = 'Delivered'"));
+
+        async Task AssertOneMoreJobAsync(string change, string cause, long obligations, long jobs)
+        {
+            Assert.True(obligations == await database.ScalarAsync<long>(
+                $"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{holderSite.Id}' AND cause = '{cause}' AND status = 'Pending'"),
+                $"{change}: not {obligations} pending {cause} obligation(s)");
+            Assert.True(jobs == await DispatchJobsAsync(database), $"{change}: not exactly one more dispatch job");
+        }
     }
 
-    /// <summary>The EventDispatchJob runs waiting in Hangfire's queue.</summary>
     /// <summary>A push site registered on <paramref name="node"/> that read a new seeker's CV, then the untick: one obligation.</summary>
     private static async Task<(TestSite Site, string Jti)> ObligationAsync(GatewayFactory node, Actors actors, TestDatabase database, PushReceiver receiver)
     {
@@ -221,6 +270,7 @@ public sealed class DeliveryGuardTests
         return (site, (await database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{site.Id}'")).ToString());
     }
 
+    /// <summary>The EventDispatchJob runs waiting in Hangfire's queue.</summary>
     private static Task<long> DispatchJobsAsync(TestDatabase database) => database.ScalarAsync<long>(
         "SELECT count(*) FROM hangfire.job WHERE statename = 'Enqueued' AND invocationdata::text LIKE '%EventDispatchJob%'");
 

@@ -103,9 +103,9 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
     }
 
     /// <summary>
-    /// Promise 6 across a suspension: the episode the suspension ended keeps its id, dead; ticked again after the site is
-    /// reinstated, the CV comes under a new one. And what a site reads carries no id of the gateway's own (seeker, account,
-    /// consent) that another site could join on.
+    /// Promise 6 across a suspension: the episode the suspension ended keeps its id, dead (its feed withdraws it, cause
+    /// recipient-suspended); ticked again after the site is reinstated, the CV comes under a new one. And what a site reads
+    /// carries no id of the gateway's own (seeker, account, consent) that another site could join on.
     /// </summary>
     [Fact]
     public async Task AnEpisodeAfterASuspensionHasANewIdAndTheFeedCarriesNoGatewayId()
@@ -134,6 +134,9 @@ public sealed class AccessRulesTests(GatewayFixture fixture)
         await (await client.GetAsync($"/api/v1/shared-cvs/{first}")).AssertProblemAsync(HttpStatusCode.NotFound);
 
         var (items, _) = await Sharing.ReadFeedAsync(fixture.Factory, siteToken);
+        var withdrawal = Assert.Single(items, i => i.GetProperty("id").GetString() == first);
+        Assert.Equal(("withdrawal", "recipient-suspended"), (withdrawal.GetProperty("kind").GetString(), withdrawal.GetProperty("cause").GetString()));
+        Assert.Equal(JsonValueKind.Null, withdrawal.GetProperty("document").ValueKind);
         var text = string.Join("\n", items.Select(i => i.GetRawText()));
         Assert.Contains(second, text, StringComparison.Ordinal);
         Assert.DoesNotContain(seeker.Id, text, StringComparison.OrdinalIgnoreCase);
