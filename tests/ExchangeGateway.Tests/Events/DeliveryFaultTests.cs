@@ -99,6 +99,29 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// Retry-After is a floor, never a shortcut: "Retry-After: 0" would otherwise have the gateway push again every second
+    /// for ever. The event waits its own back-off (the schedule's first step, a minute with its jitter) and so does the site.
+    /// </summary>
+    [Fact]
+    public async Task A429WithRetryAfterZeroWaitsTheBackOff()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(429, RetryAfter: TimeSpan.Zero));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var refusedAt = Gateway.Time.GetUtcNow();
+
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.InRange(await NextAttemptAsync(fixture.Database, jti), refusedAt + TimeSpan.FromSeconds(47), refusedAt + TimeSpan.FromSeconds(73));
+        var held = await fixture.Database.ScalarAsync<DateTime>($"SELECT held_until FROM push_holds WHERE recipient_id = '{site.Id}'");
+        Assert.InRange(new DateTimeOffset(held, TimeSpan.Zero), refusedAt + TimeSpan.FromSeconds(47), refusedAt + TimeSpan.FromSeconds(73));
+
+        Gateway.Time.Advance(TimeSpan.FromSeconds(5));
+        await Gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+    }
+
+    /// <summary>
     /// Retry-After is the site's word about itself: after a 429 asking for ten minutes, its other events are not pushed
     /// either, neither later in the same run (handed back unattempted) nor by the next run, until the time it asked for.
     /// One slot per site and one lane on a gateway of its own, so the three pushes go one after the other.
