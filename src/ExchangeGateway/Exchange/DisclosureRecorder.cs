@@ -111,18 +111,25 @@ public sealed class DisclosureRecorder(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var audit = scope.ServiceProvider.GetRequiredService<AuditTrail>();
-        var now = time.GetUtcNow();
-        var freshSince = now - freshness.Value.MaxAge;
 
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-        // One round trip: the chain lock, the ledger rows of every waiting request, the audit head.
+        // The clock is read once the chain lock is held, as every end reads it: read before, a batch that waited for the
+        // lock behind a sweep's batch judged a consent that lapsed meanwhile still running, and sent the CV after its end
+        // under a ledger date from before it.
+        await using (var chain = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({Locks.Chain})", connection, (NpgsqlTransaction)transaction.GetDbTransaction()))
+        {
+            await chain.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+
+        var now = time.GetUtcNow();
+        var freshSince = now - freshness.Value.MaxAge;
+        // One round trip under the lock: the ledger rows of every waiting request, the audit head.
         var all = batch.SelectMany(p => p.Candidates.Select(c => (Candidate: c, p.Recipient))).ToList();
         await using var command = new NpgsqlBatch(connection, (NpgsqlTransaction)transaction.GetDbTransaction())
         {
             BatchCommands =
             {
-                new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({Locks.Chain})"),
                 new NpgsqlBatchCommand(InsertSql)
                 {
                     Parameters =
@@ -145,7 +152,6 @@ public sealed class DisclosureRecorder(
         AuditTrail.Head head;
         await using (var reader = await command.ExecuteReaderAsync(CancellationToken.None))
         {
-            await reader.NextResultAsync(CancellationToken.None);
             while (await reader.ReadAsync(CancellationToken.None))
             {
                 var key = (reader.GetGuid(1), reader.GetInt32(3));
