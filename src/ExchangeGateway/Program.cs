@@ -60,6 +60,7 @@ builder.Services.AddSingleton<RecipientLookup>();
 builder.Services.AddSingleton<EventTokens>();
 builder.Services.AddSingleton<LongPollSlots>();
 builder.Services.AddSingleton<FeedPageSlots>();
+builder.Services.AddSingleton<DeliveryCaps>();
 builder.Services.AddScoped<CvWriter>();
 builder.Services.AddScoped<ConsentDesk>();
 builder.Services.AddScoped<SuspensionConsequences>();

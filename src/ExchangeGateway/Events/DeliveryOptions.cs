@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Events;
 
@@ -71,4 +72,18 @@ public sealed class DeliveryOptions : IValidatableObject
         var wait = schedule[Math.Clamp(attempts - 1, 0, schedule.Count - 1)];
         return wait * (0.8 + (random.NextDouble() * 0.4));
     }
+}
+
+/// <summary>
+/// The caps on concurrent pushes, for the whole node: overall, and per site so one slow site cannot hold them all. Per
+/// node, not per run: every change that writes obligations starts a run, a node runs several at once, and caps of each
+/// run's own let a site receive several times <see cref="DeliveryOptions.MaxConcurrentPerRecipient"/> pushes at once.
+/// </summary>
+public sealed class DeliveryCaps(IOptions<DeliveryOptions> options)
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, SemaphoreSlim> _sites = new();
+
+    public SemaphoreSlim Overall { get; } = new(options.Value.MaxConcurrentDeliveries);
+
+    public SemaphoreSlim For(Guid recipientId) => _sites.GetOrAdd(recipientId, _ => new SemaphoreSlim(options.Value.MaxConcurrentPerRecipient));
 }

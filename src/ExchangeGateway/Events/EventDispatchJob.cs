@@ -25,7 +25,7 @@ namespace ExchangeGateway.Events;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class EventDispatchJob(
     IServiceScopeFactory scopes, IHttpClientFactory httpClients, EventTokens tokens, PushEndpointPolicy endpoints, TimeProvider time,
-    IOptions<DeliveryOptions> options, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)
+    IOptions<DeliveryOptions> options, DeliveryCaps caps, GatewayMetrics metrics, ILogger<EventDispatchJob> logger)
 {
     public const string HttpClientName = "push-delivery";
 
@@ -36,7 +36,7 @@ public sealed class EventDispatchJob(
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
-        using var gates = new DeliveryGates(options.Value);
+        var gates = new DeliveryGates(caps);
         await Parallel.ForAsync(0, options.Value.Lanes, cancellationToken, async (_, ct) =>
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -312,14 +312,12 @@ public sealed class EventDispatchJob(
         }));
     }
 
-    /// <summary>The caps on concurrent deliveries for one run: overall, and per site so one slow site cannot hold them all.</summary>
-    private sealed class DeliveryGates(DeliveryOptions options) : IDisposable
+    /// <summary>A run's view of the caps (the node's) and the sites it found down or busy, which it tries no more this run.</summary>
+    private sealed class DeliveryGates(DeliveryCaps caps)
     {
-        private readonly ConcurrentDictionary<Guid, SemaphoreSlim> _sites = new();
+        public SemaphoreSlim Overall => caps.Overall;
 
-        public SemaphoreSlim Overall { get; } = new(options.MaxConcurrentDeliveries);
-
-        public SemaphoreSlim For(Guid recipientId) => _sites.GetOrAdd(recipientId, _ => new SemaphoreSlim(options.MaxConcurrentPerRecipient));
+        public SemaphoreSlim For(Guid recipientId) => caps.For(recipientId);
 
         private readonly ConcurrentDictionary<Guid, DateTimeOffset> _paused = new();
 
@@ -327,15 +325,6 @@ public sealed class EventDispatchJob(
             _paused.AddOrUpdate(recipientId, until, (_, earlier) => earlier > until ? earlier : until);
 
         public DateTimeOffset? PausedUntil(Guid recipientId) => _paused.TryGetValue(recipientId, out var until) ? until : null;
-
-        public void Dispose()
-        {
-            Overall.Dispose();
-            foreach (var gate in _sites.Values)
-            {
-                gate.Dispose();
-            }
-        }
     }
 
     private async Task<Outcome> DeliverOneAsync(HttpClient client, ObligationToSend obligation, CancellationToken cancellationToken)

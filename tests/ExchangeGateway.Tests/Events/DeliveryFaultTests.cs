@@ -304,6 +304,36 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// The cap on a site's concurrent pushes is the node's, not each run's: every change that writes obligations starts a
+    /// run, and with caps of each run's own a site got as many pushes at once as runs were going. Here the site's one slot
+    /// is held by a first run's push; a second run, with an event of its own, waits for it.
+    /// </summary>
+    [Fact]
+    public async Task TwoRunsShareTheSitesCap()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        var actors = new Actors(gateway);
+        await using var receiver = await PushReceiver.StartAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.ReplyNext(new PushReply(202, Hold: release.Task));
+        var site = await ObligationForNewSiteAsync(gateway, actors, receiver);
+        var first = gateway.RunDispatchAsync();
+        Assert.Single(await receiver.WaitForAsync(1));
+
+        await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+        var second = gateway.RunDispatchAsync();
+        // A grace period for a push that should not come: the second run's delivery waits for the first's slot.
+        await receiver.WaitForAsync(2, TimeSpan.FromSeconds(1));
+        Assert.Single(receiver.Received);
+
+        release.SetResult();
+        Assert.Equal(2, await first + await second);
+        Assert.Equal(2, receiver.Received.Count);
+    }
+
+    /// <summary>
     /// A delivery that waited for its site's slot until its lease was nearly out is not started (it could still be on the
     /// wire when another run claims the row again and pushes it a second time): it is handed back, due at once, without
     /// counting as an attempt, and the next run pushes it. Its own gateway and database and one lane, so nothing keeps the run
