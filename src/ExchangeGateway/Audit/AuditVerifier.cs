@@ -388,6 +388,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence - 1, "altered", $"Row {sequence - 1} was rewritten: row {sequence} no longer links to it."));
                 }
 
+                if (!linked && HashesWithLink(batch, row, previousHash))
+                {
+                    // Its hash is that of its content linked to the row before: only the stored link was changed.
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "altered", $"Row {sequence}'s link to the row before it was changed."));
+                }
+
                 if (!linked)
                 {
                     // Neither linked nor self-consistent: the gateway never wrote this row here. Either it was moved here by
@@ -471,6 +477,22 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }
 
         return null;
+    }
+
+    /// <summary>Whether the row's stored hash is that of its content with <paramref name="link"/> as its previous hash.</summary>
+    private static bool HashesWithLink(Batch batch, in RowAt row, ReadOnlySpan<byte> link)
+    {
+        var encoding = batch.Encoding(row).ToArray();
+        var at = row.PreviousAt - row.Start;
+        if (encoding.Length - at != link.Length)
+        {
+            return false;
+        }
+
+        link.CopyTo(encoding.AsSpan(at));
+        Span<byte> recomputed = stackalloc byte[AuditChain.HashSize];
+        SHA256.HashData(encoding, recomputed);
+        return recomputed.SequenceEqual(batch.Hash(row));
     }
 
     /// <summary>Whether the row's hash is that of its content under another sequence number (the encoding's first field).</summary>

@@ -72,6 +72,18 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify"]));
     }
 
+    /// <summary>A row whose stored link alone was changed is altered, not an intruder: its content still hashes with the true link.</summary>
+    [Fact]
+    public async Task ARowWhoseLinkAloneWasChangedIsReportedAsAltered()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(6);
+        await gateway.TamperAsync($"UPDATE audit_events SET previous_hash = sha256(previous_hash) WHERE sequence = {Target}");
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.Equal(("altered", Target), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+    }
+
     [Fact]
     public async Task ARowRewrittenWithARecomputedHashIsCaughtByTheNextLink()
     {
