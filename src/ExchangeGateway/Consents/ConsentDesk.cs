@@ -54,7 +54,7 @@ public sealed class ConsentDesk(
         {
             // Lapsed but not yet swept: it ends as expired here, so the new tick opens a new episode as it should.
             (var expired, obligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
-            entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(obligations, active.Id));
+            entries.Add(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(Obligations.ByEpisode(obligations), active.Id));
         }
 
         var consent = Consent.Grant(seekerId, recipientId, method, now, consentOptions.Value.MaxAge);
@@ -93,7 +93,7 @@ public sealed class ConsentDesk(
         {
             // Lapsed but not yet swept: there is nothing left to revoke; it ends as what it is, expired, when it lapsed.
             var (expired, expiredObligations) = await ExpireLapsedAsync(active, recipient, now, cancellationToken);
-            await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(expiredObligations, active.Id), cancellationToken);
+            await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentExpired, recipient, expired).WithEvent(Obligations.ByEpisode(expiredObligations), active.Id), cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             dispatch.After(expiredObligations.Count);
             return new ConsentDecision(ConsentChange.NothingToRevoke, null, null, null);
@@ -105,7 +105,7 @@ public sealed class ConsentDesk(
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, [active.Id], cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, [active.Id], ErasureCauses.ConsentRevoked, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentRevoked, recipient, revoked).WithEvent(obligations, active.Id), cancellationToken);
+        await audit.AppendAsync(Entry(seekerId, AuditActions.ConsentRevoked, recipient, revoked).WithEvent(Obligations.ByEpisode(obligations), active.Id), cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations.Count);
         return new ConsentDecision(ConsentChange.Revoked, active, revoked, recipient);

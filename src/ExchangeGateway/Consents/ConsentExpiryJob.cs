@@ -73,7 +73,8 @@ public sealed class ConsentExpiryJob(
         var ids = due.Select(c => c.Id).ToList();
         await FeedPositions.BumpAsync(db, ids, cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, ids, ErasureCauses.ConsentExpired, now, erasure.Value.ConfirmWithin, cancellationToken);
-        await audit.AppendAsync([.. entries.Select(e => e.Entry.WithEvent(obligations, e.ConsentId))], cancellationToken);
+        var events = Obligations.ByEpisode(obligations);
+        await audit.AppendAsync([.. entries.Select(e => e.Entry.WithEvent(events, e.ConsentId))], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations.Count);
         return due.Count;

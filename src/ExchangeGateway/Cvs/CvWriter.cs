@@ -104,15 +104,18 @@ public sealed class CvWriter(
     }
 
     /// <summary>
-    /// The audit details of a write that left the CV published: its version and, when it was offline until now, how many
-    /// of its cv-offline events were withdrawn before they left (<see cref="OfflineEvents"/>).
+    /// The audit details of a write that left the CV published: its version and, when it was offline until now, the
+    /// cv-offline events withdrawn before they left (<see cref="OfflineEvents"/>), by site and jti.
     /// </summary>
     private async Task<Dictionary<string, object?>> BackOnlineAsync(string seekerId, Cv cv, bool wasOffline, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var details = new Dictionary<string, object?> { ["version"] = cv.Version };
         if (wasOffline)
         {
-            details["offlineEventsWithdrawn"] = await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken);
+            if (await OfflineEvents.WithdrawAsync(db, seekerId, now, cancellationToken) is { Count: > 0 } withdrawn)
+            {
+                details["offlineEventsWithdrawn"] = Obligations.Listed(withdrawn);
+            }
         }
 
         return details;
@@ -176,7 +179,8 @@ public sealed class CvWriter(
         await db.SaveChangesAsync(cancellationToken);
         await FeedPositions.BumpAsync(db, episodes.Select(c => c.Id).ToList(), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, episodes, now, erasure.Value.ConfirmWithin, cancellationToken);
-        return (now, [.. ends.Select(e => e.Entry.WithEvent(obligations, e.ConsentId))], episodes.Count, obligations);
+        var events = Obligations.ByEpisode(obligations);
+        return (now, [.. ends.Select(e => e.Entry.WithEvent(events, e.ConsentId))], episodes.Count, obligations);
     }
 
     /// <summary>

@@ -76,9 +76,10 @@ public sealed class SeekerErasure(
         var sites = await db.Recipients.AsNoTracking().Where(r => active.Select(c => c.RecipientId).Contains(r.Id))
             .ToDictionaryAsync(r => r.Id, r => r.ClientId, cancellationToken);
         var actor = audit.Pseudonyms.Of(seekerId);
+        var events = Obligations.ByEpisode(obligations);
         await audit.AppendAsync(
             [
-                .. active.Select(c => c.EndRecord(ActorKinds.Seeker, actor, seekerId, sites[c.RecipientId], receiptId: null).WithEvent(obligations, c.Id)),
+                .. active.Select(c => c.EndRecord(ActorKinds.Seeker, actor, seekerId, sites[c.RecipientId], receiptId: null).WithEvent(events, c.Id)),
                 new AuditEntry(ActorKinds.Seeker, actor, AuditActions.SeekerErased, Outcomes.Success, SeekerId: seekerId,
                     Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations.Count }),
             ],

@@ -108,7 +108,8 @@ public sealed record WrittenObligation(Guid ConsentId, string ClientId, Guid Jti
 
 /// <summary>
 /// Writes obligations set-based from the disclosure ledger: only sites that actually received something are chased.
-/// Must run under the chain lock (after <see cref="Locks.ChainAsync"/>), so no disclosure can commit unseen in between.
+/// The writers must run under the chain lock (after <see cref="Locks.ChainAsync"/>), so no disclosure can commit unseen in
+/// between.
 /// Each returns what it wrote, for the audit row of the change that caused it: the tamper-evident log then shows which
 /// site was sent which event, not only the table a database owner could edit.
 /// </summary>
@@ -153,10 +154,13 @@ public static class Obligations
         return written;
     }
 
+    /// <summary>The events written, by episode (one erasure event per episode and cause), for <see cref="WithEvent"/>.</summary>
+    public static Dictionary<Guid, Guid> ByEpisode(IEnumerable<WrittenObligation> written) => written.ToDictionary(w => w.ConsentId, w => w.Jti);
+
     /// <summary>An episode's end as the audit log records it, with the erasure event it sent the site, if any.</summary>
-    public static AuditEntry WithEvent(this AuditEntry entry, IReadOnlyCollection<WrittenObligation> written, Guid consentId) =>
-        written.FirstOrDefault(w => w.ConsentId == consentId) is { } obligation
-            ? entry with { Details = new Dictionary<string, object?>(entry.Details ?? new Dictionary<string, object?>()) { ["erasureEvent"] = obligation.Jti } }
+    public static AuditEntry WithEvent(this AuditEntry entry, IReadOnlyDictionary<Guid, Guid> byEpisode, Guid consentId) =>
+        byEpisode.TryGetValue(consentId, out var jti)
+            ? entry with { Details = new Dictionary<string, object?>(entry.Details ?? new Dictionary<string, object?>()) { ["erasureEvent"] = jti } }
             : entry;
 
     /// <summary>The events a change of a CV sent, by site, for its audit row: <c>[{ "recipient": clientId, "jti": … }]</c>.</summary>
@@ -219,24 +223,26 @@ public static class Obligations
 public static class OfflineEvents
 {
     /// <summary>
-    /// Returns how many were withdrawn. Under the CV's row lock: no sweep of this CV can be writing them meanwhile. Take it
+    /// Returns those withdrawn, for the audit row of the write (a withdrawn jti must be told from a deleted one). Under the CV's row lock: no sweep of this CV can be writing them meanwhile. Take it
     /// before the chain lock. A row another transaction holds (a dispatcher claiming it, a site confirming it, the
     /// escalation) is skipped, not waited for: waiting there could close a cycle through the chain lock. Such a row stays,
     /// like a poll site's, and its toe tells the site it is older than the CV it reads.
     /// </summary>
-    public static Task<int> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        db.Database.ExecuteSqlAsync(
+    public static Task<List<WrittenObligation>> WithdrawAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.Database.SqlQuery<WrittenObligation>(
             $"""
-            DELETE FROM erasure_obligations WHERE id IN (
-                SELECT o.id FROM erasure_obligations o
-                JOIN consents c ON c.id = o.consent_id
-                JOIN recipients r ON r.id = o.recipient_id
-                WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND r.delivery_mode = 'Push'
-                  AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND o.attempts = 0
-                  AND (o.leased_until IS NULL OR o.leased_until <= {now})
-                FOR UPDATE OF o SKIP LOCKED)
-            """,
-            cancellationToken);
+            WITH withdrawn AS (
+                DELETE FROM erasure_obligations WHERE id IN (
+                    SELECT o.id FROM erasure_obligations o
+                    JOIN consents c ON c.id = o.consent_id
+                    JOIN recipients r ON r.id = o.recipient_id
+                    WHERE c.seeker_id = {seekerId} AND c.state = 'Active' AND r.delivery_mode = 'Push'
+                      AND o.cause = {ErasureCauses.CvOffline} AND o.status = 'Pending' AND o.attempts = 0
+                      AND (o.leased_until IS NULL OR o.leased_until <= {now})
+                    FOR UPDATE OF o SKIP LOCKED)
+                RETURNING consent_id, recipient_id, jti)
+            SELECT w.consent_id, r.client_id, w.jti FROM withdrawn w JOIN recipients r ON r.id = w.recipient_id
+            """).ToListAsync(cancellationToken);
 }
 
 /// <summary>The push state that belongs to a site's endpoint rather than to its events (back-off, hold, leases).</summary>

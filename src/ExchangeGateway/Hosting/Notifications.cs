@@ -148,15 +148,16 @@ public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifi
             {
                 await _session!.SendAsync(message, cancellationToken);
             }
-            catch (Exception e) when (reused && e is IOException or ServiceNotConnectedException or SmtpProtocolException)
+            catch (Exception e) when (reused && (e is IOException or ServiceNotConnectedException or SmtpProtocolException || IsClosing(e)))
             {
-                // The server closed the session between two mails (the message was not taken): once more on a new one.
+                // The server closed the session between two mails (a 421, or the connection gone; the message was not
+                // taken): once more on a new one.
                 await CloseAsync();
                 _session = await OpenAsync(cancellationToken);
                 await _session.SendAsync(message, cancellationToken);
             }
         }
-        catch (Exception e) when (e is not SmtpCommandException)
+        catch (Exception e) when (e is not SmtpCommandException || IsClosing(e))
         {
             // A refused mailbox leaves the session usable (the client resets the transaction); anything else may have
             // left it half-way through a command.
@@ -170,6 +171,9 @@ public sealed class SmtpNotifier(IOptions<NotifierOptions> options) : MailNotifi
             _gate.Release();
         }
     }
+
+    /// <summary>A 421: the server is closing the session (its restart, its limit of mails a session), not refusing this mail.</summary>
+    private static bool IsClosing(Exception e) => e is SmtpCommandException { StatusCode: SmtpStatusCode.ServiceNotAvailable };
 
     public async ValueTask DisposeAsync()
     {

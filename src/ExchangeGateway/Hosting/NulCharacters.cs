@@ -45,8 +45,12 @@ public static class NulCharacters
         }
     }
 
-    // The reader's messages name a limit or a missing part, never a field's value; anything else is said in general terms.
-    private static string FormFault(Exception e) => e is InvalidDataException ? e.Message : "it is not a well-formed form or multipart body.";
+    // The reader's messages about its limits and the boundary name no value and are passed on; others (a multipart header
+    // line it could not read) may quote the body, and are said in general terms.
+    private static readonly string[] SafeFaults = ["Form value count limit", "Form key length limit", "Form value length limit", "Multipart body length limit", "Missing content-type boundary", "Multipart boundary length limit"];
+
+    private static string FormFault(Exception e) =>
+        e is InvalidDataException && SafeFaults.Any(prefix => e.Message.StartsWith(prefix, StringComparison.Ordinal)) ? e.Message : "it is not a well-formed form or multipart body.";
 
     private static bool Carries(IEnumerable<KeyValuePair<string, StringValues>> fields) =>
         fields.Any(field => field.Key.Contains('\0', StringComparison.Ordinal) || field.Value.Any(value => value?.Contains('\0', StringComparison.Ordinal) == true));

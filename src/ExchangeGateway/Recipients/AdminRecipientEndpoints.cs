@@ -288,6 +288,7 @@ public static partial class AdminRecipientEndpoints
                 if (!before.Redirects.SequenceEqual(descriptor.RedirectUris.Select(u => u.AbsoluteUri).Order()))
                 {
                     fields.Add("redirectUris");
+                    recipient.Touch(now);
                 }
             }
 

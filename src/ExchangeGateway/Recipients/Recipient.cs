@@ -139,6 +139,9 @@ public sealed class Recipient
         return changed;
     }
 
+    /// <summary>A change kept outside this row (the OAuth client's redirect URIs) dates the site's description too.</summary>
+    public void Touch(DateTimeOffset at) => UpdatedAt = at.TruncateToMicroseconds();
+
     /// <summary>Returns false when already suspended, so the caller records (and propagates) only real changes.</summary>
     public bool Suspend(string reason, DateTimeOffset at)
     {

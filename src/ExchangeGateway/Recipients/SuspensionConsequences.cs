@@ -88,8 +88,9 @@ public sealed class SuspensionConsequences(
         await FeedPositions.BumpAsync(db, active.Select(c => c.Id).ToList(), cancellationToken);
         var obligations = await Obligations.RequireErasureAsync(db, active, now, confirmWithin, cancellationToken);
 
+        var events = Obligations.ByEpisode(obligations);
         await audit.AppendAsync(
-            [.. active.Select(c => c.EndRecord(ActorKinds.System, "recipient-suspension", c.SeekerId!, recipient.ClientId, receiptOf[c.Id]).WithEvent(obligations, c.Id))],
+            [.. active.Select(c => c.EndRecord(ActorKinds.System, "recipient-suspension", c.SeekerId!, recipient.ClientId, receiptOf[c.Id]).WithEvent(events, c.Id))],
             cancellationToken);
         return (active.Count, obligations.Count);
     }

@@ -100,8 +100,9 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         // The held site is never told, and finds the CV again under the same id.
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{heldSite.Id}'"));
         Assert.Equal(ids[heldSite.Id], await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));
-        Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
-            $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvRefreshed}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
+        // The withdrawn event is named, by site and jti, in the write's audit row: told apart from a row deleted behind the log.
+        Assert.Equal($"1 {heldSite.ClientId}", await fixture.Database.ScalarAsync<string>(
+            $"SELECT jsonb_array_length(details::jsonb -> 'offlineEventsWithdrawn') || ' ' || (details::jsonb -> 'offlineEventsWithdrawn' -> 0 ->> 'recipient') FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvRefreshed}' ORDER BY sequence DESC LIMIT 1"));
 
         // An attempt that failed may still have reached its site: that event stays, pending, to be sent again.
         var attempted = await fixture.Database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE recipient_id = '{failingSite.Id}'");
@@ -234,8 +235,9 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         // What the site has left to hear is the new version, under the same id.
         Assert.Equal($"{id} cv-updated cv-updated", await fixture.Database.ScalarAsync<string>(
             $"SELECT coalesce(string_agg(pairwise_id || ' ' || kind || ' ' || cause, ', '), '') FROM erasure_obligations WHERE recipient_id = '{heldSite.Id}' AND status = 'Pending'"));
-        Assert.Contains("\"offlineEventsWithdrawn\":1", await fixture.Database.ScalarAsync<string>(
-            $"SELECT details FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvPublished}' ORDER BY sequence DESC LIMIT 1"), StringComparison.Ordinal);
+        // The withdrawn event is named, by site and jti, in the write's audit row: told apart from a row deleted behind the log.
+        Assert.Equal($"1 {heldSite.ClientId}", await fixture.Database.ScalarAsync<string>(
+            $"SELECT jsonb_array_length(details::jsonb -> 'offlineEventsWithdrawn') || ' ' || (details::jsonb -> 'offlineEventsWithdrawn' -> 0 ->> 'recipient') FROM audit_events WHERE action = '{ExchangeGateway.Audit.AuditActions.CvPublished}' ORDER BY sequence DESC LIMIT 1"));
         Assert.Equal(id, await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(heldSite), marker));
     }
 

@@ -140,7 +140,7 @@ public sealed class ReminderTests(GatewayFixture fixture)
 
     /// <summary>
     /// The consent-expiry reminder (Consent:RemindBefore, 30 days, ahead of the year's end): one mail per episode however
-    /// often the hourly job runs, naming the site and the end date as the seeker's Sharing page shows it (Paris time: the
+    /// often the job runs (every ten minutes), naming the site and the end date as the seeker's Sharing page shows it (Paris time: the
     /// consent ends at 23:30 UTC, already the next day there), and nothing of the CV. A seeker who unticked gets none.
     /// </summary>
     [Fact]
@@ -182,7 +182,7 @@ public sealed class ReminderTests(GatewayFixture fixture)
         Assert.DoesNotContain(marker, mail.Raw, StringComparison.Ordinal);
         Assert.Empty(MailTo(gateway, unticked.Email));
 
-        // The job runs every hour: the episode was reminded once, and stays so.
+        // The job runs every ten minutes: the episode was reminded once, and stays so.
         gateway.Time.Advance(TimeSpan.FromHours(1));
         Assert.Equal(0, await gateway.RunRemindersAsync());
         gateway.Time.Advance(TimeSpan.FromDays(10));

@@ -84,6 +84,36 @@ public sealed class RefusedMailTests
     }
 
     /// <summary>
+    /// Mails the server takes go over one session too, and a server that closes the session after a number of mails (a
+    /// 421 on the next one, as relays with a per-session limit do) loses none: the mail it turned away is sent again on a
+    /// new session, once.
+    /// </summary>
+    [Fact]
+    public async Task ASessionTheServerClosesLosesNoMail()
+    {
+        await using var smtp = SmtpStub.StartAccepting(mailsPerSession: 2);
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
+        {
+            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Notifier:SmtpSecurity"] = "none",
+        });
+        var actors = new Actors(node);
+        var seekers = new List<Person>();
+        for (var i = 0; i < 5; i++)
+        {
+            seekers.Add(await Propagation.SeekerWithCvAsync(node, actors, "closing-" + Guid.NewGuid().ToString("N")));
+        }
+
+        clock.Advance(TimeSpan.FromDays(77));
+        Assert.Equal(5, await node.RunRemindersAsync());
+        Assert.Equal(seekers.Select(s => s.Email).Order(), smtp.Delivered.Order());
+        // Two mails a session: three sessions, where one a mail would have opened five.
+        Assert.Equal(3, smtp.Sessions);
+    }
+
+    /// <summary>
     /// By default the mail server must offer STARTTLS: one that does not (or whose offer a man in the middle stripped) gets
     /// no address, no reset link and no login in clear. The run fails (Hangfire retries it) and has sent nothing.
     /// </summary>

@@ -6,20 +6,28 @@ using System.Text;
 namespace ExchangeGateway.Tests.Infrastructure;
 
 /// <summary>
-/// A mail server on loopback that refuses every recipient with a 550 quoting the address, as real servers do: what the
-/// gateway makes of that reply (logs, job state) must still name no one.
+/// A mail server on loopback. By default it refuses every recipient with a 550 quoting the address, as real servers do:
+/// what the gateway makes of that reply (logs, job state) must still name no one. Started accepting, it takes messages
+/// (DATA), and may close each session with a 421 after a number of them, as relays with a per-session limit do.
 /// </summary>
 public sealed class SmtpStub : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
+    private readonly bool _accept;
+    private readonly int? _mailsPerSession;
 
-    private SmtpStub()
+    private SmtpStub(bool accept, int? mailsPerSession)
     {
+        _accept = accept;
+        _mailsPerSession = mailsPerSession;
         _listener.Start();
         _accepting = AcceptAsync();
     }
+
+    /// <summary>Every address a message was taken for, in order.</summary>
+    public ConcurrentQueue<string> Delivered { get; } = new();
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
@@ -34,7 +42,9 @@ public sealed class SmtpStub : IAsyncDisposable
     /// <summary>Every command's verb, in arrival order (EHLO, MAIL, RCPT, QUIT...).</summary>
     public ConcurrentQueue<string> Verbs { get; } = new();
 
-    public static SmtpStub Start() => new();
+    public static SmtpStub Start() => new(accept: false, mailsPerSession: null);
+
+    public static SmtpStub StartAccepting(int? mailsPerSession = null) => new(accept: true, mailsPerSession);
 
     private async Task AcceptAsync()
     {
@@ -63,15 +73,41 @@ public sealed class SmtpStub : IAsyncDisposable
             using var reader = new StreamReader(stream, Encoding.ASCII);
             await using var writer = new StreamWriter(stream, Encoding.ASCII) { NewLine = "\r\n", AutoFlush = true };
             await writer.WriteLineAsync("220 stub.example ESMTP");
+            var taken = 0;
+            string? recipient = null;
             while (await reader.ReadLineAsync(_stop.Token) is { } line)
             {
                 var verb = line.Split(' ', 2)[0].ToUpperInvariant();
                 Verbs.Enqueue(verb);
+                if (verb == "MAIL" && taken >= _mailsPerSession)
+                {
+                    await writer.WriteLineAsync("421 4.7.0 stub.example Too many messages in this session, closing");
+                    return;
+                }
+
                 if (verb == "RCPT")
                 {
                     var address = line[(line.IndexOf('<', StringComparison.Ordinal) + 1)..line.IndexOf('>', StringComparison.Ordinal)];
+                    if (_accept)
+                    {
+                        recipient = address;
+                        await writer.WriteLineAsync("250 2.1.5 Ok");
+                        continue;
+                    }
+
                     Refused.Enqueue(address);
                     await writer.WriteLineAsync($"550 5.1.1 <{address}>: Recipient address rejected: User unknown");
+                }
+                else if (verb == "DATA" && _accept)
+                {
+                    await writer.WriteLineAsync("354 End data with <CR><LF>.<CR><LF>");
+                    while (await reader.ReadLineAsync(_stop.Token) is { } data && data != ".")
+                    {
+                    }
+
+                    taken++;
+                    Delivered.Enqueue(recipient!);
+                    await writer.WriteLineAsync("250 2.0.0 Ok: queued");
                 }
                 else if (verb == "QUIT")
                 {

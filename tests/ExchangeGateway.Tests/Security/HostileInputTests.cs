@@ -109,6 +109,17 @@ public sealed class HostileInputTests(GatewayFixture fixture)
         poll.Headers.TryAddWithoutValidation("Content-Type", "application/json; charset=\"utf-8\"");
         using var polled = await client.PostAsync("/api/v1/events/poll", poll);
         Assert.Equal(HttpStatusCode.OK, polled.StatusCode);
+
+        // The charset check is JSON's: a form with a charset .NET does not know is read as UTF-8, as it always was, and a
+        // site sending one still gets its token.
+        using var token = new HttpRequestMessage(HttpMethod.Post, "/connect/token")
+        {
+            Content = new ByteArrayContent(Encoding.UTF8.GetBytes("grant_type=client_credentials&scope=cv%3Aread")),
+        };
+        token.Content.Headers.TryAddWithoutValidation("Content-Type", "application/x-www-form-urlencoded; charset=klingon");
+        token.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{site.ClientId}:{site.ClientSecret}")));
+        using var issued = await anonymous.SendAsync(token);
+        Assert.Equal(HttpStatusCode.OK, issued.StatusCode);
     }
 
     [Fact]
