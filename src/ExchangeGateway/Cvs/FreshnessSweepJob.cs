@@ -64,11 +64,12 @@ public sealed class FreshnessSweepJob(
             RETURNING consent_id, recipient_id, jti),
         -- One array, not "= ANY($1) OR IN (late)": the OR made the planner scan the whole of feed_entries for every batch.
         -- Only episodes still running: one an untick ended since the holders were read has been moved by that end, and
-        -- moving it again showed the site its withdrawal twice.
+        -- moving it again showed the site its withdrawal twice. Filtered inside the array (by the consents' key), not by a
+        -- semi-join the planner may answer with a scan of all consents.
         moved AS (
             UPDATE feed_entries f SET position = nextval('feed_positions')
-            WHERE f.consent_id = ANY($1::uuid[] || ARRAY(SELECT consent_id FROM late))
-              AND EXISTS (SELECT 1 FROM consents c WHERE c.id = f.consent_id AND c.state = 'Active'))
+            WHERE f.consent_id = ANY(ARRAY(
+                SELECT c.id FROM consents c WHERE c.id = ANY($1::uuid[] || ARRAY(SELECT consent_id FROM late)) AND c.state = 'Active')))
         SELECT coalesce(array_agg(c.seeker_id), ARRAY[]::text[]), coalesce(array_agg(l.consent_id), ARRAY[]::uuid[]), coalesce(array_agg(r.client_id), ARRAY[]::text[]),
                coalesce(array_agg(l.jti), ARRAY[]::uuid[])
         FROM late l JOIN consents c ON c.id = l.consent_id JOIN recipients r ON r.id = l.recipient_id

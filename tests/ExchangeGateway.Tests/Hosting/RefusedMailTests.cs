@@ -18,12 +18,7 @@ public sealed class RefusedMailTests
         await using var smtp = SmtpStub.Start();
         await using var database = await TestDatabase.CreateAsync();
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var node = new GatewayFactory(database, clock, captureLogs: true, settings: new Dictionary<string, string?>
-        {
-            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            // The stub offers no STARTTLS: a relay on the same host, the one case for plain SMTP.
-            ["Notifier:SmtpSecurity"] = "none",
-        });
+        await using var node = new GatewayFactory(database, clock, captureLogs: true, settings: Smtp(smtp, "none"));
         var actors = new Actors(node);
         var seeker = await Propagation.SeekerWithCvAsync(node, actors, "refused-" + Guid.NewGuid().ToString("N"));
 
@@ -64,11 +59,7 @@ public sealed class RefusedMailTests
         await using var smtp = SmtpStub.Start();
         await using var database = await TestDatabase.CreateAsync();
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
-        {
-            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Notifier:SmtpSecurity"] = "none",
-        });
+        await using var node = new GatewayFactory(database, clock, settings: Smtp(smtp, "none"));
         var actors = new Actors(node);
         var seekers = new List<Person>();
         for (var i = 0; i < 3; i++)
@@ -94,11 +85,7 @@ public sealed class RefusedMailTests
         await using var smtp = SmtpStub.StartAccepting(mailsPerSession: 2);
         await using var database = await TestDatabase.CreateAsync();
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
-        {
-            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Notifier:SmtpSecurity"] = "none",
-        });
+        await using var node = new GatewayFactory(database, clock, settings: Smtp(smtp, "none"));
         var actors = new Actors(node);
         var seekers = new List<Person>();
         for (var i = 0; i < 5; i++)
@@ -123,10 +110,7 @@ public sealed class RefusedMailTests
         await using var smtp = SmtpStub.Start();
         await using var database = await TestDatabase.CreateAsync();
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?>
-        {
-            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
+        await using var node = new GatewayFactory(database, clock, settings: Smtp(smtp, security: null));
         var seeker = await Propagation.SeekerWithCvAsync(node, new Actors(node), "plain-" + Guid.NewGuid().ToString("N"));
 
         clock.Advance(TimeSpan.FromDays(77));
@@ -134,5 +118,23 @@ public sealed class RefusedMailTests
         Assert.DoesNotContain(seeker.Email, smtp.Refused);
         Assert.Contains("EHLO", smtp.Verbs);
         Assert.DoesNotContain("MAIL", smtp.Verbs);
+    }
+
+    /// <summary>
+    /// A node mailing through the stub; <paramref name="security"/> "none" because the stub offers no STARTTLS (a relay on
+    /// the same host, the one case for plain SMTP), null for the default, which requires it.
+    /// </summary>
+    private static Dictionary<string, string?> Smtp(SmtpStub smtp, string? security)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Notifier:Mode"] = "smtp", ["Notifier:SmtpHost"] = "127.0.0.1", ["Notifier:SmtpPort"] = smtp.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (security is not null)
+        {
+            settings["Notifier:SmtpSecurity"] = security;
+        }
+
+        return settings;
     }
 }
