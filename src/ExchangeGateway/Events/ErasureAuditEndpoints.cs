@@ -50,8 +50,10 @@ public static class ErasureAuditEndpoints
             return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });
         }
 
-        // Overdue is the deadline passing, not the escalation job having flagged it since (it runs every quarter of an hour,
-        // and a deleted or stopped job would hide every late site from the auditors).
+        // Overdue is the deadline passing (as the escalation job judges it: confirm_before <= now), not the job having flagged
+        // it since (it runs every quarter of an hour, and a deleted or stopped job would hide every late site from the
+        // auditors). The list's status is what is open now; an item's flag and the compliance count keep a late
+        // confirmation late.
         var now = time.GetUtcNow();
         await using var db = reads.Open();
         var query = db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Id > after);
@@ -60,7 +62,7 @@ public static class ErasureAuditEndpoints
             "pending" => query.Where(o => o.Status == ObligationStatus.Pending),
             "delivered" => query.Where(o => o.Status == ObligationStatus.Delivered),
             "confirmed" => query.Where(o => o.Status == ObligationStatus.Confirmed),
-            "overdue" => query.Where(o => o.Status != ObligationStatus.Confirmed && (o.Overdue || o.ConfirmBefore < now)),
+            "overdue" => query.Where(o => o.Status != ObligationStatus.Confirmed && (o.Overdue || o.ConfirmBefore <= now)),
             _ => query,
         };
         var page = await cursors.PageAsync(Collection,
@@ -68,7 +70,7 @@ public static class ErasureAuditEndpoints
             join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
             orderby o.Id
             select new ObligationItem(o.Id, o.Jti, o.RecipientId, r.ClientId, o.Kind, o.Cause, o.Status,
-                o.Overdue || (o.Status != ObligationStatus.Confirmed && o.ConfirmBefore < now) || o.ConfirmedAt > o.ConfirmBefore, o.CreatedAt,
+                o.Overdue || (o.Status != ObligationStatus.Confirmed && o.ConfirmBefore <= now) || o.ConfirmedAt > o.ConfirmBefore, o.CreatedAt,
                 o.ConfirmBefore, o.DeliveredAt, o.ConfirmedAt, o.OverdueAt, o.Attempts, o.LastError),
             take, o => o.Id, context.RequestAborted);
 
@@ -94,7 +96,7 @@ public static class ErasureAuditEndpoints
                    count(*) FILTER (WHERE status = 'Pending') AS pending,
                    count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
                    count(*) FILTER (WHERE status = 'Confirmed') AS confirmed,
-                   count(*) FILTER (WHERE overdue OR (status <> 'Confirmed' AND confirm_before < {now}) OR confirmed_at > confirm_before) AS overdue,
+                   count(*) FILTER (WHERE overdue OR (status <> 'Confirmed' AND confirm_before <= {now}) OR confirmed_at > confirm_before) AS overdue,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM confirmed_at - created_at))
                        FILTER (WHERE confirmed_at IS NOT NULL) AS median_seconds
             FROM erasure_obligations WHERE recipient_id = {id}

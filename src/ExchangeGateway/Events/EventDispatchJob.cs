@@ -36,12 +36,12 @@ public sealed class EventDispatchJob(
     {
         var delivered = 0;
         var clock = Stopwatch.StartNew();
-        var gates = new DeliveryGates(caps);
+        var pauses = new SitePauses();
         await Parallel.ForAsync(0, options.Value.Lanes, cancellationToken, async (_, ct) =>
         {
             await using var scope = scopes.CreateAsyncScope();
             var lane = new Lane(scope.ServiceProvider.GetRequiredService<GatewayDbContext>(), scope.ServiceProvider.GetRequiredService<AuditTrail>());
-            Interlocked.Add(ref delivered, await RunLaneAsync(lane, clock, gates, ct));
+            Interlocked.Add(ref delivered, await RunLaneAsync(lane, clock, pauses, ct));
         });
         return delivered;
     }
@@ -51,11 +51,11 @@ public sealed class EventDispatchJob(
 
     /// <summary>
     /// One lane's rounds. Rounds overlap: the next batch is claimed and starts going out while the current one is still on
-    /// the wire, sharing the run's caps on concurrent deliveries (overall and per site), so the slowest deliveries of a
+    /// the wire, sharing the node's caps on concurrent deliveries (overall and per site), so the slowest deliveries of a
     /// batch do not leave the others idle. The lane's connection does one thing at a time; at most two of its batches are
     /// out at once, and a claimed batch waits at most a few batches' delivery time for its turn, well within its lease.
     /// </summary>
-    private async Task<int> RunLaneAsync(Lane lane, Stopwatch clock, DeliveryGates gates, CancellationToken cancellationToken)
+    private async Task<int> RunLaneAsync(Lane lane, Stopwatch clock, SitePauses pauses, CancellationToken cancellationToken)
     {
         var delivered = 0;
         var batch = await ClaimAsync(lane, cancellationToken);
@@ -64,12 +64,12 @@ public sealed class EventDispatchJob(
             return 0;
         }
 
-        var delivering = DeliverAsync(batch, gates, cancellationToken);
+        var delivering = DeliverAsync(batch, pauses, cancellationToken);
         Task<Outcome[]>? nextDelivering = null;
         try
         {
             var next = await ClaimIfTimeLeftAsync(lane, clock, cancellationToken);
-            nextDelivering = next.Count > 0 ? DeliverAsync(next, gates, cancellationToken) : null;
+            nextDelivering = next.Count > 0 ? DeliverAsync(next, pauses, cancellationToken) : null;
             while (true)
             {
                 var outcomes = await delivering;
@@ -82,7 +82,7 @@ public sealed class EventDispatchJob(
                     return delivered;
                 }
 
-                var afterDelivering = after.Count > 0 ? DeliverAsync(after, gates, cancellationToken) : null;
+                var afterDelivering = after.Count > 0 ? DeliverAsync(after, pauses, cancellationToken) : null;
                 (batch, delivering, next, nextDelivering) = (next, nextDelivering, after, afterDelivering);
             }
         }
@@ -262,17 +262,17 @@ public sealed class EventDispatchJob(
         RETURNING o.id, o.jti, o.recipient_id, r.client_id, o.consent_id, o.pairwise_id, o.kind, o.cause, o.created_at, o.confirm_before, o.attempts, r.push_endpoint
         """;
 
-    private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, DeliveryGates gates, CancellationToken cancellationToken)
+    private async Task<Outcome[]> DeliverAsync(List<ObligationToSend> batch, SitePauses pauses, CancellationToken cancellationToken)
     {
         var client = httpClients.CreateClient(HttpClientName);
         return await Task.WhenAll(batch.Select(async obligation =>
         {
             // The site's slot first: a delivery queued behind a busy site must not sit on one of the overall slots.
-            var site = gates.For(obligation.RecipientId);
+            var site = caps.For(obligation.RecipientId);
             await site.WaitAsync(cancellationToken);
             try
             {
-                await gates.Overall.WaitAsync(cancellationToken);
+                await caps.Overall.WaitAsync(cancellationToken);
                 try
                 {
                     // Behind a slow site, a delivery can wait for its slot until its lease is nearly out. Started then, it
@@ -287,7 +287,7 @@ public sealed class EventDispatchJob(
                     // A site that asked for a wait (Retry-After), or did not answer in time, or could not be reached: its
                     // other events wait too, handed back unattempted, rather than each spending an attempt timeout on the
                     // site's slots while the batch, and every other site's events in it, wait to be recorded.
-                    if (gates.PausedUntil(obligation.RecipientId) is { } until && until > now)
+                    if (pauses.PausedUntil(obligation.RecipientId) is { } until && until > now)
                     {
                         return new Outcome(false, until, null, Attempted: false);
                     }
@@ -295,14 +295,14 @@ public sealed class EventDispatchJob(
                     var outcome = await DeliverOneAsync(client, obligation, cancellationToken);
                     if (outcome.HoldSiteUntil is { } hold)
                     {
-                        gates.Pause(obligation.RecipientId, hold);
+                        pauses.Pause(obligation.RecipientId, hold);
                     }
 
                     return outcome;
                 }
                 finally
                 {
-                    gates.Overall.Release();
+                    caps.Overall.Release();
                 }
             }
             finally
@@ -312,13 +312,9 @@ public sealed class EventDispatchJob(
         }));
     }
 
-    /// <summary>A run's view of the caps (the node's) and the sites it found down or busy, which it tries no more this run.</summary>
-    private sealed class DeliveryGates(DeliveryCaps caps)
+    /// <summary>The sites a run found down or busy (Retry-After, a timeout, no connection), which it tries no more until then.</summary>
+    private sealed class SitePauses
     {
-        public SemaphoreSlim Overall => caps.Overall;
-
-        public SemaphoreSlim For(Guid recipientId) => caps.For(recipientId);
-
         private readonly ConcurrentDictionary<Guid, DateTimeOffset> _paused = new();
 
         public void Pause(Guid recipientId, DateTimeOffset until) =>

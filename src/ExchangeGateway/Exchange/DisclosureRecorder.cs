@@ -117,12 +117,7 @@ public sealed class DisclosureRecorder(
         // The clock is read once the chain lock is held, as every end reads it: read before, a batch that waited for the
         // lock behind a sweep's batch judged a consent that lapsed meanwhile still running, and sent the CV after its end
         // under a ledger date from before it.
-        await using (var chain = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({Locks.Chain})", connection, (NpgsqlTransaction)transaction.GetDbTransaction()))
-        {
-            await chain.ExecuteNonQueryAsync(CancellationToken.None);
-        }
-
-        var now = time.GetUtcNow();
+        var now = await Locks.ChainForEndAsync(db, time, CancellationToken.None);
         var freshSince = now - freshness.Value.MaxAge;
         // One round trip under the lock: the ledger rows of every waiting request, the audit head.
         var all = batch.SelectMany(p => p.Candidates.Select(c => (Candidate: c, p.Recipient))).ToList();

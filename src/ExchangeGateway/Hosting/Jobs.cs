@@ -75,18 +75,12 @@ public static class Jobs
         return services;
     }
 
-    /// <summary>The recurring jobs' ids in Hangfire, by their name in <see cref="JobOptions.DefaultSchedules"/>.</summary>
-    public static readonly IReadOnlyDictionary<string, string> RecurringJobIds = new Dictionary<string, string>
-    {
-        ["EventDispatch"] = "event-dispatch",
-        ["FreshnessSweep"] = "freshness-sweep",
-        ["Reminders"] = "reminders",
-        ["ConsentExpiry"] = "consent-expiry",
-        ["OverdueEscalation"] = "overdue-escalation",
-        ["AuditCheckpoint"] = "audit-checkpoint",
-        ["TokenPruning"] = "token-pruning",
-        ["DataKeyRotation"] = "data-key-rotation",
-    };
+    /// <summary>
+    /// The recurring jobs' ids in Hangfire, derived from their names in <see cref="JobOptions.DefaultSchedules"/>
+    /// ("EventDispatch" is "event-dispatch"), so a job added there is registered and watched by the health check alike.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> RecurringJobIds = JobOptions.DefaultSchedules.Keys.ToDictionary(
+        name => name, name => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString())));
 
     /// <summary>
     /// The recurring schedule, (re)registered at every start so a deployment's schedule is the code's. A cron expression

@@ -90,16 +90,11 @@ public sealed class RegisterModel(AccountMail mail, IStringLocalizer<PageText> t
         try
         {
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            // The address's turn, as a sign-in takes it: two sign-ups for one address at once (a double click reaching two
-            // nodes) no longer both insert, and the loser's unique violation no longer writes the address into PostgreSQL's
-            // own log, where an erasure cannot reach it.
+            // The address's turn, as a sign-in takes it: of two sign-ups for one address at once (a double click reaching two
+            // nodes), the second waits here, and the account check in CreateAsync then finds the first's account (a
+            // DuplicateEmail below) instead of both inserting: the loser's unique violation wrote the address into
+            // PostgreSQL's own log, where an erasure cannot reach it.
             await Locks.SignInAsync(db, users.NormalizeEmail(email), cancellationToken);
-            if (await users.FindByEmailAsync(email) is { } racing)
-            {
-                await transaction.RollbackAsync(cancellationToken);
-                return racing;
-            }
-
             var created = await users.CreateAsync(account);
             if (created.Succeeded)
             {
