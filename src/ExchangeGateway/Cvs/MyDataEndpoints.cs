@@ -61,7 +61,7 @@ public static class MyDataEndpoints
     }
 
     private static async Task<Results<Ok<Page<ErasureStatusItem>>, ProblemHttpResult>> Erasures(
-        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
+        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, TimeProvider time)
     {
         if (cursors.Read<long?>(MyDataQueries.ErasuresCollection, cursor, limit, out var before, out var take) is { } problem)
         {
@@ -69,7 +69,7 @@ public static class MyDataEndpoints
         }
 
         return TypedResults.Ok(await cursors.PageAsync(MyDataQueries.ErasuresCollection,
-            MyDataQueries.ErasuresOf(db, context.User.Subject(), before), take, e => e.Id, context.RequestAborted));
+            MyDataQueries.ErasuresOf(db, context.User.Subject(), time.GetUtcNow(), before), take, e => e.Id, context.RequestAborted));
     }
 
     /// <summary>
@@ -126,7 +126,7 @@ public static class MyDataEndpoints
         var disclosures = Paged<DisclosureItem>(
             last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => d.Id <= lastDisclosure && (last == null || d.Id > last.Id)).OrderBy(d => d.Id),
             context.RequestAborted);
-        var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, last?.Id ?? lastObligation + 1), context.RequestAborted);
+        var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, now, last?.Id ?? lastObligation + 1), context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);

@@ -39,11 +39,12 @@ public static class MyDataQueries
         .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
 
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
-    public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, long? before = null) =>
+    public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, DateTimeOffset now, long? before = null) =>
         from o in db.Set<ErasureObligation>().AsNoTracking()
         join c in db.Set<Consent>().AsNoTracking() on o.ConsentId equals c.Id
         join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
         where c.SeekerId == seekerId && (before == null || o.Id < before)
         orderby o.Id descending
-        select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status, o.Overdue, o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
+        select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status,
+            ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
 }

@@ -50,10 +50,8 @@ public static class ErasureAuditEndpoints
             return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });
         }
 
-        // Overdue is the deadline passing (as the escalation job judges it: confirm_before <= now), not the job having flagged
-        // it since (it runs every quarter of an hour, and a deleted or stopped job would hide every late site from the
-        // auditors). The list's status is what is open now; an item's flag and the compliance count keep a late
-        // confirmation late.
+        // Overdue is the deadline passing (ErasureObligation.IsLate), not the job having flagged it since. The list's status
+        // is what is open now; an item's flag and the compliance count keep a late confirmation late.
         var now = time.GetUtcNow();
         await using var db = reads.Open();
         var query = db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Id > after);
@@ -70,7 +68,7 @@ public static class ErasureAuditEndpoints
             join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
             orderby o.Id
             select new ObligationItem(o.Id, o.Jti, o.RecipientId, r.ClientId, o.Kind, o.Cause, o.Status,
-                o.Overdue || (o.Status != ObligationStatus.Confirmed && o.ConfirmBefore <= now) || o.ConfirmedAt > o.ConfirmBefore, o.CreatedAt,
+                ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt,
                 o.ConfirmBefore, o.DeliveredAt, o.ConfirmedAt, o.OverdueAt, o.Attempts, o.LastError),
             take, o => o.Id, context.RequestAborted);
 

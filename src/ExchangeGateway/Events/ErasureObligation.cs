@@ -56,6 +56,14 @@ public sealed class ErasureObligation
     public DateTimeOffset? LeasedUntil { get; private set; }
     public string? LastError { get; private set; }
 
+    /// <summary>
+    /// Late: open at or past its deadline, confirmed after it, or flagged by the escalation job. Judged from the deadline
+    /// rather than the flag alone, which the job sets only every quarter of an hour (and never, if the job is stopped);
+    /// a late confirmation stays late. Every view of "overdue" (seeker, site, auditor) asks this.
+    /// </summary>
+    public static bool IsLate(ObligationStatus status, bool flagged, DateTimeOffset confirmBefore, DateTimeOffset? confirmedAt, DateTimeOffset now) =>
+        flagged || (status != ObligationStatus.Confirmed && confirmBefore <= now) || confirmedAt > confirmBefore;
+
     /// <summary>The site says it deleted (or updated) its copy. Confirming twice changes nothing; a confirmation implies delivery.</summary>
     public bool Confirm(DateTimeOffset at)
     {

@@ -69,9 +69,10 @@ public static class EventEndpoints
     /// would otherwise have no way to the jti it must confirm, and stay overdue. The cursor is bound to the site.
     /// </summary>
     private static async Task<Results<Ok<Page<OpenEvent>>, ProblemHttpResult>> Open(
-        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
+        string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors, TimeProvider time)
     {
         var recipient = context.Recipient();
+        var now = time.GetUtcNow();
         if (cursors.Read<long>(OpenCollection + ":" + recipient.Id, cursor, limit, out var after, out var take) is { } problem)
         {
             return problem;
@@ -85,7 +86,8 @@ public static class EventEndpoints
                 .Where(o => o.RecipientId == recipient.Id && o.Status != ObligationStatus.Confirmed && o.Id > after
                     && (!triedOnly || o.Status == ObligationStatus.Delivered || o.Attempts > 0))
                 .OrderBy(o => o.Id)
-                .Select(o => new { o.Id, Item = new OpenEvent(o.Jti, o.Kind, o.Cause, o.PairwiseId, o.Status, o.Overdue, o.CreatedAt, o.ConfirmBefore, o.DeliveredAt) }),
+                .Select(o => new { o.Id, Item = new OpenEvent(o.Jti, o.Kind, o.Cause, o.PairwiseId, o.Status,
+                    ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.ConfirmBefore, o.DeliveredAt) }),
             take, o => o.Id, context.RequestAborted);
         return TypedResults.Ok(new Page<OpenEvent>([.. page.Items.Select(o => o.Item)], page.NextCursor));
     }

@@ -198,10 +198,17 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.Equal(1L, (await ComplianceAsync(auditor, site.Id)).GetProperty("overdue").GetInt64());
 
         var jti = overdue.GetProperty("jti").GetString();
+        // The seeker and the site see the same verdict as the auditors, from the same rule.
+        using var seekerClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker));
+        Assert.True(Assert.Single(await ItemsAsync(seekerClient, "/api/v1/me/erasures")).GetProperty("overdue").GetBoolean());
         using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
         {
+            Assert.True(Assert.Single(await ItemsAsync(siteClient, "/api/v1/erasures"), i => i.GetProperty("jti").GetString() == jti).GetProperty("overdue").GetBoolean());
             Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
         }
+
+        var confirmed = Assert.Single(await ItemsAsync(seekerClient, "/api/v1/me/erasures"));
+        Assert.Equal(("confirmed", true), (confirmed.GetProperty("status").GetString(), confirmed.GetProperty("overdue").GetBoolean()));
 
         Assert.DoesNotContain(await ListAsync(auditor, "overdue"), o => o.GetProperty("jti").GetString() == jti);
         Assert.True(Assert.Single(await ListAsync(auditor, "confirmed"), o => o.GetProperty("jti").GetString() == jti).GetProperty("overdue").GetBoolean());
@@ -218,6 +225,14 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
         await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
         return (site, seeker, marker);
+    }
+
+    /// <summary>The first page of a seeker's or a site's list of erasure events.</summary>
+    private static async Task<List<JsonElement>> ItemsAsync(HttpClient client, string path)
+    {
+        using var response = await client.GetAsync(path + "?limit=100");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return [.. (await response.ReadJsonAsync()).GetProperty("items").EnumerateArray().Select(i => i.Clone())];
     }
 
     /// <summary>Every page of the auditors' obligation list with this status (other tests add to it too).</summary>

@@ -11,7 +11,7 @@ namespace ExchangeGateway.Pages.Erasures;
 /// "Mes demandes d'effacement": per site, the live status of every obligation, newest first, by the query and cursors of
 /// GET /api/v1/me/erasures, a page at a time.
 /// </summary>
-public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
+public sealed class IndexModel(GatewayDbContext db, Cursors cursors, TimeProvider time) : PageModel
 {
     private const int PageSize = 100;
 
@@ -30,7 +30,7 @@ public sealed class IndexModel(GatewayDbContext db, Cursors cursors) : PageModel
         }
 
         var page = await cursors.PageAsync(MyDataQueries.ErasuresCollection,
-            MyDataQueries.ErasuresOf(db, User.Subject(), before), PageSize, e => e.Id, HttpContext.RequestAborted);
+            MyDataQueries.ErasuresOf(db, User.Subject(), time.GetUtcNow(), before), PageSize, e => e.Id, HttpContext.RequestAborted);
         BySite = page.Items.GroupBy(i => i.RecipientId).OrderBy(g => g.First().RecipientName, StringComparer.CurrentCulture).ToList();
         Next = page.NextCursor;
         return Page();
