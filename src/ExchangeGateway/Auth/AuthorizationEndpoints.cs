@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Claims;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
+using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication;
@@ -231,6 +232,12 @@ public static class AuthorizationEndpoints
                 .SetClaim(Claims.Name, await applications.GetDisplayNameAsync(application, context.RequestAborted));
             identity.SetScopes(request.GetScopes() is { IsEmpty: false } asked ? asked : await OwnCredentialScopesAsync(applications, application, context.RequestAborted));
             identity.SetResources(ApiScopes.Audience);
+            if (await db.Recipients.AsNoTracking().Where(r => r.ClientId == request.ClientId)
+                .Select(r => (int?)r.CredentialGeneration).SingleOrDefaultAsync(context.RequestAborted) is { } generation)
+            {
+                identity.SetClaim(Recipient.CredentialClaim, generation.ToString(CultureInfo.InvariantCulture));
+            }
+
             identity.SetDestinations(_ => [Destinations.AccessToken]);
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
         }

@@ -105,10 +105,10 @@ public static partial class AdminRecipientEndpoints
         admin.MapPost("/{id:guid}/reinstate", Reinstate).WithName("ReinstateRecipient")
             .WithSummary("Lifts a suspension (409 while the suspension is still ending a large site's consents).")
             .ProducesProblem(StatusCodes.Status409Conflict);
-        admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once).")
+        admin.MapPost("/{id:guid}/rotate-secret", RotateSecret).WithName("RotateRecipientSecret").WithSummary("Issues a new client secret (returned once). Without a grace period the old secret and every access token issued before are refused at once; with one, both run out.")
             .ProducesProblem(StatusCodes.Status409Conflict);
         admin.MapPost("/{id:guid}/rotate-keys", RotateKeys).WithName("RotateRecipientKeys")
-            .WithSummary("Replaces a private_key_jwt site's public keys (send the old and the new key together for a changeover without a gap).")
+            .WithSummary("Replaces a private_key_jwt site's public keys (send the old and the new key together for a changeover without a gap). A set that drops a key also refuses every access token issued before.")
             .ProducesProblem(StatusCodes.Status409Conflict);
         return api;
     }
@@ -419,14 +419,18 @@ public static partial class AdminRecipientEndpoints
         descriptor.ClientSecret = secret;
         await applications.UpdateAsync(application, descriptor, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
-        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient), cancellationToken);
+        await audit.AppendAsync(OperatorEntry(context, audit, AuditActions.RecipientSecretRotated, recipient) with
+        {
+            Details = new Dictionary<string, object?> { ["gracePeriodSeconds"] = (long)grace.TotalSeconds, ["issuedTokensRefused"] = grace == TimeSpan.Zero },
+        }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
     }
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> RotateKeys(
         Guid id, RotateKeysRequest request, HttpContext context, GatewayDbContext db, IOpenIddictApplicationManager applications,
-        AuditTrail audit)
+        AuditTrail audit, TimeProvider time)
     {
         var cancellationToken = context.RequestAborted;
         var errors = new RequestErrors();
@@ -444,6 +448,8 @@ public static partial class AdminRecipientEndpoints
             return problem!;
         }
 
+        var droppedAKey = descriptor.JsonWebKeySet is { } previous && Thumbprints(previous).Except(Thumbprints(keys)).Any();
+        recipient.KeysRotated(droppedAKey, time.GetUtcNow());
         descriptor.JsonWebKeySet = keys;
         try
         {
@@ -459,8 +465,10 @@ public static partial class AdminRecipientEndpoints
             Details = new Dictionary<string, object?>
             {
                 ["keys"] = Thumbprints(keys),
+                ["issuedTokensRefused"] = droppedAKey,
             },
         };
+        await db.SaveChangesAsync(cancellationToken);
         await audit.AppendAsync(entry, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);

@@ -43,7 +43,20 @@ public sealed class Recipient
     public string? PreviousSecretHash { get; private set; }
     public DateTimeOffset? PreviousSecretValidUntil { get; private set; }
 
+    /// <summary>
+    /// Moves on when a rotation retires every credential the site had: its access tokens carry the generation they were
+    /// issued under (<see cref="CredentialClaim"/>), and the gate refuses an older one. Without it a leaked secret's tokens
+    /// kept reading CVs for their remaining lifetime after the operator had rotated the secret away.
+    /// </summary>
+    public int CredentialGeneration { get; private set; }
+
+    /// <summary>The access-token claim holding <see cref="CredentialGeneration"/> at issue.</summary>
+    public const string CredentialClaim = "eg_cred";
+
     public bool IsActive => Status == RecipientStatus.Active;
+
+    /// <summary>Whether a token carrying this generation (null: issued before tokens carried one) may still act for the site.</summary>
+    public bool Honours(int? tokenGeneration) => (tokenGeneration ?? 0) >= CredentialGeneration;
 
     public static Recipient Register(
         string clientId, string displayName, string legalName, Uri website, Uri privacyPolicyUrl, string contactEmail,
@@ -84,7 +97,33 @@ public sealed class Recipient
         at = at.TruncateToMicroseconds();
         PreviousSecretHash = grace > TimeSpan.Zero ? previousHash : null;
         PreviousSecretValidUntil = grace > TimeSpan.Zero ? (at + grace).TruncateToMicroseconds() : null;
+        // With a grace period the old secret still gets tokens, so refusing those it already got would protect nothing.
+        if (grace <= TimeSpan.Zero)
+        {
+            CredentialGeneration++;
+        }
+
         UpdatedAt = at;
+    }
+
+    /// <summary>
+    /// The site's public keys replaced. A set that drops a key retires it, and every token the site got before: which key
+    /// a token was got with is not known, and the dropped one may be the leaked one. A set that only adds keys (the first
+    /// half of a changeover) leaves the tokens to run out.
+    /// </summary>
+    public void KeysRotated(bool droppedAKey, DateTimeOffset at)
+    {
+        if (ClientAuthentication != ClientAuthentication.PrivateKeyJwt)
+        {
+            throw new InvalidOperationException("Only a key-authenticated recipient has keys to rotate.");
+        }
+
+        if (droppedAKey)
+        {
+            CredentialGeneration++;
+        }
+
+        UpdatedAt = at.TruncateToMicroseconds();
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
@@ -29,6 +30,16 @@ public class RecipientGate : IEndpointFilter
         if (!recipient.IsActive && !AdmitsSuspended)
         {
             return TypedResults.Problem("This recipient is suspended: it may not read CVs. It may still poll and confirm its erasure events.", statusCode: StatusCodes.Status403Forbidden, title: "Recipient suspended");
+        }
+
+        var generation = http.User.FindFirst(Recipient.CredentialClaim)?.Value;
+        if (!recipient.Honours(generation is null ? null : int.Parse(generation, CultureInfo.InvariantCulture)))
+        {
+            // A Bearer challenge, as RFC 6750 has for a revoked token: the site's client gets a new token (or finds its
+            // credentials changed) instead of reading this as a refusal of what it asked for.
+            http.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\", error_description=\"The site's credentials were rotated after this token was issued.\"";
+            return TypedResults.Problem("This token was issued before the site's credentials were rotated. Get a new one.",
+                statusCode: StatusCodes.Status401Unauthorized, title: "Token revoked");
         }
 
         http.Items[ItemKey] = recipient;

@@ -105,7 +105,8 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
     /// <summary>
     /// A site whose key leaked gets new keys without losing its consents: the operator replaces the set, first with the
     /// old and the new key (a changeover without a gap), then with the new key alone, and the old key is refused from then
-    /// on. A secret site has no keys to rotate; the audit row names the keys by thumbprint.
+    /// on, and so is every token the site got before it: adding a key leaves the tokens to run out, dropping one refuses them. A
+    /// secret site has no keys to rotate; the audit row names the keys by thumbprint.
     /// </summary>
     [Fact]
     public async Task RotatingASitesKeysSwapsTheKeysItMaySignWith()
@@ -120,6 +121,16 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
             return response.StatusCode;
         }
 
+        async Task<HttpStatusCode> FeedWithAsync(string token)
+        {
+            using var client = fixture.Client().WithToken(token);
+            using var response = await client.GetAsync(Sites.FeedPath);
+            return response.StatusCode;
+        }
+
+        using var issued = await RequestTokenAsync(old.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow()));
+        var oldKeysToken = (await issued.ReadJsonAsync()).GetProperty("access_token").GetString()!;
+
         JsonObject Set(params SiteKey[] keys) =>
             new() { ["jwks"] = new JsonObject { ["keys"] = new JsonArray(keys.Select(k => k.PublicJwks()["keys"]![0]!.DeepClone()).ToArray()) } };
 
@@ -130,6 +141,7 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
 
         Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(old));
         Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(next));
+        Assert.Equal(HttpStatusCode.OK, await FeedWithAsync(oldKeysToken));
 
         using (var only = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-keys", Set(next)))
         {
@@ -138,6 +150,11 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
 
         Assert.Equal(HttpStatusCode.Unauthorized, await TokenWithAsync(old));
         Assert.Equal(HttpStatusCode.OK, await TokenWithAsync(next));
+        Assert.Equal(HttpStatusCode.Unauthorized, await FeedWithAsync(oldKeysToken));
+        using (var fresh = await RequestTokenAsync(next.Assertion(site.ClientId, Issuer, fixture.Time.GetUtcNow())))
+        {
+            Assert.Equal(HttpStatusCode.OK, await FeedWithAsync((await fresh.ReadJsonAsync()).GetProperty("access_token").GetString()!));
+        }
 
         var details = await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = 'recipient.keys-rotated' AND recipient = '{site.ClientId}' ORDER BY sequence DESC LIMIT 1");

@@ -9,12 +9,18 @@ namespace ExchangeGateway.Tests.Recipients;
 [Collection(GatewayCollection.Name)]
 public sealed class SecretRotationTests(GatewayFixture fixture)
 {
+    /// <summary>
+    /// The remedy for a leaked secret: the old secret gets no token, and the tokens it already got (which would otherwise
+    /// read CVs for the rest of their lifetime) are refused on their next request, CV reads and event calls alike.
+    /// </summary>
     [Fact]
-    public async Task RotatingWithoutAGracePeriodRetiresTheOldSecretAtOnce()
+    public async Task RotatingWithoutAGracePeriodRetiresTheOldSecretAndItsTokensAtOnce()
     {
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         var site = await Sites.RegisterAsync(admin);
+        using var leaked = fixture.Client().WithToken(await fixture.Actors.ClientTokenAsync(site.ClientId, site.ClientSecret!, ApiScopes.CvRead));
+        Assert.Equal(HttpStatusCode.OK, (await leaked.GetAsync(Sites.FeedPath)).StatusCode);
 
         using var response = await admin.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null);
         var rotated = await response.ReadJsonAsync();
@@ -33,6 +39,12 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         using var old = await fixture.Actors.RequestClientTokenAsync(site.ClientId, site.ClientSecret!, ApiScopes.CvRead);
         Assert.Equal(HttpStatusCode.Unauthorized, old.StatusCode);
         Assert.Equal("invalid_client", await Sites.TokenErrorAsync(old));
+
+        using var refused = await leaked.GetAsync(Sites.FeedPath);
+        await refused.AssertProblemAsync(HttpStatusCode.Unauthorized);
+        Assert.Contains("invalid_token", refused.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);
+        using var poll = await leaked.PostAsync("/api/v1/events/poll", JsonContent.Create(new { returnImmediately = true }));
+        Assert.Equal(HttpStatusCode.Unauthorized, poll.StatusCode);
     }
 
     [Fact]
@@ -41,6 +53,7 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         var @operator = await fixture.Actors.NewOperatorAsync();
         using var admin = fixture.Client().WithToken(@operator.Tokens.AccessToken);
         var site = await Sites.RegisterAsync(admin);
+        using var before = fixture.Client().WithToken(await fixture.Actors.ClientTokenAsync(site.ClientId, site.ClientSecret!, ApiScopes.CvRead));
         var rotatedAt = fixture.Time.GetUtcNow();
 
         using var response = await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", new JsonObject { ["gracePeriodSeconds"] = 3600 });
@@ -50,6 +63,8 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         var validUntil = rotated.GetProperty("previousSecretValidUntil").GetDateTimeOffset();
         Assert.InRange(validUntil, rotatedAt.AddHours(1).AddSeconds(-1), rotatedAt.AddHours(1).AddSeconds(1));
 
+        // The old secret still gets tokens during the grace period, so the tokens it got before are not refused either.
+        Assert.Equal(HttpStatusCode.OK, (await before.GetAsync(Sites.FeedPath)).StatusCode);
         await fixture.Actors.ClientTokenAsync(site.ClientId, site.ClientSecret!, ApiScopes.CvRead);
         await fixture.Actors.ClientTokenAsync(site.ClientId, newSecret, ApiScopes.CvRead);
 

@@ -764,6 +764,10 @@ namespace ExchangeGateway.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<int>("CredentialGeneration")
+                        .HasColumnType("integer")
+                        .HasColumnName("credential_generation");
+
                     b.Property<string>("DeliveryMode")
                         .IsRequired()
                         .HasMaxLength(16)
