@@ -98,6 +98,7 @@ public static class AuthSetup
                 options.AddEventHandler(TokenRefusalAudit.Descriptor);
                 options.AddEventHandler(VerificationKeysPublisher.Descriptor);
                 options.AddEventHandler(AccessTokenRevocation.Descriptor);
+                options.AddEventHandler(ClientAssertionReplay.Descriptor);
 
                 options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, ApiScopes.CvShare, .. ApiScopes.Api]);
 

@@ -9,7 +9,8 @@ namespace ExchangeGateway.Auth;
 /// <summary>
 /// Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables, and
 /// sign-ups never finished: an address typed into the sign-up page (perhaps by someone other than its holder) is not
-/// kept once its link is long dead; and counts of wrong passwords whose window has ended.
+/// kept once its link is long dead; counts of wrong passwords whose window has ended; and spent client assertions that
+/// have expired.
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class TokenPruningJob(
@@ -38,5 +39,6 @@ public sealed class TokenPruningJob(
         }
 
         await SignInThrottle.PruneAsync(db, now, cancellationToken);
+        await ClientAssertionReplay.PruneAsync(db, now, cancellationToken);
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Recipients;
 
@@ -188,6 +189,55 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/events/poll", JsonContent.Create(new { returnImmediately = true }))).StatusCode);
     }
 
+    /// <summary>
+    /// An assertion authenticates once: the same one sent again (captured from a proxy's log, say) is refused, on this node
+    /// or another; so are one without a jti, which could not be told from its copies, and one that lives for a day.
+    /// </summary>
+    [Fact]
+    public async Task AnAssertionIsSpentByItsFirstUseAndMustBeShortLivedAndNamed()
+    {
+        using var key = new SiteKey();
+        var (site, _) = await RegisterWithKeyAsync(key);
+        var now = fixture.Time.GetUtcNow();
+        var assertion = key.Assertion(site.ClientId, Issuer, now);
+        using (var first = await RequestTokenAsync(assertion))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        }
+
+        using (var again = await RequestTokenAsync(assertion))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, again.StatusCode);
+            Assert.Equal("invalid_client", await Sites.TokenErrorAsync(again));
+        }
+
+        await using (var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer))
+        {
+            using var elsewhere = node.CreateHttpClient();
+            using var form = TokenForm(assertion);
+            using var replayed = await elsewhere.PostAsync("/connect/token", form);
+            Assert.Equal(HttpStatusCode.Unauthorized, replayed.StatusCode);
+        }
+
+        foreach (var refused in new[] { key.Assertion(site.ClientId, Issuer, now, withJti: false), key.Assertion(site.ClientId, Issuer, now, lifetime: TimeSpan.FromDays(1)) })
+        {
+            using var response = await RequestTokenAsync(refused);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("invalid_client", await Sites.TokenErrorAsync(response));
+        }
+
+        // Spent assertions are kept only until they expire: OpenIddict refuses them on that ground from then on.
+        fixture.Time.Advance(TimeSpan.FromMinutes(3));
+        await using (var scope = fixture.Factory.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<TokenPruningJob>().RunAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM spent_client_assertions WHERE client_id = '{site.ClientId}'"));
+        using var late = await RequestTokenAsync(assertion);
+        Assert.Equal(HttpStatusCode.Unauthorized, late.StatusCode);
+    }
+
     /// <summary>Returns the operator's token too, for the tests that go on administering the site.</summary>
     private async Task<(TestSite Site, string OperatorToken)> RegisterWithKeyAsync(SiteKey key)
     {
@@ -200,13 +250,15 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
     private async Task<HttpResponseMessage> RequestTokenAsync(string assertion)
     {
         using var client = fixture.Client();
-        using var form = new FormUrlEncodedContent(new Dictionary<string, string>
-        {
-            ["grant_type"] = "client_credentials",
-            ["scope"] = ApiScopes.CvRead,
-            ["client_assertion_type"] = AssertionType,
-            ["client_assertion"] = assertion,
-        });
+        using var form = TokenForm(assertion);
         return await client.PostAsync("/connect/token", form);
     }
+
+    private static FormUrlEncodedContent TokenForm(string assertion) => new(new Dictionary<string, string>
+    {
+        ["grant_type"] = "client_credentials",
+        ["scope"] = ApiScopes.CvRead,
+        ["client_assertion_type"] = AssertionType,
+        ["client_assertion"] = assertion,
+    });
 }

@@ -46,27 +46,30 @@ internal sealed class SiteKey : IDisposable
     /// <summary>
     /// A client assertion: iss = sub = the client id, a fresh jti, two minutes to live. RFC 10070 (which updates RFC 7523)
     /// makes the authorization server's issuer the only valid audience and types the JWT "client-authentication+jwt".
-    /// A null type leaves the "typ" header out altogether.
+    /// A null type leaves the "typ" header out altogether; the lifetime and the jti can be made wrong on purpose.
     /// </summary>
-    public string Assertion(string clientId, Uri audience, DateTimeOffset now, string? tokenType = ClientAuthenticationType)
+    public string Assertion(
+        string clientId, Uri audience, DateTimeOffset now, string? tokenType = ClientAuthenticationType, TimeSpan? lifetime = null, bool withJti = true)
     {
         if (tokenType is null)
         {
             return WithoutType(clientId, audience, now);
         }
 
+        var claims = new Dictionary<string, object> { [JwtRegisteredClaimNames.Sub] = clientId };
+        if (withJti)
+        {
+            claims[JwtRegisteredClaimNames.Jti] = Guid.NewGuid().ToString("N");
+        }
+
         return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Issuer = clientId,
             Audience = audience.AbsoluteUri,
-            Claims = new Dictionary<string, object>
-            {
-                [JwtRegisteredClaimNames.Sub] = clientId,
-                [JwtRegisteredClaimNames.Jti] = Guid.NewGuid().ToString("N"),
-            },
+            Claims = claims,
             IssuedAt = now.UtcDateTime,
             NotBefore = now.UtcDateTime,
-            Expires = now.AddMinutes(2).UtcDateTime,
+            Expires = now.Add(lifetime ?? TimeSpan.FromMinutes(2)).UtcDateTime,
             SigningCredentials = new SigningCredentials(SecurityKey, SecurityAlgorithms.RsaSha256),
             TokenType = tokenType,
         });
