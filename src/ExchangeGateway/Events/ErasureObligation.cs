@@ -261,14 +261,19 @@ public static class PushDeliveries
     /// back-off, the hold and the leases its old endpoint caused end. Left in place, a site switched to poll would be
     /// offered nothing for up to a day, and a new endpoint would wait as long, while the deadlines ran against it. An
     /// attempt still on its way to the old endpoint then records neither its back-off nor a hold (both need the lease),
-    /// and its event may go out again, to where the site now takes it (same jti). Returns how many events became due.
+    /// and its event may go out again, to where the site now takes it (same jti). A site that polled until now may have
+    /// been offered any of its waiting events (a poll leaves no trace until its ack): they count as tried, so that a CV back
+    /// online does not withdraw one the site already holds (<see cref="OfflineEvents"/>). Returns how many events became due.
     /// </summary>
-    public static async Task<int> RedirectedAsync(GatewayDbContext db, Guid recipientId, DateTimeOffset now, CancellationToken cancellationToken)
+    public static async Task<int> RedirectedAsync(
+        GatewayDbContext db, Guid recipientId, bool polledBefore, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var due = await db.Database.ExecuteSqlAsync(
             $"""
-            UPDATE erasure_obligations SET next_attempt_at = least(next_attempt_at, {now}), leased_until = NULL
-            WHERE recipient_id = {recipientId} AND status = 'Pending' AND (next_attempt_at > {now} OR leased_until IS NOT NULL)
+            UPDATE erasure_obligations SET next_attempt_at = least(next_attempt_at, {now}), leased_until = NULL,
+                attempts = CASE WHEN {polledBefore} THEN greatest(attempts, 1) ELSE attempts END
+            WHERE recipient_id = {recipientId} AND status = 'Pending'
+              AND (next_attempt_at > {now} OR leased_until IS NOT NULL OR ({polledBefore} AND attempts = 0))
             """,
             cancellationToken);
         await db.Database.ExecuteSqlAsync($"DELETE FROM push_holds WHERE recipient_id = {recipientId}", cancellationToken);

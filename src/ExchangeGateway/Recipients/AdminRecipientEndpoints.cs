@@ -274,7 +274,7 @@ public static partial class AdminRecipientEndpoints
         var fields = recipient.Edit(request.DisplayName?.Trim(), request.LegalName?.Trim(), request.Website, request.PrivacyPolicyUrl,
             request.ContactEmail, request.DeliveryMode, request.PushEndpoint, now).ToList();
         var redirected = delivery != (recipient.DeliveryMode, recipient.PushEndpoint);
-        var due = redirected ? await PushDeliveries.RedirectedAsync(db, id, now, cancellationToken) : 0;
+        var due = redirected ? await PushDeliveries.RedirectedAsync(db, id, delivery.DeliveryMode == DeliveryMode.Poll, now, cancellationToken) : 0;
         if ((fields.Contains("displayName") || request.RedirectUris is not null)
             && await applications.FindByClientIdAsync(recipient.ClientId, cancellationToken) is { } application)
         {

@@ -124,6 +124,51 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A poll site offered a cv-offline event (a poll leaves no trace until its ack) and then switched to push before any
+    /// push tried it: the event may already be in the site's hands, so a refresh must not withdraw it as one that never
+    /// left (the site's confirmation would then find nothing, and the audit row would say it never left).
+    /// </summary>
+    [Fact]
+    public async Task ARefreshKeepsTheOfflineEventAPollSiteWasOfferedBeforeSwitchingToPush()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "switched-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+
+        string jti;
+        using (var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        using (var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 10 }))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, poll.StatusCode);
+            jti = Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject()).Name;
+        }
+
+        using (var admin = Gateway.CreateHttpClient().WithToken((await fixture.Actors.NewOperatorAsync()).Tokens.AccessToken))
+        using (var patched = await admin.PatchAsJsonAsync($"{Sites.AdminPath}/{site.Id}", new { deliveryMode = "push", pushEndpoint = receiver.Endpoint.AbsoluteUri }))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, patched.StatusCode);
+        }
+
+        using (var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker)))
+        using (var refresh = await me.PostAsync("/api/v1/me/cv/refresh", null))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, refresh.StatusCode);
+        }
+
+        Assert.Equal("Pending", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+        using (var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        using (var confirmed = await client.PostAsync($"/api/v1/erasures/{jti}/confirmation", null))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, confirmed.StatusCode);
+        }
+    }
+
+    /// <summary>
     /// A refresh meets a dispatcher that has claimed the CV's offline event and waits for the chain lock to record its
     /// batch. The refresh must not wait for that event's row while it holds the chain lock (each would wait for the other
     /// until PostgreSQL killed one): the event, held by someone else, may be leaving, so it stays; both finish.
