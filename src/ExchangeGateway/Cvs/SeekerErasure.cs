@@ -25,11 +25,16 @@ public sealed class SeekerErasure(
     {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
-        var user = await db.Users.SingleOrDefaultAsync(u => u.Id == seekerId, cancellationToken);
+        // Locked and read again: a password reset or an address confirmation (which take no seeker lock) may be changing
+        // the row, and the pages' session check may have loaded it into this context before; deleting a copy with an older
+        // concurrency stamp failed the whole erasure with a 500.
+        var user = await db.Users.FromSql($"SELECT * FROM \"AspNetUsers\" WHERE id = {seekerId} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
         if (user is null)
         {
             return false;
         }
+
+        await db.Entry(user).ReloadAsync(cancellationToken);
 
         // Locked, as in an untick (in id order, as a suspension locks them): an episode the gateway is ending right now keeps
         // the state and cause it committed.

@@ -54,6 +54,32 @@ public sealed class ConcurrentEndTests(GatewayFixture fixture)
         Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE id = '{consent}' AND seeker_id IS NOT NULL"));
     }
 
+    /// <summary>
+    /// "Forget me" while the same seeker finishes a password reset (or confirms an address) in another tab: the account's
+    /// row changes under the erasure. The erasure must wait for that change and delete the account as it then is, not fail
+    /// on Identity's concurrency stamp with a 500 and erase nothing.
+    /// </summary>
+    [Fact]
+    public async Task AnErasureRacingAnAccountChangeWaitsForItAndErasesAll()
+    {
+        var (seeker, _, consent) = await SharedAndReadAsync();
+        await using (var reset = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            Assert.Equal(1, await reset.ExecuteAsync(
+                $"UPDATE \"AspNetUsers\" SET security_stamp = '{Guid.NewGuid():N}', concurrency_stamp = '{Guid.NewGuid()}' WHERE id = '{seeker.Id}'"));
+            using var me = Gateway.CreateHttpClient().WithToken(seeker.Tokens.AccessToken);
+            var forget = me.DeleteAsync("/api/v1/me");
+            await WaitForRowLockWaiterAsync();
+            await reset.CommitAsync();
+            using var response = await forget;
+            Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        }
+
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUsers\" WHERE id = '{seeker.Id}'"));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM consents WHERE id = '{consent}' AND seeker_id IS NOT NULL"));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE consent_id = '{consent}' AND cause = 'subject-erased'"));
+    }
+
     private async Task<(Person Seeker, TestSite Site, Guid Consent)> SharedAndReadAsync()
     {
         var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
