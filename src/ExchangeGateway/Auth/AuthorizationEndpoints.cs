@@ -450,6 +450,8 @@ public static class ConsentForm
     public const string ShareValue = "yes";
     public const string Missing = "eg_missing";
     public const string Expired = "eg_expired";
+    /// <summary>Back on the page from "still looking", pressed on its notice that the CV was offline.</summary>
+    public const string Refreshed = "eg_refreshed";
 
     public static bool IsOwnField(string name) =>
         name.StartsWith("eg_", StringComparison.Ordinal) || name == "__RequestVerificationToken";

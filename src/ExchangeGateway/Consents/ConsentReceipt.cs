@@ -36,14 +36,23 @@ public sealed record ConsentReceipt(
     [JsonIgnore]
     public bool CanShareAgain { get; init; }
 
+    /// <summary>
+    /// Whether the site was asked to erase what this episode sent it, for the page's "follow the request" (none is made when
+    /// the site never received the CV); not part of the receipt either.
+    /// </summary>
+    [JsonIgnore]
+    public bool ErasureRequested { get; init; }
+
     public static async Task<ConsentReceipt?> FindAsync(GatewayDbContext db, string seekerId, Guid receiptId, ConsentOptions options, CancellationToken cancellationToken)
     {
+        var requests = Events.Obligations.ErasureRequests(db);
         var found = await (
             from e in db.Set<ConsentEvent>().AsNoTracking()
             join c in db.Set<Consent>().AsNoTracking() on e.ConsentId equals c.Id
             join r in db.Recipients.AsNoTracking() on e.RecipientId equals r.Id
             where e.Id == receiptId && e.SeekerId == seekerId
-            select new { Event = e, Consent = c, Recipient = r }).SingleOrDefaultAsync(cancellationToken);
+            select new { Event = e, Consent = c, Recipient = r, ErasureRequested = requests.Any(o => o.ConsentId == c.Id) })
+            .SingleOrDefaultAsync(cancellationToken);
         if (found is null)
         {
             return null;
@@ -63,6 +72,7 @@ public sealed record ConsentReceipt(
             fact.Kind == ConsentEventKind.Granted ? found.Consent.ExpiresAt : null)
         {
             CanShareAgain = found.Recipient.Status == Recipients.RecipientStatus.Active,
+            ErasureRequested = found.ErasureRequested,
         };
     }
 

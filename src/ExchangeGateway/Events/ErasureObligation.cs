@@ -123,6 +123,13 @@ public sealed record WrittenObligation(Guid ConsentId, string ClientId, Guid Jti
 /// </summary>
 public static class Obligations
 {
+    /// <summary>
+    /// The erasure requests sent to sites. An episode has one only if its site received the CV, so the seeker's pages offer
+    /// to follow a request only where this finds one (a link to an empty list left them wondering whether one was sent).
+    /// </summary>
+    public static IQueryable<ErasureObligation> ErasureRequests(GatewayDbContext db) =>
+        db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Kind == EventKinds.ErasureRequired);
+
     /// <summary>Erasure obligations for the given episodes that disclosed anything.</summary>
     public static async Task<List<WrittenObligation>> RequireErasureAsync(
         GatewayDbContext db, IReadOnlyCollection<Guid> consentIds, string cause, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)

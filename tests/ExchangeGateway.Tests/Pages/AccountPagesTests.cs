@@ -31,6 +31,40 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// The "forget me" page says what an erasure keeps, as it is (the sharings and the sites' receipts of the CV without the
+    /// seeker's id, the erasure requests, the pseudonymous audit log), not "only the audit log"; and, since the requests
+    /// cannot be followed once the account is gone, to download the data first, next to the download, in both languages.
+    /// </summary>
+    [Fact]
+    public async Task TheForgetMePageSaysWhatTheErasureKeepsAndToDownloadTheDataFirst()
+    {
+        var (session, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (session)
+        {
+            var french = WebUtility.HtmlDecode(await session.GetPageAsync("/Account/Delete"));
+            Assert.DoesNotContain("seul reste le journal d’audit", french, StringComparison.Ordinal);
+            foreach (var kept in (string[])["les dates du partage", "quelle version il a reçue et quand (sans son contenu)",
+                "nos demandes d’effacement jusqu’à leur confirmation", "le journal d’audit, sous un pseudonyme"])
+            {
+                Assert.Contains(kept, french, StringComparison.Ordinal);
+            }
+
+            Assert.Contains("vous ne pourrez plus suivre ces demandes ni télécharger vos données : gardez-en d’abord une copie. <a href=\"/my-data.json\" download>",
+                french, StringComparison.Ordinal);
+
+            using (await session.SubmitAsync("/Account/Delete", new() { ["culture"] = "en", ["returnUrl"] = "/Account/Delete" }, "/Culture"))
+            {
+            }
+
+            var english = WebUtility.HtmlDecode(await session.GetPageAsync("/Account/Delete"));
+            Assert.DoesNotContain("only the audit log remains", english, StringComparison.Ordinal);
+            Assert.Contains("our erasure requests until they are confirmed", english, StringComparison.Ordinal);
+            Assert.Contains("you can no longer follow these requests or download your data: keep a copy first. <a href=\"/my-data.json\" download>",
+                english, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>
     /// A seeker who uses only the pages can take their data with them: the sign-out-of-everything page (and the disclosures
     /// page) link to a download of the same document as the API's export. Without a session, the sign-in page.
     /// </summary>

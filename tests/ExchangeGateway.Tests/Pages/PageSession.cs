@@ -83,6 +83,12 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
         return WebUtility.HtmlDecode(token);
     }
 
+    /// <summary>
+    /// Where "Je suis toujours en recherche", on a sharing page's notice that the CV is offline, comes back to; empty when
+    /// the page has no such notice. From the decoded page (the layout's language switch has a return address too).
+    /// </summary>
+    public static string StillLookingReturnUrl(string decodedHtml) => StillLookingReturn().Match(decodedHtml).Groups[1].Value;
+
     public static (string Verifier, string Challenge) Pkce()
     {
         var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
@@ -93,4 +99,7 @@ public sealed partial class PageSession(GatewayFactory factory) : IDisposable
 
     [GeneratedRegex("name=\"__RequestVerificationToken\"[^>]*value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();
+
+    [GeneratedRegex("action=\"/Cv\\?handler=Refresh\">\\s*<input type=\"hidden\" name=\"returnUrl\" value=\"([^\"]*)\"")]
+    private static partial Regex StillLookingReturn();
 }

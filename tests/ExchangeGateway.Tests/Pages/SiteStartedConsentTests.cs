@@ -373,6 +373,66 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
         }
     }
 
+    /// <summary>
+    /// The site's question says when a yes would send nothing: no CV yet (with the way to Mon CV), or an offline one, with
+    /// "still looking", which comes back to the same question. It also leads to Partage, where the sharing is withdrawn.
+    /// </summary>
+    [Fact]
+    public async Task TheQuestionSaysWhenTheCvIsMissingOrOfflineAndStillLookingComesBackToIt()
+    {
+        var site = await RegisterSiteAsync();
+        var (_, challenge) = PageSession.Pkce();
+        var (newcomer, _, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using (newcomer)
+        {
+            var (page, _) = await OpenConsentPageAsync(newcomer, site, challenge, "none");
+            var text = WebUtility.HtmlDecode(page);
+            Assert.Contains("Vous n’avez pas encore de CV : les sites avec lesquels vous partagez ne reçoivent rien", text, StringComparison.Ordinal);
+            Assert.Contains("<a href=\"/Cv\">Rédiger ou importer mon CV</a>", text, StringComparison.Ordinal);
+            Assert.Contains("à tout moment, en un clic, dans <a href=\"/Sharing\">Partage</a>.", text, StringComparison.Ordinal);
+        }
+
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, "consent-offline-" + Guid.NewGuid().ToString("N"));
+        using var session = new PageSession(fixture.Factory);
+        await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), seeker.Email, seeker.Password);
+        Assert.DoesNotContain("id=\"cv-notice\"", (await OpenConsentPageAsync(session, site, challenge, "online")).Page, StringComparison.Ordinal);
+        await fixture.Database.ExecuteAsync($"UPDATE cvs SET refreshed_at = refreshed_at - interval '100 days' WHERE seeker_id = '{seeker.Id}'");
+
+        var (offline, _) = await OpenConsentPageAsync(session, site, challenge, "offline");
+        var offlineText = WebUtility.HtmlDecode(offline);
+        Assert.Contains("Votre CV est hors ligne depuis le ", offlineText, StringComparison.Ordinal);
+        var returnUrl = PageSession.StillLookingReturnUrl(offlineText);
+        Assert.StartsWith("/Consent/Share?client_id=", returnUrl, StringComparison.Ordinal);
+        Assert.Contains("state=offline", returnUrl, StringComparison.Ordinal);
+        using (var refreshed = await session.Http.PostAsync("/Cv?handler=Refresh", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["returnUrl"] = returnUrl, ["__RequestVerificationToken"] = PageSession.AntiforgeryToken(offline),
+        })))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, refreshed.StatusCode);
+            Assert.Equal(returnUrl, refreshed.Headers.Location!.OriginalString);
+        }
+
+        // The same question, now with the CV online, whose yes still reaches the site; the page's own mark is not sent on.
+        using var back = await session.Http.GetAsync(returnUrl);
+        Assert.Equal(HttpStatusCode.OK, back.StatusCode);
+        var again = await back.Content.ReadAsStringAsync();
+        var againText = WebUtility.HtmlDecode(again);
+        Assert.DoesNotContain("id=\"cv-notice\"", againText, StringComparison.Ordinal);
+        Assert.Contains("C’est noté : votre CV reste en ligne pour une nouvelle période complète.", againText, StringComparison.Ordinal);
+        var fields = HiddenField().Matches(again)
+            .Select(m => new KeyValuePair<string, string>(WebUtility.HtmlDecode(m.Groups[1].Value), WebUtility.HtmlDecode(m.Groups[2].Value)))
+            .Where(f => f.Key != "returnUrl")
+            .ToList();
+        Assert.DoesNotContain(fields, f => f.Key.StartsWith("eg_", StringComparison.Ordinal));
+        Assert.Contains(fields, f => f.Key == "state" && f.Value == "offline");
+        fields.Add(new("__RequestVerificationToken", PageSession.AntiforgeryToken(again)));
+        using var answer = await PostDecisionAsync(session, again, fields, "accept", tick: true);
+        Assert.Equal("offline", System.Web.HttpUtility.ParseQueryString(answer.Headers.Location!.Query)["state"]);
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM consents WHERE seeker_id = '{seeker.Id}' AND recipient_id = '{site.Id}' AND state = 'Active'"));
+    }
+
     /// <summary>/connect/authorize for a signed-in seeker leads to the consent page; returns it and its form's fields.</summary>
     private static async Task<(string Page, List<KeyValuePair<string, string>> Fields)> OpenConsentPageAsync(PageSession session, TestSite site, string challenge, string state)
     {

@@ -1,4 +1,5 @@
 using ExchangeGateway.Auth;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
 using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore.Mvc;
@@ -15,8 +16,8 @@ namespace ExchangeGateway.Pages.Consent;
 /// the decision is carried out.
 /// </summary>
 public sealed class ShareModel(
-    GatewayDbContext db, IOpenIddictApplicationManager applications, IOptions<Consents.ConsentOptions> options, TimeProvider time,
-    Microsoft.Extensions.Localization.IStringLocalizer<PageText> text) : PageModel
+    GatewayDbContext db, IOpenIddictApplicationManager applications, CvWriter writer, IOptions<Consents.ConsentOptions> options,
+    IOptions<FreshnessOptions> freshness, TimeProvider time, Microsoft.Extensions.Localization.IStringLocalizer<PageText> text) : PageModel
 {
     public Recipient? Site { get; private set; }
 
@@ -31,6 +32,15 @@ public sealed class ShareModel(
 
     /// <summary>Signed in with an account that is not a job seeker's (staff): told so, and offered only the way back.</summary>
     public bool NotSeeker { get; private set; }
+
+    /// <summary>Whether the site would receive anything after a yes: not without a CV, nor while it is offline.</summary>
+    public CvStanding Cv { get; private set; } = new(null);
+
+    /// <summary>Back from "still looking", pressed on the page's notice that the CV was offline.</summary>
+    public bool Refreshed { get; private set; }
+
+    /// <summary>This very question, for "still looking" to come back to (a detour through Mon CV would drop the site's request).</summary>
+    public string Here { get; private set; } = "";
 
     public async Task<IActionResult> OnGetAsync()
     {
@@ -71,6 +81,14 @@ public sealed class ShareModel(
             .Where(p => !ConsentForm.IsOwnField(p.Key))
             .SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string>(p.Key, v ?? "")))
             .ToList();
+        if (!NotSeeker)
+        {
+            Cv = await CvStanding.ReadAsync(writer, seekerId, freshness.Value, now, HttpContext.RequestAborted);
+            Refreshed = Request.Query[ConsentForm.Refreshed] == "1" && Cv.Online;
+            Here = Request.Path + QueryString.Create(
+                Parameters.Select(p => new KeyValuePair<string, string?>(p.Key, p.Value)).Append(new(ConsentForm.Refreshed, "1")));
+        }
+
         return Page();
     }
 }

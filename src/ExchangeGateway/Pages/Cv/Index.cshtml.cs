@@ -114,10 +114,19 @@ public sealed class IndexModel(
         _ => text["Cv.FieldInvalid", pointer],
     };
 
-    public async Task<IActionResult> OnPostRefreshAsync()
+    /// <summary>
+    /// "Still looking". Pressed on a page that said the CV was offline (Partage, a site's question), it goes back there, where
+    /// the seeker was deciding: on a site's question, landing here would drop the site's request.
+    /// </summary>
+    public async Task<IActionResult> OnPostRefreshAsync(string? returnUrl)
     {
         var result = await writer.RefreshAsync(User.Subject(), HttpContext.RequestAborted);
-        return RedirectToPage(new { done = result.Outcome == CvWriteOutcome.NotFound ? "nothing" : "refreshed" });
+        if (result.Outcome == CvWriteOutcome.NotFound)
+        {
+            return RedirectToPage(new { done = "nothing" });
+        }
+
+        return Url.IsLocalUrl(returnUrl) ? LocalRedirect(returnUrl) : RedirectToPage(new { done = "refreshed" });
     }
 
     private async Task<IActionResult> SaveAsync(byte[] body, Action<Dictionary<string, string[]>> showErrors, JsonObject? stored, bool importing = false)
@@ -155,12 +164,12 @@ public sealed class IndexModel(
     {
         var now = time.GetUtcNow();
         var found = await writer.ReadAsync(User.Subject(), HttpContext.RequestAborted);
-        if (found is not { } cv || cv.Cv.State == CvState.Erased)
+        Current = CvStanding.Of(found, freshness.Value, now);
+        if (Current is null || found is not { } cv)
         {
             return null;
         }
 
-        Current = CvEndpoints.ToResponse(cv.Cv, null, freshness.Value, now);
         // Published only: a node whose clock ran a few seconds ahead may have taken it offline just before its date.
         if (Current.State == CvState.Published && Current.OfflineAt is { } offline && offline > now)
         {

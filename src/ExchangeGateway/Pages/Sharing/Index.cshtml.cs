@@ -1,17 +1,23 @@
 using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
+using ExchangeGateway.Events;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace ExchangeGateway.Pages.Sharing;
 
 /// <summary>
 /// "Partage": one checkbox per named site. Saving ticks and unticks through <see cref="ConsentDesk"/> (collection method
-/// web), exactly as the API does, and shows the receipt of each change.
+/// web), exactly as the API does, and shows the receipt of each change. The sites shared with are listed first, each with
+/// its own "stop" button, so that withdrawing stays one click however many sites there are (promise 7).
 /// </summary>
-public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<ConsentOptions> options, TimeProvider time) : PageModel
+public sealed class IndexModel(
+    GatewayDbContext db, ConsentDesk desk, CvWriter writer, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time)
+    : PageModel
 {
     // One receipt per site changed at once; the bound keeps the work a crafted query string can ask for small.
     private const int MaxReceiptsShown = 50;
@@ -35,12 +41,21 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
     /// <summary>Changes saved beyond the receipts the redirect carries; each site's latest receipt stays under its name.</summary>
     [BindProperty(SupportsGet = true, Name = "more")] public int More { get; set; }
 
+    /// <summary>Back from "still looking", pressed on this page's notice that the CV was offline.</summary>
+    [BindProperty(SupportsGet = true, Name = "refreshed")] public bool Refreshed { get; set; }
+
     public IReadOnlyList<ConsentStatus> Sites { get; private set; } = [];
 
     public IReadOnlyList<ConsentReceipt> Receipts { get; private set; } = [];
 
     /// <summary>Sharings ended by a site's suspension, listed apart: the site is no longer offered.</summary>
     public IReadOnlyList<ConsentStatus> Suspended { get; private set; } = [];
+
+    /// <summary>Whether any of those sites had received the CV, and so was asked to erase it: only then is there a request to follow.</summary>
+    public bool SuspendedErasureRequested { get; private set; }
+
+    /// <summary>Whether the ticked sites receive anything: not without a CV, nor while it is offline.</summary>
+    public CvStanding Cv { get; private set; } = new(null);
 
     /// <summary>When a consent given today would lapse, for the "what you agree to" text.</summary>
     public DateTimeOffset NewConsentEnds { get; private set; }
@@ -53,6 +68,11 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
         var seekerId = User.Subject();
         (Sites, Suspended) = await ConsentQueries.SharingsAsync(db, seekerId, time.GetUtcNow(), HttpContext.RequestAborted);
         NewConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
+        Cv = await CvStanding.ReadAsync(writer, seekerId, freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
+        ViewData[CvStanding.ViewDataKey] = Cv;
+        var suspended = Suspended.Select(s => s.Id).ToList();
+        SuspendedErasureRequested = suspended.Count > 0
+            && await Obligations.ErasureRequests(db).AnyAsync(o => suspended.Contains(o.ConsentId), HttpContext.RequestAborted);
         var receipts = new List<ConsentReceipt>();
         foreach (var id in ReceiptIds.Distinct().Take(MaxReceiptsShown))
         {
@@ -100,5 +120,15 @@ public sealed class IndexModel(GatewayDbContext db, ConsentDesk desk, IOptions<C
             : changed.Count <= MaxReceiptsShown
                 ? RedirectToPage(new { receipt = changed })
                 : RedirectToPage(new { receipt = changed.Take(MaxReceiptsShown), more = changed.Count - MaxReceiptsShown });
+    }
+
+    /// <summary>
+    /// "Arrêter le partage avec X": the form with that one box unticked, so the same untick, receipt and redirect; a site
+    /// no longer shared with (ended meanwhile, or a second click) is left as it is, as the form leaves it.
+    /// </summary>
+    public Task<IActionResult> OnPostStopAsync(Guid stop)
+    {
+        (Shown, Shared, WasShared) = ([stop], [], [stop]);
+        return OnPostAsync();
     }
 }

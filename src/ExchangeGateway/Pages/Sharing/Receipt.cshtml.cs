@@ -1,5 +1,6 @@
 using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
+using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
@@ -8,7 +9,8 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Pages.Sharing;
 
 /// <summary>One consent receipt, readable, or as the JSON the API gives (the same <see cref="ConsentReceipt"/>).</summary>
-public sealed class ReceiptModel(GatewayDbContext db, IOptions<ConsentOptions> options) : PageModel
+public sealed class ReceiptModel(
+    GatewayDbContext db, CvWriter writer, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time) : PageModel
 {
     public ConsentReceipt Receipt { get; private set; } = null!;
 
@@ -21,6 +23,12 @@ public sealed class ReceiptModel(GatewayDbContext db, IOptions<ConsentOptions> o
         }
 
         Receipt = receipt;
+        if (receipt.Event == "granted")
+        {
+            // As the Partage page shows it after a tick: whether the site can receive anything yet.
+            ViewData[CvStanding.ViewDataKey] = await CvStanding.ReadAsync(writer, User.Subject(), freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
+        }
+
         return Page();
     }
 
