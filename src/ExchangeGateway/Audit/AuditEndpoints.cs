@@ -25,7 +25,7 @@ public static class AuditEndpoints
         audit.MapGet("/events", GetEvents).WithName("GetAuditEvents")
             .WithSummary("Audit events, oldest first, filtered by time range, actor, action, subject pseudonym or recipient.");
         audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
-            .WithSummary("The same events as NDJSON, streamed.").Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson");
+            .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
             .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor); names the first altered, removed or inserted row.")
             .ProducesValidationProblem();

@@ -18,14 +18,14 @@ public static class CvEndpoints
     {
         var cv = api.MapGroup("/me/cv").RequireAuthorization(ApiScopes.CvManage).WithTags("Job seeker");
         cv.MapGet("/", Get).WithName("GetMyCv").WithSummary("My CV, with its state, the date it goes offline and an ETag.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
-        cv.MapPut("/", Put).WithName("PutMyCv").Accepts<JsonElement>("application/json")
+            .WithMetadata(new OpenApi.Versioned()).ProducesProblem(StatusCodes.Status404NotFound);
+        cv.MapPut("/", Put).WithName("PutMyCv").Accepts<JsonElement>("application/json").WithMetadata(new OpenApi.Versioned(TakesIfMatch: true))
             .WithSummary("Creates or replaces my CV (a JSON Resume document, at most 256 KiB); a new version is also a refresh. Honours If-Match.")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status412PreconditionFailed)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesValidationProblem(StatusCodes.Status422UnprocessableEntity);
         cv.MapPost("/refresh", Refresh).WithName("RefreshMyCv").WithSummary("Confirms I am still looking: the CV stays online for another full period.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .WithMetadata(new OpenApi.Versioned()).ProducesProblem(StatusCodes.Status404NotFound);
         cv.MapDelete("/", Delete).WithName("EraseMyCv").WithSummary("Erases my CV; every site holding a copy is told to delete it, and every sharing ends (tick again to share a CV published later).")
             .ProducesProblem(StatusCodes.Status404NotFound);
         return api;

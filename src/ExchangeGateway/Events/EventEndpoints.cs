@@ -44,7 +44,11 @@ public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, Ob
 /// </summary>
 public sealed record OpenEvent(
     Guid Jti, string Kind, string Cause, string CvId, ObligationStatus Status, bool Overdue, DateTimeOffset CreatedAt,
-    DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt);
+    DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt)
+{
+    /// <summary>The jti again, as every resource carries an <c>id</c> (DESIGN), and as the confirmation names the event.</summary>
+    public Guid Id => Jti;
+}
 
 public static class EventEndpoints
 {

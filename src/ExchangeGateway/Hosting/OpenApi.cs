@@ -23,6 +23,7 @@ public static class OpenApi
         {
             options.OperationFilter<ProblemResponses>();
             options.OperationFilter<PageParameters>();
+            options.OperationFilter<VersionHeaders>();
             options.SchemaFilter<ConstructorParameters>();
             options.SchemaFilter<UrlLengths>();
             options.SchemaFilter<NonNullableMembers>();
@@ -47,7 +48,6 @@ public static class OpenApi
                 [ApiScopes.CvManage] = "Job seeker: manage my CV and my consents",
                 [ApiScopes.AuditRead] = "Auditor: read and verify the audit log",
                 [ApiScopes.RecipientsAdmin] = "Operator: manage recipient sites",
-                [ApiScopes.CvShare] = "Job site: ask the signed-in seeker to share their CV with it (a consent prompt; grants no API call)",
             };
             // Relative URLs resolve against the server the document is served from, so the document is the same everywhere.
             options.AddSecurityDefinition(SchemeId, new OpenApiSecurityScheme
@@ -179,6 +179,49 @@ public static class OpenApi
         }
     }
 
+    /// <summary>Endpoint metadata: the answer carries the resource's version as an ETag, and the request may send If-Match.</summary>
+    public sealed record Versioned(bool TakesIfMatch = false);
+
+    /// <summary>
+    /// The headers the handlers read and write themselves (HttpRequest.Headers), which no parameter binding shows: without
+    /// them a generated client could neither keep the ETag nor send If-Match.
+    /// </summary>
+    private sealed class VersionHeaders : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            if (context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<Versioned>().FirstOrDefault() is not { } versioned)
+            {
+                return;
+            }
+
+            foreach (var (status, response) in operation.Responses ?? [])
+            {
+                if (status.StartsWith('2') && response is OpenApiResponse answer)
+                {
+                    answer.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                    answer.Headers.TryAdd("ETag", new OpenApiHeader
+                    {
+                        Description = "The version this answer holds; send it back in If-Match to change only that version.",
+                        Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+                    });
+                }
+            }
+
+            if (versioned.TakesIfMatch)
+            {
+                operation.Parameters ??= [];
+                operation.Parameters.Add(new OpenApiParameter
+                {
+                    Name = "If-Match",
+                    In = ParameterLocation.Header,
+                    Description = "An ETag from an earlier answer (or *): the change is made only if the CV is still that version, else 412.",
+                    Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+                });
+            }
+        }
+    }
+
     /// <summary>
     /// Each operation asks for the scope its endpoint's policy is named after (policies are named by scope), not for all of
     /// them: one requirement lists scopes that are all needed, so a global one would make clients ask for every scope.
@@ -257,6 +300,12 @@ public static class OpenApi
                     && (property.PropertyType.IsValueType || nullability.Create(property).ReadState == System.Reflection.NullabilityState.NotNull))
                 {
                     memberSchema.Type = type & ~JsonSchemaType.Null;
+                }
+                else if (member is OpenApiSchemaReference reference && !property.PropertyType.IsValueType
+                    && nullability.Create(property).ReadState == System.Reflection.NullabilityState.Nullable)
+                {
+                    // A reference cannot say null by itself: an object member the API may send as null says so around it.
+                    properties[name] = new OpenApiSchema { AllOf = [reference], Type = JsonSchemaType.Null };
                 }
             }
         }

@@ -51,15 +51,13 @@ public static partial class Problems
 
     /// <summary>An exception handler's answer: the status and its problem, written for the caller's Accept.</summary>
     public static ValueTask<bool> WriteAsync(
-        this IProblemDetailsService problems, HttpContext httpContext, Exception exception, int status, string title, string detail)
+        this IProblemDetailsService problems, HttpContext httpContext, Exception exception, int status, string title, string detail) =>
+        problems.WriteAsync(httpContext, exception, new ProblemDetails { Status = status, Title = title, Detail = detail });
+
+    public static ValueTask<bool> WriteAsync(this IProblemDetailsService problems, HttpContext httpContext, Exception exception, ProblemDetails problem)
     {
-        httpContext.Response.StatusCode = status;
-        return problems.TryWriteAsync(new ProblemDetailsContext
-        {
-            HttpContext = httpContext,
-            ProblemDetails = new ProblemDetails { Status = status, Title = title, Detail = detail },
-            Exception = exception,
-        });
+        httpContext.Response.StatusCode = problem.Status ?? StatusCodes.Status500InternalServerError;
+        return problems.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
     }
 
     /// <summary>The seconds a client is told to wait when the gateway cannot answer right now (busy, a replica behind, the database).</summary>
@@ -138,9 +136,25 @@ public static partial class Problems
             // parameter declarations that the framework's messages quote do not, and are taken out.
             var detail = Internals().Replace(bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message, "the request");
             detail = ConvertedTo().Replace(detail, "the expected type");
+            var parameter = DeclaredParameter().Match(detail);
             detail = DeclaredParameter().Replace(detail, "\"$1\"");
-            return await problems.WriteAsync(httpContext, exception, bad.StatusCode,
-                bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "The request body is too large." : "The request is invalid.", detail);
+            if (bad.StatusCode != StatusCodes.Status400BadRequest)
+            {
+                return await problems.WriteAsync(httpContext, exception, bad.StatusCode,
+                    bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "The request body is too large." : "The request is invalid.", detail);
+            }
+
+            // Every 400 names the faulty field in errors, as the gateway's own validation does (and the OpenAPI document says):
+            // the JSON member by its path ("" for the body as a whole), else the parameter the framework could not bind, else "".
+            var field = bad.InnerException is JsonException body ? (body.Path ?? "").TrimStart('$').TrimStart('.')
+                : parameter.Success ? parameter.Groups[1].Value
+                : "";
+            return await problems.WriteAsync(httpContext, exception, new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [detail] })
+            {
+                Status = StatusCodes.Status400BadRequest,
+                Title = "The request is invalid.",
+                Detail = detail,
+            });
         }
     }
 }

@@ -203,7 +203,9 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.True(Assert.Single(await ItemsAsync(seekerClient, "/api/v1/me/erasures")).GetProperty("overdue").GetBoolean());
         using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
         {
-            Assert.True(Assert.Single(await ItemsAsync(siteClient, "/api/v1/erasures"), i => i.GetProperty("jti").GetString() == jti).GetProperty("overdue").GetBoolean());
+            var open = Assert.Single(await ItemsAsync(siteClient, "/api/v1/erasures"), i => i.GetProperty("jti").GetString() == jti);
+            Assert.True(open.GetProperty("overdue").GetBoolean());
+            Assert.Equal(jti, open.GetProperty("id").GetString());
             Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
         }
 

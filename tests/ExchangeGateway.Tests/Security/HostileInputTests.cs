@@ -76,6 +76,36 @@ public sealed class HostileInputTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A 400 the framework raises (a JSON member of the wrong type, an unknown member, a query parameter it cannot bind, a
+    /// NUL) names the faulty field in <c>errors</c>, as the gateway's own validation does and the OpenAPI document promises:
+    /// a generated client requires the member.
+    /// </summary>
+    [Fact]
+    public async Task EveryBadRequestNamesItsFaultyFieldInErrors()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        using var client = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+        foreach (var (body, field) in new[] { ("{\"maxEvents\":true}", "maxEvents"), ("{\"nope\":true}", "nope"), ("[", "") })
+        {
+            using var content = new StringContent(body, Encoding.UTF8, "application/json");
+            using var response = await client.PostAsync("/api/v1/events/poll", content);
+            var problem = await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+            Assert.True(problem.GetProperty("errors").TryGetProperty(field, out var messages), $"{body}: {problem}");
+            Assert.NotEmpty(messages.EnumerateArray());
+        }
+
+        using (var response = await client.GetAsync("/api/v1/shared-cvs?limit=many"))
+        {
+            Assert.True((await response.AssertProblemAsync(HttpStatusCode.BadRequest)).GetProperty("errors").TryGetProperty("limit", out _));
+        }
+
+        using (var response = await client.GetAsync("/api/v1/shared-cvs?cursor=a%00b"))
+        {
+            Assert.True((await response.AssertProblemAsync(HttpStatusCode.BadRequest)).GetProperty("errors").TryGetProperty("", out _));
+        }
+    }
+
+    /// <summary>
     /// Bodies the framework's readers throw on, sent anonymously to any path: they were 500s before routing and before the
     /// rate limiter (a multipart type without a boundary, a cut multipart body, more form values than the reader's limit,
     /// a charset .NET does not know). The quoted charset HTTP allows is read as the plain one.
