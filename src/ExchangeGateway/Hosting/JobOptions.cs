@@ -43,9 +43,33 @@ public sealed class JobOptions : IValidatableObject
                 $"no recurring job is called '{name}'; the jobs are {string.Join(", ", DefaultSchedules.Keys)}", [nameof(Schedules)]);
         }
 
-        foreach (var (name, cron) in Schedules.Where(s => DefaultSchedules.ContainsKey(s.Key) && string.IsNullOrWhiteSpace(s.Value)))
+        foreach (var (name, cron) in Schedules.Where(s => DefaultSchedules.ContainsKey(s.Key)))
         {
-            yield return new ValidationResult($"the schedule of '{name}' is empty", [nameof(Schedules)]);
+            if (string.IsNullOrWhiteSpace(cron))
+            {
+                yield return new ValidationResult($"the schedule of '{name}' is empty", [nameof(Schedules)]);
+            }
+            else if (!IsCron(cron))
+            {
+                // Here, while the services are set up, not when the jobs are registered: by then a node has installed
+                // Hangfire's schema and migrated the database other nodes still serve from, and a command never registers.
+                yield return new ValidationResult($"'{cron}' is not a cron expression (five fields, or six with seconds first)", [$"{nameof(Schedules)}:{name}"]);
+            }
+        }
+    }
+
+    /// <summary>Read as Hangfire reads a schedule: five fields, or six with the seconds first.</summary>
+    private static bool IsCron(string cron)
+    {
+        var fields = cron.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length;
+        try
+        {
+            Cronos.CronExpression.Parse(cron.Trim(), fields == 6 ? Cronos.CronFormat.IncludeSeconds : Cronos.CronFormat.Standard);
+            return true;
+        }
+        catch (Cronos.CronFormatException)
+        {
+            return false;
         }
     }
 }

@@ -18,6 +18,7 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
     [InlineData("Jobs:Workers", "0", "Jobs:Workers")]
     [InlineData("Jobs:Schedules:FreshnesSweep", "*/5 * * * *", "no recurring job is called 'FreshnesSweep'")]
     [InlineData("Jobs:Schedules:FreshnessSweep", "every ten minutes", "Jobs:Schedules:FreshnessSweep: 'every ten minutes' is not a cron expression")]
+    [InlineData("Jobs:Schedules:AuditCheckpoint", "0 * * *", "Jobs:Schedules:AuditCheckpoint: '0 * * *' is not a cron expression")]
     public async Task AWrongSettingStopsTheStartNamingIt(string key, string value, string message)
     {
         await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,
@@ -28,6 +29,25 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
         Assert.NotNull(refused);
         var messages = GatewayCommand.Chain(refused).Select(e => e.Message).ToList();
         Assert.Contains(messages, m => m.Contains(message, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A schedule is read while the services are set up, as the README says: a node given a wrong one on a rolling upgrade
+    /// stops before it installs Hangfire's schema or migrates the database the other nodes still serve from.
+    /// </summary>
+    [Fact]
+    public async Task AWrongScheduleStopsTheStartBeforeTheDatabaseIsTouched()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using (var node = new GatewayFactory(database, fixture.Time, issuer: fixture.Factory.Issuer,
+            settings: new Dictionary<string, string?> { ["Jobs:Schedules:AuditCheckpoint"] = "0 * * *" }))
+        {
+            var refused = Record.Exception(() => node.Services);
+            Assert.Contains(GatewayCommand.Chain(refused!).Select(e => e.Message), m => m.Contains("Jobs:Schedules:AuditCheckpoint", StringComparison.Ordinal));
+        }
+
+        Assert.Equal(0L, await database.ScalarAsync<long>(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"));
     }
 
     [Fact]
