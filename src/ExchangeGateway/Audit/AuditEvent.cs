@@ -97,6 +97,9 @@ public static class AuditActions
     public const string TwoFactorEnabled = "account.two-factor-enabled";
     public const string TwoFactorReset = "account.two-factor-reset";
     public const string AuditorClientRegistered = "auditor-client.registered";
+    public const string AppClientRegistered = "app-client.registered";
+    public const string ClientSecretRotated = "client.secret-rotated";
+    public const string ClientRemoved = "client.removed";
     public const string TokenRefused = "auth.token-refused";
     public const string RecipientRegistered = "recipient.registered";
     public const string RecipientUpdated = "recipient.updated";

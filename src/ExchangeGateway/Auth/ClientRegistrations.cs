@@ -32,14 +32,7 @@ public static class ClientRegistrations
             RedirectUris = { new Uri(issuer, "swagger/oauth2-redirect.html") },
             Requirements = { Requirements.Features.ProofKeyForCodeExchange },
         };
-        descriptor.Permissions.UnionWith(
-        [
-            Permissions.Endpoints.Authorization, Permissions.Endpoints.Token, Permissions.Endpoints.EndSession,
-            Permissions.Endpoints.Revocation, Permissions.GrantTypes.AuthorizationCode, Permissions.GrantTypes.RefreshToken,
-            Permissions.ResponseTypes.Code, Permissions.Scopes.Email, Permissions.Scopes.Profile,
-            Permissions.Prefixes.Scope + Scopes.OfflineAccess,
-            .. ApiScopes.Api.Select(scope => Permissions.Prefixes.Scope + scope),
-        ]);
+        descriptor.Permissions.UnionWith(PersonAppPermissions);
 
         // The redirect URI follows the configured issuer, so an existing registration is brought up to date.
         var existing = await applications.FindByClientIdAsync(SwaggerClientId, cancellationToken);
@@ -52,6 +45,32 @@ public static class ClientRegistrations
             await applications.UpdateAsync(existing, descriptor, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// One of the service's own apps, as Swagger UI is: a public client (no secret to keep in an app), code with PKCE and
+    /// refresh tokens, consent implied (staff register it), and every person scope, of which a token gets only those its
+    /// person's role allows (<see cref="ApiScopes.GrantableTo"/>).
+    /// </summary>
+    public static OpenIddictApplicationDescriptor AppClient(string clientId, IEnumerable<Uri> redirectUris, string displayName)
+    {
+        var descriptor = new OpenIddictApplicationDescriptor
+        {
+            ClientId = clientId, ClientType = ClientTypes.Public, DisplayName = displayName, ConsentType = ConsentTypes.Implicit,
+            Requirements = { Requirements.Features.ProofKeyForCodeExchange },
+        };
+        descriptor.RedirectUris.UnionWith(redirectUris);
+        descriptor.Permissions.UnionWith(PersonAppPermissions);
+        return descriptor;
+    }
+
+    private static readonly string[] PersonAppPermissions =
+    [
+        Permissions.Endpoints.Authorization, Permissions.Endpoints.Token, Permissions.Endpoints.EndSession,
+        Permissions.Endpoints.Revocation, Permissions.GrantTypes.AuthorizationCode, Permissions.GrantTypes.RefreshToken,
+        Permissions.ResponseTypes.Code, Permissions.Scopes.Email, Permissions.Scopes.Profile,
+        Permissions.Prefixes.Scope + Scopes.OfflineAccess,
+        .. ApiScopes.Api.Select(scope => Permissions.Prefixes.Scope + scope),
+    ];
 
     /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
     public static OpenIddictApplicationDescriptor AuditorClient(string clientId, string secret, string displayName)

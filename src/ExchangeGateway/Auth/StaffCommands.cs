@@ -4,9 +4,11 @@ using ExchangeGateway.Audit;
 using ExchangeGateway.Pages.Account;
 using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
+using static OpenIddict.Abstractions.OpenIddictConstants;
 
 namespace ExchangeGateway.Auth;
 
@@ -22,12 +24,19 @@ namespace ExchangeGateway.Auth;
 /// authenticator again; their sessions and tokens end.</item>
 /// <item>`staff auditor-client CLIENT_ID` registers a client for an auditors' tool (client credentials, `audit:read`) and
 /// prints its secret, once.</item>
+/// <item>`staff app-client CLIENT_ID REDIRECT_URI...` registers one of the service's own apps (a seeker's app, a staff
+/// tool): a public client, authorization code with PKCE and refresh tokens, for the scopes its signed-in person's role
+/// allows.</item>
+/// <item>`staff rotate-client-secret CLIENT_ID` gives an auditors' client a new secret (printed once; the old one is refused
+/// at once); `staff remove-client CLIENT_ID` removes an auditors' or an app client with its tokens. Sites are managed by
+/// the operator API, and these refuse them.</item>
 /// </list>
 /// </summary>
 public static class StaffCommands
 {
     private const string Usage =
-        "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff reset-two-factor EMAIL | staff auditor-client CLIENT_ID";
+        "usage: staff grant EMAIL operator|auditor | staff revoke EMAIL operator|auditor | staff reset-two-factor EMAIL | staff auditor-client CLIENT_ID"
+        + " | staff app-client CLIENT_ID REDIRECT_URI... | staff rotate-client-secret CLIENT_ID | staff remove-client CLIENT_ID";
     private const string Actor = "staff-command";
     // Printed for a person to copy: the link's "&" as it is, not escaped as "\u0026" (this JSON never goes into HTML).
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -52,6 +61,12 @@ public static class StaffCommands
                 break;
             case ["staff", "auditor-client", var clientId]:
                 change = provider => AddAuditorClientAsync(provider, clientId);
+                break;
+            case ["staff", "app-client", var clientId, .. var redirectUris] when redirectUris.Length > 0:
+                change = provider => AddAppClientAsync(provider, clientId, redirectUris);
+                break;
+            case ["staff", "rotate-client-secret" or "remove-client", var clientId]:
+                change = provider => ChangeClientAsync(provider, args[1], clientId);
                 break;
             default:
                 await Console.Error.WriteLineAsync(Usage);
@@ -212,6 +227,84 @@ public static class StaffCommands
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
                 Details: new Dictionary<string, object?> { ["client"] = clientId }),
             CancellationToken.None);
+        return (0, new { clientId, clientSecret = secret });
+    }
+
+    private static async Task<(int Code, object? Result)> AddAppClientAsync(IServiceProvider provider, string clientId, string[] redirectUris)
+    {
+        if (!RecipientClients.IsWellFormedClientId(clientId))
+        {
+            await Console.Error.WriteLineAsync("staff app-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
+            return (64, null);
+        }
+
+        var requireHttps = provider.GetRequiredService<IOptions<RecipientOptions>>().Value.RequireHttps;
+        var uris = new List<Uri>();
+        foreach (var text in redirectUris)
+        {
+            var fault = Uri.TryCreate(text, UriKind.Absolute, out var uri) ? RecipientClients.CheckRedirectUri(uri, requireHttps) : "Must be an absolute URL.";
+            if (fault is not null)
+            {
+                await Console.Error.WriteLineAsync($"staff app-client: {text}: {fault}");
+                return (64, null);
+            }
+
+            uris.Add(uri!);
+        }
+
+        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
+        if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not null)
+        {
+            await Console.Error.WriteLineAsync("staff app-client: this client id is taken");
+            return (1, null);
+        }
+
+        await applications.CreateAsync(ClientRegistrations.AppClient(clientId, uris, "App " + clientId), CancellationToken.None);
+        await provider.GetRequiredService<AuditTrail>().AppendAsync(
+            new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AppClientRegistered, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["client"] = clientId, ["redirectUris"] = uris.Select(u => u.AbsoluteUri).ToList() }),
+            CancellationToken.None);
+        return (0, new { clientId, redirectUris = uris });
+    }
+
+    /// <summary>
+    /// A new secret for an auditors' client, or the removal of an auditors' or app client (OpenIddict deletes its tokens and
+    /// authorizations with it, so its refresh tokens die; access tokens already issued run out within their lifetime). Only
+    /// those the staff commands register: a site is changed through the operator API, where its seekers' consents follow.
+    /// </summary>
+    private static async Task<(int Code, object? Result)> ChangeClientAsync(IServiceProvider provider, string command, string clientId)
+    {
+        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
+        var application = await applications.FindByClientIdAsync(clientId, CancellationToken.None);
+        var permissions = application is null ? [] : await applications.GetPermissionsAsync(application, CancellationToken.None);
+        var isAuditorClient = permissions.Contains(Permissions.GrantTypes.ClientCredentials) && permissions.Contains(Permissions.Prefixes.Scope + ApiScopes.AuditRead);
+        var isAppClient = application is not null && await applications.HasClientTypeAsync(application, ClientTypes.Public, CancellationToken.None)
+            && clientId != ClientRegistrations.SwaggerClientId;
+        var isSite = await provider.GetRequiredService<Data.GatewayDbContext>().Recipients.AnyAsync(r => r.ClientId == clientId);
+        if (application is null || isSite || !(isAuditorClient || (isAppClient && command == "remove-client")))
+        {
+            await Console.Error.WriteLineAsync(command == "remove-client"
+                ? $"staff {command}: no auditors' or app client has this id (sites are managed through the operator API)"
+                : $"staff {command}: no auditors' client has this id (sites rotate through the operator API; app clients have no secret)");
+            return (1, null);
+        }
+
+        var audit = provider.GetRequiredService<AuditTrail>();
+        if (command == "remove-client")
+        {
+            await applications.DeleteAsync(application, CancellationToken.None);
+            await audit.AppendAsync(new AuditEntry(ActorKinds.Operator, Actor, AuditActions.ClientRemoved, Outcomes.Success,
+                Details: new Dictionary<string, object?> { ["client"] = clientId }), CancellationToken.None);
+            return (0, new { clientId, removed = true });
+        }
+
+        var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, application, CancellationToken.None);
+        descriptor.ClientSecret = secret;
+        await applications.UpdateAsync(application, descriptor, CancellationToken.None);
+        await audit.AppendAsync(new AuditEntry(ActorKinds.Operator, Actor, AuditActions.ClientSecretRotated, Outcomes.Success,
+            Details: new Dictionary<string, object?> { ["client"] = clientId }), CancellationToken.None);
         return (0, new { clientId, clientSecret = secret });
     }
 

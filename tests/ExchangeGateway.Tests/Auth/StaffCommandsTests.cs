@@ -95,6 +95,87 @@ public sealed class StaffCommandsTests(GatewayFixture fixture)
         Assert.Equal(1, (await RunAsync("staff", "revoke", $"nobody-{Guid.NewGuid():N}@example.test", Roles.Auditor)).Code);
     }
 
+    /// <summary>
+    /// An auditors' tool whose secret leaked, or that is retired: its secret is replaced (the old one refused at once) or the
+    /// client removed; both are in the audit log. Neither command touches a site (the operator API does, with its seekers'
+    /// consents) or Swagger UI.
+    /// </summary>
+    [Fact]
+    public async Task AnAuditorsClientsSecretIsRotatedAndTheClientRemovedFromTheShell()
+    {
+        var clientId = "audit-tool-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, registered) = await RunAsync("staff", "auditor-client", clientId);
+        var first = JsonDocument.Parse(registered).RootElement.GetProperty("clientSecret").GetString()!;
+
+        var (rotatedCode, rotated) = await RunAsync("staff", "rotate-client-secret", clientId);
+        Assert.Equal(0, rotatedCode);
+        var second = JsonDocument.Parse(rotated).RootElement.GetProperty("clientSecret").GetString()!;
+        using (var old = await fixture.Actors.RequestClientTokenAsync(clientId, first, ApiScopes.AuditRead))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, old.StatusCode);
+        }
+
+        await fixture.Actors.ClientTokenAsync(clientId, second, ApiScopes.AuditRead);
+
+        Assert.Equal(0, (await RunAsync("staff", "remove-client", clientId)).Code);
+        using (var removed = await fixture.Actors.RequestClientTokenAsync(clientId, second, ApiScopes.AuditRead))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, removed.StatusCode);
+        }
+
+        Assert.Equal(2, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action IN ('{AuditActions.ClientSecretRotated}', '{AuditActions.ClientRemoved}') AND details LIKE '%{clientId}%'"));
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        Assert.Equal(1, (await RunAsync("staff", "remove-client", site.ClientId)).Code);
+        Assert.Equal(1, (await RunAsync("staff", "rotate-client-secret", site.ClientId)).Code);
+        Assert.Equal(1, (await RunAsync("staff", "remove-client", ExchangeGateway.Auth.ClientRegistrations.SwaggerClientId)).Code);
+        Assert.Equal(1, (await RunAsync("staff", "remove-client", clientId)).Code);
+    }
+
+    /// <summary>
+    /// One of the service's own apps (a seeker's app at its own address): registered from the shell with its redirect URI,
+    /// it signs a seeker in with code and PKCE and gets the seeker's scope, and only that; a URI that is not https (outside
+    /// loopback in development) is refused. Removed, it gets no more tokens.
+    /// </summary>
+    [Fact]
+    public async Task AnAppClientRegisteredFromTheShellSignsPeopleInWithTheirOwnScopes()
+    {
+        var clientId = "seeker-app-" + Guid.NewGuid().ToString("N")[..8];
+        const string redirectUri = "https://app.example/callback";
+        Assert.Equal(64, (await RunAsync("staff", "app-client", clientId, "http://app.example/callback")).Code);
+        Assert.Equal(64, (await RunAsync("staff", "app-client", clientId, "https://app.example/callback#fragment")).Code);
+        Assert.Equal(0, (await RunAsync("staff", "app-client", clientId, redirectUri)).Code);
+        Assert.Equal(1, (await RunAsync("staff", "app-client", clientId, redirectUri)).Code);
+
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        var tokens = await fixture.Actors.SignInWithCodeFlowAsync(seeker.Email, seeker.Password,
+            $"openid offline_access {ApiScopes.CvManage} {ApiScopes.AuditRead}", clientId, redirectUri);
+        var granted = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(tokens.AccessToken).GetClaim("scope").Value.Split(' ');
+        Assert.Contains(ApiScopes.CvManage, granted);
+        Assert.DoesNotContain(ApiScopes.AuditRead, granted);
+        using (var me = fixture.Client().WithToken(tokens.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await me.GetAsync("/api/v1/me/consents")).StatusCode);
+        }
+
+        async Task<HttpStatusCode> RefreshAsync()
+        {
+            using var client = fixture.Client();
+            using var form = new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["grant_type"] = "refresh_token", ["refresh_token"] = tokens.RefreshToken!, ["client_id"] = clientId,
+            });
+            using var response = await client.PostAsync("/connect/token", form);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await RefreshAsync());
+        Assert.Equal(0, (await RunAsync("staff", "remove-client", clientId)).Code);
+        Assert.NotEqual(HttpStatusCode.OK, await RefreshAsync());
+        Assert.Equal(1, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.AppClientRegistered}' AND details LIKE '%{clientId}%'"));
+    }
+
     private async Task<(int Code, string Output)> RunAsync(params string[] args)
     {
         await using var output = new StringWriter();

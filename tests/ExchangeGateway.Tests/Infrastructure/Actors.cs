@@ -72,15 +72,19 @@ public sealed partial class Actors(GatewayFactory factory)
     public Task<Person> NewOperatorAsync() => NewPersonAsync(Roles.Operator);
     public Task<Person> NewAuditorAsync() => NewPersonAsync(Roles.Auditor);
 
-    /// <summary>The browser's part of the flow, over HTTP with cookies: authorize, sign-in form, back to authorize, code.</summary>
-    public async Task<TokenSet> SignInWithCodeFlowAsync(string email, string password, string scope)
+    /// <summary>
+    /// The browser's part of the flow, over HTTP with cookies: authorize, sign-in form, back to authorize, code. Swagger UI's
+    /// client unless another public client (and its redirect URI) is named.
+    /// </summary>
+    public async Task<TokenSet> SignInWithCodeFlowAsync(string email, string password, string scope, string? clientId = null, string? redirectUri = null)
     {
         var cookies = new CookieContainer();
         using var browser = factory.CreateHttpClient(cookies);
         var verifier = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
         var challenge = Base64UrlEncoder.Encode(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(verifier)));
-        var redirectUri = new Uri(factory.Issuer, SwaggerRedirect).AbsoluteUri;
-        using var toLogin = await browser.GetAsync(AuthorizeUrl(scope, challenge));
+        clientId ??= ClientRegistrations.SwaggerClientId;
+        redirectUri ??= new Uri(factory.Issuer, SwaggerRedirect).AbsoluteUri;
+        using var toLogin = await browser.GetAsync(AuthorizeUrl(scope, challenge, ("client_id", clientId), ("redirect_uri", redirectUri)));
         Assert.Equal(HttpStatusCode.Redirect, toLogin.StatusCode);
         var loginUrl = toLogin.Headers.Location!;
         Assert.StartsWith("/Account/Login", loginUrl.IsAbsoluteUri ? loginUrl.PathAndQuery : loginUrl.OriginalString, StringComparison.Ordinal);
@@ -98,13 +102,13 @@ public sealed partial class Actors(GatewayFactory factory)
             ["grant_type"] = "authorization_code",
             ["code"] = code!,
             ["redirect_uri"] = redirectUri,
-            ["client_id"] = ClientRegistrations.SwaggerClientId,
+            ["client_id"] = clientId,
             ["code_verifier"] = verifier,
         }));
         return await ReadTokensAsync(tokenResponse);
     }
 
-    /// <summary>The Swagger client's authorization request (code flow, S256 PKCE) for <paramref name="scope"/>, with any extra parameters.</summary>
+    /// <summary>The Swagger client's authorization request (code flow, S256 PKCE) for <paramref name="scope"/>, with any extra parameters (which replace the defaults they name).</summary>
     public string AuthorizeUrl(string scope, string challenge, params (string Name, string Value)[] extra) =>
         "/connect/authorize?" + string.Join("&", new Dictionary<string, string>
         {
@@ -115,7 +119,7 @@ public sealed partial class Actors(GatewayFactory factory)
             ["state"] = "s-" + Guid.NewGuid().ToString("N"),
             ["code_challenge"] = challenge,
             ["code_challenge_method"] = "S256",
-        }.Concat(extra.Select(e => KeyValuePair.Create(e.Name, e.Value))).Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
+        }.Where(p => !extra.Any(e => e.Name == p.Key)).Concat(extra.Select(e => KeyValuePair.Create(e.Name, e.Value))).Select(p => $"{p.Key}={Uri.EscapeDataString(p.Value)}"));
 
     /// <summary>A fresh access token for a person (after the clock moved past the old one's lifetime).</summary>
     public async Task<string> FreshTokenAsync(Person person, string scope = "openid offline_access " + ApiScopes.CvManage) =>
