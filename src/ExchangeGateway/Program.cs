@@ -180,6 +180,8 @@ api.MapBenchmarkEndpoints(app.Configuration);
 app.MapGatewayDashboard();
 
 await app.PrepareAsync();
+// Now, not at the first job or feed read that needs them: the backlog gauges must be there from the node's start.
+app.Services.GetRequiredService<GatewayMetrics>();
 Jobs.RegisterRecurringJobs(app.Services.GetRequiredService<IRecurringJobManager>(), app.Services.GetRequiredService<IOptions<JobOptions>>().Value);
 await app.RunAsync();
 return 0;

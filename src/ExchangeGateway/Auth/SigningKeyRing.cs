@@ -44,6 +44,11 @@ public sealed class SigningKeyRing(
     private const string Rs256 = SecurityAlgorithms.RsaSha256;
     private const string Es256 = SecurityAlgorithms.EcdsaSha256;
     private const string A256Kw = SecurityAlgorithms.Aes256KW;
+    private const string RsaFileSetting = "Auth:RsaSigningKeyFile";
+    private const string EcdsaFileSetting = "Auth:EcdsaSigningKeyFile";
+
+    /// <summary>The smallest RSA key IdentityModel signs with; a smaller one would fail every token request.</summary>
+    public const int MinimumRsaKeySize = 2048;
 
     private readonly IDataProtector _protector = dataProtection.CreateProtector("ExchangeGateway.SigningKeys.v1");
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -93,11 +98,11 @@ public sealed class SigningKeyRing(
             }
 
             var rsa = options.Value.RsaSigningKeyFile is { Length: > 0 } rsaFile
-                ? ImportRsa(await File.ReadAllTextAsync(rsaFile, cancellationToken))
-                : ImportRsa(await GetOrCreateStoredAsync(Rs256, createMissing ? CreateRsaPem : null, "Auth:RsaSigningKeyFile", cancellationToken));
+                ? SigningKeyFile(ImportRsa, await File.ReadAllTextAsync(rsaFile, cancellationToken), RsaFileSetting)
+                : ImportRsa(await GetOrCreateStoredAsync(Rs256, createMissing ? CreateRsaPem : null, RsaFileSetting, cancellationToken));
             var ecdsa = options.Value.EcdsaSigningKeyFile is { Length: > 0 } ecFile
-                ? ImportEcdsa(await File.ReadAllTextAsync(ecFile, cancellationToken))
-                : ImportEcdsa(await GetOrCreateStoredAsync(Es256, createMissing ? CreateEcdsaPem : null, "Auth:EcdsaSigningKeyFile", cancellationToken));
+                ? SigningKeyFile(pem => ImportEcdsa(pem, EcdsaFileSetting), await File.ReadAllTextAsync(ecFile, cancellationToken), EcdsaFileSetting)
+                : ImportEcdsa(await GetOrCreateStoredAsync(Es256, createMissing ? CreateEcdsaPem : null, EcdsaFileSetting, cancellationToken), $"The stored {Es256} key");
 
             var encryption = new SymmetricSecurityKey(Convert.FromBase64String(options.Value.EncryptionKey is { Length: > 0 } configured
                 ? configured
@@ -210,12 +215,74 @@ public sealed class SigningKeyRing(
         return new RsaSecurityKey(rsa) { KeyId = KeyIdOf(rsa.ExportSubjectPublicKeyInfo()) };
     }
 
-    private static ECDsaSecurityKey ImportEcdsa(string pem)
+    private static ECDsaSecurityKey ImportEcdsa(string pem, string what)
     {
         var ecdsa = ECDsa.Create();
         ecdsa.ImportFromPem(pem);
-        RequireP256(ecdsa, "The event signing key file");
+        RequireP256(ecdsa, what);
         return new ECDsaSecurityKey(ecdsa) { KeyId = KeyIdOf(ecdsa.ExportSubjectPublicKeyInfo()) };
+    }
+
+    /// <summary>
+    /// A signing key from the file <paramref name="setting"/> names, refused (naming the setting) unless it signs a small
+    /// payload that its public half then verifies. ImportFromPem takes a public PEM as readily as a private one, and
+    /// OpenIddict checks only that a key is asymmetric: a node given one would start, report itself ready and publish the
+    /// key, then fail every token (RSA) or every event and checkpoint (P-256).
+    /// </summary>
+    private static TKey SigningKeyFile<TKey>(Func<string, TKey> import, string pem, string setting) where TKey : AsymmetricSecurityKey
+    {
+        TKey key;
+        try
+        {
+            key = import(pem);
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
+        {
+            throw new InvalidOperationException(
+                $"{setting} holds no key it can use: it needs {(typeof(TKey) == typeof(RsaSecurityKey) ? "an RSA" : "a P-256")} private key in PEM form ({e.GetType().Name}).", e);
+        }
+
+        if (key is RsaSecurityKey { Rsa.KeySize: < MinimumRsaKeySize and var bits })
+        {
+            throw new InvalidOperationException($"{setting} holds a {bits}-bit RSA key: RS256 tokens need at least {MinimumRsaKeySize} bits.");
+        }
+
+        var payload = "ExchangeGateway signing key check"u8.ToArray();
+        bool verified;
+        try
+        {
+            switch (key)
+            {
+                case RsaSecurityKey { Rsa: var rsa }:
+                    using (var check = RSA.Create())
+                    {
+                        check.ImportSubjectPublicKeyInfo(rsa.ExportSubjectPublicKeyInfo(), out _);
+                        verified = check.VerifyData(payload, rsa.SignData(payload, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1),
+                            HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+                    }
+
+                    break;
+                case ECDsaSecurityKey { ECDsa: var ecdsa }:
+                    using (var check = ECDsa.Create())
+                    {
+                        check.ImportSubjectPublicKeyInfo(ecdsa.ExportSubjectPublicKeyInfo(), out _);
+                        verified = check.VerifyData(payload, ecdsa.SignData(payload, HashAlgorithmName.SHA256), HashAlgorithmName.SHA256);
+                    }
+
+                    break;
+                default:
+                    verified = false;
+                    break;
+            }
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"{setting} holds no usable private key (a public PEM belongs in Auth:VerificationKeyFiles).", e);
+        }
+
+        return verified
+            ? key
+            : throw new InvalidOperationException($"{setting} holds a private key whose signatures its own public half does not verify.");
     }
 
     /// <summary>Events and checkpoints are signed and published as ES256, which is P-256 only.</summary>

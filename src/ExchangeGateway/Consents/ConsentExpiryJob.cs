@@ -17,7 +17,7 @@ namespace ExchangeGateway.Consents;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class ConsentExpiryJob(
     GatewayDbContext db, AuditTrail audit, DispatchSignal dispatch, TimeProvider time, IOptions<ErasureOptions> erasure,
-    Recipients.SuspensionConsequences suspensions)
+    Recipients.SuspensionConsequences suspensions, GatewayMetrics metrics)
 {
     public const int BatchSize = 1000;
 
@@ -76,6 +76,7 @@ public sealed class ConsentExpiryJob(
         var events = Obligations.ByEpisode(obligations);
         await audit.AppendAsync([.. entries.Select(e => e.Entry.WithEvent(events, e.ConsentId))], cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        metrics.ConsentsExpired.Add(due.Count);
         dispatch.After(obligations.Count);
         return due.Count;
     }

@@ -21,7 +21,8 @@ namespace ExchangeGateway.Cvs;
 /// </summary>
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class FreshnessSweepJob(
-    IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure)
+    IServiceScopeFactory scopes, DispatchSignal dispatch, TimeProvider time, IOptions<FreshnessOptions> freshness, IOptions<ErasureOptions> erasure,
+    GatewayMetrics metrics)
 {
     public const int Workers = 2;
 
@@ -203,6 +204,7 @@ public sealed class FreshnessSweepJob(
                 Details: written.TryGetValue(seeker, out var events) ? new Dictionary<string, object?> { ["erasureEvents"] = Obligations.Listed(events) } : null)).ToList(),
             head, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        metrics.CvsTakenOffline.Add(seekers.Count);
         return (seekers.Count, written.Values.Sum(list => list.Count));
     }
 }

@@ -6,7 +6,7 @@ using Npgsql;
 
 namespace ExchangeGateway.Data;
 
-public static class GatewayDatabase
+public static partial class GatewayDatabase
 {
     public const string ConnectionStringName = "Gateway";
     public const string OwnerConnectionStringName = "GatewayOwner";
@@ -57,7 +57,51 @@ public static class GatewayDatabase
     public static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken = default)
     {
         await using var db = OwnerContext(services);
+        await DropInvalidIndexesAsync(db, services, cancellationToken);
         await db.Database.MigrateAsync(cancellationToken);
+    }
+
+    // An index a migration builds with CREATE INDEX CONCURRENTLY IF NOT EXISTS (those of a table every request writes).
+    [System.Text.RegularExpressions.GeneratedRegex(@"CREATE INDEX CONCURRENTLY IF NOT EXISTS (\w+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase)]
+    private static partial System.Text.RegularExpressions.Regex ConcurrentIndexIfNotExists();
+
+    /// <summary>
+    /// A concurrent build that failed half-way (cancelled, the node stopped) leaves an INVALID index under its name, and the
+    /// migration's IF NOT EXISTS, run again, would then take it for built and record the migration as applied: the planner
+    /// never uses the index, every write maintains it. So before the pending migrations run, each index they build that way
+    /// and that exists invalid is dropped, and the migration builds it again. Under the start turn, so no other node is
+    /// building it right now (a build under way is invalid too). The migrations themselves are unchanged.
+    /// </summary>
+    private static async Task DropInvalidIndexesAsync(GatewayDbContext db, IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var pending = (await db.Database.GetPendingMigrationsAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
+        if (pending.Count == 0)
+        {
+            return;
+        }
+
+        var migrations = db.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrationsAssembly>();
+        var indexes = migrations.Migrations.Where(m => pending.Contains(m.Key))
+            .SelectMany(m => migrations.CreateMigration(m.Value, db.Database.ProviderName!).UpOperations
+                .OfType<Microsoft.EntityFrameworkCore.Migrations.Operations.SqlOperation>()
+                .SelectMany(sql => ConcurrentIndexIfNotExists().Matches(sql.Sql).Select(match => (Migration: m.Key, Index: match.Groups[1].Value))))
+            .ToList();
+        foreach (var (migration, index) in indexes)
+        {
+            var invalid = await db.Database.SqlQuery<bool>(
+                    $"SELECT NOT indisvalid AS \"Value\" FROM pg_index WHERE indexrelid = to_regclass({index})")
+                .ToListAsync(cancellationToken);
+            if (invalid is [true])
+            {
+                services.GetService<ILoggerFactory>()?.CreateLogger(typeof(GatewayDatabase).FullName!).LogWarning(
+                    "Index {Index} was left invalid by a build that did not finish; dropped, so that migration {Migration} builds it again", index, migration);
+                // The name comes from the gateway's own migrations (a plain identifier, matched above), never from input;
+                // an index name cannot be a parameter.
+#pragma warning disable EF1002
+                await db.Database.ExecuteSqlRawAsync($"DROP INDEX CONCURRENTLY IF EXISTS \"{index}\"", cancellationToken);
+#pragma warning restore EF1002
+            }
+        }
     }
 
     /// <summary>The migrations this version has and the database has not applied.</summary>
@@ -101,7 +145,11 @@ public static class GatewayDatabase
         var connectionString = OwnerConnectionString(services);
         var options = new DbContextOptionsBuilder<GatewayDbContext>();
         options.UseGateway(connectionString);
-        return new GatewayDbContext(options.Options);
+        var db = new GatewayDbContext(options.Options);
+        // No command timeout (0): under Npgsql's 30 seconds a concurrent index build on a table of millions of rows was
+        // cancelled, leaving an invalid index and a failed start. The start turn already keeps it to one node at a time.
+        db.Database.SetCommandTimeout(0);
+        return db;
     }
 
     /// <summary>

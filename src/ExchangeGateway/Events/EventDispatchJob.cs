@@ -327,13 +327,13 @@ public sealed class EventDispatchJob(
     {
         if (obligation.PushEndpoint is null)
         {
-            return Retry(obligation, "no push endpoint registered");
+            return Retry(obligation, "no push endpoint registered", DeliveryError.NoEndpoint);
         }
 
         // The address is judged again on connect (PushEndpointPolicy.ConnectAsync); the URL's form here, under today's rules.
         if (endpoints.CheckForm(obligation.PushEndpoint) is { } fault)
         {
-            return Retry(obligation, $"refused: the push endpoint {fault}");
+            return Retry(obligation, $"refused: the push endpoint {fault}", DeliveryError.EndpointRefused);
         }
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -349,7 +349,7 @@ public sealed class EventDispatchJob(
             }
             catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or InvalidCastException or InvalidOperationException)
             {
-                return Retry(obligation, $"the gateway could not sign the event: {e.GetType().Name}");
+                return Retry(obligation, $"the gateway could not sign the event: {e.GetType().Name}", DeliveryError.Signing);
             }
 
             // Headers given in their final form (Accept is the client's default): parsing them back per request showed up in
@@ -369,7 +369,7 @@ public sealed class EventDispatchJob(
             {
                 // RFC 8935 §2.4: the receiver says what was wrong with the SET; keep its word, not ours.
                 var error = await ReadSetErrorAsync(response, timeout.Token);
-                return Retry(obligation, $"rejected: {error}");
+                return Retry(obligation, $"rejected: {error}", DeliveryError.Http(response.StatusCode));
             }
 
             if (response.Headers.RetryAfter is { } retryAfter && (int)response.StatusCode is 429 or 503)
@@ -382,27 +382,31 @@ public sealed class EventDispatchJob(
                 var now = time.GetUtcNow();
                 var backoff = options.Value.Backoff(obligation.Attempts, Random.Shared);
                 var siteBackoff = options.Value.Backoff(0, Random.Shared);
+                // An attempt that failed like any other, whatever the site's reason: counted with the failures.
+                Failed(DeliveryError.Http(response.StatusCode));
                 return new Outcome(false, now + (wait > backoff ? wait : backoff), $"HTTP {(int)response.StatusCode}, retry after {wait.TotalSeconds:0}s",
                     HoldSiteUntil: now + (wait > siteBackoff ? wait : siteBackoff));
             }
 
-            return Retry(obligation, $"HTTP {(int)response.StatusCode}");
+            return Retry(obligation, $"HTTP {(int)response.StatusCode}", DeliveryError.Http(response.StatusCode));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return Retry(obligation, "timed out") with { HoldSiteUntil = SiteRetry() };
+            return Retry(obligation, "timed out", DeliveryError.Timeout) with { HoldSiteUntil = SiteRetry() };
         }
         catch (HttpRequestException e)
         {
             // The message names the endpoint's host and the socket error, never personal data.
-            return Retry(obligation, e.InnerException is PushEndpointRefusedException refused ? refused.Message : $"connection failed: {e.HttpRequestError}")
+            return (e.InnerException is PushEndpointRefusedException refused
+                    ? Retry(obligation, refused.Message, DeliveryError.EndpointRefused)
+                    : Retry(obligation, $"connection failed: {e.HttpRequestError}", DeliveryError.Connection))
                 with { HoldSiteUntil = SiteRetry() };
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // Whatever one site's answer does, it is that site's failed attempt, not the batch's: the other sites' outcomes
             // in the batch are recorded, not pushed again after the lease.
-            return Retry(obligation, $"unexpected answer: {e.GetType().Name}");
+            return Retry(obligation, $"unexpected answer: {e.GetType().Name}", DeliveryError.Unexpected);
         }
     }
 
@@ -412,10 +416,29 @@ public sealed class EventDispatchJob(
     /// </summary>
     private DateTimeOffset SiteRetry() => time.GetUtcNow() + options.Value.Backoff(0, Random.Shared);
 
-    private Outcome Retry(ObligationToSend obligation, string error)
+    private Outcome Retry(ObligationToSend obligation, string error, string errorType)
     {
-        metrics.EventDeliveryFailures.Add(1);
+        Failed(errorType);
         return new Outcome(false, time.GetUtcNow() + options.Value.Backoff(obligation.Attempts, Random.Shared), error);
+    }
+
+    private void Failed(string errorType) => metrics.EventDeliveryFailures.Add(1, new KeyValuePair<string, object?>(GatewayMetrics.ErrorType, errorType));
+
+    /// <summary>
+    /// Why an attempt failed, as the delivery failures' <c>error.type</c>: a few fixed words, so that a site that is down, a
+    /// site refusing the SET and the gateway's own signing fault are told apart, never the site, the endpoint or its answer.
+    /// </summary>
+    private static class DeliveryError
+    {
+        public const string NoEndpoint = "no_endpoint";
+        public const string EndpointRefused = "endpoint_refused";
+        public const string Signing = "signing";
+        public const string Timeout = "timeout";
+        public const string Connection = "connection";
+        public const string Unexpected = "unexpected";
+
+        /// <summary>The status's class (<c>http_4xx</c>, <c>http_5xx</c>…; HttpClient takes only three-digit codes).</summary>
+        public static string Http(HttpStatusCode status) => $"http_{(int)status / 100}xx";
     }
 
     /// <summary>

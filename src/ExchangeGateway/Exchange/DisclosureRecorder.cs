@@ -108,6 +108,7 @@ public sealed class DisclosureRecorder(
 
     private async Task WriteBatchAsync(List<Pending> batch)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var audit = scope.ServiceProvider.GetRequiredService<AuditTrail>();
@@ -180,6 +181,8 @@ public sealed class DisclosureRecorder(
         await audit.AppendAsync(entries, head, CancellationToken.None);
         await transaction.CommitAsync(CancellationToken.None);
         metrics.CvsDisclosed.Add(entries.Count);
+        metrics.DisclosureBatchSize.Record(all.Count);
+        metrics.DisclosureBatchDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         foreach (var pending in batch)
         {
             pending.Completion.TrySetResult(pending.Recorded);

@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
+using Cronos;
 using Hangfire;
 using Hangfire.States;
 using Hangfire.Storage;
@@ -9,7 +11,8 @@ namespace ExchangeGateway.Hosting;
 /// <summary>
 /// Whether the background work that keeps the promises runs: some node's job server has sent a heartbeat lately, every
 /// recurring job is on the schedule (the dashboard can delete one, and nothing else would say so until a node restarts),
-/// none is overdue (its scheduler would have enqueued it), and none failed on its last run. Not part of
+/// none is overdue (its scheduler would have enqueued it), and none failed on its last run (unhealthy for a job that runs
+/// at least hourly, degraded for a daily one, see <see cref="FrequentJobInterval"/>). Not part of
 /// readiness: a node serves requests whatever the jobs do (availability is judged from live data on every read), but an
 /// operator must learn when stale CVs stay on the feed's books or erasures wait unsent.
 /// </summary>
@@ -20,6 +23,18 @@ public sealed class JobsHealthCheck(JobStorage storage) : IHealthCheck
 
     /// <summary>The scheduler enqueues a due job within seconds; minutes late means no scheduler runs it.</summary>
     public static readonly TimeSpan OverdueAfter = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// A job that runs at least this often and whose last run failed is failing now, not once: its retries are spent within
+    /// minutes and its next run clears the state as soon as the cause is gone, so a failure that stays is the promise's work
+    /// (dispatch, sweep, reminders, expiry, escalation, checkpoints) not being done. Unhealthy, so that a probe watching the
+    /// status code alerts. A daily job's failure (token pruning, data-key rotation) stays until the next day whatever is
+    /// done, and the jobs that keep the promises do not depend on it: degraded.
+    /// </summary>
+    public static readonly TimeSpan FrequentJobInterval = TimeSpan.FromHours(1);
+
+    // Judged once per schedule: the verdict depends on the cron expression alone, and a minutely one has 10 080 runs a week.
+    private static readonly ConcurrentDictionary<string, bool> Frequent = new(StringComparer.Ordinal);
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -35,7 +50,9 @@ public sealed class JobsHealthCheck(JobStorage storage) : IHealthCheck
 
         var missing = Jobs.RecurringJobIds.Values.Except(recurring.Select(j => j.Id)).Order().ToList();
         var overdue = recurring.Where(j => j.NextExecution is { } next && now - next > OverdueAfter).Select(j => j.Id).Order().ToList();
-        var failed = recurring.Where(j => j.LastJobState == FailedState.StateName).Select(j => j.Id).Order().ToList();
+        var failedJobs = recurring.Where(j => j.LastJobState == FailedState.StateName).ToList();
+        var failed = failedJobs.Select(j => j.Id).Order().ToList();
+        var failing = failedJobs.Where(j => RunsAtLeastHourly(j.Cron)).Select(j => j.Id).Order().ToList();
         var data = new Dictionary<string, object> { ["servers"] = live, ["missing"] = missing, ["overdue"] = overdue, ["failed"] = failed };
         if (live == 0)
         {
@@ -54,10 +71,44 @@ public sealed class JobsHealthCheck(JobStorage storage) : IHealthCheck
             return Task.FromResult(HealthCheckResult.Unhealthy($"Overdue by more than {OverdueAfter.TotalMinutes:0} minutes: {string.Join(", ", overdue)}.", data: data));
         }
 
+        if (failing.Count > 0)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(
+                $"Failed on its last run, and runs at least hourly: {string.Join(", ", failing)}. Its work waits until the cause is fixed (see the dashboard at /hangfire).", data: data));
+        }
+
         return Task.FromResult(failed.Count > 0
             ? HealthCheckResult.Degraded($"Failed on its last run: {string.Join(", ", failed)} (see the dashboard at /hangfire).", data: data)
             : HealthCheckResult.Healthy($"{live} job server(s); every recurring job on schedule.", data));
     }
+
+    /// <summary>
+    /// Whether no two runs of <paramref name="cron"/> in the coming week are more than <see cref="FrequentJobInterval"/>
+    /// apart (a week: a schedule may skip days). A schedule that cannot be read counts as frequent: the louder verdict.
+    /// </summary>
+    public static bool RunsAtLeastHourly(string? cron) => cron is null || Frequent.GetOrAdd(cron, static cron =>
+    {
+        // Read as Hangfire reads it: six fields when seconds are given.
+        var format = cron.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard;
+        if (!CronExpression.TryParse(cron, format, out var expression))
+        {
+            return true;
+        }
+
+        var from = DateTime.UtcNow;
+        var previous = from;
+        foreach (var next in expression.GetOccurrences(from, from.AddDays(7), fromInclusive: true, toInclusive: true).Append(from.AddDays(7)))
+        {
+            if (next - previous > FrequentJobInterval)
+            {
+                return false;
+            }
+
+            previous = next;
+        }
+
+        return true;
+    });
 
     /// <summary>The verdict as JSON: status, description, and the servers, missing, overdue and failed jobs (names only).</summary>
     public static Task WriteAsync(HttpContext context, HealthReport report)

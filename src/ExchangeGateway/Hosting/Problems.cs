@@ -89,17 +89,19 @@ public static partial class Problems
     private static partial System.Text.RegularExpressions.Regex DeclaredParameter();
 
     /// <summary>A database failure that passes (a deadlock, a replay conflict, a connection refused or cut), anywhere in the chain.</summary>
-    public static bool IsTransient(Exception exception)
+    public static bool IsTransient(Exception exception) => TransientCause(exception) is not null;
+
+    private static Npgsql.NpgsqlException? TransientCause(Exception exception)
     {
         for (var cause = exception; cause is not null; cause = cause.InnerException)
         {
-            if (cause is Npgsql.NpgsqlException { IsTransient: true })
+            if (cause is Npgsql.NpgsqlException { IsTransient: true } transient)
             {
-                return true;
+                return transient;
             }
         }
 
-        return false;
+        return null;
     }
 
     /// <summary>
@@ -107,16 +109,31 @@ public static partial class Problems
     /// replay, a connection refused or cut. A 503 with Retry-After tells the client to try again; a 500 would say the
     /// gateway is broken.
     /// </summary>
-    private sealed class TransientDatabaseHandler(IProblemDetailsService problems) : IExceptionHandler
+    private sealed class TransientDatabaseHandler(IProblemDetailsService problems, ILogger<TransientDatabaseHandler> logger) : IExceptionHandler
     {
         public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
         {
-            if (!IsTransient(exception) || Pages.PagesSetup.IsPageRequest(httpContext))
+            if (TransientCause(exception) is not { } cause || Pages.PagesSetup.IsPageRequest(httpContext))
             {
                 // A page's error is a page of its own (Pages/Error, with the same 503 and Retry-After).
                 return false;
             }
 
+            // Since .NET 10 the exception handler middleware records nothing about an exception a handler took (no log, no
+            // error.type on the request metric), and the hot paths' raw Npgsql commands log nothing themselves: without this
+            // line a full disk or an exhausted pool shows only as clients' 503s. The route's template, the exceptions' types
+            // (a pool timeout and a refused connection differ only there) and the SQLSTATE, never a message: PostgreSQL's
+            // message and detail can quote row values.
+            var types = new List<string>();
+            for (var inner = exception; inner is not null; inner = inner.InnerException)
+            {
+                types.Add(inner.GetType().Name);
+            }
+
+            // The middleware has cleared the request's endpoint by now; its feature keeps the one that failed.
+            var route = (httpContext.Features.Get<IExceptionHandlerFeature>()?.Endpoint as RouteEndpoint)?.RoutePattern.RawText ?? "(no route)";
+            logger.LogWarning("Answered 503 to {Method} {Route}: the database failed in a way that passes ({Exception}, SQLSTATE {SqlState})",
+                httpContext.Request.Method, route, string.Join(" > ", types), cause.SqlState ?? "none");
             httpContext.Response.Headers.RetryAfter = RetryAfterSeconds;
             return await problems.WriteAsync(httpContext, exception, StatusCodes.Status503ServiceUnavailable, "Service unavailable",
                 "The database could not answer just now; try again in a few seconds.");

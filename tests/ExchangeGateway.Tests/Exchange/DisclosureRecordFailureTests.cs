@@ -89,6 +89,48 @@ public sealed class DisclosureRecordFailureTests
             """));
     }
 
+    /// <summary>
+    /// A fault that passes is answered 503 (Retry-After) and, since .NET 10 records nothing about an exception a handler took,
+    /// logged by the gateway itself: one Warning with the route, the exceptions' types and the SQLSTATE, and no word of the
+    /// database's message, which here quotes a value of the refused row (as a deadlock's or a unique violation's detail can).
+    /// </summary>
+    [Fact]
+    public async Task ATransientFaultIsLoggedOnceByRouteTypeAndSqlStateWithoutTheRowsValues()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), captureLogs: true);
+        var actors = new Actors(gateway);
+        var site = await Sites.RegisterAsync(gateway, actors);
+        var seeker = await Propagation.SeekerWithCvAsync(gateway, actors, "logged-" + Guid.NewGuid().ToString("N"));
+        var consentId = (await Sharing.TickAsync(gateway, seeker.Tokens.AccessToken, site.Id)).GetProperty("id").GetGuid();
+        var id = await database.ScalarAsync<string>($"SELECT pairwise_id FROM consents WHERE id = '{consentId}'");
+        var seekerId = await database.ScalarAsync<string>($"SELECT seeker_id FROM consents WHERE id = '{consentId}'");
+        await database.ExecuteAsync($"""
+            CREATE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION '{Refusal}: row of %', NEW.seeker_id USING ERRCODE = '40P01', DETAIL = 'Key (seeker_id)=(' || NEW.seeker_id || ')';
+            END
+            $$;
+            CREATE TRIGGER test_refuse_insert BEFORE INSERT ON disclosures FOR EACH ROW EXECUTE FUNCTION test_refuse_insert();
+            """);
+        var token = await actors.TokenAsync(site);
+        using var client = gateway.CreateHttpClient().WithToken(token);
+        var before = gateway.Logs!.Count;
+
+        using (var response = await client.GetAsync($"{Sites.FeedPath}/{id}"))
+        {
+            await AssertRefusedAsync(response, HttpStatusCode.ServiceUnavailable, seekerId);
+        }
+
+        var logged = gateway.Logs.Skip(before).ToList();
+        var warning = Assert.Single(logged, line => line.Contains("Answered 503", StringComparison.Ordinal));
+        Assert.StartsWith("Warning ", warning, StringComparison.Ordinal);
+        Assert.Contains("GET /api/v1/shared-cvs/{id}", warning, StringComparison.Ordinal);
+        Assert.Contains("PostgresException", warning, StringComparison.Ordinal);
+        Assert.Contains("SQLSTATE 40P01", warning, StringComparison.Ordinal);
+        Assert.DoesNotContain(logged, line => line.Contains(seekerId, StringComparison.Ordinal) || line.Contains(Refusal, StringComparison.Ordinal));
+    }
+
     private static async Task AssertRefusedAsync(HttpResponseMessage response, HttpStatusCode expected, string marker)
     {
         var text = await response.Content.ReadAsStringAsync();

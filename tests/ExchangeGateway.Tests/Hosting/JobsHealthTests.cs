@@ -36,6 +36,7 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
         using var connection = storage.GetConnection();
         connection.AnnounceServer(serverId, new ServerContext { Queues = ["default"], WorkerCount = 1 });
         var lastJob = connection.GetAllEntriesFromHash("recurring-job:token-pruning")?.GetValueOrDefault("LastJobId");
+        var lastReminders = connection.GetAllEntriesFromHash("recurring-job:reminders")?.GetValueOrDefault("LastJobId");
         string? failed = null;
         try
         {
@@ -46,7 +47,8 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
             Assert.True(healthy.GetProperty("servers").GetInt32() >= 1);
             Assert.Empty(healthy.GetProperty("overdue").EnumerateArray());
 
-            // A last run that failed for good (its retries spent, as Hangfire then records it): degraded (still 200), and named.
+            // A daily job whose last run failed for good (its retries spent, as Hangfire then records it): degraded (still 200),
+            // and named; nothing will run it again before tomorrow whatever the operator does.
             failed = services.GetRequiredService<IBackgroundJobClient>()
                 .Create<TokenPruningJob>(job => job.RunAsync(CancellationToken.None), new ScheduledState(TimeSpan.FromDays(365)));
             using (var transaction = connection.CreateWriteTransaction())
@@ -59,6 +61,15 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
             var degraded = await GetAsync(client, HttpStatusCode.OK);
             Assert.Equal("Degraded", degraded.GetProperty("status").GetString());
             Assert.Equal(["token-pruning"], degraded.GetProperty("failed").EnumerateArray().Select(e => e.GetString()));
+
+            // A job that runs every ten minutes and failed on its last run fails on every run (its next one would have
+            // cleared the state): its promise is not kept, so the probe answers 503, which a monitor on the status code sees.
+            connection.SetRangeInHash("recurring-job:reminders", [new("LastJobId", failed)]);
+            var failing = await GetAsync(client, HttpStatusCode.ServiceUnavailable);
+            Assert.Equal("Unhealthy", failing.GetProperty("status").GetString());
+            Assert.Equal(["reminders", "token-pruning"], failing.GetProperty("failed").EnumerateArray().Select(e => e.GetString()));
+            Assert.Contains("reminders", failing.GetProperty("description").GetString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("token-pruning", failing.GetProperty("description").GetString(), StringComparison.Ordinal);
 
             // A job whose time came ten minutes ago and was never enqueued: no scheduler runs it.
             connection.SetRangeInHash("recurring-job:event-dispatch", [new("NextExecution", JobHelper.SerializeDateTime(DateTime.UtcNow.AddMinutes(-10)))]);
@@ -85,8 +96,28 @@ public sealed class JobsHealthTests(GatewayFixture fixture)
                 connection.SetRangeInHash("recurring-job:token-pruning", [new("LastJobId", lastJob)]);
             }
 
+            if (lastReminders is not null)
+            {
+                connection.SetRangeInHash("recurring-job:reminders", [new("LastJobId", lastReminders)]);
+            }
+
             Jobs.RegisterRecurringJobs(services.GetRequiredService<IRecurringJobManager>(), services.GetRequiredService<IOptions<JobOptions>>().Value);
         }
+    }
+
+    /// <summary>
+    /// Which failures make the check unhealthy follows each job's schedule, the configured one included: by default every
+    /// job but the two daily ones runs at least hourly.
+    /// </summary>
+    [Fact]
+    public void JobsRunningAtLeastHourlyAreTheOnesWhoseFailureIsUnhealthy()
+    {
+        var frequent = JobOptions.DefaultSchedules.Where(s => JobsHealthCheck.RunsAtLeastHourly(s.Value)).Select(s => s.Key).Order().ToList();
+        Assert.Equal(["AuditCheckpoint", "ConsentExpiry", "EventDispatch", "FreshnessSweep", "OverdueEscalation", "Reminders"], frequent);
+        Assert.True(JobsHealthCheck.RunsAtLeastHourly("30 */5 * * * *"));
+        Assert.False(JobsHealthCheck.RunsAtLeastHourly("0 */2 * * *"));
+        // Hourly on working days only: the weekend is two days without a run.
+        Assert.False(JobsHealthCheck.RunsAtLeastHourly("0 * * * 1-5"));
     }
 
     private static async Task<JsonElement> GetAsync(HttpClient client, HttpStatusCode expected)
