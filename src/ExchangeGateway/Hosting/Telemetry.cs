@@ -75,16 +75,19 @@ public static class Telemetry
 
         builder.Services.AddSingleton<Events.ObligationBacklog>();
         builder.Services.AddSingleton<GatewayMetrics>();
-        var otel = builder.Services.AddOpenTelemetry()
+        // Metrics only: UseOtlpExporter() would also ship every log line to the collector, a second store off the node
+        // under its own retention, which an operator asking for metrics did not choose.
+        var export = !string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("exchange-gateway"))
-            .WithMetrics(metrics => metrics
-                .AddAspNetCoreInstrumentation()
-                .AddMeter(GatewayMetrics.MeterName, "Npgsql"));
-        if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-        {
-            otel.UseOtlpExporter();
-        }
-
+            .WithMetrics(metrics =>
+            {
+                metrics.AddAspNetCoreInstrumentation().AddMeter(GatewayMetrics.MeterName, "Npgsql");
+                if (export)
+                {
+                    metrics.AddOtlpExporter();
+                }
+            });
         return builder;
     }
 }

@@ -15,6 +15,21 @@ namespace ExchangeGateway.Tests.Hosting;
 /// </summary>
 public sealed class MetricsTests
 {
+    /// <summary>
+    /// OTEL_EXPORTER_OTLP_ENDPOINT exports the metrics, as the README says, and only them: the logs stay where the operator
+    /// sends them (OpenTelemetry's UseOtlpExporter would have shipped every log line to the collector as well).
+    /// </summary>
+    [Fact]
+    public async Task AnOtlpEndpointExportsTheMetricsAndNotTheLogs()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
+            settings: new Dictionary<string, string?> { ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9" });
+        Assert.NotNull(node.Services.GetService<OpenTelemetry.Metrics.MeterProvider>());
+        Assert.DoesNotContain(node.Services.GetServices<Microsoft.Extensions.Logging.ILoggerProvider>(),
+            p => p.GetType().FullName!.StartsWith("OpenTelemetry", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task TheJobsTheRecorderAndFailedPushesAreMeasuredAndTheBacklogIsGauged()
     {
