@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Pages.Account;
@@ -6,7 +5,6 @@ using ExchangeGateway.Recipients;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
-using Microsoft.IdentityModel.Tokens;
 using OpenIddict.Abstractions;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 
@@ -221,7 +219,7 @@ public static class StaffCommands
             return (1, null);
         }
 
-        var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var secret = RecipientClients.NewSecret();
         await applications.CreateAsync(ClientRegistrations.AuditorClient(clientId, secret, "Auditors' client " + clientId), CancellationToken.None);
         await provider.GetRequiredService<AuditTrail>().AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
@@ -298,7 +296,7 @@ public static class StaffCommands
             return (0, new { clientId, removed = true });
         }
 
-        var secret = Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var secret = RecipientClients.NewSecret();
         var descriptor = new OpenIddictApplicationDescriptor();
         await applications.PopulateAsync(descriptor, application, CancellationToken.None);
         descriptor.ClientSecret = secret;

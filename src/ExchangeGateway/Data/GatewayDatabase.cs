@@ -140,11 +140,17 @@ public static partial class GatewayDatabase
                 ?? throw new InvalidOperationException($"ConnectionStrings:{ConnectionStringName} is not set.");
     }
 
+    /// <summary>How long a migration waits for a lock before it gives up (and the start fails, to be tried again).</summary>
+    public static readonly TimeSpan MigrationLockTimeout = TimeSpan.FromSeconds(30);
+
     private static GatewayDbContext OwnerContext(IServiceProvider services)
     {
-        var connectionString = OwnerConnectionString(services);
+        // A lock timeout instead: an ALTER TABLE waiting behind a long transaction (a dump, a session left idle in one)
+        // would otherwise wait for ever, and every request touching that table would queue behind it.
+        var builder = new NpgsqlConnectionStringBuilder(OwnerConnectionString(services));
+        builder.Options = $"{builder.Options} -c lock_timeout={(int)MigrationLockTimeout.TotalMilliseconds}".Trim();
         var options = new DbContextOptionsBuilder<GatewayDbContext>();
-        options.UseGateway(connectionString);
+        options.UseGateway(builder.ConnectionString);
         var db = new GatewayDbContext(options.Options);
         // No command timeout (0): under Npgsql's 30 seconds a concurrent index build on a table of millions of rows was
         // cancelled, leaving an invalid index and a failed start. The start turn already keeps it to one node at a time.

@@ -58,18 +58,18 @@ public sealed class JobOptions : IValidatableObject
         }
     }
 
-    /// <summary>Read as Hangfire reads a schedule: five fields, or six with the seconds first.</summary>
-    private static bool IsCron(string cron)
+    /// <summary>
+    /// A schedule read as Hangfire 1.8 reads it: five fields, or six with the seconds first; null when it cannot be read
+    /// (macros such as @hourly, which Cronos takes and Hangfire refuses, included).
+    /// </summary>
+    public static Cronos.CronExpression? ParseCron(string cron)
     {
         var fields = cron.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length;
-        try
-        {
-            Cronos.CronExpression.Parse(cron.Trim(), fields == 6 ? Cronos.CronFormat.IncludeSeconds : Cronos.CronFormat.Standard);
-            return true;
-        }
-        catch (Cronos.CronFormatException)
-        {
-            return false;
-        }
+        return fields is 5 or 6
+            && Cronos.CronExpression.TryParse(cron.Trim(), fields == 6 ? Cronos.CronFormat.IncludeSeconds : Cronos.CronFormat.Standard, out var expression)
+            ? expression
+            : null;
     }
+
+    private static bool IsCron(string cron) => ParseCron(cron) is not null;
 }

@@ -88,9 +88,7 @@ public sealed class JobsHealthCheck(JobStorage storage) : IHealthCheck
     /// </summary>
     public static bool RunsAtLeastHourly(string? cron) => cron is null || Frequent.GetOrAdd(cron, static cron =>
     {
-        // Read as Hangfire reads it: six fields when seconds are given.
-        var format = cron.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length == 6 ? CronFormat.IncludeSeconds : CronFormat.Standard;
-        if (!CronExpression.TryParse(cron, format, out var expression))
+        if (JobOptions.ParseCron(cron) is not { } expression)
         {
             return true;
         }

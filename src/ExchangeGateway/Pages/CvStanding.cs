@@ -1,4 +1,5 @@
 using ExchangeGateway.Cvs;
+using Microsoft.EntityFrameworkCore;
 
 namespace ExchangeGateway.Pages;
 
@@ -23,7 +24,13 @@ public sealed record CvStanding(CvResponse? Current)
     public static CvResponse? Of((Cvs.Cv Cv, byte[]? Document)? found, FreshnessOptions freshness, DateTimeOffset now) =>
         found is { } cv && cv.Cv.State != CvState.Erased ? CvEndpoints.ToResponse(cv.Cv, null, freshness, now) : null;
 
+    /// <summary>
+    /// The CV's row alone: its state is all these pages show, so the document is neither unwrapped nor opened (a CV this
+    /// node cannot open must not take the page with the stop buttons down with it).
+    /// </summary>
     public static async Task<CvStanding> ReadAsync(
-        CvWriter writer, string seekerId, FreshnessOptions freshness, DateTimeOffset now, CancellationToken cancellationToken) =>
-        new(Of(await writer.ReadAsync(seekerId, cancellationToken), freshness, now));
+        Data.GatewayDbContext db, string seekerId, FreshnessOptions freshness, DateTimeOffset now, CancellationToken cancellationToken) =>
+        new(await db.Set<Cvs.Cv>().AsNoTracking().SingleOrDefaultAsync(c => c.SeekerId == seekerId, cancellationToken) is { } cv
+            ? Of((cv, null), freshness, now)
+            : null);
 }

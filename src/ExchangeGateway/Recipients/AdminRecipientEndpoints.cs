@@ -425,7 +425,25 @@ public static partial class AdminRecipientEndpoints
         }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
+        TellSiteCredentialsChanged(context, recipient, time.GetUtcNow(), "secret");
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
+    }
+
+    /// <summary>
+    /// The site's contact hears of every change to its credentials, whoever asked: the operator who rotates a secret
+    /// receives it, and one who adds a key to a set can sign as the site, so a change the site did not ask for must not go
+    /// unnoticed (its reads would be recorded as the site's own). Names the change, never the secret.
+    /// </summary>
+    private static void TellSiteCredentialsChanged(HttpContext context, Recipient recipient, DateTimeOffset at, string what)
+    {
+        var (address, name, clientId) = (recipient.ContactEmail, recipient.DisplayName, recipient.ClientId);
+        context.RequestServices.GetRequiredService<AccountMail>().Enqueue(address, capped: false, prepare: (services, _) =>
+        {
+            var texts = services.GetRequiredService<Microsoft.Extensions.Localization.IStringLocalizer<Pages.PageText>>();
+            var change = texts[what == "secret" ? "Site.CredentialsChanged.Secret" : "Site.CredentialsChanged.Keys"];
+            return Task.FromResult<Notice?>(new Notice(address, texts["Site.CredentialsChanged.Subject", name],
+                texts["Site.CredentialsChanged.Body", name, clientId, at.ToString("u", System.Globalization.CultureInfo.InvariantCulture), change]));
+        });
     }
 
     private static async Task<Results<Ok<RecipientResponse>, ProblemHttpResult>> RotateKeys(
@@ -472,6 +490,7 @@ public static partial class AdminRecipientEndpoints
         await audit.AppendAsync(entry, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
+        TellSiteCredentialsChanged(context, recipient, time.GetUtcNow(), "keys");
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 

@@ -66,7 +66,8 @@ public static class RecipientContext
 /// Recipients by client id, each kept for one second. Every recipient request needs the site's row, and reading it was a
 /// round trip per request. What a stale entry can do is bounded: the node that suspends or edits a site forgets it at
 /// once, another node answers from its copy for at most a second, and even then no CV leaves, because the ledger insert
-/// that must precede every disclosure checks the site's status again in the database, under the chain lock.
+/// that must precede every disclosure checks the site's status again in the database, under the chain lock. A token of
+/// credentials rotated away, which the ledger insert does not check, may still act for that second on another node.
 /// </summary>
 public sealed class RecipientLookup
 {

@@ -19,6 +19,7 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
     [InlineData("Jobs:Schedules:FreshnesSweep", "*/5 * * * *", "no recurring job is called 'FreshnesSweep'")]
     [InlineData("Jobs:Schedules:FreshnessSweep", "every ten minutes", "Jobs:Schedules:FreshnessSweep: 'every ten minutes' is not a cron expression")]
     [InlineData("Jobs:Schedules:AuditCheckpoint", "0 * * *", "Jobs:Schedules:AuditCheckpoint: '0 * * *' is not a cron expression")]
+    [InlineData("Jobs:Schedules:AuditCheckpoint", "@hourly", "Jobs:Schedules:AuditCheckpoint: '@hourly' is not a cron expression")]
     public async Task AWrongSettingStopsTheStartNamingIt(string key, string value, string message)
     {
         await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,

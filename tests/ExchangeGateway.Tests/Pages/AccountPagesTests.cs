@@ -44,7 +44,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
             var french = WebUtility.HtmlDecode(await session.GetPageAsync("/Account/Delete"));
             Assert.DoesNotContain("seul reste le journal d’audit", french, StringComparison.Ordinal);
             foreach (var kept in (string[])["les dates du partage", "quelle version il a reçue et quand (sans son contenu)",
-                "nos demandes d’effacement jusqu’à leur confirmation", "le journal d’audit, sous un pseudonyme"])
+                "nos demandes d’effacement et leurs confirmations", "le journal d’audit, sous un pseudonyme"])
             {
                 Assert.Contains(kept, french, StringComparison.Ordinal);
             }
@@ -58,7 +58,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
 
             var english = WebUtility.HtmlDecode(await session.GetPageAsync("/Account/Delete"));
             Assert.DoesNotContain("only the audit log remains", english, StringComparison.Ordinal);
-            Assert.Contains("our erasure requests until they are confirmed", english, StringComparison.Ordinal);
+            Assert.Contains("our erasure requests and their confirmations", english, StringComparison.Ordinal);
             Assert.Contains("you can no longer follow these requests or download your data: keep a copy first. <a href=\"/my-data.json\" download>",
                 english, StringComparison.Ordinal);
         }

@@ -157,6 +157,10 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
             Assert.Equal(HttpStatusCode.OK, await FeedWithAsync((await fresh.ReadJsonAsync()).GetProperty("access_token").GetString()!));
         }
 
+        // Each change is told to the site's contact: a key added by someone else would let them sign as the site.
+        Assert.Equal(2, (await Mailbox.ForAsync(fixture.Factory, site.Recipient.GetProperty("contactEmail").GetString()!))
+            .Count(m => m.TextBody?.Contains(site.ClientId, StringComparison.Ordinal) == true));
+
         var details = await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = 'recipient.keys-rotated' AND recipient = '{site.ClientId}' ORDER BY sequence DESC LIMIT 1");
         Assert.Contains(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(

@@ -45,6 +45,12 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         Assert.Contains("invalid_token", refused.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);
         using var poll = await leaked.PostAsync("/api/v1/events/poll", JsonContent.Create(new { returnImmediately = true }));
         Assert.Equal(HttpStatusCode.Unauthorized, poll.StatusCode);
+
+        // The site's contact is told of the change (which it may not have asked for), and is not sent the secret.
+        var contact = site.Recipient.GetProperty("contactEmail").GetString()!;
+        var told = Assert.Single(await Mailbox.ForAsync(fixture.Factory, contact));
+        Assert.Contains(site.ClientId, told.TextBody, StringComparison.Ordinal);
+        Assert.DoesNotContain(newSecret, told.TextBody, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ namespace ExchangeGateway.Pages.Consent;
 /// the decision is carried out.
 /// </summary>
 public sealed class ShareModel(
-    GatewayDbContext db, IOpenIddictApplicationManager applications, CvWriter writer, IOptions<Consents.ConsentOptions> options,
+    GatewayDbContext db, IOpenIddictApplicationManager applications, IOptions<Consents.ConsentOptions> options,
     IOptions<FreshnessOptions> freshness, TimeProvider time, Microsoft.Extensions.Localization.IStringLocalizer<PageText> text) : PageModel
 {
     public Recipient? Site { get; private set; }
@@ -83,7 +83,7 @@ public sealed class ShareModel(
             .ToList();
         if (!NotSeeker)
         {
-            Cv = await CvStanding.ReadAsync(writer, seekerId, freshness.Value, now, HttpContext.RequestAborted);
+            Cv = await CvStanding.ReadAsync(db, seekerId, freshness.Value, now, HttpContext.RequestAborted);
             Refreshed = Request.Query[ConsentForm.Refreshed] == "1" && Cv.Online;
             Here = Request.Path + QueryString.Create(
                 Parameters.Select(p => new KeyValuePair<string, string?>(p.Key, p.Value)).Append(new(ConsentForm.Refreshed, "1")));

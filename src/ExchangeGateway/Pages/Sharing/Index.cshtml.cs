@@ -16,7 +16,7 @@ namespace ExchangeGateway.Pages.Sharing;
 /// its own "stop" button, so that withdrawing stays one click however many sites there are (promise 7).
 /// </summary>
 public sealed class IndexModel(
-    GatewayDbContext db, ConsentDesk desk, CvWriter writer, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time)
+    GatewayDbContext db, ConsentDesk desk, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time)
     : PageModel
 {
     // One receipt per site changed at once; the bound keeps the work a crafted query string can ask for small.
@@ -68,7 +68,7 @@ public sealed class IndexModel(
         var seekerId = User.Subject();
         (Sites, Suspended) = await ConsentQueries.SharingsAsync(db, seekerId, time.GetUtcNow(), HttpContext.RequestAborted);
         NewConsentEnds = time.GetUtcNow() + options.Value.MaxAge;
-        Cv = await CvStanding.ReadAsync(writer, seekerId, freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
+        Cv = await CvStanding.ReadAsync(db, seekerId, freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
         ViewData[CvStanding.ViewDataKey] = Cv;
         var suspended = Suspended.Select(s => s.Id).ToList();
         SuspendedErasureRequested = suspended.Count > 0

@@ -10,7 +10,7 @@ namespace ExchangeGateway.Pages.Sharing;
 
 /// <summary>One consent receipt, readable, or as the JSON the API gives (the same <see cref="ConsentReceipt"/>).</summary>
 public sealed class ReceiptModel(
-    GatewayDbContext db, CvWriter writer, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time) : PageModel
+    GatewayDbContext db, IOptions<ConsentOptions> options, IOptions<FreshnessOptions> freshness, TimeProvider time) : PageModel
 {
     public ConsentReceipt Receipt { get; private set; } = null!;
 
@@ -26,7 +26,7 @@ public sealed class ReceiptModel(
         if (receipt.Event == "granted")
         {
             // As the Partage page shows it after a tick: whether the site can receive anything yet.
-            ViewData[CvStanding.ViewDataKey] = await CvStanding.ReadAsync(writer, User.Subject(), freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
+            ViewData[CvStanding.ViewDataKey] = await CvStanding.ReadAsync(db, User.Subject(), freshness.Value, time.GetUtcNow(), HttpContext.RequestAborted);
         }
 
         return Page();
