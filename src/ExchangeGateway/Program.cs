@@ -138,8 +138,8 @@ if (LocalOnly.Refusal(app.Environment, app.Configuration.GetValue("DemoData:Enab
     throw new InvalidOperationException(refusal);
 }
 
-// Every setting first: a node with a bad one must stop before it touches the database (Hangfire's dashboard, mapped below,
-// opens its storage and installs its schema; the start's migrations change the schema the other nodes run on).
+// Every setting first: a node with a bad one must stop before it touches the database (the start's migrations change the
+// schema the other nodes run on, and making Hangfire's storage installs its schema).
 app.Services.GetService<IStartupValidator>()?.Validate();
 
 app.UseGatewayProxies();
@@ -177,9 +177,10 @@ api.MapMyDataEndpoints();
 api.MapEventEndpoints();
 api.MapErasureAuditEndpoints();
 api.MapBenchmarkEndpoints(app.Configuration);
-app.MapGatewayDashboard();
 
 await app.PrepareAsync();
+// After the start turn made Hangfire's storage (mapping the dashboard resolves it).
+app.MapGatewayDashboard();
 // Now, not at the first job or feed read that needs them: the backlog gauges must be there from the node's start.
 app.Services.GetRequiredService<GatewayMetrics>();
 Jobs.RegisterRecurringJobs(app.Services.GetRequiredService<IRecurringJobManager>(), app.Services.GetRequiredService<IOptions<JobOptions>>().Value);

@@ -35,6 +35,9 @@ public static class Jobs
         {
             SchemaName = "hangfire",
             PrepareSchemaIfNecessary = true,
+            // No retries at start: the storage is made in the start turn (Startup.PrepareAsync), once the database exists;
+            // retrying there only delayed a wrong connection string's failure by a minute.
+            StartupConnectionMaxRetries = 0,
             QueuePollInterval = TimeSpan.FromSeconds(1),
             InvisibilityTimeout = TimeSpan.FromMinutes(10),
         };
@@ -122,6 +125,23 @@ public static class Jobs
 
             // Hangfire ends a scope synchronously, on its own worker thread; the scope may hold services that dispose asynchronously.
             public override void DisposeScope() => scope.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    /// <summary>
+    /// Hangfire's storage, made now: making it installs (or upgrades) Hangfire's schema, which must happen in the start
+    /// turn, after the database exists, and fail with the setting's name.
+    /// </summary>
+    public static JobStorage PrepareStorage(IServiceProvider services)
+    {
+        try
+        {
+            return services.GetRequiredService<JobStorage>();
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or ArgumentException or InvalidOperationException)
+        {
+            throw new InvalidOperationException(
+                $"Hangfire's storage could not be prepared ({e.GetType().Name}): check ConnectionStrings:Hangfire (or the owner's or the gateway's connection string it falls back to).", e);
         }
     }
 

@@ -39,6 +39,7 @@ public static class Startup
                 unsealed);
         }
 
+        Jobs.PrepareStorage(app.Services);
         await app.Services.GetRequiredService<SigningKeyRing>().LoadAsync(cancellationToken, createMissing: true);
         // Built now, so that a malformed ConnectionStrings:AuditReads stops the node instead of failing an auditor later.
         app.Services.GetRequiredService<Audit.AuditReads>();

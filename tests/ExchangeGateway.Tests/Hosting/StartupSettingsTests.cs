@@ -51,6 +51,22 @@ public sealed class StartupSettingsTests(GatewayFixture fixture)
             "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"));
     }
 
+    /// <summary>
+    /// Hangfire's storage is made in the start turn, without Hangfire's own retries: a wrong connection string for it stops
+    /// the node at once, naming the setting (it failed after a minute of retries, with Hangfire's message).
+    /// </summary>
+    [Fact]
+    public async Task AWrongHangfireConnectionStringStopsTheStartNamingIt()
+    {
+        await using var node = new GatewayFactory(fixture.Database, fixture.Time, issuer: fixture.Factory.Issuer,
+            settings: new Dictionary<string, string?> { ["ConnectionStrings:Hangfire"] = "Host=127.0.0.1;Port=1;Username=nobody;Timeout=2" });
+
+        var refused = Record.Exception(() => node.Services);
+
+        Assert.NotNull(refused);
+        Assert.Contains(GatewayCommand.Chain(refused).Select(e => e.Message), m => m.Contains("ConnectionStrings:Hangfire", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task AConfiguredOriginMayCallTheApiAndNoOtherMay()
     {
