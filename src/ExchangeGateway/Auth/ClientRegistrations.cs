@@ -23,16 +23,7 @@ public static class ClientRegistrations
 
         var issuer = services.GetRequiredService<IOptions<AuthOptions>>().Value.Issuer!;
         var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
-        var descriptor = new OpenIddictApplicationDescriptor
-        {
-            ClientId = SwaggerClientId,
-            ClientType = ClientTypes.Public,
-            DisplayName = "Swagger UI",
-            ConsentType = ConsentTypes.Implicit,
-            RedirectUris = { new Uri(issuer, "swagger/oauth2-redirect.html") },
-            Requirements = { Requirements.Features.ProofKeyForCodeExchange },
-        };
-        descriptor.Permissions.UnionWith(PersonAppPermissions);
+        var descriptor = AppClient(SwaggerClientId, [new Uri(issuer, "swagger/oauth2-redirect.html")], "Swagger UI");
 
         // The redirect URI follows the configured issuer, so an existing registration is brought up to date.
         var existing = await applications.FindByClientIdAsync(SwaggerClientId, cancellationToken);
@@ -47,7 +38,7 @@ public static class ClientRegistrations
     }
 
     /// <summary>
-    /// One of the service's own apps, as Swagger UI is: a public client (no secret to keep in an app), code with PKCE and
+    /// One of the service's own apps (Swagger UI is registered as one): a public client (no secret to keep in an app), code with PKCE and
     /// refresh tokens, consent implied (staff register it), and every person scope, of which a token gets only those its
     /// person's role allows (<see cref="ApiScopes.GrantableTo"/>).
     /// </summary>
@@ -59,18 +50,16 @@ public static class ClientRegistrations
             Requirements = { Requirements.Features.ProofKeyForCodeExchange },
         };
         descriptor.RedirectUris.UnionWith(redirectUris);
-        descriptor.Permissions.UnionWith(PersonAppPermissions);
+        descriptor.Permissions.UnionWith(
+        [
+            Permissions.Endpoints.Authorization, Permissions.Endpoints.Token, Permissions.Endpoints.EndSession,
+            Permissions.Endpoints.Revocation, Permissions.GrantTypes.AuthorizationCode, Permissions.GrantTypes.RefreshToken,
+            Permissions.ResponseTypes.Code, Permissions.Scopes.Email, Permissions.Scopes.Profile,
+            Permissions.Prefixes.Scope + Scopes.OfflineAccess,
+            .. ApiScopes.Api.Select(scope => Permissions.Prefixes.Scope + scope),
+        ]);
         return descriptor;
     }
-
-    private static readonly string[] PersonAppPermissions =
-    [
-        Permissions.Endpoints.Authorization, Permissions.Endpoints.Token, Permissions.Endpoints.EndSession,
-        Permissions.Endpoints.Revocation, Permissions.GrantTypes.AuthorizationCode, Permissions.GrantTypes.RefreshToken,
-        Permissions.ResponseTypes.Code, Permissions.Scopes.Email, Permissions.Scopes.Profile,
-        Permissions.Prefixes.Scope + Scopes.OfflineAccess,
-        .. ApiScopes.Api.Select(scope => Permissions.Prefixes.Scope + scope),
-    ];
 
     /// <summary>A confidential client that may only ask for <c>audit:read</c> with its own credentials.</summary>
     public static OpenIddictApplicationDescriptor AuditorClient(string clientId, string secret, string displayName)

@@ -206,36 +206,14 @@ public static class StaffCommands
 
     private static async Task<(int Code, object? Result)> AddAuditorClientAsync(IServiceProvider provider, string clientId)
     {
-        if (!RecipientClients.IsWellFormedClientId(clientId))
-        {
-            await Console.Error.WriteLineAsync("staff auditor-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
-            return (64, null);
-        }
-
-        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
-        if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not null)
-        {
-            await Console.Error.WriteLineAsync("staff auditor-client: this client id is taken");
-            return (1, null);
-        }
-
         var secret = RecipientClients.NewSecret();
-        await applications.CreateAsync(ClientRegistrations.AuditorClient(clientId, secret, "Auditors' client " + clientId), CancellationToken.None);
-        await provider.GetRequiredService<AuditTrail>().AppendAsync(
-            new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AuditorClientRegistered, Outcomes.Success,
-                Details: new Dictionary<string, object?> { ["client"] = clientId }),
-            CancellationToken.None);
-        return (0, new { clientId, clientSecret = secret });
+        var code = await RegisterClientAsync(provider, "auditor-client", ClientRegistrations.AuditorClient(clientId, secret, "Auditors' client " + clientId),
+            AuditActions.AuditorClientRegistered, new Dictionary<string, object?> { ["client"] = clientId });
+        return (code, code == 0 ? new { clientId, clientSecret = secret } : null);
     }
 
     private static async Task<(int Code, object? Result)> AddAppClientAsync(IServiceProvider provider, string clientId, string[] redirectUris)
     {
-        if (!RecipientClients.IsWellFormedClientId(clientId))
-        {
-            await Console.Error.WriteLineAsync("staff app-client: a client id is 3 to 64 lower-case letters, digits and hyphens");
-            return (64, null);
-        }
-
         var requireHttps = provider.GetRequiredService<IOptions<RecipientOptions>>().Value.RequireHttps;
         var uris = new List<Uri>();
         foreach (var text in redirectUris)
@@ -250,19 +228,32 @@ public static class StaffCommands
             uris.Add(uri!);
         }
 
-        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
-        if (await applications.FindByClientIdAsync(clientId, CancellationToken.None) is not null)
+        var code = await RegisterClientAsync(provider, "app-client", ClientRegistrations.AppClient(clientId, uris, "App " + clientId),
+            AuditActions.AppClientRegistered, new Dictionary<string, object?> { ["client"] = clientId, ["redirectUris"] = uris.Select(u => u.AbsoluteUri).ToList() });
+        return (code, code == 0 ? new { clientId, redirectUris = uris } : null);
+    }
+
+    /// <summary>A client the staff commands register: its id checked and free, then created with its audit record. Returns the exit code.</summary>
+    private static async Task<int> RegisterClientAsync(
+        IServiceProvider provider, string command, OpenIddictApplicationDescriptor descriptor, string action, Dictionary<string, object?> details)
+    {
+        if (!RecipientClients.IsWellFormedClientId(descriptor.ClientId!))
         {
-            await Console.Error.WriteLineAsync("staff app-client: this client id is taken");
-            return (1, null);
+            await Console.Error.WriteLineAsync($"staff {command}: a client id is 3 to 64 lower-case letters, digits and hyphens");
+            return 64;
         }
 
-        await applications.CreateAsync(ClientRegistrations.AppClient(clientId, uris, "App " + clientId), CancellationToken.None);
+        var applications = provider.GetRequiredService<IOpenIddictApplicationManager>();
+        if (await applications.FindByClientIdAsync(descriptor.ClientId!, CancellationToken.None) is not null)
+        {
+            await Console.Error.WriteLineAsync($"staff {command}: this client id is taken");
+            return 1;
+        }
+
+        await applications.CreateAsync(descriptor, CancellationToken.None);
         await provider.GetRequiredService<AuditTrail>().AppendAsync(
-            new AuditEntry(ActorKinds.Operator, Actor, AuditActions.AppClientRegistered, Outcomes.Success,
-                Details: new Dictionary<string, object?> { ["client"] = clientId, ["redirectUris"] = uris.Select(u => u.AbsoluteUri).ToList() }),
-            CancellationToken.None);
-        return (0, new { clientId, redirectUris = uris });
+            new AuditEntry(ActorKinds.Operator, Actor, action, Outcomes.Success, Details: details), CancellationToken.None);
+        return 0;
     }
 
     /// <summary>

@@ -49,7 +49,7 @@ public sealed class JobOptions : IValidatableObject
             {
                 yield return new ValidationResult($"the schedule of '{name}' is empty", [nameof(Schedules)]);
             }
-            else if (!IsCron(cron))
+            else if (ParseCron(cron) is null)
             {
                 // Here, while the services are set up, not when the jobs are registered: by then a node has installed
                 // Hangfire's schema and migrated the database other nodes still serve from, and a command never registers.
@@ -70,6 +70,4 @@ public sealed class JobOptions : IValidatableObject
             ? expression
             : null;
     }
-
-    private static bool IsCron(string cron) => ParseCron(cron) is not null;
 }

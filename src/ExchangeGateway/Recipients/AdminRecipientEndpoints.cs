@@ -415,7 +415,8 @@ public static partial class AdminRecipientEndpoints
         }
 
         var secret = RecipientClients.NewSecret();
-        recipient.SecretRotated(((OpenIddictEntityFrameworkCoreApplication)application).ClientSecret, grace, time.GetUtcNow());
+        var now = time.GetUtcNow();
+        recipient.SecretRotated(((OpenIddictEntityFrameworkCoreApplication)application).ClientSecret, grace, now);
         descriptor.ClientSecret = secret;
         await applications.UpdateAsync(application, descriptor, cancellationToken);
         await db.SaveChangesAsync(cancellationToken);
@@ -425,7 +426,7 @@ public static partial class AdminRecipientEndpoints
         }, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
-        TellSiteCredentialsChanged(context, recipient, time.GetUtcNow(), "secret");
+        TellSiteCredentialsChanged(context, recipient, now, "Site.CredentialsChanged.Secret");
         return TypedResults.Ok(new RotatedSecretResponse(recipient.Id, recipient.ClientId, secret, recipient.PreviousSecretValidUntil));
     }
 
@@ -434,15 +435,15 @@ public static partial class AdminRecipientEndpoints
     /// receives it, and one who adds a key to a set can sign as the site, so a change the site did not ask for must not go
     /// unnoticed (its reads would be recorded as the site's own). Names the change, never the secret.
     /// </summary>
-    private static void TellSiteCredentialsChanged(HttpContext context, Recipient recipient, DateTimeOffset at, string what)
+    /// <param name="change">The text resource that says what changed.</param>
+    private static void TellSiteCredentialsChanged(HttpContext context, Recipient recipient, DateTimeOffset at, string change)
     {
         var (address, name, clientId) = (recipient.ContactEmail, recipient.DisplayName, recipient.ClientId);
         context.RequestServices.GetRequiredService<AccountMail>().Enqueue(address, capped: false, prepare: (services, _) =>
         {
             var texts = services.GetRequiredService<Microsoft.Extensions.Localization.IStringLocalizer<Pages.PageText>>();
-            var change = texts[what == "secret" ? "Site.CredentialsChanged.Secret" : "Site.CredentialsChanged.Keys"];
             return Task.FromResult<Notice?>(new Notice(address, texts["Site.CredentialsChanged.Subject", name],
-                texts["Site.CredentialsChanged.Body", name, clientId, at.ToString("u", System.Globalization.CultureInfo.InvariantCulture), change]));
+                texts["Site.CredentialsChanged.Body", name, clientId, at.ToString("u", System.Globalization.CultureInfo.InvariantCulture), texts[change]]));
         });
     }
 
@@ -466,8 +467,9 @@ public static partial class AdminRecipientEndpoints
             return problem!;
         }
 
+        var now = time.GetUtcNow();
         var droppedAKey = descriptor.JsonWebKeySet is { } previous && Thumbprints(previous).Except(Thumbprints(keys)).Any();
-        recipient.KeysRotated(droppedAKey, time.GetUtcNow());
+        recipient.KeysRotated(droppedAKey, now);
         descriptor.JsonWebKeySet = keys;
         try
         {
@@ -490,7 +492,7 @@ public static partial class AdminRecipientEndpoints
         await audit.AppendAsync(entry, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         context.RequestServices.GetRequiredService<RecipientLookup>().Forget(recipient.ClientId);
-        TellSiteCredentialsChanged(context, recipient, time.GetUtcNow(), "keys");
+        TellSiteCredentialsChanged(context, recipient, now, "Site.CredentialsChanged.Keys");
         return TypedResults.Ok(await RecipientResponse.ForAsync(db, recipient, cancellationToken));
     }
 

@@ -16,6 +16,9 @@ namespace ExchangeGateway.Tests.Events;
 [Collection(GatewayCollection.Name)]
 public sealed class DeliveryFaultTests(GatewayFixture fixture)
 {
+    /// <summary>A dispatcher that pushes one event at a time to a site, in one lane: what a gateway of a test's own runs with.</summary>
+    private static readonly Dictionary<string, string?> OneSlotOneLane = new() { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" };
+
     /// <summary>
     /// The attempt timeout of the tests that need a receiver to time out. It also bounds their healthy deliveries, which
     /// take milliseconds on loopback but can take over a second on a loaded 2-core CI machine (the other collections,
@@ -130,8 +133,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     public async Task A429WithRetryAfterHoldsBackTheSitesOtherEventsToo()
     {
         await using var database = await TestDatabase.CreateAsync();
-        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: OneSlotOneLane);
         var actors = new Actors(gateway);
         await using var receiver = await PushReceiver.StartAsync();
         receiver.ReplyNext(new PushReply(429, RetryAfter: TimeSpan.FromSeconds(600)));
@@ -312,8 +314,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     public async Task TwoRunsShareTheSitesCap()
     {
         await using var database = await TestDatabase.CreateAsync();
-        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: OneSlotOneLane);
         var actors = new Actors(gateway);
         await using var receiver = await PushReceiver.StartAsync();
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -343,8 +344,7 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     public async Task ADeliveryWhoseLeaseRanOutWhileItWaitedForItsSiteIsHandedBackUnattempted()
     {
         await using var database = await TestDatabase.CreateAsync();
-        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Delivery:MaxConcurrentPerRecipient"] = "1", ["Delivery:Lanes"] = "1" });
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: OneSlotOneLane);
         var actors = new Actors(gateway);
         await using var receiver = await PushReceiver.StartAsync();
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

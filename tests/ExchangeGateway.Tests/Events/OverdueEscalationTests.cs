@@ -14,11 +14,8 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task AnUnconfirmedErasureIsOverdueAfter72HoursUntilTheSiteConfirms()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var (site, seeker, _) = await PushSiteThatReadACvAsync(receiver, "overdue");
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        var (site, seeker, _, _) = await SiteThatReadACvAsync("overdue", SiteOptions.Push(receiver.Endpoint));
+        await UntickAsync(seeker, site);
 
         await Gateway.RunDispatchAsync();
         var jti = SecurityEventTokens.VerifyPush(Assert.Single(receiver.Received), await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, site.ClientId).Jti;
@@ -76,7 +73,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task AnUnconfirmedRectificationIsOverdueAfter72HoursToo()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var (site, seeker, marker) = await PushSiteThatReadACvAsync(receiver, "overdue-update");
+        var (site, seeker, marker, _) = await SiteThatReadACvAsync("overdue-update", SiteOptions.Push(receiver.Endpoint));
         using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
         {
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
@@ -108,16 +105,13 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     public async Task ConfirmingTheErasureClosesTheEpisodesEarlierRectification()
     {
         await using var receiver = await PushReceiver.StartAsync();
-        var (site, seeker, marker) = await PushSiteThatReadACvAsync(receiver, "update-then-untick");
+        var (site, seeker, marker, _) = await SiteThatReadACvAsync("update-then-untick", SiteOptions.Push(receiver.Endpoint));
         using (var put = await Sharing.PutCvAsync(Gateway, seeker.Tokens.AccessToken, Sharing.Resume(marker + "-v2")))
         {
             Assert.Equal(HttpStatusCode.OK, put.StatusCode);
         }
 
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        await UntickAsync(seeker, site);
 
         await Gateway.RunDispatchAsync();
         var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
@@ -148,15 +142,8 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     [Fact]
     public async Task AnErasureNeverDeliveredIsOverdueAfter72HoursStillPending()
     {
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
-        var marker = "never-polled-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        var (site, seeker, _, id) = await SiteThatReadACvAsync("never-polled");
+        await UntickAsync(seeker, site);
 
         fixture.Time.Advance(TimeSpan.FromHours(71));
         await Gateway.RunOverdueEscalationAsync();
@@ -180,15 +167,8 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     [Fact]
     public async Task AnErasurePastItsDeadlineIsOverdueForTheAuditorsBeforeTheJobFlagsIt()
     {
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
-        var marker = "unflagged-" + Guid.NewGuid().ToString("N");
-        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
-        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
-        using (var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id))
-        {
-            Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
-        }
+        var (site, seeker, _, id) = await SiteThatReadACvAsync("unflagged");
+        await UntickAsync(seeker, site);
 
         fixture.Time.Advance(TimeSpan.FromHours(73));
         Assert.False(await fixture.Database.ScalarAsync<bool>($"SELECT overdue FROM erasure_obligations WHERE pairwise_id = '{id}'"));
@@ -218,15 +198,21 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.Equal((1L, 1L), (after.GetProperty("confirmed").GetInt64(), after.GetProperty("overdue").GetInt64()));
     }
 
-    /// <summary>A push site of its own that has read a seeker's CV (shared with it); returns the CV's marker.</summary>
-    private async Task<(TestSite Site, Person Seeker, string Marker)> PushSiteThatReadACvAsync(PushReceiver receiver, string prefix)
+    /// <summary>A site of its own (a poll site unless told) that has read a seeker's CV; returns the CV's marker and the site's id for it.</summary>
+    private async Task<(TestSite Site, Person Seeker, string Marker, string CvId)> SiteThatReadACvAsync(string prefix, SiteOptions? options = null)
     {
-        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, SiteOptions.Push(receiver.Endpoint));
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors, options);
         var marker = prefix + "-" + Guid.NewGuid().ToString("N");
         var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
         await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
-        await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
-        return (site, seeker, marker);
+        var cvId = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+        return (site, seeker, marker, cvId);
+    }
+
+    private async Task UntickAsync(Person seeker, TestSite site)
+    {
+        using var untick = await Sharing.UntickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        Assert.Equal(HttpStatusCode.OK, untick.StatusCode);
     }
 
     /// <summary>The first page of a seeker's or a site's list of erasure events.</summary>
