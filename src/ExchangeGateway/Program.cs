@@ -170,6 +170,7 @@ api.MapAccountEndpoints();
 api.MapSharedCvEndpoints();
 api.MapAuditEndpoints();
 api.MapAdminRecipientEndpoints();
+api.MapDeliveryStatusEndpoints();
 api.MapRecipientDirectoryEndpoints();
 api.MapCvEndpoints();
 api.MapConsentEndpoints();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
 using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
@@ -466,6 +467,76 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
         using var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 10 });
         Assert.True((await poll.ReadJsonAsync()).GetProperty("sets").TryGetProperty(jti, out _), "the event is offered to the poll");
+    }
+
+    /// <summary>
+    /// The operator who fixes a site's delivery sees, without reading the tables, that its event waits and why: the site's
+    /// answer, the pause it asked for; then that it was delivered and awaits the site's word, overdue past its deadline;
+    /// and nothing open once the site confirmed. Only operators ask.
+    /// </summary>
+    [Fact]
+    public async Task TheOperatorSeesWhatASiteIsWaitingForAndWhy()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(503, RetryAfter: TimeSpan.FromHours(1)));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        var created = Gateway.Time.GetUtcNow();
+        var @operator = await fixture.Actors.NewOperatorAsync();
+
+        var waiting = await DeliveryAsync(@operator, site);
+        Assert.Equal((site.ClientId, "push", 1L, 0, 0L, 0L), (waiting.GetProperty("clientId").GetString(), waiting.GetProperty("deliveryMode").GetString(),
+            waiting.GetProperty("waiting").GetInt64(), waiting.GetProperty("mostAttempts").GetInt32(), waiting.GetProperty("awaitingConfirmation").GetInt64(),
+            waiting.GetProperty("overdue").GetInt64()));
+        Assert.InRange(waiting.GetProperty("oldestWaitingSince").GetDateTimeOffset(), created - TimeSpan.FromSeconds(1), created);
+        Assert.True(waiting.GetProperty("nextAttemptAt").GetDateTimeOffset() <= created);
+        Assert.Equal(JsonValueKind.Null, waiting.GetProperty("lastError").ValueKind);
+        Assert.Equal(JsonValueKind.Null, waiting.GetProperty("heldUntil").ValueKind);
+
+        await Gateway.RunDispatchAsync();
+        var refused = await DeliveryAsync(@operator, site);
+        Assert.Equal((1L, 1), (refused.GetProperty("waiting").GetInt64(), refused.GetProperty("mostAttempts").GetInt32()));
+        Assert.StartsWith("HTTP 503", refused.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.InRange(refused.GetProperty("heldUntil").GetDateTimeOffset(), created + TimeSpan.FromMinutes(59), created + TimeSpan.FromMinutes(61));
+        Assert.True(refused.GetProperty("nextAttemptAt").GetDateTimeOffset() >= refused.GetProperty("heldUntil").GetDateTimeOffset() - TimeSpan.FromSeconds(1));
+
+        Gateway.Time.Advance(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
+        await Gateway.RunDispatchAsync();
+        Assert.Equal(2, receiver.Received.Count);
+        var delivered = await DeliveryAsync(@operator, site);
+        Assert.Equal((0L, 1L, 0L), (delivered.GetProperty("waiting").GetInt64(), delivered.GetProperty("awaitingConfirmation").GetInt64(), delivered.GetProperty("overdue").GetInt64()));
+        Assert.Equal(JsonValueKind.Null, delivered.GetProperty("lastError").ValueKind);
+        Assert.Equal(JsonValueKind.Null, delivered.GetProperty("heldUntil").ValueKind);
+        Assert.Equal(JsonValueKind.Null, delivered.GetProperty("oldestWaitingSince").ValueKind);
+
+        Gateway.Time.Advance(TimeSpan.FromHours(72));
+        Assert.Equal(1L, (await DeliveryAsync(@operator, site)).GetProperty("overdue").GetInt64());
+
+        var jti = await JtiAsync(Gateway, site, receiver.Received[1]);
+        using (var siteClient = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await siteClient.PostAsync($"/api/v1/erasures/{jti}/confirmation", null)).StatusCode);
+            // A site has no say here (nor a hint of other sites' figures).
+            Assert.Equal(HttpStatusCode.Forbidden, (await siteClient.GetAsync($"{Sites.AdminPath}/{site.Id}/delivery")).StatusCode);
+        }
+
+        var done = await DeliveryAsync(@operator, site);
+        Assert.Equal((0L, 0L, 0L), (done.GetProperty("waiting").GetInt64(), done.GetProperty("awaitingConfirmation").GetInt64(), done.GetProperty("overdue").GetInt64()));
+        using var admin = Gateway.CreateHttpClient().WithToken(await OperatorTokenAsync(@operator));
+        using var unknown = await admin.GetAsync($"{Sites.AdminPath}/{Guid.NewGuid()}/delivery");
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Equal("application/problem+json", unknown.Content.Headers.ContentType?.MediaType);
+    }
+
+    /// <summary>Signed in again for each look: the test's clock runs past an access token's hour.</summary>
+    private Task<string> OperatorTokenAsync(Person @operator) =>
+        fixture.Actors.FreshTokenAsync(@operator, "openid " + ExchangeGateway.Auth.ApiScopes.RecipientsAdmin);
+
+    private async Task<JsonElement> DeliveryAsync(Person @operator, TestSite site)
+    {
+        using var admin = Gateway.CreateHttpClient().WithToken(await OperatorTokenAsync(@operator));
+        using var response = await admin.GetAsync($"{Sites.AdminPath}/{site.Id}/delivery");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.ReadJsonAsync();
     }
 
     /// <summary>

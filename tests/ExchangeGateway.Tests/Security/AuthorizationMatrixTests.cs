@@ -186,6 +186,7 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             new("GET", "/api/v1/admin/recipients", "/api/v1/admin/recipients?limit=1", null, Operators(Ok)),
             new("POST", "/api/v1/admin/recipients", "/api/v1/admin/recipients", NewSite, Operators(Created)),
             new("GET", "/api/v1/admin/recipients/{id:guid}", $"/api/v1/admin/recipients/{w.X.Id}", null, Operators(Ok)),
+            new("GET", "/api/v1/admin/recipients/{id:guid}/delivery", $"/api/v1/admin/recipients/{w.X.Id}/delivery", null, Operators(Ok)),
             new("PATCH", "/api/v1/admin/recipients/{id:guid}", $"/api/v1/admin/recipients/{w.X.Id}", () => Json(new JsonObject()), Operators(Ok)),
             new("POST", "/api/v1/admin/recipients/{id:guid}/suspend", $"/api/v1/admin/recipients/{w.W.Id}/suspend", Reason, Operators(Ok)),
             new("POST", "/api/v1/admin/recipients/{id:guid}/reinstate", $"/api/v1/admin/recipients/{w.W.Id}/reinstate", Reason, Operators(Ok)),
