@@ -28,10 +28,12 @@ public sealed class CvWriter(
     public async Task<CvWriteResult> SaveAsync(
         string seekerId, byte[] document, IReadOnlyCollection<int>? expectedVersions, bool ifMatchAny, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerWithAccountAsync(db, seekerId, cancellationToken);
         var cv = await LockedAsync(seekerId, cancellationToken);
+        // Read once the row is ours: a sweep that took the CV offline while this write waited is then dated (toe) no later
+        // than the refreshedAt written here, which is how a site tells that event from the copy it reads next.
+        var now = time.GetUtcNow();
         if ((expectedVersions is not null || ifMatchAny) && (cv is null || (expectedVersions is not null && !expectedVersions.Contains(cv.Version))))
         {
             return new CvWriteResult(CvWriteOutcome.PreconditionFailed, cv);
@@ -82,7 +84,6 @@ public sealed class CvWriter(
     /// <summary>"Still looking": the same document published for another full period.</summary>
     public async Task<CvWriteResult> RefreshAsync(string seekerId, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
         var cv = await LockedAsync(seekerId, cancellationToken);
@@ -91,6 +92,8 @@ public sealed class CvWriter(
             return new CvWriteResult(CvWriteOutcome.NotFound, cv);
         }
 
+        // After the row lock, as in SaveAsync.
+        var now = time.GetUtcNow();
         var wasOffline = cv.State == CvState.Offline;
         cv.Refresh(now);
         await db.SaveChangesAsync(cancellationToken);

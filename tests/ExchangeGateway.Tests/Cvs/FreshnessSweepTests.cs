@@ -53,6 +53,52 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A refresh that waits for the seeker's lock (a second tab, a double click) while the sweep takes the CV offline: the
+    /// poll site's cv-offline event must be dated (toe) no later than the refreshedAt it then reads, or a site following
+    /// the README's rule deletes the copy it may keep, and nothing sends it again. The refresh used to date itself before
+    /// it waited.
+    /// </summary>
+    [Fact]
+    public async Task ARefreshThatWaitedForTheSweepIsDatedAfterTheOfflineEvent()
+    {
+        var site = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var marker = "refresh-after-sweep-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+        await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+        var id = await Propagation.ReadAsync(Gateway, await fixture.Actors.TokenAsync(site), marker);
+
+        fixture.Time.Advance(TimeSpan.FromDays(91));
+        using var me = Gateway.CreateHttpClient().WithToken(await fixture.Actors.FreshTokenAsync(seeker));
+        Task<HttpResponseMessage> refresh;
+        await using (var otherRequest = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await otherRequest.ExecuteAsync($"SELECT pg_advisory_xact_lock(7, hashtext('{seeker.Id}'))");
+            refresh = me.PostAsync("/api/v1/me/cv/refresh", null);
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "advisory");
+            fixture.Time.Advance(TimeSpan.FromSeconds(2));
+            Assert.True(await Gateway.RunFreshnessSweepAsync() >= 1);
+            await otherRequest.CommitAsync();
+        }
+
+        DateTimeOffset refreshedAt;
+        using (var response = await refresh)
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            refreshedAt = (await response.ReadJsonAsync()).GetProperty("refreshedAt").GetDateTimeOffset();
+        }
+
+        using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+        using var poll = await client.PostAsJsonAsync("/api/v1/events/poll", new { returnImmediately = true, maxEvents = 100 });
+        Assert.Equal(System.Net.HttpStatusCode.OK, poll.StatusCode);
+        var offered = SecurityEventTokens.Verify(
+            Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject()).Value.GetString()!,
+            await SecurityEventTokens.FetchKeysAsync(Gateway), Gateway.Issuer, site.ClientId);
+        Assert.Equal(("cv-offline", id), (offered.Cause, offered.SubjectId));
+        Assert.True(offered.TimeOfEvent <= refreshedAt, $"toe {offered.TimeOfEvent:O} after refreshedAt {refreshedAt:O}");
+        Assert.Equal("Published", await fixture.Database.ScalarAsync<string>($"SELECT state FROM cvs WHERE seeker_id = '{seeker.Id}'"));
+    }
+
+    /// <summary>
     /// A CV swept offline and refreshed before a push site's event left (the site held off): that event is withdrawn, not
     /// sent late to make the site delete a CV it reads again now. One already delivered stays, and so does a poll site's
     /// (a poll may have offered it already): both are dated (toe) before the refresh.
