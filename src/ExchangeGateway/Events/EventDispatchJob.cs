@@ -462,29 +462,13 @@ public sealed class EventDispatchJob(
         {
             using var error = JsonDocument.Parse(buffer.AsMemory(0, length));
             return error.RootElement.ValueKind == JsonValueKind.Object && error.RootElement.TryGetProperty("err", out var err)
-                ? err.ValueKind == JsonValueKind.String ? Token(err.GetString()!) : "err is not a string"
+                ? err.ValueKind == JsonValueKind.String ? SetError.Code(err.GetString()!) : "err is not a string"
                 : "no err member";
         }
         catch (JsonException)
         {
             return length == MaxErrorBody ? "error body too long" : "unreadable error body";
         }
-    }
-
-    /// <summary>
-    /// RFC 8935 error codes are tokens: printable ASCII, at most 64 kept. Anything else (a NUL, which PostgreSQL refuses
-    /// in text and would fail the whole batch's record; half an emoji; a line break for the logs) becomes '?'.
-    /// </summary>
-    private static string Token(string value)
-    {
-        var kept = value.Length <= 64 ? value : value[..64];
-        return string.Create(kept.Length, kept, (span, text) =>
-        {
-            for (var i = 0; i < text.Length; i++)
-            {
-                span[i] = text[i] is >= '!' and <= '~' ? text[i] : '?';
-            }
-        });
     }
 
     private const int MaxErrorBody = 4096;

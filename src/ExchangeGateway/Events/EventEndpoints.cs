@@ -1,4 +1,3 @@
-using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
@@ -12,11 +11,24 @@ using Microsoft.Extensions.Options;
 namespace ExchangeGateway.Events;
 
 /// <summary>An RFC 8936 error code (<c>err</c>) and what went wrong, for a SET the site could not process.</summary>
-public sealed record SetError(
-    [property: MaxLength(SetError.MaxErrLength)] string Err,
-    [property: MaxLength(RequestErrors.MaxReasonLength)] string? Description = null)
+public sealed record SetError(string Err, string? Description = null)
 {
-    public const int MaxErrLength = 64;
+    /// <summary>
+    /// RFC 8935/8936 error codes are tokens: printable ASCII, at most 64 kept. Anything else (a NUL, which PostgreSQL refuses
+    /// in text; half an emoji; a line break for the logs) becomes '?'. A site's odd code is recorded, not refused: refusing
+    /// it would refuse the acks that came with it, and a receiver that retries the same body would never get through.
+    /// </summary>
+    public static string Code(string value)
+    {
+        var kept = value.Length <= 64 ? value : value[..64];
+        return string.Create(kept.Length, kept, (span, text) =>
+        {
+            for (var i = 0; i < text.Length; i++)
+            {
+                span[i] = text[i] is >= '!' and <= '~' ? text[i] : '?';
+            }
+        });
+    }
 }
 
 /// <summary>
@@ -115,15 +127,12 @@ public static class EventEndpoints
 
         foreach (var error in request.SetErrs?.Values ?? [])
         {
-            // Dictionary values escape the serializer's nullability checks: a null entry is the client's error, not ours.
-            if (error is null)
+            // Dictionary values escape the serializer's nullability checks: a null entry is the client's error, not ours. The
+            // description is the receiver's diagnostic (often a multi-line exception message): neither checked nor kept.
+            if (error?.Err is null)
             {
                 errors.Add("setErrs", "Each entry is an object with err (and optionally description).");
-                continue;
             }
-
-            errors.Text("setErrs.err", error.Err, SetError.MaxErrLength);
-            errors.Text("setErrs.description", error.Description, RequestErrors.MaxReasonLength, required: false);
         }
 
         if (errors.Any)
@@ -149,7 +158,7 @@ public static class EventEndpoints
                 // The site could not process them: keep its reasons and offer them again after the same back-off as a failed
                 // push (the schedule's next step, with its jitter), in one statement. The jtis parsed above, in key order.
                 var jtis = failed.ToArray();
-                var reasons = request.SetErrs!.Values.Select(e => "set-error: " + e.Err).ToArray();
+                var reasons = request.SetErrs!.Values.Select(e => "set-error: " + SetError.Code(e.Err)).ToArray();
                 var schedule = options.Value.Schedule.ToArray();
                 await db.Database.ExecuteSqlAsync($"""
                     UPDATE erasure_obligations o

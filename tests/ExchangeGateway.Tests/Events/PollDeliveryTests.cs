@@ -157,6 +157,39 @@ public sealed class PollDeliveryTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// setErrs descriptions are receivers' diagnostics, often a multi-line exception message: they must not cost the acks
+    /// sent with them. An odd err is recorded as printable ASCII, not refused (a receiver retrying the same body would
+    /// otherwise never get through, its events pending and overdue).
+    /// </summary>
+    [Fact]
+    public async Task AnOddSetErrorNeitherRefusesThePollNorCostsItsAcks()
+    {
+        var (ackingSite, _, ackingToken, ackedId) = await ReadThenUntickedAsync("ack-beside-odd-error");
+        var (reportingSite, _, reportingToken, reportedId) = await ReadThenUntickedAsync("odd-error");
+        using var acking = Gateway.CreateHttpClient().WithToken(ackingToken);
+        using var reporting = Gateway.CreateHttpClient().WithToken(reportingToken);
+        var acked = await FindAsync(acking, ackingSite, ackedId);
+        var reported = await FindAsync(reporting, reportingSite, reportedId);
+        var trace = string.Join("\n   at ", Enumerable.Repeat("Receiver.Verify(String token)", 40));
+
+        await PollAsync(acking, new
+        {
+            ack = new[] { acked.Jti },
+            setErrs = new Dictionary<string, object> { [Guid.NewGuid().ToString()] = new { err = "invalid_key", description = "Signature failed:\n" + trace } },
+            returnImmediately = true,
+        });
+        Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, acked.Jti, "status"));
+
+        await PollAsync(reporting, new
+        {
+            setErrs = new Dictionary<string, object> { [reported.Jti] = new { err = "key\tunknown\u0000" + new string('x', 100), description = trace } },
+            returnImmediately = true,
+        });
+        Assert.Equal("set-error: key?unknown?" + new string('x', 52), await Propagation.ObligationAsync<string>(fixture.Database, reported.Jti, "last_error"));
+        Assert.Equal(1, await Propagation.ObligationAsync<int>(fixture.Database, reported.Jti, "attempts"));
+    }
+
+    /// <summary>
     /// A site that switched from push to poll while a dispatcher had one of its events on the wire: the poll does not offer
     /// that event until the push run's lease ends, so the site is not handed the same event twice at once.
     /// </summary>
