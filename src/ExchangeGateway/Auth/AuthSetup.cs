@@ -99,6 +99,10 @@ public static class AuthSetup
                 options.AddEventHandler(VerificationKeysPublisher.Descriptor);
                 options.AddEventHandler(AccessTokenRevocation.Descriptor);
                 options.AddEventHandler(ClientAssertionReplay.Descriptor);
+                foreach (var handler in AccountLockAtIssuance.Descriptors)
+                {
+                    options.AddEventHandler(handler);
+                }
 
                 options.RegisterScopes([Scopes.OpenId, Scopes.Profile, Scopes.Email, Scopes.OfflineAccess, ApiScopes.CvShare, .. ApiScopes.Api]);
 

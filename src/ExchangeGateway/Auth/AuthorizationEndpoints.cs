@@ -396,7 +396,7 @@ public static class AuthorizationEndpoints
         return identity;
     }
 
-    private const string StampClaim = "eg_stamp";
+    internal const string StampClaim = "eg_stamp";
 
     private const string SignInAfterParameter = "eg_signed_in_after";
 

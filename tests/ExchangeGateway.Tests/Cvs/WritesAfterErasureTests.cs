@@ -53,6 +53,61 @@ public sealed class WritesAfterErasureTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A code (a silent renew in another tab) and a refresh requested while "forget me" waits to commit: both wait for the
+    /// erasure and are refused, and nothing naming the seeker is left. The code request used to get its code and leave an
+    /// authorization and a code (account id and e-mail address inside) for the two weeks before pruning; the refresh
+    /// answered 500 on the authorization the erasure had deleted.
+    /// </summary>
+    [Fact]
+    public async Task ACodeOrARefreshRequestedWhileForgetMeCommitsIsRefusedAndLeavesNothing()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        var verifier = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var challenge = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(verifier)));
+        using var toLogin = await browser.GetAsync(fixture.Actors.AuthorizeUrl("openid offline_access email cv:manage", challenge));
+        var renew = await Actors.SubmitLoginAsync(browser, toLogin.Headers.Location!, seeker.Email, seeker.Password);
+
+        HttpResponseMessage authorize, refresh;
+        await using (var held = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            // The erasure stops at the chain lock, after its deletes and before its commit.
+            await held.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var erasure = me.DeleteAsync("/api/v1/me");
+            await HeldTransaction.WaitForChainWaitersAsync(fixture.Database, 1);
+            var authorizing = browser.GetAsync(renew);
+            var refreshing = fixture.Actors.RequestRefreshAsync(seeker.Tokens.RefreshToken!);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (await fixture.Database.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_locks WHERE locktype IN ('tuple', 'transactionid') AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") < 2)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the code and the refresh never both waited for the account");
+                await Task.Delay(20);
+            }
+
+            await held.CommitAsync();
+            using var forgotten = await erasure;
+            Assert.Equal(HttpStatusCode.NoContent, forgotten.StatusCode);
+            (authorize, refresh) = (await authorizing, await refreshing);
+        }
+
+        using (authorize)
+        {
+            var query = System.Web.HttpUtility.ParseQueryString(authorize.Headers.Location!.Query);
+            Assert.Equal(("login_required", null), (query["error"], query["code"]));
+        }
+
+        using (refresh)
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refresh.StatusCode);
+            Assert.Equal("invalid_grant", (await refresh.ReadJsonAsync()).GetProperty("error").GetString());
+        }
+
+        Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, seeker.Id, seeker.Email));
+    }
+
+    /// <summary>
     /// A page session that outlived its account ends at its next page, before any form is shown; a request already past
     /// that check when the erasure commits writes nothing either (the writers check under the seeker lock).
     /// </summary>
