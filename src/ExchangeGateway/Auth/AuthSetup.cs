@@ -99,6 +99,7 @@ public static class AuthSetup
                 options.AddEventHandler(VerificationKeysPublisher.Descriptor);
                 options.AddEventHandler(AccessTokenRevocation.Descriptor);
                 options.AddEventHandler(ClientAssertionReplay.Descriptor);
+                options.AddEventHandler(AssertionAlgorithms.Descriptor);
                 foreach (var handler in AccountLockAtIssuance.Descriptors)
                 {
                     options.AddEventHandler(handler);

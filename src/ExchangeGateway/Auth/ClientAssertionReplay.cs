@@ -66,7 +66,8 @@ public sealed class ClientAssertionReplay(GatewayDbContext db, TimeProvider time
         }
 
         var now = time.GetUtcNow();
-        if (assertion.GetExpirationDate() is not { } expires || expires > now + MaxLifetime)
+        // A minute's grace for a site whose clock runs ahead and that signs with the whole documented lifetime.
+        if (assertion.GetExpirationDate() is not { } expires || expires > now + MaxLifetime + TimeSpan.FromMinutes(1))
         {
             context.Reject(Errors.InvalidClient, $"The client assertion must expire within {MaxLifetime.TotalMinutes:0} minutes.");
             return;

@@ -41,6 +41,30 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(Sites.FeedPath)).StatusCode);
     }
 
+    public static TheoryData<string> DiscoveredAlgorithms => [.. ExchangeGateway.Auth.AssertionAlgorithms.Supported];
+
+    /// <summary>
+    /// Every algorithm discovery names for assertions works with a key of the matching type, including from a site whose
+    /// clock runs half a minute ahead and that signs with the whole documented five minutes.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DiscoveredAlgorithms))]
+    public async Task EveryAlgorithmDiscoveryNamesSignsAnAcceptedAssertion(string algorithm)
+    {
+        using (var discovery = await fixture.Client().GetAsync("/.well-known/openid-configuration"))
+        {
+            var advertised = (await discovery.ReadJsonAsync()).GetProperty("token_endpoint_auth_signing_alg_values_supported");
+            Assert.Contains(algorithm, advertised.EnumerateArray().Select(a => a.GetString()));
+        }
+
+        using var key = new SiteKey(algorithm);
+        var (site, _) = await RegisterWithKeyAsync(key);
+        var siteClock = fixture.Time.GetUtcNow() + TimeSpan.FromSeconds(30);
+        using var response = await RequestTokenAsync(key.Assertion(site.ClientId, Issuer, siteClock, lifetime: TimeSpan.FromMinutes(5)));
+        var body = await response.ReadJsonAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{algorithm}: {body}");
+    }
+
     [Fact]
     public async Task AnAssertionSignedByAnotherKeyIsInvalidClient()
     {
@@ -164,7 +188,7 @@ public sealed class PrivateKeyJwtTests(GatewayFixture fixture)
         var details = await fixture.Database.ScalarAsync<string>(
             $"SELECT details FROM audit_events WHERE action = 'recipient.keys-rotated' AND recipient = '{site.ClientId}' ORDER BY sequence DESC LIMIT 1");
         Assert.Contains(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(
-            Microsoft.IdentityModel.Tokens.JsonWebKeyConverter.ConvertFromRSASecurityKey(next.SecurityKey).ComputeJwkThumbprint()), details, StringComparison.Ordinal);
+            Microsoft.IdentityModel.Tokens.JsonWebKeyConverter.ConvertFromSecurityKey(next.SecurityKey).ComputeJwkThumbprint()), details, StringComparison.Ordinal);
 
         // A private key, or no set at all, is refused and changes nothing; a secret site has no keys to rotate.
         await (await admin.PostAsJsonAsync($"{Sites.AdminPath}/{site.Id}/rotate-keys", new JsonObject { ["jwks"] = old.PrivateJwks() }))

@@ -5,28 +5,43 @@ using Microsoft.IdentityModel.Tokens;
 
 namespace ExchangeGateway.Tests.Recipients;
 
-/// <summary>A job site's own RSA key pair, as a site using private_key_jwt (RFC 7523) would hold it.</summary>
-internal sealed class SiteKey : IDisposable
+/// <summary>
+/// A job site's own key pair, as a site using private_key_jwt (RFC 7523) would hold it: RSA (2048 bits) for the RS and PS
+/// algorithms, the curve the ES algorithm names otherwise. RS256 unless told.
+/// </summary>
+internal sealed class SiteKey(string algorithm = SecurityAlgorithms.RsaSha256) : IDisposable
 {
     public const string ClientAuthenticationType = "client-authentication+jwt";
 
     private readonly RSA _rsa = RSA.Create(2048);
 
+    private readonly ECDsa? _ec = algorithm switch
+    {
+        SecurityAlgorithms.EcdsaSha256 => ECDsa.Create(ECCurve.NamedCurves.nistP256),
+        SecurityAlgorithms.EcdsaSha384 => ECDsa.Create(ECCurve.NamedCurves.nistP384),
+        SecurityAlgorithms.EcdsaSha512 => ECDsa.Create(ECCurve.NamedCurves.nistP521),
+        _ => null,
+    };
+
     public string KeyId { get; } = "site-key-" + Guid.NewGuid().ToString("N")[..8];
 
-    public RsaSecurityKey SecurityKey => new(_rsa) { KeyId = KeyId };
+    public AsymmetricSecurityKey SecurityKey => _ec is null ? new RsaSecurityKey(_rsa) { KeyId = KeyId } : new ECDsaSecurityKey(_ec) { KeyId = KeyId };
 
     /// <summary>What the site registers: its public key only.</summary>
     public JsonObject PublicJwks()
     {
         var jwk = JsonWebKeyConverter.ConvertFromSecurityKey(SecurityKey);
-        return new JsonObject
+        var key = new JsonObject { ["kty"] = jwk.Kty, ["kid"] = jwk.Kid, ["use"] = "sig", ["alg"] = algorithm };
+        if (_ec is null)
         {
-            ["keys"] = new JsonArray(new JsonObject
-            {
-                ["kty"] = jwk.Kty, ["kid"] = jwk.Kid, ["use"] = "sig", ["alg"] = SecurityAlgorithms.RsaSha256, ["n"] = jwk.N, ["e"] = jwk.E,
-            }),
-        };
+            (key["n"], key["e"]) = (jwk.N, jwk.E);
+        }
+        else
+        {
+            (key["crv"], key["x"], key["y"]) = (jwk.Crv, jwk.X, jwk.Y);
+        }
+
+        return new JsonObject { ["keys"] = new JsonArray(key) };
     }
 
     /// <summary>The mistake a site must not be allowed to make: sending its private key to the gateway.</summary>
@@ -70,7 +85,7 @@ internal sealed class SiteKey : IDisposable
             IssuedAt = now.UtcDateTime,
             NotBefore = now.UtcDateTime,
             Expires = now.Add(lifetime ?? TimeSpan.FromMinutes(2)).UtcDateTime,
-            SigningCredentials = new SigningCredentials(SecurityKey, SecurityAlgorithms.RsaSha256),
+            SigningCredentials = new SigningCredentials(SecurityKey, algorithm),
             TokenType = tokenType,
         });
     }
@@ -89,7 +104,11 @@ internal sealed class SiteKey : IDisposable
         return signingInput + "." + Base64UrlEncoder.Encode(signature);
     }
 
-    public void Dispose() => _rsa.Dispose();
+    public void Dispose()
+    {
+        _rsa.Dispose();
+        _ec?.Dispose();
+    }
 
     private static string B64(byte[]? bytes) => Base64UrlEncoder.Encode(bytes ?? throw new InvalidOperationException("missing RSA parameter"));
 }
