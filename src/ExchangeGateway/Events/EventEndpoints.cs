@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Serialization;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
@@ -177,10 +178,21 @@ public static class EventEndpoints
             await transaction.CommitAsync(cancellationToken);
         }
 
-        var waits = !request.ReturnImmediately && max > 0 && slots.TryEnter(recipient.Id);
+        var longPoll = !request.ReturnImmediately && max > 0;
+        var waits = longPoll && slots.TryEnter(recipient.Id);
         try
         {
-            return await PendingAsync(db, tokens, time, recipient, max, waits, now, cancellationToken);
+            var answer = await PendingAsync(db, tokens, time, recipient, max, waits, now, cancellationToken);
+            if (longPoll && !waits && answer.Value!.Sets.Count == 0)
+            {
+                // An empty answer at once would read as a long poll that waited and found nothing: a site running more poll
+                // workers than the slots would loop on it and spend the allowance its feed reads draw on too.
+                context.Response.Headers.RetryAfter = ((int)LongPoll.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+                return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many long polls",
+                    detail: $"At most {LongPollSlots.Limit} long polls wait for a site on a node, and nothing is due: poll again after Retry-After. Acknowledgements and errors in this request were applied.");
+            }
+
+            return answer;
         }
         finally
         {

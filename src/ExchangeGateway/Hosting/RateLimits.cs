@@ -95,15 +95,25 @@ public static class RateLimits
                 response.StatusCode = StatusCodes.Status429TooManyRequests;
                 response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
 
+                var problem = new ProblemDetails
+                {
+                    Type = "https://www.rfc-editor.org/rfc/rfc6585#section-4",
+                    Status = StatusCodes.Status429TooManyRequests,
+                    Title = "Too many requests",
+                    Detail = "Slow down: retry after the number of seconds in Retry-After.",
+                };
+                if (context.HttpContext.Request.Path.StartsWithSegments("/connect"))
+                {
+                    // OAuth client libraries read error and error_description, not a problem's members: RFC 8628's
+                    // slow_down is the one OAuth error that means this.
+                    problem.Extensions["error"] = "slow_down";
+                    problem.Extensions["error_description"] = problem.Detail;
+                }
+
                 await context.HttpContext.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
                 {
                     HttpContext = context.HttpContext,
-                    ProblemDetails = new ProblemDetails
-                    {
-                        Status = StatusCodes.Status429TooManyRequests,
-                        Title = "Too many requests",
-                        Detail = "Slow down: retry after the number of seconds in Retry-After.",
-                    },
+                    ProblemDetails = problem,
                 });
             };
         });

@@ -55,7 +55,10 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
             if (response.StatusCode == HttpStatusCode.TooManyRequests)
             {
                 Assert.True(response.Headers.RetryAfter?.Delta > TimeSpan.Zero);
-                await response.AssertProblemAsync(HttpStatusCode.TooManyRequests);
+                // A problem for HTTP tooling, and OAuth's error member for the OAuth client libraries that call this endpoint.
+                var problem = await response.AssertProblemAsync(HttpStatusCode.TooManyRequests);
+                Assert.Equal("slow_down", problem.GetProperty("error").GetString());
+                Assert.StartsWith("https://", problem.GetProperty("type").GetString(), StringComparison.Ordinal);
             }
         }
 
