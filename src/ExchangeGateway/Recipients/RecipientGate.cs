@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
@@ -68,11 +67,12 @@ public static class RecipientContext
 /// once, another node answers from its copy for at most a second, and even then no CV leaves, because the ledger insert
 /// that must precede every disclosure checks the site's status again in the database, under the chain lock. A token of
 /// credentials rotated away, which the ledger insert does not check, may still act for that second on another node.
+/// The second is the host's <see cref="TimeProvider"/>'s, so that tests can hold an entry, or let it expire, at will
+/// instead of racing the wall clock.
 /// </summary>
-public sealed class RecipientLookup
+public sealed class RecipientLookup(TimeProvider time)
 {
     private const int MaxEntries = 10_000;
-    private static readonly long Lifetime = Stopwatch.Frequency;
 
     // Compiled once: translating this query on every request cost more than running it.
     private static readonly Func<GatewayDbContext, string, CancellationToken, Task<Recipient?>> ByClientId =
@@ -89,7 +89,7 @@ public sealed class RecipientLookup
             return null;
         }
 
-        var now = Stopwatch.GetTimestamp();
+        var now = time.GetTimestamp();
         if (_entries.TryGetValue(clientId, out var entry) && entry.Until > now)
         {
             return entry.Recipient;
@@ -103,7 +103,7 @@ public sealed class RecipientLookup
                 _entries.Clear();
             }
 
-            _entries[clientId] = (recipient, now + Lifetime);
+            _entries[clientId] = (recipient, now + time.TimestampFrequency);
         }
 
         return recipient;

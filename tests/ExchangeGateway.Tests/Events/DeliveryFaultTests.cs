@@ -5,7 +5,9 @@ using ExchangeGateway.Events;
 using ExchangeGateway.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ExchangeGateway.Tests.Events;
@@ -53,6 +55,36 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Equal(2, receiver.Received.Count);
         Assert.Equal(jti, await JtiAsync(Gateway, site, receiver.Received[1]));
         Assert.Equal("Delivered", await Propagation.ObligationAsync<string>(fixture.Database, jti, "status"));
+    }
+
+    /// <summary>
+    /// The back-off grows: 1, 5 and 15 minutes, 1, 3, 6, 12 and 24 hours, then 24 hours again, each with ±20% jitter.
+    /// The delivery tests see only its first step, and a schedule flattened to that step would have every pending event
+    /// knock on a site that is down once a minute, all day. The host's own options, not a new instance: the defaults
+    /// live outside the bound list (the binder adds to a filled one), and what counts is what the dispatcher gets.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(2, 5)]
+    [InlineData(3, 15)]
+    [InlineData(4, 60)]
+    [InlineData(5, 3 * 60)]
+    [InlineData(6, 6 * 60)]
+    [InlineData(7, 12 * 60)]
+    [InlineData(8, 24 * 60)]
+    [InlineData(9, 24 * 60)]
+    public void EachFailedAttemptWaitsItsStepOfTheScheduleWithinTheJitter(int attempts, int minutes)
+    {
+        var options = Gateway.Services.GetRequiredService<IOptions<DeliveryOptions>>().Value;
+        var step = TimeSpan.FromMinutes(minutes);
+        // Seeded, so a failure names the draw that broke it.
+        var random = new Random(attempts);
+        var ratios = Enumerable.Range(0, 200).Select(_ => options.Backoff(attempts, random) / step).ToList();
+
+        // Rounding to whole ticks may put a wait a hair outside the exact bounds.
+        Assert.All(ratios, ratio => Assert.InRange(ratio, 0.8 - 1e-9, 1.2 + 1e-9));
+        // And the jitter is there: 200 draws spread over most of the 40% band, not bunched at one wait.
+        Assert.True(ratios.Max() - ratios.Min() > 0.3, $"waits for attempt {attempts} spread only from {ratios.Min():0.###} to {ratios.Max():0.###} of {step}");
     }
 
     [Fact]

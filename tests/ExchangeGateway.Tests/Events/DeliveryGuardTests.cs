@@ -108,6 +108,13 @@ public sealed class DeliveryGuardTests
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow));
         var actors = new Actors(gateway);
         var @operator = await actors.NewOperatorAsync();
+        // Another host, on a database of its own, started after this one: as another test's host, or a worker beside the web
+        // host, would be. Hangfire's process-wide JobStorage.Current is now that host's, so a dispatch enqueued through the
+        // static API (BackgroundJob) instead of this host's own client lands there, and the counts below miss it. Without
+        // this, this host was the last one started whenever the test ran alone, and the static API found its storage.
+        await using var otherDatabase = await TestDatabase.CreateAsync();
+        await using var other = new GatewayFactory(otherDatabase, new FakeTimeProvider(DateTimeOffset.UtcNow));
+        other.StartServer();
         await using var receiver = await PushReceiver.StartAsync();
         var revokedSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
         var suspendedSite = await Sites.RegisterAsync(gateway, @operator.Tokens.AccessToken, SiteOptions.Push(receiver.Endpoint));
@@ -218,6 +225,7 @@ public sealed class DeliveryGuardTests
         // Every job Hangfire holds is one of these: nothing else was enqueued (no job per obligation, of any kind).
         Assert.Equal(9L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.job"));
         Assert.Equal(9L, await database.ScalarAsync<long>("SELECT count(*) FROM hangfire.jobqueue"));
+        Assert.Equal(0L, await otherDatabase.ScalarAsync<long>("SELECT count(*) FROM hangfire.job"));
 
         // A job takes no argument but its cancellation token: ids only, and here not even that.
         var invocations = await database.ScalarAsync<string[]>(

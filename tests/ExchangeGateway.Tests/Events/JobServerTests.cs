@@ -15,8 +15,15 @@ public sealed class JobServerTests
     public async Task AnUntickReachesThePushSiteThroughTheJobServerAlone()
     {
         await using var database = await TestDatabase.CreateAsync();
+        // The recurring dispatch (every minute, on Hangfire's wall clock) is put off to a date this test never reaches: with
+        // it, the push could come from that run instead of the enqueue after the untick's commit, and the test passed
+        // without the immediate dispatch it is here to prove whenever a minute turned during its 30-second wait.
         await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow),
-            settings: new Dictionary<string, string?> { ["Jobs:RunServer"] = "true", ["Jobs:Workers"] = "2" }, captureLogs: true);
+            settings: new Dictionary<string, string?>
+            {
+                ["Jobs:RunServer"] = "true", ["Jobs:Workers"] = "2", ["Jobs:Schedules:EventDispatch"] = "0 0 1 1 *",
+            },
+            captureLogs: true);
         var actors = new Actors(gateway);
         await using var receiver = await PushReceiver.StartAsync();
         var site = await Sites.RegisterAsync(gateway, actors, SiteOptions.Push(receiver.Endpoint));
