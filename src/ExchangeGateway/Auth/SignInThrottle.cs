@@ -113,14 +113,20 @@ public sealed class SignInThrottle(
         await FailedAsync(userId, SecondFactorSource, cancellationToken, SecondFactorWindow);
     }
 
-    /// <summary>Counts a wrong password; the first failure after a window has ended opens a new one.</summary>
+    /// <summary>
+    /// Counts a wrong password; the first failure after a window has ended opens a new one. The count is taken from the
+    /// account row under a share lock rather than inserted against the foreign key: a "forget me" committing meanwhile
+    /// then leaves nothing to count (the page answers as for any wrong password), where the key check would fail with
+    /// a 500 that tells the account was being erased, and write the erased id into PostgreSQL's log.
+    /// </summary>
     public Task FailedAsync(string userId, string source, CancellationToken cancellationToken, TimeSpan? window = null)
     {
         var now = time.GetUtcNow();
         var windowEnds = now + (window ?? options.Value.SignInFailureWindow);
         return db.Database.ExecuteSqlAsync(
             $"""
-            INSERT INTO sign_in_failures AS f (user_id, source, failures, window_ends) VALUES ({userId}, {source}, 1, {windowEnds})
+            INSERT INTO sign_in_failures AS f (user_id, source, failures, window_ends)
+            SELECT u.id, {source}, 1, {windowEnds} FROM "AspNetUsers" u WHERE u.id = {userId} FOR KEY SHARE
             ON CONFLICT (user_id, source) DO UPDATE
             SET failures = CASE WHEN f.window_ends <= {now} THEN 1 ELSE f.failures + 1 END,
                 window_ends = CASE WHEN f.window_ends <= {now} THEN {windowEnds} ELSE f.window_ends END

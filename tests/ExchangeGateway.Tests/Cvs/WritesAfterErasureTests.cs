@@ -108,6 +108,51 @@ public sealed class WritesAfterErasureTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A wrong password posted while "forget me" waits to commit gets the page's one answer for any failed sign-in, and
+    /// its count dies with the account. It used to wait on the account's key, fail with a 500 that told the account was
+    /// being erased, and leave the erased account id in PostgreSQL's log.
+    /// </summary>
+    [Fact]
+    public async Task AWrongPasswordPostedWhileForgetMeCommitsGetsTheUsualAnswerAndLeavesNothing()
+    {
+        var seeker = await fixture.Actors.NewSeekerAsync();
+        using var browser = fixture.Factory.CreateHttpClient(new CookieContainer());
+        HttpResponseMessage answer;
+        await using (var held = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            await held.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+            using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+            var erasure = me.DeleteAsync("/api/v1/me");
+            await HeldTransaction.WaitForChainWaitersAsync(fixture.Database, 1);
+            var posting = Actors.PostLoginFormAsync(browser, new Uri("/Account/Login", UriKind.Relative), seeker.Email, "wrong-" + seeker.Password);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (await fixture.Database.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_locks WHERE locktype IN ('tuple', 'transactionid') AND NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())") < 1)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the wrong password's count never waited for the account");
+                await Task.Delay(20);
+            }
+
+            await held.CommitAsync();
+            using var forgotten = await erasure;
+            Assert.Equal(HttpStatusCode.NoContent, forgotten.StatusCode);
+            answer = await posting;
+        }
+
+        using (answer)
+        {
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.Matches("Adresse e-mail ou mot de passe incorrect|Incorrect e-mail address or password", await answer.Content.ReadAsStringAsync());
+        }
+
+        Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, seeker.Id, seeker.Email));
+        var serverLog = Environment.GetEnvironmentVariable("EXCHANGEGATEWAY_TEST_PG_LOG");
+        Assert.True(serverLog is not null, "EXCHANGEGATEWAY_TEST_PG_LOG must name the test PostgreSQL's log file (scripts/test sets it)");
+        await using var stream = new FileStream(serverLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        Assert.DoesNotContain(seeker.Id, await new StreamReader(stream).ReadToEndAsync(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A page session that outlived its account ends at its next page, before any form is shown; a request already past
     /// that check when the erasure commits writes nothing either (the writers check under the seeker lock).
     /// </summary>
