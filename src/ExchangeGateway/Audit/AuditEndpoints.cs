@@ -159,7 +159,7 @@ public static class AuditEndpoints
             if (value is not null && !await events.AnyAsync(named, context.RequestAborted))
             {
                 details[name] = null;
-                details[name + "Digest"] = trail.Pseudonyms.Of("audit-filter:" + value);
+                details[name + "Digest"] = trail.Pseudonyms.BucketOf("audit-filter", value);
             }
         }
 

@@ -41,11 +41,11 @@ public sealed class TokenRefusalAudit(
         // for the client, so the error alone does not say the client exists.
         var known = claimed is { Length: <= 100 } && await applications.FindByClientIdAsync(claimed, context.CancellationToken) is not null;
         // A registered id, or one shaped like the ids the gateway gives out, is recorded as claimed. Anything else is text
-        // the sender chose (an e-mail address, a name) that the append-only log would keep forever: a keyed digest of it
+        // the sender chose (an e-mail address, a name) that the append-only log would keep forever: a keyed bucket of it
         // still shows the same guess coming back.
         var clientId = claimed is null ? null
             : known || Recipients.RecipientClients.IsWellFormedClientId(claimed) ? claimed
-            : audit.Pseudonyms.Of("claimed-client-id:" + claimed);
+            : audit.Pseudonyms.BucketOf("claimed-client-id", claimed);
         // Counted per network, as the rate limits count: an IPv6 host holds a whole /64.
         var address = ClientNetwork.Of(context.Transaction.GetHttpRequest()?.HttpContext.Connection.RemoteIpAddress);
         if (!known && !window.Admit(address))
