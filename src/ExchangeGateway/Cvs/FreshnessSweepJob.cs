@@ -140,7 +140,7 @@ public sealed class FreshnessSweepJob(
             return (0, 0);
         }
 
-        var confirmBefore = now + erasure.Value.ConfirmWithin;
+        var confirmBefore = Obligations.Deadline(now, erasure.Value.ConfirmWithin);
         // Every event written, by seeker, for the seeker's audit row: which site was told to delete, under which jti.
         var written = new Dictionary<string, List<WrittenObligation>>(StringComparer.Ordinal);
         void Collect(string[] seekerIds, Guid[] consents, string[] clients, Guid[] jtis)

@@ -124,6 +124,27 @@ public sealed record WrittenObligation(Guid ConsentId, string ClientId, Guid Jti
 public static class Obligations
 {
     /// <summary>
+    /// A deadline as every site is given it: rounded up to the whole hour. Stamped to the microsecond, the same for every
+    /// site told of one change, it was a value two sites could join their pairwise ids on (promise 6); an hour holds the
+    /// deadlines of many seekers' changes. Stored rounded, so the overdue rules judge the deadline the site was given.
+    /// </summary>
+    public static DateTimeOffset Deadline(DateTimeOffset now, TimeSpan confirmWithin)
+    {
+        var due = (now + confirmWithin).ToUniversalTime();
+        var hour = new DateTimeOffset(due.Year, due.Month, due.Day, due.Hour, 0, 0, TimeSpan.Zero);
+        return hour == due ? hour : hour.AddHours(1);
+    }
+
+    /// <summary>
+    /// A time about a seeker as sites see it (when the CV was refreshed, when a change that concerns them happened): the
+    /// UTC day. Finer, it was the same instant at every site the seeker shares with, and so a key to pair their ids on.
+    /// A day is enough for the one rule sites apply with it: only the freshness sweep takes a CV offline, so a copy whose
+    /// day of refresh is on or after the cv-offline event's day was read after the sweep, and one from before it is 90
+    /// days older.
+    /// </summary>
+    public static DateTimeOffset SiteDay(DateTimeOffset time) => new(time.UtcDateTime.Date, TimeSpan.Zero);
+
+    /// <summary>
     /// The erasure requests sent to sites. An episode has one only if its site received the CV, so the seeker's pages offer
     /// to follow a request only where this finds one (a link to an empty list left them wondering whether one was sent).
     /// </summary>
@@ -140,7 +161,7 @@ public static class Obligations
         }
 
         var ids = consentIds.ToArray();
-        var confirmBefore = now + confirmWithin;
+        var confirmBefore = Deadline(now, confirmWithin);
         return await db.Database.SqlQuery<WrittenObligation>(
             $"""
             WITH written AS (
@@ -191,7 +212,7 @@ public static class Obligations
     public static Task<List<WrittenObligation>> NotifyUpdateAsync(
         GatewayDbContext db, string seekerId, int newVersion, DateTimeOffset now, TimeSpan confirmWithin, CancellationToken cancellationToken)
     {
-        var confirmBefore = now + confirmWithin;
+        var confirmBefore = Deadline(now, confirmWithin);
         return db.Database.SqlQuery<WrittenObligation>(
             $"""
             WITH written AS (

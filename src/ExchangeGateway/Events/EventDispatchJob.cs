@@ -369,7 +369,16 @@ public sealed class EventDispatchJob(
             {
                 // RFC 8935 §2.4: the receiver says what was wrong with the SET; keep its word, not ours.
                 var error = await ReadSetErrorAsync(response, timeout.Token);
-                return Retry(obligation, $"rejected: {error}", DeliveryError.Http(response.StatusCode));
+                var rejected = Retry(obligation, $"rejected: {error}", DeliveryError.Http(response.StatusCode));
+                if (!SetError.IsAboutTheReceiver(error))
+                {
+                    return rejected;
+                }
+
+                // The site's set-up refuses every SET alike: the whole site waits with this event (the back-off, up to a day,
+                // of the event it refused), instead of each event being pushed and refused on its own schedule.
+                logger.LogWarning("Recipient {RecipientId} rejects pushed SETs ({Err}): the site is held until {HeldUntil}", obligation.RecipientId, error, rejected.At);
+                return rejected with { HoldSiteUntil = rejected.At };
             }
 
             if (response.Headers.RetryAfter is { } retryAfter && (int)response.StatusCode is 429 or 503)

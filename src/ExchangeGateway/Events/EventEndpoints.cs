@@ -19,6 +19,13 @@ public sealed record SetError(string Err, string? Description = null)
     /// in text; half an emoji; a line break for the logs) becomes '?'. A site's odd code is recorded, not refused: refusing
     /// it would refuse the acks that came with it, and a receiver that retries the same body would never get through.
     /// </summary>
+    /// <summary>
+    /// RFC 8935 §2.4's codes that speak of the receiver's set-up (which issuer, audience and keys it trusts, whether it takes
+    /// SETs from the gateway at all), not of one SET: every other event to that site would be refused the same way.
+    /// </summary>
+    public static bool IsAboutTheReceiver(string code) =>
+        code is "invalid_issuer" or "invalid_audience" or "invalid_key" or "authentication_failed" or "access_denied";
+
     public static string Code(string value)
     {
         var kept = value.Length <= 64 ? value : value[..64];
@@ -53,11 +60,13 @@ public sealed record ConfirmationResponse(Guid Id, string Kind, string Cause, Ob
 
 /// <summary>
 /// One of the calling site's events it has not confirmed yet: what its SET says (jti, kind, the CV's id for the site,
-/// cause, toe as <c>createdAt</c>, confirm_before), and where it stands (pending: not yet delivered or acknowledged).
+/// cause, toe as <c>createdAt</c>, confirm_before), and where it stands (pending: not yet delivered or acknowledged),
+/// with the failed attempts and the last one's reason as the gateway recorded them (a push's answer or a poll's
+/// <c>setErrs</c>): a site whose events keep coming back can see why.
 /// </summary>
 public sealed record OpenEvent(
     Guid Jti, string Kind, string Cause, string CvId, ObligationStatus Status, bool Overdue, DateTimeOffset CreatedAt,
-    DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt)
+    DateTimeOffset ConfirmBefore, DateTimeOffset? DeliveredAt, int Attempts, string? LastError)
 {
     /// <summary>The jti again, as every resource carries an <c>id</c> (DESIGN), and as the confirmation names the event.</summary>
     public Guid Id => Jti;
@@ -104,9 +113,18 @@ public static class EventEndpoints
                     && (!triedOnly || o.Status == ObligationStatus.Delivered || o.Attempts > 0))
                 .OrderBy(o => o.Id)
                 .Select(o => new { o.Id, Item = new OpenEvent(o.Jti, o.Kind, o.Cause, o.PairwiseId, o.Status,
-                    ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.ConfirmBefore, o.DeliveredAt) }),
+                    ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.ConfirmBefore, o.DeliveredAt,
+                    o.Attempts, o.LastError) }),
             take, o => o.Id, context.RequestAborted);
-        return TypedResults.Ok(new Page<OpenEvent>([.. page.Items.Select(o => o.Item)], page.NextCursor));
+        // The event's time as its SET gives it (toe, a day); the delivery to the second: both are the same instant at every
+        // site told of one change, which would pair their ids (promise 6).
+        return TypedResults.Ok(new Page<OpenEvent>(
+            [.. page.Items.Select(o => o.Item with
+            {
+                CreatedAt = Obligations.SiteDay(o.Item.CreatedAt),
+                DeliveredAt = o.Item.DeliveredAt is { } at ? at.AddTicks(-(at.UtcTicks % TimeSpan.TicksPerSecond)) : null,
+            })],
+            page.NextCursor));
     }
 
     private static async Task<Results<Ok<PollResponse>, ProblemHttpResult>> Poll(

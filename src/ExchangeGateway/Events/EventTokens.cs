@@ -46,7 +46,7 @@ public sealed class EventTokens(SigningKeyRing keys, IOptions<AuthOptions> auth,
             // When the change happened (RFC 8417 "toe"), which iat (stamped on every attempt) does not say: a site can then
             // tell an event about an earlier state from the state it holds, say a cv-offline event that reaches it after it
             // has read the CV again, refreshed since.
-            writer.WriteNumber("toe", obligation.CreatedAt.ToUnixTimeSeconds());
+            writer.WriteNumber("toe", Obligations.SiteDay(obligation.CreatedAt).ToUnixTimeSeconds());
             // The episode's events share a txn, but not the gateway's id of the episode (promise 6: a site sees only opaque
             // ids): a keyed hash of it. Episodes are per site, so no two sites ever get the same txn.
             writer.WriteString("txn", pseudonyms.Of("txn:" + obligation.ConsentId.ToString()));

@@ -5,6 +5,7 @@ using ExchangeGateway.Audit;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Cvs;
 using ExchangeGateway.Data;
+using ExchangeGateway.Events;
 using ExchangeGateway.Hosting;
 using ExchangeGateway.Recipients;
 using Microsoft.EntityFrameworkCore;
@@ -203,7 +204,7 @@ public sealed class SharedCvFeed(
             }
             else if (recorded.Contains(row.ConsentId))
             {
-                items.Add(new SharedCvItem(row.PairwiseId, "cv", row.Version, row.RefreshedAt, new CvDocument(documents[row.ConsentId]), null));
+                items.Add(new SharedCvItem(row.PairwiseId, "cv", row.Version, row.RefreshedAt is { } refreshed ? Obligations.SiteDay(refreshed) : null, new CvDocument(documents[row.ConsentId]), null));
             }
         }
 

@@ -1,5 +1,7 @@
 using System.Globalization;
 using ExchangeGateway.Auth;
+using ExchangeGateway.Consents;
+using ExchangeGateway.Events;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
@@ -26,7 +28,9 @@ public static class OpenApi
             options.OperationFilter<VersionHeaders>();
             options.SchemaFilter<ConstructorParameters>();
             options.SchemaFilter<UrlLengths>();
+            options.SchemaFilter<EventDocuments>();
             options.SchemaFilter<NonNullableMembers>();
+            options.DocumentFilter<EventDocuments>();
             options.SwaggerDoc(DocumentName, new OpenApiInfo
             {
                 Title = "ExchangeGateway API",
@@ -324,6 +328,120 @@ public static class OpenApi
                 target.MaxLength = RequestErrors.MaxUrlLength;
             }
         }
+    }
+
+    /// <summary>
+    /// What a site must get right outside the API's own responses: the closed sets it branches on (an event's kind and
+    /// cause, a feed item's kind), the Security Event Token it is pushed or polls (header, claims, the event's members), and
+    /// the push its endpoint answers (as <c>x-webhooks</c>: the document is OpenAPI 3.0). A client generated from the
+    /// document then has a model for the one thing it must never get wrong, and an enum that a new cause would change.
+    /// The values are read from the code's own constants, so the document cannot name a cause the gateway never sends.
+    /// </summary>
+    private sealed class EventDocuments : ISchemaFilter, IDocumentFilter
+    {
+        private static readonly string[] ErasureCauseValues =
+            [ErasureCauses.ConsentRevoked, ErasureCauses.ConsentExpired, ErasureCauses.CvOffline, ErasureCauses.SubjectErased, ErasureCauses.RecipientSuspended];
+
+        public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
+        {
+            if (schema is not OpenApiSchema { Properties: { } properties })
+            {
+                return;
+            }
+
+            if (context.Type == typeof(OpenEvent) || context.Type == typeof(ConfirmationResponse))
+            {
+                properties["kind"] = new OpenApiSchemaReference("EventKind");
+                properties["cause"] = new OpenApiSchemaReference("EventCause");
+            }
+            else if (context.Type == typeof(Exchange.SharedCvItem))
+            {
+                properties["kind"] = new OpenApiSchemaReference("FeedItemKind");
+                // Only a withdrawal has a cause; a reference cannot say null by itself.
+                properties["cause"] = new OpenApiSchema { AllOf = [new OpenApiSchemaReference("ErasureCause")], Type = JsonSchemaType.Null };
+            }
+            else if (context.Type == typeof(PollResponse) && properties.TryGetValue("sets", out var sets) && sets is OpenApiSchema map)
+            {
+                map.Description = "The SETs due, by jti: each a compact JWS (typ secevent+jwt, ES256) whose header is SecurityEventTokenHeader and whose claims are SecurityEventToken.";
+            }
+        }
+
+        public void Apply(OpenApiDocument document, DocumentFilterContext context)
+        {
+            var schemas = document.Components!.Schemas!;
+            schemas["EventKind"] = Enumeration("The kind of event, the last segment of its URI in the SET's events member.", EventKinds.ErasureRequired, EventKinds.CvUpdated);
+            schemas["ErasureCause"] = Enumeration("Why a site must delete its copy.", ErasureCauseValues);
+            schemas["EventCause"] = Enumeration("An erasure's cause, or cv-updated for an update.", [.. ErasureCauseValues, "cv-updated"]);
+            schemas["FeedItemKind"] = Enumeration("A CV to store, or a withdrawal: delete the copy of that id.", "cv", "withdrawal");
+            schemas["SecurityEventTokenHeader"] = Object("The JWS header of a SET. Verify the signature with the key of this kid in /.well-known/jwks.",
+                ("alg", Enumeration(null, "ES256"), true), ("typ", Enumeration(null, "secevent+jwt"), true), ("kid", Text(null), true));
+            schemas["EventSubject"] = Object("The CV, by the id the site knows it by (its pairwise id).",
+                ("format", Enumeration(null, "opaque"), true), ("id", Text("The site's id for the CV, as the feed gave it."), true));
+            schemas["EventPayload"] = Object("The one member of events.",
+                ("subject", new OpenApiSchemaReference("EventSubject"), true),
+                ("cause", new OpenApiSchemaReference("EventCause"), true),
+                ("confirm_before", Seconds("When the site's confirmation (POST /api/v1/erasures/{jti}/confirmation) is due: 72 hours after the change, rounded up to the whole hour."), true));
+            var events = Object("Exactly one member, named by the event's URI.",
+                (EventKinds.UriPrefix + EventKinds.ErasureRequired, new OpenApiSchemaReference("EventPayload"), false),
+                (EventKinds.UriPrefix + EventKinds.CvUpdated, new OpenApiSchemaReference("EventPayload"), false));
+            events.MinProperties = 1;
+            events.MaxProperties = 1;
+            schemas["SecurityEventToken"] = Object("The claims of a Security Event Token (RFC 8417) the gateway sends a site, pushed (RFC 8935) or polled (RFC 8936).",
+                ("iss", Text("The gateway's issuer, an absolute URI with its trailing slash."), true),
+                ("aud", Text("The site's client id."), true),
+                ("jti", new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid", Description = "The event's id: acknowledge, and confirm, by it." }, true),
+                ("iat", Seconds("When this copy was signed."), true),
+                ("toe", Seconds("The UTC midnight of the day the change happened."), true),
+                ("txn", Text("A keyed hash of the sharing episode, shared by its events."), true),
+                ("events", events, true));
+            schemas["PushError"] = Object("A receiver's RFC 8935 error answer (400): err is kept on the event; description is not.",
+                ("err", Text("An RFC 8935 error code: invalid_request, invalid_key, invalid_issuer, invalid_audience, authentication_failed or access_denied."), true),
+                ("description", Text(null), false));
+
+            document.Extensions ??= new Dictionary<string, IOpenApiExtension>();
+            document.Extensions["x-webhooks"] = new JsonNodeExtension(System.Text.Json.Nodes.JsonNode.Parse("""
+                {
+                  "securityEventPush": {
+                    "post": {
+                      "summary": "A SET pushed to the site's registered endpoint (RFC 8935)",
+                      "description": "Sent without an Authorization header: trust the signature, iss and aud. Store the jti, then answer 202; any other answer is retried with the same jti. Redirects are not followed. Retry-After on a 429 or 503 holds the whole site, as a floor, at most a day.",
+                      "requestBody": {
+                        "required": true,
+                        "content": { "application/secevent+jwt": { "schema": { "type": "string", "description": "A compact JWS: header SecurityEventTokenHeader, claims SecurityEventToken." } } }
+                      },
+                      "responses": {
+                        "202": { "description": "Stored: the SET is acknowledged and not sent again." },
+                        "400": {
+                          "description": "The SET was refused: retried on the back-off; an err about the receiver's set-up (invalid_issuer, invalid_audience, invalid_key, authentication_failed, access_denied) holds all the site's events with it.",
+                          "content": { "application/json": { "schema": { "$ref": "#/components/schemas/PushError" } } }
+                        },
+                        "429": { "description": "Busy: the site is held until Retry-After." },
+                        "503": { "description": "Unavailable: the site is held until Retry-After." }
+                      }
+                    }
+                  }
+                }
+                """)!);
+        }
+
+        private static OpenApiSchema Enumeration(string? description, params string[] values) => new()
+        {
+            Type = JsonSchemaType.String,
+            Description = description,
+            Enum = [.. values.Select(v => (System.Text.Json.Nodes.JsonNode)System.Text.Json.Nodes.JsonValue.Create(v))],
+        };
+
+        private static OpenApiSchema Text(string? description) => new() { Type = JsonSchemaType.String, Description = description };
+
+        private static OpenApiSchema Seconds(string description) => new() { Type = JsonSchemaType.Integer, Format = "int64", Description = "NumericDate (seconds since 1970). " + description };
+
+        private static OpenApiSchema Object(string description, params (string Name, IOpenApiSchema Schema, bool Required)[] members) => new()
+        {
+            Type = JsonSchemaType.Object,
+            Description = description,
+            Properties = members.ToDictionary(m => m.Name, m => m.Schema),
+            Required = members.Where(m => m.Required).Select(m => m.Name).ToHashSet(),
+        };
     }
 
     public static WebApplication UseGatewayOpenApi(this WebApplication app)

@@ -243,6 +243,54 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     }
 
     /// <summary>
+    /// A 400 whose err speaks of the receiver's set-up (the audience or issuer it expects, the keys it trusts, whether it
+    /// takes the gateway's SETs at all) holds the whole site with the refused event, as its other events would be refused
+    /// alike; one about the SET itself holds nothing, and the site's next event goes out in the same run. Before, every
+    /// event of a misconfigured site was pushed and refused on its own schedule, for ever.
+    /// </summary>
+    [Theory]
+    [InlineData("invalid_audience", true)]
+    [InlineData("invalid_request", false)]
+    public async Task A400AboutTheReceiversSetUpHoldsTheSiteAndOneAboutTheSetDoesNot(string err, bool holds)
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var gateway = new GatewayFactory(database, new FakeTimeProvider(DateTimeOffset.UtcNow), settings: OneSlotOneLane);
+        var actors = new Actors(gateway);
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(400, Body: $$"""{"err":"{{err}}","description":"not for us"}"""));
+        var site = await ObligationForNewSiteAsync(gateway, actors, receiver);
+        await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+
+        await gateway.RunDispatchAsync();
+        var refused = await JtiAsync(gateway, site, receiver.Received[0]);
+        Assert.Equal(("Pending", 1, $"rejected: {err}"), await StateAsync(database, refused));
+        // The site can see why: its list of open events carries the attempts and the reason recorded.
+        using (var client = gateway.CreateHttpClient().WithToken(await actors.TokenAsync(site)))
+        {
+            var open = (await client.GetFromJsonAsync<JsonElement>("/api/v1/erasures")).GetProperty("items").EnumerateArray()
+                .Single(e => e.GetProperty("jti").GetString() == refused);
+            Assert.Equal((1, $"rejected: {err}"), (open.GetProperty("attempts").GetInt32(), open.GetProperty("lastError").GetString()));
+        }
+
+        if (!holds)
+        {
+            Assert.Equal(2, receiver.Received.Count);
+            Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM push_holds WHERE recipient_id = '{site.Id}'"));
+            return;
+        }
+
+        Assert.Single(receiver.Received);
+        var held = await database.ScalarAsync<DateTime>($"SELECT held_until FROM push_holds WHERE recipient_id = '{site.Id}'");
+        Assert.Equal(await NextAttemptAsync(database, refused), new DateTimeOffset(held, TimeSpan.Zero));
+        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT sum(attempts) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND jti <> '{refused}'"));
+
+        // Within the schedule's first step (a minute, less its jitter), the next run pushes nothing to the site.
+        gateway.Time.Advance(TimeSpan.FromSeconds(40));
+        await gateway.RunDispatchAsync();
+        Assert.Single(receiver.Received);
+    }
+
+    /// <summary>
     /// Whatever a site answers is that site's failed attempt: an error body that is not RFC 8935's object, or far too long,
     /// or a success other than 202 (a parked domain's 200), and the other site in the same run is still recorded delivered.
     /// </summary>

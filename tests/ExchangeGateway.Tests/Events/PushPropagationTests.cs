@@ -43,7 +43,9 @@ public sealed class PushPropagationTests(GatewayFixture fixture)
         var keys = await SecurityEventTokens.FetchKeysAsync(Gateway);
         var revoked = SecurityEventTokens.VerifyPush(Assert.Single(receiverA.Received), keys, Gateway.Issuer, siteA.ClientId);
         Assert.Equal(("erasure-required", "consent-revoked", idA), (revoked.Kind, revoked.Cause, revoked.SubjectId));
-        Assert.Equal(revokedAt.AddHours(72).ToUnixTimeSeconds(), revoked.ConfirmBefore.ToUnixTimeSeconds());
+        // 72 hours, rounded up to the whole hour (a finer deadline would be the same instant at every site told of a change).
+        Assert.InRange(revoked.ConfirmBefore - revokedAt, TimeSpan.FromHours(72), TimeSpan.FromHours(73));
+        Assert.Equal(TimeSpan.Zero, revoked.ConfirmBefore.UtcDateTime.TimeOfDay - TimeSpan.FromHours(revoked.ConfirmBefore.UtcDateTime.Hour));
         Assert.Equal([$"system|dispatcher|{siteA.ClientId}|push|1"], await Propagation.DeliveryAuditAsync(fixture.Database, revoked.Jti));
         Assert.Empty(receiverB.Received);
         var afterUntick = await Propagation.MyErasuresAsync(Gateway, seekerToken);

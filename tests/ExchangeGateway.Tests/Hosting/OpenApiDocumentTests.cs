@@ -74,6 +74,59 @@ public sealed class OpenApiDocumentTests(GatewayFixture fixture)
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await site.GetAsync("/api/v1/admin/recipients")).StatusCode);
     }
 
+    /// <summary>
+    /// The document describes the events a site receives, and a real SET matches it: every claim and member it carries is
+    /// one the schema names, every one the schema requires is there, and its cause and kind are in the document's enums;
+    /// the open-events list names the same enums, and the push a site's endpoint answers is described.
+    /// </summary>
+    [Fact]
+    public async Task TheDocumentDescribesTheEventsASiteReceivesAsTheySendThem()
+    {
+        using var client = fixture.Client();
+        var document = JsonNode.Parse(await client.GetStringAsync("/swagger/v1/swagger.json"))!;
+        var schemas = document["components"]!["schemas"]!;
+        string[] Names(JsonNode schema) => [.. schema["properties"]!.AsObject().Select(p => p.Key)];
+        string[] Required(JsonNode schema) => [.. schema["required"]!.AsArray().Select(r => r!.GetValue<string>())];
+        string[] Values(string name) => [.. schemas[name]!["enum"]!.AsArray().Select(v => v!.GetValue<string>())];
+
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var marker = "openapi-" + Guid.NewGuid().ToString("N");
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        await Propagation.ReadAsync(fixture.Factory, await fixture.Actors.TokenAsync(site), marker);
+        using (var untick = await Sharing.UntickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, untick.StatusCode);
+        }
+
+        using var siteClient = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+        using var poll = await siteClient.PostAsync("/api/v1/events/poll",
+            new StringContent("""{"returnImmediately":true}""", System.Text.Encoding.UTF8, "application/json"));
+        var set = Assert.Single((await poll.ReadJsonAsync()).GetProperty("sets").EnumerateObject()).Value.GetString()!;
+        var parts = set.Split('.');
+        var header = JsonNode.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(parts[0]))!.AsObject();
+        var claims = JsonNode.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(parts[1]))!.AsObject();
+
+        foreach (var (name, sent) in new[] { ("SecurityEventTokenHeader", header), ("SecurityEventToken", claims) })
+        {
+            Assert.Subset(Names(schemas[name]!).ToHashSet(), sent.Select(p => p.Key).ToHashSet());
+            Assert.Subset(sent.Select(p => p.Key).ToHashSet(), Required(schemas[name]!).ToHashSet());
+        }
+
+        var (uri, payload) = claims["events"]!.AsObject().Single();
+        Assert.Contains(uri, Names(schemas["SecurityEventToken"]!["properties"]!["events"]!));
+        Assert.Equal(Required(schemas["EventPayload"]!).Order(), payload!.AsObject().Select(p => p.Key).Order());
+        Assert.Contains(payload["cause"]!.GetValue<string>(), Values("ErasureCause"));
+        Assert.Contains(uri.Split('/')[^1], Values("EventKind"));
+        Assert.Equal(["cv-updated"], Values("EventCause").Except(Values("ErasureCause")));
+
+        Assert.Equal("#/components/schemas/EventCause", schemas["OpenEvent"]!["properties"]!["cause"]!["$ref"]!.GetValue<string>());
+        Assert.Equal("#/components/schemas/FeedItemKind", schemas["SharedCvItem"]!["properties"]!["kind"]!["$ref"]!.GetValue<string>());
+        var push = document["x-webhooks"]!["securityEventPush"]!["post"]!;
+        Assert.NotNull(push["requestBody"]!["content"]!["application/secevent+jwt"]);
+        Assert.Equal("#/components/schemas/PushError", push["responses"]!["400"]!["content"]!["application/json"]!["schema"]!["$ref"]!.GetValue<string>());
+    }
+
     private static string RepositoryRoot()
     {
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
