@@ -110,6 +110,7 @@ public static class AuditActions
     public const string AuditQueried = "audit.queried";
     public const string AuditExported = "audit.exported";
     public const string AuditVerified = "audit.verified";
+    public const string JobsDashboardAction = "jobs.dashboard-action";
     public const string DataKeyAdded = "data-key.added";
     public const string DataKeysRewrapped = "data-key.rewrapped";
     public const string KeyRingSealed = "key-ring.sealed";

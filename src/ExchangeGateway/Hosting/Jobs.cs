@@ -147,13 +147,46 @@ public static class Jobs
 
     public static WebApplication MapGatewayDashboard(this WebApplication app)
     {
-        app.MapHangfireDashboard("/hangfire", new DashboardOptions
+        app.UseWhen(
+            context => HttpMethods.IsPost(context.Request.Method) && context.Request.Path.StartsWithSegments(DashboardPath),
+            branch => branch.Use(AuditDashboardActionAsync));
+        app.MapHangfireDashboard(DashboardPath, new DashboardOptions
         {
             Authorization = [new OperatorsOnly()],
             DashboardTitle = "ExchangeGateway jobs",
             DisplayStorageConnectionString = false,
         });
         return app;
+    }
+
+    private const string DashboardPath = "/hangfire";
+
+    /// <summary>
+    /// Every action taken on the dashboard (a POST: trigger, remove or disable a recurring job, requeue or delete jobs) is
+    /// an audit row naming the operator, the action and the jobs, with its outcome. Removing "audit-checkpoint" stops the
+    /// signed checkpoints until a node starts again; the auditors must be able to see who did it, as for any other
+    /// operator action. Job ids and recurring job names hold no personal data (job arguments never do).
+    /// </summary>
+    private static async Task AuditDashboardActionAsync(HttpContext context, RequestDelegate next)
+    {
+        var jobs = context.Request.HasFormContentType
+            ? (await context.Request.ReadFormAsync(context.RequestAborted))["jobs[]"].Where(j => j is not null).Select(j => SetError.Code(j!)).Take(100).ToArray()
+            : [];
+        await next(context);
+        if (context.User.Identity?.IsAuthenticated != true)
+        {
+            return;
+        }
+
+        var trail = context.RequestServices.GetRequiredService<AuditTrail>();
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        var outcome = context.Response.StatusCode < 400 ? Outcomes.Success : context.Response.StatusCode is 401 or 403 ? Outcomes.Denied : Outcomes.Failure;
+        var action = SetError.Code(context.Request.Path.Value![DashboardPath.Length..]);
+        // Not the request's token: the action ran (or was refused) whatever the browser does next, and must be on record.
+        await trail.AppendAsync(
+            new AuditEntry(actor.Kind, actor.Id, AuditActions.JobsDashboardAction, outcome,
+                Details: new Dictionary<string, object?> { ["action"] = action, ["jobs"] = jobs, ["status"] = context.Response.StatusCode }),
+            CancellationToken.None);
     }
 
     /// <summary>
