@@ -172,7 +172,10 @@ public static class AuthSetup
                 parameters.ValidIssuer = auth.Value.Issuer!.AbsoluteUri;
                 parameters.ValidAudience = ApiScopes.Audience;
                 parameters.ValidTypes = [JsonWebTokenTypes.AccessToken];
-                parameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys;
+                // Access tokens are RS256 under the token keys only. The ES256 keys sign events and audit checkpoints and are
+                // published for sites to verify them; a retired one is kept for old checkpoints: none may mint a token.
+                parameters.ValidAlgorithms = [SecurityAlgorithms.RsaSha256];
+                parameters.IssuerSigningKeyResolver = (_, _, _, _) => ring.ValidationKeys.Where(k => k is RsaSecurityKey);
                 parameters.ClockSkew = TimeSpan.FromSeconds(30);
             })
             .Configure(jwt =>

@@ -20,12 +20,16 @@ public static class DatabaseRoles
         $$;
         """;
 
-    /// <summary>The application role may read and write the gateway's tables, but only append to the audit log.</summary>
+    /// <summary>
+    /// The application role may read and write the gateway's tables, but only append to the audit log and to the signing
+    /// keys: a node that deleted the stored ES256 key would make a new one at its next start, and every checkpoint signed
+    /// with the old one could never be verified again.
+    /// </summary>
     public const string GrantAppRole = $"""
         GRANT USAGE ON SCHEMA public TO {AppRole};
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {AppRole};
         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {AppRole};
-        REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM {AppRole}, PUBLIC;
+        REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints, signing_keys FROM {AppRole}, PUBLIC;
         """;
 
     /// <summary>Even the owner cannot rewrite history through ordinary statements: a trigger refuses it.</summary>

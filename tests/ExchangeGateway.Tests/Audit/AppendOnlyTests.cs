@@ -41,6 +41,10 @@ public sealed class AppendOnlyTests(GatewayFixture fixture)
     [InlineData("UPDATE audit_checkpoints SET signature = 'x'")]
     [InlineData("DELETE FROM audit_checkpoints")]
     [InlineData("TRUNCATE audit_checkpoints")]
+    // The stored signing keys too: the ES256 row is the only copy of the key every stored checkpoint verifies under.
+    [InlineData("DELETE FROM signing_keys")]
+    [InlineData("UPDATE signing_keys SET protected_private_key = 'x'")]
+    [InlineData("TRUNCATE signing_keys")]
     public async Task TheGatewaysOwnRoleMayNotChangeOrRemoveAuditRows(string statement)
     {
         var head = await RowToTargetAsync();

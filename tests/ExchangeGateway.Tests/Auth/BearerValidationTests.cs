@@ -59,6 +59,41 @@ public sealed class BearerValidationTests(GatewayFixture fixture)
         await (await client.GetAsync("/api/v1/shared-cvs")).AssertProblemAsync(HttpStatusCode.Unauthorized);
     }
 
+    /// <summary>
+    /// The ES256 key signs events and audit checkpoints, and is published for sites to verify them: a token it signs is no
+    /// access token, however well formed. Before, the API took it (all of the ring's keys validated tokens), so a retired
+    /// event key kept for old checkpoints, or a copy leaked from anywhere events are verified, could mint any scope.
+    /// The same claims under the token key are accepted, so the refusal is the key's.
+    /// </summary>
+    [Fact]
+    public async Task ATokenSignedWithTheEventKeyGets401()
+    {
+        var ring = fixture.Factory.Services.GetRequiredService<SigningKeyRing>();
+        string Token(SigningCredentials key)
+        {
+            var now = fixture.Time.GetUtcNow().UtcDateTime;
+            return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+            {
+                Issuer = fixture.Factory.Issuer.AbsoluteUri,
+                Audience = ApiScopes.Audience,
+                TokenType = "at+jwt",
+                IssuedAt = now,
+                NotBefore = now,
+                Expires = now.AddMinutes(5),
+                Claims = new Dictionary<string, object> { ["sub"] = "forged-auditor", ["scope"] = ApiScopes.AuditRead },
+                SigningCredentials = key,
+            });
+        }
+
+        using (var accepted = fixture.Client().WithToken(Token(ring.TokenCredentials)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await accepted.GetAsync("/api/v1/audit/erasures?limit=1")).StatusCode);
+        }
+
+        using var client = fixture.Client().WithToken(Token(ring.EventCredentials));
+        await (await client.GetAsync("/api/v1/audit/erasures?limit=1")).AssertProblemAsync(HttpStatusCode.Unauthorized);
+    }
+
     [Fact]
     public async Task ATokenSignedByAnotherKeyGets401()
     {
