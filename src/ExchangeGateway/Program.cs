@@ -165,7 +165,7 @@ app.MapAuthorizationEndpoints();
 app.MapRazorPages();
 app.MapMyDataDownload();
 
-var api = app.MapGroup("/api/v1").RequireRateLimiting(RateLimits.ApiPolicy);
+var api = app.MapGroup("/api/v1").RequireApiRateLimit();
 api.MapAccountEndpoints();
 api.MapSharedCvEndpoints();
 api.MapAuditEndpoints();

@@ -71,8 +71,8 @@ public static class RateLimits
                 BearerSubject(context) ?? "addr:" + Network(context),
                 _ => new TokenBucketRateLimiterOptions
                 {
-                    TokenLimit = Math.Max(10, limits.ApiRequestsPerMinute / 6),
-                    TokensPerPeriod = Math.Max(1, limits.ApiRequestsPerMinute / 60),
+                    TokenLimit = ApiBurst(limits),
+                    TokensPerPeriod = ApiPerSecond(limits),
                     ReplenishmentPeriod = TimeSpan.FromSeconds(1),
                     QueueLimit = 0,
                 }));
@@ -94,6 +94,10 @@ public static class RateLimits
 
                 response.StatusCode = StatusCodes.Status429TooManyRequests;
                 response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                if (context.HttpContext.Request.Path.StartsWithSegments("/api"))
+                {
+                    response.Headers[PolicyHeader] = ApiPolicyValue(limits);
+                }
 
                 var problem = new ProblemDetails
                 {
@@ -119,6 +123,31 @@ public static class RateLimits
         });
         return services;
     }
+
+    /// <summary>The API's allowance, per caller and per node: a bucket of this many requests...</summary>
+    private static int ApiBurst(RateLimitOptions limits) => Math.Max(10, limits.ApiRequestsPerMinute / 6);
+
+    /// <summary>...refilled by this many every second.</summary>
+    private static int ApiPerSecond(RateLimitOptions limits) => Math.Max(1, limits.ApiRequestsPerMinute / 60);
+
+    /// <summary>
+    /// The API's allowance as the IETF's RateLimit-Policy field (draft-ietf-httpapi-ratelimit-headers) states one: a quota
+    /// of the bucket's size over the time the bucket takes to fill from empty. A site can pace itself from it instead of
+    /// learning the limit from its 429s.
+    /// </summary>
+    public const string PolicyHeader = "RateLimit-Policy";
+
+    private static string ApiPolicyValue(RateLimitOptions limits) =>
+        string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";q={ApiBurst(limits)};w={Math.Max(1, ApiBurst(limits) / ApiPerSecond(limits))}");
+
+    /// <summary>The API's routes: its rate limit, stated on every answer.</summary>
+    public static RouteGroupBuilder RequireApiRateLimit(this RouteGroupBuilder api) =>
+        api.RequireRateLimiting(ApiPolicy).AddEndpointFilter(async (context, next) =>
+        {
+            var limits = context.HttpContext.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<RateLimitOptions>>().Value;
+            context.HttpContext.Response.Headers[PolicyHeader] = ApiPolicyValue(limits);
+            return await next(context);
+        });
 
     /// <summary>The 429 a person at a browser gets: a small page in their language, with why, the wait and the way back.</summary>
     public static Task WriteTooManyPageAsync(HttpContext context, int seconds, string why, CancellationToken cancellationToken)

@@ -82,6 +82,8 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         {
             using var response = await client.GetAsync("/api/v1/audit/events?limit=1");
             api.Add(response.StatusCode);
+            // Every API answer, a 429 included, states the allowance: 60 a minute is a bucket of ten refilled by one a second.
+            Assert.Equal("\"per-caller\";q=10;w=10", Assert.Single(response.Headers.GetValues("RateLimit-Policy")));
         }
 
         Assert.Contains(HttpStatusCode.TooManyRequests, api);
