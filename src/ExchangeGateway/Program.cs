@@ -13,13 +13,13 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 
 var command = AuditCommands.IsCommand(args) || JobCommands.IsCommand(args) || KeyCommands.IsCommand(args) || StaffCommands.IsCommand(args)
-    || args is ["migrate", ..] ? args : null;
+    || ErasureCommands.IsCommand(args) || args is ["migrate", ..] ? args : null;
 // A first word that is neither a command nor a setting (--key value, key=value) is a mistyped command: starting the
 // server instead would migrate the database the command was meant for.
 if (command is null && args is [var first, ..] && !first.StartsWith('-') && !first.StartsWith('/') && !first.Contains('='))
 {
     await Console.Error.WriteLineAsync(
-        $"unknown command '{first}': migrate | audit verify [--anchor TOKEN] | audit checkpoint | jobs run freshness-sweep|event-dispatch | keys rotate-data-key|seal-ring|export-public DIR | staff …");
+        $"unknown command '{first}': migrate | audit verify [--anchor TOKEN] | audit checkpoint | jobs run freshness-sweep|event-dispatch | keys rotate-data-key|seal-ring|export-public DIR | staff … | erasures reapply AUDIT_EXPORT");
     return 64;
 }
 
@@ -118,6 +118,7 @@ if (command is not null)
         return JobCommands.IsCommand(command) ? await JobCommands.RunAsync(app.Services, command)
             : KeyCommands.IsCommand(command) ? await KeyCommands.RunAsync(app.Services, command)
             : StaffCommands.IsCommand(command) ? await StaffCommands.RunAsync(app.Services, command)
+            : ErasureCommands.IsCommand(command) ? await ErasureCommands.RunAsync(app.Services, command)
             : await AuditCommands.RunAsync(app.Services, command);
     }
     catch (Exception e) when (e is InvalidOperationException or OptionsValidationException or Npgsql.NpgsqlException or IOException

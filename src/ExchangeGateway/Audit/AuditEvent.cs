@@ -125,6 +125,7 @@ public static class AuditActions
     public const string ConsentEnded = "consent.ended";
     public const string SeekerExported = "seeker.exported";
     public const string SeekerErased = "seeker.erased";
+    public const string ErasuresReapplied = "seeker.erasures-reapplied";
     public const string ErasureDelivered = "erasure.delivered";
     public const string ErasureConfirmed = "erasure.confirmed";
     public const string ErasureOverdue = "erasure.overdue";
