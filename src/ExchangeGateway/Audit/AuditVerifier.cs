@@ -21,6 +21,18 @@ public sealed record AuditVerification(
     bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail,
     string? LastCheckpointToken = null)
 {
+    /// <summary>
+    /// The rows alone: every hash, link and number, and every checkpoint signed by a trusted key. <c>Ok</c> is this and
+    /// <see cref="CheckpointsVerdict.Ok"/> together, as it always was; apart, an auditor can tell a chain that was tampered
+    /// with from a checkpoint nobody can verify any more (a key lost, or a row planted in the checkpoints table).
+    /// </summary>
+    public bool ChainOk { get; init; }
+
+    public CheckpointsVerdict Checkpoints { get; init; } = new(true, 0, []);
+
+    /// <summary>What does not fail the verification but an auditor should know: unverifiable checkpoints a signed one supersedes.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary>Read to its end, intact, but a signed checkpoint lies beyond that end.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public bool EndsShort => Problem == "removed" && FirstBadSequence == HeadSequence + 1;
@@ -43,6 +55,13 @@ public sealed record AuditVerification(
 }
 
 /// <summary>
+/// The checkpoints' own verdict. <c>Authentic</c>: how many are signed by a key this gateway trusts (each then holds or the
+/// chain fails). <c>Unverifiable</c>: the rows of those that are not. One that a signed checkpoint further on supersedes is
+/// only a warning: the rows it covered are covered again. <c>Ok</c> is false while one is not superseded.
+/// </summary>
+public sealed record CheckpointsVerdict(bool Ok, int Authentic, IReadOnlyList<long> Unverifiable);
+
+/// <summary>
 /// Walks the whole chain in sequence order, streaming (constant memory at any size), and checks every row's hash, every
 /// link, the absence of gaps, and every signed checkpoint against the row it vouches for.
 /// </summary>
@@ -55,7 +74,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         await using var db = reads.Open();
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
         var signed = new Dictionary<long, AuditCheckpoint>();
-        long? unsigned = null;
+        var unverifiable = new List<long>();
         foreach (var checkpoint in checkpoints)
         {
             if (await AuditCheckpoints.IsAuthenticAsync(checkpoint, keys))
@@ -64,9 +83,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             }
             else
             {
-                unsigned ??= checkpoint.Sequence;
+                unverifiable.Add(checkpoint.Sequence);
             }
         }
+
+        var signedCount = signed.Count;
 
         if (anchor is not null)
         {
@@ -85,10 +106,38 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             verdict = verdict with { OnlyTheAnchorIsBeyond = !checkpoints.Any(c => c.Sequence > verdict.HeadSequence) };
         }
 
-        return verdict.Ok && unsigned is { } bad
-            ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
-                $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")
-            : verdict;
+        // A signed checkpoint further on vouches again for every row the unverifiable one covered (a chain that holds has
+        // checked it against its row). One with nothing signed after it leaves rows vouched for by nobody: a failure until
+        // the next checkpoint, as an unverifiable checkpoint beyond the head may be all that is left of a cut tail.
+        var warnings = new List<string>();
+        long? bad = null;
+        foreach (var sequence in unverifiable)
+        {
+            var next = signed.Keys.Where(s => s > sequence).Order().FirstOrDefault();
+            if (next > 0)
+            {
+                warnings.Add($"The checkpoint at row {sequence} is not signed by a key this gateway trusts (forged, or signed with a key no longer configured); the signed checkpoint at row {next} supersedes it.");
+            }
+            else
+            {
+                bad ??= sequence;
+            }
+        }
+
+        var chainOk = verdict.Ok;
+        if (chainOk && bad is { } unsuperseded)
+        {
+            verdict = Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, unsuperseded, "checkpoint",
+                $"The checkpoint at row {unsuperseded} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles), and no signed checkpoint after it supersedes it.")
+                with { OnlyTheAnchorIsBeyond = verdict.OnlyTheAnchorIsBeyond };
+        }
+
+        return verdict with
+        {
+            ChainOk = chainOk,
+            Checkpoints = new CheckpointsVerdict(bad is null, signedCount, unverifiable),
+            Warnings = warnings,
+        };
     }
 
     private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, CancellationToken cancellationToken)

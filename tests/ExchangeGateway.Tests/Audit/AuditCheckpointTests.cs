@@ -1,0 +1,114 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+using Npgsql;
+
+namespace ExchangeGateway.Tests.Audit;
+
+/// <summary>
+/// The signed checkpoints: what the database lets the gateway's own login store, how the verifier judges one it cannot
+/// verify, and what an auditor can do with the tokens. Each test on a chain of its own (<see cref="IsolatedGateway"/>).
+/// </summary>
+public sealed class AuditCheckpointTests(SeededTemplate template) : IClassFixture<SeededTemplate>
+{
+    /// <summary>
+    /// The app login must insert checkpoints, so it could insert junk: a row the log does not have, or a hash that is not
+    /// that row's. Stored, either would fail every verification for good (append-only: nobody can remove it).
+    /// </summary>
+    [Fact]
+    public async Task TheAppLoginCannotStoreACheckpointForARowTheLogDoesNotHoldOrWithAnotherHash()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        var head = await gateway.HeadAsync();
+
+        await using var app = new NpgsqlConnection(gateway.Database.AppConnectionString);
+        await app.OpenAsync();
+        foreach (var (sequence, hash) in new[] { ("1000000000", "'\\x00'::bytea"), (head.ToString(System.Globalization.CultureInfo.InvariantCulture), "sha256(hash)") })
+        {
+            await using var insert = new NpgsqlCommand(
+                $"INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) SELECT {sequence}, {hash}, now(), 'junk' FROM audit_events WHERE sequence = {head}", app);
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync());
+            Assert.Equal(PostgresErrorCodes.CheckViolation, refused.SqlState);
+            Assert.Contains("audit checkpoint refused", refused.MessageText, StringComparison.Ordinal);
+        }
+
+        // A temporary table of the same name, which the app login may create, does not stand in for the log.
+        await using (var shadow = new NpgsqlCommand(
+            "CREATE TEMP TABLE audit_events (sequence bigint, hash bytea); INSERT INTO audit_events VALUES (1000000000, '\\x00')", app))
+        {
+            await shadow.ExecuteNonQueryAsync();
+        }
+
+        await using (var insert = new NpgsqlCommand("INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) VALUES (1000000000, '\\x00', now(), 'junk')", app))
+        {
+            Assert.Equal(PostgresErrorCodes.CheckViolation, (await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync())).SqlState);
+        }
+
+        Assert.Equal(0, await gateway.Database.ScalarAsync<long>("SELECT count(*) FROM audit_checkpoints"));
+        var verdict = await gateway.VerifyAsync();
+        Assert.True(verdict.GetProperty("ok").GetBoolean(), verdict.ToString());
+    }
+
+    /// <summary>
+    /// A checkpoint over a genuine row, signed with a key the gateway does not hold (a key lost, or one the app login made
+    /// up: the database lets it store any signature over a true row). While nothing signed follows it, verification fails on
+    /// it, as before; once a signed checkpoint supersedes it, the chain holds and it is only a warning.
+    /// </summary>
+    [Fact]
+    public async Task AnUnverifiableCheckpointThatASignedOneSupersedesIsAWarningNotABrokenChain()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        const long Unknown = 2;
+        var hash = await gateway.Database.ScalarAsync<byte[]>($"SELECT hash FROM audit_events WHERE sequence = {Unknown}");
+        await using (var app = new NpgsqlConnection(gateway.Database.AppConnectionString))
+        {
+            await app.OpenAsync();
+            await using var insert = new NpgsqlCommand("INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) VALUES ($1, $2, now(), $3)", app)
+            {
+                Parameters = { new() { Value = Unknown }, new() { Value = hash }, new() { Value = SignedWithAnUnknownKey(Unknown, hash) } },
+            };
+            Assert.Equal(1, await insert.ExecuteNonQueryAsync());
+        }
+
+        var alone = await gateway.VerifyAsync();
+        Assert.False(alone.GetProperty("ok").GetBoolean(), alone.ToString());
+        Assert.True(alone.GetProperty("chainOk").GetBoolean(), alone.ToString());
+        Assert.Equal(("checkpoint", Unknown), (alone.GetProperty("problem").GetString(), alone.GetProperty("firstBadSequence").GetInt64()));
+        Assert.False(alone.GetProperty("checkpoints").GetProperty("ok").GetBoolean());
+
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None));
+        }
+
+        var superseded = await gateway.VerifyAsync();
+        Assert.True(superseded.GetProperty("ok").GetBoolean(), superseded.ToString());
+        Assert.True(superseded.GetProperty("chainOk").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, superseded.GetProperty("problem").ValueKind);
+        var checkpoints = superseded.GetProperty("checkpoints");
+        Assert.True(checkpoints.GetProperty("ok").GetBoolean());
+        Assert.Equal(new[] { Unknown }, checkpoints.GetProperty("unverifiable").EnumerateArray().Select(s => s.GetInt64()));
+        Assert.True(checkpoints.GetProperty("authentic").GetInt32() >= 1);
+        var warning = Assert.Single(superseded.GetProperty("warnings").EnumerateArray()).GetString();
+        Assert.Contains($"row {Unknown}", warning, StringComparison.Ordinal);
+        Assert.Contains("supersedes", warning, StringComparison.Ordinal);
+    }
+
+    /// <summary>A checkpoint as the gateway makes them, but signed with a fresh ES256 key nobody configured.</summary>
+    private static string SignedWithAnUnknownKey(long sequence, byte[] hash)
+    {
+        using var lost = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Claims = new Dictionary<string, object> { ["seq"] = sequence, ["hash"] = Base64UrlEncoder.Encode(hash) },
+            SigningCredentials = new SigningCredentials(new ECDsaSecurityKey(lost) { KeyId = "lost" }, SecurityAlgorithms.EcdsaSha256),
+            TokenType = "audit-checkpoint+jwt",
+        });
+    }
+}
