@@ -2,6 +2,7 @@ using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
@@ -563,8 +564,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         new(false, rows, head, lastCheckpoint, bad, problem, detail);
 }
 
-/// <summary>Signed checkpoints: a compact JWS (ES256, the gateway's published key) over the chain head.</summary>
-public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, TimeProvider time)
+/// <summary>
+/// Signed checkpoints: a compact JWS (ES256, the gateway's published key, typ <c>audit-checkpoint+jwt</c>) over the chain
+/// head. Claims: <c>iss</c> (the gateway's issuer), <c>iat</c> (the gateway's clock), <c>seq</c> (the row's sequence) and
+/// <c>hash</c> (the row's SHA-256, base64url without padding). No <c>exp</c> or <c>nbf</c>: a checkpoint states what
+/// the log held, true for as long as its key is trusted, and a JWT library's defaults would otherwise call it expired.
+/// </summary>
+public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, TimeProvider time, IOptions<AuthOptions> auth)
 {
     public async Task<AuditCheckpoint?> CreateAsync(CancellationToken cancellationToken)
     {
@@ -576,23 +582,22 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
         }
 
         var at = time.GetUtcNow();
-        var jws = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
-        {
-            Claims = new Dictionary<string, object>
-            {
-                ["seq"] = head.Sequence,
-                ["hash"] = Base64UrlEncoder.Encode(head.Hash),
-                ["iat"] = at.ToUnixTimeSeconds(),
-            },
-            SigningCredentials = keys.EventCredentials,
-            TokenType = "audit-checkpoint+jwt",
-            IssuedAt = at.UtcDateTime,
-        });
-        var checkpoint = new AuditCheckpoint { Sequence = head.Sequence, Hash = head.Hash, SignedAt = at, Signature = jws };
+        var checkpoint = new AuditCheckpoint { Sequence = head.Sequence, Hash = head.Hash, SignedAt = at, Signature = Sign(head.Sequence, head.Hash, at) };
         db.Add(checkpoint);
         await db.SaveChangesAsync(cancellationToken);
         return checkpoint;
     }
+
+    private string Sign(long sequence, byte[] hash, DateTimeOffset at) =>
+        // The handler's default times come from the real clock, not the gateway's, and add an exp an hour on.
+        new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = auth.Value.Issuer!.AbsoluteUri,
+            IssuedAt = at.UtcDateTime,
+            Claims = new Dictionary<string, object> { ["seq"] = sequence, ["hash"] = Base64UrlEncoder.Encode(hash) },
+            SigningCredentials = keys.EventCredentials,
+            TokenType = "audit-checkpoint+jwt",
+        });
 
     public static async Task<bool> IsAuthenticAsync(AuditCheckpoint checkpoint, SigningKeyRing keys) =>
         await ReadTokenAsync(checkpoint.Signature, keys) is { } signed

@@ -100,6 +100,43 @@ public sealed class AuditCheckpointTests(SeededTemplate template) : IClassFixtur
         Assert.Contains("supersedes", warning, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// An auditor checks a checkpoint offline with an ordinary JWT library: it must not expire (the handler's defaults
+    /// gave it an hour), must name the gateway that signed it, and its iat is the gateway's clock. Lifetime validation is
+    /// left on; only exp is not required, as for a SET (RFC 8417), which is a statement of fact too.
+    /// </summary>
+    [Fact]
+    public async Task ACheckpointTokenNeverExpiresNamesItsIssuerAndVerifiesUnderTheJwks()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(2);
+        gateway.Node.Time.Advance(TimeSpan.FromDays(3));
+        AuditCheckpoint checkpoint;
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            checkpoint = (await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None))!;
+        }
+
+        var token = new JsonWebToken(checkpoint.Signature);
+        Assert.False(token.TryGetPayloadValue<long>("exp", out _), checkpoint.Signature);
+        Assert.False(token.TryGetPayloadValue<long>("nbf", out _), checkpoint.Signature);
+        Assert.Equal(gateway.Node.Issuer.AbsoluteUri, token.Issuer);
+        Assert.Equal(gateway.Node.Time.GetUtcNow().ToUnixTimeSeconds(), token.GetPayloadValue<long>("iat"));
+        Assert.Equal(checkpoint.Sequence, token.GetPayloadValue<long>("seq"));
+        Assert.Equal(Base64UrlEncoder.Encode(checkpoint.Hash), token.GetPayloadValue<string>("hash"));
+
+        var keys = await SecurityEventTokens.FetchKeysAsync(gateway.Node);
+        var result = await new JsonWebTokenHandler().ValidateTokenAsync(checkpoint.Signature, new TokenValidationParameters
+        {
+            ValidIssuer = gateway.Node.Issuer.AbsoluteUri,
+            ValidateAudience = false,
+            IssuerSigningKeys = keys.GetSigningKeys(),
+            ValidTypes = ["audit-checkpoint+jwt"],
+            RequireExpirationTime = false,
+        });
+        Assert.True(result.IsValid, result.Exception?.Message);
+    }
+
     /// <summary>A checkpoint as the gateway makes them, but signed with a fresh ES256 key nobody configured.</summary>
     private static string SignedWithAnUnknownKey(long sequence, byte[] hash)
     {
