@@ -34,6 +34,15 @@ public static class AuditCommands
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 var verdict = await scope.ServiceProvider.GetRequiredService<AuditVerifier>().VerifyAsync(anchor, CancellationToken.None);
                 clock.Stop();
+                try
+                {
+                    verdict = await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().SealAsync(verdict, CancellationToken.None);
+                }
+                catch (Npgsql.PostgresException e) when (e.SqlState is Npgsql.PostgresErrorCodes.ReadOnlySqlTransaction or Npgsql.PostgresErrorCodes.InsufficientPrivilege)
+                {
+                    await Console.Error.WriteLineAsync("audit verify: this database login cannot store checkpoints, so the head verified is not sealed with one");
+                }
+
                 Console.WriteLine(JsonSerializer.Serialize(verdict, Json));
                 // On stderr, so the verdict on stdout stays plain JSON.
                 await Console.Error.WriteLineAsync(FormattableString.Invariant($"audit verify: {verdict.RowsChecked} rows verified in {clock.Elapsed.TotalMilliseconds:0.0} ms"));

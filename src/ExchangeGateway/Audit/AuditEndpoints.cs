@@ -14,9 +14,13 @@ public sealed record AuditEventResponse(
     string Outcome, JsonElement? Details, string PreviousHash, string Hash);
 
 
+/// <summary>A stored checkpoint: its row's sequence and hash (lowercase hex), when it was signed, whether it is signed by a key this gateway trusts, and the token.</summary>
+public sealed record AuditCheckpointResponse(long Sequence, string Hash, DateTimeOffset SignedAt, bool Authentic, string Token);
+
 public static class AuditEndpoints
 {
     private const string Collection = "audit-events";
+    private const string CheckpointCollection = "audit-checkpoints";
     private static readonly ReadOnlyMemory<byte> NewLine = "\n"u8.ToArray();
 
     public static RouteGroupBuilder MapAuditEndpoints(this RouteGroupBuilder api)
@@ -29,6 +33,8 @@ public static class AuditEndpoints
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
             .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor); names the first altered, removed or inserted row.")
             .ProducesValidationProblem();
+        audit.MapGet("/checkpoints", GetCheckpoints).WithName("GetAuditCheckpoints")
+            .WithSummary("The signed checkpoints the database holds, newest first: each a token an auditor can keep and verify offline under the JWKS.");
         return api;
     }
 
@@ -54,6 +60,34 @@ public static class AuditEndpoints
 
         await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditQueried, filter), context.RequestAborted);
         return TypedResults.Ok(new Page<AuditEventResponse>(page.Items.Select(ToResponse).ToList(), page.NextCursor));
+    }
+
+    private static async Task<Results<Ok<Page<AuditCheckpointResponse>>, ProblemHttpResult>> GetCheckpoints(
+        string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail, SigningKeyRing keys)
+    {
+        if (cursors.Read<long?>(CheckpointCollection, cursor, limit, out var before, out var take) is { } badPage)
+        {
+            return badPage;
+        }
+
+        await using var db = reads.Open();
+        var query = db.Set<AuditCheckpoint>().AsNoTracking();
+        if (before is { } below)
+        {
+            query = query.Where(c => c.Sequence < below);
+        }
+
+        var page = await cursors.PageAsync(CheckpointCollection, query.OrderByDescending(c => c.Sequence), take, c => (long?)c.Sequence, context.RequestAborted);
+        var items = new List<AuditCheckpointResponse>(page.Items.Count);
+        foreach (var c in page.Items)
+        {
+            items.Add(new(c.Sequence, Convert.ToHexStringLower(c.Hash), c.SignedAt, await AuditCheckpoints.IsAuthenticAsync(c, keys), c.Signature));
+        }
+
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success,
+            Details: new Dictionary<string, object?> { ["checkpoints"] = "all", ["before"] = before }), context.RequestAborted);
+        return TypedResults.Ok(new Page<AuditCheckpointResponse>(items, page.NextCursor));
     }
 
     private static async Task<IResult> ExportEvents(
@@ -98,7 +132,8 @@ public static class AuditEndpoints
     private const int MaxAnchorLength = 4096;
 
     private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
-        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys, AuditReads reads, GatewayDbContext primary)
+        string? anchor, HttpContext context, AuditVerifier verifier, AuditCheckpoints checkpoints, AuditTrail trail, SigningKeyRing keys, AuditReads reads,
+        GatewayDbContext primary)
     {
         AuditCheckpoint? kept = null;
         if (anchor is not null)
@@ -132,6 +167,7 @@ public static class AuditEndpoints
                 $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
         }
 
+        verdict = await checkpoints.SealAsync(verdict, context.RequestAborted);
         await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept), context.RequestAborted);
         return TypedResults.Ok(verdict);
     }

@@ -29,6 +29,9 @@ public sealed record AuditVerification(
     /// </summary>
     public bool ChainOk { get; init; }
 
+    /// <summary>The hash of row <c>HeadSequence</c>, in lowercase hex as the API lists rows: set when the chain was read to its end, intact.</summary>
+    public string? HeadHash { get; init; }
+
     public CheckpointsVerdict Checkpoints { get; init; } = new(true, 0, []);
 
     /// <summary>What does not fail the verification but an auditor should know: unverifiable checkpoints a signed one supersedes.</summary>
@@ -483,7 +486,10 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             return Fail(rows, head, lastCheckpoint, head + 1, "removed", $"A signed checkpoint vouches for row {beyond.Max()}, but the chain ends at row {head}.");
         }
 
-        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null);
+        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null)
+        {
+            HeadHash = head > 0 ? Convert.ToHexStringLower(previousHash) : null,
+        };
     }
 
     /// <summary>How far a row may have been moved by renumbering and still be traced back to its place.</summary>
@@ -586,6 +592,40 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
         db.Add(checkpoint);
         await db.SaveChangesAsync(cancellationToken);
         return checkpoint;
+    }
+
+    /// <summary>
+    /// Signs and stores a checkpoint over the head a verification walked, and returns it as the verdict's checkpoint. The
+    /// newest stored checkpoint can be an hour old: the rows after it, the ones the auditor just saw verified among them,
+    /// could otherwise be cut without trace. Stored, it also exposes such a cut to the next verification without an anchor.
+    /// </summary>
+    public async Task<AuditVerification> SealAsync(AuditVerification verdict, CancellationToken cancellationToken)
+    {
+        if (!verdict.ChainOk || verdict.HeadHash is null)
+        {
+            return verdict;
+        }
+
+        var at = time.GetUtcNow();
+        var hash = Convert.FromHexString(verdict.HeadHash);
+        var token = Sign(verdict.HeadSequence, hash, at);
+        try
+        {
+            // One over that row may be stored already (the job's, or another verification's): it vouches for the same hash.
+            await db.Database.ExecuteSqlAsync(
+                $"INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) VALUES ({verdict.HeadSequence}, {hash}, {at}, {token}) ON CONFLICT (sequence) DO NOTHING",
+                cancellationToken);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CheckViolation)
+        {
+            // Read on a replica whose row differs from the primary's (the trigger compares them): nothing to vouch for.
+            return verdict with
+            {
+                Warnings = [.. verdict.Warnings, $"Row {verdict.HeadSequence} on the primary is not the row this verification read: no checkpoint was signed over it."],
+            };
+        }
+
+        return verdict with { LastCheckpoint = verdict.HeadSequence, LastCheckpointToken = token };
     }
 
     private string Sign(long sequence, byte[] hash, DateTimeOffset at) =>

@@ -137,6 +137,56 @@ public sealed class AuditCheckpointTests(SeededTemplate template) : IClassFixtur
         Assert.True(result.IsValid, result.Exception?.Message);
     }
 
+    /// <summary>
+    /// The hourly checkpoint vouches for row 3; rows 4 to 8 follow and an auditor verifies them. Someone with owner access
+    /// then cuts everything after row 3, checkpoints included. The token the verification returned seals row 8, the head
+    /// it walked, not row 3: kept and handed back as anchor, it exposes the cut. Stored, the same checkpoint exposes a cut
+    /// of the rows alone to a verification without anchor.
+    /// </summary>
+    [Fact]
+    public async Task AVerificationSealsTheHeadItWalkedSoACutTailIsExposedByItsToken()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            Assert.Equal(3, (await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None))!.Sequence);
+        }
+
+        await gateway.WriteRowsAsync(5);
+        var verified = await gateway.VerifyAsync();
+        Assert.True(verified.GetProperty("ok").GetBoolean(), verified.ToString());
+        Assert.Equal(8, verified.GetProperty("headSequence").GetInt64());
+        var head = await gateway.Database.ScalarAsync<byte[]>("SELECT hash FROM audit_events WHERE sequence = 8");
+        Assert.Equal(Convert.ToHexStringLower(head), verified.GetProperty("headHash").GetString());
+        Assert.Equal(8, verified.GetProperty("lastCheckpoint").GetInt64());
+        var kept = verified.GetProperty("lastCheckpointToken").GetString()!;
+        Assert.Equal(8, new JsonWebToken(kept).GetPayloadValue<long>("seq"));
+
+        // Listed newest first, one a page, and the listing is itself in the log.
+        using var auditor = gateway.Node.CreateHttpClient().WithToken(await gateway.Actors.AuditorClientTokenAsync());
+        var listed = await Sites.ReadAllPagesAsync(auditor, "/api/v1/audit/checkpoints", 1);
+        Assert.Equal(new long[] { 8, 3 }, listed.Select(c => c.GetProperty("sequence").GetInt64()));
+        Assert.Equal(kept, listed[0].GetProperty("token").GetString());
+        Assert.All(listed, c => Assert.True(c.GetProperty("authentic").GetBoolean()));
+        Assert.True(await gateway.Database.ScalarAsync<long>("SELECT count(*) FROM audit_events WHERE action = 'audit.queried' AND details LIKE '%checkpoints%'") >= 2);
+
+        var rows = (int)await gateway.Database.ScalarAsync<long>("SELECT count(*) FROM audit_events WHERE sequence > 3");
+        await gateway.TamperAsync(rows, "DELETE FROM audit_events WHERE sequence > 3");
+        var cut = await gateway.VerifyAsync();
+        Assert.False(cut.GetProperty("ok").GetBoolean(), cut.ToString());
+        Assert.Equal(("removed", 4L), (cut.GetProperty("problem").GetString(), cut.GetProperty("firstBadSequence").GetInt64()));
+
+        // The checkpoints go too: without the kept token the chain (rows 1 to 3, and the record of the failed verification)
+        // holds again; with it, the cut shows.
+        await gateway.TamperAsync("DELETE FROM audit_checkpoints WHERE sequence > 3");
+        Assert.True((await gateway.VerifyAsync()).GetProperty("ok").GetBoolean());
+        var anchored = await (await auditor.GetAsync("/api/v1/audit/verify?anchor=" + Uri.EscapeDataString(kept))).ReadJsonAsync();
+        Assert.False(anchored.GetProperty("ok").GetBoolean(), anchored.ToString());
+        Assert.Equal("removed", anchored.GetProperty("problem").GetString());
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--anchor", kept]));
+    }
+
     /// <summary>A checkpoint as the gateway makes them, but signed with a fresh ES256 key nobody configured.</summary>
     private static string SignedWithAnUnknownKey(long sequence, byte[] hash)
     {
