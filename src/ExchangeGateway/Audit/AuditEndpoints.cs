@@ -31,7 +31,7 @@ public static class AuditEndpoints
         audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
             .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
-            .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor); names the first altered, removed or inserted row.")
+            .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor), from row 1 or from the row after a checkpoint given as since; names the first altered, removed or inserted row, and signs a checkpoint over the head verified.")
             .ProducesValidationProblem();
         audit.MapGet("/checkpoints", GetCheckpoints).WithName("GetAuditCheckpoints")
             .WithSummary("The signed checkpoints the database holds, newest first: each a token an auditor can keep and verify offline under the JWKS.");
@@ -132,7 +132,7 @@ public static class AuditEndpoints
     private const int MaxAnchorLength = 4096;
 
     private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
-        string? anchor, HttpContext context, AuditVerifier verifier, AuditCheckpoints checkpoints, AuditTrail trail, SigningKeyRing keys, AuditReads reads,
+        string? anchor, string? since, HttpContext context, AuditVerifier verifier, AuditCheckpoints checkpoints, AuditTrail trail, SigningKeyRing keys, AuditReads reads,
         GatewayDbContext primary)
     {
         AuditCheckpoint? kept = null;
@@ -145,6 +145,17 @@ public static class AuditEndpoints
             }
         }
 
+        AuditCheckpoint? from = null;
+        if (since is not null)
+        {
+            from = since.Length <= MaxAnchorLength ? await AuditCheckpoints.ReadTokenAsync(since, keys) : null;
+            if (from is null)
+            {
+                return Problems.Validation("since must be a checkpoint token of this gateway's log (a lastCheckpointToken, or one listed by /api/v1/audit/checkpoints).",
+                    new Dictionary<string, string[]> { ["since"] = ["Not a checkpoint signed by this gateway."] });
+            }
+        }
+
         AuditVerification verdict;
         using (var scan = reads.TryStartScan())
         {
@@ -153,22 +164,23 @@ public static class AuditEndpoints
                 return Busy(context);
             }
 
-            verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
+            verdict = await verifier.VerifyAsync(kept, from, context.RequestAborted);
         }
 
-        if (kept is not null && reads.OnReplica && verdict.EndsBefore(kept.Sequence)
-            && await primary.Set<AuditEvent>().AnyAsync(e => e.Sequence >= kept.Sequence, context.RequestAborted))
+        var reach = Math.Max(kept?.Sequence ?? 0, from?.Sequence ?? 0);
+        if (reach > 0 && reads.OnReplica && verdict.EndsBefore(reach)
+            && await primary.Set<AuditEvent>().AnyAsync(e => e.Sequence >= reach, context.RequestAborted))
         {
             // The replica has not replayed the kept row yet, which the primary holds: that is lag, not a removal, and no
             // verdict either way. Only a chain read to its end counts: a verdict that stopped early at a bad row is a verdict
             // (an altered row 3 under a kept row 5000 is tampering, not lag, and would be a 503 on every retry). And a
             // primary that ends before the kept row too was cut: that is the verdict, not a 503 on every retry.
             return Problems.RetryLater(context, StatusCodes.Status503ServiceUnavailable, "Replica behind",
-                $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
+                $"The audit replica has not yet reached row {reach} of your checkpoint.");
         }
 
         verdict = await checkpoints.SealAsync(verdict, context.RequestAborted);
-        await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept), context.RequestAborted);
+        await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept, from), context.RequestAborted);
         return TypedResults.Ok(verdict);
     }
 

@@ -53,9 +53,9 @@ public sealed record AuditVerification(
     public bool EndsBefore(long sequence) => HeadSequence < sequence && EndsShort && OnlyTheAnchorIsBeyond;
 
     /// <summary>The audit record of this verification, by whoever asked for it (every look at the log is in the log).</summary>
-    public AuditEntry Record(AuditActor by, AuditCheckpoint? anchor) =>
+    public AuditEntry Record(AuditActor by, AuditCheckpoint? anchor, AuditCheckpoint? since = null) =>
         new(by.Kind, by.Id, AuditActions.AuditVerified, Ok ? Outcomes.Success : Outcomes.Failure,
-            Details: new Dictionary<string, object?> { ["head"] = HeadSequence, ["firstBad"] = FirstBadSequence, ["anchor"] = anchor?.Sequence });
+            Details: new Dictionary<string, object?> { ["head"] = HeadSequence, ["firstBad"] = FirstBadSequence, ["anchor"] = anchor?.Sequence, ["since"] = since?.Sequence });
 }
 
 /// <summary>
@@ -73,13 +73,22 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 {
     /// <param name="anchor">A checkpoint the auditor kept from an earlier verification, already checked by
     /// <see cref="AuditCheckpoints.ReadTokenAsync"/>; it overrules whatever the database holds for its row.</param>
-    public async Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, CancellationToken cancellationToken)
+    public Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, CancellationToken cancellationToken) =>
+        VerifyAsync(anchor, null, cancellationToken);
+
+    /// <param name="anchor">As in the overload above; one at or before <paramref name="since"/> is covered by it.</param>
+    /// <param name="since">A checkpoint already checked by <see cref="AuditCheckpoints.ReadTokenAsync"/> to verify from: the
+    /// walk starts at the row after it, linked to its hash, instead of at row 1. The rows it covers are taken on its
+    /// signature, so verification is incremental, and survives old partitions detached to cold storage.</param>
+    public async Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, AuditCheckpoint? since, CancellationToken cancellationToken)
     {
         await using var db = reads.Open();
+        var from = since?.Sequence ?? 0;
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
         var signed = new Dictionary<long, AuditCheckpoint>();
         var unverifiable = new List<long>();
-        foreach (var checkpoint in checkpoints)
+        // Those up to the one verified from vouch for rows it covers; an unverifiable one among them is superseded by it.
+        foreach (var checkpoint in checkpoints.Where(c => c.Sequence > from))
         {
             if (await AuditCheckpoints.IsAuthenticAsync(checkpoint, keys))
             {
@@ -92,13 +101,24 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }
 
         var signedCount = signed.Count;
-
-        if (anchor is not null)
+        if (anchor is not null && anchor.Sequence > from)
         {
             signed[anchor.Sequence] = anchor;
         }
 
-        var verdict = await WalkAsync(signed, cancellationToken);
+        if (since is not null)
+        {
+            signed[since.Sequence] = since;
+        }
+
+        var verdict = await WalkAsync(signed, since, cancellationToken);
+        if (since is not null && verdict.Ok && verdict.RowsChecked == 0
+            && await db.Set<AuditEvent>().MaxAsync(e => (long?)e.Sequence, cancellationToken) is var last && (last ?? 0) < since.Sequence)
+        {
+            // Nothing after the checkpoint, and not even its own row: the tail was cut below it (or a replica lags).
+            var end = last ?? 0;
+            verdict = Fail(0, end, null, end + 1, "removed", $"The checkpoint verified from vouches for row {since.Sequence}, but the chain ends at row {end}.");
+        }
 
         // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
         // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
@@ -144,7 +164,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         };
     }
 
-    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, CancellationToken cancellationToken)
+    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since, CancellationToken cancellationToken)
     {
         await using var connection = reads.ScanConnection();
         await connection.OpenAsync(cancellationToken);
@@ -157,7 +177,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         {
             try
             {
-                return await JudgeAsync(batches.Reader, free, signed, stop);
+                return await JudgeAsync(batches.Reader, free, signed, since, stop);
             }
             catch
             {
@@ -168,7 +188,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }, CancellationToken.None);
         try
         {
-            await ReadAsync(connection, batches.Writer, free, stop.Token);
+            await ReadAsync(connection, since?.Sequence, batches.Writer, free, stop.Token);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -211,10 +231,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     /// rows into strings only to encode them again cost more than hashing them.
     /// </summary>
     private static async Task ReadAsync(
-        NpgsqlConnection connection, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
+        NpgsqlConnection connection, long? after, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
     {
+        // From row 1 without a bound: a row numbered before it is a forgery the walk must see.
+        var where = after is { } from ? FormattableString.Invariant($" WHERE sequence > {from}") : "";
         await using var copy = await connection.BeginRawBinaryCopyAsync(
-            $"COPY (SELECT {AuditChain.Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
+            $"COPY (SELECT {AuditChain.Columns} FROM audit_events{where} ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
         try
         {
             await ReadRowsAsync(copy, batches, free, cancellationToken);
@@ -391,10 +413,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     }
 
     private static async Task<AuditVerification> JudgeAsync(
-        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, CancellationTokenSource stop)
+        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since,
+        CancellationTokenSource stop)
     {
-        long expected = 1, rows = 0;
-        long? lastCheckpoint = null;
+        long expected = (since?.Sequence ?? 0) + 1, rows = 0;
+        long? lastCheckpoint = since?.Sequence;
         var previousHash = new byte[AuditChain.HashSize];
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
@@ -402,6 +425,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         for (var i = 0; i < recent.Length; i++)
         {
             recent[i] = new byte[AuditChain.HashSize];
+        }
+
+        if (since is not null)
+        {
+            since.Hash.CopyTo(previousHash, 0);
+            since.Hash.CopyTo(recent[since.Sequence % recent.Length], 0);
         }
 
         await foreach (var batch in batches.ReadAllAsync(CancellationToken.None))
@@ -463,9 +492,9 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     {
                         // The rows up to here hold together, so they were re-hashed after a change: a linear chain cannot tell which of
                         // the rows since the last checkpoint that held was the first changed, but it bounds them.
-                        var since = lastCheckpoint is { } held ? $"after row {held}" : "from row 1";
+                        var bound = lastCheckpoint is { } held ? $"after row {held}" : "from row 1";
                         return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint",
-                            $"Row {sequence} differs from the signed checkpoint: a row {since} up to row {sequence} was changed, inserted or removed, and the rows after it re-hashed."));
+                            $"Row {sequence} differs from the signed checkpoint: a row {bound} up to row {sequence} was changed, inserted or removed, and the rows after it re-hashed."));
                     }
 
                     lastCheckpoint = sequence;
@@ -661,7 +690,8 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
 
         try
         {
-            return new AuditCheckpoint
+            // Every row's hash is a SHA-256; a verification started from a checkpoint links to it.
+            return Base64UrlEncoder.DecodeBytes(text).Length != AuditChain.HashSize ? null : new AuditCheckpoint
             {
                 Sequence = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture),
                 Hash = Base64UrlEncoder.DecodeBytes(text),

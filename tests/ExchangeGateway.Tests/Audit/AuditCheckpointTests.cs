@@ -187,6 +187,48 @@ public sealed class AuditCheckpointTests(SeededTemplate template) : IClassFixtur
         Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--anchor", kept]));
     }
 
+    /// <summary>
+    /// Rows 1 to 4 are gone, as when old partitions are detached to cold storage after the retention period, and a
+    /// checkpoint over row 4 was kept. Verified from row 1 the log can never hold again; verified from that checkpoint it
+    /// does, and a row after it that is altered is still named.
+    /// </summary>
+    [Fact]
+    public async Task AVerificationFromACheckpointSurvivesTheRemovalOfTheRowsBeforeIt()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(4);
+        string token;
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            var checkpoint = (await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None))!;
+            Assert.Equal(4, checkpoint.Sequence);
+            token = checkpoint.Signature;
+        }
+
+        await gateway.WriteRowsAsync(2);
+        await gateway.TamperAsync(4, "DELETE FROM audit_events WHERE sequence <= 4");
+
+        var full = await gateway.VerifyAsync();
+        Assert.False(full.GetProperty("ok").GetBoolean(), full.ToString());
+        Assert.Equal(("removed", 1L), (full.GetProperty("problem").GetString(), full.GetProperty("firstBadSequence").GetInt64()));
+
+        using var auditor = gateway.Node.CreateHttpClient().WithToken(await gateway.Actors.AuditorClientTokenAsync());
+        var since = await (await auditor.GetAsync("/api/v1/audit/verify?since=" + Uri.EscapeDataString(token))).ReadJsonAsync();
+        Assert.True(since.GetProperty("ok").GetBoolean(), since.ToString());
+        // Rows 5 and 6, and the record of the full verification.
+        Assert.Equal((3L, 7L), (since.GetProperty("rowsChecked").GetInt64(), since.GetProperty("headSequence").GetInt64()));
+        Assert.Equal(0, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--since", token]));
+
+        await gateway.TamperAsync("UPDATE audit_events SET action = 'auth.sign-in' WHERE sequence = 5");
+        var altered = await (await auditor.GetAsync("/api/v1/audit/verify?since=" + Uri.EscapeDataString(token))).ReadJsonAsync();
+        Assert.Equal(("altered", 5L), (altered.GetProperty("problem").GetString(), altered.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Equal(2, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--since", token]));
+
+        var problem = await (await auditor.GetAsync("/api/v1/audit/verify?since=not-a-token")).AssertProblemAsync(System.Net.HttpStatusCode.BadRequest);
+        Assert.Contains("since", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(64, await AuditCommands.RunAsync(gateway.Node.Services, ["audit", "verify", "--since", "not-a-token"]));
+    }
+
     /// <summary>A checkpoint as the gateway makes them, but signed with a fresh ES256 key nobody configured.</summary>
     private static string SignedWithAnUnknownKey(long sequence, byte[] hash)
     {
