@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
@@ -29,7 +30,7 @@ public static class AuditEndpoints
         audit.MapGet("/events", GetEvents).WithName("GetAuditEvents")
             .WithSummary("Audit events, oldest first, filtered by time range, actor, action, subject pseudonym or recipient.");
         audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
-            .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
+            .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line, after the sequence given as after if any, then a last line {\"end\": N}: the sequence to resume from with after=N; a stream without it was cut.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
             .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor), from row 1 or from the row after a checkpoint given as since; names the first altered, removed or inserted row, and signs a checkpoint over the head verified.")
             .ProducesValidationProblem();
@@ -47,7 +48,7 @@ public static class AuditEndpoints
             return badPage;
         }
 
-        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? AuditFilter.NotRfc3339In(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
         }
@@ -91,12 +92,17 @@ public static class AuditEndpoints
     }
 
     private static async Task<IResult> ExportEvents(
-        [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
+        [AsParameters] AuditFilter filter, long? after, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
         GatewayDbContext primary)
     {
-        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? AuditFilter.NotRfc3339In(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
+        }
+
+        if (after < 0 || context.Request.Query["after"].Count > 1)
+        {
+            return Problems.Validation("after must be given once, as a sequence number (0 or more).", new Dictionary<string, string[]> { ["after"] = ["A sequence number, 0 or more."] });
         }
 
         filter = await filter.ResolveRecipientAsync(primary, context.RequestAborted);
@@ -108,15 +114,18 @@ public static class AuditEndpoints
 
         // Released when the stream ends, or with the response if the stream never runs.
         context.Response.RegisterForDispose(scan);
-        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditExported, filter), context.RequestAborted);
+        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditExported, filter, after), context.RequestAborted);
         return TypedResults.Stream(async body =>
         {
             using var held = scan;
             await using var db = reads.Open();
-            var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
+            var from = after ?? 0;
+            var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > from).OrderBy(e => e.Sequence);
             var written = 0;
+            var end = from;
             await foreach (var row in query.AsAsyncEnumerable().WithCancellation(context.RequestAborted))
             {
+                end = row.Sequence;
                 await JsonSerializer.SerializeAsync(body, ToResponse(row), json.Value.SerializerOptions, context.RequestAborted);
                 await body.WriteAsync(NewLine, context.RequestAborted);
                 // Flush early and then in chunks: the client sees the first events while the rest are still being read.
@@ -125,6 +134,9 @@ public static class AuditEndpoints
                     await body.FlushAsync(context.RequestAborted);
                 }
             }
+
+            // Only a stream read to its end has this line: a cut one is told from a complete one, and resumes with after=end.
+            await body.WriteAsync(Encoding.UTF8.GetBytes(FormattableString.Invariant($"{{\"end\":{end}}}\n")), context.RequestAborted);
         }, "application/x-ndjson");
     }
 
@@ -192,10 +204,16 @@ public static class AuditEndpoints
     /// an auditor typed (a seeker's raw account id, an e-mail address) would stay in the append-only log after that
     /// person's erasure: it is kept as a keyed digest, which still shows the same search coming back.
     /// </summary>
-    private static async Task<AuditEntry> QueryRecordAsync(HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter)
+    private static async Task<AuditEntry> QueryRecordAsync(
+        HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter, long? after = null)
     {
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         var details = filter.Describe();
+        if (after is not null)
+        {
+            details["after"] = after;
+        }
+
         var events = primary.Set<AuditEvent>().AsNoTracking();
         foreach (var (name, value, named) in new (string, string?, System.Linq.Expressions.Expression<Func<AuditEvent, bool>>)[]
         {
@@ -241,7 +259,7 @@ public static class AuditEndpoints
     }
 }
 
-public sealed record AuditFilter(
+public sealed partial record AuditFilter(
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "from")] DateTimeOffset? From,
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "to")] DateTimeOffset? To,
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "actor")] string? Actor,
@@ -259,6 +277,28 @@ public sealed record AuditFilter(
         Names.FirstOrDefault(name => request.Query[name].Count > 1) is { } repeated
             ? Problems.Validation($"{repeated} is given more than once.", new Dictionary<string, string[]> { [repeated] = ["Give it once."] })
             : null;
+
+    /// <summary>
+    /// from and to as RFC 3339 date-times only, as the OpenAPI document says (format: date-time). The binder also takes
+    /// 01/02/2026, as 2 January (invariant culture, month first), which a French auditor means as 1 February, and a date
+    /// with no time or no offset. A value it cannot read at all is refused by the binder itself.
+    /// </summary>
+    public static ProblemHttpResult? NotRfc3339In(HttpRequest request)
+    {
+        foreach (var name in (string[])["from", "to"])
+        {
+            if (request.Query[name] is [{ } value] && !Rfc3339().IsMatch(value))
+            {
+                return Problems.Validation($"{name} must be an RFC 3339 date-time, such as 2026-02-01T00:00:00Z.",
+                    new Dictionary<string, string[]> { [name] = ["An RFC 3339 date-time: date, T, time and offset (Z or +hh:mm)."] });
+            }
+        }
+
+        return null;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
+    private static partial System.Text.RegularExpressions.Regex Rfc3339();
 
     public ProblemHttpResult? Validate()
     {
