@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
@@ -14,9 +15,13 @@ public sealed record AuditEventResponse(
     string Outcome, JsonElement? Details, string PreviousHash, string Hash);
 
 
+/// <summary>A stored checkpoint: its row's sequence and hash (lowercase hex), when it was signed, whether it is signed by a key this gateway trusts, and the token.</summary>
+public sealed record AuditCheckpointResponse(long Sequence, string Hash, DateTimeOffset SignedAt, bool Authentic, string Token);
+
 public static class AuditEndpoints
 {
     private const string Collection = "audit-events";
+    private const string CheckpointCollection = "audit-checkpoints";
     private static readonly ReadOnlyMemory<byte> NewLine = "\n"u8.ToArray();
 
     public static RouteGroupBuilder MapAuditEndpoints(this RouteGroupBuilder api)
@@ -25,10 +30,12 @@ public static class AuditEndpoints
         audit.MapGet("/events", GetEvents).WithName("GetAuditEvents")
             .WithSummary("Audit events, oldest first, filtered by time range, actor, action, subject pseudonym or recipient.");
         audit.MapGet("/events/export", ExportEvents).WithName("ExportAuditEvents")
-            .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
+            .WithSummary("The same events as NDJSON, streamed: one event (the schema below) per line, after the sequence given as after if any, then a last line {\"end\": N}: the sequence to resume from with after=N; a stream without it was cut.").Produces<AuditEventResponse>(StatusCodes.Status200OK, contentType: "application/x-ndjson");
         audit.MapGet("/verify", Verify).WithName("VerifyAuditLog")
-            .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor); names the first altered, removed or inserted row.")
+            .WithSummary("Verifies the hash chain and the signed checkpoints (and a checkpoint the auditor kept, as anchor), from row 1 or from the row after a checkpoint given as since; names the first altered, removed or inserted row, and signs a checkpoint over the head verified.")
             .ProducesValidationProblem();
+        audit.MapGet("/checkpoints", GetCheckpoints).WithName("GetAuditCheckpoints")
+            .WithSummary("The signed checkpoints the database holds, newest first: each a token an auditor can keep and verify offline under the JWKS.");
         return api;
     }
 
@@ -41,7 +48,7 @@ public static class AuditEndpoints
             return badPage;
         }
 
-        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? AuditFilter.NotRfc3339In(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
         }
@@ -56,13 +63,46 @@ public static class AuditEndpoints
         return TypedResults.Ok(new Page<AuditEventResponse>(page.Items.Select(ToResponse).ToList(), page.NextCursor));
     }
 
+    private static async Task<Results<Ok<Page<AuditCheckpointResponse>>, ProblemHttpResult>> GetCheckpoints(
+        string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail, SigningKeyRing keys)
+    {
+        if (cursors.Read<long?>(CheckpointCollection, cursor, limit, out var before, out var take) is { } badPage)
+        {
+            return badPage;
+        }
+
+        await using var db = reads.Open();
+        var query = db.Set<AuditCheckpoint>().AsNoTracking();
+        if (before is { } below)
+        {
+            query = query.Where(c => c.Sequence < below);
+        }
+
+        var page = await cursors.PageAsync(CheckpointCollection, query.OrderByDescending(c => c.Sequence), take, c => (long?)c.Sequence, context.RequestAborted);
+        var items = new List<AuditCheckpointResponse>(page.Items.Count);
+        foreach (var c in page.Items)
+        {
+            items.Add(new(c.Sequence, Convert.ToHexStringLower(c.Hash), c.SignedAt, await AuditCheckpoints.IsAuthenticAsync(c, keys), c.Signature));
+        }
+
+        var actor = AuditActor.From(context.User, trail.Pseudonyms);
+        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success,
+            Details: new Dictionary<string, object?> { ["checkpoints"] = "all", ["before"] = before }), context.RequestAborted);
+        return TypedResults.Ok(new Page<AuditCheckpointResponse>(items, page.NextCursor));
+    }
+
     private static async Task<IResult> ExportEvents(
-        [AsParameters] AuditFilter filter, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
+        [AsParameters] AuditFilter filter, long? after, HttpContext context, AuditReads reads, AuditTrail trail, IOptions<JsonOptions> json,
         GatewayDbContext primary)
     {
-        if ((AuditFilter.RepeatedIn(context.Request) ?? filter.Validate()) is { } badFilter)
+        if ((AuditFilter.RepeatedIn(context.Request) ?? AuditFilter.NotRfc3339In(context.Request) ?? filter.Validate()) is { } badFilter)
         {
             return badFilter;
+        }
+
+        if (after < 0 || context.Request.Query["after"].Count > 1)
+        {
+            return Problems.Validation("after must be given once, as a sequence number (0 or more).", new Dictionary<string, string[]> { ["after"] = ["A sequence number, 0 or more."] });
         }
 
         filter = await filter.ResolveRecipientAsync(primary, context.RequestAborted);
@@ -74,15 +114,18 @@ public static class AuditEndpoints
 
         // Released when the stream ends, or with the response if the stream never runs.
         context.Response.RegisterForDispose(scan);
-        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditExported, filter), context.RequestAborted);
+        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditExported, filter, after), context.RequestAborted);
         return TypedResults.Stream(async body =>
         {
             using var held = scan;
             await using var db = reads.Open();
-            var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).OrderBy(e => e.Sequence);
+            var from = after ?? 0;
+            var query = filter.Apply(db.Set<AuditEvent>().AsNoTracking()).Where(e => e.Sequence > from).OrderBy(e => e.Sequence);
             var written = 0;
+            var end = from;
             await foreach (var row in query.AsAsyncEnumerable().WithCancellation(context.RequestAborted))
             {
+                end = row.Sequence;
                 await JsonSerializer.SerializeAsync(body, ToResponse(row), json.Value.SerializerOptions, context.RequestAborted);
                 await body.WriteAsync(NewLine, context.RequestAborted);
                 // Flush early and then in chunks: the client sees the first events while the rest are still being read.
@@ -91,6 +134,9 @@ public static class AuditEndpoints
                     await body.FlushAsync(context.RequestAborted);
                 }
             }
+
+            // Only a stream read to its end has this line: a cut one is told from a complete one, and resumes with after=end.
+            await body.WriteAsync(Encoding.UTF8.GetBytes(FormattableString.Invariant($"{{\"end\":{end}}}\n")), context.RequestAborted);
         }, "application/x-ndjson");
     }
 
@@ -98,7 +144,8 @@ public static class AuditEndpoints
     private const int MaxAnchorLength = 4096;
 
     private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
-        string? anchor, HttpContext context, AuditVerifier verifier, AuditTrail trail, SigningKeyRing keys, AuditReads reads, GatewayDbContext primary)
+        string? anchor, string? since, HttpContext context, AuditVerifier verifier, AuditCheckpoints checkpoints, AuditTrail trail, SigningKeyRing keys, AuditReads reads,
+        GatewayDbContext primary)
     {
         AuditCheckpoint? kept = null;
         if (anchor is not null)
@@ -110,6 +157,17 @@ public static class AuditEndpoints
             }
         }
 
+        AuditCheckpoint? from = null;
+        if (since is not null)
+        {
+            from = since.Length <= MaxAnchorLength ? await AuditCheckpoints.ReadTokenAsync(since, keys) : null;
+            if (from is null)
+            {
+                return Problems.Validation("since must be a checkpoint token of this gateway's log (a lastCheckpointToken, or one listed by /api/v1/audit/checkpoints).",
+                    new Dictionary<string, string[]> { ["since"] = ["Not a checkpoint signed by this gateway."] });
+            }
+        }
+
         AuditVerification verdict;
         using (var scan = reads.TryStartScan())
         {
@@ -118,21 +176,23 @@ public static class AuditEndpoints
                 return Busy(context);
             }
 
-            verdict = await verifier.VerifyAsync(kept, context.RequestAborted);
+            verdict = await verifier.VerifyAsync(kept, from, context.RequestAborted);
         }
 
-        if (kept is not null && reads.OnReplica && verdict.EndsBefore(kept.Sequence)
-            && await primary.Set<AuditEvent>().AnyAsync(e => e.Sequence >= kept.Sequence, context.RequestAborted))
+        var reach = Math.Max(kept?.Sequence ?? 0, from?.Sequence ?? 0);
+        if (reach > 0 && reads.OnReplica && verdict.EndsBefore(reach)
+            && await primary.Set<AuditEvent>().AnyAsync(e => e.Sequence >= reach, context.RequestAborted))
         {
             // The replica has not replayed the kept row yet, which the primary holds: that is lag, not a removal, and no
             // verdict either way. Only a chain read to its end counts: a verdict that stopped early at a bad row is a verdict
             // (an altered row 3 under a kept row 5000 is tampering, not lag, and would be a 503 on every retry). And a
             // primary that ends before the kept row too was cut: that is the verdict, not a 503 on every retry.
             return Problems.RetryLater(context, StatusCodes.Status503ServiceUnavailable, "Replica behind",
-                $"The audit replica has not yet reached row {kept.Sequence} of your checkpoint.");
+                $"The audit replica has not yet reached row {reach} of your checkpoint.");
         }
 
-        await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept), context.RequestAborted);
+        verdict = await checkpoints.SealAsync(verdict, context.RequestAborted);
+        await trail.AppendAsync(verdict.Record(AuditActor.From(context.User, trail.Pseudonyms), kept, from), context.RequestAborted);
         return TypedResults.Ok(verdict);
     }
 
@@ -144,10 +204,16 @@ public static class AuditEndpoints
     /// an auditor typed (a seeker's raw account id, an e-mail address) would stay in the append-only log after that
     /// person's erasure: it is kept as a keyed digest, which still shows the same search coming back.
     /// </summary>
-    private static async Task<AuditEntry> QueryRecordAsync(HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter)
+    private static async Task<AuditEntry> QueryRecordAsync(
+        HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter, long? after = null)
     {
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         var details = filter.Describe();
+        if (after is not null)
+        {
+            details["after"] = after;
+        }
+
         var events = primary.Set<AuditEvent>().AsNoTracking();
         foreach (var (name, value, named) in new (string, string?, System.Linq.Expressions.Expression<Func<AuditEvent, bool>>)[]
         {
@@ -193,7 +259,7 @@ public static class AuditEndpoints
     }
 }
 
-public sealed record AuditFilter(
+public sealed partial record AuditFilter(
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "from")] DateTimeOffset? From,
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "to")] DateTimeOffset? To,
     [property: Microsoft.AspNetCore.Mvc.FromQuery(Name = "actor")] string? Actor,
@@ -211,6 +277,28 @@ public sealed record AuditFilter(
         Names.FirstOrDefault(name => request.Query[name].Count > 1) is { } repeated
             ? Problems.Validation($"{repeated} is given more than once.", new Dictionary<string, string[]> { [repeated] = ["Give it once."] })
             : null;
+
+    /// <summary>
+    /// from and to as RFC 3339 date-times only, as the OpenAPI document says (format: date-time). The binder also takes
+    /// 01/02/2026, as 2 January (invariant culture, month first), which a French auditor means as 1 February, and a date
+    /// with no time or no offset. A value it cannot read at all is refused by the binder itself.
+    /// </summary>
+    public static ProblemHttpResult? NotRfc3339In(HttpRequest request)
+    {
+        foreach (var name in (string[])["from", "to"])
+        {
+            if (request.Query[name] is [{ } value] && !Rfc3339().IsMatch(value))
+            {
+                return Problems.Validation($"{name} must be an RFC 3339 date-time, such as 2026-02-01T00:00:00Z.",
+                    new Dictionary<string, string[]> { [name] = ["An RFC 3339 date-time: date, T, time and offset (Z or +hh:mm)."] });
+            }
+        }
+
+        return null;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
+    private static partial System.Text.RegularExpressions.Regex Rfc3339();
 
     public ProblemHttpResult? Validate()
     {

@@ -2,6 +2,7 @@ using ExchangeGateway.Auth;
 using ExchangeGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
@@ -21,6 +22,21 @@ public sealed record AuditVerification(
     bool Ok, long RowsChecked, long HeadSequence, long? LastCheckpoint, long? FirstBadSequence, string? Problem, string? Detail,
     string? LastCheckpointToken = null)
 {
+    /// <summary>
+    /// The rows alone: every hash, link and number, and every checkpoint signed by a trusted key. <c>Ok</c> is this and
+    /// <see cref="CheckpointsVerdict.Ok"/> together, as it always was; apart, an auditor can tell a chain that was tampered
+    /// with from a checkpoint nobody can verify any more (a key lost, or a row planted in the checkpoints table).
+    /// </summary>
+    public bool ChainOk { get; init; }
+
+    /// <summary>The hash of row <c>HeadSequence</c>, in lowercase hex as the API lists rows: set when the chain was read to its end, intact.</summary>
+    public string? HeadHash { get; init; }
+
+    public CheckpointsVerdict Checkpoints { get; init; } = new(true, 0, []);
+
+    /// <summary>What does not fail the verification but an auditor should know: unverifiable checkpoints a signed one supersedes.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary>Read to its end, intact, but a signed checkpoint lies beyond that end.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public bool EndsShort => Problem == "removed" && FirstBadSequence == HeadSequence + 1;
@@ -37,10 +53,17 @@ public sealed record AuditVerification(
     public bool EndsBefore(long sequence) => HeadSequence < sequence && EndsShort && OnlyTheAnchorIsBeyond;
 
     /// <summary>The audit record of this verification, by whoever asked for it (every look at the log is in the log).</summary>
-    public AuditEntry Record(AuditActor by, AuditCheckpoint? anchor) =>
+    public AuditEntry Record(AuditActor by, AuditCheckpoint? anchor, AuditCheckpoint? since = null) =>
         new(by.Kind, by.Id, AuditActions.AuditVerified, Ok ? Outcomes.Success : Outcomes.Failure,
-            Details: new Dictionary<string, object?> { ["head"] = HeadSequence, ["firstBad"] = FirstBadSequence, ["anchor"] = anchor?.Sequence });
+            Details: new Dictionary<string, object?> { ["head"] = HeadSequence, ["firstBad"] = FirstBadSequence, ["anchor"] = anchor?.Sequence, ["since"] = since?.Sequence });
 }
+
+/// <summary>
+/// The checkpoints' own verdict. <c>Authentic</c>: how many are signed by a key this gateway trusts (each then holds or the
+/// chain fails). <c>Unverifiable</c>: the rows of those that are not. One that a signed checkpoint further on supersedes is
+/// only a warning: the rows it covered are covered again. <c>Ok</c> is false while one is not superseded.
+/// </summary>
+public sealed record CheckpointsVerdict(bool Ok, int Authentic, IReadOnlyList<long> Unverifiable);
 
 /// <summary>
 /// Walks the whole chain in sequence order, streaming (constant memory at any size), and checks every row's hash, every
@@ -50,13 +73,22 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 {
     /// <param name="anchor">A checkpoint the auditor kept from an earlier verification, already checked by
     /// <see cref="AuditCheckpoints.ReadTokenAsync"/>; it overrules whatever the database holds for its row.</param>
-    public async Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, CancellationToken cancellationToken)
+    public Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, CancellationToken cancellationToken) =>
+        VerifyAsync(anchor, null, cancellationToken);
+
+    /// <param name="anchor">As in the overload above; one at or before <paramref name="since"/> is covered by it.</param>
+    /// <param name="since">A checkpoint already checked by <see cref="AuditCheckpoints.ReadTokenAsync"/> to verify from: the
+    /// walk starts at the row after it, linked to its hash, instead of at row 1. The rows it covers are taken on its
+    /// signature, so verification is incremental, and survives old partitions detached to cold storage.</param>
+    public async Task<AuditVerification> VerifyAsync(AuditCheckpoint? anchor, AuditCheckpoint? since, CancellationToken cancellationToken)
     {
         await using var db = reads.Open();
+        var from = since?.Sequence ?? 0;
         var checkpoints = await db.Set<AuditCheckpoint>().AsNoTracking().OrderBy(c => c.Sequence).ToListAsync(cancellationToken);
         var signed = new Dictionary<long, AuditCheckpoint>();
-        long? unsigned = null;
-        foreach (var checkpoint in checkpoints)
+        var unverifiable = new List<long>();
+        // Those up to the one verified from vouch for rows it covers; an unverifiable one among them is superseded by it.
+        foreach (var checkpoint in checkpoints.Where(c => c.Sequence > from))
         {
             if (await AuditCheckpoints.IsAuthenticAsync(checkpoint, keys))
             {
@@ -64,16 +96,29 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             }
             else
             {
-                unsigned ??= checkpoint.Sequence;
+                unverifiable.Add(checkpoint.Sequence);
             }
         }
 
-        if (anchor is not null)
+        var signedCount = signed.Count;
+        if (anchor is not null && anchor.Sequence > from)
         {
             signed[anchor.Sequence] = anchor;
         }
 
-        var verdict = await WalkAsync(signed, cancellationToken);
+        if (since is not null)
+        {
+            signed[since.Sequence] = since;
+        }
+
+        var verdict = await WalkAsync(signed, since, cancellationToken);
+        if (since is not null && verdict.Ok && verdict.RowsChecked == 0
+            && await db.Set<AuditEvent>().MaxAsync(e => (long?)e.Sequence, cancellationToken) is var last && (last ?? 0) < since.Sequence)
+        {
+            // Nothing after the checkpoint, and not even its own row: the tail was cut below it (or a replica lags).
+            var end = last ?? 0;
+            verdict = Fail(0, end, null, end + 1, "removed", $"The checkpoint verified from vouches for row {since.Sequence}, but the chain ends at row {end}.");
+        }
 
         // A checkpoint that does not verify does not stop the walk: the rows are judged all the same, and a row found
         // altered, removed or inserted is the first thing to report. Only a chain that holds is then failed on it.
@@ -85,13 +130,41 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             verdict = verdict with { OnlyTheAnchorIsBeyond = !checkpoints.Any(c => c.Sequence > verdict.HeadSequence) };
         }
 
-        return verdict.Ok && unsigned is { } bad
-            ? Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, bad, "checkpoint",
-                $"The checkpoint at row {bad} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles).")
-            : verdict;
+        // A signed checkpoint further on vouches again for every row the unverifiable one covered (a chain that holds has
+        // checked it against its row). One with nothing signed after it leaves rows vouched for by nobody: a failure until
+        // the next checkpoint, as an unverifiable checkpoint beyond the head may be all that is left of a cut tail.
+        var warnings = new List<string>();
+        long? bad = null;
+        foreach (var sequence in unverifiable)
+        {
+            var next = signed.Keys.Where(s => s > sequence).Order().FirstOrDefault();
+            if (next > 0)
+            {
+                warnings.Add($"The checkpoint at row {sequence} is not signed by a key this gateway trusts (forged, or signed with a key no longer configured); the signed checkpoint at row {next} supersedes it.");
+            }
+            else
+            {
+                bad ??= sequence;
+            }
+        }
+
+        var chainOk = verdict.Ok;
+        if (chainOk && bad is { } unsuperseded)
+        {
+            verdict = Fail(verdict.RowsChecked, verdict.HeadSequence, verdict.LastCheckpoint, unsuperseded, "checkpoint",
+                $"The checkpoint at row {unsuperseded} is not signed by a key this gateway trusts: forged, or signed with a key no longer configured (Auth:VerificationKeyFiles), and no signed checkpoint after it supersedes it.")
+                with { OnlyTheAnchorIsBeyond = verdict.OnlyTheAnchorIsBeyond };
+        }
+
+        return verdict with
+        {
+            ChainOk = chainOk,
+            Checkpoints = new CheckpointsVerdict(bad is null, signedCount, unverifiable),
+            Warnings = warnings,
+        };
     }
 
-    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, CancellationToken cancellationToken)
+    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since, CancellationToken cancellationToken)
     {
         await using var connection = reads.ScanConnection();
         await connection.OpenAsync(cancellationToken);
@@ -104,7 +177,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         {
             try
             {
-                return await JudgeAsync(batches.Reader, free, signed, stop);
+                return await JudgeAsync(batches.Reader, free, signed, since, stop);
             }
             catch
             {
@@ -115,7 +188,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         }, CancellationToken.None);
         try
         {
-            await ReadAsync(connection, batches.Writer, free, stop.Token);
+            await ReadAsync(connection, since?.Sequence, batches.Writer, free, stop.Token);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -158,10 +231,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     /// rows into strings only to encode them again cost more than hashing them.
     /// </summary>
     private static async Task ReadAsync(
-        NpgsqlConnection connection, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
+        NpgsqlConnection connection, long? after, ChannelWriter<Batch> batches, ConcurrentQueue<Batch> free, CancellationToken cancellationToken)
     {
+        // From row 1 without a bound: a row numbered before it is a forgery the walk must see.
+        var where = after is { } from ? FormattableString.Invariant($" WHERE sequence > {from}") : "";
         await using var copy = await connection.BeginRawBinaryCopyAsync(
-            $"COPY (SELECT {AuditChain.Columns} FROM audit_events ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
+            $"COPY (SELECT {AuditChain.Columns} FROM audit_events{where} ORDER BY sequence) TO STDOUT (FORMAT BINARY)", cancellationToken);
         try
         {
             await ReadRowsAsync(copy, batches, free, cancellationToken);
@@ -338,10 +413,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
     }
 
     private static async Task<AuditVerification> JudgeAsync(
-        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, CancellationTokenSource stop)
+        ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since,
+        CancellationTokenSource stop)
     {
-        long expected = 1, rows = 0;
-        long? lastCheckpoint = null;
+        long expected = (since?.Sequence ?? 0) + 1, rows = 0;
+        long? lastCheckpoint = since?.Sequence;
         var previousHash = new byte[AuditChain.HashSize];
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
@@ -349,6 +425,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         for (var i = 0; i < recent.Length; i++)
         {
             recent[i] = new byte[AuditChain.HashSize];
+        }
+
+        if (since is not null)
+        {
+            since.Hash.CopyTo(previousHash, 0);
+            since.Hash.CopyTo(recent[since.Sequence % recent.Length], 0);
         }
 
         await foreach (var batch in batches.ReadAllAsync(CancellationToken.None))
@@ -410,9 +492,9 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     {
                         // The rows up to here hold together, so they were re-hashed after a change: a linear chain cannot tell which of
                         // the rows since the last checkpoint that held was the first changed, but it bounds them.
-                        var since = lastCheckpoint is { } held ? $"after row {held}" : "from row 1";
+                        var bound = lastCheckpoint is { } held ? $"after row {held}" : "from row 1";
                         return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "checkpoint",
-                            $"Row {sequence} differs from the signed checkpoint: a row {since} up to row {sequence} was changed, inserted or removed, and the rows after it re-hashed."));
+                            $"Row {sequence} differs from the signed checkpoint: a row {bound} up to row {sequence} was changed, inserted or removed, and the rows after it re-hashed."));
                     }
 
                     lastCheckpoint = sequence;
@@ -433,7 +515,10 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             return Fail(rows, head, lastCheckpoint, head + 1, "removed", $"A signed checkpoint vouches for row {beyond.Max()}, but the chain ends at row {head}.");
         }
 
-        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null);
+        return new AuditVerification(true, rows, head, lastCheckpoint, null, null, null, lastCheckpoint is { } last ? signed[last].Signature : null)
+        {
+            HeadHash = head > 0 ? Convert.ToHexStringLower(previousHash) : null,
+        };
     }
 
     /// <summary>How far a row may have been moved by renumbering and still be traced back to its place.</summary>
@@ -514,8 +599,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         new(false, rows, head, lastCheckpoint, bad, problem, detail);
 }
 
-/// <summary>Signed checkpoints: a compact JWS (ES256, the gateway's published key) over the chain head.</summary>
-public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, TimeProvider time)
+/// <summary>
+/// Signed checkpoints: a compact JWS (ES256, the gateway's published key, typ <c>audit-checkpoint+jwt</c>) over the chain
+/// head. Claims: <c>iss</c> (the gateway's issuer), <c>iat</c> (the gateway's clock), <c>seq</c> (the row's sequence) and
+/// <c>hash</c> (the row's SHA-256, base64url without padding). No <c>exp</c> or <c>nbf</c>: a checkpoint states what
+/// the log held, true for as long as its key is trusted, and a JWT library's defaults would otherwise call it expired.
+/// </summary>
+public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, TimeProvider time, IOptions<AuthOptions> auth)
 {
     public async Task<AuditCheckpoint?> CreateAsync(CancellationToken cancellationToken)
     {
@@ -527,23 +617,56 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
         }
 
         var at = time.GetUtcNow();
-        var jws = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
-        {
-            Claims = new Dictionary<string, object>
-            {
-                ["seq"] = head.Sequence,
-                ["hash"] = Base64UrlEncoder.Encode(head.Hash),
-                ["iat"] = at.ToUnixTimeSeconds(),
-            },
-            SigningCredentials = keys.EventCredentials,
-            TokenType = "audit-checkpoint+jwt",
-            IssuedAt = at.UtcDateTime,
-        });
-        var checkpoint = new AuditCheckpoint { Sequence = head.Sequence, Hash = head.Hash, SignedAt = at, Signature = jws };
+        var checkpoint = new AuditCheckpoint { Sequence = head.Sequence, Hash = head.Hash, SignedAt = at, Signature = Sign(head.Sequence, head.Hash, at) };
         db.Add(checkpoint);
         await db.SaveChangesAsync(cancellationToken);
         return checkpoint;
     }
+
+    /// <summary>
+    /// Signs and stores a checkpoint over the head a verification walked, and returns it as the verdict's checkpoint. The
+    /// newest stored checkpoint can be an hour old: the rows after it, the ones the auditor just saw verified among them,
+    /// could otherwise be cut without trace. Stored, it also exposes such a cut to the next verification without an anchor.
+    /// </summary>
+    public async Task<AuditVerification> SealAsync(AuditVerification verdict, CancellationToken cancellationToken)
+    {
+        if (!verdict.ChainOk || verdict.HeadHash is null)
+        {
+            return verdict;
+        }
+
+        var at = time.GetUtcNow();
+        var hash = Convert.FromHexString(verdict.HeadHash);
+        var token = Sign(verdict.HeadSequence, hash, at);
+        try
+        {
+            // One over that row may be stored already (the job's, or another verification's): it vouches for the same hash.
+            await db.Database.ExecuteSqlAsync(
+                $"INSERT INTO audit_checkpoints (sequence, hash, signed_at, signature) VALUES ({verdict.HeadSequence}, {hash}, {at}, {token}) ON CONFLICT (sequence) DO NOTHING",
+                cancellationToken);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CheckViolation)
+        {
+            // Read on a replica whose row differs from the primary's (the trigger compares them): nothing to vouch for.
+            return verdict with
+            {
+                Warnings = [.. verdict.Warnings, $"Row {verdict.HeadSequence} on the primary is not the row this verification read: no checkpoint was signed over it."],
+            };
+        }
+
+        return verdict with { LastCheckpoint = verdict.HeadSequence, LastCheckpointToken = token };
+    }
+
+    private string Sign(long sequence, byte[] hash, DateTimeOffset at) =>
+        // The handler's default times come from the real clock, not the gateway's, and add an exp an hour on.
+        new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = auth.Value.Issuer!.AbsoluteUri,
+            IssuedAt = at.UtcDateTime,
+            Claims = new Dictionary<string, object> { ["seq"] = sequence, ["hash"] = Base64UrlEncoder.Encode(hash) },
+            SigningCredentials = keys.EventCredentials,
+            TokenType = "audit-checkpoint+jwt",
+        });
 
     public static async Task<bool> IsAuthenticAsync(AuditCheckpoint checkpoint, SigningKeyRing keys) =>
         await ReadTokenAsync(checkpoint.Signature, keys) is { } signed
@@ -567,7 +690,8 @@ public sealed class AuditCheckpoints(GatewayDbContext db, SigningKeyRing keys, T
 
         try
         {
-            return new AuditCheckpoint
+            // Every row's hash is a SHA-256; a verification started from a checkpoint links to it.
+            return Base64UrlEncoder.DecodeBytes(text).Length != AuditChain.HashSize ? null : new AuditCheckpoint
             {
                 Sequence = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture),
                 Hash = Base64UrlEncoder.DecodeBytes(text),

@@ -49,4 +49,32 @@ public static class DatabaseRoles
         CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
             FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
         """;
+
+    /// <summary>
+    /// The application role must insert checkpoints (the job signs them), so it could insert junk too: one naming a row that
+    /// does not exist, or a hash that is not that row's, would fail every verification for good, and append-only means
+    /// nobody can remove it. The owner's trigger refuses such a row. The search path is pinned so that a temporary table
+    /// named audit_events, which any role may create, cannot stand in for the log.
+    /// </summary>
+    public const string CheckpointsMatchTheirRow = """
+        CREATE OR REPLACE FUNCTION audit_checkpoint_matches_row() RETURNS trigger LANGUAGE plpgsql
+            SET search_path = pg_catalog, public, pg_temp AS $$
+        DECLARE
+            row_hash bytea;
+        BEGIN
+            SELECT hash INTO row_hash FROM audit_events WHERE sequence = NEW.sequence;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'audit checkpoint refused: the log has no row %', NEW.sequence
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            IF row_hash IS DISTINCT FROM NEW.hash THEN
+                RAISE EXCEPTION 'audit checkpoint refused: its hash is not that of row %', NEW.sequence
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $$;
+        CREATE OR REPLACE TRIGGER audit_checkpoints_match_row BEFORE INSERT ON audit_checkpoints
+            FOR EACH ROW EXECUTE FUNCTION audit_checkpoint_matches_row();
+        """;
 }

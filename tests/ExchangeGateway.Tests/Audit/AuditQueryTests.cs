@@ -265,6 +265,19 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
         Assert.Equal(3, (await AuditLog.EventsAsync(auditor, $"actor={ghost}&from={AuditLog.Q(from.ToOffset(TimeSpan.FromHours(2)))}&to={AuditLog.Q(to.ToOffset(TimeSpan.FromHours(-5)))}")).Count);
 
         await (await auditor.GetAsync($"{AuditLog.EventsPath}?from={AuditLog.Q(to)}&to={AuditLog.Q(from)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+
+        // RFC 3339 only: 01/02/2026 would be read as 2 January (invariant, month first), which a French auditor means as
+        // 1 February; a date alone or a time with no offset is refused too. Each refusal names its parameter.
+        foreach (var (name, value) in new[] { ("from", "01/02/2026"), ("to", "2026-02-01"), ("from", "2026-02-01T00:00:00"), ("to", "2026-02-01 00:00:00Z") })
+        {
+            foreach (var path in new[] { AuditLog.EventsPath, AuditLog.ExportPath })
+            {
+                var problem = await (await auditor.GetAsync($"{path}?{name}={Uri.EscapeDataString(value)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+                Assert.True(problem.GetProperty("errors").TryGetProperty(name, out _), problem.ToString());
+            }
+        }
+
+        Assert.Empty(await AuditLog.EventsAsync(auditor, $"actor={ghost}&from=2026-02-01T00:00:00.5%2B01:00&to=2026-02-01T00:00:00.6Z"));
     }
 
     [Fact]

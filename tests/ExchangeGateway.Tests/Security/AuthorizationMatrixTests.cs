@@ -181,6 +181,7 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             new("GET", "/api/v1/audit/events", "/api/v1/audit/events?limit=1", null, Auditors(Ok)),
             new("GET", "/api/v1/audit/events/export", $"/api/v1/audit/events/export?recipient={w.X.ClientId}", null, Auditors(Ok)),
             new("GET", "/api/v1/audit/verify", "/api/v1/audit/verify", null, Auditors(Ok)),
+            new("GET", "/api/v1/audit/checkpoints", "/api/v1/audit/checkpoints?limit=1", null, Auditors(Ok)),
             new("GET", "/api/v1/audit/erasures", "/api/v1/audit/erasures?limit=1", null, Auditors(Ok)),
             new("GET", "/api/v1/audit/recipients/{id:guid}/compliance", $"/api/v1/audit/recipients/{w.X.Id}/compliance", null, Auditors(Ok)),
             new("GET", "/api/v1/admin/recipients", "/api/v1/admin/recipients?limit=1", null, Operators(Ok)),
