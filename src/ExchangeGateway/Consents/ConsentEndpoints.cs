@@ -10,11 +10,12 @@ namespace ExchangeGateway.Consents;
 
 /// <summary>
 /// One named site and where my consent to it stands (<c>state</c> "none" when I never ticked it; "ended" for a site the
-/// operator has suspended since, listed while it stays suspended, with the sharing the suspension ended).
+/// operator has suspended since, listed while it stays suspended, with the sharing the suspension ended). <c>idAtSite</c>
+/// is the id that sharing gives my CV at the site (a new one for each new tick): the handle to ask the site about it.
 /// </summary>
 public sealed record ConsentStatus(
     Guid Id, Guid RecipientId, string RecipientName, Uri Website, Uri PrivacyPolicyUrl, string State,
-    DateTimeOffset? Since, DateTimeOffset? ExpiresAt, Guid? ReceiptId)
+    DateTimeOffset? Since, DateTimeOffset? ExpiresAt, Guid? ReceiptId, string? IdAtSite)
 {
     public const string None = "none";
     public const string Ended = "ended";

@@ -31,7 +31,9 @@ public static class ConsentQueries
             .OrderBy(r => r.DisplayName, StringComparer.CurrentCulture).ThenBy(r => r.Id).ToList();
         var latest = (await db.Set<Consent>().AsNoTracking().Where(c => c.SeekerId == seekerId)
                 .GroupBy(c => c.RecipientId)
-                .Select(g => g.OrderByDescending(c => c.GrantedAt).First())
+                // A new tick in the same clock tick as the untick before it (a frozen test clock, a coarse one) is still
+                // the latest: at most one episode per site is active, and it is the one that stands.
+                .Select(g => g.OrderByDescending(c => c.GrantedAt).ThenBy(c => c.State == ConsentState.Active ? 0 : 1).First())
                 .ToListAsync(cancellationToken))
             .ToDictionary(c => c.RecipientId);
         var receipts = await LatestReceiptsAsync(db, latest.Values.Select(c => c.Id).ToList(), cancellationToken);
@@ -49,13 +51,13 @@ public static class ConsentQueries
                     state?.ToString().ToLowerInvariant() ?? ConsentStatus.None,
                     consent is null ? null : consent.EndedAt ?? (state == ConsentState.Expired ? consent.ExpiresAt : consent.GrantedAt),
                     state == ConsentState.Active ? consent!.ExpiresAt : null,
-                    consent is null ? null : receipts.GetValueOrDefault(consent.Id)));
+                    consent is null ? null : receipts.GetValueOrDefault(consent.Id), consent?.PairwiseId));
             }
             else if (consent?.EndCause == ErasureCauses.RecipientSuspended)
             {
                 endedBySuspension.Add(new ConsentStatus(
                     consent.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl, ConsentStatus.Ended, consent.EndedAt, null,
-                    receipts.GetValueOrDefault(consent.Id)));
+                    receipts.GetValueOrDefault(consent.Id), consent.PairwiseId));
             }
         }
 

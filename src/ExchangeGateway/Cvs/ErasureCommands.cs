@@ -58,7 +58,7 @@ public static class ErasureCommands
             // One erasure per account, each in its own transaction and scope, as "forget me" runs: a failure stops here, and
             // running the command again finds only those still to do.
             await using var erasing = services.CreateAsyncScope();
-            reapplied += await erasing.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(id, CancellationToken.None) ? 1 : 0;
+            reapplied += await erasing.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(id, CancellationToken.None) is null ? 0 : 1;
         }
 
         await scope.ServiceProvider.GetRequiredService<AuditTrail>().AppendAsync(

@@ -18,14 +18,19 @@ public sealed record DisclosureItem
     public long Id { get; init; }
     public Guid RecipientId { get; init; }
     public required string RecipientName { get; init; }
+    /// <summary>The id the site received the CV under (its sharing's pairwise id), to ask the site about its copy.</summary>
+    public required string IdAtSite { get; init; }
     public int Version { get; init; }
     public DateTimeOffset DisclosedAt { get; init; }
 }
 
-/// <summary>Per site, every obligation about me: sent (pending), delivered, confirmed, and whether it is overdue.</summary>
+/// <summary>
+/// Per site, every obligation about me: sent (pending), delivered, confirmed, and whether it is overdue; with the id the site
+/// holds my CV under and the event's id (its jti), which the site knows too, so that I can ask it about this very request.
+/// </summary>
 public sealed record ErasureStatusItem(
     long Id, Guid RecipientId, string RecipientName, string Kind, string Cause, ObligationStatus Status, bool Overdue,
-    DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore);
+    DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore, string IdAtSite, Guid EventId);
 
 /// <summary>
 /// Everything held about a seeker: the account, the CV, where each sharing stands, and the lists that record its past.
@@ -44,7 +49,7 @@ public static class MyDataEndpoints
         me.MapGet("/disclosures", Disclosures).WithName("ListMyDisclosures").WithSummary("Which site received which version of my CV, and when; newest first.");
         me.MapGet("/erasures", Erasures).WithName("ListMyErasures").WithSummary("The live status, per site, of every erasure obligation about me, newest first, by pages.");
         me.MapGet("/export", Export).WithName("ExportMyData").WithSummary("Everything the gateway holds about me, as JSON (data portability).");
-        me.MapDelete("/", Forget).WithName("ForgetMe").WithSummary("Erases my account and everything about me; every site that received my CV is told to delete it.");
+        me.MapDelete("/", Forget).WithName("ForgetMe").WithSummary("Erases my account and everything about me; every site that received my CV is told to delete it. The answer, a receipt kept by no one but me, lists every site's erasure request: the id it held my CV under, the event it was sent and where it stands.");
         return api;
     }
 
@@ -164,6 +169,6 @@ public static class MyDataEndpoints
         }
     }
 
-    private static async Task<NoContent> Forget(HttpContext context, SeekerErasure erasure) =>
-        await erasure.EraseAsync(context.User.Subject(), context.RequestAborted) ? TypedResults.NoContent() : throw new AccountGoneException();
+    private static async Task<Ok<ErasureReceipt>> Forget(HttpContext context, SeekerErasure erasure) =>
+        TypedResults.Ok(await erasure.EraseAsync(context.User.Subject(), context.RequestAborted) ?? throw new AccountGoneException());
 }

@@ -16,8 +16,12 @@ public static class MyDataQueries
     public static IQueryable<DisclosureItem> DisclosuresOf(GatewayDbContext db, string seekerId) =>
         from d in db.Set<Disclosure>().AsNoTracking()
         join r in db.Recipients.AsNoTracking() on d.RecipientId equals r.Id
+        join c in db.Set<Consent>().AsNoTracking() on d.ConsentId equals c.Id
         where d.SeekerId == seekerId
-        select new DisclosureItem { Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, Version = d.CvVersion, DisclosedAt = d.DisclosedAt };
+        select new DisclosureItem
+        {
+            Id = d.Id, RecipientId = d.RecipientId, RecipientName = r.DisplayName, IdAtSite = c.PairwiseId, Version = d.CvVersion, DisclosedAt = d.DisclosedAt,
+        };
 
     /// <summary>Disclosures newest first, strictly older than <paramref name="before"/> (null: from the newest), for <see cref="Cursors.PageAsync"/>.</summary>
     public static IQueryable<DisclosureItem> DisclosuresBefore(GatewayDbContext db, string seekerId, long? before) =>
@@ -46,5 +50,5 @@ public static class MyDataQueries
         where c.SeekerId == seekerId && (before == null || o.Id < before)
         orderby o.Id descending
         select new ErasureStatusItem(o.Id, o.RecipientId, r.DisplayName, o.Kind, o.Cause, o.Status,
-            ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore);
+            ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.CreatedAt, o.DeliveredAt, o.ConfirmedAt, o.ConfirmBefore, o.PairwiseId, o.Jti);
 }

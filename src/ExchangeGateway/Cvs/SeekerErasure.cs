@@ -12,6 +12,19 @@ using OpenIddict.EntityFrameworkCore.Models;
 namespace ExchangeGateway.Cvs;
 
 /// <summary>
+/// What a seeker takes away from "forget me". Once the account is gone they can no longer sign in to follow the sites, so
+/// the answer is their last view of them: for every site that received the CV under any of their sharings, the id it knew
+/// the CV by, the event that tells it to delete and where that request stands. It is answered, not kept: the gateway stores
+/// nothing that would link it back to the person.
+/// </summary>
+public sealed record ErasureReceipt(DateTimeOffset ErasedAt, int SharingsEnded, IReadOnlyList<ErasureReceiptSite> Sites);
+
+/// <summary>One erasure request: the site, the id it holds the CV under, the event (jti) it was sent, and its standing.</summary>
+public sealed record ErasureReceiptSite(
+    Guid RecipientId, string RecipientName, string IdAtSite, Guid EventId, string Cause, ObligationStatus Status, bool Overdue,
+    DateTimeOffset ConfirmBefore, DateTimeOffset? ConfirmedAt);
+
+/// <summary>
 /// The right to be forgotten. In one transaction: the CV and its key, the account (Identity and OpenIddict rows), the
 /// receipts and every link from the ledger and the consents to the person go; what remains (pairwise ids, hashes,
 /// pseudonymous audit rows) is what chasing every copy and proving the past need, and names no one. Every site that
@@ -21,7 +34,8 @@ public sealed class SeekerErasure(
     GatewayDbContext db, UserManager<GatewayUser> users, AuditTrail audit, DispatchSignal dispatch, TimeProvider time,
     IOptions<ErasureOptions> erasure)
 {
-    public async Task<bool> EraseAsync(string seekerId, CancellationToken cancellationToken)
+    /// <summary>The receipt, committed; null when there is no such account (already erased).</summary>
+    public async Task<ErasureReceipt?> EraseAsync(string seekerId, CancellationToken cancellationToken)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await Locks.SeekerAsync(db, seekerId, cancellationToken);
@@ -31,7 +45,7 @@ public sealed class SeekerErasure(
         var user = await db.Users.FromSql($"SELECT * FROM \"AspNetUsers\" WHERE id = {seekerId} FOR UPDATE").SingleOrDefaultAsync(cancellationToken);
         if (user is null)
         {
-            return false;
+            return null;
         }
 
         await db.Entry(user).ReloadAsync(cancellationToken);
@@ -89,8 +103,19 @@ public sealed class SeekerErasure(
                     Details: new Dictionary<string, object?> { ["consentsEnded"] = ended.Count, ["obligations"] = obligations.Count }),
             ],
             cancellationToken);
+        // Every erasure request about this person, the ones just written and those earlier ends sent (an untick, a sweep)
+        // that a site may not have confirmed yet: the seeker's last chance to see them. By episode id, which the consents keep.
+        var episodes = consents.Select(c => c.Id).ToArray();
+        var sent = await (
+            from o in db.Set<ErasureObligation>().AsNoTracking()
+            join r in db.Recipients.AsNoTracking() on o.RecipientId equals r.Id
+            where episodes.Contains(o.ConsentId) && o.Kind == EventKinds.ErasureRequired
+            orderby r.DisplayName, o.Id
+            select new ErasureReceiptSite(o.RecipientId, r.DisplayName, o.PairwiseId, o.Jti, o.Cause, o.Status,
+                ErasureObligation.IsLate(o.Status, o.Overdue, o.ConfirmBefore, o.ConfirmedAt, now), o.ConfirmBefore, o.ConfirmedAt))
+            .ToListAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         dispatch.After(obligations.Count);
-        return true;
+        return new ErasureReceipt(now, ended.Count, sent);
     }
 }

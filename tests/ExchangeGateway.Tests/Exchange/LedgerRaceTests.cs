@@ -136,7 +136,7 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
     private async Task<bool> EraseAsync(string seekerId)
     {
         await using var scope = fixture.Factory.Services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(seekerId, CancellationToken.None);
+        return await scope.ServiceProvider.GetRequiredService<SeekerErasure>().EraseAsync(seekerId, CancellationToken.None) is not null;
     }
 
     /// <summary>Waits until the session that holds <paramref name="mode"/> on <paramref name="table"/> waits for an advisory lock (the chain lock).</summary>

@@ -121,6 +121,11 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await page.GetByLabel("J’ai compris").CheckAsync();
             await page.GetByRole(AriaRole.Button, new() { Name = "Supprimer mes données" }).ClickAsync();
             await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Votre compte et vos données ont été supprimés");
+            // The receipt, on the answer itself (nothing keeps it for a later page): the site, and the id it read the CV under.
+            await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Votre reçu d’effacement" })).ToBeVisibleAsync();
+            await Expect(page.Locator("#erasure-receipt")).ToContainTextAsync("Démo Emploi");
+            await Expect(page.Locator("#erasure-receipt")).ToContainTextAsync(id!);
+            await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Supprimer mes données" })).ToHaveCountAsync(0);
             await using (var scope = Factory.Services.CreateAsyncScope())
             {
                 Assert.Null(await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email));
