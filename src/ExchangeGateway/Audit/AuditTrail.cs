@@ -59,13 +59,15 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
     public Task AppendAsync(AuditEntry entry, CancellationToken cancellationToken) => AppendAsync([entry], cancellationToken);
 
     /// <summary>The chain's head, read under the chain lock (see <see cref="HeadQuery"/>), so a caller can read it in its own round trip.</summary>
-    public readonly record struct Head(long Sequence, byte[] Hash);
+    public readonly record struct Head(long Sequence, byte[] Hash, DateTimeOffset OccurredAt);
 
     /// <summary>Reads the head; only meaningful after the chain lock was taken in the same transaction.</summary>
-    public const string HeadQuery = "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1";
+    public const string HeadQuery = "SELECT sequence, hash, occurred_at FROM audit_events ORDER BY sequence DESC LIMIT 1";
 
     public static async Task<Head> ReadHeadResultAsync(NpgsqlDataReader reader, CancellationToken cancellationToken) =>
-        await reader.ReadAsync(cancellationToken) ? new Head(reader.GetInt64(0), (byte[])reader[1]) : new Head(0, AuditChain.Genesis);
+        await reader.ReadAsync(cancellationToken)
+            ? new Head(reader.GetInt64(0), (byte[])reader[1], reader.GetFieldValue<DateTimeOffset>(2))
+            : new Head(0, AuditChain.Genesis, DateTimeOffset.MinValue);
 
     public Task AppendAsync(IReadOnlyCollection<AuditEntry> entries, CancellationToken cancellationToken) => AppendAsync(entries, null, cancellationToken);
 
@@ -91,8 +93,16 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             var transaction = (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction();
 
-            var (lastSequence, lastHash) = head is { } known ? (known.Sequence, known.Hash) : await ReadHeadAsync(connection, transaction, cancellationToken);
+            var known = head ?? await ReadHeadAsync(connection, transaction, cancellationToken);
+            var (lastSequence, lastHash) = (known.Sequence, known.Hash);
+            // Never before the head: under the chain lock the sequence is the order of events, and with times that never go
+            // back, a time range is a range of sequence numbers (AuditFilter reads it so, by index, instead of scanning the
+            // log for it). A node whose clock lags another's stamps the head's time rather than an earlier one.
             var at = AuditChain.Truncate(time.GetUtcNow());
+            if (at < known.OccurredAt)
+            {
+                at = known.OccurredAt;
+            }
             var count = entries.Count;
             var sequences = new long[count];
             var kinds = new string[count];
@@ -164,7 +174,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
         }
     }
 
-    private static async Task<(long Sequence, byte[] Hash)> ReadHeadAsync(
+    private static async Task<Head> ReadHeadAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         await using var batch = new NpgsqlBatch(connection, transaction)
@@ -177,9 +187,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
         };
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken)
-            ? (reader.GetInt64(0), (byte[])reader[1])
-            : (0, AuditChain.Genesis);
+        return await ReadHeadResultAsync(reader, cancellationToken);
     }
 
     /// <summary>Sign-in attempts by people; a failed attempt on an unknown account names no one.</summary>

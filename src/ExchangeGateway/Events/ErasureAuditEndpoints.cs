@@ -29,14 +29,14 @@ public static class ErasureAuditEndpoints
     {
         var audit = api.MapGroup("/audit").RequireAuthorization(ApiScopes.AuditRead).WithTags("Auditor");
         audit.MapGet("/erasures", List).WithName("ListErasureObligations")
-            .WithSummary("Erasure obligations, oldest first; status pending, delivered, confirmed or overdue (open past its deadline).");
+            .WithSummary("Erasure obligations, oldest first; status pending, delivered, confirmed or overdue (open past its deadline); recipient, a site's id or client id, for that site's alone.");
         audit.MapGet("/recipients/{id:guid}/compliance", Compliance).WithName("GetRecipientCompliance")
             .WithSummary("A site's record: obligations (erasures and rectifications) in all; pending now; ever delivered (the confirmed included); confirmed; ever overdue (those confirmed late included); and the median time to confirm.");
         return api;
     }
 
     private static async Task<Results<Ok<Page<ObligationItem>>, ProblemHttpResult>> List(
-        string? status, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail, TimeProvider time)
+        string? status, string? recipient, string? cursor, int? limit, HttpContext context, AuditReads reads, Cursors cursors, AuditTrail trail, TimeProvider time)
     {
         if (cursors.Read<long>(Collection, cursor, limit, out var after, out var take) is { } problem)
         {
@@ -50,11 +50,30 @@ public static class ErasureAuditEndpoints
             return Problems.Validation("Unknown status.", new Dictionary<string, string[]> { ["status"] = Statuses });
         }
 
+        if (recipient is { Length: > 100 } || context.Request.Query["recipient"].Count > 1)
+        {
+            return Problems.Validation("recipient must be given once, as a site's id or client id.",
+                new Dictionary<string, string[]> { ["recipient"] = ["A site's id or client id, once."] });
+        }
+
         // Overdue is the deadline passing (ErasureObligation.IsLate), not the job having flagged it since. The list's status
         // is what is open now; an item's flag and the compliance count keep a late confirmation late.
         var now = time.GetUtcNow();
         await using var db = reads.Open();
         var query = db.Set<ErasureObligation>().AsNoTracking().Where(o => o.Id > after);
+        string? clientId = null;
+        if (recipient is not null)
+        {
+            // By id, as the admin API and the compliance endpoint name a site, or by client id, as the log does; one that
+            // is no site's matches nothing. Per site, the open ones come from the (site, id) index of open obligations.
+            var byId = Guid.TryParse(recipient, out var id) ? id : (Guid?)null;
+            var site = await db.Recipients.AsNoTracking()
+                .Where(r => r.ClientId == recipient || r.Id == byId)
+                .Select(r => new { r.Id, r.ClientId }).FirstOrDefaultAsync(context.RequestAborted);
+            clientId = site?.ClientId;
+            var siteId = site?.Id ?? Guid.Empty;
+            query = query.Where(o => o.RecipientId == siteId);
+        }
         query = status switch
         {
             "pending" => query.Where(o => o.Status == ObligationStatus.Pending),
@@ -73,8 +92,9 @@ public static class ErasureAuditEndpoints
             take, o => o.Id, context.RequestAborted);
 
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
-        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success,
-            Details: new Dictionary<string, object?> { ["erasures"] = status ?? "all" }), context.RequestAborted);
+        await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success, Recipient: clientId,
+            Details: new Dictionary<string, object?> { ["erasures"] = status ?? "all", ["recipient"] = recipient is null ? null : clientId ?? "unknown" }),
+            context.RequestAborted);
         return TypedResults.Ok(page);
     }
 

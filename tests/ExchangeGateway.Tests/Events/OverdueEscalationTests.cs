@@ -198,6 +198,46 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         Assert.Equal((1L, 1L), (after.GetProperty("confirmed").GetInt64(), after.GetProperty("overdue").GetInt64()));
     }
 
+    /// <summary>
+    /// An auditor following one site lists its obligations alone, by the site's id or its client id, with or without a
+    /// status; a site that does not exist matches nothing, and the query is recorded under the site it named.
+    /// </summary>
+    [Fact]
+    public async Task TheAuditorsListNarrowsToOneSiteByItsIdOrClientId()
+    {
+        var (followed, followedSeeker, _, followedId) = await SiteThatReadACvAsync("followed");
+        var (other, otherSeeker, _, _) = await SiteThatReadACvAsync("other");
+        await UntickAsync(followedSeeker, followed);
+        await UntickAsync(otherSeeker, other);
+        var jti = await fixture.Database.ScalarAsync<Guid>($"SELECT jti FROM erasure_obligations WHERE pairwise_id = '{followedId}'");
+
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        foreach (var query in new[] { $"recipient={followed.Id}", $"recipient={Uri.EscapeDataString(followed.ClientId)}", $"recipient={followed.Id}&status=pending" })
+        {
+            using var response = await auditor.GetAsync($"/api/v1/audit/erasures?{query}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var item = Assert.Single((await response.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+            Assert.Equal((jti, followed.ClientId), (item.GetProperty("jti").GetGuid(), item.GetProperty("clientId").GetString()));
+        }
+
+        using (var confirmed = await auditor.GetAsync($"/api/v1/audit/erasures?recipient={followed.Id}&status=confirmed"))
+        {
+            Assert.Empty((await confirmed.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+        }
+
+        foreach (var unknown in new[] { Guid.NewGuid().ToString(), "no-such-site" })
+        {
+            using var response = await auditor.GetAsync($"/api/v1/audit/erasures?recipient={unknown}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Empty((await response.ReadJsonAsync()).GetProperty("items").EnumerateArray());
+        }
+
+        await (await auditor.GetAsync($"/api/v1/audit/erasures?recipient={new string('x', 101)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+        await (await auditor.GetAsync($"/api/v1/audit/erasures?recipient={followed.Id}&recipient={other.Id}")).AssertProblemAsync(HttpStatusCode.BadRequest);
+        Assert.True(await fixture.Database.ScalarAsync<bool>(
+            $"SELECT EXISTS (SELECT 1 FROM audit_events WHERE action = 'audit.queried' AND recipient = '{followed.ClientId}' AND details::jsonb->>'erasures' = 'pending')"));
+    }
+
     /// <summary>A site of its own (a poll site unless told) that has read a seeker's CV; returns the CV's marker and the site's id for it.</summary>
     private async Task<(TestSite Site, Person Seeker, string Marker, string CvId)> SiteThatReadACvAsync(string prefix, SiteOptions? options = null)
     {
