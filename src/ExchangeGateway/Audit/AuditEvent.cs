@@ -129,6 +129,7 @@ public static class AuditActions
     public const string ErasureDelivered = "erasure.delivered";
     public const string ErasureConfirmed = "erasure.confirmed";
     public const string ErasureOverdue = "erasure.overdue";
+    public const string ErasedRecordsPurged = "erasure.records-purged";
 
     public static readonly IReadOnlySet<string> All = typeof(AuditActions)
         .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -196,6 +196,8 @@ public sealed class ConsentConfiguration : IEntityTypeConfiguration<Consent>
         builder.HasIndex(c => new { c.SeekerId, c.RecipientId }).IsUnique().HasFilter("state = 'Active'");
         builder.HasIndex(c => new { c.SeekerId, c.RecipientId, c.GrantedAt });
         builder.HasIndex(c => c.ExpiresAt).HasFilter("state = 'Active'");
+        // What an erasure kept, by the end of its episode, for the retention job (ErasedRecordsPurgeJob); no other row is in it.
+        builder.HasIndex(c => c.EndedAt).HasFilter("seeker_id IS NULL").HasDatabaseName("ix_consents_erased_by_end");
         builder.HasOne<Recipients.Recipient>().WithMany().HasForeignKey(c => c.RecipientId).OnDelete(DeleteBehavior.Restrict);
     }
 }

@@ -23,6 +23,19 @@ public sealed class ErasureOptions
     /// <summary>How long a recipient has to confirm deletion before the obligation is flagged overdue.</summary>
     [Range(typeof(TimeSpan), "00:01:00", "90.00:00:00")]
     public TimeSpan ConfirmWithin { get; set; } = TimeSpan.FromHours(72);
+
+    /// <summary>
+    /// How long what is kept of an erased seeker's sharings (the episode with its pairwise id, its ledger rows, the erasure
+    /// requests and their confirmations) stays once the episode ended and every site confirmed: the proof that the
+    /// erasure reached everyone, for as long as someone may ask for it (three years, a common limitation period, by
+    /// default; set it from the service's own legal basis). A request still open is kept until it is confirmed.
+    /// </summary>
+    [Range(typeof(TimeSpan), "1.00:00:00", "3650.00:00:00")]
+    public TimeSpan KeepErasedRecordsFor { get; set; } = TimeSpan.FromDays(3 * 365);
+
+    /// <summary>Erased seekers' episodes removed per transaction by the retention job.</summary>
+    [Range(1, 50_000)]
+    public int PurgeBatchSize { get; set; } = 2000;
 }
 
 /// <summary>

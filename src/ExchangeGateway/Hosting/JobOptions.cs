@@ -21,6 +21,7 @@ public sealed class JobOptions : IValidatableObject
         ["AuditCheckpoint"] = Cron.Hourly(),
         ["TokenPruning"] = Cron.Daily(3),
         ["DataKeyRotation"] = Cron.Daily(4),
+        ["ErasedRecordsPurge"] = Cron.Daily(5),
     };
 
     /// <summary>Whether this node runs a Hangfire server; nodes meant only to serve requests say false.</summary>

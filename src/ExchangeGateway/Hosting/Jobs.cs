@@ -75,6 +75,7 @@ public static class Jobs
         services.AddScoped<AuditCheckpointJob>();
         services.AddScoped<TokenPruningJob>();
         services.AddScoped<DataKeyRotationJob>();
+        services.AddScoped<ErasedRecordsPurgeJob>();
         return services;
     }
 
@@ -112,6 +113,7 @@ public static class Jobs
         Add<AuditCheckpointJob>("AuditCheckpoint", job => job.RunAsync(CancellationToken.None));
         Add<TokenPruningJob>("TokenPruning", job => job.RunAsync(CancellationToken.None));
         Add<DataKeyRotationJob>("DataKeyRotation", job => job.RunAsync(CancellationToken.None));
+        Add<ErasedRecordsPurgeJob>("ErasedRecordsPurge", job => job.RunAsync(CancellationToken.None));
     }
 
     /// <summary>One DI scope per job, from this host's container.</summary>

@@ -20,7 +20,7 @@ public sealed class JobRetryPolicyTests(GatewayFixture fixture)
         using var connection = fixture.Factory.Services.GetRequiredService<JobStorage>().GetConnection();
         var recurring = connection.GetRecurringJobs();
         Assert.Equal(
-            ["audit-checkpoint", "consent-expiry", "data-key-rotation", "event-dispatch", "freshness-sweep", "overdue-escalation", "reminders", "token-pruning"],
+            ["audit-checkpoint", "consent-expiry", "data-key-rotation", "erased-records-purge", "event-dispatch", "freshness-sweep", "overdue-escalation", "reminders", "token-pruning"],
             recurring.Select(r => r.Id).Order(StringComparer.Ordinal));
         Assert.All(recurring, job =>
         {

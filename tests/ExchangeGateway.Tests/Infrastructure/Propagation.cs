@@ -85,6 +85,7 @@ public static class Propagation
     public static Task<int> RunConsentExpiryAsync(this GatewayFactory factory) => RunAsync<ConsentExpiryJob>(factory, (job, ct) => job.RunAsync(ct));
     public static Task<int> RunOverdueEscalationAsync(this GatewayFactory factory) => RunAsync<OverdueEscalationJob>(factory, (job, ct) => job.RunAsync(ct));
     public static Task<int> RunRemindersAsync(this GatewayFactory factory) => RunAsync<ReminderJob>(factory, (job, ct) => job.RunAsync(ct));
+    public static Task<int> RunErasedRecordsPurgeAsync(this GatewayFactory factory) => RunAsync<ErasedRecordsPurgeJob>(factory, (job, ct) => job.RunAsync(ct));
 
     /// <summary>Runs a job the way Hangfire would: resolved in its own scope.</summary>
     private static async Task<int> RunAsync<TJob>(GatewayFactory factory, Func<TJob, CancellationToken, Task<int>> run)

@@ -361,6 +361,10 @@ namespace ExchangeGateway.Data.Migrations
                     b.HasKey("Id")
                         .HasName("pk_consents");
 
+                    b.HasIndex("EndedAt")
+                        .HasDatabaseName("ix_consents_erased_by_end")
+                        .HasFilter("seeker_id IS NULL");
+
                     b.HasIndex("ExpiresAt")
                         .HasDatabaseName("ix_consents_expires_at")
                         .HasFilter("state = 'Active'");
