@@ -59,7 +59,10 @@ public static class AuditEndpoints
             (await filter.ApplyAsync(db, context.RequestAborted)).Where(e => e.Sequence > after).OrderBy(e => e.Sequence),
             take, e => e.Sequence, context.RequestAborted);
 
-        await trail.AppendAsync(await QueryRecordAsync(context, trail, primary, AuditActions.AuditQueried, filter), context.RequestAborted);
+        // Which rows this auditor was shown, not only what they asked: the page's start, its length and its last row.
+        await trail.AppendAsync(
+            await QueryRecordAsync(context, trail, primary, AuditActions.AuditQueried, filter, after, page.Items.Count, page.Items.Count > 0 ? page.Items[^1].Sequence : null),
+            context.RequestAborted);
         return TypedResults.Ok(new Page<AuditEventResponse>(page.Items.Select(ToResponse).ToList(), page.NextCursor));
     }
 
@@ -205,13 +208,20 @@ public static class AuditEndpoints
     /// person's erasure: it is kept as a keyed digest, which still shows the same search coming back.
     /// </summary>
     private static async Task<AuditEntry> QueryRecordAsync(
-        HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter, long? after = null)
+        HttpContext context, AuditTrail trail, GatewayDbContext primary, string action, AuditFilter filter, long? after = null, int? rows = null,
+        long? through = null)
     {
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         var details = filter.Describe();
         if (after is not null)
         {
             details["after"] = after;
+        }
+
+        if (rows is not null)
+        {
+            details["rows"] = rows;
+            details["through"] = through;
         }
 
         var events = primary.Set<AuditEvent>().AsNoTracking();

@@ -93,7 +93,11 @@ public static class ErasureAuditEndpoints
 
         var actor = AuditActor.From(context.User, trail.Pseudonyms);
         await trail.AppendAsync(new AuditEntry(actor.Kind, actor.Id, AuditActions.AuditQueried, Outcomes.Success, Recipient: clientId,
-            Details: new Dictionary<string, object?> { ["erasures"] = status ?? "all", ["recipient"] = recipient is null ? null : clientId ?? "unknown" }),
+            Details: new Dictionary<string, object?>
+            {
+                ["erasures"] = status ?? "all", ["recipient"] = recipient is null ? null : clientId ?? "unknown",
+                ["after"] = after, ["rows"] = page.Items.Count, ["through"] = page.Items.Count > 0 ? page.Items[^1].Id : null,
+            }),
             context.RequestAborted);
         return TypedResults.Ok(page);
     }

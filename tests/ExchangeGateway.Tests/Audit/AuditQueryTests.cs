@@ -312,6 +312,13 @@ public sealed class AuditQueryTests(GatewayFixture fixture)
         Assert.Equal([3, 3, 1], pageSizes);
         Assert.Equal(all, paged);
         Assert.Equal(paged.Order().ToList(), paged);
+
+        // Each page read is recorded with the rows it showed: where it started, how many, and the last one.
+        var recorded = await fixture.Database.ScalarAsync<string>("""
+            SELECT string_agg(concat_ws('/', details::jsonb->>'after', details::jsonb->>'rows', details::jsonb->>'through'), ' ' ORDER BY sequence)
+            FROM (SELECT sequence, details FROM audit_events WHERE action = 'audit.queried' AND details::jsonb ? 'rows' ORDER BY sequence DESC LIMIT 3) last
+            """);
+        Assert.Equal($"0/3/{paged[2]} {paged[2]}/3/{paged[5]} {paged[5]}/1/{paged[6]}", recorded);
     }
 
     [Fact]

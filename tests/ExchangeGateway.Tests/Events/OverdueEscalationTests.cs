@@ -235,7 +235,7 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
         await (await auditor.GetAsync($"/api/v1/audit/erasures?recipient={new string('x', 101)}")).AssertProblemAsync(HttpStatusCode.BadRequest);
         await (await auditor.GetAsync($"/api/v1/audit/erasures?recipient={followed.Id}&recipient={other.Id}")).AssertProblemAsync(HttpStatusCode.BadRequest);
         Assert.True(await fixture.Database.ScalarAsync<bool>(
-            $"SELECT EXISTS (SELECT 1 FROM audit_events WHERE action = 'audit.queried' AND recipient = '{followed.ClientId}' AND details::jsonb->>'erasures' = 'pending')"));
+            $"SELECT EXISTS (SELECT 1 FROM audit_events WHERE action = 'audit.queried' AND recipient = '{followed.ClientId}' AND details::jsonb->>'erasures' = 'pending' AND details::jsonb->>'rows' = '1')"));
     }
 
     /// <summary>A site of its own (a poll site unless told) that has read a seeker's CV; returns the CV's marker and the site's id for it.</summary>
