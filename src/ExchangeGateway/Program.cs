@@ -178,6 +178,7 @@ api.MapConsentEndpoints();
 api.MapMyDataEndpoints();
 api.MapEventEndpoints();
 api.MapErasureAuditEndpoints();
+api.MapErasureRequestEndpoints();
 api.MapBenchmarkEndpoints(app.Configuration);
 
 await app.PrepareAsync();

@@ -120,10 +120,14 @@ public static class OpenApi
                 Add(StatusCodes.Status404NotFound, "No such resource, or none of yours (the answer is the same).", problem);
             }
 
-            Add(StatusCodes.Status401Unauthorized, "No valid access token.", problem,
-                ("WWW-Authenticate", "Bearer, with error=\"invalid_token\" when a token was sent (RFC 6750 §3).", JsonSchemaType.String));
-            Add(StatusCodes.Status403Forbidden, ForbiddenBecause(path), problem,
-                ("WWW-Authenticate", "Bearer error=\"insufficient_scope\" and the scope needed, when that is why (RFC 6750 §3.1).", JsonSchemaType.String));
+            // An operation open to all (an erasure request's status) refuses no token.
+            if (!context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any())
+            {
+                Add(StatusCodes.Status401Unauthorized, "No valid access token.", problem,
+                    ("WWW-Authenticate", "Bearer, with error=\"invalid_token\" when a token was sent (RFC 6750 §3).", JsonSchemaType.String));
+                Add(StatusCodes.Status403Forbidden, ForbiddenBecause(path), problem,
+                    ("WWW-Authenticate", "Bearer error=\"insufficient_scope\" and the scope needed, when that is why (RFC 6750 §3.1).", JsonSchemaType.String));
+            }
             Add(StatusCodes.Status429TooManyRequests, "Too many requests: retry after the seconds in Retry-After.", problem,
                 ("Retry-After", "Seconds to wait before the next request.", JsonSchemaType.Integer));
             Add(StatusCodes.Status503ServiceUnavailable, "The database could not answer just now: retry after the seconds in Retry-After.", problem,

@@ -100,6 +100,31 @@ public sealed class ErasureReceiptTests(GatewayFixture fixture)
         }
 
         Assert.Empty(receiverC.Received);
+
+        // With no account left, the receipt's site and event ids follow a request, on the API and on a page, with no token.
+        var eventA = byId[idA].GetProperty("eventId").GetGuid();
+        using var anyone = Gateway.CreateHttpClient();
+        var status = await (await anyone.GetAsync($"/api/v1/erasure-requests/{siteA.Id}/{eventA}")).ReadJsonAsync();
+        Assert.Equal(("delivered", "subject-erased", false), (status.GetProperty("status").GetString(), status.GetProperty("cause").GetString(),
+            status.GetProperty("overdue").GetBoolean()));
+        Assert.False(status.TryGetProperty("idAtSite", out _), "the status names the CV's id at the site");
+        using (var site = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(siteA)))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await site.PostAsync($"/api/v1/erasures/{eventA}/confirmation", null)).StatusCode);
+        }
+
+        status = await (await anyone.GetAsync($"/api/v1/erasure-requests/{siteA.Id}/{eventA}")).ReadJsonAsync();
+        Assert.Equal("confirmed", status.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.String, status.GetProperty("confirmedAt").ValueKind);
+        var page = System.Net.WebUtility.HtmlDecode(await anyone.GetStringAsync($"/erasure-request/{siteA.Id}/{eventA}"));
+        Assert.Contains(byId[idA].GetProperty("recipientName").GetString()!, page, StringComparison.Ordinal);
+        Assert.Contains("Confirmé", page, StringComparison.Ordinal);
+        // Another site's id with this event, or an event never sent: nothing.
+        foreach (var path in new[] { $"{siteB.Id}/{eventA}", $"{siteA.Id}/{Guid.NewGuid()}" })
+        {
+            await (await anyone.GetAsync($"/api/v1/erasure-requests/{path}")).AssertProblemAsync(HttpStatusCode.NotFound);
+            Assert.Equal(HttpStatusCode.NotFound, (await anyone.GetAsync($"/erasure-request/{path}")).StatusCode);
+        }
         // The receipt was answered, not kept: the account is gone, and a second "forget me" has nothing to give.
         using var again = await me.DeleteAsync("/api/v1/me");
         Assert.Equal(HttpStatusCode.Unauthorized, again.StatusCode);

@@ -49,7 +49,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
                 Assert.Contains(kept, french, StringComparison.Ordinal);
             }
 
-            Assert.Contains("vous ne pourrez plus suivre ces demandes ni télécharger vos données : gardez-en d’abord une copie. <a href=\"/my-data.json\" download>",
+            Assert.Contains("vous ne pourrez plus télécharger vos données : gardez-en d’abord une copie. Le reçu affiché après la suppression vous permet de suivre chaque demande d’effacement envoyée aux sites. <a href=\"/my-data.json\" download>",
                 french, StringComparison.Ordinal);
 
             using (await session.SubmitAsync("/Account/Delete", new() { ["culture"] = "en", ["returnUrl"] = "/Account/Delete" }, "/Culture"))
@@ -59,7 +59,7 @@ public sealed partial class AccountPagesTests(GatewayFixture fixture)
             var english = WebUtility.HtmlDecode(await session.GetPageAsync("/Account/Delete"));
             Assert.DoesNotContain("only the audit log remains", english, StringComparison.Ordinal);
             Assert.Contains("our erasure requests and their confirmations", english, StringComparison.Ordinal);
-            Assert.Contains("you can no longer follow these requests or download your data: keep a copy first. <a href=\"/my-data.json\" download>",
+            Assert.Contains("you can no longer download your data: keep a copy first. The receipt shown after the deletion lets you follow each erasure request sent to the sites. <a href=\"/my-data.json\" download>",
                 english, StringComparison.Ordinal);
         }
     }

@@ -126,6 +126,10 @@ public sealed class SeekerPagesBrowserTests(GatewayFixture gateway, BrowserFixtu
             await Expect(page.Locator("#erasure-receipt")).ToContainTextAsync("Démo Emploi");
             await Expect(page.Locator("#erasure-receipt")).ToContainTextAsync(id!);
             await Expect(page.GetByRole(AriaRole.Link, new() { Name = "Supprimer mes données" })).ToHaveCountAsync(0);
+            // Each reference on it follows its request, with no account.
+            await page.Locator("#erasure-receipt a").First.ClickAsync();
+            await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).ToHaveTextAsync("Suivi d’une demande d’effacement");
+            await Expect(page.Locator("#erasure-request")).ToContainTextAsync("vous avez retiré le partage");
             await using (var scope = Factory.Services.CreateAsyncScope())
             {
                 Assert.Null(await scope.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>().FindByEmailAsync(email));

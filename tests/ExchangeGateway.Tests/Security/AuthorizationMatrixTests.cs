@@ -138,6 +138,9 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
 
     private static Dictionary<Caller, HttpStatusCode> Auditors(HttpStatusCode status) => new() { [Caller.Auditor] = status };
 
+    /// <summary>Open to all: any token, none, or one that is not valid here.</summary>
+    private static Dictionary<Caller, HttpStatusCode> Everyone(HttpStatusCode status) => Enum.GetValues<Caller>().ToDictionary(c => c, _ => status);
+
     private static Dictionary<Caller, HttpStatusCode> Operators(HttpStatusCode status) => new() { [Caller.Operator] = status };
 
     private static List<Row> Rows(World w)
@@ -196,6 +199,7 @@ public sealed class AuthorizationMatrixTests(GatewayFixture fixture)
             new("POST", "/api/v1/admin/recipients/{id:guid}/rotate-keys", $"/api/v1/admin/recipients/{w.W.Id}/rotate-keys", Keys, Operators(HttpStatusCode.Conflict)),
             new("DELETE", "/api/v1/me/cv", "/api/v1/me/cv", null, Seekers(NoContent, NoContent)),
             new("DELETE", "/api/v1/me", "/api/v1/me", null, Seekers(Ok, Ok)),
+            new("GET", "/api/v1/erasure-requests/{recipientId:guid}/{eventId:guid}", $"/api/v1/erasure-requests/{w.X.Id}/{w.JtiX}", null, Everyone(Ok)),
         ];
     }
 }
