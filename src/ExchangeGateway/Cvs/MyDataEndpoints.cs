@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Consents;
@@ -9,6 +10,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using OpenIddict.EntityFrameworkCore.Models;
 
 namespace ExchangeGateway.Cvs;
 
@@ -33,13 +35,19 @@ public sealed record ErasureStatusItem(
     DateTimeOffset CreatedAt, DateTimeOffset? DeliveredAt, DateTimeOffset? ConfirmedAt, DateTimeOffset ConfirmBefore, string IdAtSite, Guid EventId);
 
 /// <summary>
+/// An application the seeker let act for them (an OAuth authorization: the gateway's own pages, Swagger UI, a site's
+/// sign-in), with what it may do and whether it still may.
+/// </summary>
+public sealed record AppAuthorization(string Application, string ClientId, IReadOnlyList<string> Scopes, string Status, string Type, DateTimeOffset? CreatedAt);
+
+/// <summary>
 /// Everything held about a seeker: the account, the CV, where each sharing stands, and the lists that record its past.
 /// The lists are streamed as they are read: the ledger gains a row on every read of the CV by any site, so a seeker's
 /// disclosures grow without bound, and the export is never held in memory whole.
 /// </summary>
 public sealed record MyDataExport(
     MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentStatus> Consents, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
-    IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures);
+    IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures, IReadOnlyList<AppAuthorization> Authorizations);
 
 public static class MyDataEndpoints
 {
@@ -131,6 +139,15 @@ public static class MyDataEndpoints
         var disclosures = Paged<DisclosureItem>(
             last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => d.Id <= lastDisclosure && (last == null || d.Id > last.Id)).OrderBy(d => d.Id),
             context.RequestAborted);
+        // Authorizations are few (ad-hoc ones are pruned two weeks after they end), so they are read whole.
+        var authorizations = (await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().AsNoTracking()
+                .Where(a => a.Subject == seekerId).OrderBy(a => a.CreationDate)
+                .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate })
+                .ToListAsync(context.RequestAborted))
+            .Select(a => new AppAuthorization(a.DisplayName ?? a.ClientId ?? "", a.ClientId ?? "",
+                a.Scopes is null ? [] : JsonSerializer.Deserialize<string[]>(a.Scopes) ?? [], a.Status ?? "", a.Type ?? "",
+                a.CreationDate is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : null))
+            .ToList();
         var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, now, last?.Id ?? lastObligation + 1), context.RequestAborted);
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
@@ -138,7 +155,7 @@ public static class MyDataEndpoints
         return TypedResults.Ok(new MyDataExport(
             new MeResponse(user.Id, user.Email!), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
-            consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures));
+            consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations));
     }
 
     /// <summary>Rows of an export list read per page; the connection is the pool's again between pages.</summary>

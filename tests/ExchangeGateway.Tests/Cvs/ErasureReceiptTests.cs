@@ -69,6 +69,11 @@ public sealed class ErasureReceiptTests(GatewayFixture fixture)
                 .Select(d => (d.GetProperty("recipientId").GetGuid(), d.GetProperty("idAtSite").GetString()!)).Order().ToList();
             Assert.Equal(new[] { (siteA.Id, idA), (siteB.Id, firstIdB), (siteB.Id, secondIdB) }.Order(), sent);
             Assert.Equal(revoked.Jti, Assert.Single(document.GetProperty("erasures").EnumerateArray()).GetProperty("eventId").GetString());
+            // And the applications the seeker let act for them: the client they signed in with, for cv:manage.
+            Assert.Contains(document.GetProperty("authorizations").EnumerateArray(), grant =>
+                grant.GetProperty("clientId").GetString() == ExchangeGateway.Auth.ClientRegistrations.SwaggerClientId
+                && grant.GetProperty("scopes").EnumerateArray().Any(scope => scope.GetString() == "cv:manage")
+                && grant.GetProperty("status").GetString() == "valid");
         }
 
         JsonElement receipt;
