@@ -8,6 +8,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace ExchangeGateway.Cvs;
 
@@ -29,25 +30,24 @@ public sealed class FreshnessSweepJob(
     private static readonly string ObligationColumns =
         "INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)";
 
-    // Outside the chain lock: the holders of the swept CVs (every active episode of their seekers), a cv-offline obligation
-    // ($2 now, $3 deadline) for each that received the CV as far as this statement's snapshot shows, the newest ledger row
-    // in that snapshot, and the holders, whose feeds the statement under the lock moves. Ledger ids are handed out and
-    // committed under the chain lock, so every disclosure this statement could not see has a greater id.
-    private static readonly string ObligationsSql = $"""
+    // Outside the chain lock, in one snapshot: the holders of the swept CVs (every active episode of their seekers), whether
+    // each received the CV as far as this snapshot shows, and the newest ledger row in it; the statement under the lock
+    // moves the holders' feeds. Ledger ids are handed out and committed under the chain lock, so every disclosure this
+    // statement could not see has a greater id. One row even when nothing is held, for the ledger's tail.
+    private const string HoldersSql = """
         WITH held AS MATERIALIZED (
             SELECT c.id, c.recipient_id, c.pairwise_id, c.seeker_id
-            FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active'),
-        written AS (
-            {ObligationColumns}
-            SELECT gen_random_uuid(), held.recipient_id, held.id, held.pairwise_id, '{EventKinds.ErasureRequired}', '{ErasureCauses.CvOffline}',
-                   $2, $3, 'Pending', false, 0, $2
-            FROM held WHERE EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = held.id)
-            RETURNING consent_id, recipient_id, jti)
-        SELECT coalesce(x.seekers, ARRAY[]::text[]), coalesce(x.consents, ARRAY[]::uuid[]), coalesce(x.clients, ARRAY[]::text[]), coalesce(x.jtis, ARRAY[]::uuid[]),
-               (SELECT coalesce(max(id), 0) FROM disclosures), (SELECT coalesce(array_agg(id), ARRAY[]::uuid[]) FROM held)
-        FROM (SELECT array_agg(h.seeker_id) AS seekers, array_agg(w.consent_id) AS consents, array_agg(r.client_id) AS clients, array_agg(w.jti) AS jtis
-              FROM written w JOIN held h ON h.id = w.consent_id JOIN recipients r ON r.id = w.recipient_id) AS x
+            FROM unnest($1::text[]) AS s(seeker_id) JOIN consents c ON c.seeker_id = s.seeker_id AND c.state = 'Active')
+        SELECT seen.id, h.id, h.recipient_id, h.pairwise_id, h.seeker_id, h.client_id,
+               EXISTS (SELECT 1 FROM disclosures d WHERE d.consent_id = h.id)
+        FROM (SELECT coalesce(max(id), 0) AS id FROM disclosures) AS seen
+        LEFT JOIN (SELECT held.*, r.client_id FROM held JOIN recipients r ON r.id = held.recipient_id) AS h ON true
         """;
+
+    // The obligations of the holders that received the CV go in by binary COPY: written row by row, by INSERT … SELECT,
+    // they were half of the sweep's database time (COPY packs many rows into one heap and WAL record).
+    private const string ObligationsCopy =
+        "COPY erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at) FROM STDIN (FORMAT BINARY)";
 
     // Under the chain lock nothing more can be disclosed until commit: the holders' feeds ($1) move in commit order, and an
     // active episode of a swept seeker ($2) first disclosed after the statement above (ledger id above $5; only possible
@@ -156,18 +156,56 @@ public sealed class FreshnessSweepJob(
             }
         }
 
-        long ledgerSeen;
-        Guid[] holders;
-        await using (var write = new NpgsqlCommand(ObligationsSql, connection, npgsqlTransaction)
+        long ledgerSeen = 0;
+        var holders = new List<Guid>();
+        var chased = new List<(Guid Consent, Guid Recipient, string PairwiseId, string SeekerId, string ClientId)>();
+        await using (var read = new NpgsqlCommand(HoldersSql, connection, npgsqlTransaction) { Parameters = { new() { Value = seekers.ToArray() } } })
+        await using (var reader = await read.ExecuteReaderAsync(cancellationToken))
         {
-            Parameters = { new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore } },
-        })
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                ledgerSeen = reader.GetInt64(0);
+                if (reader.IsDBNull(1))
+                {
+                    continue;
+                }
+
+                holders.Add(reader.GetGuid(1));
+                if (reader.GetBoolean(6))
+                {
+                    chased.Add((reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetString(4), reader.GetString(5)));
+                }
+            }
+        }
+
+        if (chased.Count > 0)
         {
-            await using var reader = await write.ExecuteReaderAsync(cancellationToken);
-            await reader.ReadAsync(cancellationToken);
-            Collect(reader.GetFieldValue<string[]>(0), reader.GetFieldValue<Guid[]>(1), reader.GetFieldValue<string[]>(2), reader.GetFieldValue<Guid[]>(3));
-            ledgerSeen = reader.GetInt64(4);
-            holders = reader.GetFieldValue<Guid[]>(5);
+            var jtis = Obligations.NewJtis(chased.Count);
+            await using (var copy = await connection.BeginBinaryImportAsync(ObligationsCopy, cancellationToken))
+            {
+                for (var i = 0; i < chased.Count; i++)
+                {
+                    var (consent, recipient, pairwiseId, _, _) = chased[i];
+                    await copy.StartRowAsync(cancellationToken);
+                    await copy.WriteAsync(jtis[i], NpgsqlDbType.Uuid, cancellationToken);
+                    await copy.WriteAsync(recipient, NpgsqlDbType.Uuid, cancellationToken);
+                    await copy.WriteAsync(consent, NpgsqlDbType.Uuid, cancellationToken);
+                    await copy.WriteAsync(pairwiseId, NpgsqlDbType.Varchar, cancellationToken);
+                    await copy.WriteAsync(EventKinds.ErasureRequired, NpgsqlDbType.Varchar, cancellationToken);
+                    await copy.WriteAsync(ErasureCauses.CvOffline, NpgsqlDbType.Varchar, cancellationToken);
+                    await copy.WriteAsync(now, NpgsqlDbType.TimestampTz, cancellationToken);
+                    await copy.WriteAsync(confirmBefore, NpgsqlDbType.TimestampTz, cancellationToken);
+                    await copy.WriteAsync(nameof(ObligationStatus.Pending), NpgsqlDbType.Varchar, cancellationToken);
+                    await copy.WriteAsync(false, NpgsqlDbType.Boolean, cancellationToken);
+                    await copy.WriteAsync(0, NpgsqlDbType.Integer, cancellationToken);
+                    await copy.WriteAsync(now, NpgsqlDbType.TimestampTz, cancellationToken);
+                }
+
+                await copy.CompleteAsync(cancellationToken);
+            }
+
+            Collect(
+                chased.Select(c => c.SeekerId).ToArray(), chased.Select(c => c.Consent).ToArray(), chased.Select(c => c.ClientId).ToArray(), jtis);
         }
 
         // One round trip under the lock: the lock, the feeds and late obligations, the audit head.
@@ -180,7 +218,7 @@ public sealed class FreshnessSweepJob(
                 {
                     Parameters =
                     {
-                        new() { Value = holders }, new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore },
+                        new() { Value = holders.ToArray() }, new() { Value = seekers.ToArray() }, new() { Value = now }, new() { Value = confirmBefore },
                         new() { Value = ledgerSeen },
                     },
                 },

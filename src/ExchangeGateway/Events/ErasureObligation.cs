@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Security.Cryptography;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
@@ -156,6 +157,27 @@ public static class Obligations
     /// days older.
     /// </summary>
     public static DateTimeOffset SiteDay(DateTimeOffset time) => new(time.UtcDateTime.Date, TimeSpan.Zero);
+
+    /// <summary>
+    /// Event ids made here rather than by gen_random_uuid(), for rows written by COPY, which returns nothing: random
+    /// version-4 UUIDs from the system's cryptographic generator, as PostgreSQL's are. A jti is the key of the page anyone
+    /// may read about one erasure request (with its site's id), so it must not be guessable.
+    /// </summary>
+    public static Guid[] NewJtis(int count)
+    {
+        var bytes = new byte[count * 16];
+        RandomNumberGenerator.Fill(bytes);
+        var jtis = new Guid[count];
+        for (var i = 0; i < count; i++)
+        {
+            var one = bytes.AsSpan(i * 16, 16);
+            one[7] = (byte)((one[7] & 0x0F) | 0x40); // version 4: the high nibble of the third field, stored little-endian
+            one[8] = (byte)((one[8] & 0x3F) | 0x80); // RFC 9562 variant
+            jtis[i] = new Guid(one);
+        }
+
+        return jtis;
+    }
 
     /// <summary>
     /// The erasure requests sent to sites. An episode has one only if its site received the CV, so the seeker's pages offer

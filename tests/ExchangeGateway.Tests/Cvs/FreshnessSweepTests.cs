@@ -369,6 +369,21 @@ public sealed class FreshnessSweepTests(GatewayFixture fixture)
         Assert.Equal(7L, await db.ScalarAsync<long>(
             $"SELECT count(DISTINCT consent_id) FROM erasure_obligations WHERE recipient_id = '{holder.Id}' AND cause = 'cv-offline'"));
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM erasure_obligations WHERE recipient_id = '{bystander.Id}'"));
+        // The sweep makes its event ids itself (its rows go in by COPY): random version-4 UUIDs, as PostgreSQL's, since a jti
+        // is the key of a page anyone may read; each is named in the seeker's audit row.
+        var jtis = await db.ScalarAsync<string>(
+            $"SELECT string_agg(jti::text, ' ' ORDER BY jti) FROM erasure_obligations WHERE recipient_id = '{holder.Id}' AND cause = 'cv-offline'");
+        var parsed = jtis.Split(' ').Select(Guid.Parse).ToList();
+        Assert.Equal(7, parsed.Distinct().Count());
+        Assert.All(parsed, jti => Assert.Equal(4, jti.Version));
+        Assert.All(parsed, jti => Assert.Equal(0b10, jti.Variant >> 2));
+        Assert.Equal(7L, await db.ScalarAsync<long>(
+            $"""
+            SELECT count(*) FROM erasure_obligations o
+            WHERE o.recipient_id = '{holder.Id}' AND o.cause = 'cv-offline' AND EXISTS (
+                SELECT 1 FROM audit_events e
+                WHERE e.action = '{AuditActions.CvWentOffline}' AND e.details::jsonb -> 'erasureEvents' @> jsonb_build_array(jsonb_build_object('jti', o.jti::text)))
+            """));
 
         // The holder's feed moved: from where it stood, seven withdrawals with the cause.
         holderToken = await fixture.Actors.TokenAsync(holder);
