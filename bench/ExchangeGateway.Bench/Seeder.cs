@@ -55,7 +55,7 @@ internal static class Seeder
         var now = DateTimeOffset.UtcNow;
         var sites = await EnsureSitesAsync(dataSource, recipients, now);
         var basePosition = await ScalarAsync<long>(dataSource, "SELECT COALESCE(max(position), 0) FROM feed_entries");
-        var (headSequence, headHash) = await AuditHeadAsync(dataSource);
+        var (headSequence, headHash, headTime) = await AuditHeadAsync(dataSource);
 
         var indexes = await DropSecondaryIndexesAsync(dataSource);
         Log($"dropped {indexes.Count} secondary indexes for the load");
@@ -65,7 +65,7 @@ internal static class Seeder
         Log($"loaded {cvs} CVs, {rows.Consents} consents and ledger rows in {load.Elapsed.TotalSeconds:0.0} s");
 
         load.Restart();
-        var head = await LoadAuditAsync(dataSource, auditEvents, headSequence, headHash, sites, now);
+        var head = await LoadAuditAsync(dataSource, auditEvents, headSequence, headHash, headTime, sites, now);
         Log($"loaded {auditEvents} audit events (chain head {head}) in {load.Elapsed.TotalSeconds:0.0} s");
 
         load.Restart();
@@ -312,16 +312,18 @@ internal static class Seeder
     }
 
     private static async Task<long> LoadAuditAsync(
-        NpgsqlDataSource dataSource, int count, long headSequence, byte[] headHash, Guid[] sites, DateTimeOffset now)
+        NpgsqlDataSource dataSource, int count, long headSequence, byte[] headHash, DateTimeOffset headTime, Guid[] sites, DateTimeOffset now)
     {
         await using var connection = await OpenBulkAsync(dataSource);
         await using var copy = await connection.BeginBinaryImportAsync(
             "COPY audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash) FROM STDIN (FORMAT BINARY)");
         var previous = headHash;
         var sequence = headSequence;
-        // Spread over the last 30 days, ending before any event the gateway writes from now on.
-        var start = now.AddDays(-30);
-        var step = TimeSpan.FromDays(29).Ticks / Math.Max(1, count);
+        // Spread over the last 30 days, but never before the head (the gateway's first start wrote it): a chain's times
+        // never go back, and the verifier names a row dated before the one it follows. They end before any event the
+        // gateway writes from now on.
+        var start = headTime > now.AddDays(-30) ? headTime : now.AddDays(-30);
+        var step = Math.Max(0, (now - start).Ticks - TimeSpan.TicksPerSecond) / Math.Max(1, count);
         var random = new Random(11);
         var pseudonym = new byte[18];
         for (var i = 0; i < count; i++)
@@ -352,11 +354,13 @@ internal static class Seeder
         return sequence;
     }
 
-    private static async Task<(long, byte[])> AuditHeadAsync(NpgsqlDataSource dataSource)
+    private static async Task<(long, byte[], DateTimeOffset)> AuditHeadAsync(NpgsqlDataSource dataSource)
     {
-        await using var command = dataSource.CreateCommand("SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1");
+        await using var command = dataSource.CreateCommand("SELECT sequence, hash, occurred_at FROM audit_events ORDER BY sequence DESC LIMIT 1");
         await using var reader = await command.ExecuteReaderAsync();
-        return await reader.ReadAsync() ? (reader.GetInt64(0), (byte[])reader[1]) : (0, AuditChain.Genesis);
+        return await reader.ReadAsync()
+            ? (reader.GetInt64(0), (byte[])reader[1], reader.GetFieldValue<DateTimeOffset>(2))
+            : (0, AuditChain.Genesis, DateTimeOffset.MinValue);
     }
 
     private static async Task<List<string>> DropSecondaryIndexesAsync(NpgsqlDataSource dataSource)

@@ -419,6 +419,8 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         long expected = (since?.Sequence ?? 0) + 1, rows = 0;
         long? lastCheckpoint = since?.Sequence;
         var previousHash = new byte[AuditChain.HashSize];
+        // Microseconds since 1970, as the encoding holds them; a walk from a checkpoint knows no time before its first row.
+        var previousTime = long.MinValue;
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
         var recent = new byte[MaxRenumbering + 2][];
@@ -483,6 +485,18 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                     return Stop(stop, Renumbered(batch, row, recent, rows, lastCheckpoint)
                         ?? Fail(rows, sequence, lastCheckpoint, sequence, "inserted", $"Row {sequence} does not belong to the chain: it was inserted."));
                 }
+
+                // The gateway never dates a row before the one it follows (AuditTrail stamps at least the head's time, under the
+                // chain lock). A row that is, hashed and linked all the same, was appended by someone holding the database's
+                // write access with a back-dated time, to make an act look older than the rows around it.
+                var at = BinaryPrimitives.ReadInt64BigEndian(batch.Encoding(row)[8..]);
+                if (at < previousTime)
+                {
+                    return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted",
+                        $"Row {sequence} is dated before row {sequence - 1}, which the gateway never does: it was appended with a back-dated time."));
+                }
+
+                previousTime = at;
 
                 // Linked and self-consistent: its hash is a SHA-256, of the size the buffers below hold.
                 var hash = batch.Hash(row);

@@ -133,7 +133,9 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     public async Task RowsOfEveryShapeHashedByTheWritersEncodingVerify()
     {
         await using var gateway = await IsolatedGateway.StartAsync(template);
-        await gateway.WriteRowsAsync(2);
+        // The shapes make a chain of their own, from row 1: their times run from 1969 to now, and a chain's times never go
+        // back (a row dated before the one it follows is named as inserted).
+        await gateway.Database.ExecuteAsync("SET session_replication_role = replica; DELETE FROM audit_checkpoints; DELETE FROM audit_events");
         var large = "{\"note\":\"" + new string('x', 3_000_000) + "\"}";
         var rows = new List<(DateTimeOffset At, string Kind, string? Actor, string? Subject, string? Recipient, string? Details)>
         {
@@ -143,8 +145,8 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         };
         rows.AddRange(Enumerable.Range(0, 5000).Select(i => (gateway.Node.Time.GetUtcNow().AddTicks(i * 10L), "system", (string?)$"gateway-{i}", (string?)null, (string?)null, (string?)$"{{\"i\":{i}}}")));
 
-        var head = await gateway.HeadAsync();
-        var previous = await gateway.Database.ScalarAsync<byte[]>($"SELECT hash FROM audit_events WHERE sequence = {head}");
+        var head = 0L;
+        var previous = AuditChain.Genesis;
         await using (var connection = await gateway.Database.OpenOwnerConnectionAsync())
         await using (var copy = await connection.BeginBinaryImportAsync(
             "COPY audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash) FROM STDIN (FORMAT BINARY)"))
@@ -211,21 +213,23 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         await gateway.WriteRowsAsync(6);
         await RenumberAsync(gateway, Target, count);
 
-        var previous = (await ReadRowAsync(gateway, Target - 1)).Hash;
+        // Dated as the row before them, as a careful forger would (an earlier date is named at once; see below).
+        var before = await ReadRowAsync(gateway, Target - 1);
+        var previous = before.Hash;
         for (var i = 0; i < count; i++)
         {
             var forged = new AuditEvent
             {
-                Sequence = Target + i, OccurredAt = DateTimeOffset.UnixEpoch, ActorKind = "operator", ActorId = "nobody",
+                Sequence = Target + i, OccurredAt = before.OccurredAt, ActorKind = "operator", ActorId = "nobody",
                 Action = "recipient.reinstated", Recipient = "demo-jobsite", Outcome = "success", PreviousHash = previous, Hash = [],
             };
             var hash = AuditChain.HashOf(forged);
             await gateway.TamperAsync(
                 $"""
                 INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
-                VALUES ({Target + i}, 'epoch', 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+                VALUES ({Target + i}, $3, 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
                 """,
-                new NpgsqlParameter { Value = previous }, new NpgsqlParameter { Value = hash });
+                new NpgsqlParameter { Value = previous }, new NpgsqlParameter { Value = hash }, new NpgsqlParameter { Value = before.OccurredAt });
             previous = hash;
         }
 
@@ -269,6 +273,38 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         Assert.False(verdict.GetProperty("ok").GetBoolean());
         Assert.Equal(("removed", Target), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
         Assert.Contains($"was written as row {Target + count}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Whoever can write to the database can append a row hashed and linked as the gateway would (the chain's encoding is
+    /// public). Dated before the head, to make an act look older than the rows around it, it is named: the gateway never
+    /// dates a row before the one it follows. The rows the gateway writes after it are judged no further.
+    /// </summary>
+    [Fact]
+    public async Task ABackDatedRowAppendedWithAValidHashIsReportedAsInserted()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(4);
+        var head = await gateway.HeadAsync();
+        var last = await ReadRowAsync(gateway, head);
+        var forged = new AuditEvent
+        {
+            Sequence = head + 1, OccurredAt = last.OccurredAt.AddDays(-3), ActorKind = "operator", ActorId = "nobody",
+            Action = "recipient.reinstated", Recipient = "demo-jobsite", Outcome = "success", PreviousHash = last.Hash, Hash = [],
+        };
+        await gateway.TamperAsync(
+            $"""
+            INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
+            VALUES ({head + 1}, $3, 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+            """,
+            new NpgsqlParameter { Value = last.Hash }, new NpgsqlParameter { Value = AuditChain.HashOf(forged) },
+            new NpgsqlParameter { Value = forged.OccurredAt });
+        await gateway.WriteRowsAsync(2);
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal(("inserted", head + 1), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"dated before row {head}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]
