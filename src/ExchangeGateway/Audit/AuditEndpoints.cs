@@ -250,7 +250,7 @@ public static class AuditEndpoints
     /// The details as JSON, or as the string stored when that is not JSON: a row altered into something else is exactly
     /// the row an auditor must be able to see (verification names it), not a 500 or an export cut short at it.
     /// </summary>
-    private static JsonElement? DetailsOf(string? details)
+    internal static JsonElement? DetailsOf(string? details)
     {
         if (details is null)
         {

@@ -41,13 +41,29 @@ public sealed record ErasureStatusItem(
 public sealed record AppAuthorization(string Application, string ClientId, IReadOnlyList<string> Scopes, string Status, string Type, DateTimeOffset? CreatedAt);
 
 /// <summary>
+/// A row of the audit log about me (my pseudonym is its subject): what was done, by whom (a site by its client id, staff
+/// by role only, me, or the gateway), with what outcome; its number and hash let an auditor find it in the chain.
+/// </summary>
+public sealed record MyAuditRecord(
+    long Sequence, DateTimeOffset OccurredAt, string ActorKind, string? ActorId, string Action, string? Recipient, string Outcome,
+    JsonElement? Details, string Hash)
+{
+    public static MyAuditRecord Of(AuditEvent row) => new(
+        row.Sequence, row.OccurredAt, row.ActorKind,
+        // A staff member's account id is the service's own business; the seeker learns that staff acted, and in which role.
+        row.ActorKind is ActorKinds.Operator or ActorKinds.Auditor ? null : row.ActorId,
+        row.Action, row.Recipient, row.Outcome, AuditEndpoints.DetailsOf(row.Details), Convert.ToHexStringLower(row.Hash));
+}
+
+/// <summary>
 /// Everything held about a seeker: the account, the CV, where each sharing stands, and the lists that record its past.
 /// The lists are streamed as they are read: the ledger gains a row on every read of the CV by any site, so a seeker's
 /// disclosures grow without bound, and the export is never held in memory whole.
 /// </summary>
 public sealed record MyDataExport(
     MeResponse Account, DateTimeOffset ExportedAt, CvResponse? Cv, IReadOnlyList<ConsentStatus> Consents, IAsyncEnumerable<ConsentHistoryItem> ConsentEvents,
-    IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures, IReadOnlyList<AppAuthorization> Authorizations);
+    IAsyncEnumerable<DisclosureItem> Disclosures, IAsyncEnumerable<ErasureStatusItem> Erasures, IReadOnlyList<AppAuthorization> Authorizations,
+    IAsyncEnumerable<MyAuditRecord> AuditTrail);
 
 public static class MyDataEndpoints
 {
@@ -149,13 +165,27 @@ public static class MyDataEndpoints
                 a.CreationDate is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : null))
             .ToList();
         var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, now, last?.Id ?? lastObligation + 1), context.RequestAborted);
+        // The log's rows about the seeker are personal data too (the gateway holds the pseudonyms' key): up to this export's
+        // own row, which is appended below.
+        var pseudonym = audit.Pseudonyms.Of(seekerId);
+        var lastAudit = await db.Set<AuditEvent>().Where(e => e.Subject == pseudonym).MaxAsync(e => (long?)e.Sequence, context.RequestAborted) ?? 0;
+        var auditRows = AuditRecords(Paged<AuditEvent>(
+            last => MyDataQueries.AuditRowsAbout(db, pseudonym, after: last?.Sequence ?? 0, through: lastAudit), context.RequestAborted));
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
         return TypedResults.Ok(new MyDataExport(
             new MeResponse(user.Id, user.Email!), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
-            consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations));
+            consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations, auditRows));
+    }
+
+    private static async IAsyncEnumerable<MyAuditRecord> AuditRecords(IAsyncEnumerable<AuditEvent> rows)
+    {
+        await foreach (var row in rows)
+        {
+            yield return MyAuditRecord.Of(row);
+        }
     }
 
     /// <summary>Rows of an export list read per page; the connection is the pool's again between pages.</summary>

@@ -1,3 +1,4 @@
+using ExchangeGateway.Audit;
 using ExchangeGateway.Consents;
 using ExchangeGateway.Data;
 using ExchangeGateway.Events;
@@ -41,6 +42,10 @@ public static class MyDataQueries
         .Where(e => e.SeekerId == seekerId && (recipientId == null || e.RecipientId == recipientId) && (until == null || e.At <= until))
         .OrderBy(e => e.At).ThenBy(e => e.Id)
         .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
+
+    /// <summary>The audit log's rows about a seeker (by pseudonym) in chain order, after one row and through another: the (subject, sequence) index.</summary>
+    public static IQueryable<AuditEvent> AuditRowsAbout(GatewayDbContext db, string pseudonym, long after, long through) =>
+        db.Set<AuditEvent>().AsNoTracking().Where(e => e.Subject == pseudonym && e.Sequence > after && e.Sequence <= through).OrderBy(e => e.Sequence);
 
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
     public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, DateTimeOffset now, long? before = null) =>

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
+using ExchangeGateway.Audit;
 using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ExchangeGateway.Tests.Consents;
 
@@ -320,5 +322,22 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         var erasure = Assert.Single(export.GetProperty("erasures").EnumerateArray());
         Assert.Equal((site.Id, "consent-revoked", "pending"),
             (erasure.GetProperty("recipientId").GetGuid(), erasure.GetProperty("cause").GetString(), erasure.GetProperty("status").GetString()));
+
+        // The audit log's rows about me, in chain order, up to the export itself: each as the chain holds it (number and
+        // hash), the site named by its client id; the export's own row comes after them.
+        var pseudonym = fixture.Factory.Services.GetRequiredService<ExchangeGateway.Audit.Pseudonyms>().Of(seeker.Id);
+        var trail = export.GetProperty("auditTrail").EnumerateArray().ToList();
+        var stored = await fixture.Database.ScalarAsync<string>(
+            $"SELECT string_agg(sequence || ':' || encode(hash, 'hex'), ' ' ORDER BY sequence) FROM audit_events WHERE subject = '{pseudonym}' AND action <> '{AuditActions.SeekerExported}'");
+        Assert.Equal(stored, string.Join(' ', trail.Select(r => $"{r.GetProperty("sequence").GetInt64()}:{r.GetProperty("hash").GetString()}")));
+        var actions = trail.Select(r => r.GetProperty("action").GetString()).ToList();
+        Assert.Contains(AuditActions.CvPublished, actions);
+        Assert.Contains(AuditActions.ConsentGranted, actions);
+        Assert.Contains(AuditActions.ConsentRevoked, actions);
+        var read = Assert.Single(trail, r => r.GetProperty("action").GetString() == AuditActions.CvDisclosed);
+        Assert.Equal((site.ClientId, site.ClientId), (read.GetProperty("actorId").GetString(), read.GetProperty("recipient").GetString()));
+        Assert.Equal(disclosure.GetProperty("id").GetInt64(), read.GetProperty("details").GetProperty("ledger").GetInt64());
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE subject = '{pseudonym}' AND action = '{AuditActions.SeekerExported}' AND sequence > {trail[^1].GetProperty("sequence").GetInt64()}"));
     }
 }
