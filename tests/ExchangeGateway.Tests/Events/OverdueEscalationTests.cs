@@ -238,6 +238,34 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
             $"SELECT EXISTS (SELECT 1 FROM audit_events WHERE action = 'audit.queried' AND recipient = '{followed.ClientId}' AND details::jsonb->>'erasures' = 'pending' AND details::jsonb->>'rows' = '1')"));
     }
 
+    /// <summary>
+    /// Without a site, the open lists (pending, delivered, overdue) are each site's open obligations merged in id order,
+    /// read from the index of open obligations rather than by walking every confirmed one: page by page they come whole,
+    /// in order, nothing twice, exactly as the table holds them.
+    /// </summary>
+    [Fact]
+    public async Task TheOpenListsAcrossSitesComeWholeAndInIdOrderPageByPage()
+    {
+        var opened = new List<long>();
+        for (var i = 0; i < 3; i++)
+        {
+            var (site, seeker, _, id) = await SiteThatReadACvAsync($"merged-{i}");
+            await UntickAsync(seeker, site);
+            opened.Add(await fixture.Database.ScalarAsync<long>($"SELECT id FROM erasure_obligations WHERE pairwise_id = '{id}'"));
+        }
+
+        await fixture.Database.ExecuteAsync($"UPDATE erasure_obligations SET status = 'Delivered', delivered_at = now() WHERE id = {opened[1]}");
+        using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        foreach (var (status, stored, mine) in new[] { ("pending", "Pending", new[] { opened[0], opened[2] }), ("delivered", "Delivered", new[] { opened[1] }) })
+        {
+            var ids = (await ListAsync(auditor, status, limit: 2)).Select(i => i.GetProperty("id").GetInt64()).ToList();
+            Assert.All(mine, id => Assert.Contains(id, ids));
+            Assert.Equal(
+                await fixture.Database.ScalarAsync<string>($"SELECT string_agg(id::text, ',' ORDER BY id) FROM erasure_obligations WHERE status = '{stored}'"),
+                string.Join(',', ids));
+        }
+    }
+
     /// <summary>A site of its own (a poll site unless told) that has read a seeker's CV; returns the CV's marker and the site's id for it.</summary>
     private async Task<(TestSite Site, Person Seeker, string Marker, string CvId)> SiteThatReadACvAsync(string prefix, SiteOptions? options = null)
     {
@@ -264,13 +292,13 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     }
 
     /// <summary>Every page of the auditors' obligation list with this status (other tests add to it too).</summary>
-    private static async Task<List<JsonElement>> ListAsync(HttpClient auditor, string status)
+    private static async Task<List<JsonElement>> ListAsync(HttpClient auditor, string status, int limit = 500)
     {
         var items = new List<JsonElement>();
         string? cursor = null;
         do
         {
-            using var response = await auditor.GetAsync($"/api/v1/audit/erasures?status={status}&limit=500" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}"));
+            using var response = await auditor.GetAsync($"/api/v1/audit/erasures?status={status}&limit={limit}" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}"));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             var page = await response.ReadJsonAsync();
             items.AddRange(page.GetProperty("items").EnumerateArray().Select(i => i.Clone()));
