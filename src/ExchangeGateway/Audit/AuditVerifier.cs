@@ -111,7 +111,12 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
             signed[since.Sequence] = since;
         }
 
-        var verdict = await WalkAsync(signed, since, cancellationToken);
+        // Times are judged from the first row written by a gateway that keeps them in order (see the AuditTimeOrderFrom
+        // migration); a walk from a checkpoint starts from its row's time.
+        var timeOrderFrom = await db.Database.SqlQuery<long>($"SELECT audit_time_order_from() AS \"Value\"").SingleAsync(cancellationToken);
+        var sinceTime = since is null ? null : await db.Set<AuditEvent>().Where(e => e.Sequence == since.Sequence)
+            .Select(e => (DateTimeOffset?)e.OccurredAt).SingleOrDefaultAsync(cancellationToken);
+        var verdict = await WalkAsync(signed, since, new TimeOrder(timeOrderFrom, sinceTime), cancellationToken);
         if (since is not null && verdict.Ok && verdict.RowsChecked == 0
             && await db.Set<AuditEvent>().MaxAsync(e => (long?)e.Sequence, cancellationToken) is var last && (last ?? 0) < since.Sequence)
         {
@@ -134,6 +139,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         // checked it against its row). One with nothing signed after it leaves rows vouched for by nobody: a failure until
         // the next checkpoint, as an unverifiable checkpoint beyond the head may be all that is left of a cut tail.
         var warnings = new List<string>();
+        if (timeOrderFrom > from + 1 && verdict.HeadSequence > from)
+        {
+            warnings.Add($"Rows up to {timeOrderFrom - 1} were written before the gateway kept the log's times in order: their order in time is not judged.");
+        }
+
         long? bad = null;
         foreach (var sequence in unverifiable)
         {
@@ -164,7 +174,11 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         };
     }
 
-    private async Task<AuditVerification> WalkAsync(Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since, CancellationToken cancellationToken)
+    /// <summary>From which row times must not go back, and the time of the row a walk from a checkpoint starts after.</summary>
+    private readonly record struct TimeOrder(long From, DateTimeOffset? Since);
+
+    private async Task<AuditVerification> WalkAsync(
+        Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since, TimeOrder timeOrder, CancellationToken cancellationToken)
     {
         await using var connection = reads.ScanConnection();
         await connection.OpenAsync(cancellationToken);
@@ -177,7 +191,7 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
         {
             try
             {
-                return await JudgeAsync(batches.Reader, free, signed, since, stop);
+                return await JudgeAsync(batches.Reader, free, signed, since, timeOrder, stop);
             }
             catch
             {
@@ -414,13 +428,13 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
 
     private static async Task<AuditVerification> JudgeAsync(
         ChannelReader<Batch> batches, ConcurrentQueue<Batch> free, Dictionary<long, AuditCheckpoint> signed, AuditCheckpoint? since,
-        CancellationTokenSource stop)
+        TimeOrder timeOrder, CancellationTokenSource stop)
     {
         long expected = (since?.Sequence ?? 0) + 1, rows = 0;
         long? lastCheckpoint = since?.Sequence;
         var previousHash = new byte[AuditChain.HashSize];
-        // Microseconds since 1970, as the encoding holds them; a walk from a checkpoint knows no time before its first row.
-        var previousTime = long.MinValue;
+        // Microseconds since 1970, as the encoding holds them.
+        var previousTime = timeOrder.Since is { } start ? (start.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10 : long.MinValue;
         var recomputed = new byte[AuditChain.HashSize];
         var selfConsistent = new bool[BatchSize];
         var recent = new byte[MaxRenumbering + 2][];
@@ -487,13 +501,14 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                 }
 
                 // The gateway never dates a row before the one it follows (AuditTrail stamps at least the head's time, under the
-                // chain lock). A row that is, hashed and linked all the same, was appended by someone holding the database's
-                // write access with a back-dated time, to make an act look older than the rows around it.
+                // chain lock). A row that is, hashed and linked all the same, was written by someone holding the database's
+                // write access: appended with a back-dated time, to make an act look older than the rows around it, or given
+                // one and the rows after it re-hashed.
                 var at = BinaryPrimitives.ReadInt64BigEndian(batch.Encoding(row)[8..]);
-                if (at < previousTime)
+                if (at < previousTime && sequence >= timeOrder.From)
                 {
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted",
-                        $"Row {sequence} is dated before row {sequence - 1}, which the gateway never does: it was appended with a back-dated time."));
+                        $"Row {sequence} is dated before row {sequence - 1}, which the gateway never does: it was written outside the gateway, appended with a back-dated time (or given one and the rows after it re-hashed)."));
                 }
 
                 previousTime = at;

@@ -119,8 +119,8 @@ public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<Er
         // a jti it had acknowledged find it again without reading its whole history.
         builder.HasIndex(o => new { o.RecipientId, o.Id }).HasFilter("status <> 'Confirmed'").HasDatabaseName("ix_erasure_obligations_open_by_site");
         builder.HasIndex(o => o.ConfirmBefore).HasFilter("status <> 'Confirmed' AND NOT overdue");
-        // No foreign keys, on purpose: every row is written by an INSERT … SELECT from consents in the transaction that ends
-        // the share, and consents and recipients are never deleted, so the checks could only ever pass; they were a fifth
+        // No foreign keys, on purpose: every row is written from consents just read (INSERT … SELECT, or the sweep's COPY
+        // of the holders it selected) in the transaction that ends the share, and consents and recipients are never deleted, so the checks could only ever pass; they were a fifth
         // of the cost of the freshness sweep, which writes these rows by the hundred thousand.
     }
 }
@@ -131,7 +131,8 @@ public sealed record WrittenObligation(Guid ConsentId, string ClientId, Guid Jti
 /// <summary>
 /// Writes obligations set-based from the disclosure ledger: only sites that actually received something are chased.
 /// The writers must run under the chain lock (after <see cref="Locks.ChainAsync"/>), so no disclosure can commit unseen in
-/// between.
+/// between. (The freshness sweep writes most of its obligations before taking the lock, from one snapshot that also gives
+/// the ledger's tail, and catches up under the lock with what the ledger gained since.)
 /// Each returns what it wrote, for the audit row of the change that caused it: the tamper-evident log then shows which
 /// site was sent which event, not only the table a database owner could edit.
 /// </summary>

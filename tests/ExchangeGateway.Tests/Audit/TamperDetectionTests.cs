@@ -286,6 +286,68 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
         await using var gateway = await IsolatedGateway.StartAsync(template);
         await gateway.WriteRowsAsync(4);
         var head = await gateway.HeadAsync();
+        await AppendBackDatedAsync(gateway, head);
+        await gateway.WriteRowsAsync(2);
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal(("inserted", head + 1), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"dated before row {head}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A walk from a checkpoint starts from its row's time: a back-dated row appended right after the checkpointed head is
+    /// named as well.
+    /// </summary>
+    [Fact]
+    public async Task ABackDatedRowRightAfterTheCheckpointVerifiedFromIsNamed()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        using var auditor = gateway.Node.CreateHttpClient().WithToken(await gateway.Actors.AuditorClientTokenAsync());
+        string token;
+        await using (var scope = gateway.Node.Services.CreateAsyncScope())
+        {
+            token = (await scope.ServiceProvider.GetRequiredService<AuditCheckpoints>().CreateAsync(CancellationToken.None))!.Signature;
+        }
+
+        var head = await gateway.HeadAsync();
+        Assert.Equal(head, (await AuditCheckpoints.ReadTokenAsync(token, gateway.Node.Services.GetRequiredService<ExchangeGateway.Auth.SigningKeyRing>()))!.Sequence);
+        await AppendBackDatedAsync(gateway, head);
+
+        var verdict = await (await auditor.GetAsync(AuditLog.VerifyPath + "?since=" + Uri.EscapeDataString(token))).ReadJsonAsync();
+        Assert.Equal(("inserted", head + 1), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+    }
+
+    /// <summary>
+    /// Rows written before the gateway kept the log's times in order (before the AuditTimeOrderFrom migration, which records
+    /// the first row after it) are not judged on their order, and the verdict says so; the rows after it are.
+    /// </summary>
+    [Fact]
+    public async Task RowsFromBeforeTimesWereKeptInOrderAreNotJudgedOnTheirOrder()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        var head = await gateway.HeadAsync();
+        // As a database upgraded with a row from before: the migration recorded the row after it.
+        await AppendBackDatedAsync(gateway, head);
+        await gateway.Database.ExecuteAsync(
+            $"CREATE OR REPLACE FUNCTION audit_time_order_from() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT {head + 2}::bigint'");
+        await gateway.WriteRowsAsync(2);
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.True(verdict.GetProperty("ok").GetBoolean(), verdict.ToString());
+        Assert.Contains(verdict.GetProperty("warnings").EnumerateArray(), w => w.GetString()!.Contains($"Rows up to {head + 1} ", StringComparison.Ordinal));
+
+        // A row after the recorded one is judged.
+        await AppendBackDatedAsync(gateway, await gateway.HeadAsync());
+        var after = await gateway.VerifyAsync();
+        Assert.Equal("inserted", after.GetProperty("problem").GetString());
+    }
+
+    /// <summary>Appends after row <paramref name="head"/> a row hashed and linked as the gateway would, dated three days before it.</summary>
+    private static async Task AppendBackDatedAsync(IsolatedGateway gateway, long head)
+    {
         var last = await ReadRowAsync(gateway, head);
         var forged = new AuditEvent
         {
@@ -299,12 +361,6 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
             """,
             new NpgsqlParameter { Value = last.Hash }, new NpgsqlParameter { Value = AuditChain.HashOf(forged) },
             new NpgsqlParameter { Value = forged.OccurredAt });
-        await gateway.WriteRowsAsync(2);
-
-        var verdict = await gateway.VerifyAsync();
-        Assert.False(verdict.GetProperty("ok").GetBoolean());
-        Assert.Equal(("inserted", head + 1), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
-        Assert.Contains($"dated before row {head}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -291,6 +291,22 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
             $"INSERT INTO {table} ({string.Join(", ", columns)}) SELECT {string.Join(", ", values)} FROM {table}, generate_series(1, {copies}) AS n WHERE {where}");
     }
 
+    /// <summary>The export's audit rows name a site by its client id and the seeker by their pseudonym, staff by role only.</summary>
+    [Fact]
+    public void AnExportedAuditRowNamesStaffByRoleOnly()
+    {
+        static AuditEvent Row(string kind, string? actor) => new()
+        {
+            Sequence = 7, OccurredAt = DateTimeOffset.UnixEpoch, ActorKind = kind, ActorId = actor, Action = AuditActions.ConsentEnded,
+            Outcome = Outcomes.Success, Details = "{\"cause\":\"recipient-suspended\"}", PreviousHash = [], Hash = [0xab, 0x01],
+        };
+
+        Assert.Null(ExchangeGateway.Cvs.MyAuditRecord.Of(Row(ActorKinds.Operator, "operator-account-id")).ActorId);
+        Assert.Null(ExchangeGateway.Cvs.MyAuditRecord.Of(Row(ActorKinds.Auditor, "auditor-account-id")).ActorId);
+        var bySite = ExchangeGateway.Cvs.MyAuditRecord.Of(Row(ActorKinds.Recipient, "site-a"));
+        Assert.Equal(("site-a", "ab01", "recipient-suspended"), (bySite.ActorId, bySite.Hash, bySite.Details!.Value.GetProperty("cause").GetString()));
+    }
+
     [Fact]
     public async Task ExportHoldsEverythingAboutMe()
     {

@@ -241,29 +241,56 @@ public sealed class OverdueEscalationTests(GatewayFixture fixture)
     /// <summary>
     /// Without a site, the open lists (pending, delivered, overdue) are each site's open obligations merged in id order,
     /// read from the index of open obligations rather than by walking every confirmed one: page by page they come whole,
-    /// in order, nothing twice, exactly as the table holds them.
+    /// in order, nothing twice, exactly as the table holds them. One site has more open obligations than a page, their ids
+    /// interleaved with another's, so a site's own page is cut.
     /// </summary>
     [Fact]
     public async Task TheOpenListsAcrossSitesComeWholeAndInIdOrderPageByPage()
     {
+        var busy = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var quiet = await Sites.RegisterAsync(Gateway, fixture.Actors);
+        var busyToken = await fixture.Actors.TokenAsync(busy);
+        var quietToken = await fixture.Actors.TokenAsync(quiet);
         var opened = new List<long>();
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < 6; i++)
         {
-            var (site, seeker, _, id) = await SiteThatReadACvAsync($"merged-{i}");
+            var (site, token) = i % 3 == 2 ? (quiet, quietToken) : (busy, busyToken);
+            var marker = $"merged-{i}-" + Guid.NewGuid().ToString("N");
+            var seeker = await Propagation.SeekerWithCvAsync(Gateway, fixture.Actors, marker);
+            await Sharing.TickAsync(Gateway, seeker.Tokens.AccessToken, site.Id);
+            var id = await Propagation.ReadAsync(Gateway, token, marker);
             await UntickAsync(seeker, site);
             opened.Add(await fixture.Database.ScalarAsync<long>($"SELECT id FROM erasure_obligations WHERE pairwise_id = '{id}'"));
         }
 
         await fixture.Database.ExecuteAsync($"UPDATE erasure_obligations SET status = 'Delivered', delivered_at = now() WHERE id = {opened[1]}");
         using var auditor = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
-        foreach (var (status, stored, mine) in new[] { ("pending", "Pending", new[] { opened[0], opened[2] }), ("delivered", "Delivered", new[] { opened[1] }) })
+        var pending = opened.Where(id => id != opened[1]).ToArray();
+        var now = fixture.Time.GetUtcNow().UtcDateTime.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (status, stored, mine) in new[]
+        {
+            ("pending", "status = 'Pending'", pending),
+            ("delivered", "status = 'Delivered'", new[] { opened[1] }),
+            ("overdue", $"status <> 'Confirmed' AND (overdue OR confirm_before <= '{now}'::timestamptz)", Array.Empty<long>()),
+        })
         {
             var ids = (await ListAsync(auditor, status, limit: 2)).Select(i => i.GetProperty("id").GetInt64()).ToList();
             Assert.All(mine, id => Assert.Contains(id, ids));
             Assert.Equal(
-                await fixture.Database.ScalarAsync<string>($"SELECT string_agg(id::text, ',' ORDER BY id) FROM erasure_obligations WHERE status = '{stored}'"),
+                await fixture.Database.ScalarAsync<string>($"SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM erasure_obligations WHERE {stored}"),
                 string.Join(',', ids));
         }
+
+        // Past the deadline, every one of them is overdue, whatever its status, in the same merged order.
+        fixture.Time.Advance(TimeSpan.FromHours(73));
+        using var later = Gateway.CreateHttpClient().WithToken(await fixture.Actors.AuditorClientTokenAsync());
+        var overdue = (await ListAsync(later, "overdue", limit: 2)).Select(i => i.GetProperty("id").GetInt64()).ToList();
+        Assert.All(opened, id => Assert.Contains(id, overdue));
+        now = fixture.Time.GetUtcNow().UtcDateTime.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(
+            await fixture.Database.ScalarAsync<string>(
+                $"SELECT string_agg(id::text, ',' ORDER BY id) FROM erasure_obligations WHERE status <> 'Confirmed' AND (overdue OR confirm_before <= '{now}'::timestamptz)"),
+            string.Join(',', overdue));
     }
 
     /// <summary>A site of its own (a poll site unless told) that has read a seeker's CV; returns the CV's marker and the site's id for it.</summary>
