@@ -27,8 +27,11 @@ public sealed class FreshnessSweepJob(
 {
     public const int Workers = 2;
 
-    private static readonly string ObligationColumns =
-        "INSERT INTO erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at)";
+    // The columns both writers fill, in the order the COPY below writes them.
+    private const string ObligationColumnList =
+        "jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at";
+
+    private const string ObligationColumns = $"INSERT INTO erasure_obligations ({ObligationColumnList})";
 
     // Outside the chain lock, in one snapshot: the holders of the swept CVs (every active episode of their seekers), whether
     // each received the CV as far as this snapshot shows, and the newest ledger row in it; the statement under the lock
@@ -46,8 +49,7 @@ public sealed class FreshnessSweepJob(
 
     // The obligations of the holders that received the CV go in by binary COPY: written row by row, by INSERT … SELECT,
     // they were half of the sweep's database time (COPY packs many rows into one heap and WAL record).
-    private const string ObligationsCopy =
-        "COPY erasure_obligations (jti, recipient_id, consent_id, pairwise_id, kind, cause, created_at, confirm_before, status, overdue, attempts, next_attempt_at) FROM STDIN (FORMAT BINARY)";
+    private const string ObligationsCopy = $"COPY erasure_obligations ({ObligationColumnList}) FROM STDIN (FORMAT BINARY)";
 
     // Under the chain lock nothing more can be disclosed until commit: the holders' feeds ($1) move in commit order, and an
     // active episode of a swept seeker ($2) first disclosed after the statement above (ledger id above $5; only possible

@@ -169,23 +169,16 @@ public static class MyDataEndpoints
         // own row, which is appended below.
         var pseudonym = audit.Pseudonyms.Of(seekerId);
         var lastAudit = await db.Set<AuditEvent>().Where(e => e.Subject == pseudonym).MaxAsync(e => (long?)e.Sequence, context.RequestAborted) ?? 0;
-        var auditRows = AuditRecords(Paged<AuditEvent>(
-            last => MyDataQueries.AuditRowsAbout(db, pseudonym, after: last?.Sequence ?? 0, through: lastAudit), context.RequestAborted));
+        var auditRows = Paged<AuditEvent>(
+            last => MyDataQueries.AuditRowsAbout(db, pseudonym, after: last?.Sequence ?? 0, through: lastAudit), context.RequestAborted)
+            .Select(MyAuditRecord.Of);
         await audit.AppendAsync(
-            new AuditEntry(ActorKinds.Seeker, audit.Pseudonyms.Of(seekerId), AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
+            new AuditEntry(ActorKinds.Seeker, pseudonym, AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
         return TypedResults.Ok(new MyDataExport(
             new MeResponse(user.Id, user.Email!), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
             consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations, auditRows));
-    }
-
-    private static async IAsyncEnumerable<MyAuditRecord> AuditRecords(IAsyncEnumerable<AuditEvent> rows)
-    {
-        await foreach (var row in rows)
-        {
-            yield return MyAuditRecord.Of(row);
-        }
     }
 
     /// <summary>Rows of an export list read per page; the connection is the pool's again between pages.</summary>

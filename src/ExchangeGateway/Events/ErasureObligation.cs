@@ -120,8 +120,9 @@ public sealed class ErasureObligationConfiguration : IEntityTypeConfiguration<Er
         builder.HasIndex(o => new { o.RecipientId, o.Id }).HasFilter("status <> 'Confirmed'").HasDatabaseName("ix_erasure_obligations_open_by_site");
         builder.HasIndex(o => o.ConfirmBefore).HasFilter("status <> 'Confirmed' AND NOT overdue");
         // No foreign keys, on purpose: every row is written from consents just read (INSERT … SELECT, or the sweep's COPY
-        // of the holders it selected) in the transaction that ends the share, and consents and recipients are never deleted, so the checks could only ever pass; they were a fifth
-        // of the cost of the freshness sweep, which writes these rows by the hundred thousand.
+        // of the holders it selected) in the transaction that ends the share, and consents and recipients are never
+        // deleted, so the checks could only ever pass; they were a fifth of the cost of the freshness sweep, which writes
+        // these rows by the hundred thousand.
     }
 }
 
