@@ -156,6 +156,7 @@ app.UseRouting();
 app.UseGatewayCors();
 
 app.UseRateLimiter();
+app.UseApiRateLimit();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseAntiforgery();

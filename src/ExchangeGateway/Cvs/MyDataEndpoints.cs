@@ -109,7 +109,7 @@ public static class MyDataEndpoints
     {
         app.MapGet("/my-data.json", Export)
             .RequireAuthorization(Pages.PagesSetup.SeekerPolicy)
-            .RequireRateLimiting(Hosting.RateLimits.ApiPolicy)
+            .RequireApiRateLimit()
             .AddEndpointFilter(async (context, next) =>
             {
                 // From the seeker's own pages or typed in, not set off by another site's link (the cookie is Lax, so a

@@ -136,7 +136,34 @@ public static class OpenApi
             {
                 AddHeaders(createdResponse, ("Location", "Where the created resource is read.", JsonSchemaType.String));
             }
+
+            // Stated before the request goes on, so every answer but a failure's carries them (draft-ietf-httpapi-ratelimit-headers);
+            // declared once among the components, referred to from each answer.
+            var components = context.Document.Components ??= new OpenApiComponents();
+            components.Headers ??= new Dictionary<string, IOpenApiHeader>();
+            foreach (var (name, description) in RateLimitHeaders)
+            {
+                components.Headers.TryAdd(name, new OpenApiHeader { Description = description, Schema = new OpenApiSchema { Type = JsonSchemaType.String } });
+            }
+
+            foreach (var (status, response) in operation.Responses)
+            {
+                if (status != "503" && response is OpenApiResponse answer)
+                {
+                    answer.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                    foreach (var (name, _) in RateLimitHeaders)
+                    {
+                        answer.Headers.TryAdd(name, new OpenApiHeaderReference(name, context.Document));
+                    }
+                }
+            }
         }
+
+        private static readonly (string Name, string Description)[] RateLimitHeaders =
+        [
+            (RateLimits.PolicyHeader, "The caller's allowance on this node: q requests at once, refilled over w seconds."),
+            (RateLimits.StateHeader, "What is left of it: r requests now, full again in t seconds (absent when the per-address limit refused first)."),
+        ];
 
         /// <summary>Why a 403, as the recipient gate adds its own reasons to the scope check.</summary>
         private static string ForbiddenBecause(string path) =>

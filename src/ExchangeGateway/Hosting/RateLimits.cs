@@ -67,61 +67,56 @@ public static class RateLimits
                 PartitionedRateLimiter.Create<HttpContext, string>(context => ChecksClientSecrets(context.Request.Path)
                     ? RateLimitPartition.GetFixedWindowLimiter($"token:{ClaimedClient(context)}@{Network(context)}", _ => Window(limits.TokenRequestsPerMinute))
                     : RateLimitPartition.GetNoLimiter("")));
-            options.AddPolicy(ApiPolicy, context => RateLimitPartition.GetTokenBucketLimiter(
-                BearerSubject(context) ?? "addr:" + Network(context),
-                _ => new TokenBucketRateLimiterOptions
-                {
-                    TokenLimit = ApiBurst(limits),
-                    TokensPerPeriod = ApiPerSecond(limits),
-                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-                    QueueLimit = 0,
-                }));
             // Forms only: reading the pages costs nothing worth limiting, and a browser GETs each form before sending it.
             options.AddPolicy(AccountFormsPolicy, context => limits.AccountFormsPerMinute > 0 && HttpMethods.IsPost(context.Request.Method)
                 ? RateLimitPartition.GetFixedWindowLimiter("forms:" + Network(context), _ => Window(limits.AccountFormsPerMinute))
                 : RateLimitPartition.GetNoLimiter(""));
-            options.OnRejected = async (context, cancellationToken) =>
-            {
-                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
-                var response = context.HttpContext.Response;
-                var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
-                if (context.HttpContext.Request.Path.StartsWithSegments("/Account"))
-                {
-                    // A person at a browser sent the form: a page in their language, not a JSON document.
-                    await WriteTooManyPageAsync(context.HttpContext, seconds, "TooMany.Body", cancellationToken);
-                    return;
-                }
-
-                response.StatusCode = StatusCodes.Status429TooManyRequests;
-                response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
-                if (context.HttpContext.Request.Path.StartsWithSegments("/api"))
-                {
-                    response.Headers[PolicyHeader] = ApiPolicyValue(limits);
-                }
-
-                var problem = new ProblemDetails
-                {
-                    Type = "https://www.rfc-editor.org/rfc/rfc6585#section-4",
-                    Status = StatusCodes.Status429TooManyRequests,
-                    Title = "Too many requests",
-                    Detail = "Slow down: retry after the number of seconds in Retry-After.",
-                };
-                if (context.HttpContext.Request.Path.StartsWithSegments("/connect"))
-                {
-                    // OAuth client libraries read error and error_description, not a problem's members: RFC 8628's
-                    // slow_down is the one OAuth error that means this.
-                    problem.Extensions["error"] = "slow_down";
-                    problem.Extensions["error_description"] = problem.Detail;
-                }
-
-                await context.HttpContext.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
-                {
-                    HttpContext = context.HttpContext,
-                    ProblemDetails = problem,
-                });
-            };
+            options.OnRejected = (context, cancellationToken) => new ValueTask(RejectAsync(
+                context.HttpContext, context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1), cancellationToken));
         });
+        services.AddSingleton<ApiRateLimit>();
         return services;
+    }
+
+    /// <summary>A 429: a page for a person at a browser, a problem for everything else, with when to try again.</summary>
+    private static async Task RejectAsync(HttpContext context, TimeSpan retryAfter, CancellationToken cancellationToken)
+    {
+        var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+        if (context.Request.Path.StartsWithSegments("/Account"))
+        {
+            // A person at a browser sent the form: a page in their language, not a JSON document.
+            await WriteTooManyPageAsync(context, seconds, "TooMany.Body", cancellationToken);
+            return;
+        }
+
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status429TooManyRequests;
+        response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        if (context.Request.Path.StartsWithSegments("/api") && !response.Headers.ContainsKey(PolicyHeader))
+        {
+            response.Headers[PolicyHeader] = context.RequestServices.GetRequiredService<ApiRateLimit>().PolicyValue;
+        }
+
+        var problem = new ProblemDetails
+        {
+            Type = "https://www.rfc-editor.org/rfc/rfc6585#section-4",
+            Status = StatusCodes.Status429TooManyRequests,
+            Title = "Too many requests",
+            Detail = "Slow down: retry after the number of seconds in Retry-After.",
+        };
+        if (context.Request.Path.StartsWithSegments("/connect"))
+        {
+            // OAuth client libraries read error and error_description, not a problem's members: RFC 8628's
+            // slow_down is the one OAuth error that means this.
+            problem.Extensions["error"] = "slow_down";
+            problem.Extensions["error_description"] = problem.Detail;
+        }
+
+        await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            ProblemDetails = problem,
+        });
     }
 
     /// <summary>The API's allowance, per caller and per node: a bucket of this many requests...</summary>
@@ -137,17 +132,52 @@ public static class RateLimits
     /// </summary>
     public const string PolicyHeader = "RateLimit-Policy";
 
-    private static string ApiPolicyValue(RateLimitOptions limits) =>
+    /// <summary>The same draft's field for what is left now: requests remaining in the caller's bucket, seconds until it is full.</summary>
+    public const string StateHeader = "RateLimit";
+
+    internal static string PolicyValue(RateLimitOptions limits) =>
         string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";q={ApiBurst(limits)};w={Math.Max(1, ApiBurst(limits) / ApiPerSecond(limits))}");
 
-    /// <summary>The API's routes: its rate limit, stated on every answer.</summary>
-    public static RouteGroupBuilder RequireApiRateLimit(this RouteGroupBuilder api) =>
-        api.RequireRateLimiting(ApiPolicy).AddEndpointFilter(async (context, next) =>
+    internal static TokenBucketRateLimiterOptions ApiBucket(RateLimitOptions limits) => new()
+    {
+        TokenLimit = ApiBurst(limits),
+        TokensPerPeriod = ApiPerSecond(limits),
+        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+        QueueLimit = 0,
+    };
+
+    /// <summary>The API's allowance on these endpoints (every route of the API, and the pages' download of the same data).</summary>
+    public static TBuilder RequireApiRateLimit<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder => builder.WithMetadata(ApiRateLimit.Endpoints);
+
+    /// <summary>
+    /// Right after the rate-limiting middleware, before authentication: the endpoints marked with
+    /// <see cref="RequireApiRateLimit"/> draw on the caller's bucket, and every answer from them, a 429 or a 401 included,
+    /// states the allowance and what is left of it.
+    /// </summary>
+    public static IApplicationBuilder UseApiRateLimit(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        if (context.GetEndpoint()?.Metadata.GetMetadata<ApiRateLimit.Marker>() is null)
         {
-            var limits = context.HttpContext.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<RateLimitOptions>>().Value;
-            context.HttpContext.Response.Headers[PolicyHeader] = ApiPolicyValue(limits);
-            return await next(context);
-        });
+            await next(context);
+            return;
+        }
+
+        var limit = context.RequestServices.GetRequiredService<ApiRateLimit>();
+        using var lease = limit.Acquire(BearerSubject(context) ?? "addr:" + Network(context), out var remaining, out var full);
+        var headers = context.Response.Headers;
+        headers[PolicyHeader] = limit.PolicyValue;
+        if (!lease.IsAcquired)
+        {
+            var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
+            headers[StateHeader] = string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";r=0;t={Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds))}");
+            await RejectAsync(context, retryAfter, context.RequestAborted);
+            return;
+        }
+
+        headers[StateHeader] = string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";r={remaining};t={(int)Math.Ceiling(full.TotalSeconds)}");
+        await next(context);
+    });
 
     /// <summary>The 429 a person at a browser gets: a small page in their language, with why, the wait and the way back.</summary>
     public static Task WriteTooManyPageAsync(HttpContext context, int seconds, string why, CancellationToken cancellationToken)

@@ -78,16 +78,38 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
 
         using var client = node.CreateHttpClient().WithToken(auditor);
         var api = new List<HttpStatusCode>();
+        var left = new List<int>();
         for (var i = 0; i < 30; i++)
         {
             using var response = await client.GetAsync("/api/v1/audit/events?limit=1");
             api.Add(response.StatusCode);
-            // Every API answer, a 429 included, states the allowance: 60 a minute is a bucket of ten refilled by one a second.
+            // Every API answer, a 429 included, states the allowance: 60 a minute is a bucket of ten refilled by one a second...
             Assert.Equal("\"per-caller\";q=10;w=10", Assert.Single(response.Headers.GetValues("RateLimit-Policy")));
+            // ...and what is left of it: requests remaining, seconds until the bucket is full again (or, refused, until the next).
+            var state = System.Text.RegularExpressions.Regex.Match(
+                Assert.Single(response.Headers.GetValues("RateLimit")), "^\"per-caller\";r=(\\d+);t=(\\d+)$");
+            Assert.True(state.Success, response.Headers.GetValues("RateLimit").Single());
+            var (remaining, seconds) = (int.Parse(state.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(state.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                Assert.Equal(0, remaining);
+                Assert.Equal(response.Headers.RetryAfter?.Delta, TimeSpan.FromSeconds(seconds));
+            }
+            else
+            {
+                // Refilled by one a second: what is missing comes back in as many seconds.
+                Assert.InRange(remaining, 0, 9);
+                Assert.Equal(10 - remaining, seconds);
+                left.Add(remaining);
+            }
         }
 
         Assert.Contains(HttpStatusCode.TooManyRequests, api);
         Assert.Contains(HttpStatusCode.OK, api);
+        // A burst spends the bucket one by one (a refill second may fall inside it, once).
+        Assert.Equal(9, left[0]);
+        Assert.Contains(0, left);
+        Assert.True(left.Zip(left.Skip(1)).Count(pair => pair.Second != pair.First - 1) <= 1, string.Join(",", left));
     }
 
     /// <summary>
@@ -115,6 +137,8 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         {
             using var response = await attacker.GetAsync("/api/v1/audit/events?limit=1");
             refused.Add(response.StatusCode);
+            // A 401 states the address's allowance too: it was counted before the token was judged.
+            Assert.StartsWith("\"per-caller\";r=", Assert.Single(response.Headers.GetValues("RateLimit")), StringComparison.Ordinal);
         }
 
         Assert.DoesNotContain(HttpStatusCode.OK, refused);
