@@ -18,8 +18,8 @@ namespace ExchangeGateway.Auth;
 /// <item>`staff grant EMAIL operator|auditor` gives an account the role, creating the account when there is none; an account
 /// with no password yet gets a link to set one (printed, for the operator to hand over), which also confirms the address.</item>
 /// <item>`staff revoke EMAIL operator|auditor` takes the role away and ends the account's sessions and tokens.</item>
-/// <item>`staff reset-two-factor EMAIL` turns off a staff member's second factor (a lost phone): their next sign-in adds an
-/// authenticator again; their sessions and tokens end.</item>
+/// <item>`staff reset-two-factor EMAIL` turns off a staff member's second factor (a lost phone), or a job seeker's who
+/// turned it on: a staff member's next sign-in adds an authenticator again; their sessions and tokens end.</item>
 /// <item>`staff auditor-client CLIENT_ID` registers a client for an auditors' tool (client credentials, `audit:read`) and
 /// prints its secret, once.</item>
 /// <item>`staff app-client CLIENT_ID REDIRECT_URI...` registers one of the service's own apps (a seeker's app, a staff
@@ -161,10 +161,13 @@ public static class StaffCommands
             return (1, null);
         }
 
+        // A job seeker's too, once they turned it on themselves and lost the phone and the recovery codes: the service
+        // checks who is asking before it runs this, as for staff.
         var roles = await users.GetRolesAsync(user);
-        if (!StaffTwoFactor.IsStaff(roles))
+        var staff = StaffTwoFactor.IsStaff(roles);
+        if (!staff && !await users.GetTwoFactorEnabledAsync(user))
         {
-            await Console.Error.WriteLineAsync("staff reset-two-factor: this account is not an operator's or an auditor's");
+            await Console.Error.WriteLineAsync("staff reset-two-factor: this account is not an operator's or an auditor's and has no second factor");
             return (1, null);
         }
 
@@ -179,7 +182,9 @@ public static class StaffCommands
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.TwoFactorReset, Outcomes.Success,
                 Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, roles) }),
             CancellationToken.None);
-        return (0, new { account = user.Id, twoFactor = "reset: set a new password by the link, then sign in and add an authenticator", setPasswordLink = setPassword });
+        return (0, new { account = user.Id, twoFactor = staff
+            ? "reset: set a new password by the link, then sign in and add an authenticator"
+            : "reset: set a new password by the link, then sign in with it (and turn two-step sign-in on again if wished)", setPasswordLink = setPassword });
     }
 
     /// <summary>Removes the account's password, ends its sessions and refresh tokens, and returns a link to set a new one.</summary>

@@ -27,8 +27,8 @@ public enum AfterPassword
 /// <summary>
 /// The second factor of operators and auditors (<see cref="AuthOptions.RequireStaffTwoFactor"/>): a time-based one-time
 /// code (RFC 6238, as authenticator apps make it) or a recovery code. Staff can suspend sites and read every access in
-/// the log, so a password alone, which can be phished or guessed, must not open their sessions. Job seekers keep the
-/// password (and the mailbox links): the service must stay usable by everyone.
+/// the log, so a password alone, which can be phished or guessed, must not open their sessions. Job seekers may turn the
+/// same factor on for themselves (Account/TwoStep) but are never made to: the service must stay usable by everyone.
 /// A right password gives only a short two-factor cookie (the account and its security stamp), which opens nothing; the
 /// session is issued with <c>amr=mfa</c> once the code is right, and staff sessions without it are not accepted where
 /// staff act. The key is stored only once an authenticator has proved it holds it, protected by Data Protection (whose

@@ -70,6 +70,7 @@ public static class PagesSetup
                 }
 
                 options.Conventions.AuthorizePage("/Account/Delete", SeekerPolicy);
+                options.Conventions.AuthorizePage("/Account/TwoStep", SignedInPolicy);
                 options.Conventions.AddFolderApplicationModelConvention("/Account", page =>
                 {
                     if (!IsAlwaysOpen(page.ViewEnginePath))

@@ -1,0 +1,200 @@
+using System.ComponentModel.DataAnnotations;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Data;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.Extensions.Localization;
+
+namespace ExchangeGateway.Pages.Account;
+
+/// <summary>
+/// Two-step sign-in for a signed-in account that chooses it (job seekers; staff where it is not required): the same
+/// authenticator code as staff give (<see cref="StaffTwoFactor"/>), turned on from the account's own session, never
+/// imposed, so the service stays usable by everyone. Turning it on takes a right code for the form's key (whoever holds
+/// only the session learns a key that becomes the account's only if they also answer with it, and the holder is told by
+/// mail); turning it off takes a code or a recovery code, counted with wrong passwords, so a session left open in a
+/// library cannot take the second step away. Either way the account's other sessions end (a new security stamp).
+/// </summary>
+public sealed class TwoStepModel(
+    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
+    GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail) : PageModel
+{
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
+    [BindProperty] public string? Sealed { get; set; }
+
+    public bool On { get; private set; }
+
+    /// <summary>Staff where the second factor is required: it stays on, and only an operator's reset takes it away.</summary>
+    public bool Required { get; private set; }
+
+    public string Key { get; private set; } = "";
+
+    public string AuthenticatorUri { get; private set; } = "";
+
+    public QrSymbol Qr { get; private set; } = new(0, "");
+
+    /// <summary>Set once the factor is on: shown this once.</summary>
+    public IReadOnlyList<string>? RecoveryCodes { get; private set; }
+
+    /// <summary>Set once the factor is off.</summary>
+    public bool TurnedOff { get; private set; }
+
+    public async Task<IActionResult> OnGetAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        await ShowAsync(user);
+        return Page();
+    }
+
+    /// <summary>Turns it on (the form's default handler).</summary>
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        if (await users.GetTwoFactorEnabledAsync(user))
+        {
+            // Turned on meanwhile in another tab: this form's key is not the account's.
+            return RedirectToPage();
+        }
+
+        if (twoFactor.OpenEnrolment(user, Sealed) is not { } key)
+        {
+            ModelState.AddModelError(nameof(Code), text["Enroll.Expired"]);
+            ModelState.SetModelValue(nameof(Code), "", "");
+            await ShowAsync(user);
+            return Page();
+        }
+
+        if (!ModelState.IsValid)
+        {
+            await ShowAsync(user, (key, Sealed!));
+            return Page();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+        await InTurnAsync(user);
+        if (await users.GetTwoFactorEnabledAsync(user) || twoFactor.OpenEnrolment(user, Sealed) is null)
+        {
+            // Another request turned it on, or the password changed, while this one waited its turn.
+            return RedirectToPage();
+        }
+
+        if (await twoFactor.EnrollAsync(user, key, Code) is not { } codes)
+        {
+            await transaction.RollbackAsync(HttpContext.RequestAborted);
+            ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
+            ModelState.SetModelValue(nameof(Code), "", "");
+            await ShowAsync(user, (key, Sealed!));
+            return Page();
+        }
+
+        await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
+        await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
+        // The new stamp ends every session of the account; this one goes on, now with both factors.
+        await twoFactor.CompleteAsync(HttpContext, user);
+        await transaction.CommitAsync(HttpContext.RequestAborted);
+        Tell(user, "TwoStep.OnMailSubject", "TwoStep.OnMailBody");
+        On = true;
+        RecoveryCodes = codes;
+        return Page();
+    }
+
+    public async Task<IActionResult> OnPostOffAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        var roles = await users.GetRolesAsync(user);
+        if (!await users.GetTwoFactorEnabledAsync(user) || (twoFactor.Required && StaffTwoFactor.IsStaff(roles)))
+        {
+            return RedirectToPage();
+        }
+
+        // Only the code is sent: a key form's stale fields are not this form's.
+        ModelState.Remove(nameof(Sealed));
+        if (!ModelState.IsValid)
+        {
+            await ShowAsync(user);
+            return Page();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+        await InTurnAsync(user);
+        if (!await users.GetTwoFactorEnabledAsync(user))
+        {
+            return RedirectToPage();
+        }
+
+        var (source, known) = throttle.SourceOf(HttpContext, user);
+        var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
+            ? (false, StaffTwoFactor.FactorOf(Code))
+            : await twoFactor.VerifyAsync(user, Code);
+        if (!passed)
+        {
+            await throttle.CodeFailedAsync(user.Id, source, HttpContext.RequestAborted);
+            await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: false, HttpContext.RequestAborted, factor);
+            await transaction.CommitAsync(HttpContext.RequestAborted);
+            ModelState.SetModelValue(nameof(Code), "", "");
+            ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
+            await ShowAsync(user);
+            return Page();
+        }
+
+        await twoFactor.ResetAsync(user);
+        await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
+        await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: true, HttpContext.RequestAborted, factor);
+        // The new stamp ends every other session; this one goes on, with the password alone from now on.
+        await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
+        await transaction.CommitAsync(HttpContext.RequestAborted);
+        Tell(user, "TwoStep.OffMailSubject", "TwoStep.OffMailBody");
+        TurnedOff = true;
+        return Page();
+    }
+
+    /// <summary>The account's sign-in turn (the lock the password and code pages take), and the account read again under it.</summary>
+    private async Task InTurnAsync(GatewayUser user)
+    {
+        await Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
+        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
+    }
+
+    private async Task ShowAsync(GatewayUser user, (string Key, string Sealed)? enrolment = null)
+    {
+        On = await users.GetTwoFactorEnabledAsync(user);
+        Required = twoFactor.Required && StaffTwoFactor.IsStaff(await users.GetRolesAsync(user));
+        if (On)
+        {
+            return;
+        }
+
+        var (key, sealedKey) = enrolment ?? twoFactor.NewEnrolment(user);
+        // The form carries this key, not the one posted.
+        ModelState.Remove(nameof(Sealed));
+        Key = string.Join(' ', key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
+        AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(EnrollTwoFactorModel.Issuer, user.Email ?? user.Id, key);
+        Qr = QrSymbol.Of(AuthenticatorUri);
+        Sealed = sealedKey;
+    }
+
+    /// <summary>The holder hears of each change, in case it was not them.</summary>
+    private void Tell(GatewayUser user, string subject, string body)
+    {
+        var address = user.Email!;
+        mail.Enqueue(address, capped: false, prepare: (services, _) =>
+        {
+            var texts = services.GetRequiredService<IStringLocalizer<PageText>>();
+            return Task.FromResult<Hosting.Notice?>(new Hosting.Notice(address, texts[subject], texts[body]));
+        });
+    }
+}

@@ -1,0 +1,232 @@
+using System.Net;
+using ExchangeGateway.Audit;
+using ExchangeGateway.Auth;
+using ExchangeGateway.Tests.Infrastructure;
+
+namespace ExchangeGateway.Tests.Pages;
+
+/// <summary>
+/// A job seeker may turn two-step sign-in on from their own pages, and off again with a code; it is never imposed on them.
+/// Each change ends the account's other sessions, is told to the holder by mail and is in the log under the seeker's
+/// pseudonym; a lost phone is reset by an operator; and erasure takes the factor with the account.
+/// </summary>
+[Collection(GatewayCollection.Name)]
+public sealed class SeekerTwoStepTests(GatewayFixture fixture)
+{
+    private static readonly Uri TwoStep = new("/Account/TwoStep", UriKind.Relative);
+
+    [Fact]
+    public async Task ASeekerTurnsItOnAndTheNextSignInAsksForTheCode()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        var id = await IdOfAsync(email);
+        using var other = new PageSession(fixture.Factory);
+        Assert.Equal("/", (await Actors.SubmitLoginAsync(other.Http, new Uri("/Account/Login", UriKind.Relative), email, password)).OriginalString);
+
+        // Off by default, offered from the seeker's menu.
+        var page = await session.GetPageAsync(TwoStep.OriginalString);
+        Assert.Contains("href=\"/Account/TwoStep\"", page, StringComparison.Ordinal);
+        Assert.Contains("La connexion en deux étapes est désactivée", page, StringComparison.Ordinal);
+        var key = Actors.KeyShown(page);
+        Assert.Equal(32, key.Length);
+
+        // A wrong code turns nothing on.
+        using (var wrong = await Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Code"] = fixture.Actors.WrongCode(key) }))
+        {
+            Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+            Assert.Contains("Code incorrect.", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.False(await TwoFactorEnabledAsync(id));
+
+        // The right one does, and shows the recovery codes once; this session goes on.
+        var (_, recovery) = await fixture.Actors.EnrolAsync(session.Http, TwoStep, email);
+        Assert.Equal(StaffTwoFactor.RecoveryCodes, recovery.Count);
+        Assert.True(await TwoFactorEnabledAsync(id));
+        Assert.Contains("La connexion en deux étapes est activée", await session.GetPageAsync(TwoStep.OriginalString), StringComparison.Ordinal);
+        Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "La connexion en deux étapes a été activée sur votre compte");
+
+        // The account's other session is over: its next page asks for a sign-in.
+        using (var ended = await other.Http.GetAsync("/Cv"))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, ended.StatusCode);
+            Assert.StartsWith("/Account/Login", PathOf(ended.Headers.Location!), StringComparison.Ordinal);
+        }
+
+        // A password alone no longer opens the account: the code is asked for, and with it the API's tokens come as before.
+        using (var next = new PageSession(fixture.Factory))
+        {
+            var step = await Actors.SubmitLoginAsync(next.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            Assert.StartsWith("/Account/TwoFactor", step.OriginalString, StringComparison.Ordinal);
+            using var shut = await next.Http.GetAsync("/Cv");
+            Assert.Equal(HttpStatusCode.Redirect, shut.StatusCode);
+        }
+
+        // Nor does a password reset by the mailed link: it signs nobody in while the second step is on.
+        using (var forgot = new PageSession(fixture.Factory))
+        {
+            using (var asked = await forgot.SubmitAsync("/Account/ForgotPassword", new() { ["Email"] = email }))
+            {
+                Assert.Equal(HttpStatusCode.OK, asked.StatusCode);
+            }
+
+            await Mailbox.SettledAsync(fixture.Factory);
+            var (reset, signedIn) = await SetPasswordAsync(Mailbox.LinkTo((await Mailbox.ForAsync(fixture.Factory, email)).Last(), "ResetPassword")!);
+            Assert.False(signedIn);
+            password = reset;
+        }
+
+        var tokens = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid " + ApiScopes.CvManage);
+        using (var api = fixture.Factory.CreateHttpClient().WithToken(tokens.AccessToken))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await api.GetAsync("/api/v1/me/consents")).StatusCode);
+        }
+
+        // In the log as the seeker's pseudonym, never the account id or the address.
+        var pseudonym = await fixture.Database.ScalarAsync<string>(
+            $"SELECT actor_id FROM audit_events WHERE action = '{AuditActions.TwoFactorEnabled}' AND actor_kind = 'seeker' AND subject = actor_id ORDER BY sequence DESC LIMIT 1");
+        Assert.NotEqual(id, pseudonym);
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE actor_id IN ('{id}', '{email}') OR subject IN ('{id}', '{email}')"));
+    }
+
+    [Fact]
+    public async Task ItIsTurnedOffWithACodeOnlyAndErasureTakesItWithTheAccount()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        var id = await IdOfAsync(email);
+        var (_, recovery) = await fixture.Actors.EnrolAsync(session.Http, TwoStep, email);
+        var key = fixture.Actors.AuthenticatorOf(email);
+        using var other = new PageSession(fixture.Factory);
+        await fixture.Actors.SecondFactorAsync(other.Http, await Actors.SubmitLoginAsync(other.Http, new Uri("/Account/Login", UriKind.Relative), email, password), email);
+        Assert.Equal(HttpStatusCode.OK, (await other.Http.GetAsync("/Cv")).StatusCode);
+
+        // The session alone cannot take the second step away: a wrong code is refused, counted and logged.
+        var page = await session.GetPageAsync(TwoStep.OriginalString);
+        using (var wrong = await Actors.PostFormAsync(session.Http, new Uri("/Account/TwoStep?handler=Off", UriKind.Relative), page, new() { ["Code"] = fixture.Actors.WrongCode(key) }))
+        {
+            Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+            Assert.Contains("Code incorrect.", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.True(await TwoFactorEnabledAsync(id));
+        // Counted as at the code page: against this network, and in the account's day of wrong codes.
+        Assert.Equal(2L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM sign_in_failures WHERE user_id = '{id}' AND failures = 1"));
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.TwoFactorDisabled}' AND outcome = 'denied' AND actor_kind = 'seeker'" +
+            $" AND subject = (SELECT actor_id FROM audit_events WHERE action = '{AuditActions.TwoFactorEnabled}' AND outcome = 'success' AND subject IS NOT NULL ORDER BY sequence DESC LIMIT 1)"));
+
+        // A recovery code does: off, the holder told, the other session over, and the password alone signs in again.
+        page = await session.GetPageAsync(TwoStep.OriginalString);
+        using (var off = await Actors.PostFormAsync(session.Http, new Uri("/Account/TwoStep?handler=Off", UriKind.Relative), page, new() { ["Code"] = recovery[0] }))
+        {
+            Assert.Equal(HttpStatusCode.OK, off.StatusCode);
+            Assert.Contains("La connexion en deux étapes est désactivée", await off.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.False(await TwoFactorEnabledAsync(id));
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUserTokens\" WHERE user_id = '{id}'"));
+        Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "La connexion en deux étapes a été désactivée sur votre compte");
+        Assert.Equal(HttpStatusCode.OK, (await session.Http.GetAsync("/Cv")).StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await other.Http.GetAsync("/Cv")).StatusCode);
+        using (var again = new PageSession(fixture.Factory))
+        {
+            Assert.Equal("/", (await Actors.SubmitLoginAsync(again.Http, new Uri("/Account/Login", UriKind.Relative), email, password)).OriginalString);
+        }
+
+        // On again, then "forget me": the key, the last step and the recovery codes go with the account, and nothing names it.
+        await fixture.Actors.EnrolAsync(session.Http, TwoStep, email);
+        Assert.True(await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUserTokens\" WHERE user_id = '{id}'") >= 3);
+        var delete = await session.GetPageAsync("/Account/Delete");
+        using (var erased = await Actors.PostFormAsync(session.Http, new Uri("/Account/Delete", UriKind.Relative), delete, new() { ["Confirm"] = "true" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, erased.StatusCode);
+        }
+
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>($"SELECT count(*) FROM \"AspNetUserTokens\" WHERE user_id = '{id}'"));
+        Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, id, email));
+    }
+
+    [Fact]
+    public async Task AnOperatorResetsALostPhoneAndStaffWhoMustKeepItCannotTurnItOff()
+    {
+        var (session, email, _) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        var id = await IdOfAsync(email);
+
+        // A seeker without the factor has nothing to reset.
+        await using (var output = new StringWriter())
+        {
+            Assert.Equal(1, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
+        }
+
+        await fixture.Actors.EnrolAsync(session.Http, TwoStep, email);
+        string newPassword;
+        await using (var output = new StringWriter())
+        {
+            Assert.Equal(0, await StaffCommands.RunAsync(fixture.Factory.Services, ["staff", "reset-two-factor", email], output));
+            var printed = System.Text.Json.JsonDocument.Parse(output.ToString()).RootElement;
+            Assert.Contains("turn two-step sign-in on again", printed.GetProperty("twoFactor").GetString(), StringComparison.Ordinal);
+            Assert.False(await TwoFactorEnabledAsync(id));
+            // The session that was open is over (a new stamp).
+            Assert.Equal(HttpStatusCode.Redirect, (await session.Http.GetAsync("/Cv")).StatusCode);
+            // The link sets a new password and, the factor being off, signs the seeker in, with no enrolment forced on them.
+            (newPassword, var signedIn) = await SetPasswordAsync(new Uri(printed.GetProperty("setPasswordLink").GetString()!));
+            Assert.True(signedIn);
+        }
+
+        using (var back = new PageSession(fixture.Factory))
+        {
+            Assert.Equal("/", (await Actors.SubmitLoginAsync(back.Http, new Uri("/Account/Login", UriKind.Relative), email, newPassword)).OriginalString);
+        }
+
+        // An auditor, for whom the test hosts require the factor, sees it on and no way to turn it off; a posted form changes nothing.
+        var auditor = await fixture.Actors.NewAuditorAsync();
+        using var staff = new PageSession(fixture.Factory);
+        await fixture.Actors.SecondFactorAsync(staff.Http, await Actors.SubmitLoginAsync(staff.Http, new Uri("/Account/Login", UriKind.Relative), auditor.Email, auditor.Password), auditor.Email);
+        var page = await staff.GetPageAsync(TwoStep.OriginalString);
+        Assert.Contains("doivent la garder", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("handler=Off", page, StringComparison.Ordinal);
+        using (var refused = await Actors.PostFormAsync(staff.Http, new Uri("/Account/TwoStep?handler=Off", UriKind.Relative), page,
+            new() { ["Code"] = fixture.Actors.NextCode(fixture.Actors.AuthenticatorOf(auditor.Email)) }))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, refused.StatusCode);
+        }
+
+        Assert.True(await TwoFactorEnabledAsync(auditor.Id));
+    }
+
+    [Fact]
+    public async Task ThePageIsForSignedInAccountsOnly()
+    {
+        using var anonymous = new PageSession(fixture.Factory);
+        using var response = await anonymous.Http.GetAsync(TwoStep);
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.StartsWith("/Account/Login", PathOf(response.Headers.Location!), StringComparison.Ordinal);
+    }
+
+    /// <summary>Sets a new password by a set-password or reset link; returns it, and whether that browser came out signed in.</summary>
+    private async Task<(string Password, bool SignedIn)> SetPasswordAsync(Uri link)
+    {
+        var password = "Seeker-Password-8" + Guid.NewGuid().ToString("N")[..6] + "!";
+        var query = System.Web.HttpUtility.ParseQueryString(link.Query);
+        using var browser = new PageSession(fixture.Factory);
+        using var set = await browser.SubmitAsync(link.PathAndQuery, new()
+        {
+            ["user"] = query["user"]!, ["Code"] = query["code"]!, ["Password"] = password, ["ConfirmPassword"] = password,
+        });
+        Assert.True(set.StatusCode is HttpStatusCode.OK or HttpStatusCode.Redirect, $"setting the password answered {(int)set.StatusCode}");
+        using var cv = await browser.Http.GetAsync("/Cv");
+        return (password, cv.StatusCode == HttpStatusCode.OK);
+    }
+
+    private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
+
+    private Task<string> IdOfAsync(string email) =>
+        fixture.Database.ScalarAsync<string>($"SELECT id FROM \"AspNetUsers\" WHERE normalized_email = '{email.ToUpperInvariant()}'");
+
+    private async Task<bool> TwoFactorEnabledAsync(string id) =>
+        await fixture.Database.ScalarAsync<bool>($"SELECT two_factor_enabled FROM \"AspNetUsers\" WHERE id = '{id}'");
+}
