@@ -112,6 +112,7 @@ public static class StaffCommands
         }
 
         var has = await users.IsInRoleAsync(user, role);
+        var wasStaff = StaffTwoFactor.IsStaff(await users.GetRolesAsync(user));
         if (grant && !has && !await SucceededAsync("staff grant", await users.AddToRoleAsync(user, role)))
         {
             return (1, null);
@@ -136,10 +137,13 @@ public static class StaffCommands
         {
             setPassword = await SetPasswordLinkAsync(provider, user);
         }
-        else if (grant && !has && twoFactor.Required && !await users.GetTwoFactorEnabledAsync(user))
+        else if (grant && !wasStaff && (twoFactor.Required || await users.GetTwoFactorEnabledAsync(user)))
         {
             // An account that becomes staff with a password of its own (a job seeker's): whoever else may know that password
-            // must not be the one to add the authenticator at the first staff sign-in. The holder sets a new one by the link.
+            // must not be the one to add the authenticator at the first staff sign-in, and an authenticator the seeker's
+            // pages put on it (or a session opened with it) must not carry over into the role. The factor and the password
+            // go; the holder sets a new password by the link and enrols at the first staff sign-in.
+            await twoFactor.ResetAsync(user);
             setPassword = await NewPasswordByLinkAsync(provider, user);
         }
 
@@ -171,6 +175,8 @@ public static class StaffCommands
             return (1, null);
         }
 
+        // One sign-in turn at a time on the account, as on the pages that check its codes.
+        await Data.Locks.SignInAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.NormalizedEmail ?? user.Id, CancellationToken.None);
         // Whoever holds the old authenticator (or its recovery codes) is out, and so is whoever knows the password: the
         // next sign-in enrols a new authenticator, and it must be the holder's. So the password goes too, and the holder
         // sets a new one by the printed link (sessions end at their next page; refresh tokens are revoked).
@@ -180,6 +186,7 @@ public static class StaffCommands
         var audit = provider.GetRequiredService<AuditTrail>();
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.TwoFactorReset, Outcomes.Success,
+                SeekerId: roles.Contains(Roles.Seeker) ? user.Id : null,
                 Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, roles) }),
             CancellationToken.None);
         return (0, new { account = user.Id, twoFactor = staff

@@ -14,7 +14,7 @@ namespace ExchangeGateway.Auth;
 /// <summary>What comes after a right password.</summary>
 public enum AfterPassword
 {
-    /// <summary>Signed in: a job seeker, or staff where a second factor is not required and not turned on.</summary>
+    /// <summary>Signed in: an account without a second factor (a job seeker who did not turn it on, staff where it is not required).</summary>
     SignedIn,
 
     /// <summary>A code from the account's authenticator (or a recovery code) first.</summary>
@@ -194,7 +194,9 @@ public sealed class StaffTwoFactor(
             catch (Exception e) when (e is CryptographicException or FormatException)
             {
                 // A key ring that lost the key's protector, or a damaged row: no code can be right; the operator resets it.
-                logger.LogError("The second-factor key of account {UserId} cannot be read ({Error}); reset it with staff reset-two-factor", user.Id, e.GetType().Name);
+                // The account by pseudonym, as the audit log names a job seeker (no seeker id in the logs); an auditor's
+                // search by subject finds whose it is.
+                logger.LogError("The second-factor key of account {Account} cannot be read ({Error}); reset it with staff reset-two-factor", pseudonyms.Of(user.Id), e.GetType().Name);
                 return (false, "code");
             }
 

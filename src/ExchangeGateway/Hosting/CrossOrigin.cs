@@ -36,8 +36,9 @@ public static class CrossOrigin
         {
             services.AddCors(cors => cors.AddDefaultPolicy(policy => policy
                 .WithOrigins(origins).WithMethods("GET", "PUT", "POST", "DELETE", "PATCH").WithHeaders("Authorization", "Content-Type", "If-Match")
-                // What a browser client needs to read: the version for If-Match, when to retry, where a new resource is.
-                .WithExposedHeaders("ETag", "Retry-After", "Location")));
+                // What a browser client needs to read: the version for If-Match, when to retry, where a new resource is, and
+                // its allowance, to pace itself.
+                .WithExposedHeaders("ETag", "Retry-After", "Location", RateLimits.PolicyHeader, RateLimits.StateHeader)));
         }
 
         return services;

@@ -137,8 +137,8 @@ public static class OpenApi
                 AddHeaders(createdResponse, ("Location", "Where the created resource is read.", JsonSchemaType.String));
             }
 
-            // Stated before the request goes on, so every answer but a failure's carries them (draft-ietf-httpapi-ratelimit-headers);
-            // declared once among the components, referred to from each answer.
+            // Stated on every answer of a request that drew on the allowance (draft-ietf-httpapi-ratelimit-headers); declared
+            // once among the components, referred to from each answer.
             var components = context.Document.Components ??= new OpenApiComponents();
             components.Headers ??= new Dictionary<string, IOpenApiHeader>();
             foreach (var (name, description) in RateLimitHeaders)
@@ -146,15 +146,12 @@ public static class OpenApi
                 components.Headers.TryAdd(name, new OpenApiHeader { Description = description, Schema = new OpenApiSchema { Type = JsonSchemaType.String } });
             }
 
-            foreach (var (status, response) in operation.Responses)
+            foreach (var answer in operation.Responses.Values.OfType<OpenApiResponse>())
             {
-                if (status != "503" && response is OpenApiResponse answer)
+                answer.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                foreach (var (name, _) in RateLimitHeaders)
                 {
-                    answer.Headers ??= new Dictionary<string, IOpenApiHeader>();
-                    foreach (var (name, _) in RateLimitHeaders)
-                    {
-                        answer.Headers.TryAdd(name, new OpenApiHeaderReference(name, context.Document));
-                    }
+                    answer.Headers.TryAdd(name, new OpenApiHeaderReference(name, context.Document));
                 }
             }
         }
@@ -162,7 +159,7 @@ public static class OpenApi
         private static readonly (string Name, string Description)[] RateLimitHeaders =
         [
             (RateLimits.PolicyHeader, "The caller's allowance on this node: q requests at once, refilled over w seconds."),
-            (RateLimits.StateHeader, "What is left of it: r requests now, full again in t seconds (absent when the per-address limit refused first)."),
+            (RateLimits.StateHeader, "What is left of it: r requests now, the bucket full again in t seconds. Absent when the request was refused before it drew on the allowance (the per-address limit's 429, a body in another character set)."),
         ];
 
         /// <summary>Why a 403, as the recipient gate adds its own reasons to the scope check.</summary>

@@ -132,7 +132,10 @@ public static class RateLimits
     /// </summary>
     public const string PolicyHeader = "RateLimit-Policy";
 
-    /// <summary>The same draft's field for what is left now: requests remaining in the caller's bucket, seconds until it is full.</summary>
+    /// <summary>
+    /// The same draft's field for what is left now: requests remaining in the caller's bucket, and seconds until it is full
+    /// again (the draft's reset). A refusal's Retry-After says when the next request may go, which is sooner.
+    /// </summary>
     public const string StateHeader = "RateLimit";
 
     internal static string PolicyValue(RateLimitOptions limits) =>
@@ -165,17 +168,21 @@ public static class RateLimits
 
         var limit = context.RequestServices.GetRequiredService<ApiRateLimit>();
         using var lease = limit.Acquire(BearerSubject(context) ?? "addr:" + Network(context), out var remaining, out var full);
-        var headers = context.Response.Headers;
-        headers[PolicyHeader] = limit.PolicyValue;
+        var state = string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";r={(lease.IsAcquired ? remaining : 0)};t={(int)Math.Ceiling(full.TotalSeconds)}");
+        // Written as the answer starts, not now: the exception handler clears the headers of a request that failed (a
+        // body that could not be read, a database that did not answer) before it writes its problem.
+        context.Response.OnStarting(() =>
+        {
+            context.Response.Headers[PolicyHeader] = limit.PolicyValue;
+            context.Response.Headers[StateHeader] = state;
+            return Task.CompletedTask;
+        });
         if (!lease.IsAcquired)
         {
-            var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
-            headers[StateHeader] = string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";r=0;t={Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds))}");
-            await RejectAsync(context, retryAfter, context.RequestAborted);
+            await RejectAsync(context, lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1), context.RequestAborted);
             return;
         }
 
-        headers[StateHeader] = string.Create(CultureInfo.InvariantCulture, $"\"{ApiPolicy}\";r={remaining};t={(int)Math.Ceiling(full.TotalSeconds)}");
         await next(context);
     });
 

@@ -194,15 +194,22 @@ public sealed partial class Actors(GatewayFactory factory)
 
     /// <summary>
     /// Answers the enrolment page at <paramref name="location"/> as a person would: reads the key it shows, adds it to the
-    /// test's authenticators, sends a code made from it. Returns where the page leads on and the recovery codes it showed.
+    /// test's authenticators, sends a code made from it (and the password, where given). Returns where the page leads on and the recovery codes it showed.
     /// </summary>
-    public async Task<(Uri Onward, List<string> RecoveryCodes)> EnrolAsync(HttpClient browser, Uri location, string email)
+    public async Task<(Uri Onward, List<string> RecoveryCodes)> EnrolAsync(HttpClient browser, Uri location, string email, string? password = null)
     {
         var page = await browser.GetStringAsync(location);
         var key = KeyShown(page);
         Assert.False(string.IsNullOrEmpty(key), "the enrolment page shows no key");
         Authenticators[(factory.DatabaseName, email)] = key;
-        using var enrolled = await PostFormAsync(browser, location, page, new() { ["Code"] = NextCode(key) });
+        var fields = new Dictionary<string, string> { ["Code"] = NextCode(key) };
+        if (password is not null)
+        {
+            // A signed-in account's own page (Account/TwoStep) asks for the password too.
+            fields["Password"] = password;
+        }
+
+        using var enrolled = await PostFormAsync(browser, location, page, fields);
         var done = await enrolled.Content.ReadAsStringAsync();
         Assert.True(enrolled.StatusCode == HttpStatusCode.OK, $"enrolment answered {(int)enrolled.StatusCode}");
         var onward = ContinueLink().Match(done).Groups[1].Value;

@@ -46,7 +46,7 @@ public sealed class PageSecurityTests(GatewayFixture fixture)
     public async Task SeekerPagesSendVisitorsToSignIn()
     {
         using var client = fixture.Client();
-        foreach (var page in (string[])["/Cv", "/Sharing", "/Disclosures", "/Erasures", "/Account/Delete"])
+        foreach (var page in (string[])["/Cv", "/Sharing", "/Disclosures", "/Erasures", "/Account/TwoStep", "/Account/Delete"])
         {
             using var response = await client.GetAsync(page);
             Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);

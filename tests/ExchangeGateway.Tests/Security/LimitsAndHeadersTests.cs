@@ -77,6 +77,12 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         var auditor = await actors.AuditorClientTokenAsync();
 
         using var client = node.CreateHttpClient().WithToken(auditor);
+        // A token's first use counts against the address (the limiter runs before the token is checked); from then on, the
+        // auditor's own bucket.
+        using (await client.GetAsync("/api/v1/audit/events?limit=1"))
+        {
+        }
+
         var api = new List<HttpStatusCode>();
         var left = new List<int>();
         for (var i = 0; i < 30; i++)
@@ -85,21 +91,21 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
             api.Add(response.StatusCode);
             // Every API answer, a 429 included, states the allowance: 60 a minute is a bucket of ten refilled by one a second...
             Assert.Equal("\"per-caller\";q=10;w=10", Assert.Single(response.Headers.GetValues("RateLimit-Policy")));
-            // ...and what is left of it: requests remaining, seconds until the bucket is full again (or, refused, until the next).
+            // ...and what is left of it: requests remaining, and seconds until the bucket is full again (refilled by one a
+            // second, what is missing comes back in as many seconds); a refusal's Retry-After says when the next may go.
             var state = System.Text.RegularExpressions.Regex.Match(
                 Assert.Single(response.Headers.GetValues("RateLimit")), "^\"per-caller\";r=(\\d+);t=(\\d+)$");
             Assert.True(state.Success, response.Headers.GetValues("RateLimit").Single());
             var (remaining, seconds) = (int.Parse(state.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(state.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+            Assert.InRange(remaining, 0, 9);
+            Assert.Equal(10 - remaining, seconds);
             if (response.StatusCode == HttpStatusCode.TooManyRequests)
             {
                 Assert.Equal(0, remaining);
-                Assert.Equal(response.Headers.RetryAfter?.Delta, TimeSpan.FromSeconds(seconds));
+                Assert.Equal(TimeSpan.FromSeconds(1), response.Headers.RetryAfter?.Delta);
             }
             else
             {
-                // Refilled by one a second: what is missing comes back in as many seconds.
-                Assert.InRange(remaining, 0, 9);
-                Assert.Equal(10 - remaining, seconds);
                 left.Add(remaining);
             }
         }

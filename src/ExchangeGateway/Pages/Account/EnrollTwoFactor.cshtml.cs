@@ -14,7 +14,8 @@ namespace ExchangeGateway.Pages.Account;
 /// A staff member's sign-in where the second factor is required and the account has none: the page shows a new key (and
 /// its otpauth URI, as text and as a QR code) and turns the factor on once a code made from it is right, handing out the recovery codes once. The
 /// key lives only in the form (sealed, bound to the account, fifteen minutes) until then. Only for an account without a
-/// second factor: one that has it signs in with a code, and only an operator's <c>staff reset-two-factor</c> takes it away.
+/// second factor: one that has it signs in with a code, and only an operator's <c>staff reset-two-factor</c> takes it away
+/// (or, where it is not required, the holder, from Account/TwoStep).
 /// </summary>
 public sealed class EnrollTwoFactorModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,

@@ -11,7 +11,8 @@ using Microsoft.Extensions.Localization;
 namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
-/// The second step of a staff sign-in: a code from the authenticator, or a recovery code. Wrong codes are counted with
+/// The second step of a sign-in with the second factor on (staff; a job seeker who turned it on): a code from the
+/// authenticator, or a recovery code. Wrong codes are counted with
 /// wrong passwords (<see cref="SignInThrottle"/>, per account and network) and in the account's day of wrong codes, so a
 /// known password buys no more guesses.
 /// </summary>

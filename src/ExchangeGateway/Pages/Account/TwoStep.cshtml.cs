@@ -11,16 +11,19 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
 /// Two-step sign-in for a signed-in account that chooses it (job seekers; staff where it is not required): the same
-/// authenticator code as staff give (<see cref="StaffTwoFactor"/>), turned on from the account's own session, never
-/// imposed, so the service stays usable by everyone. Turning it on takes a right code for the form's key (whoever holds
-/// only the session learns a key that becomes the account's only if they also answer with it, and the holder is told by
-/// mail); turning it off takes a code or a recovery code, counted with wrong passwords, so a session left open in a
-/// library cannot take the second step away. Either way the account's other sessions end (a new security stamp).
+/// authenticator code as staff give (<see cref="StaffTwoFactor"/>), turned on from the account's own pages, never
+/// imposed, so the service stays usable by everyone. Both forms ask for the current password as well as a code (a right
+/// code for the form's key to turn it on; a code or a recovery code to turn it off), each counted as at the sign-in
+/// pages: a session left open in a library can neither put its own authenticator on the account, locking its holder out,
+/// nor take the second step away; and since the person has just given both, the session is issued again as a sign-in
+/// (its <c>auth_time</c> now, for <c>max_age</c> and <c>prompt=login</c>). Either way the account's other sessions end
+/// (a new security stamp) and the holder is told by mail.
 /// </summary>
 public sealed class TwoStepModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
     GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail) : PageModel
 {
+    [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
     [BindProperty] public string? Sealed { get; set; }
 
@@ -88,18 +91,27 @@ public sealed class TwoStepModel(
             return RedirectToPage();
         }
 
-        if (await twoFactor.EnrollAsync(user, key, Code) is not { } codes)
+        var roles = await users.GetRolesAsync(user);
+        if (!await PasswordPassesAsync(user, roles, AuditActions.TwoFactorEnabled))
         {
-            await transaction.RollbackAsync(HttpContext.RequestAborted);
-            ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
-            ModelState.SetModelValue(nameof(Code), "", "");
+            await transaction.CommitAsync(HttpContext.RequestAborted);
             await ShowAsync(user, (key, Sealed!));
             return Page();
         }
 
-        await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted);
+        if (await twoFactor.EnrollAsync(user, key, Code) is not { } codes)
+        {
+            await transaction.RollbackAsync(HttpContext.RequestAborted);
+            Forget();
+            ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
+            await ShowAsync(user, (key, Sealed!));
+            return Page();
+        }
+
+        await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, roles, succeeded: true, HttpContext.RequestAborted);
         await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
-        // The new stamp ends every session of the account; this one goes on, now with both factors.
+        await throttle.SucceededAsync(user.Id, throttle.SourceOf(HttpContext, user).Source, HttpContext.RequestAborted);
+        // The new stamp ends every session of the account; this one is issued again, as a sign-in with both factors.
         await twoFactor.CompleteAsync(HttpContext, user);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         Tell(user, "TwoStep.OnMailSubject", "TwoStep.OnMailBody");
@@ -136,6 +148,13 @@ public sealed class TwoStepModel(
             return RedirectToPage();
         }
 
+        if (!await PasswordPassesAsync(user, roles, AuditActions.TwoFactorDisabled))
+        {
+            await transaction.CommitAsync(HttpContext.RequestAborted);
+            await ShowAsync(user);
+            return Page();
+        }
+
         var (source, known) = throttle.SourceOf(HttpContext, user);
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
             ? (false, StaffTwoFactor.FactorOf(Code))
@@ -145,7 +164,7 @@ public sealed class TwoStepModel(
             await throttle.CodeFailedAsync(user.Id, source, HttpContext.RequestAborted);
             await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: false, HttpContext.RequestAborted, factor);
             await transaction.CommitAsync(HttpContext.RequestAborted);
-            ModelState.SetModelValue(nameof(Code), "", "");
+            Forget();
             ModelState.AddModelError(nameof(Code), text["TwoFactor.Failed"]);
             await ShowAsync(user);
             return Page();
@@ -154,12 +173,39 @@ public sealed class TwoStepModel(
         await twoFactor.ResetAsync(user);
         await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
         await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: true, HttpContext.RequestAborted, factor);
-        // The new stamp ends every other session; this one goes on, with the password alone from now on.
+        await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
+        // The new stamp ends every other session; this one is issued again, as a sign-in with the password alone.
         await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         Tell(user, "TwoStep.OffMailSubject", "TwoStep.OffMailBody");
         TurnedOff = true;
         return Page();
+    }
+
+    /// <summary>
+    /// The current password, counted as at the sign-in page: a network that spent its wrong passwords on the account gets
+    /// no check at all. A wrong one is recorded as a denied change, and nothing else is looked at.
+    /// </summary>
+    private async Task<bool> PasswordPassesAsync(GatewayUser user, IList<string> roles, string action)
+    {
+        var (source, known) = throttle.SourceOf(HttpContext, user);
+        if (!await throttle.IsRefusedAsync(user.Id, source, known, HttpContext.RequestAborted) && await users.CheckPasswordAsync(user, Password))
+        {
+            return true;
+        }
+
+        await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
+        await audit.RecordAccountAsync(action, user, roles, succeeded: false, HttpContext.RequestAborted, factor: "password");
+        Forget();
+        ModelState.AddModelError(nameof(Password), text["TwoStep.WrongPassword"]);
+        return false;
+    }
+
+    /// <summary>Fresh fields for the next try: neither the password nor the code is sent back in the page.</summary>
+    private void Forget()
+    {
+        ModelState.SetModelValue(nameof(Password), "", "");
+        ModelState.SetModelValue(nameof(Code), "", "");
     }
 
     /// <summary>The account's sign-in turn (the lock the password and code pages take), and the account read again under it.</summary>
