@@ -25,6 +25,21 @@ public sealed class LimitsAndHeadersTests(GatewayFixture fixture)
         Assert.False(response.Headers.Contains("Strict-Transport-Security"));
     }
 
+    /// <summary>
+    /// A body the API cannot read fails in model binding, and the exception handler writes its 400 after clearing the
+    /// response's headers: the allowance is stated all the same.
+    /// </summary>
+    [Fact]
+    public async Task AnAnswerWrittenByTheExceptionHandlerStillStatesTheAllowance()
+    {
+        var @operator = await fixture.Actors.NewOperatorAsync();
+        using var client = fixture.Client().WithToken(@operator.Tokens.AccessToken);
+        using var response = await client.PostAsync("/api/v1/admin/recipients", new StringContent("{\"displayName\": \"Unclosed", System.Text.Encoding.UTF8, "application/json"));
+        await response.AssertProblemAsync(HttpStatusCode.BadRequest);
+        Assert.StartsWith("\"per-caller\";q=", Assert.Single(response.Headers.GetValues("RateLimit-Policy")), StringComparison.Ordinal);
+        Assert.Matches("^\"per-caller\";r=\\d+;t=\\d+$", Assert.Single(response.Headers.GetValues("RateLimit")));
+    }
+
     [Fact]
     public async Task CorsIsClosedUnlessConfigured()
     {
