@@ -176,7 +176,7 @@ public static class MyDataEndpoints
             new AuditEntry(ActorKinds.Seeker, pseudonym, AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
         return TypedResults.Ok(new MyDataExport(
-            new MeResponse(user.Id, user.Email!), now,
+            MeResponse.Of(user), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
             consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations, auditRows));
     }

@@ -24,6 +24,7 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
             var me = await (await client.GetAsync("/api/v1/me")).ReadJsonAsync();
             Assert.Equal(seeker.Id, me.GetProperty("id").GetString());
             Assert.Equal(seeker.Email, me.GetProperty("email").GetString());
+            Assert.False(me.GetProperty("twoStepSignIn").GetBoolean());
         }
 
         var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);

@@ -92,7 +92,11 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         var tokens = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid " + ApiScopes.CvManage);
         using (var api = fixture.Factory.CreateHttpClient().WithToken(tokens.AccessToken))
         {
-            Assert.Equal(HttpStatusCode.OK, (await api.GetAsync("/api/v1/me/consents")).StatusCode);
+            // The account says so, and so does the seeker's export of their data.
+            using var me = await api.GetAsync("/api/v1/me");
+            Assert.True(System.Text.Json.JsonDocument.Parse(await me.Content.ReadAsStringAsync()).RootElement.GetProperty("twoStepSignIn").GetBoolean());
+            using var export = await api.GetAsync("/api/v1/me/export");
+            Assert.True(System.Text.Json.JsonDocument.Parse(await export.Content.ReadAsStringAsync()).RootElement.GetProperty("account").GetProperty("twoStepSignIn").GetBoolean());
         }
 
         // In the log as the seeker's pseudonym, never the account id or the address.
