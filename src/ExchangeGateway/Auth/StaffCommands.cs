@@ -165,6 +165,11 @@ public static class StaffCommands
             return (1, null);
         }
 
+        // One sign-in turn at a time on the account, as on the pages that check its codes, and the account as it is then.
+        var db = provider.GetRequiredService<Data.GatewayDbContext>();
+        await Data.Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, CancellationToken.None);
+        await db.Entry(user).ReloadAsync();
+
         // A job seeker's too, once they turned it on themselves and lost the phone and the recovery codes: the service
         // checks who is asking before it runs this, as for staff.
         var roles = await users.GetRolesAsync(user);
@@ -175,13 +180,11 @@ public static class StaffCommands
             return (1, null);
         }
 
-        // One sign-in turn at a time on the account, as on the pages that check its codes.
-        await Data.Locks.SignInAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.NormalizedEmail ?? user.Id, CancellationToken.None);
         // Whoever holds the old authenticator (or its recovery codes) is out, and so is whoever knows the password: the
         // next sign-in enrols a new authenticator, and it must be the holder's. So the password goes too, and the holder
         // sets a new one by the printed link (sessions end at their next page; refresh tokens are revoked).
         await provider.GetRequiredService<StaffTwoFactor>().ResetAsync(user);
-        await SignInThrottle.ForgetCodesAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.Id, CancellationToken.None);
+        await SignInThrottle.ForgetCodesAsync(db, user.Id, CancellationToken.None);
         var setPassword = await NewPasswordByLinkAsync(provider, user);
         var audit = provider.GetRequiredService<AuditTrail>();
         await audit.AppendAsync(

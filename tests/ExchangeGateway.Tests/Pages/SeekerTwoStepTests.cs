@@ -40,7 +40,7 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
             Assert.Contains("Code incorrect.", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
-        using (var noPassword = await Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Password"] = "not-the-password", ["Code"] = fixture.Actors.NextCode(key) }))
+        using (var noPassword = await Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Password"] = "not-the-password", ["Code"] = fixture.Actors.CodesNear(key).First() }))
         {
             Assert.Equal(HttpStatusCode.OK, noPassword.StatusCode);
             Assert.Contains("Mot de passe incorrect.", await noPassword.Content.ReadAsStringAsync(), StringComparison.Ordinal);
@@ -48,12 +48,34 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
 
         Assert.False(await TwoFactorEnabledAsync(id));
         Assert.Equal(1L, await fixture.Database.ScalarAsync<long>($"SELECT coalesce(sum(failures), 0) FROM sign_in_failures WHERE user_id = '{id}'"));
-        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+        // As at the sign-in page, a source that spent its wrong passwords (five) gets no check, and its refusals are not
+        // counted on: one network cannot push the account to its ceiling from this form.
+        for (var attempt = 0; attempt < 6; attempt++)
+        {
+            using var again = await Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Password"] = "not-the-password", ["Code"] = "000000" });
+            Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        }
+
+        Assert.Equal(5L, await fixture.Database.ScalarAsync<long>($"SELECT coalesce(sum(failures), 0) FROM sign_in_failures WHERE user_id = '{id}'"));
+        using (var refused = await Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Password"] = password, ["Code"] = fixture.Actors.CodesNear(key).First() }))
+        {
+            Assert.Contains("Mot de passe incorrect.", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.False(await TwoFactorEnabledAsync(id));
+        await fixture.Database.ExecuteAsync($"DELETE FROM sign_in_failures WHERE user_id = '{id}'");
+        // Every attempt is in the log as denied, the refused ones too (counted or not, an auditor sees the guessing).
+        Assert.Equal(8L, await fixture.Database.ScalarAsync<long>(
             $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.TwoFactorEnabled}' AND outcome = 'denied' AND details::json->>'factor' = 'password'" +
             $" AND subject = '{PseudonymOf(id)}'"));
 
-        // The right one does, and shows the recovery codes once; this session goes on.
+        // The right one does, and shows the recovery codes once; this session goes on, and the browser is still known as
+        // the holder's (a new device cookie, for the new stamp).
+        var device = DeviceCookie(session)?.Value;
+        Assert.NotNull(device);
         var (_, recovery) = await fixture.Actors.EnrolAsync(session.Http, TwoStep, email, password);
+        Assert.NotEqual(device, DeviceCookie(session)?.Value);
+        Assert.NotNull(DeviceCookie(session));
         Assert.Equal(StaffTwoFactor.RecoveryCodes, recovery.Count);
         Assert.True(await TwoFactorEnabledAsync(id));
         Assert.Contains("La connexion en deux étapes est activée", await session.GetPageAsync(TwoStep.OriginalString), StringComparison.Ordinal);
@@ -279,6 +301,9 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         using var cv = await browser.Http.GetAsync("/Cv");
         return (password, cv.StatusCode == HttpStatusCode.OK);
     }
+
+    private static Cookie? DeviceCookie(PageSession session) =>
+        session.Cookies.GetCookies(new Uri(session.Http.BaseAddress!, "/Account/Login"))[SignInThrottle.DeviceCookie];
 
     private string PseudonymOf(string id) => fixture.Factory.Services.GetRequiredService<Pseudonyms>().Of(id);
 

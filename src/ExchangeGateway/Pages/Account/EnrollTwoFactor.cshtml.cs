@@ -91,6 +91,9 @@ public sealed class EnrollTwoFactorModel(
             return RedirectToPage("/Account/TwoFactor", new { ReturnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : null });
         }
 
+        // Before the factor goes on: turning it on gives the account a new stamp, which this browser's device cookie does
+        // not carry, and the source read after it would be the network's instead of the device's that was counted.
+        var (source, _) = throttle.SourceOf(HttpContext, user);
         var codes = await twoFactor.EnrollAsync(user, key, Code);
         if (codes is null)
         {
@@ -102,7 +105,6 @@ public sealed class EnrollTwoFactorModel(
         }
 
         var roles = await users.GetRolesAsync(user);
-        var (source, _) = throttle.SourceOf(HttpContext, user);
         await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, roles, succeeded: true, HttpContext.RequestAborted);
         await twoFactor.CompleteAsync(HttpContext, user);
         await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);

@@ -21,7 +21,7 @@ namespace ExchangeGateway.Pages.Account;
 /// </summary>
 public sealed class TwoStepModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
-    GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail) : PageModel
+    GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
@@ -92,7 +92,8 @@ public sealed class TwoStepModel(
         }
 
         var roles = await users.GetRolesAsync(user);
-        if (!await PasswordPassesAsync(user, roles, AuditActions.TwoFactorEnabled))
+        var (passes, source, _) = await PasswordPassesAsync(user, roles, AuditActions.TwoFactorEnabled);
+        if (!passes)
         {
             await transaction.CommitAsync(HttpContext.RequestAborted);
             await ShowAsync(user, (key, Sealed!));
@@ -110,9 +111,13 @@ public sealed class TwoStepModel(
 
         await audit.RecordAccountAsync(AuditActions.TwoFactorEnabled, user, roles, succeeded: true, HttpContext.RequestAborted);
         await SignInThrottle.ForgetCodesAsync(db, user.Id, HttpContext.RequestAborted);
-        await throttle.SucceededAsync(user.Id, throttle.SourceOf(HttpContext, user).Source, HttpContext.RequestAborted);
-        // The new stamp ends every session of the account; this one is issued again, as a sign-in with both factors.
+        // The source the password was counted against (read before the new stamp, which this browser's device cookie does
+        // not carry yet).
+        await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
+        // The new stamp ends every session of the account; this one is issued again, as a sign-in with both factors, and
+        // the browser is remembered as the holder's, as after any sign-in.
         await twoFactor.CompleteAsync(HttpContext, user);
+        throttle.RememberDevice(HttpContext, user, environment);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         Tell(user, "TwoStep.OnMailSubject", "TwoStep.OnMailBody");
         On = true;
@@ -148,14 +153,14 @@ public sealed class TwoStepModel(
             return RedirectToPage();
         }
 
-        if (!await PasswordPassesAsync(user, roles, AuditActions.TwoFactorDisabled))
+        var (passes, source, known) = await PasswordPassesAsync(user, roles, AuditActions.TwoFactorDisabled);
+        if (!passes)
         {
             await transaction.CommitAsync(HttpContext.RequestAborted);
             await ShowAsync(user);
             return Page();
         }
 
-        var (source, known) = throttle.SourceOf(HttpContext, user);
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
             ? (false, StaffTwoFactor.FactorOf(Code))
             : await twoFactor.VerifyAsync(user, Code);
@@ -176,6 +181,7 @@ public sealed class TwoStepModel(
         await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
         // The new stamp ends every other session; this one is issued again, as a sign-in with the password alone.
         await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
+        throttle.RememberDevice(HttpContext, user, environment);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         Tell(user, "TwoStep.OffMailSubject", "TwoStep.OffMailBody");
         TurnedOff = true;
@@ -183,22 +189,34 @@ public sealed class TwoStepModel(
     }
 
     /// <summary>
-    /// The current password, counted as at the sign-in page: a network that spent its wrong passwords on the account gets
-    /// no check at all. A wrong one is recorded as a denied change, and nothing else is looked at.
+    /// The current password, as the sign-in page checks it: a network that spent its wrong passwords on the account gets no
+    /// check (and its refusals are not counted again, so one network cannot push the account to its ceiling), a wrong one
+    /// is counted. Either is logged as a denied change, and nothing else is looked at. Also returns the source the
+    /// attempt counts against, read now, before a new stamp would make this browser's device cookie a stranger's.
     /// </summary>
-    private async Task<bool> PasswordPassesAsync(GatewayUser user, IList<string> roles, string action)
+    private async Task<(bool Passes, string Source, bool KnownDevice)> PasswordPassesAsync(GatewayUser user, IList<string> roles, string action)
     {
         var (source, known) = throttle.SourceOf(HttpContext, user);
-        if (!await throttle.IsRefusedAsync(user.Id, source, known, HttpContext.RequestAborted) && await users.CheckPasswordAsync(user, Password))
+        if (await throttle.IsRefusedAsync(user.Id, source, known, HttpContext.RequestAborted))
         {
-            return true;
+            // As slow as a check, as the sign-in page is.
+            _ = users.PasswordHasher.VerifyHashedPassword(TimingDecoy.User, TimingDecoy.Hash, Password);
+        }
+        // The hasher, not UserManager.CheckPasswordAsync: that one rehashes an old-format hash and so changes the stamp,
+        // which would end this very session on a form that then fails for its code.
+        else if (user.PasswordHash is { } hash && users.PasswordHasher.VerifyHashedPassword(user, hash, Password) != PasswordVerificationResult.Failed)
+        {
+            return (true, source, known);
+        }
+        else
+        {
+            await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
         }
 
-        await throttle.FailedAsync(user.Id, source, HttpContext.RequestAborted);
         await audit.RecordAccountAsync(action, user, roles, succeeded: false, HttpContext.RequestAborted, factor: "password");
         Forget();
         ModelState.AddModelError(nameof(Password), text["TwoStep.WrongPassword"]);
-        return false;
+        return (false, source, known);
     }
 
     /// <summary>Fresh fields for the next try: neither the password nor the code is sent back in the page.</summary>
