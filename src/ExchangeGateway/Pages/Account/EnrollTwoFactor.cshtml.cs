@@ -21,19 +21,12 @@ public sealed class EnrollTwoFactorModel(
     StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
     IStringLocalizer<PageText> text, IWebHostEnvironment environment, Hosting.AccountMail mail) : PageModel
 {
-    public const string Issuer = "ExchangeGateway";
-
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(16, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
     [BindProperty] public string? Sealed { get; set; }
     [BindProperty(SupportsGet = true)] public string? ReturnUrl { get; set; }
 
-    /// <summary>The key in groups of four, as people type it into an app.</summary>
-    public string Key { get; private set; } = "";
-
-    public string AuthenticatorUri { get; private set; } = "";
-
-    /// <summary>The same URI as a QR code, which is how most apps add a key.</summary>
-    public QrSymbol Qr { get; private set; } = new(0, "");
+    /// <summary>The key the form carries, as the page shows it.</summary>
+    public AuthenticatorKey Shown { get; private set; } = new("", "", new(0, ""));
 
     /// <summary>Set once the factor is on: shown this once.</summary>
     public IReadOnlyList<string>? RecoveryCodes { get; private set; }
@@ -127,9 +120,7 @@ public sealed class EnrollTwoFactorModel(
     {
         // The form carries this key, not the one posted.
         ModelState.Remove(nameof(Sealed));
-        Key = string.Join(' ', enrolment.Key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
-        AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(Issuer, user.Email ?? user.Id, enrolment.Key);
-        Qr = QrSymbol.Of(AuthenticatorUri);
+        Shown = AuthenticatorKey.Of(user.Email ?? user.Id, enrolment.Key);
         Sealed = enrolment.Sealed;
     }
 

@@ -32,11 +32,8 @@ public sealed class TwoStepModel(
     /// <summary>Staff where the second factor is required: it stays on, and only an operator's reset takes it away.</summary>
     public bool Required { get; private set; }
 
-    public string Key { get; private set; } = "";
-
-    public string AuthenticatorUri { get; private set; } = "";
-
-    public QrSymbol Qr { get; private set; } = new(0, "");
+    /// <summary>The key the turn-on form carries, as the page shows it.</summary>
+    public AuthenticatorKey Shown { get; private set; } = new("", "", new(0, ""));
 
     /// <summary>Set once the factor is on: shown this once.</summary>
     public IReadOnlyList<string>? RecoveryCodes { get; private set; }
@@ -245,9 +242,7 @@ public sealed class TwoStepModel(
         var (key, sealedKey) = enrolment ?? twoFactor.NewEnrolment(user);
         // The form carries this key, not the one posted.
         ModelState.Remove(nameof(Sealed));
-        Key = string.Join(' ', key.Chunk(4).Select(c => new string(c))).ToLowerInvariant();
-        AuthenticatorUri = StaffTwoFactor.AuthenticatorUri(EnrollTwoFactorModel.Issuer, user.Email ?? user.Id, key);
-        Qr = QrSymbol.Of(AuthenticatorUri);
+        Shown = AuthenticatorKey.Of(user.Email ?? user.Id, key);
         Sealed = sealedKey;
     }
 
