@@ -224,6 +224,10 @@ public sealed class StaffTwoFactor(
         return (true, "recovery-code");
     }
 
+    /// <summary>How many of the account's recovery codes are still unused.</summary>
+    public async Task<int> RecoveryCodesLeftAsync(GatewayUser user) =>
+        (await users.GetAuthenticationTokenAsync(user, TokenProvider, RecoveryToken))?.Split(';', StringSplitOptions.RemoveEmptyEntries).Length ?? 0;
+
     /// <summary>What was typed, by its shape: a one-time code, or a recovery code.</summary>
     public static string FactorOf(string entered) => Normalised(entered) is { Length: Digits } code && code.All(char.IsAsciiDigit) ? "code" : "recovery-code";
 

@@ -141,6 +141,17 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         await fixture.Actors.SecondFactorAsync(other.Http, await Actors.SubmitLoginAsync(other.Http, new Uri("/Account/Login", UriKind.Relative), email, password), email);
         Assert.Equal(HttpStatusCode.OK, (await other.Http.GetAsync("/Cv")).StatusCode);
 
+        // A recovery code signs in once, and the page counts what is left.
+        Assert.Contains("Codes de secours restants : 10 sur 10.", WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString)), StringComparison.Ordinal);
+        using (var withRecovery = new PageSession(fixture.Factory))
+        {
+            var codePage = await Actors.SubmitLoginAsync(withRecovery.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+            using var answer = await Actors.PostFormAsync(withRecovery.Http, codePage, await withRecovery.GetPageAsync(codePage.OriginalString), new() { ["Code"] = recovery[2] });
+            Assert.Equal(HttpStatusCode.Redirect, answer.StatusCode);
+        }
+
+        Assert.Contains("Codes de secours restants : 9 sur 10.", WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString)), StringComparison.Ordinal);
+
         // The session alone cannot take the second step away: a wrong code is refused, counted and logged, and so is the
         // right code without the password.
         var page = await session.GetPageAsync(TwoStep.OriginalString);

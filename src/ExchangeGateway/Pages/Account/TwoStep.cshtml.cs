@@ -38,6 +38,9 @@ public sealed class TwoStepModel(
     /// <summary>Set once the factor is on: shown this once.</summary>
     public IReadOnlyList<string>? RecoveryCodes { get; private set; }
 
+    /// <summary>Unused recovery codes, while it is on: the page says when few are left, and how to get new ones.</summary>
+    public int RecoveryCodesLeft { get; private set; }
+
     /// <summary>Set once the factor is off.</summary>
     public bool TurnedOff { get; private set; }
 
@@ -236,6 +239,7 @@ public sealed class TwoStepModel(
         Required = twoFactor.Required && StaffTwoFactor.IsStaff(await users.GetRolesAsync(user));
         if (On)
         {
+            RecoveryCodesLeft = await twoFactor.RecoveryCodesLeftAsync(user);
             return;
         }
 
