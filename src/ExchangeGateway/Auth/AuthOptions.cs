@@ -17,7 +17,7 @@ public sealed class AuthOptions : IValidatableObject
     public bool CacheValidatedTokens { get; set; } = true;
 
     /// <summary>
-    /// Operators and auditors sign in with a one-time code besides their password (see <see cref="StaffTwoFactor"/>).
+    /// Operators and auditors sign in with a one-time code besides their password (see <see cref="SecondFactor"/>).
     /// Off only where the demo accounts must work without an authenticator app (Development).
     /// </summary>
     public bool RequireStaffTwoFactor { get; set; } = true;

@@ -41,11 +41,11 @@ public static class AuthSetup
         // Wrong passwords are counted by SignInThrottle, per account and network, in windows that end; Identity's lockout
         // (a count that never expires) is not used.
         services.AddScoped<SignInThrottle>();
-        services.AddScoped<StaffTwoFactor>();
+        services.AddScoped<SecondFactor>();
         // Between the password and the code: long enough to install an authenticator app and add the account at enrolment.
         services.Configure<Microsoft.AspNetCore.Authentication.Cookies.CookieAuthenticationOptions>(IdentityConstants.TwoFactorUserIdScheme, options =>
         {
-            options.ExpireTimeSpan = StaffTwoFactor.Pending;
+            options.ExpireTimeSpan = SecondFactor.Pending;
             options.SlidingExpiration = false;
             options.Cookie.Name = Pages.PagesSetup.CookieName(environment, "eg.two-factor");
             options.Cookie.HttpOnly = true;

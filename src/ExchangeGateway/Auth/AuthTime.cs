@@ -36,10 +36,10 @@ public sealed class AuthTimeClaimsFactory(
         }
 
         // And how: a session opened with both factors stays one when the stamp check renews it.
-        if (context.CurrentPrincipal is { } current && StaffTwoFactor.HasBothFactors(current) && context.NewPrincipal?.Identity is ClaimsIdentity renewed
-            && !StaffTwoFactor.HasBothFactors(context.NewPrincipal))
+        if (context.CurrentPrincipal is { } current && SecondFactor.HasBothFactors(current) && context.NewPrincipal?.Identity is ClaimsIdentity renewed
+            && !SecondFactor.HasBothFactors(context.NewPrincipal))
         {
-            renewed.AddClaim(new Claim(StaffTwoFactor.AmrClaim, StaffTwoFactor.Mfa));
+            renewed.AddClaim(new Claim(SecondFactor.AmrClaim, SecondFactor.Mfa));
         }
 
         return Task.CompletedTask;

@@ -12,7 +12,7 @@ public sealed record AuthenticatorKey(string Grouped, string Uri, QrSymbol Qr)
 
     public static AuthenticatorKey Of(string account, string key)
     {
-        var uri = StaffTwoFactor.AuthenticatorUri(Issuer, account, key);
+        var uri = SecondFactor.AuthenticatorUri(Issuer, account, key);
         return new(string.Join(' ', key.Chunk(4).Select(c => new string(c))).ToLowerInvariant(), uri, QrSymbol.Of(uri));
     }
 }

@@ -34,7 +34,7 @@ public static class AuthorizationEndpoints
 
     private static async Task<IResult> Authorize(
         HttpContext context, UserManager<GatewayUser> users, GatewayDbContext db, IAntiforgery antiforgery, ConsentDesk desk,
-        IDataProtectionProvider dataProtection, TimeProvider time, StaffTwoFactor twoFactor)
+        IDataProtectionProvider dataProtection, TimeProvider time, SecondFactor twoFactor)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -102,7 +102,7 @@ public static class AuthorizationEndpoints
             return await ShareAsync(context, request, user, recipient, users, antiforgery, desk);
         }
 
-        var identity = await CreateIdentityAsync(users, user, await users.GetRolesAsync(user), request.GetScopes(), signedIn, StaffTwoFactor.HasBothFactors(session.Principal!));
+        var identity = await CreateIdentityAsync(users, user, await users.GetRolesAsync(user), request.GetScopes(), signedIn, SecondFactor.HasBothFactors(session.Principal!));
         return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
     }
 
@@ -214,7 +214,7 @@ public static class AuthorizationEndpoints
 
     private static async Task<IResult> Exchange(
         HttpContext context, UserManager<GatewayUser> users, IOpenIddictApplicationManager applications, GatewayDbContext db, TimeProvider time,
-        StaffTwoFactor twoFactor)
+        SecondFactor twoFactor)
     {
         var request = context.GetOpenIddictServerRequest()
             ?? throw new InvalidOperationException("The OpenIddict request is missing.");
@@ -281,9 +281,9 @@ public static class AuthorizationEndpoints
 
             // A staff member's code or refresh token from a sign-in without the second factor (made before it was required,
             // or on a node that did not require it) is not renewed: its holder signs in again, with the code.
-            var bothFactors = StaffTwoFactor.HasBothFactors(result.Principal!);
+            var bothFactors = SecondFactor.HasBothFactors(result.Principal!);
             var roles = await users.GetRolesAsync(user);
-            if (!bothFactors && twoFactor.Required && StaffTwoFactor.IsStaff(roles))
+            if (!bothFactors && twoFactor.Required && SecondFactor.IsStaff(roles))
             {
                 return Forbid(Errors.InvalidGrant, "Sign in again, with your second factor.");
             }
@@ -375,7 +375,7 @@ public static class AuthorizationEndpoints
 
         if (bothFactors)
         {
-            identity.AddClaim(new Claim(StaffTwoFactor.AmrClaim, StaffTwoFactor.Mfa));
+            identity.AddClaim(new Claim(SecondFactor.AmrClaim, SecondFactor.Mfa));
         }
 
         identity.SetScopes(granted);
@@ -390,7 +390,7 @@ public static class AuthorizationEndpoints
             Claims.Role => [Destinations.AccessToken],
             Claims.AuthenticationTime => [Destinations.IdentityToken],
             // Kept only in codes and refresh tokens (OpenIddict keeps every claim there), for the checks above.
-            StampClaim or StaffTwoFactor.AmrClaim => [],
+            StampClaim or SecondFactor.AmrClaim => [],
             _ => [Destinations.AccessToken],
         });
         return identity;

@@ -112,7 +112,7 @@ public static class StaffCommands
         }
 
         var has = await users.IsInRoleAsync(user, role);
-        var wasStaff = StaffTwoFactor.IsStaff(await users.GetRolesAsync(user));
+        var wasStaff = SecondFactor.IsStaff(await users.GetRolesAsync(user));
         if (grant && !has && !await SucceededAsync("staff grant", await users.AddToRoleAsync(user, role)))
         {
             return (1, null);
@@ -132,7 +132,7 @@ public static class StaffCommands
         }
 
         Uri? setPassword = null;
-        var twoFactor = provider.GetRequiredService<StaffTwoFactor>();
+        var twoFactor = provider.GetRequiredService<SecondFactor>();
         if (grant && !await users.HasPasswordAsync(user))
         {
             setPassword = await SetPasswordLinkAsync(provider, user);
@@ -173,7 +173,7 @@ public static class StaffCommands
         // A job seeker's too, once they turned it on themselves and lost the phone and the recovery codes: the service
         // checks who is asking before it runs this, as for staff.
         var roles = await users.GetRolesAsync(user);
-        var staff = StaffTwoFactor.IsStaff(roles);
+        var staff = SecondFactor.IsStaff(roles);
         if (!staff && !await users.GetTwoFactorEnabledAsync(user))
         {
             await Console.Error.WriteLineAsync("staff reset-two-factor: this account is not an operator's or an auditor's and has no second factor");
@@ -183,7 +183,7 @@ public static class StaffCommands
         // Whoever holds the old authenticator (or its recovery codes) is out, and so is whoever knows the password: the
         // next sign-in enrols a new authenticator, and it must be the holder's. So the password goes too, and the holder
         // sets a new one by the printed link (sessions end at their next page; refresh tokens are revoked).
-        await provider.GetRequiredService<StaffTwoFactor>().ResetAsync(user);
+        await provider.GetRequiredService<SecondFactor>().ResetAsync(user);
         await SignInThrottle.ForgetCodesAsync(db, user.Id, CancellationToken.None);
         var setPassword = await NewPasswordByLinkAsync(provider, user);
         var audit = provider.GetRequiredService<AuditTrail>();

@@ -234,7 +234,7 @@ public static class Jobs
         {
             var http = context.GetHttpContext();
             return http.User.Identity?.IsAuthenticated == true && http.User.IsInRole(Roles.Operator)
-                && http.RequestServices.GetRequiredService<StaffTwoFactor>().Accepts(http.User);
+                && http.RequestServices.GetRequiredService<SecondFactor>().Accepts(http.User);
         }
     }
 }

@@ -26,17 +26,17 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
     [InlineData(1234567890L, "005924")]
     [InlineData(2000000000L, "279037")]
     public void CodesAreThoseOfRfc6238(long unixTime, string code) =>
-        Assert.Equal(code, StaffTwoFactor.Code("12345678901234567890"u8.ToArray(), unixTime / 30));
+        Assert.Equal(code, SecondFactor.Code("12345678901234567890"u8.ToArray(), unixTime / 30));
 
     [Fact]
     public void KeysAreBase32()
     {
-        Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("MZXW6YTBOI======"));
-        Assert.Equal("foobar"u8.ToArray(), StaffTwoFactor.Base32.Decode("mzxw6ytboi"));
-        Assert.Throws<FormatException>(() => StaffTwoFactor.Base32.Decode("MZXW1"));
-        Assert.Equal("MZXW6YTBOI", StaffTwoFactor.Base32.Encode("foobar"u8.ToArray()));
+        Assert.Equal("foobar"u8.ToArray(), SecondFactor.Base32.Decode("MZXW6YTBOI======"));
+        Assert.Equal("foobar"u8.ToArray(), SecondFactor.Base32.Decode("mzxw6ytboi"));
+        Assert.Throws<FormatException>(() => SecondFactor.Base32.Decode("MZXW1"));
+        Assert.Equal("MZXW6YTBOI", SecondFactor.Base32.Encode("foobar"u8.ToArray()));
         var key = System.Security.Cryptography.RandomNumberGenerator.GetBytes(20);
-        Assert.Equal(key, StaffTwoFactor.Base32.Decode(StaffTwoFactor.Base32.Encode(key)));
+        Assert.Equal(key, SecondFactor.Base32.Decode(SecondFactor.Base32.Encode(key)));
     }
 
     [Fact]
@@ -82,7 +82,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         using var done = await Actors.PostFormAsync(browser.Http, enrol, page, new() { ["Code"] = fixture.Actors.NextCode(key) });
         var shown = await done.Content.ReadAsStringAsync();
         Assert.Equal(HttpStatusCode.OK, done.StatusCode);
-        Assert.Equal(StaffTwoFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(shown));
+        Assert.Equal(SecondFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(shown));
         Assert.True(await TwoFactorEnabledAsync(id));
         // The holder hears of it by mail, in case it was not them.
         Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "Un second facteur a été ajouté à votre compte");
@@ -213,7 +213,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.False(await TwoFactorEnabledAsync(id));
 
         // A code page waiting in a browser ends with it (the old key's code included).
-        using (var stale = await Actors.PostFormAsync(waiting.Http, codePage, codeForm, new() { ["Code"] = StaffTwoFactor.Code(StaffTwoFactor.Base32.Decode(oldKey), fixture.Time.GetUtcNow().ToUnixTimeSeconds() / 30 + 1) }))
+        using (var stale = await Actors.PostFormAsync(waiting.Http, codePage, codeForm, new() { ["Code"] = SecondFactor.Code(SecondFactor.Base32.Decode(oldKey), fixture.Time.GetUtcNow().ToUnixTimeSeconds() / 30 + 1) }))
         {
             Assert.Equal(HttpStatusCode.Redirect, stale.StatusCode);
             Assert.StartsWith("/Account/Login", PathOf(stale.Headers.Location!), StringComparison.Ordinal);
@@ -324,7 +324,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         var oldKey = Actors.KeyShown(oldPage);
 
         // Past the fifteen minutes the password itself is forgotten too: sign in again.
-        fixture.Time.Advance(StaffTwoFactor.Pending + TimeSpan.FromSeconds(1));
+        fixture.Time.Advance(SecondFactor.Pending + TimeSpan.FromSeconds(1));
         using (var stale = await Actors.PostFormAsync(browser.Http, enrol, oldPage, new() { ["Code"] = fixture.Actors.NextCode(oldKey) }))
         {
             Assert.Equal(HttpStatusCode.Redirect, stale.StatusCode);
@@ -341,7 +341,7 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
         Assert.NotEqual(oldKey, newKey);
 
         using var done = await Actors.PostFormAsync(browser.Http, enrol, newPage, new() { ["Code"] = fixture.Actors.NextCode(newKey) });
-        Assert.Equal(StaffTwoFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(await done.Content.ReadAsStringAsync()));
+        Assert.Equal(SecondFactor.RecoveryCodes, Actors.RecoveryCodeShown().Count(await done.Content.ReadAsStringAsync()));
         Assert.True(await TwoFactorEnabledAsync(id));
     }
 
@@ -384,13 +384,13 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
     {
         var (email, password, _) = await NewStaffAsync(Roles.Auditor);
         await EnrolAsync(email, password);
-        var secret = StaffTwoFactor.Base32.Decode(fixture.Actors.AuthenticatorOf(email));
+        var secret = SecondFactor.Base32.Decode(fixture.Actors.AuthenticatorOf(email));
         var now = fixture.Time.GetUtcNow().ToUnixTimeSeconds() / 30;
         using var session = new PageSession(fixture.Factory);
         var codePage = await Actors.SubmitLoginAsync(session.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
         foreach (var step in new[] { now + 2, now - 2 })
         {
-            using var refused = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = StaffTwoFactor.Code(secret, step) });
+            using var refused = await Actors.PostFormAsync(session.Http, codePage, await session.GetPageAsync(codePage.OriginalString), new() { ["Code"] = SecondFactor.Code(secret, step) });
             Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
         }
     }

@@ -235,7 +235,7 @@ public sealed partial class Actors(GatewayFactory factory)
             if (step > last)
             {
                 LastSteps[key] = step;
-                return ExchangeGateway.Auth.StaffTwoFactor.Code(ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key), step);
+                return ExchangeGateway.Auth.SecondFactor.Code(ExchangeGateway.Auth.SecondFactor.Base32.Decode(key), step);
             }
         }
 
@@ -246,14 +246,14 @@ public sealed partial class Actors(GatewayFactory factory)
     public string AuthenticatorOf(string email) => Authenticators[(factory.DatabaseName, email)];
 
     /// <summary>The code of the step last used with this key (which the gateway must not take again).</summary>
-    public static string LastCode(string key) => ExchangeGateway.Auth.StaffTwoFactor.Code(ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key), LastSteps[key]);
+    public static string LastCode(string key) => ExchangeGateway.Auth.SecondFactor.Code(ExchangeGateway.Auth.SecondFactor.Base32.Decode(key), LastSteps[key]);
 
     /// <summary>Every code the gateway could take from this key now (a step either side), used or not.</summary>
     public IReadOnlySet<string> CodesNear(string key)
     {
         var now = factory.Time.GetUtcNow().ToUnixTimeSeconds() / 30;
-        var secret = ExchangeGateway.Auth.StaffTwoFactor.Base32.Decode(key);
-        return new HashSet<string> { ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now - 1), ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now), ExchangeGateway.Auth.StaffTwoFactor.Code(secret, now + 1) };
+        var secret = ExchangeGateway.Auth.SecondFactor.Base32.Decode(key);
+        return new HashSet<string> { ExchangeGateway.Auth.SecondFactor.Code(secret, now - 1), ExchangeGateway.Auth.SecondFactor.Code(secret, now), ExchangeGateway.Auth.SecondFactor.Code(secret, now + 1) };
     }
 
     /// <summary>A six-digit code this key cannot make now.</summary>

@@ -76,7 +76,7 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         var (_, recovery) = await fixture.Actors.EnrolAsync(session.Http, TwoStep, email, password);
         Assert.NotEqual(device, DeviceCookie(session)?.Value);
         Assert.NotNull(DeviceCookie(session));
-        Assert.Equal(StaffTwoFactor.RecoveryCodes, recovery.Count);
+        Assert.Equal(SecondFactor.RecoveryCodes, recovery.Count);
         Assert.True(await TwoFactorEnabledAsync(id));
         Assert.Contains("La connexion en deux étapes est activée", await session.GetPageAsync(TwoStep.OriginalString), StringComparison.Ordinal);
         Assert.Contains(await Mailbox.ForAsync(fixture.Factory, email), m => m.Subject == "La connexion en deux étapes a été activée sur votre compte");

@@ -17,7 +17,7 @@ namespace ExchangeGateway.Pages.Account;
 /// link is spent.
 /// </summary>
 public sealed class ConfirmEmailModel(
-    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, StaffTwoFactor twoFactor, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text,
+    UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SecondFactor twoFactor, GatewayDbContext db, AuditTrail audit, IStringLocalizer<PageText> text,
     SignInThrottle throttle, IWebHostEnvironment environment)
     : PageModel
 {
@@ -139,7 +139,7 @@ public sealed class ConfirmEmailModel(
         await transaction.CommitAsync(HttpContext.RequestAborted);
         var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/Cv?done=welcome";
         // The mailbox and the new password are one factor's worth for staff: they still give a code (or add an authenticator).
-        if (StaffTwoFactor.PageAfter(await twoFactor.NextStepAsync(user, roles)) is { } secondStep)
+        if (SecondFactor.PageAfter(await twoFactor.NextStepAsync(user, roles)) is { } secondStep)
         {
             await twoFactor.BeginAsync(HttpContext, user);
             return RedirectToPage(secondStep, new { ReturnUrl = returnUrl });

@@ -18,7 +18,7 @@ namespace ExchangeGateway.Pages.Account;
 /// (or, where it is not required, the holder, from Account/TwoStep).
 /// </summary>
 public sealed class EnrollTwoFactorModel(
-    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
+    SecondFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
     IStringLocalizer<PageText> text, IWebHostEnvironment environment, Hosting.AccountMail mail) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(16, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";

@@ -13,7 +13,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The one sign-in page, used by the web pages and by /connect/authorize.</summary>
 public sealed class LoginModel(
     SignInManager<GatewayUser> signIn, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, Data.GatewayDbContext db,
-    StaffTwoFactor twoFactor, IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications, IWebHostEnvironment environment) : PageModel
+    SecondFactor twoFactor, IStringLocalizer<PageText> text, IOpenIddictApplicationManager applications, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(254, ErrorMessage = "Error.TooLong")] public string Email { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
@@ -61,7 +61,7 @@ public sealed class LoginModel(
         }
         else if ((next = await twoFactor.NextStepAsync(user, roles)) == AfterPassword.SignedIn)
         {
-            await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
+            await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(SecondFactor.AmrClaim, "pwd")]);
             await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
             throttle.RememberDevice(HttpContext, user, environment);
         }
@@ -92,7 +92,7 @@ public sealed class LoginModel(
         }
 
         var returnUrl = Url.IsLocalUrl(ReturnUrl) ? ReturnUrl : "/";
-        return StaffTwoFactor.PageAfter(next) is { } secondStep ? RedirectToPage(secondStep, new { ReturnUrl = returnUrl }) : LocalRedirect(returnUrl);
+        return SecondFactor.PageAfter(next) is { } secondStep ? RedirectToPage(secondStep, new { ReturnUrl = returnUrl }) : LocalRedirect(returnUrl);
     }
 
     /// <summary>The form again: its policy is looked up only when there is a page to send, not for a sign-in that redirects.</summary>

@@ -12,7 +12,7 @@ namespace ExchangeGateway.Pages.Account;
 /// <summary>The page the reset link opens: a new password, checked against Identity's one-time token.</summary>
 public sealed class ResetPasswordModel(
     UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOpenIddictTokenManager tokens, AuditTrail audit, Data.GatewayDbContext db,
-    IStringLocalizer<PageText> text, SignInThrottle throttle, StaffTwoFactor twoFactor, IWebHostEnvironment environment)
+    IStringLocalizer<PageText> text, SignInThrottle throttle, SecondFactor twoFactor, IWebHostEnvironment environment)
     : PageModel
 {
     [BindProperty(SupportsGet = true, Name = "user")] public string? UserId { get; set; }

@@ -17,7 +17,7 @@ namespace ExchangeGateway.Pages.Account;
 /// known password buys no more guesses.
 /// </summary>
 public sealed class TwoFactorModel(
-    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
+    SecondFactor twoFactor, UserManager<GatewayUser> users, SignInThrottle throttle, AuditTrail audit, GatewayDbContext db,
     IStringLocalizer<PageText> text, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
@@ -49,7 +49,7 @@ public sealed class TwoFactorModel(
 
         var (source, known) = throttle.SourceOf(HttpContext, user);
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
-            ? (false, StaffTwoFactor.FactorOf(Code))
+            ? (false, SecondFactor.FactorOf(Code))
             : await twoFactor.VerifyAsync(user, Code);
         if (passed)
         {

@@ -11,7 +11,7 @@ namespace ExchangeGateway.Pages.Account;
 
 /// <summary>
 /// Two-step sign-in for a signed-in account that chooses it (job seekers; staff where it is not required): the same
-/// authenticator code as staff give (<see cref="StaffTwoFactor"/>), turned on from the account's own pages, never
+/// authenticator code as staff give (<see cref="SecondFactor"/>), turned on from the account's own pages, never
 /// imposed, so the service stays usable by everyone. Both forms ask for the current password as well as a code (a right
 /// code for the form's key to turn it on; a code or a recovery code to turn it off), each counted as at the sign-in
 /// pages: a session left open in a library can neither put its own authenticator on the account, locking its holder out,
@@ -20,7 +20,7 @@ namespace ExchangeGateway.Pages.Account;
 /// (a new security stamp) and the holder is told by mail.
 /// </summary>
 public sealed class TwoStepModel(
-    StaffTwoFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
+    SecondFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
     GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail, IWebHostEnvironment environment) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
@@ -133,7 +133,7 @@ public sealed class TwoStepModel(
         }
 
         var roles = await users.GetRolesAsync(user);
-        if (!await users.GetTwoFactorEnabledAsync(user) || (twoFactor.Required && StaffTwoFactor.IsStaff(roles)))
+        if (!await users.GetTwoFactorEnabledAsync(user) || (twoFactor.Required && SecondFactor.IsStaff(roles)))
         {
             return RedirectToPage();
         }
@@ -162,7 +162,7 @@ public sealed class TwoStepModel(
         }
 
         var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
-            ? (false, StaffTwoFactor.FactorOf(Code))
+            ? (false, SecondFactor.FactorOf(Code))
             : await twoFactor.VerifyAsync(user, Code);
         if (!passed)
         {
@@ -180,7 +180,7 @@ public sealed class TwoStepModel(
         await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: true, HttpContext.RequestAborted, factor);
         await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
         // The new stamp ends every other session; this one is issued again, as a sign-in with the password alone.
-        await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(StaffTwoFactor.AmrClaim, "pwd")]);
+        await signIn.SignInWithClaimsAsync(user, isPersistent: false, [new System.Security.Claims.Claim(SecondFactor.AmrClaim, "pwd")]);
         throttle.RememberDevice(HttpContext, user, environment);
         await transaction.CommitAsync(HttpContext.RequestAborted);
         Tell(user, "TwoStep.OffMailSubject", "TwoStep.OffMailBody");
@@ -236,7 +236,7 @@ public sealed class TwoStepModel(
     private async Task ShowAsync(GatewayUser user, (string Key, string Sealed)? enrolment = null)
     {
         On = await users.GetTwoFactorEnabledAsync(user);
-        Required = twoFactor.Required && StaffTwoFactor.IsStaff(await users.GetRolesAsync(user));
+        Required = twoFactor.Required && SecondFactor.IsStaff(await users.GetRolesAsync(user));
         if (On)
         {
             RecoveryCodesLeft = await twoFactor.RecoveryCodesLeftAsync(user);

@@ -35,9 +35,9 @@ public enum AfterPassword
 /// key ring is in the database as well: protect it at rest for the key to resist a copy of the database); the recovery
 /// codes only as keyed hashes, under the pseudonym key, which lives outside the database.
 /// </summary>
-public sealed class StaffTwoFactor(
+public sealed class SecondFactor(
     UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, IOptions<AuthOptions> options, TimeProvider time,
-    IDataProtectionProvider dataProtection, Audit.Pseudonyms pseudonyms, ILogger<StaffTwoFactor> logger)
+    IDataProtectionProvider dataProtection, Audit.Pseudonyms pseudonyms, ILogger<SecondFactor> logger)
 {
     /// <summary>The session's claim after both factors, as Identity's own two-factor sign-in writes it.</summary>
     public const string AmrClaim = "amr";
@@ -56,6 +56,7 @@ public sealed class StaffTwoFactor(
     private const int StepSeconds = 30;
     private const int Digits = 6;
 
+    // The purposes keep the class's first name: keys protected under them must still open.
     private IDataProtector KeyProtector => dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Key.v1");
 
     private IDataProtector EnrolmentProtector => dataProtection.CreateProtector("ExchangeGateway.StaffTwoFactor.Enrolment.v2");
