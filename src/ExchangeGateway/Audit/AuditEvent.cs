@@ -97,6 +97,7 @@ public static class AuditActions
     public const string TwoFactorEnabled = "account.two-factor-enabled";
     public const string TwoFactorReset = "account.two-factor-reset";
     public const string TwoFactorDisabled = "account.two-factor-disabled";
+    public const string AppAccessRevoked = "account.app-revoked";
     public const string AuditorClientRegistered = "auditor-client.registered";
     public const string AppClientRegistered = "app-client.registered";
     public const string ClientSecretRotated = "client.secret-rotated";

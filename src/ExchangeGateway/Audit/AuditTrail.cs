@@ -199,8 +199,16 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
     /// seeker appears only as a pseudonym, an unknown account as an anonymous actor, never by e-mail address.
     /// </summary>
     /// <param name="factor">Which factor the attempt gave (password, code, recovery-code), where a sign-in has more than one.</param>
-    public Task RecordAccountAsync(string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken, string? factor = null)
+    /// <param name="details">Anything else the row should say (no personal data: ids and client ids only).</param>
+    public Task RecordAccountAsync(
+        string action, GatewayUser? user, IList<string> roles, bool succeeded, CancellationToken cancellationToken, string? factor = null,
+        IReadOnlyDictionary<string, object?>? details = null)
     {
+        if (factor is not null)
+        {
+            details = new Dictionary<string, object?>(details ?? new Dictionary<string, object?>()) { ["factor"] = factor };
+        }
+
         var kind = user is null ? ActorKinds.Anonymous
             : roles.Contains(Roles.Operator) ? ActorKinds.Operator
             : roles.Contains(Roles.Auditor) ? ActorKinds.Auditor
@@ -212,7 +220,7 @@ public sealed class AuditTrail(GatewayDbContext db, Pseudonyms pseudonyms, TimeP
                 action,
                 succeeded ? Outcomes.Success : Outcomes.Denied,
                 SeekerId: user is not null && roles.Contains(Roles.Seeker) ? user.Id : null,
-                Details: factor is null ? null : new Dictionary<string, object?> { ["factor"] = factor }),
+                Details: details),
             cancellationToken);
     }
 

@@ -298,6 +298,61 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         Assert.StartsWith("/Account/EnrollTwoFactor", next.OriginalString, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The page lists the applications that can act for the seeker, and ends one's access at once: its refresh token is
+    /// refused from then on, the page no longer lists it, and the log says which application it was.
+    /// </summary>
+    [Fact]
+    public async Task AnApplicationsAccessIsListedAndEndedFromThePage()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        var id = await IdOfAsync(email);
+        Assert.Contains("Aucune application n’a accès à votre compte", WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString)), StringComparison.Ordinal);
+
+        // Two sign-ins of the same app are one row.
+        var first = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid offline_access " + ApiScopes.CvManage);
+        var second = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid offline_access " + ApiScopes.CvManage);
+        var page = WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(page, "<td>Swagger UI</td>"));
+        Assert.Contains("cv:manage", page, StringComparison.Ordinal);
+
+        using (var ended = await Actors.PostFormAsync(session.Http, new Uri("/Account/TwoStep?handler=Revoke", UriKind.Relative), page,
+            new() { ["ClientId"] = ClientRegistrations.SwaggerClientId }))
+        {
+            Assert.Equal(HttpStatusCode.OK, ended.StatusCode);
+            var answer = WebUtility.HtmlDecode(await ended.Content.ReadAsStringAsync());
+            Assert.Contains("L’accès de Swagger UI à votre compte a pris fin.", answer, StringComparison.Ordinal);
+            Assert.Contains("Aucune application n’a accès à votre compte", answer, StringComparison.Ordinal);
+        }
+
+        foreach (var refresh in new[] { first.RefreshToken!, second.RefreshToken! })
+        {
+            using var refused = await fixture.Actors.RequestRefreshAsync(refresh);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("invalid_grant", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // The seeker's own session goes on; the log names the application, and the seeker by pseudonym.
+        Assert.Equal(HttpStatusCode.OK, (await session.Http.GetAsync("/Cv")).StatusCode);
+        Assert.Equal(1L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM audit_events WHERE action = '{AuditActions.AppAccessRevoked}' AND subject = '{PseudonymOf(id)}'" +
+            $" AND details::json->>'client' = '{ClientRegistrations.SwaggerClientId}'"));
+
+        // A client id the account has not authorized changes nothing.
+        var third = await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid offline_access " + ApiScopes.CvManage);
+        using (var other = await Actors.PostFormAsync(session.Http, new Uri("/Account/TwoStep?handler=Revoke", UriKind.Relative),
+            await session.GetPageAsync(TwoStep.OriginalString), new() { ["ClientId"] = "demo-jobsite" }))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, other.StatusCode);
+        }
+
+        using (var still = await fixture.Actors.RequestRefreshAsync(third.RefreshToken!))
+        {
+            Assert.Equal(HttpStatusCode.OK, still.StatusCode);
+        }
+    }
+
     /// <summary>Sets a new password by a set-password or reset link; returns it, and whether that browser came out signed in.</summary>
     private async Task<(string Password, bool SignedIn)> SetPasswordAsync(Uri link)
     {

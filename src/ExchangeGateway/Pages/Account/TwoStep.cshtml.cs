@@ -5,7 +5,10 @@ using ExchangeGateway.Data;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Localization;
+using OpenIddict.Abstractions;
+using OpenIddict.EntityFrameworkCore.Models;
 
 namespace ExchangeGateway.Pages.Account;
 
@@ -18,14 +21,22 @@ namespace ExchangeGateway.Pages.Account;
 /// nor take the second step away; and since the person has just given both, the session is issued again as a sign-in
 /// (its <c>auth_time</c> now, for <c>max_age</c> and <c>prompt=login</c>). Either way the account's other sessions end
 /// (a new security stamp) and the holder is told by mail.
+/// The same page lists the applications that can act for the account (OAuth: Swagger UI, a seeker's app, a site that
+/// asked the seeker to share), each with a button that ends its access: its refresh tokens and authorizations are
+/// revoked at once; an access token already issued runs out its minutes, as after a new password.
 /// </summary>
 public sealed class TwoStepModel(
     SecondFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
-    GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail, IWebHostEnvironment environment) : PageModel
+    GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail, IWebHostEnvironment environment,
+    IOpenIddictApplicationManager applications, IOpenIddictAuthorizationManager authorizations, IOpenIddictTokenManager tokens) : PageModel
 {
+    /// <summary>An application that can act for the account: one row per application, however many sign-ins it made.</summary>
+    public sealed record ConnectedApp(string ClientId, string Name, IReadOnlyList<string> Scopes, DateTimeOffset? Since);
+
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(200, ErrorMessage = "Error.TooLong")] public string Password { get; set; } = "";
     [BindProperty, Required(ErrorMessage = "Error.Required"), StringLength(64, ErrorMessage = "Error.TooLong")] public string Code { get; set; } = "";
     [BindProperty] public string? Sealed { get; set; }
+    [BindProperty] public string? ClientId { get; set; }
 
     public bool On { get; private set; }
 
@@ -40,6 +51,11 @@ public sealed class TwoStepModel(
 
     /// <summary>Unused recovery codes, while it is on: the page says when few are left, and how to get new ones.</summary>
     public int RecoveryCodesLeft { get; private set; }
+
+    public IReadOnlyList<ConnectedApp> Apps { get; private set; } = [];
+
+    /// <summary>The application whose access was just ended.</summary>
+    public string? Revoked { get; private set; }
 
     /// <summary>Set once the factor is off.</summary>
     public bool TurnedOff { get; private set; }
@@ -188,6 +204,51 @@ public sealed class TwoStepModel(
         return Page();
     }
 
+    /// <summary>Ends one application's access: its authorizations and refresh tokens, at once.</summary>
+    public async Task<IActionResult> OnPostRevokeAsync()
+    {
+        if (await users.GetUserAsync(User) is not { } user)
+        {
+            return Challenge();
+        }
+
+        // Only this form's field is read: the other forms' are not sent with it.
+        ModelState.Clear();
+        if ((await ListAppsAsync(user)).FirstOrDefault(a => a.ClientId == ClientId) is not { } revoked
+            || await applications.FindByClientIdAsync(revoked.ClientId, HttpContext.RequestAborted) is not { } application
+            || await applications.GetIdAsync(application, HttpContext.RequestAborted) is not { } applicationId)
+        {
+            return RedirectToPage();
+        }
+
+        await using var transaction = await db.Database.BeginTransactionAsync(HttpContext.RequestAborted);
+        await authorizations.RevokeAsync(user.Id, applicationId, status: null, type: null, HttpContext.RequestAborted);
+        await tokens.RevokeAsync(user.Id, applicationId, status: null, type: null, HttpContext.RequestAborted);
+        await audit.RecordAccountAsync(AuditActions.AppAccessRevoked, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted,
+            details: new Dictionary<string, object?> { ["client"] = revoked.ClientId });
+        await transaction.CommitAsync(HttpContext.RequestAborted);
+        Revoked = revoked.Name;
+        await ShowAsync(user);
+        return Page();
+    }
+
+    /// <summary>The applications holding a valid authorization for the account (an ended one can get no new token).</summary>
+    private async Task<IReadOnlyList<ConnectedApp>> ListAppsAsync(GatewayUser user)
+    {
+        var rows = await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().AsNoTracking()
+            .Where(a => a.Subject == user.Id && a.Status == OpenIddictConstants.Statuses.Valid && a.Application != null)
+            .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.CreationDate })
+            .ToListAsync(HttpContext.RequestAborted);
+        return rows.Where(r => r.ClientId is not null)
+            .GroupBy(r => r.ClientId!, StringComparer.Ordinal)
+            .Select(g => new ConnectedApp(
+                g.Key, g.Select(r => r.DisplayName).FirstOrDefault(n => n is not null) ?? g.Key,
+                g.SelectMany(r => r.Scopes is null ? [] : System.Text.Json.JsonSerializer.Deserialize<string[]>(r.Scopes) ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
+                g.Min(r => r.CreationDate) is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : null))
+            .OrderBy(a => a.Name, StringComparer.CurrentCulture)
+            .ToList();
+    }
+
     /// <summary>
     /// The current password, as the sign-in page checks it: a network that spent its wrong passwords on the account gets no
     /// check (and its refusals are not counted again, so one network cannot push the account to its ceiling), a wrong one
@@ -235,6 +296,7 @@ public sealed class TwoStepModel(
 
     private async Task ShowAsync(GatewayUser user, (string Key, string Sealed)? enrolment = null)
     {
+        Apps = await ListAppsAsync(user);
         On = await users.GetTwoFactorEnabledAsync(user);
         Required = twoFactor.Required && SecondFactor.IsStaff(await users.GetRolesAsync(user));
         if (On)
