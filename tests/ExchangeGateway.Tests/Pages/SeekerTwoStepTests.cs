@@ -317,12 +317,17 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(page, "<td>Swagger UI</td>"));
         Assert.Contains("cv:manage", page, StringComparison.Ordinal);
 
+        // Another seeker's sign-in with the same app is theirs, and stays.
+        var (otherSession, otherEmail, otherPassword) = await PageSession.SignUpAsync(fixture.Factory);
+        otherSession.Dispose();
+        var others = await fixture.Actors.SignInWithCodeFlowAsync(otherEmail, otherPassword, "openid offline_access " + ApiScopes.CvManage);
+
         using (var ended = await Actors.PostFormAsync(session.Http, new Uri("/Account/TwoStep?handler=Revoke", UriKind.Relative), page,
             new() { ["ClientId"] = ClientRegistrations.SwaggerClientId }))
         {
-            Assert.Equal(HttpStatusCode.OK, ended.StatusCode);
-            var answer = WebUtility.HtmlDecode(await ended.Content.ReadAsStringAsync());
-            Assert.Contains("L’accès de Swagger UI à votre compte a pris fin.", answer, StringComparison.Ordinal);
+            Assert.Equal(HttpStatusCode.Redirect, ended.StatusCode);
+            var answer = WebUtility.HtmlDecode(await session.GetPageAsync(PathOf(ended.Headers.Location!)));
+            Assert.Contains("Swagger UI n’a plus accès à votre compte.", answer, StringComparison.Ordinal);
             Assert.Contains("Aucune application n’a accès à votre compte", answer, StringComparison.Ordinal);
         }
 
@@ -331,6 +336,14 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
             using var refused = await fixture.Actors.RequestRefreshAsync(refresh);
             Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
             Assert.Contains("invalid_grant", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // The tokens themselves are revoked too, not only what they hang on.
+        Assert.Equal(0L, await fixture.Database.ScalarAsync<long>(
+            $"SELECT count(*) FROM \"OpenIddictTokens\" WHERE subject = '{id}' AND status = 'valid'"));
+        using (var theirs = await fixture.Actors.RequestRefreshAsync(others.RefreshToken!))
+        {
+            Assert.Equal(HttpStatusCode.OK, theirs.StatusCode);
         }
 
         // The seeker's own session goes on; the log names the application, and the seeker by pseudonym.
@@ -351,6 +364,22 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         {
             Assert.Equal(HttpStatusCode.OK, still.StatusCode);
         }
+    }
+
+    /// <summary>
+    /// Every sign-in leaves an authorization that stays valid for two weeks; one whose tokens have all expired can do
+    /// nothing, and the page does not list it as an application with access.
+    /// </summary>
+    [Fact]
+    public async Task ASignInWhoseTokensHaveExpiredIsNotListed()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        await fixture.Actors.SignInWithCodeFlowAsync(email, password, "openid " + ApiScopes.CvManage);
+        Assert.Contains("<td>Swagger UI</td>", await session.GetPageAsync(TwoStep.OriginalString), StringComparison.Ordinal);
+        // Past the access token's life (ten minutes), with no refresh token asked for.
+        fixture.Time.Advance(TimeSpan.FromMinutes(11));
+        Assert.Contains("Aucune application n’a accès à votre compte", WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString)), StringComparison.Ordinal);
     }
 
     /// <summary>Sets a new password by a set-password or reset link; returns it, and whether that browser came out signed in.</summary>

@@ -21,14 +21,17 @@ namespace ExchangeGateway.Pages.Account;
 /// nor take the second step away; and since the person has just given both, the session is issued again as a sign-in
 /// (its <c>auth_time</c> now, for <c>max_age</c> and <c>prompt=login</c>). Either way the account's other sessions end
 /// (a new security stamp) and the holder is told by mail.
-/// The same page lists the applications that can act for the account (OAuth: Swagger UI, a seeker's app, a site that
-/// asked the seeker to share), each with a button that ends its access: its refresh tokens and authorizations are
-/// revoked at once; an access token already issued runs out its minutes, as after a new password.
+/// The same page lists the applications that can act for the account (OAuth clients signed in as the seeker: Swagger UI,
+/// a seeker's app; a site's share flow acts under the episode's pairwise id, not the account), each with a button that
+/// ends its access: its refresh tokens and authorizations are revoked at once; an access token already issued runs out
+/// its minutes, as after a new password. A browser session the application's device still holds is not ended by this
+/// (the page says to change the password for a lost device).
 /// </summary>
 public sealed class TwoStepModel(
     SecondFactor twoFactor, UserManager<GatewayUser> users, SignInManager<GatewayUser> signIn, SignInThrottle throttle, AuditTrail audit,
     GatewayDbContext db, IStringLocalizer<PageText> text, Hosting.AccountMail mail, IWebHostEnvironment environment,
-    IOpenIddictApplicationManager applications, IOpenIddictAuthorizationManager authorizations, IOpenIddictTokenManager tokens) : PageModel
+    IOpenIddictApplicationManager applications, IOpenIddictAuthorizationManager authorizations, IOpenIddictTokenManager tokens, TimeProvider time)
+    : PageModel
 {
     /// <summary>An application that can act for the account: one row per application, however many sign-ins it made.</summary>
     public sealed record ConnectedApp(string ClientId, string Name, IReadOnlyList<string> Scopes, DateTimeOffset? Since);
@@ -60,11 +63,18 @@ public sealed class TwoStepModel(
     /// <summary>Set once the factor is off.</summary>
     public bool TurnedOff { get; private set; }
 
-    public async Task<IActionResult> OnGetAsync()
+    /// <param name="ended">The client id whose access the revoke form just ended (the form redirects here, so that a key
+    /// being added in this page is not replaced by a new one).</param>
+    public async Task<IActionResult> OnGetAsync(string? ended)
     {
         if (await users.GetUserAsync(User) is not { } user)
         {
             return Challenge();
+        }
+
+        if (ended is { Length: > 0 and <= 100 } && await applications.FindByClientIdAsync(ended, HttpContext.RequestAborted) is { } application)
+        {
+            Revoked = await applications.GetDisplayNameAsync(application, HttpContext.RequestAborted) ?? ended;
         }
 
         await ShowAsync(user);
@@ -212,8 +222,6 @@ public sealed class TwoStepModel(
             return Challenge();
         }
 
-        // Only this form's field is read: the other forms' are not sent with it.
-        ModelState.Clear();
         if ((await ListAppsAsync(user)).FirstOrDefault(a => a.ClientId == ClientId) is not { } revoked
             || await applications.FindByClientIdAsync(revoked.ClientId, HttpContext.RequestAborted) is not { } application
             || await applications.GetIdAsync(application, HttpContext.RequestAborted) is not { } applicationId)
@@ -227,16 +235,21 @@ public sealed class TwoStepModel(
         await audit.RecordAccountAsync(AuditActions.AppAccessRevoked, user, await users.GetRolesAsync(user), succeeded: true, HttpContext.RequestAborted,
             details: new Dictionary<string, object?> { ["client"] = revoked.ClientId });
         await transaction.CommitAsync(HttpContext.RequestAborted);
-        Revoked = revoked.Name;
-        await ShowAsync(user);
-        return Page();
+        return RedirectToPage(new { ended = revoked.ClientId });
     }
 
-    /// <summary>The applications holding a valid authorization for the account (an ended one can get no new token).</summary>
+    /// <summary>
+    /// The applications that can still act for the account: a valid authorization with an access or refresh token still
+    /// valid and unexpired (an identity token acts for no one). Every sign-in leaves an authorization that stays valid until the pruning job removes it,
+    /// two weeks on; one whose tokens are spent or expired can do nothing, and is not listed.
+    /// </summary>
     private async Task<IReadOnlyList<ConnectedApp>> ListAppsAsync(GatewayUser user)
     {
+        var now = time.GetUtcNow().UtcDateTime;
         var rows = await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().AsNoTracking()
-            .Where(a => a.Subject == user.Id && a.Status == OpenIddictConstants.Statuses.Valid && a.Application != null)
+            .Where(a => a.Subject == user.Id && a.Status == OpenIddictConstants.Statuses.Valid && a.Application != null
+                && a.Tokens.Any(t => t.Status == OpenIddictConstants.Statuses.Valid && t.ExpirationDate > now
+                    && (t.Type == OpenIddictConstants.TokenTypeIdentifiers.RefreshToken || t.Type == OpenIddictConstants.TokenTypeIdentifiers.AccessToken)))
             .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.CreationDate })
             .ToListAsync(HttpContext.RequestAborted);
         return rows.Where(r => r.ClientId is not null)
