@@ -164,7 +164,7 @@ public sealed class TwoStepModel(
             return RedirectToPage();
         }
 
-        // Only the code is sent: a key form's stale fields are not this form's.
+        // Only the password and the code are sent: the key form's fields are not this form's.
         ModelState.Remove(nameof(Sealed));
         if (!ModelState.IsValid)
         {
