@@ -97,8 +97,27 @@ public sealed class SignInThrottle(
 
     public static readonly TimeSpan SecondFactorWindow = TimeSpan.FromDays(1);
 
+    /// <summary>
+    /// A second-factor code (or recovery code), checked as every page that takes one checks it: none is looked at after
+    /// the account's day of wrong codes or from a network refused for the account, and a wrong one counts for its network,
+    /// as a wrong password does, and in the account's day. Returns whether it passed and which factor it was.
+    /// </summary>
+    public async Task<(bool Passed, string Factor)> CheckCodeAsync(
+        SecondFactor secondFactor, GatewayUser user, string code, string source, bool knownDevice, CancellationToken cancellationToken)
+    {
+        var (passed, factor) = await IsCodeRefusedAsync(user.Id, source, knownDevice, cancellationToken)
+            ? (false, SecondFactor.FactorOf(code))
+            : await secondFactor.VerifyAsync(user, code);
+        if (!passed)
+        {
+            await CodeFailedAsync(user.Id, source, cancellationToken);
+        }
+
+        return (passed, factor);
+    }
+
     /// <summary>Whether this account's code may be checked at all: not after its day's wrong codes, whatever the network.</summary>
-    public async Task<bool> IsCodeRefusedAsync(string userId, string source, bool knownDevice, CancellationToken cancellationToken)
+    private async Task<bool> IsCodeRefusedAsync(string userId, string source, bool knownDevice, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var wrongCodes = await db.Set<SignInFailures>()
@@ -107,7 +126,7 @@ public sealed class SignInThrottle(
     }
 
     /// <summary>A wrong code: counted for its network, as a wrong password is, and in the account's day of wrong codes.</summary>
-    public async Task CodeFailedAsync(string userId, string source, CancellationToken cancellationToken)
+    private async Task CodeFailedAsync(string userId, string source, CancellationToken cancellationToken)
     {
         await FailedAsync(userId, source, cancellationToken);
         await FailedAsync(userId, SecondFactorSource, cancellationToken, SecondFactorWindow);

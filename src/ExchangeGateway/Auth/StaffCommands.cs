@@ -143,8 +143,7 @@ public static class StaffCommands
             // must not be the one to add the authenticator at the first staff sign-in, and an authenticator the seeker's
             // pages put on it (or a session opened with it) must not carry over into the role. The factor and the password
             // go; the holder sets a new password by the link and enrols at the first staff sign-in.
-            await twoFactor.ResetAsync(user);
-            setPassword = await NewPasswordByLinkAsync(provider, user);
+            setPassword = await TakeFactorAndPasswordAsync(provider, user);
         }
 
         var audit = provider.GetRequiredService<AuditTrail>();
@@ -183,9 +182,7 @@ public static class StaffCommands
         // Whoever holds the old authenticator (or its recovery codes) is out, and so is whoever knows the password: the
         // next sign-in enrols a new authenticator, and it must be the holder's. So the password goes too, and the holder
         // sets a new one by the printed link (sessions end at their next page; refresh tokens are revoked).
-        await provider.GetRequiredService<SecondFactor>().ResetAsync(user);
-        await SignInThrottle.ForgetCodesAsync(db, user.Id, CancellationToken.None);
-        var setPassword = await NewPasswordByLinkAsync(provider, user);
+        var setPassword = await TakeFactorAndPasswordAsync(provider, user);
         var audit = provider.GetRequiredService<AuditTrail>();
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, AuditActions.TwoFactorReset, Outcomes.Success,
@@ -195,6 +192,17 @@ public static class StaffCommands
         return (0, new { account = user.Id, twoFactor = staff
             ? "reset: set a new password by the link, then sign in and add an authenticator"
             : "reset: set a new password by the link, then sign in with it (and turn two-step sign-in on again if wished)", setPasswordLink = setPassword });
+    }
+
+    /// <summary>
+    /// Takes the account's second factor (key, last step, recovery codes, and the day's wrong codes, which were counted
+    /// against it) and its password, ends its sessions and refresh tokens, and returns a link to set a new password.
+    /// </summary>
+    private static async Task<Uri> TakeFactorAndPasswordAsync(IServiceProvider provider, GatewayUser user)
+    {
+        await provider.GetRequiredService<SecondFactor>().ResetAsync(user);
+        await SignInThrottle.ForgetCodesAsync(provider.GetRequiredService<Data.GatewayDbContext>(), user.Id, CancellationToken.None);
+        return await NewPasswordByLinkAsync(provider, user);
     }
 
     /// <summary>Removes the account's password, ends its sessions and refresh tokens, and returns a link to set a new one.</summary>

@@ -38,7 +38,13 @@ public sealed record ErasureStatusItem(
 /// An application the seeker let act for them (an OAuth authorization: the gateway's own pages, Swagger UI, a site's
 /// sign-in), with what it may do and whether it still may.
 /// </summary>
-public sealed record AppAuthorization(string Application, string ClientId, IReadOnlyList<string> Scopes, string Status, string Type, DateTimeOffset? CreatedAt);
+public sealed record AppAuthorization(string Application, string ClientId, IReadOnlyList<string> Scopes, string Status, string Type, DateTimeOffset? CreatedAt)
+{
+    /// <summary>From OpenIddict's stored columns: scopes as a JSON array, the creation date in UTC without its kind.</summary>
+    public static AppAuthorization Of(string? clientId, string? displayName, string? scopes, string? status, string? type, DateTime? created) => new(
+        displayName ?? clientId ?? "", clientId ?? "", scopes is null ? [] : JsonSerializer.Deserialize<string[]>(scopes) ?? [], status ?? "", type ?? "",
+        created is { } utc ? new DateTimeOffset(DateTime.SpecifyKind(utc, DateTimeKind.Utc)) : null);
+}
 
 /// <summary>
 /// A row of the audit log about me (my pseudonym is its subject): what was done, by whom (a site by its client id, staff
@@ -160,9 +166,7 @@ public static class MyDataEndpoints
                 .Where(a => a.Subject == seekerId).OrderBy(a => a.CreationDate)
                 .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate })
                 .ToListAsync(context.RequestAborted))
-            .Select(a => new AppAuthorization(a.DisplayName ?? a.ClientId ?? "", a.ClientId ?? "",
-                a.Scopes is null ? [] : JsonSerializer.Deserialize<string[]>(a.Scopes) ?? [], a.Status ?? "", a.Type ?? "",
-                a.CreationDate is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : null))
+            .Select(a => AppAuthorization.Of(a.ClientId, a.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate))
             .ToList();
         var erasures = Paged<ErasureStatusItem>(last => MyDataQueries.ErasuresOf(db, seekerId, now, last?.Id ?? lastObligation + 1), context.RequestAborted);
         // The log's rows about the seeker are personal data too (the gateway holds the pseudonyms' key): up to this export's

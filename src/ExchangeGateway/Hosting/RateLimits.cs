@@ -92,7 +92,8 @@ public static class RateLimits
         var response = context.Response;
         response.StatusCode = StatusCodes.Status429TooManyRequests;
         response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
-        if (context.Request.Path.StartsWithSegments("/api") && !response.Headers.ContainsKey(PolicyHeader))
+        // The per-address limit refuses before the API's own limit runs: a site still learns its allowance.
+        if (context.Request.Path.StartsWithSegments("/api"))
         {
             response.Headers[PolicyHeader] = context.RequestServices.GetRequiredService<ApiRateLimit>().PolicyValue;
         }

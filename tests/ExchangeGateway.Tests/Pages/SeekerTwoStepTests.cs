@@ -382,6 +382,35 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
         Assert.Contains("Aucune application n’a accès à votre compte", WebUtility.HtmlDecode(await session.GetPageAsync(TwoStep.OriginalString)), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Promise 4 on the one log line the second factor writes about an account (its key can no longer be read): now that
+    /// job seekers have a factor too, it names the account by pseudonym, never by account id or address.
+    /// </summary>
+    [Fact]
+    public async Task AnUnreadableKeyIsLoggedByPseudonymOnly()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow), captureLogs: true);
+        var actors = new Actors(node);
+        var (session, email, password) = await PageSession.SignUpAsync(node);
+        using var _ = session;
+        var id = await database.ScalarAsync<string>($"SELECT id FROM \"AspNetUsers\" WHERE normalized_email = '{email.ToUpperInvariant()}'");
+        await actors.EnrolAsync(session.Http, TwoStep, email, password);
+        await database.ExecuteAsync($"UPDATE \"AspNetUserTokens\" SET value = 'not-a-protected-key' WHERE user_id = '{id}' AND name = 'TotpKey'");
+
+        using var browser = new PageSession(node);
+        var codePage = await Actors.SubmitLoginAsync(browser.Http, new Uri("/Account/Login", UriKind.Relative), email, password);
+        using (var refused = await Actors.PostFormAsync(browser.Http, codePage, await browser.GetPageAsync(codePage.OriginalString),
+            new() { ["Code"] = actors.CodesNear(actors.AuthenticatorOf(email)).First() }))
+        {
+            Assert.Equal(HttpStatusCode.OK, refused.StatusCode);
+        }
+
+        var pseudonym = node.Services.GetRequiredService<Pseudonyms>().Of(id);
+        Assert.Contains(node.Logs!, line => line.Contains("cannot be read", StringComparison.Ordinal) && line.Contains(pseudonym, StringComparison.Ordinal));
+        Assert.DoesNotContain(node.Logs!, line => line.Contains(id, StringComparison.Ordinal) || line.Contains(email, StringComparison.OrdinalIgnoreCase));
+    }
+
     /// <summary>Sets a new password by a set-password or reset link; returns it, and whether that browser came out signed in.</summary>
     private async Task<(string Password, bool SignedIn)> SetPasswordAsync(Uri link)
     {

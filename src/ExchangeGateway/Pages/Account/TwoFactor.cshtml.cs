@@ -48,18 +48,12 @@ public sealed class TwoFactorModel(
         }
 
         var (source, known) = throttle.SourceOf(HttpContext, user);
-        var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
-            ? (false, SecondFactor.FactorOf(Code))
-            : await twoFactor.VerifyAsync(user, Code);
+        var (passed, factor) = await throttle.CheckCodeAsync(twoFactor, user, Code, source, known, HttpContext.RequestAborted);
         if (passed)
         {
             await twoFactor.CompleteAsync(HttpContext, user);
             await throttle.SucceededAsync(user.Id, source, HttpContext.RequestAborted);
             throttle.RememberDevice(HttpContext, user, environment);
-        }
-        else
-        {
-            await throttle.CodeFailedAsync(user.Id, source, HttpContext.RequestAborted);
         }
 
         await audit.RecordSignInAsync(user, await users.GetRolesAsync(user), passed, HttpContext.RequestAborted, factor);

@@ -187,12 +187,9 @@ public sealed class TwoStepModel(
             return Page();
         }
 
-        var (passed, factor) = await throttle.IsCodeRefusedAsync(user.Id, source, known, HttpContext.RequestAborted)
-            ? (false, SecondFactor.FactorOf(Code))
-            : await twoFactor.VerifyAsync(user, Code);
+        var (passed, factor) = await throttle.CheckCodeAsync(twoFactor, user, Code, source, known, HttpContext.RequestAborted);
         if (!passed)
         {
-            await throttle.CodeFailedAsync(user.Id, source, HttpContext.RequestAborted);
             await audit.RecordAccountAsync(AuditActions.TwoFactorDisabled, user, roles, succeeded: false, HttpContext.RequestAborted, factor);
             await transaction.CommitAsync(HttpContext.RequestAborted);
             Forget();
@@ -250,14 +247,15 @@ public sealed class TwoStepModel(
             .Where(a => a.Subject == user.Id && a.Status == OpenIddictConstants.Statuses.Valid && a.Application != null
                 && a.Tokens.Any(t => t.Status == OpenIddictConstants.Statuses.Valid && t.ExpirationDate > now
                     && (t.Type == OpenIddictConstants.TokenTypeIdentifiers.RefreshToken || t.Type == OpenIddictConstants.TokenTypeIdentifiers.AccessToken)))
-            .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.CreationDate })
+            .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate })
             .ToListAsync(HttpContext.RequestAborted);
-        return rows.Where(r => r.ClientId is not null)
-            .GroupBy(r => r.ClientId!, StringComparer.Ordinal)
+        // Read as the export reads them; one row per application, however many sign-ins it made.
+        return rows.Select(r => Cvs.AppAuthorization.Of(r.ClientId, r.DisplayName, r.Scopes, r.Status, r.Type, r.CreationDate))
+            .Where(a => a.ClientId.Length > 0)
+            .GroupBy(a => a.ClientId, StringComparer.Ordinal)
             .Select(g => new ConnectedApp(
-                g.Key, g.Select(r => r.DisplayName).FirstOrDefault(n => n is not null) ?? g.Key,
-                g.SelectMany(r => r.Scopes is null ? [] : System.Text.Json.JsonSerializer.Deserialize<string[]>(r.Scopes) ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
-                g.Min(r => r.CreationDate) is { } created ? new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) : null))
+                g.Key, g.First().Application, g.SelectMany(a => a.Scopes).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
+                g.Min(a => a.CreatedAt)))
             .OrderBy(a => a.Name, StringComparer.CurrentCulture)
             .ToList();
     }
