@@ -33,7 +33,9 @@ public sealed record ConsentHistoryPosition(DateTimeOffset At, Guid Id);
 
 public static class ConsentEndpoints
 {
-    private const string HistoryCollection = "consent-history";
+    // One collection per site: a cursor from one site's history, replayed against another's, skipped that site's events
+    // before the position it carried.
+    private static string HistoryCollection(Guid recipientId) => "consent-history:" + recipientId;
 
     public static RouteGroupBuilder MapConsentEndpoints(this RouteGroupBuilder api)
     {
@@ -77,7 +79,7 @@ public static class ConsentEndpoints
     private static async Task<Results<Ok<Page<ConsentHistoryItem>>, ProblemHttpResult>> History(
         Guid recipientId, string? cursor, int? limit, HttpContext context, GatewayDbContext db, Cursors cursors)
     {
-        if (cursors.Read<ConsentHistoryPosition>(HistoryCollection, cursor, limit, out var after, out var take) is { } problem)
+        if (cursors.Read<ConsentHistoryPosition>(HistoryCollection(recipientId), cursor, limit, out var after, out var take) is { } problem)
         {
             return problem;
         }
@@ -89,7 +91,7 @@ public static class ConsentEndpoints
         }
 
         var ordered = Cvs.MyDataQueries.ConsentHistoryAfter(db, seekerId, recipientId, after);
-        return TypedResults.Ok(await cursors.PageAsync(HistoryCollection, ordered, take, e => new ConsentHistoryPosition(e.At, e.Id), context.RequestAborted));
+        return TypedResults.Ok(await cursors.PageAsync(HistoryCollection(recipientId), ordered, take, e => new ConsentHistoryPosition(e.At, e.Id), context.RequestAborted));
     }
 
     private static async Task<Results<Ok<ConsentReceipt>, ProblemHttpResult>> Receipt(

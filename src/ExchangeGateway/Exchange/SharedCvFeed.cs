@@ -97,7 +97,9 @@ public sealed class SharedCvFeed(
             rows.RemoveAt(limit);
         }
 
-        var items = await DiscloseAsync(recipient, rows);
+        // A document the ledger refused (ended or replaced since the read) is left out: the change that refused it moved
+        // its entry past this page, where the site finds what became of it.
+        var (items, _) = await DiscloseAsync(recipient, rows);
         var last = rows.Count > 0 ? rows[^1].Position : after;
         return new SharedCvPage(items, more ? cursorOf(last) : null, cursorOf(last));
     }
@@ -110,9 +112,19 @@ public sealed class SharedCvFeed(
             return null;
         }
 
-        var (rows, _) = await QueryAsync(OneSql, [new() { Value = recipient.Id }, new() { Value = pairwiseId }], long.MaxValue, cancellationToken);
-        var items = await DiscloseAsync(recipient, rows);
-        return items.SingleOrDefault(i => i.Kind == "cv");
+        // Read again once when the ledger refused what the read found available: the ledger names the version it records,
+        // and a new version saved between the read and the record (the record may wait behind a sweep for the chain lock)
+        // is no reason to answer "not available" about a CV the site may read. A second refusal is an end (or a second save
+        // within the same moments), and the answer is then what the second read found.
+        for (var attempt = 1; ; attempt++)
+        {
+            var (rows, _) = await QueryAsync(OneSql, [new() { Value = recipient.Id }, new() { Value = pairwiseId }], long.MaxValue, cancellationToken);
+            var (items, refused) = await DiscloseAsync(recipient, rows);
+            if (!refused || attempt == 2)
+            {
+                return items.SingleOrDefault(i => i.Kind == "cv");
+            }
+        }
     }
 
     /// <summary>The rows, up to <paramref name="byteBudget"/> of sealed documents; whether the budget cut the list short.</summary>
@@ -157,7 +169,8 @@ public sealed class SharedCvFeed(
         }
     }
 
-    private async Task<List<SharedCvItem>> DiscloseAsync(Recipient recipient, List<FeedRow> rows)
+    /// <summary>The items to send, and whether the ledger refused a document the read found available.</summary>
+    private async Task<(List<SharedCvItem> Items, bool Refused)> DiscloseAsync(Recipient recipient, List<FeedRow> rows)
     {
         var now = time.GetUtcNow();
         var freshSince = now - freshness.Value.MaxAge;
@@ -208,7 +221,7 @@ public sealed class SharedCvFeed(
             }
         }
 
-        return items;
+        return (items, recorded.Count < candidates.Count);
     }
 
     /// <summary>Promise 1, decided from live data: a lapsed consent or a stale CV is refused before any job has noticed.</summary>

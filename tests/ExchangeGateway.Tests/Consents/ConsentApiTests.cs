@@ -51,9 +51,11 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         var paged = new List<Guid>();
         var sizes = new List<int>();
         string? cursor = null;
+        string? firstCursor = null;
         do
         {
             var page = await (await client.GetAsync($"{path}?limit=2" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)))).ReadJsonAsync();
+            firstCursor ??= page.GetProperty("nextCursor").GetString();
             var items = page.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("id").GetGuid()).ToList();
             sizes.Add(items.Count);
             paged.AddRange(items);
@@ -65,6 +67,13 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
         Assert.Equal(whole, paged);
         await (await client.GetAsync($"{path}?limit=0")).AssertProblemAsync(HttpStatusCode.BadRequest);
         await (await client.GetAsync($"{path}?cursor=forged")).AssertProblemAsync(HttpStatusCode.BadRequest);
+
+        // A cursor holds a position in one site's history: replayed against another site's, it would skip that site's
+        // events before the position, so it is refused.
+        var other = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, other.Id);
+        await (await client.GetAsync($"/api/v1/me/consents/{other.Id}/history?cursor=" + Uri.EscapeDataString(firstCursor!)))
+            .AssertProblemAsync(HttpStatusCode.BadRequest);
     }
 
     [Fact]

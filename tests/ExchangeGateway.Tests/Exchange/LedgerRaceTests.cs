@@ -88,6 +88,58 @@ public sealed class LedgerRaceTests(GatewayFixture fixture)
         await AssertEndedNoEarlierThanItsLedgerAsync(consent);
     }
 
+    /// <summary>
+    /// Promise 1 the other way round: a CV still shared and fresh is not answered 404. A single read finds version 1, a new
+    /// version is saved before its ledger row can be written (the record waits for the chain lock), and the ledger, which
+    /// records the version it names, refuses version 1: the read is made again and sends version 2, recorded as such.
+    /// </summary>
+    [Fact]
+    public async Task ASingleReadWhoseVersionIsReplacedBeforeItIsRecordedSendsTheNewVersion()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var (seeker, consent) = await SharedAsync("replaced-v1-" + Guid.NewGuid().ToString("N"), site.Id);
+        var marker = "replaced-v2-" + Guid.NewGuid().ToString("N");
+        var pairwise = await fixture.Database.ScalarAsync<string>($"SELECT pairwise_id FROM consents WHERE id = '{consent}'");
+        var (first, second) = ("race_v1_" + Guid.NewGuid().ToString("N"), "race_v2_" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            // Both versions, as the seeker's key sealed them; the database then holds version 1 again, as the read will find it.
+            await fixture.Database.ExecuteAsync($"CREATE TABLE {first} AS SELECT * FROM cvs WHERE seeker_id = '{seeker.Id}'");
+            using (var put = await Sharing.PutCvAsync(fixture.Factory, seeker.Tokens.AccessToken, Sharing.Resume(marker)))
+            {
+                Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+            }
+
+            await fixture.Database.ExecuteAsync($"CREATE TABLE {second} AS SELECT * FROM cvs WHERE seeker_id = '{seeker.Id}'");
+            string Restore(string copy) =>
+                $"UPDATE cvs v SET version = c.version, sealed = c.sealed, content_hash = c.content_hash FROM {copy} c WHERE v.seeker_id = c.seeker_id";
+            await fixture.Database.ExecuteAsync(Restore(first));
+
+            using var asSite = fixture.Client().WithToken(await fixture.Actors.TokenAsync(site));
+            Task<HttpResponseMessage> reading;
+            await using (var other = await HeldTransaction.BeginAsync(fixture.Database))
+            {
+                await other.ExecuteAsync($"SELECT pg_advisory_xact_lock({Locks.Chain})");
+                reading = asSite.GetAsync($"/api/v1/shared-cvs/{pairwise}");
+                await HeldTransaction.WaitForChainWaitersAsync(fixture.Database, 1);
+                Assert.Equal(1, await other.ExecuteAsync(Restore(second)));
+                await other.CommitAsync();
+            }
+
+            using var read = await reading;
+            Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+            var body = await read.ReadJsonAsync();
+            Assert.Equal(2, body.GetProperty("version").GetInt32());
+            Assert.Contains(marker, body.GetProperty("document").ToString(), StringComparison.Ordinal);
+            Assert.Equal("2", string.Join(",", await fixture.Database.ScalarAsync<string>(
+                $"SELECT string_agg(cv_version::text, ',') FROM disclosures WHERE consent_id = '{consent}'")));
+        }
+        finally
+        {
+            await fixture.Database.ExecuteAsync($"DROP TABLE IF EXISTS {first}; DROP TABLE IF EXISTS {second}");
+        }
+    }
+
     private async Task<(Person Seeker, Guid Consent)> SharedAsync(string marker, Guid? siteId = null)
     {
         var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, marker);
