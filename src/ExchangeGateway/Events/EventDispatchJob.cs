@@ -375,10 +375,13 @@ public sealed class EventDispatchJob(
                     return rejected;
                 }
 
-                // The site's set-up refuses every SET alike: the whole site waits with this event (the back-off, up to a day,
-                // of the event it refused), instead of each event being pushed and refused on its own schedule.
-                logger.LogWarning("Recipient {RecipientId} rejects pushed SETs ({Err}): the site is held until {HeldUntil}", obligation.RecipientId, error, rejected.At);
-                return rejected with { HoldSiteUntil = rejected.At };
+                // The site's set-up refuses every SET alike: its other events wait, handed back unattempted, instead of each
+                // being pushed and refused. For the schedule's first step, as when the site is down, not for the refused
+                // event's own back-off: an event refused after a day of failures held the site's new erasure events, with
+                // their 72-hour deadlines, for another day after the site had mended its keys.
+                var heldUntil = SiteRetry();
+                logger.LogWarning("Recipient {RecipientId} rejects pushed SETs ({Err}): the site is held until {HeldUntil}", obligation.RecipientId, error, heldUntil);
+                return rejected with { HoldSiteUntil = heldUntil };
             }
 
             if (response.Headers.RetryAfter is { } retryAfter && (int)response.StatusCode is 429 or 503)

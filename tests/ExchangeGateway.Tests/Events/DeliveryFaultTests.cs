@@ -246,7 +246,9 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
     /// A 400 whose err speaks of the receiver's set-up (the audience or issuer it expects, the keys it trusts, whether it
     /// takes the gateway's SETs at all) holds the whole site with the refused event, as its other events would be refused
     /// alike; one about the SET itself holds nothing, and the site's next event goes out in the same run. Before, every
-    /// event of a misconfigured site was pushed and refused on its own schedule, for ever.
+    /// event of a misconfigured site was pushed and refused on its own schedule, for ever. The hold is the schedule's first
+    /// step, not the refused event's back-off: events that failed for days (seven attempts, a day's back-off next) must not
+    /// hold the site's other events for a day once it mends its set-up.
     /// </summary>
     [Theory]
     [InlineData("invalid_audience", true)]
@@ -260,16 +262,18 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         receiver.ReplyNext(new PushReply(400, Body: $$"""{"err":"{{err}}","description":"not for us"}"""));
         var site = await ObligationForNewSiteAsync(gateway, actors, receiver);
         await ObligationForNewSiteAsync(gateway, actors, receiver, site);
+        await database.ExecuteAsync($"UPDATE erasure_obligations SET attempts = 7 WHERE recipient_id = '{site.Id}'");
 
+        var failedAt = gateway.Time.GetUtcNow();
         await gateway.RunDispatchAsync();
         var refused = await JtiAsync(gateway, site, receiver.Received[0]);
-        Assert.Equal(("Pending", 1, $"rejected: {err}"), await StateAsync(database, refused));
+        Assert.Equal(("Pending", 8, $"rejected: {err}"), await StateAsync(database, refused));
         // The site can see why: its list of open events carries the attempts and the reason recorded.
         using (var client = gateway.CreateHttpClient().WithToken(await actors.TokenAsync(site)))
         {
             var open = (await client.GetFromJsonAsync<JsonElement>("/api/v1/erasures")).GetProperty("items").EnumerateArray()
                 .Single(e => e.GetProperty("jti").GetString() == refused);
-            Assert.Equal((1, $"rejected: {err}"), (open.GetProperty("attempts").GetInt32(), open.GetProperty("lastError").GetString()));
+            Assert.Equal((8, $"rejected: {err}"), (open.GetProperty("attempts").GetInt32(), open.GetProperty("lastError").GetString()));
         }
 
         if (!holds)
@@ -280,14 +284,20 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         }
 
         Assert.Single(receiver.Received);
-        var held = await database.ScalarAsync<DateTime>($"SELECT held_until FROM push_holds WHERE recipient_id = '{site.Id}'");
-        Assert.Equal(await NextAttemptAsync(database, refused), new DateTimeOffset(held, TimeSpan.Zero));
-        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT sum(attempts) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND jti <> '{refused}'"));
+        var held = new DateTimeOffset(await database.ScalarAsync<DateTime>($"SELECT held_until FROM push_holds WHERE recipient_id = '{site.Id}'"), TimeSpan.Zero);
+        Assert.InRange(held, failedAt + TimeSpan.FromSeconds(48), failedAt + TimeSpan.FromSeconds(72));
+        Assert.True(await NextAttemptAsync(database, refused) >= failedAt + TimeSpan.FromHours(19), "the refused event keeps its own back-off");
+        Assert.Equal(7L, await database.ScalarAsync<long>($"SELECT sum(attempts) FROM erasure_obligations WHERE recipient_id = '{site.Id}' AND jti <> '{refused}'"));
 
-        // Within the schedule's first step (a minute, less its jitter), the next run pushes nothing to the site.
+        // Within the schedule's first step (a minute, less its jitter), the next run pushes nothing to the site; after it,
+        // the site's other event goes out (the receiver, mended, takes it).
         gateway.Time.Advance(TimeSpan.FromSeconds(40));
         await gateway.RunDispatchAsync();
         Assert.Single(receiver.Received);
+        gateway.Time.Advance(TimeSpan.FromSeconds(40));
+        await gateway.RunDispatchAsync();
+        Assert.Equal(2, receiver.Received.Count);
+        Assert.NotEqual(refused, await JtiAsync(gateway, site, receiver.Received[1]));
     }
 
     /// <summary>
