@@ -110,8 +110,7 @@ public sealed class SecondFactor(
     /// </summary>
     public async Task<bool> StillPendingInTurnAsync(HttpContext http, Data.GatewayDbContext db, GatewayUser user)
     {
-        await Data.Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, http.RequestAborted);
-        await db.Entry(user).ReloadAsync(http.RequestAborted);
+        await Data.Locks.AccountInTurnAsync(db, user, http.RequestAborted);
         return await PendingAsync(http) is not null;
     }
 

@@ -28,6 +28,25 @@ public static class Locks
     public static Task SignInAsync(GatewayDbContext db, string normalizedEmail, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(8, hashtext({normalizedEmail}))", cancellationToken);
 
+    /// <summary>
+    /// A person's own change to their sign-in (a second factor on or off): the sign-in lock for their address, then their
+    /// account row held (KEY SHARE) until commit, and the entity read again under both. "Forget me" locks that row for update
+    /// before deleting it, so the change either commits first or finds the account gone and throws, instead of inserting
+    /// rows for a deleted account (a foreign-key failure, a 500, and the erased id in PostgreSQL's own log).
+    /// </summary>
+    public static async Task AccountInTurnAsync(GatewayDbContext db, Auth.GatewayUser user, CancellationToken cancellationToken)
+    {
+        await SignInAsync(db, user.NormalizedEmail ?? user.Id, cancellationToken);
+        var held = await db.Database.SqlQuery<int>($"SELECT 1 AS \"Value\" FROM \"AspNetUsers\" WHERE id = {user.Id} FOR KEY SHARE")
+            .ToListAsync(cancellationToken);
+        if (held.Count == 0)
+        {
+            throw new Auth.AccountGoneException();
+        }
+
+        await db.Entry(user).ReloadAsync(cancellationToken);
+    }
+
     /// <summary>Serialises one seeker's own changes (CV, consents, erasure); other seekers proceed in parallel.</summary>
     public static Task SeekerAsync(GatewayDbContext db, string seekerId, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(7, hashtext({seekerId}))", cancellationToken);

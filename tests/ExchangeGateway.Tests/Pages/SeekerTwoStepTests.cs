@@ -433,6 +433,37 @@ public sealed class SeekerTwoStepTests(GatewayFixture fixture)
 
     private static string PathOf(Uri location) => location.IsAbsoluteUri ? location.PathAndQuery : location.OriginalString;
 
+    /// <summary>
+    /// Promise 4 in a race: "forget me" pressed in one tab while the form that turns the factor on is posted in another.
+    /// The form takes its turn on the account row, which the erasure holds for update: it waits, finds the account gone,
+    /// and the session ends at the sign-in page. It used to insert the factor's rows for the deleted account: a 500, and
+    /// the erased id in PostgreSQL's own log (a foreign-key failure names the key).
+    /// </summary>
+    [Fact]
+    public async Task TurningItOnWhileTheAccountIsErasedEndsTheSessionAndWritesNothing()
+    {
+        var (session, email, password) = await PageSession.SignUpAsync(fixture.Factory);
+        using var _ = session;
+        var id = await IdOfAsync(email);
+        var page = await session.GetPageAsync(TwoStep.OriginalString);
+        var code = fixture.Actors.CodesNear(Actors.KeyShown(page)).First();
+
+        Task<HttpResponseMessage> posting;
+        await using (var erasure = await HeldTransaction.BeginAsync(fixture.Database))
+        {
+            Assert.Equal(1, await erasure.ScalarAsync<int>($"SELECT 1 FROM \"AspNetUsers\" WHERE id = '{id}' FOR UPDATE"));
+            posting = Actors.PostFormAsync(session.Http, TwoStep, page, new() { ["Password"] = password, ["Code"] = code });
+            await HeldTransaction.WaitForWaiterAsync(fixture.Database, "transactionid", "tuple");
+            await erasure.ExecuteAsync($"DELETE FROM \"AspNetUsers\" WHERE id = '{id}'");
+            await erasure.CommitAsync();
+        }
+
+        using var response = await posting;
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal("/Account/Login", response.Headers.Location?.OriginalString);
+        Assert.Empty(await DatabaseScan.FindAsync(fixture.Database, id, email));
+    }
+
     private Task<string> IdOfAsync(string email) =>
         fixture.Database.ScalarAsync<string>($"SELECT id FROM \"AspNetUsers\" WHERE normalized_email = '{email.ToUpperInvariant()}'");
 

@@ -299,11 +299,7 @@ public sealed class TwoStepModel(
     }
 
     /// <summary>The account's sign-in turn (the lock the password and code pages take), and the account read again under it.</summary>
-    private async Task InTurnAsync(GatewayUser user)
-    {
-        await Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, HttpContext.RequestAborted);
-        await db.Entry(user).ReloadAsync(HttpContext.RequestAborted);
-    }
+    private Task InTurnAsync(GatewayUser user) => Locks.AccountInTurnAsync(db, user, HttpContext.RequestAborted);
 
     private async Task ShowAsync(GatewayUser user, (string Key, string Sealed)? enrolment = null)
     {
