@@ -147,9 +147,13 @@ public static class StaffCommands
         }
 
         var audit = provider.GetRequiredService<AuditTrail>();
+        var roles = await users.GetRolesAsync(user);
+        // A job seeker's account is the row's subject too, as for a reset: their export and the auditors' subject filter
+        // find it.
         await audit.AppendAsync(
             new AuditEntry(ActorKinds.Operator, Actor, grant ? AuditActions.StaffRoleGranted : AuditActions.StaffRoleRevoked, Outcomes.Success,
-                Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, await users.GetRolesAsync(user)), ["role"] = role, ["changed"] = grant != has }),
+                SeekerId: roles.Contains(Roles.Seeker) ? user.Id : null,
+                Details: new Dictionary<string, object?> { ["account"] = audit.AccountInLog(user, roles), ["role"] = role, ["changed"] = grant != has }),
             CancellationToken.None);
         return (0, new { account = user.Id, role, granted = grant, changed = grant != has, setPasswordLink = setPassword });
     }

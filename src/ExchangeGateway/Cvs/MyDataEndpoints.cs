@@ -172,7 +172,7 @@ public static class MyDataEndpoints
         // The log's rows about the seeker are personal data too (the gateway holds the pseudonyms' key): up to this export's
         // own row, which is appended below.
         var pseudonym = audit.Pseudonyms.Of(seekerId);
-        var lastAudit = await db.Set<AuditEvent>().Where(e => e.Subject == pseudonym).MaxAsync(e => (long?)e.Sequence, context.RequestAborted) ?? 0;
+        var lastAudit = await MyDataQueries.LastAuditRowAboutAsync(db, pseudonym, context.RequestAborted) ?? 0;
         var auditRows = Paged<AuditEvent>(
             last => MyDataQueries.AuditRowsAbout(db, pseudonym, after: last?.Sequence ?? 0, through: lastAudit), context.RequestAborted)
             .Select(MyAuditRecord.Of);

@@ -43,9 +43,18 @@ public static class MyDataQueries
         .OrderBy(e => e.At).ThenBy(e => e.Id)
         .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
 
-    /// <summary>The audit log's rows about a seeker (by pseudonym) in chain order, after one row and through another: the (subject, sequence) index.</summary>
+    /// <summary>
+    /// The audit log's rows about a seeker (by pseudonym) or by them, in chain order, after one row and through another: the
+    /// (subject, sequence) and (actor_id, sequence) indexes. A seeker who is also staff acts under the same pseudonym, and
+    /// what they did as staff is theirs too.
+    /// </summary>
     public static IQueryable<AuditEvent> AuditRowsAbout(GatewayDbContext db, string pseudonym, long after, long through) =>
-        db.Set<AuditEvent>().AsNoTracking().Where(e => e.Subject == pseudonym && e.Sequence > after && e.Sequence <= through).OrderBy(e => e.Sequence);
+        db.Set<AuditEvent>().AsNoTracking()
+            .Where(e => (e.Subject == pseudonym || e.ActorId == pseudonym) && e.Sequence > after && e.Sequence <= through).OrderBy(e => e.Sequence);
+
+    /// <summary>The newest of those rows, where an export stops (its own row comes after).</summary>
+    public static Task<long?> LastAuditRowAboutAsync(GatewayDbContext db, string pseudonym, CancellationToken cancellationToken) =>
+        db.Set<AuditEvent>().Where(e => e.Subject == pseudonym || e.ActorId == pseudonym).MaxAsync(e => (long?)e.Sequence, cancellationToken);
 
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
     public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, DateTimeOffset now, long? before = null) =>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.RegularExpressions;
 using ExchangeGateway.Audit;
 using ExchangeGateway.Auth;
@@ -524,6 +525,12 @@ public sealed partial class StaffTwoFactorTests(GatewayFixture fixture)
 
         using (var me = fixture.Factory.CreateHttpClient().WithToken(seeker.Tokens.AccessToken))
         {
+            // Before that, their export holds what the log says about them as staff: the role given to their account (the
+            // row's subject is their pseudonym) and the search they made as an auditor (its actor is).
+            var trail = (await me.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/me/export")).GetProperty("auditTrail").EnumerateArray()
+                .Select(row => row.GetProperty("action").GetString()).ToList();
+            Assert.Contains(AuditActions.StaffRoleGranted, trail);
+            Assert.Contains(AuditActions.AuditQueried, trail);
             Assert.Equal(HttpStatusCode.OK, (await me.DeleteAsync("/api/v1/me")).StatusCode);
         }
 
