@@ -21,8 +21,9 @@ public static class ConsentQueries
     /// <summary>
     /// The seeker's latest episode towards each site and that episode's latest receipt, in three queries whatever the number of
     /// sites. An episode past its expiry shows as expired at once (no CV leaves under it any more), not only once the expiry
-    /// job has run. Of a suspended site, only a latest episode that the suspension ended is listed: an older one that an
-    /// earlier suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing stands.
+    /// job has run. Of a suspended site, only a latest episode that the suspension ended (or is ending) is listed: an older one
+    /// that an earlier suspension ended, before a reinstatement, a new tick and an untick, is history, not where the sharing
+    /// stands.
     /// </summary>
     public static async Task<Sharings> SharingsAsync(GatewayDbContext db, string seekerId, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -53,10 +54,13 @@ public static class ConsentQueries
                     state == ConsentState.Active ? consent!.ExpiresAt : null,
                     consent is null ? null : receipts.GetValueOrDefault(consent.Id), consent?.PairwiseId));
             }
-            else if (consent?.EndCause == ErasureCauses.RecipientSuspended)
+            else if (consent is not null && (consent.EndCause == ErasureCauses.RecipientSuspended || consent.StateAt(now) == ConsentState.Active))
             {
+                // Still active under a suspended site: the suspension ends a large site's episodes batch by batch (or the
+                // expiry job finishes them after a node stopped), and no CV has left under it since the site was suspended.
+                // Shown as what it is about to be, ended since the suspension, rather than missing from both lists.
                 endedBySuspension.Add(new ConsentStatus(
-                    consent.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl, ConsentStatus.Ended, consent.EndedAt, null,
+                    consent.Id, site.Id, site.DisplayName, site.Website, site.PrivacyPolicyUrl, ConsentStatus.Ended, consent.EndedAt ?? site.UpdatedAt, null,
                     receipts.GetValueOrDefault(consent.Id), consent.PairwiseId));
             }
         }

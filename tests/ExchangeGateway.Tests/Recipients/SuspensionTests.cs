@@ -252,6 +252,38 @@ public sealed class SuspensionTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await reinstate()).StatusCode);
     }
 
+    /// <summary>
+    /// A sharing the suspension has not reached yet (a large site's later batch, or one a stopped node left to the expiry
+    /// job) is listed as ended by the suspension, in the API and on the Partage page, not missing from both lists; and it
+    /// stays listed so once the expiry job ends it.
+    /// </summary>
+    [Fact]
+    public async Task ASharingTheSuspensionHasNotReachedYetIsListedAsEndedByIt()
+    {
+        var site = await Sites.RegisterAsync(fixture.Factory, fixture.Actors);
+        var seeker = await Propagation.SeekerWithCvAsync(fixture.Factory, fixture.Actors, "not-reached-" + Guid.NewGuid().ToString("N"));
+        await Sharing.TickAsync(fixture.Factory, seeker.Tokens.AccessToken, site.Id);
+        // The site's status committed, this seeker's episode not ended yet: as a node stopping between batches leaves it.
+        await fixture.Database.ExecuteAsync($"UPDATE recipients SET status = 'Suspended' WHERE id = '{site.Id}'");
+        using var me = fixture.Client().WithToken(seeker.Tokens.AccessToken);
+
+        async Task<JsonElement> ListedAsync() =>
+            Assert.Single((await me.GetFromJsonAsync<JsonElement>("/api/v1/me/consents")).GetProperty("items").EnumerateArray(),
+                item => item.GetProperty("recipientId").GetGuid() == site.Id);
+        var listed = await ListedAsync();
+        Assert.Equal("ended", listed.GetProperty("state").GetString());
+        Assert.Equal(JsonValueKind.String, listed.GetProperty("since").ValueKind);
+
+        using (var page = new ExchangeGateway.Tests.Pages.PageSession(fixture.Factory))
+        {
+            await Actors.SubmitLoginAsync(page.Http, new Uri("/Account/Login", UriKind.Relative), seeker.Email, seeker.Password);
+            Assert.Contains(System.Net.WebUtility.HtmlEncode(site.DisplayName), await page.GetPageAsync("/Sharing"), StringComparison.Ordinal);
+        }
+
+        Assert.True(await fixture.Factory.RunConsentExpiryAsync() >= 1);
+        Assert.Equal("ended", (await ListedAsync()).GetProperty("state").GetString());
+    }
+
     private static Task SeedEpisodesAsync(TestDatabase database, Guid siteId, int count, string prefix) => database.ExecuteAsync($"""
         INSERT INTO consents (id, seeker_id, recipient_id, pairwise_id, state, collection_method, granted_at, expires_at, expiry_reminder_sent)
         SELECT gen_random_uuid(), '{prefix}-' || g || '-' || gen_random_uuid(), '{siteId}', left(replace(gen_random_uuid()::text, '-', ''), 32), 'Active', 'Web',
