@@ -464,6 +464,14 @@ public sealed class AuditVerifier(AuditReads reads, SigningKeyRing keys)
                 rows++;
                 if (sequence > expected)
                 {
+                    // A row after a removed one links to the removed row; one that links to the row before the gap, and
+                    // matches its hash, was numbered past it by whoever wrote it, never by the gateway (it numbers one by one).
+                    if (selfConsistent[i] && batch.PreviousHash(row).SequenceEqual(previousHash) && expected > 1)
+                    {
+                        return Stop(stop, Fail(rows, sequence, lastCheckpoint, sequence, "inserted",
+                            $"Row {sequence} follows row {expected - 1} but is numbered {sequence}: the gateway numbers rows one by one, so it was written outside the gateway."));
+                    }
+
                     return Stop(stop, Fail(rows, sequence, lastCheckpoint, expected, "removed", $"Row {expected} is missing from the chain."));
                 }
 

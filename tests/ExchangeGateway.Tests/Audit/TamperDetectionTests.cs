@@ -296,6 +296,25 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     }
 
     /// <summary>
+    /// A row linked to the head as the gateway would link it, but numbered past it: no row was removed (a row after a
+    /// removed one links to that one, not to the row before the gap), so it is named as what it is, an insertion, at its own
+    /// number, not as a removal of the number it skipped.
+    /// </summary>
+    [Fact]
+    public async Task ARowNumberedPastTheHeadButLinkedToItIsReportedAsInsertedNotAsARemoval()
+    {
+        await using var gateway = await IsolatedGateway.StartAsync(template);
+        await gateway.WriteRowsAsync(3);
+        var head = await gateway.HeadAsync();
+        await AppendForgedAsync(gateway, head, head + 100, TimeSpan.FromSeconds(1));
+
+        var verdict = await gateway.VerifyAsync();
+        Assert.False(verdict.GetProperty("ok").GetBoolean());
+        Assert.Equal(("inserted", head + 100), (verdict.GetProperty("problem").GetString(), verdict.GetProperty("firstBadSequence").GetInt64()));
+        Assert.Contains($"follows row {head}", verdict.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A walk from a checkpoint starts from its row's time: a back-dated row appended right after the checkpointed head is
     /// named as well.
     /// </summary>
@@ -346,18 +365,24 @@ public sealed class TamperDetectionTests(SeededTemplate template) : IClassFixtur
     }
 
     /// <summary>Appends after row <paramref name="head"/> a row hashed and linked as the gateway would, dated three days before it.</summary>
-    private static async Task AppendBackDatedAsync(IsolatedGateway gateway, long head)
+    private static Task AppendBackDatedAsync(IsolatedGateway gateway, long head) => AppendForgedAsync(gateway, head, head + 1, TimeSpan.FromDays(-3));
+
+    /// <summary>
+    /// Appends after row <paramref name="head"/>, numbered <paramref name="sequence"/>, a row hashed and linked to it as the
+    /// gateway would, dated <paramref name="shift"/> from it.
+    /// </summary>
+    private static async Task AppendForgedAsync(IsolatedGateway gateway, long head, long sequence, TimeSpan shift)
     {
         var last = await ReadRowAsync(gateway, head);
         var forged = new AuditEvent
         {
-            Sequence = head + 1, OccurredAt = last.OccurredAt.AddDays(-3), ActorKind = "operator", ActorId = "nobody",
+            Sequence = sequence, OccurredAt = last.OccurredAt + shift, ActorKind = "operator", ActorId = "nobody",
             Action = "recipient.reinstated", Recipient = "demo-jobsite", Outcome = "success", PreviousHash = last.Hash, Hash = [],
         };
         await gateway.TamperAsync(
             $"""
             INSERT INTO audit_events (sequence, occurred_at, actor_kind, actor_id, action, subject, recipient, outcome, details, previous_hash, hash)
-            VALUES ({head + 1}, $3, 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
+            VALUES ({sequence}, $3, 'operator', 'nobody', 'recipient.reinstated', NULL, 'demo-jobsite', 'success', NULL, $1, $2)
             """,
             new NpgsqlParameter { Value = last.Hash }, new NpgsqlParameter { Value = AuditChain.HashOf(forged) },
             new NpgsqlParameter { Value = forged.OccurredAt });
