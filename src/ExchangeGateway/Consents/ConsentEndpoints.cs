@@ -26,7 +26,9 @@ public sealed record ConsentStatus(
 
 public sealed record ConsentResponse(Guid Id, Guid RecipientId, ConsentState State, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, DateTimeOffset? EndedAt, Guid ReceiptId);
 
-public sealed record ConsentHistoryItem(Guid Id, Guid ConsentId, ConsentEventKind Kind, DateTimeOffset At, CollectionMethod CollectionMethod, string RecipientName, string PolicyUrl);
+/// <summary>A consent event; <c>idAtSite</c> is the id the site knows the seeker's CV by in that episode (a site that started the sharing learnt it before any read).</summary>
+public sealed record ConsentHistoryItem(
+    Guid Id, Guid ConsentId, ConsentEventKind Kind, DateTimeOffset At, CollectionMethod CollectionMethod, string RecipientName, string PolicyUrl, string IdAtSite);
 
 /// <summary>Where a page of a consent history ended: events are ordered by time, then id (two can share a microsecond).</summary>
 public sealed record ConsentHistoryPosition(DateTimeOffset At, Guid Id);

@@ -180,7 +180,7 @@ public static class MyDataEndpoints
             new AuditEntry(ActorKinds.Seeker, pseudonym, AuditActions.SeekerExported, Outcomes.Success, SeekerId: seekerId),
             context.RequestAborted);
         return TypedResults.Ok(new MyDataExport(
-            MeResponse.Of(user), now,
+            await MeResponse.OfAsync(user, users), now,
             cv is { } found ? CvEndpoints.ToResponse(found.Cv, found.Document, freshness.Value, now) : null,
             consents.Where(c => c.State != ConsentStatus.None).ToList(), events, disclosures, erasures, authorizations, auditRows));
     }

@@ -40,8 +40,9 @@ public static class MyDataQueries
             : db.Set<ConsentEvent>().FromSql($"SELECT * FROM consent_events WHERE (at, id) > ({after.At}, {after.Id})"))
         .AsNoTracking()
         .Where(e => e.SeekerId == seekerId && (recipientId == null || e.RecipientId == recipientId) && (until == null || e.At <= until))
-        .OrderBy(e => e.At).ThenBy(e => e.Id)
-        .Select(e => new ConsentHistoryItem(e.Id, e.ConsentId, e.Kind, e.At, e.CollectionMethod, e.RecipientName, e.PolicyUrl));
+        .Join(db.Set<Consent>().AsNoTracking(), e => e.ConsentId, c => c.Id, (e, c) => new { e, c.PairwiseId })
+        .OrderBy(x => x.e.At).ThenBy(x => x.e.Id)
+        .Select(x => new ConsentHistoryItem(x.e.Id, x.e.ConsentId, x.e.Kind, x.e.At, x.e.CollectionMethod, x.e.RecipientName, x.e.PolicyUrl, x.PairwiseId));
 
     /// <summary>
     /// The audit log's rows about a seeker (by pseudonym) or by them, in chain order, after one row and through another: the

@@ -25,6 +25,10 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
             Assert.Equal(seeker.Id, me.GetProperty("id").GetString());
             Assert.Equal(seeker.Email, me.GetProperty("email").GetString());
             Assert.False(me.GetProperty("twoStepSignIn").GetBoolean());
+            // What the account holds besides: confirmed address, when it was made (by the gateway's clock), its roles.
+            Assert.True(me.GetProperty("emailConfirmed").GetBoolean());
+            Assert.InRange(me.GetProperty("createdAt").GetDateTimeOffset(), fixture.Time.GetUtcNow().AddDays(-1), fixture.Time.GetUtcNow());
+            Assert.Equal(["seeker"], me.GetProperty("roles").EnumerateArray().Select(r => r.GetString()));
         }
 
         var refreshed = await fixture.Actors.RefreshAsync(seeker.Tokens.RefreshToken!);

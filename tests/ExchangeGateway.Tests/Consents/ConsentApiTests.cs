@@ -65,6 +65,14 @@ public sealed class ConsentApiTests(GatewayFixture fixture)
 
         Assert.Equal([2, 2, 1], sizes);
         Assert.Equal(whole, paged);
+        // Each event names the id the site knew the CV by in its episode: three episodes, three ids, as the consents hold them.
+        var ids = (await (await client.GetAsync(path)).ReadJsonAsync()).GetProperty("items").EnumerateArray()
+            .Select(e => (Consent: e.GetProperty("consentId").GetGuid(), IdAtSite: e.GetProperty("idAtSite").GetString())).Distinct().ToList();
+        Assert.Equal(3, ids.Count);
+        foreach (var (consent, idAtSite) in ids)
+        {
+            Assert.Equal(await fixture.Database.ScalarAsync<string>($"SELECT pairwise_id FROM consents WHERE id = '{consent}'"), idAtSite);
+        }
         await (await client.GetAsync($"{path}?limit=0")).AssertProblemAsync(HttpStatusCode.BadRequest);
         await (await client.GetAsync($"{path}?cursor=forged")).AssertProblemAsync(HttpStatusCode.BadRequest);
 

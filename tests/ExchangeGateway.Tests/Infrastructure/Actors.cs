@@ -56,7 +56,7 @@ public sealed partial class Actors(GatewayFactory factory)
         await using (var scopeProvider = factory.Services.CreateAsyncScope())
         {
             var users = scopeProvider.ServiceProvider.GetRequiredService<UserManager<GatewayUser>>();
-            var user = new GatewayUser { UserName = email, Email = email, EmailConfirmed = true };
+            var user = new GatewayUser { UserName = email, Email = email, EmailConfirmed = true, CreatedAt = factory.Time.GetUtcNow() };
             var created = await users.CreateAsync(user, password);
             Assert.True(created.Succeeded, string.Join(";", created.Errors.Select(e => e.Description)));
             await users.AddToRoleAsync(user, role);
