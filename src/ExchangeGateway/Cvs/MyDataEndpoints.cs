@@ -161,9 +161,11 @@ public static class MyDataEndpoints
         var disclosures = Paged<DisclosureItem>(
             last => MyDataQueries.DisclosuresOf(db, seekerId).Where(d => d.Id <= lastDisclosure && (last == null || d.Id > last.Id)).OrderBy(d => d.Id),
             context.RequestAborted);
-        // Authorizations are few (ad-hoc ones are pruned two weeks after they end), so they are read whole.
+        // Authorizations are few (ad-hoc ones are pruned two weeks after they end), so they are read whole: the account's,
+        // and those of the sharings a site started, filed under the id the site knows the CV by in that episode.
         var authorizations = (await db.Set<OpenIddictEntityFrameworkCoreAuthorization>().AsNoTracking()
-                .Where(a => a.Subject == seekerId).OrderBy(a => a.CreationDate)
+                .Where(a => a.Subject == seekerId || db.Set<Consent>().Where(c => c.SeekerId == seekerId).Select(c => c.PairwiseId).Contains(a.Subject!))
+                .OrderBy(a => a.CreationDate)
                 .Select(a => new { a.Application!.ClientId, a.Application.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate })
                 .ToListAsync(context.RequestAborted))
             .Select(a => AppAuthorization.Of(a.ClientId, a.DisplayName, a.Scopes, a.Status, a.Type, a.CreationDate))

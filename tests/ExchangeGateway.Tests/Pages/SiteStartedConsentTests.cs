@@ -58,6 +58,10 @@ public sealed partial class SiteStartedConsentTests(GatewayFixture fixture)
 
             var sharing = await session.GetPageAsync("/Sharing");
             Assert.Matches($"value=\"{site.Id}\" checked=\"checked\"", sharing);
+
+            // The seeker's export lists what the site was let do, though OpenIddict files it under the id at the site.
+            var export = JsonDocument.Parse(await session.GetPageAsync("/my-data.json")).RootElement;
+            Assert.Contains(export.GetProperty("authorizations").EnumerateArray(), a => a.GetProperty("clientId").GetString() == site.ClientId);
         }
     }
 
