@@ -90,6 +90,9 @@ public static class EventEndpoints
 
     private const string OpenCollection = "site-open-events";
 
+    /// <summary>How an event's last error reads when the site reported it in a poll's setErrs.</summary>
+    private const string SetErrorPrefix = "set-error: ";
+
     /// <summary>
     /// A SET acknowledged (by a push's 202 or a poll's ack) is never offered again; a site that lost it before acting on it
     /// would otherwise have no way to the jti it must confirm, and stay overdue. The cursor is bound to the site.
@@ -177,7 +180,7 @@ public static class EventEndpoints
                 // The site could not process them: keep its reasons and offer them again after the same back-off as a failed
                 // push (the schedule's next step, with its jitter), in one statement. The jtis parsed above, in key order.
                 var jtis = failed.ToArray();
-                var reasons = request.SetErrs!.Values.Select(e => "set-error: " + SetError.Code(e.Err)).ToArray();
+                var reasons = request.SetErrs!.Values.Select(e => SetErrorPrefix + SetError.Code(e.Err)).ToArray();
                 var schedule = options.Value.Schedule.ToArray();
                 await db.Database.ExecuteSqlAsync($"""
                     UPDATE erasure_obligations o
@@ -229,11 +232,16 @@ public static class EventEndpoints
         while (true)
         {
             // A push site that polls (its endpoint down, say) is offered what a push has tried, as its list of open events
-            // shows it: one never tried may still be withdrawn (see OfflineEvents).
+            // shows it: one never tried may still be withdrawn (see OfflineEvents). Whatever the push back-off says: that is
+            // when to knock at the endpoint again, and waiting for it left a site polling because its endpoint was down
+            // with nothing to fetch but what fell due between two pushes. Only an event the site itself reported in setErrs
+            // waits for its back-off, as a poll site's does, so that it is not offered again in the answer that reported it.
             var pending = await db.Set<ErasureObligation>().AsNoTracking()
-                .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending && o.NextAttemptAt <= now
+                .Where(o => o.RecipientId == recipient.Id && o.Status == ObligationStatus.Pending
                     && (o.LeasedUntil == null || o.LeasedUntil <= now)
-                    && (recipient.DeliveryMode == DeliveryMode.Poll || o.Attempts > 0))
+                    && (recipient.DeliveryMode == DeliveryMode.Poll
+                        ? o.NextAttemptAt <= now
+                        : o.Attempts > 0 && (o.NextAttemptAt <= now || o.LastError == null || !o.LastError.StartsWith(SetErrorPrefix))))
                 .OrderBy(o => o.Id)
                 .Take(max + 1)
                 .ToListAsync(cancellationToken);

@@ -230,6 +230,39 @@ public sealed class DeliveryFaultTests(GatewayFixture fixture)
         Assert.Single(hung.Received);
     }
 
+    /// <summary>
+    /// A push site whose endpoint is down falls back on polling: it is offered the events a push tried, at once, not only
+    /// once their push back-off runs out; its ack delivers them. One it reports in setErrs waits for its back-off, as a poll
+    /// site's does, rather than coming back in the same answer.
+    /// </summary>
+    [Fact]
+    public async Task APushSiteWhoseEndpointIsDownGetsItsTriedEventsByPollingAtOnce()
+    {
+        await using var receiver = await PushReceiver.StartAsync();
+        receiver.ReplyNext(new PushReply(503));
+        var site = await ObligationForNewSiteAsync(Gateway, fixture.Actors, receiver);
+        await Gateway.RunDispatchAsync();
+        var jti = await JtiAsync(Gateway, site, Assert.Single(receiver.Received));
+        Assert.Equal(("Pending", 1, "HTTP 503"), await StateAsync(fixture.Database, jti));
+        Assert.True(await NextAttemptAsync(fixture.Database, jti) > Gateway.Time.GetUtcNow(), "the push back-off is still running");
+
+        using var client = Gateway.CreateHttpClient().WithToken(await fixture.Actors.TokenAsync(site));
+        async Task<List<string>> PollAsync(object body)
+        {
+            using var response = await client.PostAsJsonAsync("/api/v1/events/poll", body);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return [.. (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("sets").EnumerateObject().Select(p => p.Name)];
+        }
+
+        Assert.Equal([jti], await PollAsync(new { returnImmediately = true }));
+        Assert.Empty(await PollAsync(new { returnImmediately = true, setErrs = new Dictionary<string, object> { [jti] = new { err = "invalid_request" } } }));
+        Assert.Empty(await PollAsync(new { returnImmediately = true }));
+        Gateway.Time.Advance(TimeSpan.FromMinutes(6) + TimeSpan.FromSeconds(1));
+        Assert.Equal([jti], await PollAsync(new { returnImmediately = true }));
+        Assert.Empty(await PollAsync(new { returnImmediately = true, ack = new[] { jti } }));
+        Assert.Equal("Delivered", (await StateAsync(fixture.Database, jti)).Status);
+    }
+
     [Fact]
     public async Task A400KeepsTheErrorCodeTheReceiverGaveInItsRfc8935Body()
     {
