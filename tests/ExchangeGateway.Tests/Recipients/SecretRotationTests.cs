@@ -53,6 +53,42 @@ public sealed class SecretRotationTests(GatewayFixture fixture)
         Assert.DoesNotContain(newSecret, told.TextBody, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Nodes are stateless: a rotation made on one node retires the old secret on every node at once, also on one that had
+    /// authenticated the site with it just before (OpenIddict 7 caches clients per request scope, not per node: this keeps
+    /// it so); and that node can rotate again itself.
+    /// </summary>
+    [Fact]
+    public async Task ASecretRotatedOnOneNodeIsRefusedAtOnceByAnotherThatHadReadTheClient()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var nodeA = new GatewayFactory(database, clock);
+        await using var nodeB = new GatewayFactory(database, clock, issuer: nodeA.Issuer);
+        var (actorsA, actorsB) = (new Actors(nodeA), new Actors(nodeB));
+        var @operator = await actorsA.NewOperatorAsync();
+        using var adminA = nodeA.CreateHttpClient().WithToken(@operator.Tokens.AccessToken);
+        var site = await Sites.RegisterAsync(adminA);
+        await actorsB.ClientTokenAsync(site.ClientId, site.Secret, ApiScopes.CvRead);
+
+        using (var rotated = await adminA.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null))
+        {
+            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        }
+
+        using (var old = await actorsB.RequestClientTokenAsync(site.ClientId, site.Secret, ApiScopes.CvRead))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, old.StatusCode);
+            Assert.Equal("invalid_client", await Sites.TokenErrorAsync(old));
+        }
+
+        using var adminB = nodeB.CreateHttpClient().WithToken(@operator.Tokens.AccessToken);
+        using var again = await adminB.PostAsync($"{Sites.AdminPath}/{site.Id}/rotate-secret", null);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        var newest = (await again.ReadJsonAsync()).GetProperty("clientSecret").GetString()!;
+        await actorsA.ClientTokenAsync(site.ClientId, newest, ApiScopes.CvRead);
+    }
+
     [Fact]
     public async Task RotatingWithAGracePeriodKeepsTheOldSecretWorkingUntilItEnds()
     {
