@@ -202,8 +202,8 @@ public sealed class ReminderJob(
     }
 
     /// <summary>
-    /// A message the server refuses (its recipient, or the message itself), or an address that cannot be written, is
-    /// logged (by kind and SMTP status only) and not tried again: failing the run would roll back the batch and mail the
+    /// A message the server refuses for good (its recipient, or the message itself: a 5xx), or an address that cannot be
+    /// written, is logged (by kind and SMTP status only) and not tried again: failing the run would roll back the batch and mail the
     /// reminders already sent once more on every retry. A server that cannot be reached fails the run, to be retried, with
     /// an exception of our own: a mail server's message can quote the address, and Hangfire keeps a failed run's exception
     /// text (inner exceptions included) in its tables.
@@ -215,8 +215,10 @@ public sealed class ReminderJob(
             await notifier.SendAsync(notice, cancellationToken);
             metrics.MailSent.Add(1, new KeyValuePair<string, object?>("kind", "reminder"));
         }
-        catch (SmtpCommandException e)
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500)
         {
+            // Only a permanent refusal (5xx): a 4xx is the server's "try later" (a throttling relay, a full queue), which
+            // fails the run below, so that the rest of the batch is handed back and sent on the retry.
             metrics.MailFailed.Add(1, new KeyValuePair<string, object?>("kind", "reminder"));
             logger.LogWarning("The mail server refused a reminder ({Error}, SMTP status {Status}); it is not sent again", e.ErrorCode, (int)e.StatusCode);
         }

@@ -171,7 +171,8 @@ public sealed class AccountMail : BackgroundService
             {
                 // The exception's message can quote the recipient (a server refusing a mailbox says which): only its kind is logged.
                 var status = e is SmtpCommandException command ? (int)command.StatusCode : 0;
-                if (attempt < 2 && e is not SmtpCommandException)
+                // A 4xx is the server's "try later" and is tried again like a dropped connection; a 5xx refuses for good.
+                if (attempt < 2 && e is not SmtpCommandException { StatusCode: >= (SmtpStatusCode)500 })
                 {
                     _logger.LogInformation("Sending an account message failed ({Error}); retrying once", e.GetType().Name);
                     await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);

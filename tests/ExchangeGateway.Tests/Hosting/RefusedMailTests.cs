@@ -50,6 +50,29 @@ public sealed class RefusedMailTests
     }
 
     /// <summary>
+    /// A relay that throttles (a 4xx to a recipient: try later) refuses nothing for good: the run fails and hands its
+    /// reminders back, and the retry sends them. Taken for a refused mailbox, the reminder was marked sent and lost, and so
+    /// was every other of the run while the throttle lasted.
+    /// </summary>
+    [Fact]
+    public async Task AThrottlingRelayDelaysARemindersButLosesNone()
+    {
+        await using var smtp = SmtpStub.StartAccepting();
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, settings: Smtp(smtp, "none"));
+        var seeker = await Propagation.SeekerWithCvAsync(node, new Actors(node), "throttled-" + Guid.NewGuid().ToString("N"));
+
+        clock.Advance(TimeSpan.FromDays(77));
+        smtp.ThrottleNext = 1;
+        await Assert.ThrowsAnyAsync<Exception>(() => node.RunRemindersAsync());
+        Assert.DoesNotContain(seeker.Email, smtp.Delivered);
+
+        Assert.True(await node.RunRemindersAsync() >= 1);
+        Assert.Contains(seeker.Email, smtp.Delivered);
+    }
+
+    /// <summary>
     /// A run's reminders go over one SMTP session, not one each (a connection, a TLS handshake and a login per mail held a
     /// run to a few mails a second), and a mailbox the server refuses does not end the session for the others.
     /// </summary>

@@ -39,6 +39,18 @@ public sealed class SmtpStub : IAsyncDisposable
 
     private int _sessions;
 
+    /// <summary>
+    /// How many recipients to answer next with a 452, as a relay throttling its sender does (a temporary refusal: try later),
+    /// before answering as usual again.
+    /// </summary>
+    public int ThrottleNext
+    {
+        get => Volatile.Read(ref _throttleNext);
+        set => Volatile.Write(ref _throttleNext, value);
+    }
+
+    private int _throttleNext;
+
     /// <summary>Every command's verb, in arrival order (EHLO, MAIL, RCPT, QUIT...).</summary>
     public ConcurrentQueue<string> Verbs { get; } = new();
 
@@ -88,6 +100,13 @@ public sealed class SmtpStub : IAsyncDisposable
                 if (verb == "RCPT")
                 {
                     var address = line[(line.IndexOf('<', StringComparison.Ordinal) + 1)..line.IndexOf('>', StringComparison.Ordinal)];
+                    if (Interlocked.Decrement(ref _throttleNext) >= 0)
+                    {
+                        await writer.WriteLineAsync("452 4.3.1 Insufficient system resources, try again later");
+                        continue;
+                    }
+
+                    Interlocked.Exchange(ref _throttleNext, 0);
                     if (_accept)
                     {
                         recipient = address;
