@@ -35,6 +35,37 @@ public static class DemoData
     public const string AuditorClientId = "demo-auditor";
     public const string AuditorClientSecret = "demo-auditor-secret";
 
+    /// <summary>
+    /// A demo account or client that still opens with its published password or secret, or null. A database first run in
+    /// Development (the compose file's volume, scripts/run) and then served elsewhere keeps them: the demo auditor client
+    /// read the whole log, and whoever knew the demo operator's password enrolled their own authenticator. Checked by the
+    /// credential, not the name, so that an account renamed or re-keyed by its holder does not stop a node.
+    /// </summary>
+    public static async Task<string?> StillOpenAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        foreach (var (email, _) in People)
+        {
+            if (await users.FindByEmailAsync(email) is { PasswordHash: { } hash } user
+                && users.PasswordHasher.VerifyHashedPassword(user, hash, Password) != PasswordVerificationResult.Failed)
+            {
+                return $"the demo account {email}";
+            }
+        }
+
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        foreach (var (clientId, secret) in Sites.Select(s => (s.ClientId, s.Secret)).Append((AuditorClientId, AuditorClientSecret)))
+        {
+            if (await applications.FindByClientIdAsync(clientId, cancellationToken) is { } application
+                && await applications.ValidateClientSecretAsync(application, secret, cancellationToken))
+            {
+                return $"the demo client {clientId}";
+            }
+        }
+
+        return null;
+    }
+
     public static async Task SeedAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         var users = services.GetRequiredService<UserManager<GatewayUser>>();

@@ -53,6 +53,11 @@ public static class Startup
         {
             await DemoData.SeedAsync(scope.ServiceProvider, cancellationToken);
         }
+        else if (!app.Environment.IsLocal() && await DemoData.StillOpenAsync(scope.ServiceProvider, cancellationToken) is { } open)
+        {
+            throw new InvalidOperationException(
+                $"This database holds {open}, which opens with the password or secret published in the README: it was first run in Development. Remove the demo accounts and clients (or give them credentials of their own) before serving in {app.Environment.EnvironmentName}.");
+        }
     }
 
     /// <summary>

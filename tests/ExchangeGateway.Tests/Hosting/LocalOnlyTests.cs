@@ -1,4 +1,9 @@
+using ExchangeGateway.Auth;
 using ExchangeGateway.Hosting;
+using ExchangeGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.DependencyInjection;
+using OpenIddict.Abstractions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
 
@@ -35,6 +40,40 @@ public sealed class LocalOnlyTests
     public void DevelopmentAndTestingMayUseThem(string name) =>
         Assert.Null(LocalOnly.Refusal(new HostingEnvironment { EnvironmentName = name }, demoData: true, notifierMode: "pickup",
             ("Consent:ControllerContact", "dpo@employment-service.example")));
+}
+
+/// <summary>
+/// A database first run in Development keeps its demo accounts and clients, whose credentials the README publishes: a node
+/// outside Development refuses to serve it while one of them still opens with them, and only then (one given a password or
+/// secret of its own, or removed, stops nothing).
+/// </summary>
+public sealed class DemoLeftoversTests
+{
+    [Fact]
+    public async Task ADemoAccountOrClientThatStillOpensWithItsPublishedCredentialIsFound()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        await using var node = new GatewayFactory(database, new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow));
+        await using var scope = node.Services.CreateAsyncScope();
+        var services = scope.ServiceProvider;
+        Assert.Equal("the demo account seeker@example.org", await DemoData.StillOpenAsync(services, CancellationToken.None));
+
+        var users = services.GetRequiredService<UserManager<GatewayUser>>();
+        foreach (var (email, _) in DemoData.People)
+        {
+            var user = (await users.FindByEmailAsync(email))!;
+            Assert.True((await users.ChangePasswordAsync(user, DemoData.Password, "Their-Own-Password-9" + Guid.NewGuid().ToString("N")[..6])).Succeeded);
+        }
+
+        Assert.Equal("the demo client demo-jobsite", await DemoData.StillOpenAsync(services, CancellationToken.None));
+        var applications = services.GetRequiredService<IOpenIddictApplicationManager>();
+        foreach (var clientId in DemoData.Sites.Select(s => s.ClientId).Append(DemoData.AuditorClientId))
+        {
+            await applications.DeleteAsync((await applications.FindByClientIdAsync(clientId))!);
+        }
+
+        Assert.Null(await DemoData.StillOpenAsync(services, CancellationToken.None));
+    }
 }
 
 /// <summary>
