@@ -3,6 +3,13 @@
 # PostgreSQL cluster with the Debian binaries in /usr/lib/postgresql/<ver>/bin.
 # Source this file; it defines functions only (plus a few PG_* variables).
 
+# runuser and useradd live in /usr/sbin, which a root shell opened with plain `su` does not have on its PATH.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
+
+# apt waits for the dpkg lock (a fresh cloud machine's unattended upgrades hold it in its first minutes) instead of
+# giving up at once.
+PG_APT_OPTIONS=(-o DPkg::Lock::Timeout=600)
+
 PG_APT_UPDATED=${PG_APT_UPDATED:-0}
 PG_BIN=${PG_BIN:-}
 
@@ -26,10 +33,10 @@ pg_sudo() {
 # apt-get install the given packages, running 'apt-get update' once per script.
 pg_apt_install() {
     if [ "$PG_APT_UPDATED" != 1 ]; then
-        pg_sudo env DEBIAN_FRONTEND=noninteractive apt-get update || return 1
+        pg_sudo env DEBIAN_FRONTEND=noninteractive apt-get "${PG_APT_OPTIONS[@]}" update || return 1
         PG_APT_UPDATED=1
     fi
-    pg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+    pg_sudo env DEBIAN_FRONTEND=noninteractive apt-get "${PG_APT_OPTIONS[@]}" install -y "$@"
 }
 
 # Newest /usr/lib/postgresql/<ver>/bin that has initdb, or nothing.
