@@ -7,7 +7,8 @@ using OpenIddict.Abstractions;
 namespace ExchangeGateway.Auth;
 
 /// <summary>
-/// Recurring: removes expired and revoked tokens and authorizations older than two weeks from OpenIddict's tables, and
+/// Recurring: removes expired and revoked tokens and authorizations older than two weeks (or a refresh token's lifetime,
+/// if longer) from OpenIddict's tables, and
 /// sign-ups never finished: an address typed into the sign-up page (perhaps by someone other than its holder) is not
 /// kept once its link is long dead; counts of wrong passwords whose window has ended; and spent client assertions that
 /// have expired.
@@ -15,7 +16,7 @@ namespace ExchangeGateway.Auth;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class TokenPruningJob(
     IOpenIddictTokenManager tokens, IOpenIddictAuthorizationManager authorizations, GatewayDbContext db, TimeProvider time,
-    ILogger<TokenPruningJob> logger)
+    Microsoft.Extensions.Options.IOptions<AuthOptions> auth, ILogger<TokenPruningJob> logger)
 {
     /// <summary>How long an unfinished sign-up is kept: well past the one-day life of its link.</summary>
     public static readonly TimeSpan UnfinishedSignUpKept = TimeSpan.FromDays(7);
@@ -23,7 +24,11 @@ public sealed class TokenPruningJob(
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var threshold = now - TimeSpan.FromDays(14);
+        // Two weeks, or a refresh token's whole life if longer: a redeemed refresh token's row is how a replay of it is
+        // recognised (and its chain revoked); pruned while the token could still be presented, a stolen one replayed later
+        // was refused as unknown and the chain it was stolen from lived on.
+        var kept = auth.Value.RefreshTokenLifetime > TimeSpan.FromDays(14) ? auth.Value.RefreshTokenLifetime : TimeSpan.FromDays(14);
+        var threshold = now - kept;
         await tokens.PruneAsync(threshold, cancellationToken);
         await authorizations.PruneAsync(threshold, cancellationToken);
 

@@ -197,6 +197,36 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/me")).StatusCode);
     }
 
+    /// <summary>
+    /// Refresh tokens live 30 days here: a refresh token redeemed two weeks ago is still recognised when replayed (its row
+    /// outlives the pruning), so the replay revokes the chain it was stolen from, the holder's newer token included.
+    /// </summary>
+    [Fact]
+    public async Task ARefreshTokenReplayedAfterTheTwoWeekPruningStillRevokesItsChain()
+    {
+        await using var database = await TestDatabase.CreateAsync();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = new GatewayFactory(database, clock, settings: new Dictionary<string, string?> { ["Auth:RefreshTokenLifetime"] = "30.00:00:00" });
+        var actors = new Actors(node);
+        var seeker = await actors.NewSeekerAsync();
+        var stolen = seeker.Tokens.RefreshToken!;
+        var current = (await actors.RefreshAsync(stolen)).RefreshToken!;
+
+        clock.Advance(TimeSpan.FromDays(15));
+        await using (var scope = node.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<TokenPruningJob>().RunAsync(CancellationToken.None);
+        }
+
+        using (var replayed = await actors.RequestRefreshAsync(stolen))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, replayed.StatusCode);
+        }
+
+        using var holder = await actors.RequestRefreshAsync(current);
+        Assert.Equal(HttpStatusCode.BadRequest, holder.StatusCode);
+    }
+
     [Fact]
     public async Task PkcePlainIsRefused()
     {
