@@ -319,7 +319,8 @@ public static class AuthorizationEndpoints
             claims[Claims.EmailVerified] = user.EmailConfirmed;
         }
 
-        if (result.Principal!.HasScope(Scopes.Profile))
+        // The user name is the e-mail address: profile alone does not give it (OIDC Core §5.4 puts the address under email).
+        if (result.Principal!.HasScope(Scopes.Profile) && result.Principal!.HasScope(Scopes.Email))
         {
             claims[Claims.PreferredUsername] = user.UserName!;
         }
@@ -385,7 +386,8 @@ public static class AuthorizationEndpoints
             // The e-mail address is personal data: it goes to the id_token when asked for, never into access tokens.
             Claims.Email when identity.HasScope(Scopes.Email) => [Destinations.IdentityToken],
             Claims.Email => [],
-            Claims.Name when identity.HasScope(Scopes.Profile) => [Destinations.IdentityToken],
+            // The name is the address too: only to a client also given the address.
+            Claims.Name when identity.HasScope(Scopes.Profile) && identity.HasScope(Scopes.Email) => [Destinations.IdentityToken],
             Claims.Name => [],
             Claims.Role => [Destinations.AccessToken],
             Claims.AuthenticationTime => [Destinations.IdentityToken],

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using ExchangeGateway.Auth;
 using ExchangeGateway.Tests.Infrastructure;
@@ -296,6 +297,31 @@ public sealed class CodeFlowTests(GatewayFixture fixture)
         var info = await (await client.GetAsync("/connect/userinfo")).ReadJsonAsync();
         Assert.Equal(seeker.Id, info.GetProperty("sub").GetString());
         Assert.Equal(seeker.Email, info.GetProperty("email").GetString());
+    }
+
+    /// <summary>
+    /// The user name is the e-mail address: a client given profile but not email learns it neither from the id_token (name)
+    /// nor from userinfo (preferred_username); given both, it gets both.
+    /// </summary>
+    [Fact]
+    public async Task ProfileWithoutEmailDoesNotGiveTheAddressAsAName()
+    {
+        var profileOnly = await fixture.Actors.NewPersonAsync(Roles.Seeker, scope: "openid profile");
+        var idToken = Encoding.UTF8.GetString(Base64UrlEncoder.DecodeBytes(profileOnly.Tokens.IdToken!.Split('.')[1]));
+        Assert.DoesNotContain(profileOnly.Email, idToken, StringComparison.OrdinalIgnoreCase);
+        using (var client = fixture.Client().WithToken(profileOnly.Tokens.AccessToken))
+        {
+            var info = await (await client.GetAsync("/connect/userinfo")).ReadJsonAsync();
+            Assert.Equal(profileOnly.Id, info.GetProperty("sub").GetString());
+            Assert.DoesNotContain(profileOnly.Email, info.ToString(), StringComparison.OrdinalIgnoreCase);
+        }
+
+        var both = await fixture.Actors.NewPersonAsync(Roles.Seeker, scope: "openid profile email");
+        Assert.Contains(both.Email, Encoding.UTF8.GetString(Base64UrlEncoder.DecodeBytes(both.Tokens.IdToken!.Split('.')[1])), StringComparison.OrdinalIgnoreCase);
+        using (var client = fixture.Client().WithToken(both.Tokens.AccessToken))
+        {
+            Assert.Equal(both.Email, (await (await client.GetAsync("/connect/userinfo")).ReadJsonAsync()).GetProperty("preferred_username").GetString());
+        }
     }
 
     [Fact]
