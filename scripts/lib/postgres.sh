@@ -102,6 +102,11 @@ pg_chown() {
 # pg_init DIR: create DIR and initdb it unless it already holds a cluster.
 pg_init() {
     local dir=$1
+    # A cluster another user made (scripts/run once under sudo, then as oneself): its folder is unreadable here, and the
+    # steps below would fail with a bare "Operation not permitted".
+    if [ -d "$dir" ] && ! pg_is_root && [ "$(stat -c %U "$dir")" != "$(id -un)" ]; then
+        pg_die "$dir belongs to $(stat -c %U "$dir"), not to $(id -un): a cluster made by another user (scripts/run under sudo?). Run as that user, or remove the folder to start afresh."
+    fi
     if [ -f "$dir/PG_VERSION" ]; then
         return 0
     fi
