@@ -41,9 +41,9 @@ public static class ErasureCommands
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var pseudonyms = scope.ServiceProvider.GetRequiredService<Pseudonyms>();
 
-        var partedAt = await PartingAsync(db, journal.Rows);
-        var cvsErased = journal.CvErasures.Where(e => e.Sequence >= partedAt).Select(e => e.Pseudonym).ToHashSet(StringComparer.Ordinal);
-        var revoked = journal.Revocations.Where(r => r.Sequence >= partedAt).ToList();
+        var partedAfter = await PartingAsync(db, journal.Rows);
+        var cvsErased = journal.CvErasures.Where(e => e.Sequence > partedAfter).Select(e => e.Pseudonym).ToHashSet(StringComparer.Ordinal);
+        var revoked = journal.Revocations.Where(r => r.Sequence > partedAfter).ToList();
         var wanted = journal.Erased.Concat(cvsErased).Concat(revoked.Select(r => r.Pseudonym)).ToHashSet(StringComparer.Ordinal);
 
         // Every account is checked, by keyset pages of ids: the pseudonym is a keyed hash, so only the gateway's key can
@@ -108,14 +108,14 @@ public static class ErasureCommands
                 Details: new Dictionary<string, object?>
                 {
                     ["journalErasures"] = journal.Erased.Count, ["accountsChecked"] = checkedAccounts, ["reapplied"] = reapplied,
-                    ["partedAfter"] = partedAt - 1, ["cvsErased"] = cvs, ["sharingsEnded"] = sharings,
+                    ["partedAfter"] = partedAfter, ["cvsErased"] = cvs, ["sharingsEnded"] = sharings,
                 }),
             CancellationToken.None);
         await output.WriteLineAsync(JsonSerializer.Serialize(
             new
             {
                 journalLines = journal.Lines, journalErasures = journal.Erased.Count, accountsChecked = checkedAccounts, reapplied,
-                partedAfter = partedAt - 1, cvsErased = cvs, sharingsEnded = sharings,
+                partedAfter, cvsErased = cvs, sharingsEnded = sharings,
             },
             Json));
         return 0;
@@ -126,9 +126,9 @@ public static class ErasureCommands
         List<(long Sequence, string Pseudonym, string ClientId, CollectionMethod Method)> Revocations);
 
     /// <summary>
-    /// The sequence of the first journal row the database does not hold, by hash (rows are chained, so every row before
-    /// it is held too, and none after): the changes from there on were lost with the restore. Rows the restored nodes have
-    /// written since, under the same numbers, are not the journal's. A sequence past the journal when it holds them all.
+    /// The sequence of the last journal row the database holds, by hash (rows are chained, so every journal row before it
+    /// is held too, and none after), or 0: the changes after it were lost with the restore. Rows the restored nodes have
+    /// written since, under the same numbers, are not the journal's.
     /// </summary>
     private static async Task<long> PartingAsync(GatewayDbContext db, List<(long Sequence, byte[] Hash)> rows)
     {
@@ -151,7 +151,7 @@ public static class ErasureCommands
             }
         }
 
-        return low < rows.Count ? rows[low].Sequence : (rows.Count > 0 ? rows[^1].Sequence + 1 : 1);
+        return low > 0 ? rows[low - 1].Sequence : 0;
     }
 
     /// <summary>What the export's rows say about withdrawals; a line that is not an audit row stops the command.</summary>
