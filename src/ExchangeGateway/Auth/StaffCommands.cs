@@ -168,10 +168,18 @@ public static class StaffCommands
             return (1, null);
         }
 
-        // One sign-in turn at a time on the account, as on the pages that check its codes, and the account as it is then.
+        // One turn at a time on the account, as on the pages that change its factor, and the account as it is then: erased
+        // meanwhile, there is nothing to reset (and nothing may be written for it).
         var db = provider.GetRequiredService<Data.GatewayDbContext>();
-        await Data.Locks.SignInAsync(db, user.NormalizedEmail ?? user.Id, CancellationToken.None);
-        await db.Entry(user).ReloadAsync();
+        try
+        {
+            await Data.Locks.AccountInTurnAsync(db, user, CancellationToken.None);
+        }
+        catch (AccountGoneException)
+        {
+            await Console.Error.WriteLineAsync("staff reset-two-factor: no account has this address");
+            return (1, null);
+        }
 
         // A job seeker's too, once they turned it on themselves and lost the phone and the recovery codes: the service
         // checks who is asking before it runs this, as for staff.

@@ -2,6 +2,7 @@ using ExchangeGateway.Data;
 using ExchangeGateway.Hosting;
 using Hangfire;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 
 namespace ExchangeGateway.Auth;
@@ -16,7 +17,7 @@ namespace ExchangeGateway.Auth;
 [AutomaticRetry(Attempts = Jobs.RetryAttempts)]
 public sealed class TokenPruningJob(
     IOpenIddictTokenManager tokens, IOpenIddictAuthorizationManager authorizations, GatewayDbContext db, TimeProvider time,
-    Microsoft.Extensions.Options.IOptions<AuthOptions> auth, ILogger<TokenPruningJob> logger)
+    IOptions<AuthOptions> auth, ILogger<TokenPruningJob> logger)
 {
     /// <summary>How long an unfinished sign-up is kept: well past the one-day life of its link.</summary>
     public static readonly TimeSpan UnfinishedSignUpKept = TimeSpan.FromDays(7);

@@ -50,12 +50,14 @@ public static class MyDataQueries
     /// what they did as staff is theirs too.
     /// </summary>
     public static IQueryable<AuditEvent> AuditRowsAbout(GatewayDbContext db, string pseudonym, long after, long through) =>
-        db.Set<AuditEvent>().AsNoTracking()
-            .Where(e => (e.Subject == pseudonym || e.ActorId == pseudonym) && e.Sequence > after && e.Sequence <= through).OrderBy(e => e.Sequence);
+        RowsAbout(db, pseudonym).Where(e => e.Sequence > after && e.Sequence <= through).OrderBy(e => e.Sequence);
 
     /// <summary>The newest of those rows, where an export stops (its own row comes after).</summary>
     public static Task<long?> LastAuditRowAboutAsync(GatewayDbContext db, string pseudonym, CancellationToken cancellationToken) =>
-        db.Set<AuditEvent>().Where(e => e.Subject == pseudonym || e.ActorId == pseudonym).MaxAsync(e => (long?)e.Sequence, cancellationToken);
+        RowsAbout(db, pseudonym).MaxAsync(e => (long?)e.Sequence, cancellationToken);
+
+    private static IQueryable<AuditEvent> RowsAbout(GatewayDbContext db, string pseudonym) =>
+        db.Set<AuditEvent>().AsNoTracking().Where(e => e.Subject == pseudonym || e.ActorId == pseudonym);
 
     /// <summary>Newest first; <paramref name="before"/> continues a page (keyset on the obligation's id).</summary>
     public static IQueryable<ErasureStatusItem> ErasuresOf(GatewayDbContext db, string seekerId, DateTimeOffset now, long? before = null) =>
